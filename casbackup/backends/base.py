@@ -1,0 +1,71 @@
+"""The Backend protocol: dumb key -> bytes storage that knows nothing about blobs.
+
+Required semantics of every backend (the contract suite in tests/contract checks them):
+- **Atomic put**: a reader sees either no object or the whole object, never a prefix.
+  ``put(..., overwrite=False)`` raises ``AlreadyExists`` if the key exists (exclusive
+  create where the service supports it; otherwise check-then-put, documented per backend).
+- **Read-after-write**: after ``put`` returns, ``get``/``stat``/``list`` see the object.
+- **Durability**: after ``put`` returns the bytes survive a crash of this process and of
+  the machine (local: fsync file and directory).
+- ``get(key, offset=o, length=n)`` returns exactly ``data[o:o+n]`` (``length=None``: to the
+  end); a range past the end raises ``PermanentError``.
+- ``list(prefix)`` yields every object whose key starts with ``prefix``, sorted by key,
+  and never temporary files.
+- ``delete`` of a missing key raises ``NotFound``.
+- Errors: ``NotFound``, ``AlreadyExists``, ``TransientError`` (retried by
+  ``backends.retry.RetryingBackend``), ``PermanentError``; never a raw OSError/botocore error.
+  Messages name the key and never contain credentials.
+
+Keys are relative, slash-separated, lowercase ASCII ``[a-z0-9_./-]``, no ``..``, no leading
+slash: ``validate_key`` enforces it at the boundary.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+from ..errors import PermanentError
+
+_KEY_RE = re.compile(r"^[a-z0-9_-]+(/[a-z0-9_.-]+)*$")
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    key: str
+    size: int
+    mtime: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Properties:
+    """What the store may rely on: how many parallel connections pay, and whether
+    ``put(overwrite=False)`` is a true atomic exclusive create."""
+
+    connections: int = 2
+    atomic_exclusive_create: bool = True
+    is_local: bool = False
+
+
+class Backend(Protocol):
+    def put(self, key: str, data: bytes | memoryview, *, overwrite: bool = False) -> None: ...
+
+    def get(self, key: str, *, offset: int = 0, length: int | None = None) -> bytes: ...
+
+    def stat(self, key: str) -> ObjectInfo: ...
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]: ...
+
+    def delete(self, key: str) -> None: ...
+
+    def close(self) -> None: ...
+
+    def properties(self) -> Properties: ...
+
+
+def validate_key(key: str) -> str:
+    if not _KEY_RE.match(key) or ".." in key.split("/"):
+        raise PermanentError(f"invalid object key {key!r}", key)
+    return key

@@ -1,0 +1,27 @@
+"""Identifiers: BlobIds (keyed BLAKE3 of plaintext) and object names (BLAKE3 of stored bytes).
+
+Invariants: an id is always 32 raw bytes in memory and 64 lowercase hex digits on the
+wire/in keys. ``object_name`` is unkeyed so anyone can check an object for bit rot
+without the password; ``blob_id`` is keyed with the store's id key so ids reveal nothing
+about content to someone without the key.
+"""
+
+from __future__ import annotations
+
+import blake3
+
+ID_LEN = 32
+
+
+def object_name(data: bytes | memoryview) -> str:
+    """Hex BLAKE3 of an object's stored bytes: its name under packs/, index/, snapshots/."""
+    return blake3.blake3(data, max_threads=1).hexdigest()
+
+
+def blob_id(id_key: bytes, data: bytes | memoryview) -> bytes:
+    """Keyed BLAKE3-256 of a blob's plaintext."""
+    return blake3.blake3(data, key=id_key).digest()
+
+
+def is_hex_id(text: str) -> bool:
+    return len(text) == 2 * ID_LEN and all(c in "0123456789abcdef" for c in text)
