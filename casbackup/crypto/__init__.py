@@ -1,0 +1,1 @@
+"""Keyed hashing, compression, AEAD and key wrapping; ``codec`` is the one place they combine."""

@@ -1,0 +1,1 @@
+"""Plain data: Tree, Node, Snapshot and their canonical msgpack encoding. Pure: no I/O."""

@@ -1,0 +1,330 @@
+"""The archiver: walk a source tree, save new file content and trees, return a root tree.
+
+Pipeline (DESIGN §7): the walker thread scans directories with ``*at`` calls; a file
+whose (size, mtime_ns, ctime_ns, inode) match its node in the parent snapshot is not
+read — its content list is reused; any other regular file is opened by the walker and
+handed to a thread pool (the file saver) that reads, cuts, hashes, seals and packs it with
+the GIL released. Directories are finalised in post-order from a FIFO as soon as all of
+their files are saved, so memory stays bounded by the work in flight (``max_inflight``
+files), not by the size of the tree.
+
+Invariants:
+- A directory's tree blob is saved only after every blob it references was handed to
+  the store; the store's flush (before the snapshot) makes them durable in order.
+- Unreadable entries are warned about and counted (``Summary.unreadable``): never
+  silently skipped. They are left out of the tree.
+- A file that changes while it is read (size/mtime/ctime differ before and after) is read
+  again, up to ``REREAD`` times; if it still changes it is stored as last read, counted
+  in ``changed_during_read`` and warned about — never stored as a silent mix.
+- Hard links to one inode are read once per backup.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import sys
+import threading
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+from ..crypto.codec import DATA
+from ..model.snapshot import Summary
+from ..model.tree import DIR, FILE, Node, Tree
+from ..source.exclude import Excluder
+from ..source.fs import open_dir_at, raise_fd_limit, short_path
+from ..source.meta import node_from_stat
+from ..store import Store
+from .observer import Observer
+
+REREAD = 2
+_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0) | os.O_NONBLOCK
+
+
+@dataclass(slots=True)
+class FileResult:
+    content: list[bytes]
+    bytes_read: int
+    changed: bool
+
+
+@dataclass(slots=True)
+class PendingDir:
+    node: Node
+    children: list[Node | PendingDir | tuple[Node, Future[FileResult]]] = field(
+        default_factory=list
+    )
+    done: bool = False
+
+
+@dataclass
+class ArchiveOptions:
+    excluder: Excluder = field(default_factory=Excluder)
+    one_file_system: bool = False
+    dry_run: bool = False
+    workers: int = max(2, (os.cpu_count() or 2) + 1)
+    max_inflight: int = 64
+
+
+class Archiver:
+    def __init__(self, store: Store, observer: Observer, options: ArchiveOptions) -> None:
+        self.store = store
+        self.obs = observer
+        self.opt = options
+        self.summary = Summary()
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(options.workers, thread_name_prefix="file-saver")
+        self._slots = threading.BoundedSemaphore(options.max_inflight)
+        self._queue: deque[PendingDir] = deque()
+        self._hardlinks: dict[tuple[int, int], Future[FileResult]] = {}
+        self._dry_seen: set[bytes] = set()
+        self._small = store.config.chunker.min_size
+
+    # ----- blob saving (worker threads) --------------------------------------------------
+
+    def _add(self, kind: str, data: bytes | memoryview) -> bytes:
+        if self.opt.dry_run:
+            bid = self.store.codec.blob_id(data)
+            with self._lock:
+                if not self.store.has_blob(bid) and bid not in self._dry_seen:
+                    self._dry_seen.add(bid)
+                    self.summary.blobs_added += 1
+                    self.summary.bytes_added += len(data)
+            return bid
+        r = self.store.add_blob(kind, data)
+        if r.added:
+            with self._lock:
+                self.summary.blobs_added += 1
+                self.summary.bytes_added += len(data)
+                self.summary.bytes_stored += r.stored
+        return r.id
+
+    def _read_once(self, fd: int, size_hint: int) -> tuple[list[bytes], int]:
+        os.lseek(fd, 0, os.SEEK_SET)
+        if size_hint < self._small:
+            data = b""
+            parts = []
+            while True:
+                b = os.read(fd, max(size_hint + 1, 65536))
+                if not b:
+                    break
+                parts.append(b)
+            data = b"".join(parts)
+            self.obs.progress(len(data))
+            return ([self._add(DATA, data)] if data else []), len(data)
+        content: list[bytes] = []
+        total = 0
+        with open(fd, "rb", buffering=0, closefd=False) as f:
+            for chunk in self.store.chunker.cut_stream(f):
+                content.append(self._add(DATA, chunk))
+                total += len(chunk)
+                self.obs.progress(len(chunk))
+        return content, total
+
+    def _save_file(self, fd: int, display: str) -> FileResult:
+        try:
+            os.set_blocking(fd, True)
+            read_total = 0
+            for attempt in range(REREAD + 1):
+                before = os.fstat(fd)
+                content, n = self._read_once(fd, before.st_size)
+                read_total += n
+                after = os.fstat(fd)
+                if (before.st_size, before.st_mtime_ns, before.st_ctime_ns) == (
+                    after.st_size, after.st_mtime_ns, after.st_ctime_ns
+                ) and n == after.st_size:
+                    return FileResult(content, read_total, False)
+                if attempt == REREAD:
+                    self.obs.warn(display, "file changed while it was read; stored as last read")
+                    return FileResult(content, read_total, True)
+            raise AssertionError("unreachable")
+        finally:
+            os.close(fd)
+            self._slots.release()
+
+    # ----- walking (the caller's thread) -------------------------------------------------
+
+    def _warn_unreadable(self, path: bytes, e: OSError) -> None:
+        with self._lock:
+            self.summary.unreadable += 1
+        self.obs.warn(os.fsdecode(path), e.strerror or str(e))
+
+    def _file(self, dir_fd: int, path: bytes, node: Node, parent: Node | None,
+              ) -> Node | tuple[Node, Future[FileResult]]:
+        s = self.summary
+        s.total_size += node.size
+        if (parent is not None and parent.type == FILE and parent.content is not None
+                and (parent.size, parent.mtime_ns, parent.ctime_ns, parent.inode)
+                == (node.size, node.mtime_ns, node.ctime_ns, node.inode)):
+            node.content = parent.content
+            s.files_unchanged += 1
+            self.obs.progress(node.size, 1)
+            return node
+        if parent is None:
+            s.files_new += 1
+        else:
+            s.files_changed += 1
+        link_key = (node.device, node.inode)
+        if node.nlink > 1 and link_key in self._hardlinks:
+            return node, self._hardlinks[link_key]
+        try:
+            fd = os.open(node.name, _READ_FLAGS, dir_fd=dir_fd)
+        except OSError as e:
+            self._warn_unreadable(path, e)
+            return node  # caller drops nodes whose content is None
+        self._slots.acquire()
+        fut = self._pool.submit(self._save_file, fd, os.fsdecode(path))
+        if node.nlink > 1:
+            self._hardlinks[link_key] = fut
+        return node, fut
+
+    def _dir(self, dir_fd: int, path: bytes, node: Node, parent: Node | None,
+             root_dev: int, rel: bytes) -> PendingDir:
+        pd = PendingDir(node)
+        self.summary.dirs += 1
+        parent_tree = None
+        if parent is not None and parent.type == DIR and parent.subtree is not None:
+            parent_tree = self.store.load_tree(parent.subtree)
+        skip = (self.opt.one_file_system and node.device != root_dev) or (
+            self.opt.excluder.is_cache_dir(short_path(path, dir_fd, b"."))
+        )
+        if not skip:
+            try:
+                names = sorted(os.fsencode(n) for n in os.listdir(dir_fd))
+            except OSError as e:
+                self._warn_unreadable(path, e)
+                names = []
+            for name in names:
+                child = self._entry(dir_fd, path, name, parent_tree, root_dev, rel)
+                if child is not None:
+                    pd.children.append(child)
+        self._queue.append(pd)
+        self._drain(block=False)
+        return pd
+
+    def _entry(self, dir_fd: int, dir_path: bytes, name: bytes, parent_tree: Tree | None,
+               root_dev: int, rel: bytes) -> Node | PendingDir | tuple[Node, Future[FileResult]] | None:
+        path = dir_path + b"/" + name if dir_path != b"/" else b"/" + name
+        crel = rel + b"/" + name if rel else name
+        try:
+            st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        except OSError as e:
+            self._warn_unreadable(path, e)
+            return None
+        is_dir = stat.S_ISDIR(st.st_mode)
+        if self.opt.excluder.excluded(crel, is_dir):
+            return None
+        try:
+            node = node_from_stat(name, short_path(path, dir_fd, name), st)
+        except OSError as e:
+            self._warn_unreadable(path, e)
+            return None
+        pnode = parent_tree.find(name) if parent_tree is not None else None
+        if is_dir:
+            try:
+                fd = open_dir_at(dir_fd, name)
+            except OSError as e:
+                self._warn_unreadable(path, e)
+                return None
+            try:
+                return self._dir(fd, path, node, pnode, root_dev, crel)
+            finally:
+                os.close(fd)
+        if node.type == FILE:
+            return self._file(dir_fd, path, node, pnode)
+        self.obs.progress(0, 1)
+        return node
+
+    def _resolve(self, c: Node | tuple[Node, Future[FileResult]]) -> Node | None:
+        """The finished node of a file, waiting for its content; None if unreadable."""
+        if isinstance(c, tuple):
+            node, fut = c
+            r = fut.result()
+            node.content = r.content
+            with self._lock:
+                self.summary.bytes_read += r.bytes_read
+                if r.changed:
+                    self.summary.changed_during_read += 1
+            self.obs.progress(0, 1)
+            return node
+        return c if c.type != FILE or c.content is not None else None
+
+    def _finalize(self, pd: PendingDir) -> None:
+        nodes: list[Node] = []
+        for c in pd.children:
+            n = c.node if isinstance(c, PendingDir) else self._resolve(c)
+            if n is not None:
+                nodes.append(n)
+        tree = Tree(nodes)
+        pd.node.subtree = self._add_tree(tree)
+        pd.done = True
+
+    def _add_tree(self, tree: Tree) -> bytes:
+        from ..crypto.codec import TREE
+
+        return self._add(TREE, tree.encode())
+
+    def _drain(self, block: bool) -> None:
+        q = self._queue
+        while q:
+            pd = q[0]
+            if not block and not all(
+                c[1].done() for c in pd.children if isinstance(c, tuple)
+            ):
+                return
+            q.popleft()
+            self._finalize(pd)
+
+    # ----- entry points -----------------------------------------------------------------
+
+    def archive_path(self, path: bytes, parent: Node | None) -> Node | None:
+        """Archive one source path (file, dir, symlink …); returns its finished node."""
+        raise_fd_limit()
+        sys.setrecursionlimit(max(sys.getrecursionlimit(), 20000))
+        head, name = os.path.split(path.rstrip(b"/") or b"/")
+        if not name:  # the root directory itself
+            head, name = b"/", b"."
+        dfd = open_dir_at(None, head or b".")
+        try:
+            st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+            if stat.S_ISDIR(st.st_mode):
+                node = node_from_stat(name, path, st)
+                fd = open_dir_at(dfd, name)
+                try:
+                    pd = self._dir(fd, path, node, parent, st.st_dev, b"")
+                finally:
+                    os.close(fd)
+                self._drain(block=True)
+                assert pd.done
+                return pd.node
+            child = self._entry(dfd, head, name, None if parent is None else Tree([parent]),
+                                st.st_dev, b"")
+            if child is None or isinstance(child, PendingDir):
+                return None if child is None else child.node
+            return self._resolve(child)
+        finally:
+            os.close(dfd)
+
+    def save_dir_node(self, node: Node, children: list[Node]) -> Node:
+        """Finish a synthetic directory (path prefixes above the sources)."""
+        node.subtree = self._add_tree(Tree(children))
+        return node
+
+    def save_stream(self, stream: BinaryIO, node: Node) -> Node:
+        """Save a stream (``--stdin``) as one file node, cut as it is read."""
+        content = []
+        total = 0
+        for chunk in self.store.chunker.cut_stream(stream):
+            content.append(self._add(DATA, chunk))
+            total += len(chunk)
+        node.content = content
+        node.size = total
+        self.summary.bytes_read += total
+        self.summary.total_size += total
+        self.summary.files_new += 1
+        return node
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)

@@ -1,0 +1,29 @@
+"""The progress observer: how ops report without printing.
+
+Invariants: every method has a no-op default, may be called from worker threads, and must
+not raise. ``cli`` renders it (rich on a TTY, JSON lines with ``--json``); ``daemon``
+turns it into metrics.
+"""
+
+from __future__ import annotations
+
+
+class Observer:
+    def start(self, what: str, total_bytes: int | None = None,
+              total_files: int | None = None) -> None:
+        """An operation begins; totals may be unknown (None)."""
+
+    def totals(self, total_bytes: int, total_files: int) -> None:
+        """The size of the work became known (a scanner finished)."""
+
+    def progress(self, nbytes: int, nfiles: int = 0) -> None:
+        """``nbytes`` more bytes / ``nfiles`` more files were processed."""
+
+    def warn(self, path: str, message: str) -> None:
+        """A non-fatal problem with one path (unreadable, changed while read, …)."""
+
+    def finish(self) -> None:
+        """The operation ended (successfully or not)."""
+
+
+NULL = Observer()

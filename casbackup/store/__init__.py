@@ -1,0 +1,47 @@
+"""The store layer: the only code that calls Backend methods (see store.py).
+
+``open_store(url, password)`` and ``init_store(url, …)`` are the entry points for
+``ops``, ``cli`` and ``daemon``, which never import ``casbackup.backends``.
+"""
+
+from __future__ import annotations
+
+from ..crypto import keys as keymod
+from ..errors import UsageError
+from .config import StoreConfig
+from .store import AddResult, PasswordSource, Store
+
+ENCRYPTIONS = ("repokey", "repokey-aes", "repokey-chacha", "none")
+
+
+def open_backend(url: str):  # type: ignore[no-untyped-def]
+    from ..backends import open_backend as _open
+
+    return _open(url)
+
+
+def open_store(url: str, password: PasswordSource | None) -> Store:
+    return Store.open(open_backend(url), password, url)
+
+
+def init_store(url: str, password: str | None, *, encryption: str = "repokey",
+               pack_size: int | None = None, compression_level: int = 3,
+               kdf_n: int = keymod.DEFAULT_SCRYPT_N,
+               master: keymod.MasterKey | None = None) -> Store:
+    if encryption in ("repokey", "repokey-aes"):
+        cipher = "aes-256-gcm"
+    elif encryption == "repokey-chacha":
+        cipher = "chacha20-poly1305"
+    elif encryption == "none":
+        cipher = "none"
+    else:
+        raise UsageError(f"unknown encryption {encryption!r} (choose {', '.join(ENCRYPTIONS)})")
+    kw: dict[str, int] = {"compression_level": compression_level}
+    if pack_size:
+        kw["pack_size"] = pack_size
+    config = StoreConfig.new(cipher, **kw)
+    backend = open_backend(url)
+    return Store.create(backend, config, password, master=master, url=url, kdf_n=kdf_n)
+
+
+__all__ = ["Store", "AddResult", "StoreConfig", "open_store", "init_store", "ENCRYPTIONS"]

@@ -1,0 +1,64 @@
+"""Pack byte format: ``sealed blob 0 ‖ … ‖ sealed blob n ‖ sealed header ‖ u32 LE len ‖ magic``.
+
+Invariants:
+- A pack holds blobs of one kind only (data or tree).
+- The sealed header lists ``[kind, id, offset, length, raw_length]`` for every blob, so
+  the index can be rebuilt from packs alone (``verify --repair-index``).
+- The pack's object name is the BLAKE3 of all its bytes, computed by the writer; a pack
+  is immutable once written.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from .. import serde
+from ..crypto.codec import HEADER, Codec
+from ..errors import IntegrityError
+from ..ids import object_name
+
+MAGIC = b"CBP1"
+_TAIL = struct.Struct("<I4s")
+
+
+@dataclass(frozen=True, slots=True)
+class PackEntry:
+    """One blob inside a pack: also the value type of the index."""
+
+    kind: str
+    id: bytes
+    offset: int
+    length: int
+    raw_length: int
+
+
+def build_pack(codec: Codec, blobs: list[tuple[PackEntry, bytes]]) -> tuple[str, bytes]:
+    """Assemble a pack from sealed blobs whose entries carry their offsets; return
+    ``(name, bytes)``."""
+    header = serde.pack([[e.kind, e.id, e.offset, e.length, e.raw_length] for e, _ in blobs])
+    sealed_header = codec.seal(HEADER, header)
+    data = b"".join([b for _, b in blobs] + [sealed_header, _TAIL.pack(len(sealed_header), MAGIC)])
+    return object_name(data), data
+
+
+def parse_header(codec: Codec, pack: bytes, name: str = "?") -> list[PackEntry]:
+    """Entries of a whole pack's bytes; raises IntegrityError naming the pack when damaged."""
+    if len(pack) < _TAIL.size:
+        raise IntegrityError(f"pack {name[:16]} is truncated ({len(pack)} bytes)")
+    hlen, magic = _TAIL.unpack_from(pack, len(pack) - _TAIL.size)
+    if magic != MAGIC:
+        raise IntegrityError(f"pack {name[:16]} has no pack trailer (truncated or not a pack)")
+    start = len(pack) - _TAIL.size - hlen
+    if start < 0:
+        raise IntegrityError(f"pack {name[:16]} header length exceeds the pack")
+    try:
+        raw = codec.unseal(HEADER, pack[start : start + hlen])
+        rows = serde.unpack(raw, f"pack {name[:16]} header")
+        entries = [PackEntry(str(k), bytes(i), int(o), int(n), int(r)) for k, i, o, n, r in rows]
+    except (IntegrityError, ValueError, TypeError) as e:
+        raise IntegrityError(f"pack {name[:16]} header is damaged: {e}") from e
+    for e in entries:
+        if e.offset < 0 or e.offset + e.length > start:
+            raise IntegrityError(f"pack {name[:16]} header points outside the pack")
+    return entries

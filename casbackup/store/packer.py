@@ -1,0 +1,134 @@
+"""The packer: collects sealed blobs into packs and uploads them, then indexes them.
+
+Write order (DESIGN §5, the crash-safety contract):
+1. a pack is put (atomically) **before** any index object names it: entries join the
+   in-memory index and the "unflushed" list only after the pack's put returned;
+2. an index object is written every ``index_every`` packs and on ``flush()``, so a rerun
+   after a crash finds the uploaded work; ``flush()`` returns only when every pack and
+   the index naming them are durable — the snapshot (the commit point) comes after.
+
+Concurrency: ``add`` is called from many worker threads. One lock guards the open packs
+and the set of blob ids that are sealed but not yet indexed (``pending``), so a blob is
+sealed and stored once per backup even when two files share it. Sealing happens outside
+the lock; uploads run on a small pool with a bounded number of packs in flight, so
+memory stays at about ``(in_flight + kinds) × pack_size``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+
+from ..crypto.codec import Codec
+from .index import Index, PackInfo
+from .pack import PackEntry, build_pack
+
+
+class Packer:
+    def __init__(
+        self,
+        codec: Codec,
+        index: Index,
+        put_pack: Callable[[str, bytes], None],
+        put_index: Callable[[list[PackInfo]], None],
+        pack_size: int,
+        *,
+        uploaders: int = 2,
+        index_every: int = 8,
+    ) -> None:
+        self.codec = codec
+        self.index = index
+        self._put_pack = put_pack
+        self._put_index = put_index
+        self.pack_size = pack_size
+        self.index_every = index_every
+        self._lock = threading.Lock()
+        self._open: dict[str, list[tuple[PackEntry, bytes]]] = {}
+        self._open_size: dict[str, int] = {}
+        self._pending: set[bytes] = set()
+        self._unflushed: list[PackInfo] = []
+        self._pool = ThreadPoolExecutor(uploaders, thread_name_prefix="upload")
+        self._slots = threading.BoundedSemaphore(uploaders + 1)
+        self._futures: list[Future[None]] = []
+        self.blobs_added = 0
+        self.bytes_added = 0  # plaintext bytes of new blobs
+        self.bytes_stored = 0  # sealed bytes of new blobs
+        self.packs_written = 0
+
+    def reserve(self, blob_id: bytes) -> bool:
+        """True when the caller should seal and ``add`` this blob; False when it is
+        already indexed or being stored by someone else."""
+        with self._lock:
+            if blob_id in self.index or blob_id in self._pending:
+                return False
+            self._pending.add(blob_id)
+            return True
+
+    def add(self, kind: str, blob_id: bytes, sealed: bytes, raw_length: int) -> None:
+        """Add a reserved blob, already sealed."""
+        full: list[tuple[PackEntry, bytes]] | None = None
+        with self._lock:
+            blobs = self._open.setdefault(kind, [])
+            off = self._open_size.get(kind, 0)
+            blobs.append((PackEntry(kind, blob_id, off, len(sealed), raw_length), sealed))
+            self._open_size[kind] = off + len(sealed)
+            self.blobs_added += 1
+            self.bytes_added += raw_length
+            self.bytes_stored += len(sealed)
+            if off + len(sealed) >= self.pack_size:
+                full = self._open.pop(kind)
+                self._open_size[kind] = 0
+        if full is not None:
+            self._submit(kind, full)
+
+    def _submit(self, kind: str, blobs: list[tuple[PackEntry, bytes]]) -> None:
+        self._slots.acquire()
+        fut = self._pool.submit(self._upload, kind, blobs)
+        with self._lock:
+            self._futures.append(fut)
+
+    def _upload(self, kind: str, blobs: list[tuple[PackEntry, bytes]]) -> None:
+        try:
+            name, data = build_pack(self.codec, blobs)
+            self._put_pack(name, data)  # 1. the pack is durable ...
+            info = PackInfo(name, kind, len(data), [e for e, _ in blobs])
+            self.index.add_pack(info)  # ... before anything may name it
+            flush: list[PackInfo] | None = None
+            with self._lock:
+                self.packs_written += 1
+                for e, _ in blobs:
+                    self._pending.discard(e.id)
+                self._unflushed.append(info)
+                if len(self._unflushed) >= self.index_every:
+                    flush, self._unflushed = self._unflushed, []
+            if flush:
+                self._put_index(flush)  # 2. index every few packs: a rerun reuses them
+        finally:
+            self._slots.release()
+
+    def _wait(self) -> None:
+        while True:
+            with self._lock:
+                futs, self._futures = self._futures, []
+            if not futs:
+                return
+            for f in futs:
+                f.result()
+
+    def flush(self) -> None:
+        """Write every open pack, wait for all uploads, and index what is unindexed."""
+        with self._lock:
+            open_packs, self._open = self._open, {}
+            self._open_size.clear()
+        for kind, blobs in open_packs.items():
+            if blobs:
+                self._submit(kind, blobs)
+        self._wait()
+        with self._lock:
+            flush, self._unflushed = self._unflushed, []
+        if flush:
+            self._put_index(flush)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)

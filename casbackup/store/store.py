@@ -1,0 +1,357 @@
+"""The Store facade: the ONLY code that calls Backend methods.
+
+Layout (identical on every backend)::
+
+    config            plaintext msgpack, written once with an exclusive put
+    keys/<id>         wrapped master keys, one per passphrase
+    packs/<ab>/<id>   immutable packs, fanned out by the name's first byte
+    index/<id>        immutable index objects
+    snapshots/<id>    immutable snapshot manifests (the commit point of a backup)
+    locks/<id>        shared / exclusive locks
+
+Invariants:
+- The name of every pack, index and snapshot object is the BLAKE3 of its stored bytes
+  (``ids.object_name``); puts of those are exclusive, so a name is never reused.
+- Writes follow DESIGN §5: packs, then the index naming them (``flush``), then the
+  snapshot. ``save_snapshot`` flushes first, so a caller cannot commit out of order.
+- Every byte read back is checked: pack/index/snapshot objects by their name when read
+  whole, blobs by their keyed BlobId. Damage raises ``IntegrityError`` naming the object.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+from ..backends.base import Backend, ObjectInfo
+from ..chunking import Chunker, get_chunker
+from ..crypto import keys as keymod
+from ..crypto.codec import DATA, INDEX, SNAPSHOT, TREE, Codec
+from ..errors import (
+    AlreadyExists,
+    IntegrityError,
+    NotFound,
+    SnapshotNotFound,
+    StoreNotFound,
+    UsageError,
+    WrongPassword,
+)
+from ..ids import object_name
+from ..model.snapshot import Snapshot
+from ..model.tree import Tree
+from .config import StoreConfig
+from .index import Index, Location, PackInfo, decode_index, encode_index
+from .pack import PackEntry, parse_header
+from .packer import Packer
+
+PasswordSource = Callable[[], str]
+
+
+def pack_key(name: str) -> str:
+    return f"packs/{name[:2]}/{name}"
+
+
+@dataclass(frozen=True, slots=True)
+class AddResult:
+    id: bytes
+    added: bool
+    stored: int  # sealed bytes written (0 when the blob was already present)
+
+
+class Store:
+    """An open store. Thread-safe for concurrent ``add_blob`` / ``get_blob``."""
+
+    def __init__(self, backend: Backend, config: StoreConfig, master: keymod.MasterKey,
+                 url: str = "", key_name: str | None = None) -> None:
+        self.backend = backend
+        self.master = master
+        codec = _codec(config, master)
+        self.config = config
+        self.codec = codec
+        self.url = url
+        self.key_name = key_name
+        self.index = Index()
+        self._index_loaded = False
+        self._packer: Packer | None = None
+        self._packer_lock = threading.Lock()
+        self._tree_cache: OrderedDict[bytes, Tree] = OrderedDict()
+        self._cache_lock = threading.Lock()
+        self.chunker: Chunker = get_chunker(config.chunker)
+
+    # ----- creation / opening ---------------------------------------------------------
+
+    @classmethod
+    def create(cls, backend: Backend, config: StoreConfig, password: str | None,
+               master: keymod.MasterKey | None = None, url: str = "",
+               kdf_n: int = keymod.DEFAULT_SCRYPT_N) -> Store:
+        try:
+            backend.stat("config")
+            raise UsageError(f"a store already exists at {url or 'this location'}")
+        except NotFound:
+            pass
+        master = master or keymod.MasterKey.generate()
+        key_name = None
+        if config.encrypted:
+            if not password:
+                raise UsageError("an encrypted store needs a password (or --encryption none)")
+            data = keymod.wrap(master, password, n=kdf_n)
+            key_name = object_name(data)
+            backend.put(f"keys/{key_name}", data)
+        else:
+            from dataclasses import replace
+
+            config = replace(config, id_key=master.id_key)
+        config = config.with_seed(master.chunker_seed)
+        try:
+            backend.put("config", config.encode(), overwrite=False)  # written last: the store exists
+        except AlreadyExists:
+            raise UsageError(f"a store already exists at {url or 'this location'}") from None
+        return cls(backend, config, master, url, key_name)
+
+    @classmethod
+    def open(cls, backend: Backend, password: PasswordSource | None, url: str = "") -> Store:
+        try:
+            raw = backend.get("config")
+        except NotFound:
+            raise StoreNotFound(f"no casbackup store at {url or 'this location'}") from None
+        config = StoreConfig.decode(raw)
+        if not config.encrypted:
+            if config.id_key is None:
+                raise IntegrityError("unencrypted store config has no id key")
+            master = keymod.MasterKey(b"", config.id_key, config.chunker.seed)
+            return cls(backend, config, master, url)
+        if password is None:
+            raise WrongPassword("this store is encrypted: a password is needed")
+        master, key_name = unlock_master(backend, password())
+        config = config.with_seed(master.chunker_seed)
+        return cls(backend, config, master, url, key_name)
+
+    def close(self) -> None:
+        if self._packer is not None:
+            self._packer.close()
+        self.backend.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ----- index ------------------------------------------------------------------------
+
+    def load_index(self) -> Index:
+        if self._index_loaded:
+            return self.index
+        for info in self.backend.list("index/"):
+            name = info.key.rsplit("/", 1)[1]
+            packs, _ = decode_index(self.read_object("index/", name, INDEX), name)
+            self.index.add_object(name, packs)
+        self._index_loaded = True
+        return self.index
+
+    def _write_index(self, packs: list[PackInfo], supersedes: Iterable[str] = ()) -> str:
+        data = self.codec.seal(INDEX, encode_index(packs, supersedes))
+        name = object_name(data)
+        self._put(f"index/{name}", data)
+        self.index.objects[name] = [p.name for p in packs]
+        return name
+
+    def _put(self, key: str, data: bytes) -> None:
+        try:
+            self.backend.put(key, data, overwrite=False)
+        except AlreadyExists:
+            pass  # content-addressed: the same name holds the same bytes
+
+    # ----- blobs ------------------------------------------------------------------------
+
+    @property
+    def packer(self) -> Packer:
+        with self._packer_lock:
+            if self._packer is None:
+                self.load_index()
+                self._packer = Packer(
+                    self.codec, self.index,
+                    lambda n, d: self._put(pack_key(n), d),
+                    self._write_index, self.config.pack_size,
+                    uploaders=max(1, min(4, self.backend.properties().connections)),
+                )
+            return self._packer
+
+    def has_blob(self, blob_id: bytes) -> bool:
+        return blob_id in self.index
+
+    def add_blob(self, kind: str, data: bytes | memoryview, blob_id: bytes | None = None) -> AddResult:
+        """Store a blob unless present; safe to call from many threads."""
+        bid = blob_id if blob_id is not None else self.codec.blob_id(data)
+        packer = self.packer
+        if not packer.reserve(bid):
+            return AddResult(bid, False, 0)
+        sealed = self.codec.seal(kind, data)
+        packer.add(kind, bid, sealed, len(data))
+        return AddResult(bid, True, len(sealed))
+
+    def flush(self) -> None:
+        if self._packer is not None:
+            self._packer.flush()
+
+    def get_blob(self, blob_id: bytes) -> bytes:
+        loc = self.load_index().lookup(blob_id)
+        e = loc.entry
+        sealed = self._get(pack_key(loc.pack), offset=e.offset, length=e.length)
+        try:
+            return self.codec.unseal_blob(e.kind, blob_id, sealed, e.raw_length)
+        except IntegrityError as err:
+            raise IntegrityError(f"pack {loc.pack[:16]}: {err}") from None
+
+    def locate(self, blob_id: bytes) -> Location:
+        return self.load_index().lookup(blob_id)
+
+    def read_pack_range(self, pack: str, offset: int, length: int) -> bytes:
+        return self._get(pack_key(pack), offset=offset, length=length)
+
+    def read_pack(self, pack: str) -> bytes:
+        return self._get(pack_key(pack))
+
+    def unseal_entry(self, entry: PackEntry, sealed: bytes | memoryview) -> bytes:
+        return self.codec.unseal_blob(entry.kind, entry.id, sealed, entry.raw_length)
+
+    def pack_entries(self, pack: str, data: bytes | None = None) -> list[PackEntry]:
+        return parse_header(self.codec, data if data is not None else self.read_pack(pack), pack)
+
+    def list_pack_objects(self) -> Iterator[ObjectInfo]:
+        return self.backend.list("packs/")
+
+    def _get(self, key: str, *, offset: int = 0, length: int | None = None) -> bytes:
+        try:
+            return self.backend.get(key, offset=offset, length=length)
+        except NotFound:
+            raise IntegrityError(f"object {key} is missing") from None
+
+    # ----- trees -----------------------------------------------------------------------
+
+    def save_tree(self, tree: Tree) -> bytes:
+        return self.add_blob(TREE, tree.encode()).id
+
+    def load_tree(self, tree_id: bytes) -> Tree:
+        with self._cache_lock:
+            t = self._tree_cache.get(tree_id)
+            if t is not None:
+                self._tree_cache.move_to_end(tree_id)
+                return t
+        t = Tree.decode(self.get_blob(tree_id))
+        with self._cache_lock:
+            self._tree_cache[tree_id] = t
+            if len(self._tree_cache) > 4096:
+                self._tree_cache.popitem(last=False)
+        return t
+
+    # ----- whole objects ---------------------------------------------------------------
+
+    def read_object(self, prefix: str, name: str, kind: str) -> bytes:
+        """Read a sealed, content-named object, check its name, and unseal it."""
+        data = self._get(f"{prefix}{name}")
+        if object_name(data) != name:
+            raise IntegrityError(f"object {prefix}{name} does not hash to its name (damaged)")
+        try:
+            return self.codec.unseal(kind, data)
+        except IntegrityError as e:
+            raise IntegrityError(f"object {prefix}{name}: {e}") from None
+
+    # ----- snapshots -------------------------------------------------------------------
+
+    def save_snapshot(self, snap: Snapshot) -> str:
+        self.flush()  # packs and index first: the snapshot is the commit point
+        data = self.codec.seal(SNAPSHOT, snap.encode())
+        name = object_name(data)
+        self._put(f"snapshots/{name}", data)
+        snap.id = name
+        return name
+
+    def snapshot_ids(self) -> list[str]:
+        return [i.key.rsplit("/", 1)[1] for i in self.backend.list("snapshots/")]
+
+    def load_snapshot(self, name: str) -> Snapshot:
+        return Snapshot.decode(self.read_object("snapshots/", name, SNAPSHOT), name)
+
+    def snapshots(self) -> list[Snapshot]:
+        snaps = [self.load_snapshot(n) for n in self.snapshot_ids()]
+        snaps.sort(key=lambda s: (s.time, s.id))
+        return snaps
+
+    def find_snapshot(self, ref: str, *, host: str | None = None,
+                      paths: list[str] | None = None) -> Snapshot:
+        """Resolve ``latest`` or a unique id prefix (at least 4 hex digits)."""
+        if ref == "latest" or ref.startswith("latest"):
+            cands = [s for s in self.snapshots()
+                     if (host is None or s.hostname == host)
+                     and (paths is None or sorted(s.paths) == sorted(paths))]
+            if not cands:
+                raise SnapshotNotFound("no snapshot found (store is empty or nothing matches)")
+            return cands[-1]
+        ref = ref.lower()
+        if len(ref) < 4 or any(c not in "0123456789abcdef" for c in ref):
+            raise SnapshotNotFound(f"snapshot id {ref!r} is not a hex id prefix of 4+ digits")
+        matches = [n for n in self.snapshot_ids() if n.startswith(ref)]
+        if not matches:
+            raise SnapshotNotFound(f"no snapshot with id {ref}")
+        if len(matches) > 1:
+            raise SnapshotNotFound(f"snapshot id {ref} is ambiguous ({len(matches)} match)")
+        return self.load_snapshot(matches[0])
+
+    def delete_snapshot(self, name: str) -> None:
+        self.backend.delete(f"snapshots/{name}")
+
+    # ----- keys ------------------------------------------------------------------------
+
+    def key_names(self) -> list[str]:
+        return [i.key.rsplit("/", 1)[1] for i in self.backend.list("keys/")]
+
+    def describe_key(self, name: str) -> dict[str, object]:
+        return keymod.describe(self._get(f"keys/{name}"))
+
+    def add_key(self, password: str, kdf_n: int = keymod.DEFAULT_SCRYPT_N) -> str:
+        if not self.config.encrypted:
+            raise UsageError("this store is not encrypted: it has no keys")
+        data = keymod.wrap(self.master, password, n=kdf_n)
+        name = object_name(data)
+        self.backend.put(f"keys/{name}", data)
+        return name
+
+    def remove_key(self, name: str) -> None:
+        names = self.key_names()
+        if name not in names:
+            raise UsageError(f"no key {name[:16]} in this store")
+        if len(names) == 1:
+            raise UsageError("refusing to remove the last key: the store would be unreadable")
+        self.backend.delete(f"keys/{name}")
+
+    # ----- raw access for `cat` ----------------------------------------------------------
+
+    def raw(self, key: str) -> bytes:
+        return self._get(key)
+
+    def list_keys(self, prefix: str) -> Iterator[ObjectInfo]:
+        return self.backend.list(prefix)
+
+
+def unlock_master(backend: Backend, password: str) -> tuple[keymod.MasterKey, str]:
+    names = [i.key.rsplit("/", 1)[1] for i in backend.list("keys/")]
+    if not names:
+        raise IntegrityError("the store has no key objects")
+    for name in names:
+        try:
+            return keymod.unwrap(backend.get(f"keys/{name}"), password), name
+        except WrongPassword:
+            continue
+    raise WrongPassword("wrong password or no key found for it")
+
+
+def _codec(config: StoreConfig, master: keymod.MasterKey) -> Codec:
+    enc = master.enc_key if config.encrypted else None
+    cipher = config.encryption if config.encrypted else "aes-256-gcm"
+    return Codec(master.id_key, enc, cipher, config.compression_level)
+
+
+__all__ = ["Store", "StoreConfig", "AddResult", "DATA", "TREE", "pack_key", "unlock_master"]
