@@ -1,0 +1,5 @@
+"""``python -m casbackup``."""
+
+from .cli.app import main
+
+main()

@@ -1,0 +1,84 @@
+"""``casbackup key add|list|remove|passwd``: manage the passphrases of a store."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+import typer
+
+from .common import (
+    Ctx, JsonOpt, PasswordCmdOpt, PasswordFileOpt, StoreOpt, echo, emit_json, read_password,
+)
+
+key_app = typer.Typer(help="Manage the passphrases (key objects) of a store.",
+                      no_args_is_help=True)
+
+NewPwFile = Annotated[str | None, typer.Option(
+    "--new-password-file", help="Read the new password from this file.")]
+
+
+def _new_password(new_password_file: str | None) -> str:
+    import os
+
+    if new_password_file is None and "CASBACKUP_NEW_PASSWORD" in os.environ:
+        return os.environ["CASBACKUP_NEW_PASSWORD"]
+    return read_password(new_password_file, None, confirm=True, prompt="New password")
+
+
+@key_app.command("list")
+def key_list(store: StoreOpt = None, password_file: PasswordFileOpt = None,
+             password_command: PasswordCmdOpt = None, json_out: JsonOpt = False) -> None:
+    """List key objects; the one opened with the given password is marked."""
+    ctx = Ctx(store, password_file, password_command, json_out)
+    with ctx.open() as st:
+        rows = [{"id": k, "current": k == st.key_name, **st.describe_key(k)}
+                for k in st.key_names()]
+    if json_out:
+        emit_json(rows)
+        return
+    for r in rows:
+        created = datetime.fromtimestamp(float(r.get("created", 0))).strftime("%Y-%m-%d %H:%M")  # type: ignore[arg-type]
+        echo(f"{'*' if r['current'] else ' '} {str(r['id'])[:8]}  {r.get('username')}@"
+             f"{r.get('hostname')}  {created}")
+
+
+@key_app.command("add")
+def key_add(store: StoreOpt = None, password_file: PasswordFileOpt = None,
+            password_command: PasswordCmdOpt = None, new_password_file: NewPwFile = None,
+            json_out: JsonOpt = False) -> None:
+    """Add a passphrase that opens the same master key."""
+    ctx = Ctx(store, password_file, password_command, json_out)
+    with ctx.open() as st:
+        name = st.add_key(_new_password(new_password_file))
+    emit_json({"added": name}) if json_out else echo(f"added key {name[:8]}")
+
+
+@key_app.command("remove")
+def key_remove(key_id: Annotated[str, typer.Argument()], store: StoreOpt = None,
+               password_file: PasswordFileOpt = None, password_command: PasswordCmdOpt = None,
+               json_out: JsonOpt = False) -> None:
+    """Remove a key object (never the last one)."""
+    ctx = Ctx(store, password_file, password_command, json_out)
+    with ctx.open() as st:
+        matches = [k for k in st.key_names() if k.startswith(key_id)]
+        from ..errors import UsageError
+
+        if len(matches) != 1:
+            raise UsageError(f"key id {key_id} matches {len(matches)} keys")
+        st.remove_key(matches[0])
+    emit_json({"removed": matches[0]}) if json_out else echo(f"removed key {matches[0][:8]}")
+
+
+@key_app.command("passwd")
+def key_passwd(store: StoreOpt = None, password_file: PasswordFileOpt = None,
+               password_command: PasswordCmdOpt = None, new_password_file: NewPwFile = None,
+               json_out: JsonOpt = False) -> None:
+    """Change the passphrase: add a key for the new one, then remove the old key."""
+    ctx = Ctx(store, password_file, password_command, json_out)
+    with ctx.open() as st:
+        old = st.key_name
+        name = st.add_key(_new_password(new_password_file))  # the new key first ...
+        if old:
+            st.remove_key(old)  # ... then the old one: never a moment without a key
+    emit_json({"added": name, "removed": old}) if json_out else echo(f"password changed (key {name[:8]})")

@@ -1,0 +1,47 @@
+"""``casbackup verify`` (alias ``test``): check a store's structure and, optionally, data."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from ..errors import IntegrityError
+from ..ops.verify import verify
+from .common import Ctx, JsonOpt, PasswordCmdOpt, PasswordFileOpt, StoreOpt, echo, emit_json
+from .progress import CliObserver
+
+
+def verify_cmd(
+    store: StoreOpt = None,
+    read_data: Annotated[bool, typer.Option("--read-data", help="Read and re-hash every blob.")] = False,
+    read_data_subset: Annotated[str | None, typer.Option(
+        "--read-data-subset", help="Read only packs N/M or P% of them.")] = None,
+    password_file: PasswordFileOpt = None,
+    password_command: PasswordCmdOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Verify the store; exit 13 naming every damaged object and what it affects."""
+    ctx = Ctx(store, password_file, password_command, json_out)
+    with ctx.open() as st:
+        rep = verify(st, read_data=read_data, subset=read_data_subset,
+                     observer=CliObserver(json_lines=json_out))
+    if json_out:
+        emit_json({"ok": rep.ok, "problems": rep.problems, "notes": rep.notes,
+                   "affected": [{"snapshot": s, "path": p} for s, p in rep.affected],
+                   "snapshots": rep.snapshots, "trees": rep.trees,
+                   "packs_checked": rep.packs_checked, "packs_read": rep.packs_read,
+                   "blobs_read": rep.blobs_read})
+    else:
+        echo(f"checked {rep.snapshots} snapshots, {rep.trees} trees, {rep.packs_checked} packs"
+             + (f", read {rep.packs_read} packs / {rep.blobs_read} blobs" if rep.packs_read else ""))
+        for n in rep.notes:
+            echo(f"note: {n}")
+        for p in rep.problems:
+            echo(f"error: {p}")
+        for sid, path in rep.affected:
+            echo(f"affected: snapshot {sid[:8]} {path}")
+    if not rep.ok:
+        raise IntegrityError(f"store has {len(rep.problems)} problem(s)")
+    if not json_out:
+        echo("no problems found")

@@ -1,0 +1,111 @@
+"""Options and helpers shared by the commands: store URL, password sources, output.
+
+Invariants: a password is read from exactly one source, in this order: ``--password-file``,
+``--password-command``, ``$CASBACKUP_PASSWORD``, ``$CASBACKUP_PASSWORD_FILE``, then an
+interactive prompt (only on a TTY). A password never reaches a log, an error or JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+from collections.abc import Callable
+from typing import Annotated, Any
+
+import typer
+
+from ..errors import UsageError, WrongPassword
+from ..store import Store, open_store
+
+StoreOpt = Annotated[
+    str | None,
+    typer.Option("--store", "-s", "--repo", "-r", envvar="CASBACKUP_STORE",
+                 help="Store URL: a path (default local store), s3://bucket/prefix, "
+                      "sftp://user@host/path. Env: CASBACKUP_STORE."),
+]
+PasswordFileOpt = Annotated[
+    str | None, typer.Option("--password-file", help="Read the password from this file.")
+]
+PasswordCmdOpt = Annotated[
+    str | None, typer.Option("--password-command", help="Run this command to get the password.")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
+
+
+class Ctx:
+    """What every command needs: where the store is and how to get its password."""
+
+    def __init__(self, store: str | None, password_file: str | None = None,
+                 password_command: str | None = None, json_out: bool = False) -> None:
+        if not store:
+            raise UsageError("no store given: use --store PATH or set CASBACKUP_STORE")
+        self.url = store
+        self.password_file = password_file
+        self.password_command = password_command
+        self.json = json_out
+
+    def password_source(self, confirm: bool = False) -> Callable[[], str]:
+        return lambda: read_password(self.password_file, self.password_command, confirm)
+
+    def open(self) -> Store:
+        return open_store(self.url, self.password_source())
+
+
+def read_password(password_file: str | None, password_command: str | None,
+                  confirm: bool = False, prompt: str = "Password") -> str:
+    if password_file:
+        try:
+            with open(password_file, encoding="utf-8") as f:
+                return f.read().rstrip("\r\n")
+        except OSError as e:
+            raise UsageError(f"cannot read password file {password_file}: {e.strerror}") from e
+    if password_command:
+        try:
+            out = subprocess.run(shlex.split(password_command), capture_output=True, text=True,
+                                 check=True, timeout=60)
+        except (OSError, subprocess.SubprocessError) as e:
+            raise UsageError(f"password command failed: {type(e).__name__}") from None
+        return out.stdout.rstrip("\r\n")
+    env = os.environ.get("CASBACKUP_PASSWORD")
+    if env is not None:
+        return env
+    pf = os.environ.get("CASBACKUP_PASSWORD_FILE")
+    if pf:
+        return read_password(pf, None)
+    if not sys.stdin.isatty():
+        raise WrongPassword("no password given: set CASBACKUP_PASSWORD, --password-file "
+                            "or --password-command")
+    pw: str = typer.prompt(prompt, hide_input=True, confirmation_prompt=confirm)
+    return pw
+
+
+def emit_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, default=_default) + "\n")
+    sys.stdout.flush()
+
+
+def _default(o: Any) -> Any:
+    if isinstance(o, bytes):
+        return o.hex()
+    if isinstance(o, set):
+        return sorted(o)
+    raise TypeError(type(o).__name__)
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def echo(msg: str = "") -> None:
+    typer.echo(msg)
+
+
+def warn(msg: str) -> None:
+    typer.echo(f"casbackup: warning: {msg}", err=True)

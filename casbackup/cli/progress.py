@@ -1,0 +1,80 @@
+"""Render an ops Observer: a rich progress bar on a TTY, JSON lines with ``--json``,
+silence otherwise. Warnings always go to stderr (one line each), or as JSON lines.
+
+Invariant: rendering never raises into the operation and never slows the byte path:
+updates are coalesced by rich's refresh rate; JSON status lines are rate-limited.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn, DownloadColumn, Progress, TextColumn,
+    TimeRemainingColumn, TransferSpeedColumn,
+)
+
+from ..ops.observer import Observer
+
+
+class CliObserver(Observer):
+    def __init__(self, json_lines: bool = False, tty: bool | None = None) -> None:
+        self.json = json_lines
+        self.tty = sys.stderr.isatty() if tty is None else tty
+        self._lock = threading.Lock()
+        self._progress: Progress | None = None
+        self._task: int | None = None
+        self._bytes = 0
+        self._files = 0
+        self._last = 0.0
+        self._what = ""
+        self.warnings: list[str] = []
+
+    def start(self, what: str, total_bytes: int | None = None,
+              total_files: int | None = None) -> None:
+        self._what = what
+        if self.tty and not self.json:
+            self._progress = Progress(
+                TextColumn(f"[bold]{what}"), BarColumn(), DownloadColumn(),
+                TransferSpeedColumn(), TextColumn("{task.fields[files]} files"),
+                TimeRemainingColumn(), console=Console(stderr=True), transient=True,
+            )
+            self._task = self._progress.add_task(what, total=total_bytes, files=0)
+            self._progress.start()
+
+    def totals(self, total_bytes: int, total_files: int) -> None:
+        if self._progress is not None and self._task is not None:
+            self._progress.update(self._task, total=total_bytes)
+
+    def progress(self, nbytes: int, nfiles: int = 0) -> None:
+        with self._lock:
+            self._bytes += nbytes
+            self._files += nfiles
+            if self._progress is not None and self._task is not None:
+                self._progress.update(self._task, completed=self._bytes, files=self._files)
+            elif self.json:
+                now = time.monotonic()
+                if now - self._last >= 1.0:
+                    self._last = now
+                    sys.stderr.write(json.dumps({"type": "status", "op": self._what,
+                                                 "bytes_done": self._bytes,
+                                                 "files_done": self._files}) + "\n")
+
+    def warn(self, path: str, message: str) -> None:
+        with self._lock:
+            self.warnings.append(f"{path}: {message}")
+            line = (json.dumps({"type": "warning", "path": path, "message": message})
+                    if self.json else f"casbackup: warning: {path}: {message}")
+            if self._progress is not None:
+                self._progress.console.print(line, markup=False, highlight=False)
+            else:
+                sys.stderr.write(line + "\n")
+
+    def finish(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
