@@ -1,5 +1,8 @@
 """The Typer application: registers one command per module and maps errors to exit codes.
 
+Every ``cli/cmd_*.py`` module defines ``register(app)``; they are discovered by name, so a
+new command is a new module and nothing else changes.
+
 Invariant: ``main`` is the only place that turns exceptions into output: a ``CasError``
 prints ``casbackup: <message>`` (one line) and exits with its ``exit_code``; anything else
 is a bug and prints a traceback only with ``--debug`` (``CASBACKUP_DEBUG=1``).
@@ -7,14 +10,14 @@ is a bug and prints a traceback only with ``--debug`` (``CASBACKUP_DEBUG=1``).
 
 from __future__ import annotations
 
+import importlib
 import os
+import pkgutil
 import sys
 
 import typer
 
 from ..errors import CasError
-from . import cmd_backup, cmd_cat, cmd_init, cmd_key, cmd_restore, cmd_snapshots, cmd_unlock
-from . import cmd_verify
 
 app = typer.Typer(
     name="casbackup", no_args_is_help=True, add_completion=False,
@@ -22,17 +25,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-app.command("init")(cmd_init.init)
-app.command("backup")(cmd_backup.backup_cmd)
-app.command("restore")(cmd_restore.restore_cmd)
-app.command("verify")(cmd_verify.verify_cmd)
-app.command("test", help="Alias of `verify`.")(cmd_verify.verify_cmd)
-app.command("snapshots")(cmd_snapshots.snapshots_cmd)
-app.add_typer(cmd_snapshots.list_app, name="list")
-app.command("ls")(cmd_snapshots.ls_cmd)
-app.command("cat")(cmd_cat.cat_cmd)
-app.add_typer(cmd_key.key_app, name="key")
-app.command("unlock")(cmd_unlock.unlock_cmd)
+for _m in sorted(m.name for m in pkgutil.iter_modules([os.path.dirname(__file__)])):
+    if _m.startswith("cmd_"):
+        importlib.import_module(f"{__package__}.{_m}").register(app)
 
 
 def main(argv: list[str] | None = None) -> None:

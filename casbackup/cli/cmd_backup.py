@@ -72,3 +72,7 @@ def backup_cmd(
     if s.unreadable:
         raise PartialError(f"{s.unreadable} source file(s) could not be read (see warnings); "
                            "the snapshot holds everything else")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("backup")(backup_cmd)

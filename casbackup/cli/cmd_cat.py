@@ -59,3 +59,7 @@ def cat_cmd(
 
 def _is_blob_id(s: str) -> bool:
     return len(s) == 64 and all(c in "0123456789abcdef" for c in s)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("cat")(cat_cmd)

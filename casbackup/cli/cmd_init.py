@@ -35,3 +35,7 @@ def init(
         else:
             echo(f"created store {st.config.store_id[:8]} at {ctx.url} "
                  f"(encryption: {st.config.encryption})")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("init")(init)

@@ -82,3 +82,7 @@ def key_passwd(store: StoreOpt = None, password_file: PasswordFileOpt = None,
         if old:
             st.remove_key(old)  # ... then the old one: never a moment without a key
     emit_json({"added": name, "removed": old}) if json_out else echo(f"password changed (key {name[:8]})")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(key_app, name="key")

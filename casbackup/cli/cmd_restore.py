@@ -43,3 +43,7 @@ def restore_cmd(
         echo(f"restored snapshot {res.snapshot.id[:8]}: {res.files} files, {res.dirs} "
              f"directories, {human_bytes(res.bytes_written)}"
              f"{' (verified)' if verify_ else ''}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("restore")(restore_cmd)

@@ -106,3 +106,9 @@ def ls_cmd(
                     walk(n.subtree, full)
 
         walk(tree_id, base)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("snapshots")(snapshots_cmd)
+    app.add_typer(list_app, name="list")
+    app.command("ls")(ls_cmd)

@@ -31,3 +31,7 @@ def unlock_cmd(
         echo(f"removed {'exclusive' if r['exclusive'] else 'shared'} lock of {r['operation']} "
              f"(pid {r['pid']} on {r['hostname']})")
     echo(f"{len(removed)} lock(s) removed, {len(left)} remaining")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("unlock")(unlock_cmd)

@@ -45,3 +45,8 @@ def verify_cmd(
         raise IntegrityError(f"store has {len(rep.problems)} problem(s)")
     if not json_out:
         echo("no problems found")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("verify")(verify_cmd)
+    app.command("test", help="Alias of `verify`: check the store.")(verify_cmd)
