@@ -24,6 +24,7 @@ from typing import BinaryIO
 
 from ..clock import SYSTEM, Clock
 from ..errors import UsageError
+from ..faults import crash_point
 from ..model.snapshot import BACKUP_TYPES, Snapshot, Summary
 from ..model.tree import DIR, FILE, Node, Tree
 from ..source.meta import node_from_stat
@@ -139,6 +140,8 @@ def backup(store: Store, paths: list[str], opts: BackupOptions,
         )
         if opts.archive.dry_run:
             return BackupResult(snap, False)
+        store.flush()
+        crash_point("backup:before-snapshot")
         store.save_snapshot(snap)
         return BackupResult(snap, True)
 

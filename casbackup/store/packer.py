@@ -21,6 +21,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from ..crypto.codec import Codec
+from ..faults import crash_point
 from .index import Index, PackInfo
 from .pack import PackEntry, build_pack
 
@@ -92,6 +93,7 @@ class Packer:
         try:
             name, data = build_pack(self.codec, blobs)
             self._put_pack(name, data)  # 1. the pack is durable ...
+            crash_point("packer:after-pack")
             info = PackInfo(name, kind, len(data), [e for e, _ in blobs])
             self.index.add_pack(info)  # ... before anything may name it
             flush: list[PackInfo] | None = None
@@ -104,6 +106,7 @@ class Packer:
                     flush, self._unflushed = self._unflushed, []
             if flush:
                 self._put_index(flush)  # 2. index every few packs: a rerun reuses them
+                crash_point("packer:after-index")
         finally:
             self._slots.release()
 

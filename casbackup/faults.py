@@ -1,0 +1,30 @@
+"""Named crash points for the crash-safety tests (kill -9 at a chosen moment).
+
+Invariant: inert unless ``CASBACKUP_TEST_CRASH_AT`` is set to ``<point>`` or
+``<point>:<n>`` (crash on the n-th time the point is reached); then the process sends
+itself SIGKILL there — the same as ``kill -9`` from outside, with no cleanup, no flush
+and no lock release. Points: ``packer:after-pack``, ``packer:after-index``,
+``backup:before-snapshot`` (and those other modules declare in their docstrings).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+
+_SPEC = os.environ.get("CASBACKUP_TEST_CRASH_AT", "")
+_counts: dict[str, int] = {}
+_lock = threading.Lock()
+
+
+def crash_point(name: str) -> None:
+    if not _SPEC:
+        return
+    point, _, nth = _SPEC.partition(":")
+    if point != name:
+        return
+    with _lock:
+        _counts[name] = _counts.get(name, 0) + 1
+        if _counts[name] >= int(nth or 1):
+            os.kill(os.getpid(), signal.SIGKILL)

@@ -1,0 +1,119 @@
+"""Shared test helpers: fast stores, CLI runs, and exact tree comparison.
+
+``tree_state(root)`` captures everything a restore must reproduce (type, mode incl.
+setuid/setgid/sticky, owner, size, nanosecond mtime (not for symlinks' parents' atime),
+content digest, symlink target, xattrs, device numbers, and which entries are hard
+links of each other) keyed by the path relative to ``root`` as bytes, so two trees can
+be compared with ``==`` and a failure shows the first differing path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from casbackup.store import Store, init_store
+
+PASSWORD = "test-password"
+FAST_KDF = 2**10
+
+
+def make_store(path: Path | str, encryption: str = "repokey", **kw: Any) -> Store:
+    return init_store(str(path), None if encryption == "none" else PASSWORD,
+                      encryption=encryption, kdf_n=FAST_KDF, **kw)
+
+
+def open_test_store(path: Path | str) -> Store:
+    from casbackup.store import open_store
+
+    return open_store(str(path), lambda: PASSWORD)
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["CASBACKUP_PASSWORD"] = PASSWORD
+    env.pop("CASBACKUP_STORE", None)
+    env.update(extra)
+    return env
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, input: bytes | None = None,
+            timeout: float = 120) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run([sys.executable, "-m", "casbackup", *args], env=env or cli_env(),
+                          capture_output=True, input=input, timeout=timeout)
+
+
+def _digest(path: bytes) -> str:
+    h = hashlib.blake2b()
+    with open(path, "rb") as f:
+        while b := f.read(1 << 20):
+            h.update(b)
+    return h.hexdigest()
+
+
+def tree_state(root: Path | str | bytes, *, times: bool = True) -> dict[bytes, tuple[Any, ...]]:
+    root_b = os.fsencode(root)
+    out: dict[bytes, tuple[Any, ...]] = {}
+    inodes: dict[tuple[int, int], bytes] = {}
+
+    def visit(dir_fd: int, rel: bytes) -> None:
+        for name in sorted(os.fsencode(n) for n in os.listdir(dir_fd)):
+            r = rel + b"/" + name if rel else name
+            st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+            kind = stat.S_IFMT(st.st_mode)
+            content: Any = None
+            if stat.S_ISREG(st.st_mode):
+                fd = os.open(name, os.O_RDONLY, dir_fd=dir_fd)
+                with open(fd, "rb") as f:
+                    h = hashlib.blake2b()
+                    while b := f.read(1 << 20):
+                        h.update(b)
+                    content = h.hexdigest()
+                key = (st.st_dev, st.st_ino)
+                link_of = inodes.setdefault(key, r) if st.st_nlink > 1 else None
+                content = (content, link_of)
+            elif stat.S_ISLNK(st.st_mode):
+                content = os.readlink(name, dir_fd=dir_fd)
+            elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+                content = st.st_rdev
+            try:
+                p = b"/proc/self/fd/%d/%s" % (dir_fd, name)
+                xa = tuple(sorted((n, os.getxattr(p, n, follow_symlinks=False))
+                                  for n in os.listxattr(p, follow_symlinks=False)))
+            except OSError:
+                xa = ()
+            mtime = st.st_mtime_ns if times and not stat.S_ISLNK(st.st_mode) else None
+            out[r] = (kind, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid,
+                      st.st_size if not stat.S_ISDIR(st.st_mode) else None, mtime, content, xa)
+            if stat.S_ISDIR(st.st_mode):
+                fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=dir_fd)
+                try:
+                    visit(fd, r)
+                finally:
+                    os.close(fd)
+
+    fd = os.open(root_b, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        visit(fd, b"")
+    finally:
+        os.close(fd)
+    return out
+
+
+def restored_root(target: Path, source: Path) -> Path:
+    """Where restore puts ``source`` under ``target`` (absolute paths are mirrored)."""
+    return target / str(source.resolve()).lstrip("/")
+
+
+def assert_same_tree(a: Path | bytes, b: Path | bytes, *, times: bool = True) -> None:
+    sa, sb = tree_state(a, times=times), tree_state(b, times=times)
+    if sa != sb:
+        for k in sorted(set(sa) | set(sb)):
+            if sa.get(k) != sb.get(k):
+                raise AssertionError(f"{k!r}: source {sa.get(k)} != restored {sb.get(k)}")
+    assert len(sa) == len(sb)
