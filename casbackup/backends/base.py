@@ -17,7 +17,9 @@ Required semantics of every backend (the contract suite in tests/contract checks
   Messages name the key and never contain credentials.
 
 Keys are relative, slash-separated, lowercase ASCII ``[a-z0-9_./-]``, no ``..``, no leading
-slash: ``validate_key`` enforces it at the boundary.
+slash, and no segment starting with ``TEMP_PREFIX`` (``.tmp-``, reserved for the temporary
+files of file-based backends): ``validate_key`` enforces it at the boundary.
+Helpers shared by the implementations: ``is_temp_name``, ``check_range``, ``list_start``.
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ from typing import Protocol
 from ..errors import PermanentError
 
 _KEY_RE = re.compile(r"^[a-z0-9_-]+(/[a-z0-9_.-]+)*$")
+
+TEMP_PREFIX = ".tmp-"
+"""Names of in-flight temporary files (local, SFTP); never valid keys, never listed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +71,38 @@ class Backend(Protocol):
 
 
 def validate_key(key: str) -> str:
-    if not _KEY_RE.match(key) or ".." in key.split("/"):
+    parts = key.split("/")
+    if not _KEY_RE.match(key) or ".." in parts or any(map(is_temp_name, parts)):
         raise PermanentError(f"invalid object key {key!r}", key)
     return key
+
+
+def is_temp_name(name: str) -> bool:
+    """True for a path segment that names a backend's temporary file."""
+    return name.startswith(TEMP_PREFIX)
+
+
+def check_range(key: str, offset: int, length: int | None, size: int) -> int:
+    """Validate a ranged read of an object of ``size`` bytes; return the byte count to read.
+
+    ``offset == size`` with ``length`` None or 0 is an empty read, not an error; anything
+    reaching past the end, or negative, raises ``PermanentError``.
+    """
+    if offset < 0 or (length is not None and length < 0):
+        raise PermanentError(f"invalid range offset={offset} length={length} for {key}", key)
+    n = size - offset if length is None else length
+    if offset > size or offset + n > size:
+        raise PermanentError(
+            f"range offset={offset} length={length} past the end of {key} ({size} bytes)", key
+        )
+    return n
+
+
+def list_start(prefix: str) -> tuple[str, str]:
+    """Split a list prefix into (directory part, name prefix): ``packs/a`` -> (``packs``, ``a``).
+
+    Backends that walk directories start at the directory part and keep entries whose name
+    starts with the name prefix. A prefix may be any string; it is not validated as a key.
+    """
+    head, _, tail = prefix.rpartition("/")
+    return head, tail

@@ -1,0 +1,132 @@
+"""RetryingBackend: retries ``TransientError`` with exponential backoff and full jitter.
+
+Invariants:
+- Only ``TransientError`` is retried; ``NotFound``, ``AlreadyExists`` and ``PermanentError``
+  (and anything that is not a ``BackendError``) propagate at once.
+- At most ``attempts`` tries per call; the delay before try ``n+1`` is uniform in
+  ``[0, min(max_delay, base_delay * 2**n)]`` ("full jitter"). After the last try the final
+  ``TransientError`` is raised (chained to the last cause) with "gave up after N attempts".
+- **Ambiguous writes.** A ``TransientError`` may arrive *after* the operation took effect
+  (the response was lost). So:
+  * ``put(overwrite=False)`` that sees ``AlreadyExists`` on a *retry* reads the stored
+    object back: if its bytes equal ours, the earlier attempt (or an identical writer --
+    the same thing for content-addressed keys) succeeded and the put returns normally;
+    otherwise ``AlreadyExists`` is raised.
+  * ``delete`` that sees ``NotFound`` on a retry returns normally (the object is gone,
+    which is what the caller asked for).
+  * ``put(overwrite=True)`` is idempotent and simply retried.
+- ``list`` is resumable: if the listing fails part-way, it is restarted and the keys up to
+  and including the last one already yielded are skipped (listings are sorted), so the
+  caller sees every key once, in order. The try budget resets whenever a key is yielded.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterator
+from typing import TypeVar
+
+from ..errors import AlreadyExists, NotFound, TransientError
+from .base import Backend, ObjectInfo, Properties
+
+T = TypeVar("T")
+
+
+class RetryingBackend:
+    """Wrap ``inner`` so transient failures are retried (see module docstring)."""
+
+    def __init__(
+        self,
+        inner: Backend,
+        attempts: int = 5,
+        base_delay: float = 0.2,
+        max_delay: float = 5.0,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        if attempts < 1:
+            raise ValueError("attempts must be >= 1")
+        self.inner = inner
+        self.attempts = attempts
+        self.base_delay = base_delay
+        self.max_delay = max_delay
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+
+    def __repr__(self) -> str:
+        return f"RetryingBackend({self.inner!r})"
+
+    def _delay(self, failures: int) -> float:
+        return self._rng.uniform(0.0, min(self.max_delay, self.base_delay * 2 ** (failures - 1)))
+
+    def _call(self, fn: Callable[[], T], retried: list[bool] | None = None) -> T:
+        """Run ``fn`` up to ``attempts`` times; ``retried[0]`` is set once a retry happens."""
+        for failures in range(1, self.attempts + 1):
+            try:
+                return fn()
+            except TransientError as exc:
+                if failures == self.attempts:
+                    raise TransientError(
+                        f"{exc} (gave up after {self.attempts} attempts)", exc.key
+                    ) from exc
+                if retried is not None:
+                    retried[0] = True
+                self._sleep(self._delay(failures))
+        raise AssertionError("unreachable")
+
+    def put(self, key: str, data: bytes | memoryview, *, overwrite: bool = False) -> None:
+        retried = [False]
+        try:
+            self._call(lambda: self.inner.put(key, data, overwrite=overwrite), retried)
+        except AlreadyExists as exists:
+            if not retried[0]:
+                raise
+            # An earlier attempt may have written the object before its failure was
+            # reported: equal bytes mean that write (or an identical one) succeeded.
+            try:
+                stored = self._call(lambda: self.inner.get(key))
+            except NotFound:
+                raise exists from None
+            if stored != bytes(data):
+                raise
+
+    def get(self, key: str, *, offset: int = 0, length: int | None = None) -> bytes:
+        return self._call(lambda: self.inner.get(key, offset=offset, length=length))
+
+    def stat(self, key: str) -> ObjectInfo:
+        return self._call(lambda: self.inner.stat(key))
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        last: str | None = None
+        failures = 0
+        while True:
+            try:
+                for info in self.inner.list(prefix):
+                    if last is not None and info.key <= last:
+                        continue
+                    last = info.key
+                    failures = 0  # progress: a later hiccup gets a fresh budget
+                    yield info
+                return
+            except TransientError as exc:
+                failures += 1
+                if failures >= self.attempts:
+                    raise TransientError(
+                        f"{exc} (gave up after {self.attempts} attempts)", exc.key
+                    ) from exc
+                self._sleep(self._delay(failures))
+
+    def delete(self, key: str) -> None:
+        retried = [False]
+        try:
+            self._call(lambda: self.inner.delete(key), retried)
+        except NotFound:
+            if not retried[0]:
+                raise
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def properties(self) -> Properties:
+        return self.inner.properties()
