@@ -37,6 +37,29 @@ from ..store.pack import PackEntry
 from .observer import NULL, Observer
 
 _GAP = 256 * 1024  # read across gaps smaller than this rather than issuing two requests
+_HOLE = 64 * 1024  # zero runs of this many aligned bytes inside a blob become holes
+_ZERO = bytes(_HOLE)
+
+
+def nonzero_runs(data: bytes) -> list[tuple[int, int]]:
+    """(start, end) ranges of ``data`` not covered by aligned all-zero ``_HOLE`` blocks."""
+    n = len(data)
+    if n <= _HOLE:
+        return [] if data.count(0) == n else [(0, n)]
+    mv = memoryview(data)
+    runs: list[tuple[int, int]] = []
+    start = -1
+    for off in range(0, n, _HOLE):
+        end = min(off + _HOLE, n)
+        zero = mv[off:end] == _ZERO[: end - off]
+        if zero and start >= 0:
+            runs.append((start, off))
+            start = -1
+        elif not zero and start < 0:
+            start = off
+    if start >= 0:
+        runs.append((start, n))
+    return runs
 
 
 @dataclass(slots=True)
@@ -263,13 +286,13 @@ class _Restorer:
                     plain = self.store.unseal_entry(e, data[e.offset - start: e.offset - start + e.length])
                 except IntegrityError as err:
                     raise IntegrityError(f"pack {pack[:16]}: {err}") from None
-                zero = plain.count(0) == len(plain)
+                runs = nonzero_runs(plain)
                 for idx, off in blobs[e.id][1]:
-                    if not zero:
-                        self._pwrite(items[idx], plain, off)
+                    if runs:
+                        self._pwrite(items[idx], plain, off, runs)
                 self.obs.progress(len(plain) * len(blobs[e.id][1]))
 
-    def _pwrite(self, it: Item, data: bytes, off: int) -> None:
+    def _pwrite(self, it: Item, data: bytes, base: int, runs: list[tuple[int, int]]) -> None:
         dfd, name, close = self.paths.at(it.parts)
         try:
             fd = os.open(name, os.O_WRONLY, dir_fd=dfd)
@@ -277,10 +300,11 @@ class _Restorer:
             if close is not None:
                 os.close(close)
         try:
-            mv = memoryview(data)
-            while mv:
-                n = os.pwrite(fd, mv, off)
-                mv, off = mv[n:], off + n
+            for start, end in runs:
+                mv, off = memoryview(data)[start:end], base + start
+                while mv:
+                    n = os.pwrite(fd, mv, off)
+                    mv, off = mv[n:], off + n
         finally:
             os.close(fd)
         self.res.bytes_written += len(data)
