@@ -3,4 +3,65 @@
 Only ``casbackup.store`` imports this package. ``open_backend(url)`` maps a store URL to a
 backend: a plain path (local, the default), ``memory://name``, ``s3://bucket/prefix``,
 ``sftp://user@host[:port]/path``. Optional backends are imported lazily.
+
+Invariants: importing this package imports no optional dependency (obstore, paramiko);
+``open_backend`` raises ``UsageError`` for a URL it cannot serve and wraps every backend
+but memory in ``RetryingBackend`` unless ``retry=False``.
 """
+
+from __future__ import annotations
+
+import os
+import re
+from urllib.parse import unquote, urlsplit
+
+from ..errors import UsageError
+from .base import Backend, ObjectInfo, Properties, validate_key
+
+__all__ = ["Backend", "ObjectInfo", "Properties", "open_backend", "validate_key"]
+
+_SCHEME_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+
+
+def open_backend(url: str, *, retry: bool = True) -> Backend:
+    """The backend for a store URL (see the package docstring).
+
+    ``retry=True`` wraps local, S3 and SFTP backends in ``RetryingBackend`` with its
+    default policy; pass ``retry=False`` for the raw backend (tests, custom policies).
+    """
+    m = _SCHEME_RE.match(url)
+    scheme = m.group(1).lower() if m else ""
+    backend: Backend
+    if scheme == "memory":
+        from .memory import MemoryBackend
+
+        name = url[len("memory://") :]
+        return MemoryBackend(name or None)
+    if not scheme or scheme == "file":
+        from .local import LocalBackend
+
+        if scheme == "file":
+            parts = urlsplit(url)
+            if parts.netloc not in ("", "localhost"):
+                raise UsageError(f"file:// URL with a remote host is not supported: {url}")
+            path = unquote(parts.path)
+        else:
+            path = url
+        if not path:
+            raise UsageError("empty store path")
+        backend = LocalBackend(os.path.expanduser(path))
+    elif scheme == "s3":
+        from .s3 import S3Backend
+
+        backend = S3Backend.from_url(url)
+    elif scheme == "sftp":
+        from .sftp import SFTPBackend
+
+        backend = SFTPBackend.from_url(url)
+    else:
+        raise UsageError(f"unsupported store URL scheme {scheme!r} in {url}")
+    if retry:
+        from .retry import RetryingBackend
+
+        backend = RetryingBackend(backend)
+    return backend
