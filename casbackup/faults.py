@@ -21,7 +21,9 @@ _lock = threading.Lock()
 def crash_point(name: str) -> None:
     if not _SPEC:
         return
-    point, _, nth = _SPEC.partition(":")
+    point, _, nth = _SPEC.rpartition(":")
+    if not nth.isdigit():
+        point, nth = _SPEC, "1"
     if point != name:
         return
     with _lock:
