@@ -39,13 +39,19 @@ GROUP_FIELDS = ("host", "paths", "tags")
 
 @dataclass(frozen=True, slots=True)
 class SnapshotEntry:
-    """What retention needs to know about one snapshot. ``time`` must be tz-aware."""
+    """What retention needs to know about one snapshot. ``time`` must be tz-aware; it is
+    kept in UTC (Python orders two times of one zone by wall clock, ignoring ``fold``)."""
 
     id: str
     time: datetime
     hostname: str
     paths: tuple[str, ...]
     tags: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.time.tzinfo is None or self.time.utcoffset() is None:
+            raise ValueError(f"snapshot {self.id}: time must be timezone-aware")
+        object.__setattr__(self, "time", self.time.astimezone(UTC))
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,8 +217,6 @@ def apply_policy(
         raise UsageError("no policy given")
     groups: dict[GroupKey, list[SnapshotEntry]] = {}
     for snap in snapshots:
-        if snap.time.tzinfo is None or snap.time.utcoffset() is None:
-            raise ValueError(f"snapshot {snap.id}: time must be timezone-aware")
         groups.setdefault(group_key(snap, policy.group_by), []).append(snap)
     return {
         key: _apply_to_group(groups[key], policy, tz, now) for key in sorted(groups, key=_sort_key)

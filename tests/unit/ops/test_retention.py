@@ -389,9 +389,18 @@ def test_group_by_nothing_or_tags() -> None:
 
 
 def test_naive_time_is_a_programming_error() -> None:
-    naive = SnapshotEntry("n", datetime(2026, 1, 1), "h", ("/",))
     with pytest.raises(ValueError, match="timezone-aware"):
-        apply_policy([naive], Policy(keep_last=1), UTC)
+        SnapshotEntry("n", datetime(2026, 1, 1), "h", ("/",))
+
+
+def test_times_in_a_local_zone_are_ordered_as_instants() -> None:
+    # 02:40 CEST is an hour before 02:30 CET, though its wall clock reads later.
+    first = SnapshotEntry("first", datetime(2026, 10, 25, 2, 40, tzinfo=BERLIN), "h", ("/",))
+    second = SnapshotEntry(
+        "second", datetime(2026, 10, 25, 2, 30, fold=1, tzinfo=BERLIN), "h", ("/",)
+    )
+    assert second.time == datetime(2026, 10, 25, 1, 30, tzinfo=UTC)
+    assert kept_ids([first, second], Policy(keep_last=1), BERLIN) == ["second"]
 
 
 # --- parse_duration ----------------------------------------------------------------------
