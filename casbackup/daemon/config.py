@@ -1,0 +1,499 @@
+"""The daemon's configuration file ``casbackup.yaml``: find it, load it, validate it, and
+resolve password references.
+
+Invariants:
+
+* Every problem is a ``UsageError`` naming the file, the line and the dotted key, e.g.
+  ``casbackup.yaml:12: jobs.nightly.cron: invalid cron expression '0 25 * * *': …``.
+  Unknown keys, duplicate keys, wrong types and references to undefined stores or
+  sources are errors, never ignored.
+* Secrets are never in the file and never in a message: a store's password is a
+  reference (``{env: VAR}``, ``{file: PATH}`` or ``{command: CMD}``); a literal string is
+  refused without being echoed. ``password`` is left out only for an unencrypted store.
+* Relative paths (local store URLs, source paths, ``exclude_file``, password files) are
+  relative to the directory holding the configuration file; ``~`` is expanded.
+* Loading reads the one file and nothing else; ``resolve_password`` is the only code
+  here that reads the environment, other files or runs commands for a secret.
+* Cron expressions: 5 fields, or 6 with seconds as the *last* field (see ``schedule``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any, Literal, TypeVar, cast
+
+import yaml
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from casbackup.daemon.schedule import validate_cron
+from casbackup.errors import UsageError
+from casbackup.ops.retention import Policy, parse_duration
+
+JobType = Literal["backup", "sync", "forget", "gc", "verify"]
+BackupType = Literal["full", "incremental", "differential", "snapshot"]
+BACKUP_TYPES: tuple[str, ...] = ("full", "incremental", "differential", "snapshot")
+CONFIG_ENV_VAR = "CASBACKUP_CONFIG"
+
+
+@dataclass(frozen=True, slots=True)
+class PasswordRef:
+    kind: Literal["env", "file", "command"]
+    value: str  # variable name, absolute path, or command line
+
+    def __str__(self) -> str:  # names the reference, never a secret (nor a command's args)
+        shown = shlex.split(self.value)[0] if self.kind == "command" else self.value
+        return f"{self.kind}:{shown}"
+
+
+@dataclass(frozen=True, slots=True)
+class StoreConfig:
+    name: str
+    url: str
+    password: PasswordRef | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SourceConfig:
+    name: str
+    paths: tuple[str, ...]
+    excludes: tuple[str, ...] = ()
+    exclude_file: str | None = None
+    one_file_system: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class JobConfig:
+    name: str
+    type: JobType
+    cron: str
+    store: str
+    source: str | None = None  # backup
+    backup_type: BackupType = "incremental"  # backup
+    tags: tuple[str, ...] = ()  # backup
+    to: str | None = None  # sync
+    policy: Policy | None = None  # forget
+    prune: bool = False  # forget
+    read_data_subset: str | None = None  # verify: "5%" or "1/7"
+    retries: int = 0
+    retry_delay: float = 60.0
+    catch_up: bool = False
+    timeout: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WatchConfig:
+    source: str
+    store: str
+    debounce: float = 2.0
+    max_delay: float = 60.0
+    sync_to: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    host: str
+    port: int
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    path: str
+    stores: Mapping[str, StoreConfig]
+    sources: Mapping[str, SourceConfig]
+    jobs: Mapping[str, JobConfig]
+    watches: tuple[WatchConfig, ...] = ()
+    metrics: MetricsConfig | None = None
+
+
+def find_config_path(explicit: str | None = None) -> Path:
+    """``explicit``, else ``$CASBACKUP_CONFIG``, else ``$XDG_CONFIG_HOME`` (or
+    ``~/.config``) ``/casbackup/casbackup.yaml``. The file need not exist."""
+    for candidate in (explicit, os.environ.get(CONFIG_ENV_VAR)):
+        if candidate:
+            return Path(candidate).expanduser()
+    xdg = os.environ.get("XDG_CONFIG_HOME", "")
+    base = Path(xdg) if os.path.isabs(xdg) else Path.home() / ".config"
+    return base / "casbackup" / "casbackup.yaml"
+
+
+def resolve_password(ref: PasswordRef | None, timeout: float = 60.0) -> str | None:
+    """The password ``ref`` points to (None for an unencrypted store). A file's or a
+    command's output loses one trailing newline. Errors name ``ref``, never the secret."""
+    if ref is None:
+        return None
+    if ref.kind == "env":
+        value = os.environ.get(ref.value)
+        if value is None:
+            raise UsageError(f"password {ref}: environment variable is not set")
+    else:
+        value = _read_secret(ref, timeout).removesuffix("\n").removesuffix("\r")
+    if not value:
+        raise UsageError(f"password {ref}: the password is empty")
+    return value
+
+
+def _read_secret(ref: PasswordRef, timeout: float) -> str:
+    try:
+        if ref.kind == "file":
+            data = Path(ref.value).read_bytes()
+        else:
+            proc = subprocess.run(
+                shlex.split(ref.value), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                timeout=timeout, check=False,
+            )  # fmt: skip
+            if proc.returncode != 0:
+                raise UsageError(f"password {ref}: command exited with status {proc.returncode}")
+            data = proc.stdout
+    except subprocess.TimeoutExpired:  # carries the partial output: do not chain it
+        raise UsageError(f"password {ref}: command timed out after {timeout:g}s") from None
+    except OSError as e:
+        raise UsageError(f"password {ref}: {e.strerror or e}") from e
+    try:
+        return data.decode()
+    except UnicodeDecodeError:  # carries the bytes: do not chain it
+        raise UsageError(f"password {ref}: not valid UTF-8") from None
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    """Read and validate the configuration file at ``path``."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        reason = e.strerror if isinstance(e, OSError) else "not UTF-8"
+        raise UsageError(f"{p}: cannot read configuration: {reason}") from e
+    return parse_config(text, str(p), p.resolve().parent)
+
+
+def parse_config(text: str, name: str = "casbackup.yaml", base_dir: Path | None = None) -> Config:
+    """Validate configuration ``text``; ``name`` is used in messages, relative paths are
+    resolved against ``base_dir`` (default: the current directory)."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as e:
+        line = e.problem_mark.line + 1 if e.problem_mark else 1
+        problem = "; ".join(p for p in (e.context, e.problem) if p)
+        raise UsageError(f"{name}:{line}: invalid YAML: {problem}") from e
+    except yaml.YAMLError as e:
+        raise UsageError(f"{name}: invalid YAML: {e}") from e
+    if root is None:
+        raise UsageError(f"{name}:1: the configuration is empty")
+    return _Loader(name, base_dir or Path.cwd()).config(root)
+
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")  # no ".": names sit in dotted keys
+_PERCENT_RE = re.compile(r"^(\d+(?:\.\d+)?)%$")
+_PART_RE = re.compile(r"^(\d+)/(\d+)$")
+_LISTEN_RE = re.compile(r"^(?:\[([0-9A-Fa-f:.]+)\]|([^:\[\]]+)):(\d{1,5})$")
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+_PW_FORMS = "{env: VAR}, {file: PATH} or {command: CMD}"
+_TOP_KEYS = ("stores", "sources", "jobs", "watches", "metrics")
+_SOURCE_KEYS = ("paths", "excludes", "exclude_file", "one_file_system")
+_WATCH_KEYS = ("source", "store", "debounce", "max_delay", "sync_to")
+_COMMON_JOB_KEYS = ("type", "cron", "store", "retries", "retry_delay", "catch_up", "timeout")
+# per job type: (the keys it allows besides the common ones, the keys it requires)
+_JOB_KEYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "backup": (("source", "backup_type", "tags"), ("source",)),
+    "sync": (("to",), ("to",)),
+    "forget": (("policy", "prune"), ("policy",)),
+    "gc": ((), ()),
+    "verify": (("read_data_subset",), ()),
+}
+_ALL_JOB_KEYS = (*_COMMON_JOB_KEYS, *(k for allowed, _ in _JOB_KEYS.values() for k in allowed))
+_POLICY_KEYS = (
+    "keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly",
+    "keep_within", "keep_tags", "group_by",
+)  # fmt: skip
+
+
+class _Loader:
+    """Walks the composed YAML nodes, so that every error can name its line."""
+
+    def __init__(self, name: str, base_dir: Path) -> None:
+        self.name = name
+        self.base = base_dir
+        self.constructor = yaml.SafeLoader("")  # turns scalar nodes into Python values
+
+    def error(self, node: Node, where: str, message: str) -> UsageError:
+        return UsageError(f"{self.name}:{node.start_mark.line + 1}: {where}: {message}")
+
+    # --- typed accessors ------------------------------------------------------------------
+
+    def mapping(
+        self, node: Node, where: str, keys: tuple[str, ...] | None, required: tuple[str, ...] = ()
+    ) -> dict[str, Node]:
+        """A mapping's value nodes by key; ``keys=None`` is a table of names (any name)."""
+        if not isinstance(node, MappingNode):
+            raise self.error(node, where, "expected a mapping")
+        seen: set[str] = set()
+        for key_node, _ in node.value:
+            if key_node.tag != _MERGE_TAG:
+                key = self.key(key_node, where)
+                if key in seen:
+                    raise self.error(key_node, f"{where}.{key}", "duplicate key")
+                seen.add(key)
+        self.constructor.flatten_mapping(node)  # YAML merge keys: <<: *defaults
+        out: dict[str, Node] = {}
+        for key_node, value in node.value:
+            key = self.key(key_node, where)
+            if keys is not None and key not in keys:
+                raise self.error(
+                    key_node, f"{where}.{key}", f"unknown key (expected {_one_of(keys)})"
+                )
+            if keys is None and not _NAME_RE.match(key):
+                raise self.error(
+                    key_node, f"{where}.{key}", "invalid name (use letters, digits, _ and -)"
+                )
+            out[key] = value
+        for key in required:
+            if key not in out:
+                raise self.error(node, where, f"missing required key {key!r}")
+        return out
+
+    def key(self, node: Node, where: str) -> str:
+        key = self.scalar(node, where)
+        if not isinstance(key, str):
+            raise self.error(node, where, f"key {key!r} is not a string")
+        return key
+
+    def scalar(self, node: Node, where: str) -> Any:
+        if not isinstance(node, ScalarNode):
+            raise self.error(node, where, "expected a single value")
+        return self.constructor.construct_object(node, deep=True)
+
+    def string(self, node: Node, where: str, choices: tuple[str, ...] = ()) -> str:
+        value = self.scalar(node, where)
+        if not isinstance(value, str) or not value.strip():
+            raise self.error(node, where, f"expected a non-empty string, not {value!r}")
+        if choices and value not in choices:
+            raise self.error(node, where, f"{value!r} is not {_one_of(choices)}")
+        return value
+
+    def items(self, node: Node, where: str) -> list[tuple[Node, str]]:
+        if not isinstance(node, SequenceNode):
+            raise self.error(node, where, "expected a list")
+        return [(item, f"{where}[{i}]") for i, item in enumerate(node.value)]
+
+    def strings(self, node: Node, where: str) -> tuple[str, ...]:
+        return tuple(self.string(item, at) for item, at in self.items(node, where))
+
+    def boolean(self, node: Node, where: str) -> bool:
+        value = self.scalar(node, where)
+        if not isinstance(value, bool):
+            raise self.error(node, where, f"expected true or false, not {value!r}")
+        return value
+
+    def count(self, node: Node, where: str) -> int:
+        value = self.scalar(node, where)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise self.error(node, where, f"expected an integer >= 0, not {value!r}")
+        return value
+
+    def seconds(self, node: Node, where: str, zero_ok: bool = False) -> float:
+        value = self.scalar(node, where)
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            raise self.error(node, where, f"expected a number of seconds, not {value!r}")
+        if value == 0 and not zero_ok:
+            raise self.error(node, where, "must be more than 0 seconds")
+        return float(value)
+
+    def path(self, node: Node, where: str) -> str:
+        return os.path.normpath(self.base / os.path.expanduser(self.string(node, where)))
+
+    def ref(self, node: Node, where: str, table: Mapping[str, object], kind: str) -> str:
+        name = self.string(node, where)
+        if name not in table:
+            defined = ", ".join(table) or "none"
+            raise self.error(node, where, f"unknown {kind} {name!r} (defined: {defined})")
+        return name
+
+    # --- sections -------------------------------------------------------------------------
+
+    def config(self, root: Node) -> Config:
+        top = self.mapping(root, "<top>", _TOP_KEYS, ("stores",))
+        stores = {
+            n: self.store(n, v) for n, v in self.mapping(top["stores"], "stores", None).items()
+        }
+        if not stores:
+            raise self.error(top["stores"], "stores", "define at least one store")
+        table = self.mapping(top["sources"], "sources", None) if "sources" in top else {}
+        sources = {n: self.source(n, v) for n, v in table.items()}
+        table = self.mapping(top["jobs"], "jobs", None) if "jobs" in top else {}
+        jobs = {n: self.job(n, v, stores, sources) for n, v in table.items()}
+        watch_nodes = self.items(top["watches"], "watches") if "watches" in top else []
+        watches = tuple(self.watch(w, at, stores, sources) for w, at in watch_nodes)
+        metrics = self.metrics(top["metrics"]) if "metrics" in top else None
+        return Config(self.name, stores, sources, jobs, watches, metrics)
+
+    def store(self, name: str, node: Node) -> StoreConfig:
+        where = f"stores.{name}"
+        m = self.mapping(node, where, ("url", "password"), ("url",))
+        url = self.string(m["url"], f"{where}.url")
+        if "://" not in url:
+            url = self.path(m["url"], f"{where}.url")
+        password = self.password(m["password"], f"{where}.password") if "password" in m else None
+        return StoreConfig(name, url, password)
+
+    def password(self, node: Node, where: str) -> PasswordRef:
+        if isinstance(node, ScalarNode):  # never echo the value: it may be the secret
+            raise self.error(node, where, f"a literal password is not allowed; use {_PW_FORMS}")
+        m = self.mapping(node, where, ("env", "file", "command"))
+        if len(m) != 1:
+            raise self.error(node, where, f"give exactly one of {_PW_FORMS}")
+        ((kind, value),) = m.items()
+        at = f"{where}.{kind}"
+        if kind == "file":
+            return PasswordRef("file", self.path(value, at))
+        text = self.string(value, at)
+        if kind == "command":
+            try:
+                words = shlex.split(text)
+            except ValueError as e:
+                raise self.error(value, at, f"cannot parse the command: {e}") from None
+            if not words:
+                raise self.error(value, at, "the command is empty")
+            return PasswordRef("command", text)
+        return PasswordRef("env", text)
+
+    def source(self, name: str, node: Node) -> SourceConfig:
+        where = f"sources.{name}"
+        m = self.mapping(node, where, _SOURCE_KEYS, ("paths",))
+        paths = tuple(self.path(p, at) for p, at in self.items(m["paths"], f"{where}.paths"))
+        if not paths:
+            raise self.error(m["paths"], f"{where}.paths", "give at least one path")
+        return SourceConfig(
+            name,
+            paths,
+            excludes=_opt(m, "excludes", where, self.strings, ()),
+            exclude_file=_opt(m, "exclude_file", where, self.path, None),
+            one_file_system=_opt(m, "one_file_system", where, self.boolean, False),
+        )
+
+    def job(
+        self, name: str, node: Node, stores: Mapping[str, object], sources: Mapping[str, object]
+    ) -> JobConfig:
+        where = f"jobs.{name}"
+        m = self.mapping(node, where, _ALL_JOB_KEYS, ("type", "cron", "store"))
+        kind = self.string(m["type"], f"{where}.type", tuple(_JOB_KEYS))
+        allowed, required = _JOB_KEYS[kind]
+        for key, value in m.items():
+            if key not in _COMMON_JOB_KEYS and key not in allowed:
+                raise self.error(value, f"{where}.{key}", f"not allowed for a {kind} job")
+        for key in required:
+            if key not in m:
+                raise self.error(node, where, f"missing required key {key!r} for a {kind} job")
+        cron = self.string(m["cron"], f"{where}.cron")
+        try:
+            validate_cron(cron)
+        except UsageError as e:
+            raise self.error(m["cron"], f"{where}.cron", str(e)) from None
+        store = self.ref(m["store"], f"{where}.store", stores, "store")
+        to = _opt(m, "to", where, lambda n, at: self.ref(n, at, stores, "store"), None)
+        if to == store:
+            raise self.error(m["to"], f"{where}.to", "a sync job needs two different stores")
+        source = _opt(m, "source", where, lambda n, at: self.ref(n, at, sources, "source"), None)
+        backup_type = _opt(
+            m, "backup_type", where, lambda n, at: self.string(n, at, BACKUP_TYPES), "incremental"
+        )
+        return JobConfig(
+            name=name,
+            type=cast(JobType, kind),
+            cron=cron,
+            store=store,
+            source=source,
+            backup_type=cast(BackupType, backup_type),
+            tags=_opt(m, "tags", where, self.strings, ()),
+            to=to,
+            policy=_opt(m, "policy", where, self.policy, None),
+            prune=_opt(m, "prune", where, self.boolean, False),
+            read_data_subset=_opt(m, "read_data_subset", where, self.subset, None),
+            retries=_opt(m, "retries", where, self.count, 0),
+            retry_delay=_opt(m, "retry_delay", where, partial(self.seconds, zero_ok=True), 60.0),
+            catch_up=_opt(m, "catch_up", where, self.boolean, False),
+            timeout=_opt(m, "timeout", where, self.seconds, None),
+        )
+
+    def policy(self, node: Node, where: str) -> Policy:
+        args: dict[str, Any] = {}
+        for key, value in self.mapping(node, where, _POLICY_KEYS).items():
+            at = f"{where}.{key}"
+            if key in ("keep_tags", "group_by"):
+                args[key] = self.strings(value, at)
+            elif key == "keep_within":
+                try:
+                    args[key] = parse_duration(self.string(value, at))
+                except UsageError as e:
+                    raise self.error(value, at, str(e)) from None
+            else:
+                n = self.scalar(value, at)
+                if isinstance(n, bool) or not isinstance(n, int) or n < -1:
+                    raise self.error(value, at, f"expected a count (-1: unlimited), not {n!r}")
+                args[key] = n
+        try:
+            policy = Policy(**args)
+        except UsageError as e:
+            raise self.error(node, where, str(e)) from None
+        if policy.is_empty():
+            raise self.error(node, where, "no policy given")
+        return policy
+
+    def subset(self, node: Node, where: str) -> str:
+        text = self.string(node, where)
+        pct, part = _PERCENT_RE.match(text), _PART_RE.match(text)
+        if pct and 0 < float(pct.group(1)) <= 100:
+            return text
+        if part and 1 <= int(part.group(1)) <= int(part.group(2)):
+            return text
+        raise self.error(
+            node, where, f"expected a percentage like '5%' or a part like '1/7', not {text!r}"
+        )
+
+    def watch(
+        self, node: Node, where: str, stores: Mapping[str, object], sources: Mapping[str, object]
+    ) -> WatchConfig:
+        m = self.mapping(node, where, _WATCH_KEYS, ("source", "store"))
+        source = self.ref(m["source"], f"{where}.source", sources, "source")
+        store = self.ref(m["store"], f"{where}.store", stores, "store")
+        debounce = _opt(m, "debounce", where, self.seconds, 2.0)
+        max_delay = _opt(m, "max_delay", where, self.seconds, 60.0)
+        if max_delay < debounce:
+            raise self.error(
+                m.get("max_delay", node),
+                f"{where}.max_delay",
+                f"must be >= debounce ({debounce:g})",
+            )
+        sync_to = []
+        for item, at in self.items(m["sync_to"], f"{where}.sync_to") if "sync_to" in m else []:
+            sync_to.append(self.ref(item, at, stores, "store"))
+            if sync_to[-1] == store:
+                raise self.error(item, at, "cannot sync a store to itself")
+        return WatchConfig(source, store, debounce, max_delay, tuple(sync_to))
+
+    def metrics(self, node: Node) -> MetricsConfig:
+        m = self.mapping(node, "metrics", ("listen",), ("listen",))
+        listen = self.string(m["listen"], "metrics.listen")
+        match = _LISTEN_RE.match(listen)
+        if not match or int(match.group(3)) > 65535:
+            raise self.error(m["listen"], "metrics.listen", f"expected HOST:PORT, not {listen!r}")
+        return MetricsConfig(match.group(1) or match.group(2), int(match.group(3)))
+
+
+T = TypeVar("T")
+D = TypeVar("D")
+
+
+def _opt(
+    m: Mapping[str, Node], key: str, where: str, read: Callable[[Node, str], T], default: D
+) -> T | D:
+    return read(m[key], f"{where}.{key}") if key in m else default
+
+
+def _one_of(choices: tuple[str, ...]) -> str:
+    return "one of " + ", ".join(choices)
