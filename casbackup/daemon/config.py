@@ -35,6 +35,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from casbackup.daemon.schedule import validate_cron
 from casbackup.errors import UsageError
 from casbackup.ops.retention import Policy, parse_duration
+from casbackup.ops.verify import parse_subset
 
 JobType = Literal["backup", "sync", "forget", "gc", "verify"]
 BackupType = Literal["full", "incremental", "differential", "snapshot"]
@@ -189,8 +190,6 @@ def parse_config(text: str, name: str = "casbackup.yaml", base_dir: Path | None 
 
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")  # no ".": names sit in dotted keys
-_PERCENT_RE = re.compile(r"^(\d+(?:\.\d+)?)%$")
-_PART_RE = re.compile(r"^(\d+)/(\d+)$")
 _LISTEN_RE = re.compile(r"^(?:\[([0-9A-Fa-f:.]+)\]|([^:\[\]]+)):(\d{1,5})$")
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 _PW_FORMS = "{env: VAR}, {file: PATH} or {command: CMD}"
@@ -446,14 +445,11 @@ class _Loader:
 
     def subset(self, node: Node, where: str) -> str:
         text = self.string(node, where)
-        pct, part = _PERCENT_RE.match(text), _PART_RE.match(text)
-        if pct and 0 < float(pct.group(1)) <= 100:
-            return text
-        if part and 1 <= int(part.group(1)) <= int(part.group(2)):
-            return text
-        raise self.error(
-            node, where, f"expected a percentage like '5%' or a part like '1/7', not {text!r}"
-        )
+        try:
+            parse_subset(text)  # verify's own parser: the daemon passes the text on
+        except UsageError as e:
+            raise self.error(node, where, str(e)) from None
+        return text
 
     def watch(
         self, node: Node, where: str, stores: Mapping[str, object], sources: Mapping[str, object]
