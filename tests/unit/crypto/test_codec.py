@@ -1,0 +1,64 @@
+"""Codec: seal/unseal round trip, kind binding, tamper detection, compression choice."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from casbackup.crypto import keys
+from casbackup.crypto.codec import DATA, TREE, Codec
+from casbackup.crypto.compress import RAW, ZSTD, Compressor
+from casbackup.errors import IntegrityError, WrongPassword
+
+
+@pytest.fixture(params=["aes-256-gcm", "chacha20-poly1305", None])
+def codec(request: pytest.FixtureRequest) -> Codec:
+    enc = os.urandom(32) if request.param else None
+    return Codec(os.urandom(32), enc, request.param or "aes-256-gcm")
+
+
+@pytest.mark.parametrize("data", [b"", b"x", b"a" * 100_000, os.urandom(300_000)])
+def test_seal_unseal_roundtrip(codec: Codec, data: bytes) -> None:
+    sealed = codec.seal(DATA, data)
+    assert codec.unseal_blob(DATA, codec.blob_id(data), sealed, len(data)) == data
+
+
+def test_compressible_data_is_compressed_and_random_is_not() -> None:
+    c = Compressor(3)
+    assert c.compress(b"abc" * 100_000)[0] == ZSTD
+    assert c.compress(os.urandom(300_000))[0] == RAW
+
+
+def test_encrypted_seal_binds_kind_and_detects_flips() -> None:
+    codec = Codec(os.urandom(32), os.urandom(32), "aes-256-gcm")
+    sealed = codec.seal(DATA, b"secret content")
+    assert b"secret" not in sealed
+    with pytest.raises(IntegrityError):
+        codec.unseal(TREE, sealed)  # a data blob cannot pass for a tree
+    for i in (0, len(sealed) // 2, len(sealed) - 1):
+        bad = bytearray(sealed)
+        bad[i] ^= 1
+        with pytest.raises(IntegrityError):
+            codec.unseal(DATA, bytes(bad))
+
+
+def test_unsealed_blob_must_hash_to_its_id(codec: Codec) -> None:
+    sealed = codec.seal(DATA, b"one")
+    with pytest.raises(IntegrityError, match="does not hash"):
+        codec.unseal_blob(DATA, codec.blob_id(b"two"), sealed)
+
+
+def test_blob_ids_are_keyed() -> None:
+    a, b = Codec(os.urandom(32), None, "aes-256-gcm"), Codec(os.urandom(32), None, "aes-256-gcm")
+    assert a.blob_id(b"same") != b.blob_id(b"same")
+    assert a.blob_id(b"same") == a.blob_id(b"same")
+
+
+def test_key_wrap_unwrap_and_wrong_password() -> None:
+    mk = keys.MasterKey.generate()
+    blob = keys.wrap(mk, "correct horse", n=2**10)
+    assert keys.unwrap(blob, "correct horse") == mk
+    with pytest.raises(WrongPassword):
+        keys.unwrap(blob, "battery staple")
+    assert "wrapped" not in keys.describe(blob)
