@@ -16,11 +16,15 @@ KINDS = ("config", "snapshot", "tree", "index", "pack", "keys")
 
 def cat_cmd(
     kind: Annotated[str, typer.Argument(help=" | ".join(KINDS))],
-    obj_id: Annotated[str | None, typer.Argument(help="Object or blob id (snapshot: prefix)")] = None,
+    obj_id: Annotated[
+        str | None, typer.Argument(help="Object or blob id (snapshot: prefix)")
+    ] = None,
     store: StoreOpt = None,
     password_file: PasswordFileOpt = None,
     password_command: PasswordCmdOpt = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Accepted; output is always JSON.")] = True,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Accepted; output is always JSON.")
+    ] = True,
 ) -> None:
     """Print an internal object as JSON (for debugging)."""
     if kind not in KINDS:
@@ -32,11 +36,21 @@ def cat_cmd(
         out: Any
         if kind == "config":
             c = st.config
-            out = {"format_version": c.format_version, "store_id": c.store_id,
-                   "encryption": c.encryption, "hash": c.hash, "compression": c.compression,
-                   "compression_level": c.compression_level, "pack_size": c.pack_size,
-                   "chunker": {"algorithm": c.chunker.algorithm, "min_size": c.chunker.min_size,
-                               "avg_size": c.chunker.avg_size, "max_size": c.chunker.max_size}}
+            out = {
+                "format_version": c.format_version,
+                "store_id": c.store_id,
+                "encryption": c.encryption,
+                "hash": c.hash,
+                "compression": c.compression,
+                "compression_level": c.compression_level,
+                "pack_size": c.pack_size,
+                "chunker": {
+                    "algorithm": c.chunker.algorithm,
+                    "min_size": c.chunker.min_size,
+                    "avg_size": c.chunker.avg_size,
+                    "max_size": c.chunker.max_size,
+                },
+            }
         elif kind == "keys":
             out = [{"id": k, **st.describe_key(k)} for k in st.key_names()]
         elif kind == "snapshot":
@@ -47,13 +61,37 @@ def cat_cmd(
             out = {"id": tid.hex(), "nodes": [n.to_map() for n in st.load_tree(tid).nodes]}
         elif kind == "index":
             packs, sup = decode_index(st.read_object("index/", obj_id or "", INDEX), obj_id or "")
-            out = {"supersedes": sup, "packs": [
-                {"id": p.name, "kind": p.kind, "size": p.size,
-                 "blobs": [{"id": e.id, "offset": e.offset, "length": e.length,
-                            "raw_length": e.raw_length} for e in p.entries]} for p in packs]}
+            out = {
+                "supersedes": sup,
+                "packs": [
+                    {
+                        "id": p.name,
+                        "kind": p.kind,
+                        "size": p.size,
+                        "blobs": [
+                            {
+                                "id": e.id,
+                                "offset": e.offset,
+                                "length": e.length,
+                                "raw_length": e.raw_length,
+                            }
+                            for e in p.entries
+                        ],
+                    }
+                    for p in packs
+                ],
+            }
         else:
-            out = [{"kind": e.kind, "id": e.id, "offset": e.offset, "length": e.length,
-                    "raw_length": e.raw_length} for e in st.pack_entries(obj_id or "")]
+            out = [
+                {
+                    "kind": e.kind,
+                    "id": e.id,
+                    "offset": e.offset,
+                    "length": e.length,
+                    "raw_length": e.raw_length,
+                }
+                for e in st.pack_entries(obj_id or "")
+            ]
     emit_json(out)
 
 

@@ -8,7 +8,14 @@ import typer
 
 from ..store import ENCRYPTIONS, init_store
 from .common import (
-    Ctx, JsonOpt, PasswordCmdOpt, PasswordFileOpt, StoreOpt, echo, emit_json, read_password,
+    Ctx,
+    JsonOpt,
+    PasswordCmdOpt,
+    PasswordFileOpt,
+    StoreOpt,
+    echo,
+    emit_json,
+    read_password,
 )
 
 

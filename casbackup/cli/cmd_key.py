@@ -8,14 +8,21 @@ from typing import Annotated
 import typer
 
 from .common import (
-    Ctx, JsonOpt, PasswordCmdOpt, PasswordFileOpt, StoreOpt, echo, emit_json, read_password,
+    Ctx,
+    JsonOpt,
+    PasswordCmdOpt,
+    PasswordFileOpt,
+    StoreOpt,
+    echo,
+    emit_json,
+    read_password,
 )
 
-key_app = typer.Typer(help="Manage the passphrases (key objects) of a store.",
-                      no_args_is_help=True)
+key_app = typer.Typer(help="Manage the passphrases (key objects) of a store.", no_args_is_help=True)
 
-NewPwFile = Annotated[str | None, typer.Option(
-    "--new-password-file", help="Read the new password from this file.")]
+NewPwFile = Annotated[
+    str | None, typer.Option("--new-password-file", help="Read the new password from this file.")
+]
 
 
 def _new_password(new_password_file: str | None) -> str:
@@ -27,26 +34,37 @@ def _new_password(new_password_file: str | None) -> str:
 
 
 @key_app.command("list")
-def key_list(store: StoreOpt = None, password_file: PasswordFileOpt = None,
-             password_command: PasswordCmdOpt = None, json_out: JsonOpt = False) -> None:
+def key_list(
+    store: StoreOpt = None,
+    password_file: PasswordFileOpt = None,
+    password_command: PasswordCmdOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
     """List key objects; the one opened with the given password is marked."""
     ctx = Ctx(store, password_file, password_command, json_out)
     with ctx.open() as st:
-        rows = [{"id": k, "current": k == st.key_name, **st.describe_key(k)}
-                for k in st.key_names()]
+        rows = [
+            {"id": k, "current": k == st.key_name, **st.describe_key(k)} for k in st.key_names()
+        ]
     if json_out:
         emit_json(rows)
         return
     for r in rows:
         created = datetime.fromtimestamp(float(r.get("created", 0))).strftime("%Y-%m-%d %H:%M")  # type: ignore[arg-type]
-        echo(f"{'*' if r['current'] else ' '} {str(r['id'])[:8]}  {r.get('username')}@"
-             f"{r.get('hostname')}  {created}")
+        echo(
+            f"{'*' if r['current'] else ' '} {str(r['id'])[:8]}  {r.get('username')}@"
+            f"{r.get('hostname')}  {created}"
+        )
 
 
 @key_app.command("add")
-def key_add(store: StoreOpt = None, password_file: PasswordFileOpt = None,
-            password_command: PasswordCmdOpt = None, new_password_file: NewPwFile = None,
-            json_out: JsonOpt = False) -> None:
+def key_add(
+    store: StoreOpt = None,
+    password_file: PasswordFileOpt = None,
+    password_command: PasswordCmdOpt = None,
+    new_password_file: NewPwFile = None,
+    json_out: JsonOpt = False,
+) -> None:
     """Add a passphrase that opens the same master key."""
     ctx = Ctx(store, password_file, password_command, json_out)
     with ctx.open() as st:
@@ -55,9 +73,13 @@ def key_add(store: StoreOpt = None, password_file: PasswordFileOpt = None,
 
 
 @key_app.command("remove")
-def key_remove(key_id: Annotated[str, typer.Argument()], store: StoreOpt = None,
-               password_file: PasswordFileOpt = None, password_command: PasswordCmdOpt = None,
-               json_out: JsonOpt = False) -> None:
+def key_remove(
+    key_id: Annotated[str, typer.Argument()],
+    store: StoreOpt = None,
+    password_file: PasswordFileOpt = None,
+    password_command: PasswordCmdOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
     """Remove a key object (never the last one)."""
     ctx = Ctx(store, password_file, password_command, json_out)
     with ctx.open() as st:
@@ -71,9 +93,13 @@ def key_remove(key_id: Annotated[str, typer.Argument()], store: StoreOpt = None,
 
 
 @key_app.command("passwd")
-def key_passwd(store: StoreOpt = None, password_file: PasswordFileOpt = None,
-               password_command: PasswordCmdOpt = None, new_password_file: NewPwFile = None,
-               json_out: JsonOpt = False) -> None:
+def key_passwd(
+    store: StoreOpt = None,
+    password_file: PasswordFileOpt = None,
+    password_command: PasswordCmdOpt = None,
+    new_password_file: NewPwFile = None,
+    json_out: JsonOpt = False,
+) -> None:
     """Change the passphrase: add a key for the new one, then remove the old key."""
     ctx = Ctx(store, password_file, password_command, json_out)
     with ctx.open() as st:
@@ -81,7 +107,9 @@ def key_passwd(store: StoreOpt = None, password_file: PasswordFileOpt = None,
         name = st.add_key(_new_password(new_password_file))  # the new key first ...
         if old:
             st.remove_key(old)  # ... then the old one: never a moment without a key
-    emit_json({"added": name, "removed": old}) if json_out else echo(f"password changed (key {name[:8]})")
+    emit_json({"added": name, "removed": old}) if json_out else echo(
+        f"password changed (key {name[:8]})"
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -12,7 +12,14 @@ import typer
 from ..errors import UsageError
 from ..model.tree import DIR, Node
 from .common import (
-    Ctx, JsonOpt, PasswordCmdOpt, PasswordFileOpt, StoreOpt, echo, emit_json, human_bytes,
+    Ctx,
+    JsonOpt,
+    PasswordCmdOpt,
+    PasswordFileOpt,
+    StoreOpt,
+    echo,
+    emit_json,
+    human_bytes,
 )
 
 
@@ -27,17 +34,21 @@ def snapshots_cmd(
     """List snapshots, oldest first."""
     ctx = Ctx(store, password_file, password_command, json_out)
     with ctx.open() as st:
-        snaps = [s for s in st.snapshots()
-                 if (host is None or s.hostname == host)
-                 and (not tag or set(tag) <= set(s.tags))]
+        snaps = [
+            s
+            for s in st.snapshots()
+            if (host is None or s.hostname == host) and (not tag or set(tag) <= set(s.tags))
+        ]
     if json_out:
         emit_json([s.to_json() for s in snaps])
         return
     echo(f"{'ID':8}  {'Time':19}  {'Host':12}  {'Type':12}  {'Tags':12}  {'Size':>10}  Paths")
     for s in snaps:
         t = datetime.fromtimestamp(s.time).strftime("%Y-%m-%d %H:%M:%S")
-        echo(f"{s.id[:8]}  {t}  {s.hostname[:12]:12}  {s.type:12}  {','.join(s.tags)[:12]:12}  "
-             f"{human_bytes(s.summary.total_size):>10}  {', '.join(s.paths)}")
+        echo(
+            f"{s.id[:8]}  {t}  {s.hostname[:12]:12}  {s.type:12}  {','.join(s.tags)[:12]:12}  "
+            f"{human_bytes(s.summary.total_size):>10}  {', '.join(s.paths)}"
+        )
     echo(f"{len(snaps)} snapshot(s)")
 
 
@@ -58,9 +69,15 @@ def list_backups(
 
 
 def _mode_str(n: Node) -> str:
-    kinds = {"file": stat.S_IFREG, "dir": stat.S_IFDIR, "symlink": stat.S_IFLNK,
-             "fifo": stat.S_IFIFO, "chardev": stat.S_IFCHR, "blockdev": stat.S_IFBLK,
-             "socket": stat.S_IFSOCK}
+    kinds = {
+        "file": stat.S_IFREG,
+        "dir": stat.S_IFDIR,
+        "symlink": stat.S_IFLNK,
+        "fifo": stat.S_IFIFO,
+        "chardev": stat.S_IFCHR,
+        "blockdev": stat.S_IFBLK,
+        "socket": stat.S_IFSOCK,
+    }
     return stat.filemode(kinds[n.type] | n.mode)
 
 
@@ -83,8 +100,10 @@ def ls_cmd(
         for i, p in enumerate(parts):
             node = st.load_tree(tree_id).find(p)
             if node is None or node.type != DIR or node.subtree is None:
-                raise UsageError(f"{'/' + '/'.join(path.strip('/').split('/')[:i + 1])} is not "
-                                 f"a directory in snapshot {snap.id[:8]}")
+                raise UsageError(
+                    f"{'/' + '/'.join(path.strip('/').split('/')[: i + 1])} is not "
+                    f"a directory in snapshot {snap.id[:8]}"
+                )
             tree_id = node.subtree
         base = "/" + "/".join(os.fsdecode(p) for p in parts)
 
@@ -92,14 +111,25 @@ def ls_cmd(
             for n in st.load_tree(tid).nodes:
                 full = os.path.join(prefix, os.fsdecode(n.name))
                 if json_out:
-                    emit_json({"path": full, "type": n.type, "size": n.size, "mode": n.mode,
-                               "uid": n.uid, "gid": n.gid, "mtime_ns": n.mtime_ns,
-                               "target": os.fsdecode(n.target) if n.target is not None else None})
+                    emit_json(
+                        {
+                            "path": full,
+                            "type": n.type,
+                            "size": n.size,
+                            "mode": n.mode,
+                            "uid": n.uid,
+                            "gid": n.gid,
+                            "mtime_ns": n.mtime_ns,
+                            "target": os.fsdecode(n.target) if n.target is not None else None,
+                        }
+                    )
                 elif long:
                     t = datetime.fromtimestamp(n.mtime_ns / 1e9).strftime("%Y-%m-%d %H:%M:%S")
-                    echo(f"{_mode_str(n)} {n.user or n.uid:>8} {n.group or n.gid:>8} "
-                         f"{n.size:>12} {t} {full}"
-                         + (f" -> {os.fsdecode(n.target)}" if n.target is not None else ""))
+                    echo(
+                        f"{_mode_str(n)} {n.user or n.uid:>8} {n.group or n.gid:>8} "
+                        f"{n.size:>12} {t} {full}"
+                        + (f" -> {os.fsdecode(n.target)}" if n.target is not None else "")
+                    )
                 else:
                     echo(full)
                 if recursive and n.type == DIR and n.subtree is not None:

@@ -12,7 +12,9 @@ from .common import Ctx, JsonOpt, PasswordCmdOpt, PasswordFileOpt, StoreOpt, ech
 
 def unlock_cmd(
     store: StoreOpt = None,
-    remove_all: Annotated[bool, typer.Option("--remove-all", help="Remove live locks too.")] = False,
+    remove_all: Annotated[
+        bool, typer.Option("--remove-all", help="Remove live locks too.")
+    ] = False,
     password_file: PasswordFileOpt = None,
     password_command: PasswordCmdOpt = None,
     json_out: JsonOpt = False,
@@ -22,14 +24,24 @@ def unlock_cmd(
     with ctx.open() as st:
         removed = remove_stale(st, all_locks=remove_all)
         left = list_locks(st)
-    rows = [{"id": lk.name, "operation": lk.operation, "hostname": lk.hostname, "pid": lk.pid,
-             "exclusive": lk.exclusive} for lk in removed]
+    rows = [
+        {
+            "id": lk.name,
+            "operation": lk.operation,
+            "hostname": lk.hostname,
+            "pid": lk.pid,
+            "exclusive": lk.exclusive,
+        }
+        for lk in removed
+    ]
     if json_out:
         emit_json({"removed": rows, "remaining": len(left)})
         return
     for r in rows:
-        echo(f"removed {'exclusive' if r['exclusive'] else 'shared'} lock of {r['operation']} "
-             f"(pid {r['pid']} on {r['hostname']})")
+        echo(
+            f"removed {'exclusive' if r['exclusive'] else 'shared'} lock of {r['operation']} "
+            f"(pid {r['pid']} on {r['hostname']})"
+        )
     echo(f"{len(removed)} lock(s) removed, {len(left)} remaining")
 
 

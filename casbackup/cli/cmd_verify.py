@@ -14,9 +14,12 @@ from .progress import CliObserver
 
 def verify_cmd(
     store: StoreOpt = None,
-    read_data: Annotated[bool, typer.Option("--read-data", help="Read and re-hash every blob.")] = False,
-    read_data_subset: Annotated[str | None, typer.Option(
-        "--read-data-subset", help="Read only packs N/M or P% of them.")] = None,
+    read_data: Annotated[
+        bool, typer.Option("--read-data", help="Read and re-hash every blob.")
+    ] = False,
+    read_data_subset: Annotated[
+        str | None, typer.Option("--read-data-subset", help="Read only packs N/M or P% of them.")
+    ] = None,
     password_file: PasswordFileOpt = None,
     password_command: PasswordCmdOpt = None,
     json_out: JsonOpt = False,
@@ -24,17 +27,31 @@ def verify_cmd(
     """Verify the store; exit 13 naming every damaged object and what it affects."""
     ctx = Ctx(store, password_file, password_command, json_out)
     with ctx.open() as st:
-        rep = verify(st, read_data=read_data, subset=read_data_subset,
-                     observer=CliObserver(json_lines=json_out))
+        rep = verify(
+            st,
+            read_data=read_data,
+            subset=read_data_subset,
+            observer=CliObserver(json_lines=json_out),
+        )
     if json_out:
-        emit_json({"ok": rep.ok, "problems": rep.problems, "notes": rep.notes,
-                   "affected": [{"snapshot": s, "path": p} for s, p in rep.affected],
-                   "snapshots": rep.snapshots, "trees": rep.trees,
-                   "packs_checked": rep.packs_checked, "packs_read": rep.packs_read,
-                   "blobs_read": rep.blobs_read})
+        emit_json(
+            {
+                "ok": rep.ok,
+                "problems": rep.problems,
+                "notes": rep.notes,
+                "affected": [{"snapshot": s, "path": p} for s, p in rep.affected],
+                "snapshots": rep.snapshots,
+                "trees": rep.trees,
+                "packs_checked": rep.packs_checked,
+                "packs_read": rep.packs_read,
+                "blobs_read": rep.blobs_read,
+            }
+        )
     else:
-        echo(f"checked {rep.snapshots} snapshots, {rep.trees} trees, {rep.packs_checked} packs"
-             + (f", read {rep.packs_read} packs / {rep.blobs_read} blobs" if rep.packs_read else ""))
+        echo(
+            f"checked {rep.snapshots} snapshots, {rep.trees} trees, {rep.packs_checked} packs"
+            + (f", read {rep.packs_read} packs / {rep.blobs_read} blobs" if rep.packs_read else "")
+        )
         for n in rep.notes:
             echo(f"note: {n}")
         for p in rep.problems:

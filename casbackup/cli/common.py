@@ -22,9 +22,15 @@ from ..store import Store, open_store
 
 StoreOpt = Annotated[
     str | None,
-    typer.Option("--store", "-s", "--repo", "-r", envvar="CASBACKUP_STORE",
-                 help="Store URL: a path (default local store), s3://bucket/prefix, "
-                      "sftp://user@host/path. Env: CASBACKUP_STORE."),
+    typer.Option(
+        "--store",
+        "-s",
+        "--repo",
+        "-r",
+        envvar="CASBACKUP_STORE",
+        help="Store URL: a path (default local store), s3://bucket/prefix, "
+        "sftp://user@host/path. Env: CASBACKUP_STORE.",
+    ),
 ]
 PasswordFileOpt = Annotated[
     str | None, typer.Option("--password-file", help="Read the password from this file.")
@@ -38,8 +44,13 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON out
 class Ctx:
     """What every command needs: where the store is and how to get its password."""
 
-    def __init__(self, store: str | None, password_file: str | None = None,
-                 password_command: str | None = None, json_out: bool = False) -> None:
+    def __init__(
+        self,
+        store: str | None,
+        password_file: str | None = None,
+        password_command: str | None = None,
+        json_out: bool = False,
+    ) -> None:
         if not store:
             raise UsageError("no store given: use --store PATH or set CASBACKUP_STORE")
         self.url = store
@@ -54,8 +65,12 @@ class Ctx:
         return open_store(self.url, self.password_source())
 
 
-def read_password(password_file: str | None, password_command: str | None,
-                  confirm: bool = False, prompt: str = "Password") -> str:
+def read_password(
+    password_file: str | None,
+    password_command: str | None,
+    confirm: bool = False,
+    prompt: str = "Password",
+) -> str:
     if password_file:
         try:
             with open(password_file, encoding="utf-8") as f:
@@ -64,8 +79,13 @@ def read_password(password_file: str | None, password_command: str | None,
             raise UsageError(f"cannot read password file {password_file}: {e.strerror}") from e
     if password_command:
         try:
-            out = subprocess.run(shlex.split(password_command), capture_output=True, text=True,
-                                 check=True, timeout=60)
+            out = subprocess.run(
+                shlex.split(password_command),
+                capture_output=True,
+                text=True,
+                check=True,
+                timeout=60,
+            )
         except (OSError, subprocess.SubprocessError) as e:
             raise UsageError(f"password command failed: {type(e).__name__}") from None
         return out.stdout.rstrip("\r\n")
@@ -76,8 +96,9 @@ def read_password(password_file: str | None, password_command: str | None,
     if pf:
         return read_password(pf, None)
     if not sys.stdin.isatty():
-        raise WrongPassword("no password given: set CASBACKUP_PASSWORD, --password-file "
-                            "or --password-command")
+        raise WrongPassword(
+            "no password given: set CASBACKUP_PASSWORD, --password-file or --password-command"
+        )
     pw: str = typer.prompt(prompt, hide_input=True, confirmation_prompt=confirm)
     return pw
 

@@ -14,8 +14,13 @@ import time
 
 from rich.console import Console
 from rich.progress import (
-    BarColumn, DownloadColumn, Progress, TextColumn,
-    TimeRemainingColumn, TransferSpeedColumn,
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
 )
 
 from ..ops.observer import Observer
@@ -27,21 +32,27 @@ class CliObserver(Observer):
         self.tty = sys.stderr.isatty() if tty is None else tty
         self._lock = threading.Lock()
         self._progress: Progress | None = None
-        self._task: int | None = None
+        self._task: TaskID | None = None
         self._bytes = 0
         self._files = 0
         self._last = 0.0
         self._what = ""
         self.warnings: list[str] = []
 
-    def start(self, what: str, total_bytes: int | None = None,
-              total_files: int | None = None) -> None:
+    def start(
+        self, what: str, total_bytes: int | None = None, total_files: int | None = None
+    ) -> None:
         self._what = what
         if self.tty and not self.json:
             self._progress = Progress(
-                TextColumn(f"[bold]{what}"), BarColumn(), DownloadColumn(),
-                TransferSpeedColumn(), TextColumn("{task.fields[files]} files"),
-                TimeRemainingColumn(), console=Console(stderr=True), transient=True,
+                TextColumn(f"[bold]{what}"),
+                BarColumn(),
+                DownloadColumn(),
+                TransferSpeedColumn(),
+                TextColumn("{task.fields[files]} files"),
+                TimeRemainingColumn(),
+                console=Console(stderr=True),
+                transient=True,
             )
             self._task = self._progress.add_task(what, total=total_bytes, files=0)
             self._progress.start()
@@ -60,15 +71,26 @@ class CliObserver(Observer):
                 now = time.monotonic()
                 if now - self._last >= 1.0:
                     self._last = now
-                    sys.stderr.write(json.dumps({"type": "status", "op": self._what,
-                                                 "bytes_done": self._bytes,
-                                                 "files_done": self._files}) + "\n")
+                    sys.stderr.write(
+                        json.dumps(
+                            {
+                                "type": "status",
+                                "op": self._what,
+                                "bytes_done": self._bytes,
+                                "files_done": self._files,
+                            }
+                        )
+                        + "\n"
+                    )
 
     def warn(self, path: str, message: str) -> None:
         with self._lock:
             self.warnings.append(f"{path}: {message}")
-            line = (json.dumps({"type": "warning", "path": path, "message": message})
-                    if self.json else f"casbackup: warning: {path}: {message}")
+            line = (
+                json.dumps({"type": "warning", "path": path, "message": message})
+                if self.json
+                else f"casbackup: warning: {path}: {message}"
+            )
             if self._progress is not None:
                 self._progress.console.print(line, markup=False, highlight=False)
             else:

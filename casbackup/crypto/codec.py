@@ -30,9 +30,7 @@ _AD = {k: b"casbackup:" + k.encode() for k in KINDS}
 
 
 class Codec:
-    def __init__(
-        self, id_key: bytes, enc_key: bytes | None, cipher: str, level: int = 3
-    ) -> None:
+    def __init__(self, id_key: bytes, enc_key: bytes | None, cipher: str, level: int = 3) -> None:
         self.id_key = id_key
         self.encrypted = enc_key is not None
         self._aead = Aead(cipher, enc_key) if enc_key is not None else None

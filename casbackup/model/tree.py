@@ -30,9 +30,25 @@ TYPES = (FILE, DIR, SYMLINK, FIFO, CHARDEV, BLOCKDEV, SOCKET)
 
 # The order in which fields are encoded; part of the format.
 _FIELDS = (
-    "name", "type", "mode", "uid", "gid", "user", "group", "mtime_ns", "ctime_ns",
-    "inode", "device", "nlink", "size", "rdev", "content", "subtree", "target",
-    "xattrs", "sparse",
+    "name",
+    "type",
+    "mode",
+    "uid",
+    "gid",
+    "user",
+    "group",
+    "mtime_ns",
+    "ctime_ns",
+    "inode",
+    "device",
+    "nlink",
+    "size",
+    "rdev",
+    "content",
+    "subtree",
+    "target",
+    "xattrs",
+    "sparse",
 )
 
 

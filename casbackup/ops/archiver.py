@@ -52,11 +52,14 @@ class FileResult:
 
 @dataclass(slots=True)
 class PendingDir:
+    """A directory whose files may still be being saved."""
+
     node: Node
-    children: list[Node | PendingDir | tuple[Node, Future[FileResult]]] = field(
-        default_factory=list
-    )
+    children: list[_Child] = field(default_factory=list)
     done: bool = False
+
+
+_Child = Node | PendingDir | tuple[Node, "Future[FileResult]"]
 
 
 @dataclass
@@ -205,7 +208,7 @@ class Archiver:
         return pd
 
     def _entry(self, dir_fd: int, dir_path: bytes, name: bytes, parent_tree: Tree | None,
-               root_dev: int, rel: bytes) -> Node | PendingDir | tuple[Node, Future[FileResult]] | None:
+               root_dev: int, rel: bytes) -> _Child | None:
         path = dir_path + b"/" + name if dir_path != b"/" else b"/" + name
         crel = rel + b"/" + name if rel else name
         try:

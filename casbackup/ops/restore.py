@@ -103,7 +103,7 @@ class _Paths:
         return name if dfd is None else b"/proc/self/fd/%d/%s" % (dfd, name)
 
 
-def _matcher(patterns: Iterable[str]) -> pathspec.PathSpec | None:
+def _matcher(patterns: Iterable[str]) -> pathspec.GitIgnoreSpec | None:
     pats = [p for p in patterns if p.strip()]
     return pathspec.GitIgnoreSpec.from_lines(pats) if pats else None
 
@@ -116,7 +116,7 @@ def _select(items: list[Item], include: list[str], exclude: list[str]) -> list[I
     def text(it: Item) -> str:
         return "/" + os.fsdecode(b"/".join(it.parts)) + ("/" if it.node.type == DIR else "")
 
-    def hit(spec: pathspec.PathSpec, it: Item) -> bool:
+    def hit(spec: pathspec.GitIgnoreSpec, it: Item) -> bool:
         # a path matches when it or any of its ancestors does
         for i in range(1, len(it.parts) + 1):
             sub = Item(it.parts[:i], it.node if i == len(it.parts) else Node(b"", DIR))
@@ -145,9 +145,18 @@ def _walk(store: Store, tree_id: bytes, parts: tuple[bytes, ...], out: list[Item
             _walk(store, node.subtree, p, out)
 
 
-def restore(store: Store, ref: str, target: str, *, include: list[str] | None = None,
-            exclude: list[str] | None = None, overwrite: bool = False, verify: bool = False,
-            observer: Observer = NULL, workers: int = 4) -> RestoreResult:
+def restore(
+    store: Store,
+    ref: str,
+    target: str,
+    *,
+    include: list[str] | None = None,
+    exclude: list[str] | None = None,
+    overwrite: bool = False,
+    verify: bool = False,
+    observer: Observer = NULL,
+    workers: int = 4,
+) -> RestoreResult:
     raise_fd_limit()
     snap = store.find_snapshot(ref)
     tgt = os.path.abspath(os.fsencode(target))
@@ -178,8 +187,9 @@ def restore(store: Store, ref: str, target: str, *, include: list[str] | None = 
 
 
 class _Restorer:
-    def __init__(self, store: Store, paths: _Paths, obs: Observer, res: RestoreResult,
-                 overwrite: bool) -> None:
+    def __init__(
+        self, store: Store, paths: _Paths, obs: Observer, res: RestoreResult, overwrite: bool
+    ) -> None:
         self.store = store
         self.paths = paths
         self.obs = obs
@@ -199,8 +209,12 @@ class _Restorer:
             n = it.node
             dfd, name, close = self.paths.at(it.parts)
             try:
-                if self.overwrite and n.type != DIR and os.path.lexists(
-                        self.paths.full(it.parts)) and len(self.paths.full(it.parts)) < LONG:
+                if (
+                    self.overwrite
+                    and n.type != DIR
+                    and os.path.lexists(self.paths.full(it.parts))
+                    and len(self.paths.full(it.parts)) < LONG
+                ):
                     os.unlink(self.paths.full(it.parts))
                 if n.type == DIR:
                     try:
@@ -263,13 +277,18 @@ class _Restorer:
             if off != it.node.size:
                 self._warn(it, f"snapshot lists {off} bytes of content for size {it.node.size}")
         with ThreadPoolExecutor(workers, thread_name_prefix="restore") as pool:
-            futs = [pool.submit(self._fill_pack, pack, blobs, items)
-                    for pack, blobs in plan.items()]
+            futs = [
+                pool.submit(self._fill_pack, pack, blobs, items) for pack, blobs in plan.items()
+            ]
             for f in futs:
                 f.result()
 
-    def _fill_pack(self, pack: str, blobs: dict[bytes, tuple[PackEntry, list[tuple[int, int]]]],
-                   items: list[Item]) -> None:
+    def _fill_pack(
+        self,
+        pack: str,
+        blobs: dict[bytes, tuple[PackEntry, list[tuple[int, int]]]],
+        items: list[Item],
+    ) -> None:
         entries = sorted((e for e, _ in blobs.values()), key=lambda e: e.offset)
         groups: list[list[PackEntry]] = [[entries[0]]]
         for e in entries[1:]:
@@ -280,10 +299,14 @@ class _Restorer:
                 groups.append([e])
         for g in groups:
             start = g[0].offset
-            data = memoryview(self.store.read_pack_range(pack, start, g[-1].offset + g[-1].length - start))
+            data = memoryview(
+                self.store.read_pack_range(pack, start, g[-1].offset + g[-1].length - start)
+            )
             for e in g:
                 try:
-                    plain = self.store.unseal_entry(e, data[e.offset - start: e.offset - start + e.length])
+                    plain = self.store.unseal_entry(
+                        e, data[e.offset - start : e.offset - start + e.length]
+                    )
                 except IntegrityError as err:
                     raise IntegrityError(f"pack {pack[:16]}: {err}") from None
                 runs = nonzero_runs(plain)
@@ -370,4 +393,5 @@ class _Restorer:
                         )
                 if f.read(1):
                     raise IntegrityError(
-                        f"restored file {os.fsdecode(self.paths.full(it.parts))} is too long")
+                        f"restored file {os.fsdecode(self.paths.full(it.parts))} is too long"
+                    )

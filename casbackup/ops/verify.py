@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 from ..crypto.codec import INDEX
 from ..errors import CasError, IntegrityError, UsageError
+from ..ids import object_name
 from ..model.tree import DIR, FILE
 from ..store import Store
 from ..store.index import decode_index
@@ -64,8 +65,9 @@ def parse_subset(spec: str | None) -> tuple[int, int] | float | None:
     raise UsageError(f"--read-data-subset {spec!r}: use N/M or P%")
 
 
-def verify(store: Store, *, read_data: bool = False, subset: str | None = None,
-           observer: Observer = NULL) -> VerifyReport:
+def verify(
+    store: Store, *, read_data: bool = False, subset: str | None = None, observer: Observer = NULL
+) -> VerifyReport:
     rep = VerifyReport()
     sel = parse_subset(subset)
     with shared_lock(store, "verify"):
@@ -93,18 +95,20 @@ def _check_index(store: Store, rep: VerifyReport) -> None:
         store.index.add_object(name, packs)
     store.mark_index_loaded()
     on_backend = {i.key.rsplit("/", 1)[1]: i.size for i in store.list_pack_objects()}
-    for name, info in store.index.packs.items():
+    for name, pinfo in store.index.packs.items():
         rep.packs_checked += 1
         size = on_backend.get(name)
         if size is None:
-            rep.problems.append(f"{pack_key(name)}: missing ({len(info.entries)} blobs lost)")
-            rep.bad_blobs.update(e.id for e in info.entries)
-        elif size != info.size:
-            rep.problems.append(f"{pack_key(name)}: size {size}, index says {info.size}")
-            rep.bad_blobs.update(e.id for e in info.entries)
+            rep.problems.append(f"{pack_key(name)}: missing ({len(pinfo.entries)} blobs lost)")
+            rep.bad_blobs.update(e.id for e in pinfo.entries)
+        elif size != pinfo.size:
+            rep.problems.append(f"{pack_key(name)}: size {size}, index says {pinfo.size}")
+            rep.bad_blobs.update(e.id for e in pinfo.entries)
     orphans = set(on_backend) - set(store.index.packs)
     if orphans:
-        rep.notes.append(f"{len(orphans)} pack(s) not in any index (crash leftovers; gc removes them)")
+        rep.notes.append(
+            f"{len(orphans)} pack(s) not in any index (crash leftovers; gc removes them)"
+        )
 
 
 def _choose(packs: list[str], sel: tuple[int, int] | float | None) -> list[str]:
@@ -124,26 +128,26 @@ def _read_pack(store: Store, name: str, rep: VerifyReport) -> None:
     rep.packs_read += 1
     try:
         data = store.read_pack(name)
-    except CasError as e:
-        rep.problems.append(f"{pack_key(name)}: {e}")
+    except CasError as err:
+        rep.problems.append(f"{pack_key(name)}: {err}")
         rep.bad_blobs.update(e.id for e in info.entries)
         return
-    from ..ids import object_name
-
     if object_name(data) != name:
         rep.problems.append(f"{pack_key(name)}: contents do not hash to its name (damaged)")
     try:
         header = {e.id: e for e in store.pack_entries(name, data)}
-    except IntegrityError as e:
-        rep.problems.append(f"{pack_key(name)}: {e}")
+    except IntegrityError as err:
+        rep.problems.append(f"{pack_key(name)}: {err}")
         header = {}
     mv = memoryview(data)
     for e in info.entries:
         h = header.get(e.id)
         if header and h != e:
-            rep.problems.append(f"{pack_key(name)}: blob {e.id.hex()[:16]} header and index disagree")
+            rep.problems.append(
+                f"{pack_key(name)}: blob {e.id.hex()[:16]} header and index disagree"
+            )
         try:
-            store.unseal_entry(e, mv[e.offset:e.offset + e.length])
+            store.unseal_entry(e, mv[e.offset : e.offset + e.length])
             rep.blobs_read += 1
         except IntegrityError as err:
             rep.problems.append(f"{pack_key(name)}: blob {e.id.hex()[:16]}: {err}")
@@ -165,8 +169,9 @@ def _check_snapshots(store: Store, rep: VerifyReport) -> None:
             rep.affected.append((sid, "/" + rel))
 
 
-def _walk(store: Store, rep: VerifyReport, sid: str, tree_id: bytes,
-          seen: dict[bytes, list[str]]) -> list[str]:
+def _walk(
+    store: Store, rep: VerifyReport, sid: str, tree_id: bytes, seen: dict[bytes, list[str]]
+) -> list[str]:
     if tree_id in seen:
         return seen[tree_id]
     if tree_id not in store.index or tree_id in rep.bad_blobs:
@@ -185,15 +190,19 @@ def _walk(store: Store, rep: VerifyReport, sid: str, tree_id: bytes,
     for node in tree.nodes:
         name = os.fsdecode(node.name)
         if node.type == DIR and node.subtree is not None:
-            lost.extend(os.path.join(name, r) if r else name
-                        for r in _walk(store, rep, sid, node.subtree, seen))
+            lost.extend(
+                os.path.join(name, r) if r else name
+                for r in _walk(store, rep, sid, node.subtree, seen)
+            )
         elif node.type == FILE and node.content:
             bad = [b for b in node.content if b not in store.index or b in rep.bad_blobs]
             if bad:
                 lost.append(name)
                 missing = sum(1 for b in bad if b not in store.index)
                 if missing:
-                    rep.problems.append(f"{missing} blob(s) of file {name} (snapshot {sid[:8]}) "
-                                        "are not in the index")
+                    rep.problems.append(
+                        f"{missing} blob(s) of file {name} (snapshot {sid[:8]}) "
+                        "are not in the index"
+                    )
     seen[tree_id] = lost
     return lost

@@ -28,8 +28,9 @@ class Excluder:
         self.exclude_caches = exclude_caches
 
     @classmethod
-    def from_options(cls, patterns: Iterable[str], files: Iterable[str],
-                     exclude_caches: bool) -> Excluder:
+    def from_options(
+        cls, patterns: Iterable[str], files: Iterable[str], exclude_caches: bool
+    ) -> Excluder:
         pats = list(patterns)
         for f in files:
             try:

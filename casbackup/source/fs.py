@@ -8,6 +8,7 @@ long (for calls, like the xattr ones, that take no ``dir_fd``).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 
@@ -29,7 +30,5 @@ def raise_fd_limit() -> None:
     """Deep trees hold one directory fd per level: lift the soft limit to the hard one."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:
-        try:
+        with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-        except (ValueError, OSError):
-            pass

@@ -18,7 +18,14 @@ import stat
 from functools import lru_cache
 
 from ..model.tree import (
-    BLOCKDEV, CHARDEV, DIR, FIFO, FILE, SOCKET, SYMLINK, Node,
+    BLOCKDEV,
+    CHARDEV,
+    DIR,
+    FIFO,
+    FILE,
+    SOCKET,
+    SYMLINK,
+    Node,
 )
 
 _NO_XATTR = {errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENODATA, errno.EPERM, errno.EACCES}
@@ -78,10 +85,18 @@ def read_xattrs(path: bytes) -> dict[bytes, bytes] | None:
 def node_from_stat(name: bytes, path: bytes, st: os.stat_result) -> Node:
     t = node_type(st.st_mode)
     n = Node(
-        name=name, type=t, mode=stat.S_IMODE(st.st_mode), uid=st.st_uid, gid=st.st_gid,
-        user=user_name(st.st_uid), group=group_name(st.st_gid),
-        mtime_ns=st.st_mtime_ns, ctime_ns=st.st_ctime_ns, inode=st.st_ino,
-        device=st.st_dev, nlink=st.st_nlink,
+        name=name,
+        type=t,
+        mode=stat.S_IMODE(st.st_mode),
+        uid=st.st_uid,
+        gid=st.st_gid,
+        user=user_name(st.st_uid),
+        group=group_name(st.st_gid),
+        mtime_ns=st.st_mtime_ns,
+        ctime_ns=st.st_ctime_ns,
+        inode=st.st_ino,
+        device=st.st_dev,
+        nlink=st.st_nlink,
         size=st.st_size if t in (FILE, SYMLINK) else 0,
     )
     if t == SYMLINK:

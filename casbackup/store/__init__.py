@@ -24,10 +24,16 @@ def open_store(url: str, password: PasswordSource | None) -> Store:
     return Store.open(open_backend(url), password, url)
 
 
-def init_store(url: str, password: str | None, *, encryption: str = "repokey",
-               pack_size: int | None = None, compression_level: int = 3,
-               kdf_n: int = keymod.DEFAULT_SCRYPT_N,
-               master: keymod.MasterKey | None = None) -> Store:
+def init_store(
+    url: str,
+    password: str | None,
+    *,
+    encryption: str = "repokey",
+    pack_size: int | None = None,
+    compression_level: int = 3,
+    kdf_n: int = keymod.DEFAULT_SCRYPT_N,
+    master: keymod.MasterKey | None = None,
+) -> Store:
     if encryption in ("repokey", "repokey-aes"):
         cipher = "aes-256-gcm"
     elif encryption == "repokey-chacha":

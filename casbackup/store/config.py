@@ -37,8 +37,9 @@ class StoreConfig:
 
     @classmethod
     def new(cls, encryption: str, **kw: Any) -> StoreConfig:
-        return cls(store_id=os.urandom(16).hex(), encryption=encryption,
-                   chunker=ChunkerParams(), **kw)
+        return cls(
+            store_id=os.urandom(16).hex(), encryption=encryption, chunker=ChunkerParams(), **kw
+        )
 
     @property
     def encrypted(self) -> bool:
@@ -54,8 +55,10 @@ class StoreConfig:
             "compression_level": self.compression_level,
             "encryption": self.encryption,
             "chunker": {
-                "algorithm": c.algorithm, "min_size": c.min_size,
-                "avg_size": c.avg_size, "max_size": c.max_size,
+                "algorithm": c.algorithm,
+                "min_size": c.min_size,
+                "avg_size": c.avg_size,
+                "max_size": c.max_size,
             },
             "pack_size": self.pack_size,
         }
@@ -78,12 +81,22 @@ class StoreConfig:
                 f"casbackup (supports {FORMAT_VERSION}); upgrade casbackup"
             )
         ch = m["chunker"]
-        params = ChunkerParams(ch["algorithm"], ch["min_size"], ch["avg_size"], ch["max_size"],
-                               int(m.get("chunker_seed", 0)))
+        params = ChunkerParams(
+            ch["algorithm"],
+            ch["min_size"],
+            ch["avg_size"],
+            ch["max_size"],
+            int(m.get("chunker_seed", 0)),
+        )
         return cls(
-            store_id=m["store_id"], encryption=m["encryption"], chunker=params,
-            compression_level=m["compression_level"], pack_size=m["pack_size"],
-            hash=m["hash"], compression=m["compression"], id_key=m.get("id_key"),
+            store_id=m["store_id"],
+            encryption=m["encryption"],
+            chunker=params,
+            compression_level=m["compression_level"],
+            pack_size=m["pack_size"],
+            hash=m["hash"],
+            compression=m["compression"],
+            id_key=m.get("id_key"),
         )
 
     def with_seed(self, seed: int) -> StoreConfig:

@@ -37,14 +37,20 @@ class Location:
 
 
 def encode_index(packs: Iterable[PackInfo], supersedes: Iterable[str] = ()) -> bytes:
-    return serde.pack({
-        "packs": [
-            {"id": p.name, "kind": p.kind, "size": p.size,
-             "blobs": [[e.id, e.offset, e.length, e.raw_length] for e in p.entries]}
-            for p in packs
-        ],
-        "supersedes": list(supersedes),
-    })
+    return serde.pack(
+        {
+            "packs": [
+                {
+                    "id": p.name,
+                    "kind": p.kind,
+                    "size": p.size,
+                    "blobs": [[e.id, e.offset, e.length, e.raw_length] for e in p.entries],
+                }
+                for p in packs
+            ],
+            "supersedes": list(supersedes),
+        }
+    )
 
 
 def decode_index(data: bytes, name: str = "?") -> tuple[list[PackInfo], list[str]]:
@@ -53,7 +59,9 @@ def decode_index(data: bytes, name: str = "?") -> tuple[list[PackInfo], list[str
         packs = []
         for p in m["packs"]:
             kind = str(p["kind"])
-            entries = [PackEntry(kind, bytes(i), int(o), int(n), int(r)) for i, o, n, r in p["blobs"]]
+            entries = [
+                PackEntry(kind, bytes(i), int(o), int(n), int(r)) for i, o, n, r in p["blobs"]
+            ]
             packs.append(PackInfo(str(p["id"]), kind, int(p["size"]), entries))
         return packs, [str(s) for s in m.get("supersedes", [])]
     except (KeyError, TypeError, ValueError) as e:
@@ -106,5 +114,9 @@ class Index:
         by_kind: dict[str, int] = {}
         for p in self.packs.values():
             by_kind[p.kind] = by_kind.get(p.kind, 0) + 1
-        return {"blobs": len(self.blobs), "packs": len(self.packs), "packs_by_kind": by_kind,
-                "index_objects": len(self.objects)}
+        return {
+            "blobs": len(self.blobs),
+            "packs": len(self.packs),
+            "packs_by_kind": by_kind,
+            "index_objects": len(self.objects),
+        }

@@ -63,9 +63,17 @@ def list_locks(store: Store) -> list[LockInfo]:
         name = info.key.rsplit("/", 1)[1]
         try:
             m = serde.unpack(store.read_object("locks/", name, LOCK), "lock")
-            out.append(LockInfo(name, bool(m["exclusive"]), str(m["operation"]),
-                                str(m["hostname"]), int(m["pid"]), str(m["username"]),
-                                float(m["time"])))
+            out.append(
+                LockInfo(
+                    name,
+                    bool(m["exclusive"]),
+                    str(m["operation"]),
+                    str(m["hostname"]),
+                    int(m["pid"]),
+                    str(m["username"]),
+                    float(m["time"]),
+                )
+            )
         except (NotFound, IntegrityError):
             continue  # removed meanwhile, or damaged: unlock --remove-all deals with it
         except (KeyError, TypeError, ValueError):
@@ -96,20 +104,31 @@ class _Held:
         self._mu = threading.Lock()
 
     def _write(self) -> str:
-        data = self.store.codec.seal(LOCK, serde.pack({
-            "exclusive": self.exclusive, "operation": self.operation,
-            "hostname": socket.gethostname(), "pid": os.getpid(),
-            "username": _user(), "time": self.clock.time(), "nonce": os.urandom(8),
-        }))
+        data = self.store.codec.seal(
+            LOCK,
+            serde.pack(
+                {
+                    "exclusive": self.exclusive,
+                    "operation": self.operation,
+                    "hostname": socket.gethostname(),
+                    "pid": os.getpid(),
+                    "username": _user(),
+                    "time": self.clock.time(),
+                    "nonce": os.urandom(8),
+                }
+            ),
+        )
         name = object_name(data)
         self.store.backend.put(f"locks/{name}", data)
         return name
 
     def _conflicts(self) -> list[LockInfo]:
         now = self.clock.time()
-        return [lk for lk in list_locks(self.store)
-                if lk.name != self.name and not lk.stale(now)
-                and (self.exclusive or lk.exclusive)]
+        return [
+            lk
+            for lk in list_locks(self.store)
+            if lk.name != self.name and not lk.stale(now) and (self.exclusive or lk.exclusive)
+        ]
 
     def acquire(self, retry: float) -> None:
         deadline = self.clock.monotonic() + retry
@@ -156,8 +175,9 @@ class _Held:
 
 
 @contextlib.contextmanager
-def _lock(store: Store, exclusive: bool, operation: str, retry: float,
-          clock: Clock) -> Iterator[None]:
+def _lock(
+    store: Store, exclusive: bool, operation: str, retry: float, clock: Clock
+) -> Iterator[None]:
     held = _Held(store, exclusive, operation, clock)
     held.acquire(retry)
     try:
@@ -166,13 +186,15 @@ def _lock(store: Store, exclusive: bool, operation: str, retry: float,
         held.release()
 
 
-def shared_lock(store: Store, operation: str, retry: float = 0.0,
-                clock: Clock = SYSTEM) -> contextlib.AbstractContextManager[None]:
+def shared_lock(
+    store: Store, operation: str, retry: float = 0.0, clock: Clock = SYSTEM
+) -> contextlib.AbstractContextManager[None]:
     return _lock(store, False, operation, retry, clock)
 
 
-def exclusive_lock(store: Store, operation: str, retry: float = 0.0,
-                   clock: Clock = SYSTEM) -> contextlib.AbstractContextManager[None]:
+def exclusive_lock(
+    store: Store, operation: str, retry: float = 0.0, clock: Clock = SYSTEM
+) -> contextlib.AbstractContextManager[None]:
     return _lock(store, True, operation, retry, clock)
 
 

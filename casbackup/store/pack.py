@@ -56,8 +56,8 @@ def parse_header(codec: Codec, pack: bytes, name: str = "?") -> list[PackEntry]:
         raw = codec.unseal(HEADER, pack[start : start + hlen])
         rows = serde.unpack(raw, f"pack {name[:16]} header")
         entries = [PackEntry(str(k), bytes(i), int(o), int(n), int(r)) for k, i, o, n, r in rows]
-    except (IntegrityError, ValueError, TypeError) as e:
-        raise IntegrityError(f"pack {name[:16]} header is damaged: {e}") from e
+    except (IntegrityError, ValueError, TypeError) as err:
+        raise IntegrityError(f"pack {name[:16]} header is damaged: {err}") from err
     for e in entries:
         if e.offset < 0 or e.offset + e.length > start:
             raise IntegrityError(f"pack {name[:16]} header points outside the pack")

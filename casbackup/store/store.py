@@ -20,6 +20,7 @@ Invariants:
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
@@ -105,7 +106,8 @@ class Store:
             config = replace(config, id_key=master.id_key)
         config = config.with_seed(master.chunker_seed)
         try:
-            backend.put("config", config.encode(), overwrite=False)  # written last: the store exists
+            # written last: from here on the store exists
+            backend.put("config", config.encode(), overwrite=False)
         except AlreadyExists:
             raise UsageError(f"a store already exists at {url or 'this location'}") from None
         return cls(backend, config, master, url, key_name)
@@ -155,6 +157,9 @@ class Store:
         """For verify, which loads index objects one by one to report each problem."""
         self._index_loaded = True
 
+    def _write_index_object(self, packs: list[PackInfo]) -> None:
+        self._write_index(packs)
+
     def _write_index(self, packs: list[PackInfo], supersedes: Iterable[str] = ()) -> str:
         data = self.codec.seal(INDEX, encode_index(packs, supersedes))
         name = object_name(data)
@@ -163,10 +168,8 @@ class Store:
         return name
 
     def _put(self, key: str, data: bytes) -> None:
-        try:
+        with contextlib.suppress(AlreadyExists):  # content-addressed: same name, same bytes
             self.backend.put(key, data, overwrite=False)
-        except AlreadyExists:
-            pass  # content-addressed: the same name holds the same bytes
 
     # ----- blobs ------------------------------------------------------------------------
 
@@ -178,7 +181,8 @@ class Store:
                 self._packer = Packer(
                     self.codec, self.index,
                     lambda n, d: self._put(pack_key(n), d),
-                    self._write_index, self.config.pack_size,
+                    self._write_index_object,
+                    self.config.pack_size,
                     uploaders=max(1, min(4, self.backend.properties().connections)),
                 )
             return self._packer
@@ -186,7 +190,9 @@ class Store:
     def has_blob(self, blob_id: bytes) -> bool:
         return blob_id in self.index
 
-    def add_blob(self, kind: str, data: bytes | memoryview, blob_id: bytes | None = None) -> AddResult:
+    def add_blob(
+        self, kind: str, data: bytes | memoryview, blob_id: bytes | None = None
+    ) -> AddResult:
         """Store a blob unless present; safe to call from many threads."""
         bid = blob_id if blob_id is not None else self.codec.blob_id(data)
         packer = self.packer
