@@ -112,7 +112,9 @@ def connect(params: SSHParams) -> Conn:
             auth_timeout=params.timeout,
         )
         sftp = ssh.open_sftp()
-        sftp.get_channel().settimeout(params.timeout)
+        channel = sftp.get_channel()
+        if channel is not None:
+            channel.settimeout(params.timeout)
         return Conn(ssh, sftp)
     except BackendError:
         ssh.close()
