@@ -17,6 +17,9 @@ Invariants:
   again, up to ``REREAD`` times; if it still changes it is stored as last read, counted
   in ``changed_during_read`` and warned about — never stored as a silent mix.
 - Hard links to one inode are read once per backup.
+- An unchanged file reuses its parent's content list only when every blob of it is in
+  the index: after ``repair`` dropped damaged blobs, the next backup re-reads the file
+  and uploads them again.
 """
 
 from __future__ import annotations
@@ -160,7 +163,8 @@ class Archiver:
         s.total_size += node.size
         if (parent is not None and parent.type == FILE and parent.content is not None
                 and (parent.size, parent.mtime_ns, parent.ctime_ns, parent.inode)
-                == (node.size, node.mtime_ns, node.ctime_ns, node.inode)):
+                == (node.size, node.mtime_ns, node.ctime_ns, node.inode)
+                and all(b in self.store.index for b in parent.content)):
             node.content = parent.content
             s.files_unchanged += 1
             self.obs.progress(node.size, 1)
