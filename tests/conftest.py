@@ -1,7 +1,7 @@
 """Fixtures for backend tests: a real S3 endpoint (moto server mode) and a real OpenSSH sshd,
 both on loopback, plus ``backend_url``/``backend`` parametrized over every backend.
 
-Fixtures (self-contained: this file can be moved to ``tests/conftest.py`` as is):
+Fixtures (shared by every test directory):
 - ``s3_server`` (session): a ``MotoS3`` with ``.endpoint``, ``.bucket`` and ``.url(prefix)``;
   sets fake ``AWS_*`` credentials in the environment for the session.
 - ``s3_url``: an ``s3://`` URL with a fresh prefix in that bucket.

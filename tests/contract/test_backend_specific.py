@@ -21,7 +21,7 @@ from casbackup.backends.sftp import SFTPBackend
 from casbackup.errors import AlreadyExists, PermanentError, TransientError, UsageError
 
 if TYPE_CHECKING:
-    from conftest import MotoS3, Sshd  # type: ignore[import-not-found]
+    from tests.conftest import MotoS3, Sshd
 
 # -- open_backend -------------------------------------------------------------------------
 
