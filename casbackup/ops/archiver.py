@@ -62,7 +62,30 @@ class PendingDir:
     done: bool = False
 
 
-_Child = Node | PendingDir | tuple[Node, "Future[FileResult]"]
+@dataclass(slots=True)
+class Pending:
+    """A file handed to the file saver: its result is ``fut.result()[idx]``. ``fut`` is
+    None until the batch holding it is submitted; ``link_of`` is the first path of the
+    same inode (hard links are read once)."""
+
+    node: Node
+    fut: Future[list[FileResult]] | None
+    idx: int
+    link_of: Pending | None = None
+
+    def done(self) -> bool:
+        src = self.link_of or self
+        return src.fut is not None and src.fut.done()
+
+    def result(self) -> FileResult:
+        src = self.link_of or self
+        assert src.fut is not None
+        return src.fut.result()[src.idx]
+
+
+_Child = Node | PendingDir | Pending
+_BATCH_FILES = 64
+_BATCH_BYTES = 4 << 20
 
 
 @dataclass
@@ -71,7 +94,7 @@ class ArchiveOptions:
     one_file_system: bool = False
     dry_run: bool = False
     workers: int = max(2, (os.cpu_count() or 2) + 1)
-    max_inflight: int = 64
+    max_inflight: int = 16  # batches of up to _BATCH_FILES open files each
 
 
 class Archiver:
@@ -84,7 +107,9 @@ class Archiver:
         self._pool = ThreadPoolExecutor(options.workers, thread_name_prefix="file-saver")
         self._slots = threading.BoundedSemaphore(options.max_inflight)
         self._queue: deque[PendingDir] = deque()
-        self._hardlinks: dict[tuple[int, int], Future[FileResult]] = {}
+        self._hardlinks: dict[tuple[int, int], Pending] = {}
+        self._batch: list[tuple[int, Pending, bytes]] = []
+        self._batch_bytes = 0
         self._dry_seen: set[bytes] = set()
         self._small = store.config.chunker.min_size
 
@@ -108,18 +133,15 @@ class Archiver:
         return r.id
 
     def _read_once(self, fd: int, size_hint: int) -> tuple[list[bytes], int]:
-        os.lseek(fd, 0, os.SEEK_SET)
         if size_hint < self._small:
-            data = b""
-            parts = []
-            while True:
-                b = os.read(fd, max(size_hint + 1, 65536))
-                if not b:
-                    break
-                parts.append(b)
-            data = b"".join(parts)
+            # one read of size+1: a short read on a regular file is end of file
+            parts = [os.pread(fd, size_hint + 1, 0)]
+            while len(parts[-1]) == (size_hint + 1 if len(parts) == 1 else 1 << 20):
+                parts.append(os.pread(fd, 1 << 20, sum(len(p) for p in parts)))
+            data = parts[0] if len(parts) == 1 else b"".join(parts)
             self.obs.progress(len(data))
             return ([self._add(DATA, data)] if data else []), len(data)
+        os.lseek(fd, 0, os.SEEK_SET)
         content: list[bytes] = []
         total = 0
         with open(fd, "rb", buffering=0, closefd=False) as f:
@@ -129,26 +151,53 @@ class Archiver:
                 self.obs.progress(len(chunk))
         return content, total
 
-    def _save_file(self, fd: int, display: str) -> FileResult:
+    def _save_one(self, fd: int, node: Node, display: str) -> FileResult:
+        """Read one open file until it reads the same twice in a row (or give up)."""
         try:
             os.set_blocking(fd, True)
             read_total = 0
+            # the walker's lstat is the "before" of the first attempt
+            before = (node.size, node.mtime_ns, node.ctime_ns)
             for attempt in range(REREAD + 1):
-                before = os.fstat(fd)
-                content, n = self._read_once(fd, before.st_size)
+                content, n = self._read_once(fd, before[0])
                 read_total += n
-                after = os.fstat(fd)
-                if (before.st_size, before.st_mtime_ns, before.st_ctime_ns) == (
-                    after.st_size, after.st_mtime_ns, after.st_ctime_ns
-                ) and n == after.st_size:
+                st = os.fstat(fd)
+                after = (st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+                if before == after and n == st.st_size:
                     return FileResult(content, read_total, False)
                 if attempt == REREAD:
                     self.obs.warn(display, "file changed while it was read; stored as last read")
                     return FileResult(content, read_total, True)
+                before = after
             raise AssertionError("unreachable")
         finally:
             os.close(fd)
+
+    def _save_batch(self, batch: list[tuple[int, Node, bytes]]) -> list[FileResult]:
+        """Save a batch of files (many small ones, or one large one) in one worker task,
+        so the per-file cost of futures and locks is paid once per batch."""
+        try:
+            out = []
+            for i, (fd, node, path) in enumerate(batch):
+                try:
+                    out.append(self._save_one(fd, node, os.fsdecode(path)))
+                except BaseException:
+                    for fd2, _, _ in batch[i + 1 :]:
+                        os.close(fd2)
+                    raise
+            return out
+        finally:
             self._slots.release()
+
+    def _submit_batch(self) -> None:
+        batch, self._batch = self._batch, []
+        self._batch_bytes = 0
+        if not batch:
+            return
+        self._slots.acquire()
+        fut = self._pool.submit(self._save_batch, [(fd, p.node, path) for fd, p, path in batch])
+        for _, p, _ in batch:
+            p.fut = fut
 
     # ----- walking (the caller's thread) -------------------------------------------------
 
@@ -158,7 +207,7 @@ class Archiver:
         self.obs.warn(os.fsdecode(path), e.strerror or str(e))
 
     def _file(self, dir_fd: int, path: bytes, node: Node, parent: Node | None,
-              ) -> Node | tuple[Node, Future[FileResult]]:
+              ) -> Node | Pending:
         s = self.summary
         s.total_size += node.size
         if (parent is not None and parent.type == FILE and parent.content is not None
@@ -175,17 +224,24 @@ class Archiver:
             s.files_changed += 1
         link_key = (node.device, node.inode)
         if node.nlink > 1 and link_key in self._hardlinks:
-            return node, self._hardlinks[link_key]
+            first = self._hardlinks[link_key]
+            return Pending(node, first.fut, first.idx, first)
         try:
             fd = os.open(node.name, _READ_FLAGS, dir_fd=dir_fd)
         except OSError as e:
             self._warn_unreadable(path, e)
             return node  # caller drops nodes whose content is None
-        self._slots.acquire()
-        fut = self._pool.submit(self._save_file, fd, os.fsdecode(path))
+        if node.size >= self._small:
+            self._submit_batch()  # keep order: earlier small files go first
+        pend = Pending(node, None, len(self._batch))
+        self._batch.append((fd, pend, path))
+        self._batch_bytes += node.size
+        if node.size >= self._small or len(self._batch) >= _BATCH_FILES or (
+                self._batch_bytes >= _BATCH_BYTES):
+            self._submit_batch()
         if node.nlink > 1:
-            self._hardlinks[link_key] = fut
-        return node, fut
+            self._hardlinks[link_key] = pend
+        return pend
 
     def _dir(self, dir_fd: int, path: bytes, node: Node, parent: Node | None,
              root_dev: int, rel: bytes) -> PendingDir:
@@ -244,11 +300,13 @@ class Archiver:
         self.obs.progress(0, 1)
         return node
 
-    def _resolve(self, c: Node | tuple[Node, Future[FileResult]]) -> Node | None:
+    def _resolve(self, c: Node | Pending) -> Node | None:
         """The finished node of a file, waiting for its content; None if unreadable."""
-        if isinstance(c, tuple):
-            node, fut = c
-            r = fut.result()
+        if isinstance(c, Pending):
+            node = c.node
+            r = c.result()
+            if c.link_of is not None:
+                r = FileResult(r.content, 0, False)  # read once, counted once
             node.content = r.content
             with self._lock:
                 self.summary.bytes_read += r.bytes_read
@@ -274,12 +332,12 @@ class Archiver:
         return self._add(TREE, tree.encode())
 
     def _drain(self, block: bool) -> None:
+        if block:
+            self._submit_batch()
         q = self._queue
         while q:
             pd = q[0]
-            if not block and not all(
-                c[1].done() for c in pd.children if isinstance(c, tuple)
-            ):
+            if not block and not all(c.done() for c in pd.children if isinstance(c, Pending)):
                 return
             q.popleft()
             self._finalize(pd)
@@ -310,6 +368,7 @@ class Archiver:
                                 st.st_dev, b"")
             if child is None or isinstance(child, PendingDir):
                 return None if child is None else child.node
+            self._submit_batch()
             return self._resolve(child)
         finally:
             os.close(dfd)
