@@ -6,6 +6,9 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+from ..chunking import ChunkerParams
 from ..crypto import keys as keymod
 from ..errors import UsageError
 from .config import StoreConfig
@@ -33,6 +36,7 @@ def init_store(
     compression_level: int = 3,
     kdf_n: int = keymod.DEFAULT_SCRYPT_N,
     master: keymod.MasterKey | None = None,
+    chunker: ChunkerParams | None = None,
 ) -> Store:
     if encryption in ("repokey", "repokey-aes"):
         cipher = "aes-256-gcm"
@@ -46,6 +50,8 @@ def init_store(
     if pack_size:
         kw["pack_size"] = pack_size
     config = StoreConfig.new(cipher, **kw)
+    if chunker is not None:  # `init --from`: the same cut points as the source store
+        config = replace(config, chunker=chunker)
     backend = open_backend(url)
     return Store.create(backend, config, password, master=master, url=url, kdf_n=kdf_n)
 

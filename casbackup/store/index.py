@@ -92,6 +92,11 @@ class Index:
             self.add_pack(p)
         self.objects[name] = [p.name for p in packs]
 
+    def replace_with(self, other: Index) -> None:
+        """Take ``other``'s contents (a full reload), keeping this object's identity."""
+        with self._lock:
+            self.blobs, self.packs, self.objects = other.blobs, other.packs, other.objects
+
     def __contains__(self, blob_id: bytes) -> bool:
         return blob_id in self.blobs
 

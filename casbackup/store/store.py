@@ -153,6 +153,41 @@ class Store:
         self._index_loaded = True
         return self.index
 
+    def refresh_index(self) -> Index:
+        """Pick up index objects other writers added since the index was loaded (sync and
+        watch keep a store open for hours). If an index object we loaded is gone (gc
+        consolidated it), rebuild the whole index in place: the packer keeps the same
+        ``Index`` object. Call only when nothing is pending in this store's packer."""
+        if not self._index_loaded:
+            return self.load_index()
+        names = [i.key.rsplit("/", 1)[1] for i in self.backend.list("index/")]
+        if set(self.index.objects) - set(names):
+            fresh = Index()
+            for name in names:
+                packs, _ = decode_index(self.read_object("index/", name, INDEX), name)
+                fresh.add_object(name, packs)
+            self.index.replace_with(fresh)
+            return self.index
+        for name in names:
+            if name not in self.index.objects:
+                packs, _ = decode_index(self.read_object("index/", name, INDEX), name)
+                self.index.add_object(name, packs)
+        return self.index
+
+    def local_path(self) -> str | None:
+        """The root directory when the store is on the local backend (a hint for
+        filesystem watchers), else None."""
+        from ..backends.local import LocalBackend
+
+        b: object = self.backend
+        for _ in range(8):  # unwrap RetryingBackend / FaultyBackend
+            if isinstance(b, LocalBackend):
+                return b.root
+            b = getattr(b, "inner", None)
+            if b is None:
+                return None
+        return None
+
     def mark_index_loaded(self) -> None:
         """For verify, which loads index objects one by one to report each problem."""
         self._index_loaded = True
