@@ -20,6 +20,10 @@ Invariants:
 - An unchanged file reuses its parent's content list only when every blob of it is in
   the index: after ``repair`` dropped damaged blobs, the next backup re-reads the file
   and uploads them again.
+- With ``ArchiveOptions.dirty`` (``watch``: absolute paths of directories whose entries
+  changed since the parent snapshot), a directory that is neither dirty nor above a dirty
+  one and whose (mtime_ns, ctime_ns, inode, device) match its parent node keeps the
+  parent's subtree without being read (listed in ``reused``). ``dirty=None`` scans all.
 """
 
 from __future__ import annotations
@@ -95,6 +99,7 @@ class ArchiveOptions:
     dry_run: bool = False
     workers: int = max(2, (os.cpu_count() or 2) + 1)
     max_inflight: int = 16  # batches of up to _BATCH_FILES open files each
+    dirty: set[bytes] | None = None  # watch: only these directories (and above) are read
 
 
 class Archiver:
@@ -112,6 +117,11 @@ class Archiver:
         self._batch_bytes = 0
         self._dry_seen: set[bytes] = set()
         self._small = store.config.chunker.min_size
+        self.reused: list[Node] = []  # directory nodes kept from the parent (dirty mode)
+        self._above_dirty: set[bytes] = set()
+        for d in options.dirty or ():
+            while d not in (b"/", b"") and (d := os.path.dirname(d)) not in self._above_dirty:
+                self._above_dirty.add(d)
 
     # ----- blob saving (worker threads) --------------------------------------------------
 
@@ -286,6 +296,8 @@ class Archiver:
             return None
         pnode = parent_tree.find(name) if parent_tree is not None else None
         if is_dir:
+            if self._reuse_dir(path, node, pnode):
+                return node
             try:
                 fd = open_dir_at(dir_fd, name)
             except OSError as e:
@@ -299,6 +311,19 @@ class Archiver:
             return self._file(dir_fd, path, node, pnode)
         self.obs.progress(0, 1)
         return node
+
+    def _reuse_dir(self, path: bytes, node: Node, parent: Node | None) -> bool:
+        """Dirty mode: keep the parent's subtree for a clean, unchanged directory."""
+        dirty = self.opt.dirty
+        if (dirty is None or parent is None or parent.type != DIR or parent.subtree is None
+                or path in dirty or path in self._above_dirty
+                or (parent.mtime_ns, parent.ctime_ns, parent.inode, parent.device)
+                != (node.mtime_ns, node.ctime_ns, node.inode, node.device)
+                or parent.subtree not in self.store.index):
+            return False
+        node.subtree = parent.subtree
+        self.reused.append(node)
+        return True
 
     def _resolve(self, c: Node | Pending) -> Node | None:
         """The finished node of a file, waiting for its content; None if unreadable."""
@@ -356,6 +381,8 @@ class Archiver:
             st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
             if stat.S_ISDIR(st.st_mode):
                 node = node_from_stat(name, path, st)
+                if self._reuse_dir(path, node, parent):
+                    return node
                 fd = open_dir_at(dfd, name)
                 try:
                     pd = self._dir(fd, path, node, parent, st.st_dev, b"")
