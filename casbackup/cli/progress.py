@@ -11,19 +11,12 @@ import json
 import sys
 import threading
 import time
-
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
+from typing import TYPE_CHECKING
 
 from ..ops.observer import Observer
+
+if TYPE_CHECKING:  # rich is imported only when a bar is drawn (~25 ms of startup)
+    from rich.progress import Progress, TaskID
 
 
 class CliObserver(Observer):
@@ -44,6 +37,16 @@ class CliObserver(Observer):
     ) -> None:
         self._what = what
         if self.tty and not self.json:
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                DownloadColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+                TransferSpeedColumn,
+            )
+
             self._progress = Progress(
                 TextColumn(f"[bold]{what}"),
                 BarColumn(),

@@ -24,8 +24,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-
-import pathspec
+from typing import TYPE_CHECKING
 
 from ..errors import IntegrityError, UsageError
 from ..model.snapshot import Snapshot
@@ -35,6 +34,9 @@ from ..store import Store
 from ..store.locks import shared_lock
 from ..store.pack import PackEntry
 from .observer import NULL, Observer
+
+if TYPE_CHECKING:
+    from pathspec import GitIgnoreSpec
 
 _GAP = 256 * 1024  # read across gaps smaller than this rather than issuing two requests
 _HOLE = 64 * 1024  # zero runs of this many aligned bytes inside a blob become holes
@@ -103,9 +105,13 @@ class _Paths:
         return name if dfd is None else b"/proc/self/fd/%d/%s" % (dfd, name)
 
 
-def _matcher(patterns: Iterable[str]) -> pathspec.GitIgnoreSpec | None:
+def _matcher(patterns: Iterable[str]) -> GitIgnoreSpec | None:
     pats = [p for p in patterns if p.strip()]
-    return pathspec.GitIgnoreSpec.from_lines(pats) if pats else None
+    if not pats:
+        return None
+    import pathspec  # only when patterns are given: ~20 ms of startup otherwise
+
+    return pathspec.GitIgnoreSpec.from_lines(pats)
 
 
 def _select(items: list[Item], include: list[str], exclude: list[str]) -> list[Item]:
@@ -116,7 +122,7 @@ def _select(items: list[Item], include: list[str], exclude: list[str]) -> list[I
     def text(it: Item) -> str:
         return "/" + os.fsdecode(b"/".join(it.parts)) + ("/" if it.node.type == DIR else "")
 
-    def hit(spec: pathspec.GitIgnoreSpec, it: Item) -> bool:
+    def hit(spec: GitIgnoreSpec, it: Item) -> bool:
         # a path matches when it or any of its ancestors does
         for i in range(1, len(it.parts) + 1):
             sub = Item(it.parts[:i], it.node if i == len(it.parts) else Node(b"", DIR))

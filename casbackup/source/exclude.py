@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-
-import pathspec
+from typing import TYPE_CHECKING
 
 from ..errors import UsageError
+
+if TYPE_CHECKING:
+    from pathspec import GitIgnoreSpec
 
 CACHEDIR_SIGNATURE = b"Signature: 8a477f597d28d172789f06886806bc55"
 
@@ -21,11 +23,16 @@ CACHEDIR_SIGNATURE = b"Signature: 8a477f597d28d172789f06886806bc55"
 class Excluder:
     def __init__(self, patterns: Iterable[str] = (), *, exclude_caches: bool = False) -> None:
         pats = [p for p in patterns if p.strip() and not p.lstrip().startswith("#")]
+        self.exclude_caches = exclude_caches
+        self._spec: GitIgnoreSpec | None = None
+        if not pats:
+            return
+        import pathspec  # imported only when there are patterns: it costs ~20 ms at startup
+
         try:
-            self._spec = pathspec.GitIgnoreSpec.from_lines(pats) if pats else None
+            self._spec = pathspec.GitIgnoreSpec.from_lines(pats)
         except (ValueError, TypeError) as e:
             raise UsageError(f"bad exclude pattern: {e}") from e
-        self.exclude_caches = exclude_caches
 
     @classmethod
     def from_options(
