@@ -1,0 +1,45 @@
+"""``casbackup gc`` (alias ``prune``): remove unreferenced data, repack, consolidate index."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from ..ops.gc import gc
+from .common import Ctx, JsonOpt, PasswordCmdOpt, PasswordFileOpt, StoreOpt, emit_json
+from .maintopts import (
+    KeepUnindexedOpt,
+    MaxUnusedOpt,
+    RetryLockOpt,
+    default_keep_unindexed,
+    gc_options,
+    render_gc,
+)
+from .progress import CliObserver
+
+
+def gc_cmd(
+    store: StoreOpt = None,
+    max_unused: MaxUnusedOpt = "5%",
+    keep_unindexed_for: KeepUnindexedOpt = default_keep_unindexed(),
+    retry_lock: RetryLockOpt = "0",
+    dry_run: Annotated[bool, typer.Option("--dry-run", "-n", help="Report only.")] = False,
+    password_file: PasswordFileOpt = None,
+    password_command: PasswordCmdOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Delete data no snapshot uses and repack mostly-unused packs (exclusive lock)."""
+    ctx = Ctx(store, password_file, password_command, json_out)
+    opts = gc_options(max_unused, keep_unindexed_for, retry_lock, dry_run)
+    with ctx.open() as st:
+        rep = gc(st, opts, CliObserver(json_lines=json_out))
+    if json_out:
+        emit_json({"type": "gc", **rep.to_map()})
+    else:
+        render_gc(rep)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("gc")(gc_cmd)
+    app.command("prune", help="Alias of `gc`.")(gc_cmd)
