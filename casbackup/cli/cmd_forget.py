@@ -1,0 +1,118 @@
+"""``casbackup forget``: remove snapshots by retention policy (or by id); ``--prune`` runs gc."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+import typer
+
+from ..errors import UsageError
+from ..ops.forget import ForgetResult, forget, forget_ids
+from ..ops.gc import gc
+from ..ops.retention import Policy, parse_duration
+from .common import Ctx, JsonOpt, PasswordCmdOpt, PasswordFileOpt, StoreOpt, echo, emit_json
+from .maintopts import (
+    KeepUnindexedOpt,
+    MaxUnusedOpt,
+    RetryLockOpt,
+    default_keep_unindexed,
+    gc_options,
+    render_gc,
+)
+from .progress import CliObserver
+
+
+def _count(flag: str, help: str) -> Any:
+    return typer.Option(None, flag, metavar="N", help=help)
+
+
+def forget_cmd(
+    ids: Annotated[list[str] | None, typer.Argument(
+        help="Snapshot ids to forget (instead of a policy).")] = None,
+    store: StoreOpt = None,
+    keep_last: int | None = _count("--keep-last", "Keep the N newest snapshots."),
+    keep_hourly: int | None = _count("--keep-hourly", "Keep the newest of N hours."),
+    keep_daily: int | None = _count("--keep-daily", "Keep the newest of N days."),
+    keep_weekly: int | None = _count("--keep-weekly", "Keep the newest of N ISO weeks."),
+    keep_monthly: int | None = _count("--keep-monthly", "Keep the newest of N months."),
+    keep_yearly: int | None = _count("--keep-yearly", "Keep the newest of N years."),
+    keep_within: Annotated[str | None, typer.Option(
+        "--keep-within", metavar="DURATION",
+        help="Keep snapshots newer than the group's latest minus this (e.g. 1y2m3d4h).")] = None,
+    keep_tag: Annotated[list[str] | None, typer.Option(
+        "--keep-tag", help="Keep snapshots carrying these tags (a,b = both; repeatable).")] = None,
+    group_by: Annotated[str, typer.Option(
+        "--group-by", help="Apply the policy per group of host,paths[,tags].")] = "host,paths",
+    host: Annotated[list[str] | None, typer.Option(
+        "--host", help="Only consider snapshots of this host (repeatable).")] = None,
+    tag: Annotated[list[str] | None, typer.Option(
+        "--tag", help="Only consider snapshots carrying this tag (repeatable).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", "-n", help="Only show the plan.")] = False,
+    prune: Annotated[bool, typer.Option("--prune", help="Run gc afterwards.")] = False,
+    max_unused: MaxUnusedOpt = "5%",
+    keep_unindexed_for: KeepUnindexedOpt = default_keep_unindexed(),
+    retry_lock: RetryLockOpt = "0",
+    password_file: PasswordFileOpt = None,
+    password_command: PasswordCmdOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Forget snapshots that the policy does not keep (or those named by id)."""
+    ctx = Ctx(store, password_file, password_command, json_out)
+    gopts = gc_options(max_unused, keep_unindexed_for, retry_lock, dry_run) if prune else None
+    groups = tuple(g.strip() for g in group_by.split(",") if g.strip())
+    policy = Policy(
+        keep_last=keep_last, keep_hourly=keep_hourly, keep_daily=keep_daily,
+        keep_weekly=keep_weekly, keep_monthly=keep_monthly, keep_yearly=keep_yearly,
+        keep_within=parse_duration(keep_within) if keep_within else None,
+        keep_tags=tuple(keep_tag or ()), group_by=groups,
+    )
+    if ids and not policy.is_empty():
+        raise UsageError("give either snapshot ids or a --keep-* policy, not both")
+    with ctx.open() as st:
+        res = (forget_ids(st, ids, dry_run=dry_run) if ids
+               else forget(st, policy, dry_run=dry_run, hosts=host, tags=tag))
+        _render(res, json_out)
+        if gopts is not None:
+            if dry_run:  # plan gc as if the snapshots were gone
+                gopts.assume_forgotten = frozenset(res.removed)
+            rep = gc(st, gopts, CliObserver(json_lines=json_out))
+            if json_out:
+                emit_json({"type": "gc", **rep.to_map()})
+            else:
+                render_gc(rep)
+
+
+def _render(res: ForgetResult, json_out: bool) -> None:
+    if json_out:
+        groups = []
+        for key, decisions in res.groups.items():
+            groups.append({
+                "host": key.hostname, "paths": list(key.paths) if key.paths is not None else None,
+                "tags": list(key.tags) if key.tags is not None else None,
+                "snapshots": [{"id": d.snapshot.id, "time": d.snapshot.time.isoformat(),
+                               "keep": d.keep, "reasons": list(d.reasons)} for d in decisions],
+            })
+        emit_json({"type": "forget", "dry_run": res.dry_run, "groups": groups,
+                   "removed": res.removed, "kept": res.kept})
+        return
+    verb = "to remove (dry run)" if res.dry_run else "removed"
+    if not res.groups:  # by id
+        for sid in res.removed:
+            echo(f"{sid[:8]}  {'remove' if res.dry_run else 'removed'}")
+    for key, decisions in res.groups.items():
+        parts = [f"host {key.hostname}" if key.hostname is not None else "",
+                 f"paths {', '.join(key.paths)}" if key.paths is not None else "",
+                 f"tags {','.join(key.tags) or '-'}" if key.tags is not None else ""]
+        echo(f"group: {'; '.join(p for p in parts if p) or 'all snapshots'}")
+        for d in decisions:
+            t = datetime.fromtimestamp(d.snapshot.time.timestamp()).strftime("%Y-%m-%d %H:%M:%S")
+            action = "keep  " if d.keep else ("remove" if res.dry_run else "removed")
+            why = ", ".join(d.reasons)
+            echo(f"  {d.snapshot.id[:8]}  {t}  {action}  {why}".rstrip())
+    kept = len(res.kept)
+    echo(f"{len(res.removed)} snapshot(s) {verb}" + (f", {kept} kept" if res.groups else ""))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("forget")(forget_cmd)

@@ -1,0 +1,79 @@
+"""forget: delete the snapshot objects that a retention policy (``ops/retention.py``, pure)
+does not keep, or the snapshots named by id. ``--prune`` then runs gc (``ops/gc.py``).
+
+Invariants:
+- Only snapshot objects are deleted; the data they alone referenced stays until gc.
+  forget takes no lock: deleting a snapshot is safe alongside backups (a backup reads
+  its parent snapshot's trees, never writes through another snapshot), and gc treats a
+  snapshot that disappears while it marks as forgotten (keeping more is always safe).
+- The policy sees every snapshot that passes the ``hosts`` / ``tags`` filters; the
+  decision for each is returned, with every rule that kept it, in ``dry_run`` too.
+- Snapshot times are UTC seconds in the store; buckets use ``tz`` (local by default).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, tzinfo
+
+from ..clock import SYSTEM, Clock
+from ..errors import NotFound, UsageError
+from ..model.snapshot import Snapshot
+from ..store import Store
+from .retention import Decision, GroupKey, Policy, SnapshotEntry, apply_policy
+
+
+@dataclass
+class ForgetResult:
+    groups: dict[GroupKey, list[Decision]] = field(default_factory=dict)
+    snapshots: dict[str, Snapshot] = field(default_factory=dict)
+    removed: list[str] = field(default_factory=list)
+    dry_run: bool = False
+
+    @property
+    def kept(self) -> list[str]:
+        return [d.snapshot.id for ds in self.groups.values() for d in ds if d.keep]
+
+
+def entry(s: Snapshot) -> SnapshotEntry:
+    return SnapshotEntry(s.id, datetime.fromtimestamp(s.time, UTC), s.hostname,
+                         tuple(s.paths), tuple(s.tags))
+
+
+def forget(store: Store, policy: Policy, *, dry_run: bool = False,
+           hosts: list[str] | None = None, tags: list[str] | None = None,
+           tz: tzinfo | None = None, clock: Clock = SYSTEM) -> ForgetResult:
+    snaps = [s for s in store.snapshots()
+             if (not hosts or s.hostname in hosts) and (not tags or set(tags) <= set(s.tags))]
+    now = datetime.fromtimestamp(clock.time(), UTC)
+    res = ForgetResult(dry_run=dry_run, snapshots={s.id: s for s in snaps})
+    res.groups = apply_policy([entry(s) for s in snaps], policy, tz=tz, now=now)
+    for decisions in res.groups.values():
+        for d in decisions:
+            if not d.keep:
+                res.removed.append(d.snapshot.id)
+    if not dry_run:
+        _delete(store, res.removed)
+    return res
+
+
+def forget_ids(store: Store, refs: list[str], *, dry_run: bool = False) -> ForgetResult:
+    """Forget the snapshots named by id (prefixes of 4+ hex digits); every id must
+    resolve before anything is deleted."""
+    if not refs:
+        raise UsageError("no snapshot ids given")
+    if any(r.startswith("latest") for r in refs):
+        raise UsageError("forget takes snapshot ids, not 'latest'")
+    snaps = [store.find_snapshot(r) for r in refs]
+    res = ForgetResult(dry_run=dry_run, snapshots={s.id: s for s in snaps})
+    res.removed = list(dict.fromkeys(s.id for s in snaps))
+    if not dry_run:
+        _delete(store, res.removed)
+    return res
+
+
+def _delete(store: Store, ids: list[str]) -> None:
+    for sid in ids:
+        with contextlib.suppress(NotFound):  # forgotten by someone else meanwhile
+            store.delete_snapshot(sid)
