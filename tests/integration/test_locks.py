@@ -1,0 +1,157 @@
+"""Locks between real processes (issue #3, item 3): concurrent backups share a store,
+gc is refused (exit 12) while a backup holds its lock and waits with --retry-lock,
+forget --prune forgets but leaves gc to later, and unlock removes a dead pid's lock."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from casbackup.ops.gc import gc
+from casbackup.ops.restore import restore
+from tests.helpers import (
+    PASSWORD,
+    cli_env,
+    make_store,
+    open_test_store,
+    restored_root,
+    run_cli,
+    tree_state,
+)
+from tests.integration.history import stored_files
+
+HOLDER = """
+import sys, time
+from casbackup.store import open_store
+from casbackup.store.locks import exclusive_lock, shared_lock
+st = open_store(sys.argv[1], lambda: sys.argv[4])
+lock = exclusive_lock if sys.argv[2] == "exclusive" else shared_lock
+with lock(st, "backup" if sys.argv[2] == "shared" else "gc"):
+    print("locked", flush=True)
+    time.sleep(float(sys.argv[3]))
+print("released", flush=True)
+"""
+
+
+def _hold(store: Path, kind: str, seconds: float) -> subprocess.Popen[str]:
+    p = subprocess.Popen([sys.executable, "-c", HOLDER, str(store), kind, str(seconds),
+                          PASSWORD], stdout=subprocess.PIPE, text=True, env=cli_env())
+    assert p.stdout is not None
+    assert p.stdout.readline().strip() == "locked"
+    return p
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Path:
+    p = tmp_path / "store"
+    make_store(p, pack_size=1 << 20).close()
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a").write_bytes(os.urandom(1000))
+    assert run_cli("backup", "--store", str(p), str(src)).returncode == 0
+    return p
+
+
+def test_two_concurrent_backups_share_the_store(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    make_store(store, pack_size=1 << 20).close()
+    common = os.urandom(6 << 20)
+    srcs = []
+    for name in ("a", "b"):
+        s = tmp_path / name
+        (s / "sub").mkdir(parents=True)
+        (s / "common.bin").write_bytes(common)
+        for i in range(30):
+            (s / "sub" / f"{name}{i}").write_bytes(os.urandom(20_000))
+        srcs.append(s)
+    procs = [subprocess.Popen([sys.executable, "-m", "casbackup", "backup", "--store",
+                               str(store), str(s), "--json"], env=cli_env(),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for s in srcs]
+    outs = [p.communicate(timeout=60) for p in procs]
+    for p, (_, err) in zip(procs, outs, strict=True):
+        assert p.returncode == 0, err
+    ids = [json.loads(out.splitlines()[-1])["snapshot_id"] for out, _ in outs]
+
+    st = open_test_store(store)
+    st.load_index()
+    snap = st.load_snapshot(ids[0])
+    tree = st.load_tree(snap.tree)
+    for part in os.path.abspath(srcs[0]).strip("/").split("/"):
+        node = tree.find(os.fsencode(part))
+        assert node is not None and node.subtree is not None
+        tree = st.load_tree(node.subtree)
+    node = tree.find(b"common.bin")
+    assert node is not None and node.content
+    common_ids = set(node.content)
+
+    def copies() -> int:
+        return sum(1 for p in st.index.packs.values() for e in p.entries if e.id in common_ids)
+
+    # two writers racing may both upload a shared blob (neither saw the other's index
+    # yet): never more than twice, and gc keeps exactly one copy
+    assert len(common_ids) <= copies() <= 2 * len(common_ids)
+    gc(st)
+    st.load_index()
+    assert copies() == len(common_ids)
+    for sid, src in zip(ids, srcs, strict=True):
+        out = tmp_path / f"r-{sid[:8]}"
+        restore(st, sid, str(out))
+        assert tree_state(restored_root(out, src)) == tree_state(src)
+    st.close()
+
+
+def test_gc_refused_while_a_backup_holds_its_lock_then_retry(store: Path) -> None:
+    holder = _hold(store, "shared", 3.0)
+    try:
+        r = run_cli("gc", "--store", str(store))
+        assert r.returncode == 12, r.stderr
+        line = r.stderr.decode().strip()
+        assert line.startswith("casbackup: store is locked by backup") and str(holder.pid) in line
+        t0 = time.monotonic()
+        r = run_cli("gc", "--store", str(store), "--retry-lock", "30s")
+        assert r.returncode == 0, r.stderr
+        assert time.monotonic() - t0 >= 1.0  # it waited for the holder
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_forget_prune_forgets_then_exits_12_when_locked(store: Path) -> None:
+    holder = _hold(store, "shared", 30.0)
+    try:
+        r = run_cli("forget", "--store", str(store), "--keep-last", "0", "--keep-tag", "x",
+                    "--prune")
+        assert r.returncode == 12, r.stderr
+        assert stored_files(store, "snapshots") == set()  # forget needs no lock
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_backup_refused_while_gc_holds_the_exclusive_lock(store: Path, tmp_path: Path) -> None:
+    holder = _hold(store, "exclusive", 30.0)
+    try:
+        r = run_cli("backup", "--store", str(store), str(tmp_path / "src"))
+        assert r.returncode == 12, r.stderr
+        assert b"exclusively by gc" in r.stderr
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_unlock_removes_the_lock_of_a_dead_process(store: Path) -> None:
+    holder = _hold(store, "exclusive", 60.0)
+    holder.kill()  # SIGKILL: no cleanup, the lock object stays
+    holder.wait()
+    assert len(stored_files(store, "locks")) == 1
+    r = run_cli("unlock", "--store", str(store), "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["remaining"] == 0 and out["removed"][0]["pid"] == holder.pid
+    assert stored_files(store, "locks") == set()
