@@ -20,6 +20,8 @@ def verify_cmd(
     read_data_subset: Annotated[
         str | None, typer.Option("--read-data-subset", help="Read only packs N/M or P% of them.")
     ] = None,
+    repair_index: Annotated[bool, typer.Option(
+        "--repair-index", help="First rebuild the index from the pack headers.")] = False,
     password_file: PasswordFileOpt = None,
     password_command: PasswordCmdOpt = None,
     json_out: JsonOpt = False,
@@ -27,6 +29,10 @@ def verify_cmd(
     """Verify the store; exit 13 naming every damaged object and what it affects."""
     ctx = Ctx(store, password_file, password_command, json_out)
     with ctx.open() as st:
+        if repair_index:
+            from .cmd_repair import rebuild_and_report
+
+            rebuild_and_report(st, json_out)
         rep = verify(
             st,
             read_data=read_data,
