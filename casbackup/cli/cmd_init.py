@@ -6,6 +6,8 @@ from typing import Annotated
 
 import typer
 
+from ..errors import UsageError
+from ..ops.sync import paired_key
 from ..store import ENCRYPTIONS, init_store
 from .common import (
     Ctx,
@@ -17,6 +19,7 @@ from .common import (
     emit_json,
     read_password,
 )
+from .peer import FromPasswordCmdOpt, FromPasswordFileOpt, open_peer, peer_password
 
 
 def init(
@@ -28,20 +31,39 @@ def init(
     password_file: PasswordFileOpt = None,
     password_command: PasswordCmdOpt = None,
     json_out: JsonOpt = False,
+    from_url: Annotated[str | None, typer.Option(
+        "--from", help="Pair with this store (same id key and chunker) so `sync` can copy "
+                       "between them without re-chunking.")] = None,
+    from_password_file: FromPasswordFileOpt = None,
+    from_password_command: FromPasswordCmdOpt = None,
+    copy_master_key: Annotated[bool, typer.Option(
+        "--copy-master-key", help="With --from: reuse the source's whole master key "
+                                  "(else a new encryption key).")] = False,
 ) -> None:
     """Create a new store (encrypted with a passphrase unless --encryption none)."""
     ctx = Ctx(store, password_file, password_command, json_out)
+    master, chunker = None, None
+    if from_url:
+        pw_src = peer_password(from_password_file, from_password_command,
+                               password_file, password_command)
+        with open_peer(from_url, pw_src, "source store") as src:
+            master, chunker = paired_key(src, copy_master_key)
+    elif copy_master_key:
+        raise UsageError("--copy-master-key needs --from SRC")
     pw = None
     if encryption != "none":
         pw = read_password(password_file, password_command, confirm=True)
     with init_store(ctx.url, pw, encryption=encryption, pack_size=pack_size_mib << 20,
-                    compression_level=compression_level) as st:
+                    compression_level=compression_level, master=master,
+                    chunker=chunker) as st:
         if json_out:
             emit_json({"store_id": st.config.store_id, "url": ctx.url,
-                       "encryption": st.config.encryption})
+                       "encryption": st.config.encryption, "paired_with": from_url})
         else:
             echo(f"created store {st.config.store_id[:8]} at {ctx.url} "
                  f"(encryption: {st.config.encryption})")
+            if from_url:
+                echo(f"paired with {from_url}: `casbackup sync` copies between them")
 
 
 def register(app: typer.Typer) -> None:
