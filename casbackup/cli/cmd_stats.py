@@ -1,0 +1,56 @@
+"""``casbackup stats [SNAPSHOT]``: sizes, dedup and compression of the store or a snapshot."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from ..ops.stats import stats
+from .common import (
+    Ctx,
+    JsonOpt,
+    PasswordCmdOpt,
+    PasswordFileOpt,
+    StoreOpt,
+    echo,
+    emit_json,
+    human_bytes,
+)
+
+
+def stats_cmd(
+    snapshot: Annotated[str | None, typer.Argument(
+        help="Snapshot id (prefix) or 'latest'; omitted: the whole store.")] = None,
+    store: StoreOpt = None,
+    password_file: PasswordFileOpt = None,
+    password_command: PasswordCmdOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Show logical and stored sizes, dedup and compression ratios, blob and pack counts."""
+    ctx = Ctx(store, password_file, password_command, json_out)
+    with ctx.open() as st:
+        s = stats(st, snapshot)
+    if json_out:
+        emit_json(s.to_map())
+        return
+    echo(f"snapshot {s.snapshot[:8]}" if s.snapshot else f"store: {s.snapshots} snapshot(s)")
+    echo(f"  files:             {s.files} in {s.dirs} directories")
+    echo(f"  logical size:      {human_bytes(s.logical_size)}")
+    echo(f"  unique data:       {human_bytes(s.unique_size)} in {s.data_blobs} data blobs "
+         f"(+ {s.tree_blobs} tree blobs)")
+    echo(f"  stored:            {human_bytes(s.stored_size)}")
+    echo(f"  dedup ratio:       {s.dedup_ratio:.2f}x")
+    echo(f"  compression ratio: {s.compression_ratio:.2f}x")
+    if s.missing_blobs:
+        echo(f"  missing blobs:     {s.missing_blobs} (run `casbackup verify`)")
+    if s.snapshot is None:
+        kinds = ", ".join(f"{n} {k}" for k, n in sorted(s.packs_by_kind.items()))
+        echo(f"  packs:             {s.packs} ({kinds or 'none'}), "
+             f"{human_bytes(s.pack_bytes)}")
+        echo(f"  index:             {s.index_blobs} blobs in {s.index_objects} object(s)")
+        echo(f"  unreferenced:      {human_bytes(s.unreferenced)} (`casbackup gc` frees it)")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("stats")(stats_cmd)
