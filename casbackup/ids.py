@@ -13,7 +13,7 @@ import blake3
 ID_LEN = 32
 
 
-def object_name(data: bytes | memoryview) -> str:
+def object_name(data: bytes | bytearray | memoryview) -> str:
     """Hex BLAKE3 of an object's stored bytes: its name under packs/, index/, snapshots/."""
     return blake3.blake3(data, max_threads=1).hexdigest()
 

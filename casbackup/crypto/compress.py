@@ -22,6 +22,8 @@ RAW = 0
 ZSTD = 1
 _PROBE = 64 * 1024
 _MIN_SAVING = 0.03
+_RAW_TAG = bytes((RAW,))
+_ZSTD_TAG = bytes((ZSTD,))
 
 
 class Compressor:
@@ -44,16 +46,16 @@ class Compressor:
     def compress(self, data: bytes | memoryview) -> bytes:
         n = len(data)
         if n < 64:
-            return bytes((RAW,)) + bytes(data)
+            return _RAW_TAG + data
         cctx = self._cctx()
         if n > 2 * _PROBE:
             probe = cctx.compress(data[:_PROBE])
             if len(probe) > _PROBE * (1 - _MIN_SAVING):
-                return bytes((RAW,)) + bytes(data)
+                return _RAW_TAG + data
         out = cctx.compress(data)
         if len(out) >= n:
-            return bytes((RAW,)) + bytes(data)
-        return bytes((ZSTD,)) + out
+            return _RAW_TAG + data
+        return _ZSTD_TAG + out
 
     def decompress(self, data: bytes | memoryview, raw_length: int | None = None) -> bytes:
         if not data:

@@ -33,13 +33,23 @@ class PackEntry:
     raw_length: int
 
 
-def build_pack(codec: Codec, blobs: list[tuple[PackEntry, bytes]]) -> tuple[str, bytes]:
+def finish_pack(
+    codec: Codec, buf: bytearray, entries: list[PackEntry]
+) -> tuple[str, memoryview]:
+    """Append the sealed header and trailer to ``buf`` (which holds the sealed blobs at the
+    entries' offsets) in place, and return ``(name, bytes)`` without copying the blobs."""
+    header = serde.pack([[e.kind, e.id, e.offset, e.length, e.raw_length] for e in entries])
+    sealed_header = codec.seal(HEADER, header)
+    buf += sealed_header
+    buf += _TAIL.pack(len(sealed_header), MAGIC)
+    return object_name(buf), memoryview(buf)
+
+
+def build_pack(codec: Codec, blobs: list[tuple[PackEntry, bytes]]) -> tuple[str, memoryview]:
     """Assemble a pack from sealed blobs whose entries carry their offsets; return
     ``(name, bytes)``."""
-    header = serde.pack([[e.kind, e.id, e.offset, e.length, e.raw_length] for e, _ in blobs])
-    sealed_header = codec.seal(HEADER, header)
-    data = b"".join([b for _, b in blobs] + [sealed_header, _TAIL.pack(len(sealed_header), MAGIC)])
-    return object_name(data), data
+    buf = bytearray().join(b for _, b in blobs)
+    return finish_pack(codec, buf, [e for e, _ in blobs])
 
 
 def parse_header(codec: Codec, pack: bytes, name: str = "?") -> list[PackEntry]:

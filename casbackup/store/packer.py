@@ -23,7 +23,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from ..crypto.codec import Codec
 from ..faults import crash_point
 from .index import Index, PackInfo
-from .pack import PackEntry, build_pack
+from .pack import PackEntry, finish_pack
 
 
 class Packer:
@@ -31,7 +31,7 @@ class Packer:
         self,
         codec: Codec,
         index: Index,
-        put_pack: Callable[[str, bytes], None],
+        put_pack: Callable[[str, bytes | memoryview], None],
         put_index: Callable[[list[PackInfo]], None],
         pack_size: int,
         *,
@@ -45,12 +45,13 @@ class Packer:
         self.pack_size = pack_size
         self.index_every = index_every
         self._lock = threading.Lock()
-        self._open: dict[str, list[tuple[PackEntry, bytes]]] = {}
-        self._open_size: dict[str, int] = {}
+        # one growing buffer per kind: sealed blobs are appended as they come, so a pack
+        # is never held twice (no join at upload time)
+        self._open: dict[str, tuple[bytearray, list[PackEntry]]] = {}
         self._pending: set[bytes] = set()
         self._unflushed: list[PackInfo] = []
         self._pool = ThreadPoolExecutor(uploaders, thread_name_prefix="upload")
-        self._slots = threading.BoundedSemaphore(uploaders + 1)
+        self._slots = threading.BoundedSemaphore(uploaders)
         self._futures: list[Future[None]] = []
         self.blobs_added = 0
         self.bytes_added = 0  # plaintext bytes of new blobs
@@ -68,38 +69,37 @@ class Packer:
 
     def add(self, kind: str, blob_id: bytes, sealed: bytes, raw_length: int) -> None:
         """Add a reserved blob, already sealed."""
-        full: list[tuple[PackEntry, bytes]] | None = None
+        full: tuple[bytearray, list[PackEntry]] | None = None
         with self._lock:
-            blobs = self._open.setdefault(kind, [])
-            off = self._open_size.get(kind, 0)
-            blobs.append((PackEntry(kind, blob_id, off, len(sealed), raw_length), sealed))
-            self._open_size[kind] = off + len(sealed)
+            buf, entries = self._open.setdefault(kind, (bytearray(), []))
+            off = len(buf)
+            buf += sealed
+            entries.append(PackEntry(kind, blob_id, off, len(sealed), raw_length))
             self.blobs_added += 1
             self.bytes_added += raw_length
             self.bytes_stored += len(sealed)
-            if off + len(sealed) >= self.pack_size:
+            if len(buf) >= self.pack_size:
                 full = self._open.pop(kind)
-                self._open_size[kind] = 0
         if full is not None:
-            self._submit(kind, full)
+            self._submit(kind, *full)
 
-    def _submit(self, kind: str, blobs: list[tuple[PackEntry, bytes]]) -> None:
+    def _submit(self, kind: str, buf: bytearray, entries: list[PackEntry]) -> None:
         self._slots.acquire()
-        fut = self._pool.submit(self._upload, kind, blobs)
+        fut = self._pool.submit(self._upload, kind, buf, entries)
         with self._lock:
             self._futures.append(fut)
 
-    def _upload(self, kind: str, blobs: list[tuple[PackEntry, bytes]]) -> None:
+    def _upload(self, kind: str, buf: bytearray, entries: list[PackEntry]) -> None:
         try:
-            name, data = build_pack(self.codec, blobs)
+            name, data = finish_pack(self.codec, buf, entries)
             self._put_pack(name, data)  # 1. the pack is durable ...
             crash_point("packer:after-pack")
-            info = PackInfo(name, kind, len(data), [e for e, _ in blobs])
+            info = PackInfo(name, kind, len(data), entries)
             self.index.add_pack(info)  # ... before anything may name it
             flush: list[PackInfo] | None = None
             with self._lock:
                 self.packs_written += 1
-                for e, _ in blobs:
+                for e in entries:
                     self._pending.discard(e.id)
                 self._unflushed.append(info)
                 if len(self._unflushed) >= self.index_every:
@@ -123,10 +123,9 @@ class Packer:
         """Write every open pack, wait for all uploads, and index what is unindexed."""
         with self._lock:
             open_packs, self._open = self._open, {}
-            self._open_size.clear()
-        for kind, blobs in open_packs.items():
-            if blobs:
-                self._submit(kind, blobs)
+        for kind, (buf, entries) in open_packs.items():
+            if entries:
+                self._submit(kind, buf, entries)
         self._wait()
         with self._lock:
             flush, self._unflushed = self._unflushed, []

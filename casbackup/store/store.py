@@ -202,7 +202,7 @@ class Store:
         self.index.objects[name] = [p.name for p in packs]
         return name
 
-    def _put(self, key: str, data: bytes) -> None:
+    def _put(self, key: str, data: bytes | memoryview) -> None:
         with contextlib.suppress(AlreadyExists):  # content-addressed: same name, same bytes
             self.backend.put(key, data, overwrite=False)
 
