@@ -67,6 +67,8 @@ class RetryingBackend:
                 return fn()
             except TransientError as exc:
                 if failures == self.attempts:
+                    if self.attempts == 1:
+                        raise
                     raise TransientError(
                         f"{exc} (gave up after {self.attempts} attempts)", exc.key
                     ) from exc

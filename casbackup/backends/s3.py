@@ -61,6 +61,11 @@ _TRANSIENT_WORDS = (
     "incomplete",
 )
 _URL_PARAMS = {"endpoint", "region", "allow_http", "connections"}
+_REASON_RES = (
+    re.compile(r'message: "([^"]{1,160})"'),
+    re.compile(r'error: "([^"]{1,160})"'),
+    re.compile(r'ConnectError\(\s*"([^"]{1,80})"'),
+)
 
 
 def _is_loopback(endpoint: str) -> bool:
@@ -91,6 +96,7 @@ class S3Backend:
 
         self.bucket = bucket
         self.prefix = prefix.strip("/")
+        self._where = "AWS S3"
         self._connections = connections
         env = os.environ
         endpoint = endpoint or env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL")
@@ -107,6 +113,7 @@ class S3Backend:
         cfg: dict[str, Any] = {"virtual_hosted_style_request": False}
         if endpoint:
             cfg["endpoint"] = endpoint
+            self._where = urlsplit(endpoint).netloc or endpoint
         if region:
             cfg["region"] = region
         cfg.update(config or {})
@@ -181,6 +188,8 @@ class S3Backend:
         first = _first_line(exc)
         status = _status(exc)
         detail = f"HTTP {status}" if status else self._scrub(first.split(" - ")[-1])[:200]
+        if status is None and re.search(r"kind: (Connect|Timeout)", str(exc)):
+            detail = self._scrub(f"cannot reach {self._where}: {_reason(str(exc))}")
         msg = f"s3 {op} {key}: {detail}"
         if isinstance(exc, ox.AlreadyExistsError | ox.PreconditionError) or status == 412:
             return AlreadyExists(f"object {key} already exists", key)
@@ -283,6 +292,19 @@ class S3Backend:
 def _first_line(exc: BaseException) -> str:
     text = str(exc)
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _reason(text: str) -> str:
+    """The innermost cause of a connection failure in obstore's debug text."""
+    if "kind: Timeout" in text:
+        return "timed out"
+    for rx in _REASON_RES:
+        m = rx.search(text)
+        if m:
+            return m.group(1)
+    if "InvalidMessage" in text or "certificate" in text.lower():
+        return "TLS handshake failed (is the endpoint https?)"
+    return "connection failed"
 
 
 def _status(exc: BaseException) -> int | None:

@@ -12,7 +12,9 @@ Invariants:
 - The host key is verified against known_hosts (``RejectPolicy`` semantics, raising
   ``PermanentError``) unless ``insecure_host_key`` is set.
 - Errors: SFTP "no such file" -> ``NotFound`` (``TransientError`` for a put, whose parent
-  directory vanished); permission denied, authentication and host-key failures, and other
+  directory vanished); a connection that drops during authentication (the server is
+  restarting) -> ``TransientError``; permission denied, authentication and host-key
+  failures, and other
   failures on a healthy connection -> ``PermanentError``; EOF, socket errors, timeouts and
   SSH protocol errors -> ``TransientError``.
 """
@@ -20,6 +22,7 @@ Invariants:
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import posixpath
 import socket
@@ -32,6 +35,11 @@ from ..errors import BackendError, NotFound, PermanentError, TransientError
 
 T = TypeVar("T")
 _READS = ("get", "stat", "list")
+
+# paramiko logs transport failures ("Socket exception: Connection reset by peer") at
+# ERROR; with no handler configured Python's last-resort handler would print them on
+# stderr. Every failure reaches the caller as a BackendError instead: keep paramiko quiet.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 
 @dataclass(frozen=True)
@@ -120,7 +128,13 @@ def connect(params: SSHParams) -> Conn:
         ssh.close()
         raise
     except (paramiko.AuthenticationException, paramiko.BadHostKeyException) as exc:
+        transport = ssh.get_transport()
+        dropped = isinstance(exc, paramiko.AuthenticationException) and (
+            transport is None or not transport.is_active()
+        )
         ssh.close()
+        if dropped:  # the server went away during authentication (restart, crash)
+            raise TransientError(f"{where}: connection lost while authenticating") from None
         raise PermanentError(f"{where}: {type(exc).__name__}: {exc}") from None
     except FileNotFoundError as exc:  # key or known_hosts file missing
         ssh.close()
