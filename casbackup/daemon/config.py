@@ -10,8 +10,9 @@ Invariants:
 * Secrets are never in the file and never in a message: a store's password is a
   reference (``{env: VAR}``, ``{file: PATH}`` or ``{command: CMD}``); a literal string is
   refused without being echoed. ``password`` is left out only for an unencrypted store.
-* Relative paths (local store URLs, source paths, ``exclude_file``, password files) are
-  relative to the directory holding the configuration file; ``~`` is expanded.
+* Relative paths (local store URLs, source paths, ``exclude_file``, password files, the
+  ``state`` file) are relative to the directory holding the configuration file; ``~`` is
+  expanded.
 * Loading reads the one file and nothing else; ``resolve_password`` is the only code
   here that reads the environment, other files or runs commands for a secret.
 * Cron expressions: 5 fields, or 6 with seconds as the *last* field (see ``schedule``).
@@ -101,6 +102,7 @@ class WatchConfig:
 class MetricsConfig:
     host: str
     port: int
+    health_slack: float = 0.5  # /healthz: a job is overdue this share of its interval late
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +113,7 @@ class Config:
     jobs: Mapping[str, JobConfig]
     watches: tuple[WatchConfig, ...] = ()
     metrics: MetricsConfig | None = None
+    state: str | None = None  # the daemon's state file (default: see daemon.state)
 
 
 def find_config_path(explicit: str | None = None) -> Path:
@@ -193,7 +196,7 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")  # no ".": names sit in do
 _LISTEN_RE = re.compile(r"^(?:\[([0-9A-Fa-f:.]+)\]|([^:\[\]]+)):(\d{1,5})$")
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 _PW_FORMS = "{env: VAR}, {file: PATH} or {command: CMD}"
-_TOP_KEYS = ("stores", "sources", "jobs", "watches", "metrics")
+_TOP_KEYS = ("stores", "sources", "jobs", "watches", "metrics", "state")
 _SOURCE_KEYS = ("paths", "excludes", "exclude_file", "one_file_system")
 _WATCH_KEYS = ("source", "store", "debounce", "max_delay", "sync_to")
 _COMMON_JOB_KEYS = ("type", "cron", "store", "retries", "retry_delay", "catch_up", "timeout")
@@ -303,6 +306,12 @@ class _Loader:
             raise self.error(node, where, "must be more than 0 seconds")
         return float(value)
 
+    def fraction(self, node: Node, where: str) -> float:
+        value = self.scalar(node, where)
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            raise self.error(node, where, f"expected a number >= 0 (0.5 = 50%), not {value!r}")
+        return float(value)
+
     def path(self, node: Node, where: str) -> str:
         return os.path.normpath(self.base / os.path.expanduser(self.string(node, where)))
 
@@ -329,7 +338,8 @@ class _Loader:
         watch_nodes = self.items(top["watches"], "watches") if "watches" in top else []
         watches = tuple(self.watch(w, at, stores, sources) for w, at in watch_nodes)
         metrics = self.metrics(top["metrics"]) if "metrics" in top else None
-        return Config(self.name, stores, sources, jobs, watches, metrics)
+        state = self.path(top["state"], "state") if "state" in top else None
+        return Config(self.name, stores, sources, jobs, watches, metrics, state)
 
     def store(self, name: str, node: Node) -> StoreConfig:
         where = f"stores.{name}"
@@ -473,12 +483,13 @@ class _Loader:
         return WatchConfig(source, store, debounce, max_delay, tuple(sync_to))
 
     def metrics(self, node: Node) -> MetricsConfig:
-        m = self.mapping(node, "metrics", ("listen",), ("listen",))
+        m = self.mapping(node, "metrics", ("listen", "health_slack"), ("listen",))
         listen = self.string(m["listen"], "metrics.listen")
         match = _LISTEN_RE.match(listen)
         if not match or int(match.group(3)) > 65535:
             raise self.error(m["listen"], "metrics.listen", f"expected HOST:PORT, not {listen!r}")
-        return MetricsConfig(match.group(1) or match.group(2), int(match.group(3)))
+        slack = _opt(m, "health_slack", "metrics", self.fraction, 0.5)
+        return MetricsConfig(match.group(1) or match.group(2), int(match.group(3)), slack)
 
 
 T = TypeVar("T")
