@@ -3,10 +3,12 @@
 Invariants:
 - Output is ``tag ‖ body`` where tag ``0`` = raw, ``1`` = zstd frame. ``decompress`` of
   ``compress(x)`` is ``x`` for every input.
-- Compression is skipped (raw) when it does not pay: when a zstd probe of the first
-  64 KiB saves less than 3 %, or when the full result is not smaller than the input. The
-  probe keeps already-compressed data (media, archives, random) from costing the
-  pipeline two thirds of its time for nothing.
+- Compression is skipped (raw) when it does not pay: when a zstd probe of eight 8 KiB
+  samples spread evenly over the blob saves less than 3 %, or when the full result is not
+  smaller than the input. The probe keeps already-compressed data (media, archives,
+  random) from costing the pipeline two thirds of its time for nothing; sampling the
+  whole blob (not just its head) keeps a chunk that starts with random bytes and ends in
+  a zero run from being stored raw.
 - Compressor objects are not thread-safe, so each thread gets its own (thread-local).
 """
 
@@ -22,6 +24,8 @@ RAW = 0
 ZSTD = 1
 _PROBE = 64 * 1024
 _MIN_SAVING = 0.03
+_SAMPLES = 8
+_SAMPLE = 8 * 1024
 _RAW_TAG = bytes((RAW,))
 _ZSTD_TAG = bytes((ZSTD,))
 
@@ -49,8 +53,10 @@ class Compressor:
             return _RAW_TAG + data
         cctx = self._cctx()
         if n > 2 * _PROBE:
-            probe = cctx.compress(data[:_PROBE])
-            if len(probe) > _PROBE * (1 - _MIN_SAVING):
+            mv = memoryview(data)
+            step = n // _SAMPLES
+            sample = b"".join(mv[i * step : i * step + _SAMPLE] for i in range(_SAMPLES))
+            if len(cctx.compress(sample)) > len(sample) * (1 - _MIN_SAVING):
                 return _RAW_TAG + data
         out = cctx.compress(data)
         if len(out) >= n:

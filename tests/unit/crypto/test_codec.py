@@ -62,3 +62,10 @@ def test_key_wrap_unwrap_and_wrong_password() -> None:
     with pytest.raises(WrongPassword):
         keys.unwrap(blob, "battery staple")
     assert "wrapped" not in keys.describe(blob)
+
+
+def test_blob_starting_random_and_ending_in_zeros_is_compressed() -> None:
+    # a probe of only the head would call this incompressible and store 1.2 MB raw
+    data = os.urandom(600_000) + bytes(600_000)
+    out = Compressor(3).compress(data)
+    assert out[0] == ZSTD and len(out) < 620_000
