@@ -20,7 +20,8 @@ def graceful_stop() -> Iterator[threading.Event]:
     stop = threading.Event()
 
     def first(signum: int, frame: FrameType | None) -> None:
-        stop.set()
+        # never take a lock in a signal handler: the main thread may hold it
+        threading.Thread(target=stop.set, daemon=True).start()
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
