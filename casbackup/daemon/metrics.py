@@ -1,0 +1,241 @@
+"""Prometheus metrics: the daemon's ``/metrics`` and ``/healthz`` server, and node_exporter
+textfiles for one-shot commands (``--metrics-file``).
+
+Invariants:
+
+* This is the ONLY module that imports ``prometheus_client``. Every metric lives in a
+  dedicated ``CollectorRegistry`` (never the process-global one), so tests and one-shot
+  commands start from nothing.
+* Job series are labelled ``job`` (the configured name; ``backup`` etc. for one-shot
+  commands) and ``store``; store series are labelled ``store`` (its configured name, or,
+  for a one-shot command, its URL without credentials or query).
+  ``runs_total``/``failures_total`` count attempts (a retry is a run); the ``last_*``
+  gauges describe the last attempt, ``last_success_timestamp_seconds`` the last success.
+* A textfile is written atomically (``write_to_textfile``: temp file + rename) and carries
+  the counters and the last success over from the file it replaces, so a failing run
+  does not hide when the last good one was.
+* The HTTP server answers ``GET /metrics``, ``GET /healthz`` (200 or 503 with a JSON
+  reason) and nothing else (404); it logs nothing itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import threading
+from collections.abc import Callable, Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import write_to_textfile as _write_to_textfile
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.parser import text_string_to_metric_families
+
+from ..ops.status import StoreStatus, display_url
+from .health import HealthReport
+from .jobs import JobOutcome
+
+_JOB = ("job", "store")
+_STORE = ("store",)
+_WATCH = ("source", "store")
+WATCH_BUCKETS = (0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, float("inf"))
+
+
+class Metrics:
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry(auto_describe=True)
+        p = "casbackup_"
+        self.runs = Counter(p + "job_runs", "Job runs (attempts) finished.", _JOB, registry=r)
+        self.failures = Counter(p + "job_failures", "Job runs that failed.", _JOB, registry=r)
+        self.last_success = Gauge(
+            p + "job_last_success_timestamp_seconds",
+            "When the job last finished successfully.", _JOB, registry=r,
+        )  # fmt: skip
+        self.last_run = Gauge(
+            p + "job_last_run_timestamp_seconds", "When the job last finished.", _JOB, registry=r
+        )
+        self.last_ok = Gauge(
+            p + "job_last_run_success", "1 if the last run succeeded, else 0.", _JOB, registry=r
+        )
+        self.duration = Gauge(
+            p + "job_last_duration_seconds", "How long the last run took.", _JOB, registry=r
+        )
+        self.bytes_read = Gauge(
+            p + "job_last_bytes_read", "Bytes the last run read.", _JOB, registry=r
+        )
+        self.bytes_added = Gauge(
+            p + "job_last_bytes_added", "Bytes the last run added to the store.", _JOB, registry=r
+        )
+        self.files = Gauge(p + "job_last_files", "Files the last run processed.", _JOB, registry=r)
+        self.running = Gauge(p + "job_running", "1 while the job runs.", _JOB, registry=r)
+        self.size = Gauge(
+            p + "store_size_bytes", "Sum of the store's pack sizes.", _STORE, registry=r
+        )
+        self.snapshots = Gauge(p + "store_snapshots", "Snapshots in the store.", _STORE, registry=r)
+        self.logical = Gauge(
+            p + "store_logical_bytes", "Sum of the snapshots' source sizes.", _STORE, registry=r
+        )
+        self.dedup = Gauge(
+            p + "store_dedup_ratio", "Logical bytes over stored bytes.", _STORE, registry=r
+        )
+        self.last_snapshot = Gauge(
+            p + "store_last_snapshot_timestamp_seconds",
+            "Time of the newest snapshot.", _STORE, registry=r,
+        )  # fmt: skip
+        self.reachable = Gauge(
+            p + "store_reachable", "1 if the store could be opened.", _STORE, registry=r
+        )
+        self.watch_latency = Histogram(
+            p + "watch_latency_seconds",
+            "From the first change seen to the snapshot holding it.",
+            _WATCH, buckets=WATCH_BUCKETS, registry=r,
+        )  # fmt: skip
+
+    def job(self, out: JobOutcome, finished: float) -> None:
+        lbl = (out.job, out.store)
+        self.runs.labels(*lbl).inc()
+        self.last_run.labels(*lbl).set(finished)
+        self.last_ok.labels(*lbl).set(1 if out.ok else 0)
+        self.duration.labels(*lbl).set(out.duration)
+        self.bytes_read.labels(*lbl).set(out.bytes_read)
+        self.bytes_added.labels(*lbl).set(out.bytes_added)
+        self.files.labels(*lbl).set(out.files)
+        self.failures.labels(*lbl)  # the series exists (at 0) before the first failure
+        if out.ok:
+            self.last_success.labels(*lbl).set(finished)
+        else:
+            self.failures.labels(*lbl).inc()
+
+    def job_running(self, job: str, store: str, running: bool) -> None:
+        self.running.labels(job, store).set(1 if running else 0)
+
+    def seed_success(self, job: str, store: str, when: float) -> None:
+        """Restore a last success known from before a restart."""
+        self.last_success.labels(job, store).set(when)
+
+    def store(self, name: str, st: StoreStatus) -> None:
+        self.reachable.labels(name).set(1 if st.reachable else 0)
+        if not st.reachable:
+            return
+        self.size.labels(name).set(st.size_bytes)
+        self.snapshots.labels(name).set(st.snapshots)
+        self.logical.labels(name).set(st.logical_bytes)
+        self.dedup.labels(name).set(st.dedup_ratio or 0.0)
+        if st.last_snapshot_time is not None:
+            self.last_snapshot.labels(name).set(st.last_snapshot_time)
+
+    def watch(self, source: str, store: str, latency: float) -> None:
+        self.watch_latency.labels(source, store).observe(latency)
+
+    def remove_job(self, job: str, store: str) -> None:
+        for m in (self.runs, self.failures, self.last_success, self.last_run, self.last_ok,
+                  self.duration, self.bytes_read, self.bytes_added, self.files, self.running):
+            with contextlib.suppress(KeyError):
+                m.remove(job, store)
+
+    def render(self) -> bytes:
+        return bytes(generate_latest(self.registry))
+
+
+def store_label(url: str) -> str:
+    """A store URL fit for a label: no password, no query (it may carry credentials)."""
+    return display_url(url)
+
+
+def _previous(path: str, job: str, store: str) -> dict[str, float]:
+    """Counter values and the last success of ``job`` in an existing textfile."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError:
+        return {}
+    out: dict[str, float] = {}
+    wanted = {"casbackup_job_runs_total", "casbackup_job_failures_total",
+              "casbackup_job_last_success_timestamp_seconds"}  # fmt: skip
+    try:
+        for family in text_string_to_metric_families(text):
+            for s in family.samples:
+                if s.name in wanted and s.labels == {"job": job, "store": store}:
+                    out[s.name] = float(s.value)
+    except ValueError:
+        return {}  # not a textfile we can read: start over
+    return out
+
+
+def write_textfile(path: str, out: JobOutcome, finished: float,
+                   stores: Mapping[str, StoreStatus] | None = None) -> None:
+    """Write one run's metrics to a node_exporter textfile, atomically."""
+    m = Metrics()
+    prev = _previous(path, out.job, out.store)
+    lbl = (out.job, out.store)
+    m.runs.labels(*lbl).inc(prev.get("casbackup_job_runs_total", 0.0))
+    m.failures.labels(*lbl).inc(prev.get("casbackup_job_failures_total", 0.0))
+    if "casbackup_job_last_success_timestamp_seconds" in prev:
+        m.seed_success(*lbl, prev["casbackup_job_last_success_timestamp_seconds"])
+    m.job(out, finished)
+    for name, st in (stores or {}).items():
+        m.store(name, st)
+    _write_to_textfile(path, m.registry)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+class _Server6(_Server):
+    address_family = socket.AF_INET6
+
+
+class MetricsServer:
+    """``/metrics`` and ``/healthz`` on ``host:port`` (port 0: any free port)."""
+
+    def __init__(self, host: str, port: int, metrics: Metrics,
+                 health: Callable[[], HealthReport]) -> None:
+        handler = _handler(metrics, health)
+        cls = _Server6 if ":" in host else _Server
+        self.httpd = cls((host, port), handler)
+        self.host = host
+        self.port = int(self.httpd.server_address[1])
+        self._thread = threading.Thread(
+            target=self.httpd.serve_forever, name="metrics-http", daemon=True
+        )
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self._thread.join(timeout=5)
+
+
+def _handler(metrics: Metrics, health: Callable[[], HealthReport]) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "casbackup"
+
+        def do_GET(self) -> None:
+            path = self.path.split("?", 1)[0]
+            if path == "/metrics":
+                self._send(200, CONTENT_TYPE_LATEST, metrics.render())
+            elif path == "/healthz":
+                rep = health()
+                body = json.dumps(rep.to_map(), sort_keys=True).encode() + b"\n"
+                self._send(200 if rep.ok else 503, "application/json", body)
+            else:
+                self._send(404, "text/plain; charset=utf-8", b"try /metrics or /healthz\n")
+
+        def _send(self, code: int, ctype: str, body: bytes) -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            with contextlib.suppress(OSError):
+                self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return  # the daemon logs its own events; requests are not events
+
+    return Handler

@@ -1,0 +1,406 @@
+"""The daemon loop: run the configured jobs on their cron schedules, one per store at a
+time, with retries, catch-up after downtime, metrics, health, reload and clean stop.
+
+Invariants:
+
+* One thread (the one calling ``run``) owns the schedule, the queue, the state and the
+  store table; job processes report back through a queue and wake it. Signal handlers
+  only set flags. The HTTP and watch threads read the state under ``_lock``.
+* **One job per store**: a job needs every store it touches (a sync needs both); it
+  starts only when none of them is busy, in the order jobs became due. A job is never
+  queued twice: while it waits or runs, its later slots collapse into one (``catch_up``)
+  or are skipped, as ``schedule.Schedule.mark_run`` decides.
+* A failed attempt is retried ``retries`` times, ``retry_delay`` seconds apart, without
+  holding its stores while it waits. Only the final outcome changes the job's
+  ``last_result``; every attempt counts in the metrics.
+* ``last_run`` (the state file) is the start of the last finished run; runs stopped by a
+  shutdown do not update it, so with ``catch_up`` a restart runs them again.
+* SIGTERM/SIGINT: start nothing new, let running jobs finish for ``stop_timeout``
+  seconds, then stop them cleanly (their processes release their locks), save the state
+  and return 0. A second signal stops them at once. SIGHUP reloads the configuration;
+  an invalid one is logged and the old one kept.
+* Events go to ``emit(event, **fields)`` (the CLI prints them); this module prints
+  nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from datetime import datetime, tzinfo
+from pathlib import Path
+from typing import Any
+
+from ..clock import SYSTEM, Clock
+from ..errors import UsageError
+from . import health as healthmod
+from .config import Config, JobConfig, load_config
+from .jobs import JobOutcome
+from .metrics import Metrics, MetricsServer
+from .schedule import Schedule
+from .state import State, load_state, save_state, state_path
+from .watches import WatchSet
+from .worker import JobProcess, prepare
+
+Emit = Callable[..., None]
+MAX_SLEEP = 1.0  # wake at least this often (a wall-clock jump must not oversleep a slot)
+
+
+@dataclass
+class _Run:
+    name: str
+    scheduled: datetime
+    catch_up: bool
+    attempt: int = 0
+    first_started: datetime | None = None
+    not_before: float = 0.0  # monotonic time before which a retry must not start
+    process: JobProcess | None = None
+    stores: tuple[str, ...] = ()
+    stopped: bool = False  # stopped by a shutdown: not a result
+
+
+def _stores_of(job: JobConfig) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(s for s in (job.store, job.to) if s))
+
+
+class Daemon:
+    def __init__(self, config_path: str | os.PathLike[str], emit: Emit, *,
+                 clock: Clock = SYSTEM, tz: tzinfo | None = None,
+                 stop_timeout: float = 30.0,
+                 process: Callable[[Config, str], JobProcess] = JobProcess) -> None:  # fmt: skip
+        self.config_path = Path(config_path)
+        self.config: Config = load_config(self.config_path)  # invalid: UsageError, exit 2
+        self.emit = emit
+        self.clock = clock
+        self.tz = tz
+        self.stop_timeout = stop_timeout
+        self.process = process  # tests run jobs without child processes
+        self.state_file = state_path(self.config_path, self.config.state)
+        self.state = self._load_state()
+        self.schedule: Schedule[JobConfig] = Schedule(
+            self.config.jobs.values(), clock, tz, self.state.last_runs()
+        )
+        self.started = clock.now()
+        self.since = {name: self.started for name in self.config.jobs}  # health baselines
+        self.metrics = Metrics()
+        self.server: MetricsServer | None = None
+        self.watches = WatchSet(self.metrics, emit)
+        self.runs: dict[str, _Run] = {}  # queued, waiting for a retry, or running
+        self.order: list[str] = []  # names in self.runs not running, in the order they came
+        self.busy: dict[str, str] = {}  # store name -> job running on it
+        self.done: queue.Queue[tuple[str, JobOutcome]] = queue.Queue()
+        self.wake = threading.Event()
+        self._lock = threading.Lock()
+        self._signals = 0
+        self._stopping = False
+        self._reload = False
+        self._dirty = True
+
+    # --- signals (set flags, wake the loop) ----------------------------------------------
+
+    def request_stop(self) -> None:
+        self._signals += 1
+        self._stopping = True
+        self.wake.set()
+
+    def request_reload(self) -> None:
+        self._reload = True
+        self.wake.set()
+
+    @contextlib.contextmanager
+    def _signal_handlers(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        handlers = {
+            signal.SIGTERM: lambda *_: self.request_stop(),
+            signal.SIGINT: lambda *_: self.request_stop(),
+            signal.SIGHUP: lambda *_: self.request_reload(),
+        }
+        old = {sig: signal.signal(sig, h) for sig, h in handlers.items()}
+        try:
+            yield
+        finally:
+            for sig, h in old.items():
+                signal.signal(sig, h)
+
+    # --- the loop ------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Run until SIGTERM/SIGINT (or ``request_stop``); returns the exit code (0)."""
+        with self._signal_handlers():
+            prepare()
+            with self._lock:
+                self.state.daemon_pid = os.getpid()
+                self.state.daemon_started = self.started
+                self.state.daemon_stopped = None
+            self._start_server()
+            self.emit("daemon-start", config=str(self.config_path), pid=os.getpid(),
+                      jobs=len(self.config.jobs), watches=len(self.config.watches),
+                      state=str(self.state_file))  # fmt: skip
+            self._announce(self.config.jobs)
+            self.watches.update(self.config)
+            while not self._stopping:
+                self.step()
+                self.wake.wait(self._sleep_time())
+                self.wake.clear()
+            self._shutdown()
+        return 0
+
+    def step(self) -> None:
+        """One turn of the loop: reload if asked, take finished runs, start due ones."""
+        if self._reload:
+            self._reload = False
+            self.reload()
+        self._collect()
+        self._enqueue_due()
+        self._dispatch()
+        watches = self.watches.status()
+        if watches != self.state.watches:
+            with self._lock:
+                self.state.watches = watches
+            self._dirty = True
+        self._save()
+
+    def _sleep_time(self) -> float:
+        t = MAX_SLEEP
+        wakeup = self.schedule.next_wakeup()
+        if wakeup is not None:
+            t = min(t, (wakeup - self.schedule.now()).total_seconds())
+        now = self.clock.monotonic()
+        for name in self.order:
+            t = min(t, self.runs[name].not_before - now)
+        return max(0.01, t)
+
+    def _enqueue_due(self) -> None:
+        for due in self.schedule.due():
+            name = due.job.name
+            if name not in self.runs:
+                self.runs[name] = _Run(name, due.scheduled, due.catch_up)
+                self.order.append(name)
+
+    def _dispatch(self) -> None:
+        if self._stopping:
+            return
+        now = self.clock.monotonic()
+        for name in list(self.order):
+            run = self.runs[name]
+            job = self.config.jobs.get(name)
+            if job is None:  # removed by a reload while it waited
+                self.order.remove(name)
+                del self.runs[name]
+                continue
+            stores = _stores_of(job)
+            if run.not_before > now or any(s in self.busy for s in stores):
+                continue
+            self.order.remove(name)
+            self._start(run, job, stores)
+
+    def _start(self, run: _Run, job: JobConfig, stores: tuple[str, ...]) -> None:
+        for s in stores:
+            self.busy[s] = run.name
+        run.stores = stores
+        run.first_started = run.first_started or self.clock.now()
+        proc = run.process = self.process(self.config, run.name)
+        proc.start()
+        self.metrics.job_running(run.name, job.store, True)
+        self.emit("job-start", job=run.name, store=job.store, type=job.type,
+                  attempt=run.attempt + 1, scheduled=run.scheduled.isoformat(),
+                  catch_up=run.catch_up, pid=proc.pid)  # fmt: skip
+        threading.Thread(
+            target=self._monitor, args=(run.name, proc, job.timeout),
+            name=f"job-{run.name}", daemon=True,
+        ).start()  # fmt: skip
+
+    def _monitor(self, name: str, proc: JobProcess, timeout: float | None) -> None:
+        self.done.put((name, proc.wait(timeout)))
+        self.wake.set()
+
+    def _collect(self) -> None:
+        while True:
+            try:
+                name, out = self.done.get_nowait()
+            except queue.Empty:
+                return
+            self._finish(name, out)
+
+    def _finish(self, name: str, out: JobOutcome) -> None:
+        run = self.runs[name]
+        for s in run.stores:
+            self.busy.pop(s, None)
+        run.process = None
+        finished = self.clock.now()
+        job = self.config.jobs.get(name)
+        self.metrics.job_running(name, out.store, False)
+        for store_name, st in out.stores.items():
+            self.metrics.store(store_name, st)
+        fields: dict[str, Any] = {"job": name, "store": out.store, "type": out.kind,
+                                  "attempt": run.attempt + 1, "duration": round(out.duration, 3)}
+        if run.stopped or (out.stopped and self._stopping):
+            self.emit("job-stopped", **fields, error=out.error)
+            del self.runs[name]
+            return
+        self.metrics.job(out, finished.timestamp())
+        for w in out.warnings:
+            self.emit("job-warning", job=name, store=out.store, message=w)
+        with self._lock:
+            js = self.state.job(name) if job is not None else None
+            if js is not None:
+                js.runs += 1
+                js.failures += 0 if out.ok else 1
+        if not out.ok and job is not None and run.attempt < job.retries and not self._stopping:
+            run.attempt += 1
+            run.not_before = self.clock.monotonic() + job.retry_delay
+            self.order.append(name)
+            self.emit("job-retry", **fields, error=out.error, exit_code=out.exit_code,
+                      retry_in=job.retry_delay)  # fmt: skip
+            return
+        if out.ok:
+            self.emit(f"job-{out.result}", **fields, bytes_read=out.bytes_read,
+                      bytes_added=out.bytes_added, files=out.files, snapshot=out.snapshot,
+                      **({"error": out.error} if out.error else {}))  # fmt: skip
+        else:
+            self.emit("job-failure", **fields, error=out.error, exit_code=out.exit_code)
+        del self.runs[name]
+        if job is None:
+            return
+        started = run.first_started or finished
+        with self._lock:
+            js = self.state.job(name)
+            js.last_run, js.last_result = started, out.result
+            js.last_duration, js.last_error = out.duration, out.error
+            if out.ok:
+                js.last_success = finished
+            if name in self.schedule.jobs:
+                self.schedule.mark_run(name, started, finished)
+                js.next_run = self.schedule.pending(name)
+        self._dirty = True
+
+    def _announce(self, names: Any) -> None:
+        with self._lock:
+            for name in names:
+                job = self.config.jobs[name]
+                js = self.state.job(name)
+                js.next_run = self.schedule.pending(name)
+                if js.last_success is not None:
+                    self.metrics.seed_success(name, job.store, js.last_success.timestamp())
+                self.emit("job-scheduled", job=name, store=job.store, type=job.type,
+                          cron=job.cron, next_run=js.next_run.isoformat())  # fmt: skip
+        self._dirty = True
+
+    # --- state, health, server -----------------------------------------------------------
+
+    def _load_state(self) -> State:
+        try:
+            return load_state(self.state_file)
+        except UsageError as e:
+            self.emit("state-invalid", error=str(e))
+            return State()
+
+    def _save(self) -> None:
+        if not self._dirty:
+            return
+        with self._lock:
+            try:
+                save_state(self.state_file, self.state)
+                self._dirty = False
+            except OSError as e:
+                self.emit("state-error", error=f"{self.state_file}: {e.strerror or e}")
+                self._dirty = False  # do not log it every second; the next change retries
+
+    def health(self) -> healthmod.HealthReport:
+        with self._lock:
+            jobs = list(self.config.jobs.values())
+            records = {n: replace(j) for n, j in self.state.jobs.items()}
+            slack = self.config.metrics.health_slack if self.config.metrics else 0.5
+            since = dict(self.since)
+        return healthmod.check(jobs, records, self.clock.now(), since, slack, self.tz,
+                               self.watches.dead())  # fmt: skip
+
+    def _start_server(self) -> None:
+        m = self.config.metrics
+        if m is None:
+            return
+        try:
+            self.server = MetricsServer(m.host, m.port, self.metrics, self.health)
+        except OSError as e:
+            self.emit("metrics-error", error=f"cannot listen on {m.host}:{m.port}: {e.strerror}")
+            return
+        self.server.start()
+        self.emit("metrics-listen", address=f"{m.host}:{self.server.port}")
+
+    def _stop_server(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+
+    # --- reload and shutdown -------------------------------------------------------------
+
+    def reload(self) -> None:
+        try:
+            new = load_config(self.config_path)
+        except UsageError as e:
+            self.emit("config-invalid", error=str(e), action="kept the running configuration")
+            return
+        old = self.config
+        added = [n for n in new.jobs if n not in old.jobs]
+        removed = [n for n in old.jobs if n not in new.jobs]
+        changed = [n for n in new.jobs if n in old.jobs and new.jobs[n] != old.jobs[n]]
+        now = self.clock.now()
+        with self._lock:
+            self.config = new
+            self.schedule = Schedule(new.jobs.values(), self.clock, self.tz,
+                                     self.state.last_runs())  # fmt: skip
+            for name in removed:
+                self.state.jobs.pop(name, None)
+                self.since.pop(name, None)
+                self.metrics.remove_job(name, old.jobs[name].store)
+            for name in added:
+                self.since[name] = now
+            for name in changed:
+                if new.jobs[name].cron != old.jobs[name].cron:
+                    self.since[name] = now
+            self.state_file = state_path(self.config_path, new.state)
+        self.emit("config-reload", jobs=len(new.jobs), added=added, removed=removed,
+                  changed=changed)  # fmt: skip
+        self._announce([n for n in new.jobs if n in added or n in changed])
+        if old.metrics != new.metrics:
+            self._stop_server()
+            self._start_server()
+        self.watches.update(new)
+        self._dirty = True
+
+    def _running(self) -> list[_Run]:
+        return [r for r in self.runs.values() if r.process is not None]
+
+    def _shutdown(self) -> None:
+        running = self._running()
+        self.emit("daemon-stopping", running=[r.name for r in running],
+                  stop_timeout=self.stop_timeout)  # fmt: skip
+        for name in self.order:
+            del self.runs[name]
+        self.order.clear()
+        deadline = self.clock.monotonic() + self.stop_timeout
+        stopped = False
+        while self._running():
+            self._collect()
+            if not stopped and (self.clock.monotonic() >= deadline or self._signals > 1):
+                stopped = True
+                for r in self._running():
+                    r.stopped = True
+                    assert r.process is not None
+                    r.process.stop("stopped: the daemon is shutting down")
+            self.wake.wait(0.2)
+            self.wake.clear()
+        self.watches.stop()
+        self._stop_server()
+        with self._lock:
+            self.state.daemon_stopped = self.clock.now()
+        self._dirty = True
+        self._save()
+        self.emit("daemon-stop")
