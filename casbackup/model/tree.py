@@ -116,6 +116,21 @@ class Node:
             raise IntegrityError(f"tree node is malformed: {e}") from e
 
 
+def encode_maps(maps: list[dict[str, Any]]) -> bytes:
+    """Encode a tree from node maps already in canonical form (``Node.to_map`` output, or
+    maps decoded from a stored tree); sorts by name like ``Tree.encode``."""
+    maps.sort(key=lambda m: m["name"])  # type: ignore[no-any-return]
+    return serde.pack({"nodes": maps})
+
+
+def decode_maps(data: bytes) -> list[dict[str, Any]]:
+    """The raw node maps of a tree blob (no Node objects: the backup's fast path)."""
+    m = serde.unpack(data, "tree")
+    if not isinstance(m, dict) or not isinstance(m.get("nodes"), list):
+        raise IntegrityError("tree blob is not a map with a node list")
+    return m["nodes"]  # type: ignore[no-any-return]
+
+
 @dataclass(slots=True)
 class Tree:
     nodes: list[Node] = field(default_factory=list)

@@ -35,14 +35,14 @@ import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
-from ..crypto.codec import DATA
+from ..crypto.codec import DATA, TREE
 from ..model.snapshot import Summary
-from ..model.tree import DIR, FILE, Node, Tree
+from ..model.tree import DIR, FILE, SYMLINK, Node, Tree, encode_maps
 from ..source.exclude import Excluder
 from ..source.fs import open_dir_at, raise_fd_limit, short_path
-from ..source.meta import node_from_stat
+from ..source.meta import node_from_stat, node_type
 from ..store import Store
 from .observer import Observer
 
@@ -64,6 +64,8 @@ class PendingDir:
     node: Node
     children: list[_Child] = field(default_factory=list)
     done: bool = False
+    parent_subtree: bytes | None = None
+    parent_maps: list[dict[str, Any]] | None = None
 
 
 @dataclass(slots=True)
@@ -87,7 +89,11 @@ class Pending:
         return src.fut.result()[src.idx]
 
 
-_Child = Node | PendingDir | Pending
+# A child is a new Node, a directory or file still being saved, or — the fast path — the
+# parent snapshot's node map, reused verbatim for an entry whose (type, size, mtime, ctime,
+# inode, device) are unchanged: any change to mode, owner, xattrs, link count or a symlink
+# target updates ctime, so nothing else needs reading (not even listxattr).
+_Child = Node | PendingDir | Pending | dict[str, Any]
 _BATCH_FILES = 64
 _BATCH_BYTES = 4 << 20
 
@@ -216,18 +222,10 @@ class Archiver:
             self.summary.unreadable += 1
         self.obs.warn(os.fsdecode(path), e.strerror or str(e))
 
-    def _file(self, dir_fd: int, path: bytes, node: Node, parent: Node | None,
+    def _file(self, dir_fd: int, path: bytes, node: Node, parent: dict[str, Any] | None,
               ) -> Node | Pending:
         s = self.summary
         s.total_size += node.size
-        if (parent is not None and parent.type == FILE and parent.content is not None
-                and (parent.size, parent.mtime_ns, parent.ctime_ns, parent.inode)
-                == (node.size, node.mtime_ns, node.ctime_ns, node.inode)
-                and all(b in self.store.index for b in parent.content)):
-            node.content = parent.content
-            s.files_unchanged += 1
-            self.obs.progress(node.size, 1)
-            return node
         if parent is None:
             s.files_new += 1
         else:
@@ -253,13 +251,14 @@ class Archiver:
             self._hardlinks[link_key] = pend
         return pend
 
-    def _dir(self, dir_fd: int, path: bytes, node: Node, parent: Node | None,
+    def _dir(self, dir_fd: int, path: bytes, node: Node, parent_subtree: bytes | None,
              root_dev: int, rel: bytes) -> PendingDir:
-        pd = PendingDir(node)
+        pd = PendingDir(node, parent_subtree=parent_subtree)
         self.summary.dirs += 1
-        parent_tree = None
-        if parent is not None and parent.type == DIR and parent.subtree is not None:
-            parent_tree = self.store.load_tree(parent.subtree)
+        parent_tree: dict[bytes, dict[str, Any]] | None = None
+        if parent_subtree is not None:
+            pd.parent_maps = self.store.load_tree_maps(parent_subtree)
+            parent_tree = {m["name"]: m for m in pd.parent_maps}
         skip = (self.opt.one_file_system and node.device != root_dev) or (
             self.opt.excluder.is_cache_dir(short_path(path, dir_fd, b"."))
         )
@@ -277,7 +276,22 @@ class Archiver:
         self._drain(block=False)
         return pd
 
-    def _entry(self, dir_fd: int, dir_path: bytes, name: bytes, parent_tree: Tree | None,
+    def _unchanged(self, pm: dict[str, Any] | None, st: os.stat_result) -> bool:
+        """The fast path: is this entry exactly its node in the parent snapshot?"""
+        if (pm is None or pm.get("mtime_ns") != st.st_mtime_ns
+                or pm.get("ctime_ns") != st.st_ctime_ns or pm.get("inode") != st.st_ino
+                or pm.get("device") != st.st_dev):
+            return False
+        t = pm.get("type")
+        if t == FILE:
+            content = pm.get("content")
+            return (stat.S_ISREG(st.st_mode) and pm.get("size") == st.st_size
+                    and content is not None and all(b in self.store.index for b in content))
+        return t != DIR and node_type(st.st_mode) == t and pm.get("size", 0) == (
+            st.st_size if t == SYMLINK else 0)
+
+    def _entry(self, dir_fd: int, dir_path: bytes, name: bytes,
+               parent_tree: dict[bytes, dict[str, Any]] | None,
                root_dev: int, rel: bytes) -> _Child | None:
         path = dir_path + b"/" + name if dir_path != b"/" else b"/" + name
         crel = rel + b"/" + name if rel else name
@@ -289,13 +303,22 @@ class Archiver:
         is_dir = stat.S_ISDIR(st.st_mode)
         if self.opt.excluder.excluded(crel, is_dir):
             return None
+        pnode = parent_tree.get(name) if parent_tree is not None else None
+        if self._unchanged(pnode, st):
+            assert pnode is not None
+            s = self.summary
+            if pnode["type"] == FILE:
+                s.total_size += st.st_size
+                s.files_unchanged += 1
+            self.obs.progress(st.st_size if pnode["type"] == FILE else 0, 1)
+            return pnode
         try:
             node = node_from_stat(name, short_path(path, dir_fd, name), st)
         except OSError as e:
             self._warn_unreadable(path, e)
             return None
-        pnode = parent_tree.find(name) if parent_tree is not None else None
         if is_dir:
+            psub = pnode.get("subtree") if pnode is not None and pnode["type"] == DIR else None
             if self._reuse_dir(path, node, pnode):
                 return node
             try:
@@ -304,7 +327,7 @@ class Archiver:
                 self._warn_unreadable(path, e)
                 return None
             try:
-                return self._dir(fd, path, node, pnode, root_dev, crel)
+                return self._dir(fd, path, node, psub, root_dev, crel)
             finally:
                 os.close(fd)
         if node.type == FILE:
@@ -312,20 +335,22 @@ class Archiver:
         self.obs.progress(0, 1)
         return node
 
-    def _reuse_dir(self, path: bytes, node: Node, parent: Node | None) -> bool:
+    def _reuse_dir(self, path: bytes, node: Node, parent: dict[str, Any] | None) -> bool:
         """Dirty mode: keep the parent's subtree for a clean, unchanged directory."""
         dirty = self.opt.dirty
-        if (dirty is None or parent is None or parent.type != DIR or parent.subtree is None
+        if (dirty is None or parent is None or parent.get("type") != DIR
+                or parent.get("subtree") is None
                 or path in dirty or path in self._above_dirty
-                or (parent.mtime_ns, parent.ctime_ns, parent.inode, parent.device)
+                or (parent.get("mtime_ns"), parent.get("ctime_ns"), parent.get("inode"),
+                    parent.get("device"))
                 != (node.mtime_ns, node.ctime_ns, node.inode, node.device)
-                or parent.subtree not in self.store.index):
+                or parent["subtree"] not in self.store.index):
             return False
-        node.subtree = parent.subtree
+        node.subtree = parent["subtree"]
         self.reused.append(node)
         return True
 
-    def _resolve(self, c: Node | Pending) -> Node | None:
+    def _resolve(self, c: Node | Pending | dict[str, Any]) -> Node | dict[str, Any] | None:
         """The finished node of a file, waiting for its content; None if unreadable."""
         if isinstance(c, Pending):
             node = c.node
@@ -339,21 +364,24 @@ class Archiver:
                     self.summary.changed_during_read += 1
             self.obs.progress(0, 1)
             return node
+        if isinstance(c, dict):
+            return c
         return c if c.type != FILE or c.content is not None else None
 
     def _finalize(self, pd: PendingDir) -> None:
-        nodes: list[Node] = []
+        maps: list[dict[str, Any]] = []
         for c in pd.children:
             n = c.node if isinstance(c, PendingDir) else self._resolve(c)
             if n is not None:
-                nodes.append(n)
-        tree = Tree(nodes)
-        pd.node.subtree = self._add_tree(tree)
+                maps.append(n if isinstance(n, dict) else n.to_map())
+        if (pd.parent_maps is not None and pd.parent_subtree is not None
+                and maps == pd.parent_maps and pd.parent_subtree in self.store.index):
+            pd.node.subtree = pd.parent_subtree  # identical bytes: no encode, no hash
+        else:
+            pd.node.subtree = self._add(TREE, encode_maps(maps))
         pd.done = True
 
     def _add_tree(self, tree: Tree) -> bytes:
-        from ..crypto.codec import TREE
-
         return self._add(TREE, tree.encode())
 
     def _drain(self, block: bool) -> None:
@@ -381,22 +409,26 @@ class Archiver:
             st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
             if stat.S_ISDIR(st.st_mode):
                 node = node_from_stat(name, path, st)
-                if self._reuse_dir(path, node, parent):
+                pmap = parent.to_map() if parent is not None else None
+                if self._reuse_dir(path, node, pmap):
                     return node
+                psub = parent.subtree if parent is not None and parent.type == DIR else None
                 fd = open_dir_at(dfd, name)
                 try:
-                    pd = self._dir(fd, path, node, parent, st.st_dev, b"")
+                    pd = self._dir(fd, path, node, psub, st.st_dev, b"")
                 finally:
                     os.close(fd)
                 self._drain(block=True)
                 assert pd.done
                 return pd.node
-            child = self._entry(dfd, head, name, None if parent is None else Tree([parent]),
+            child = self._entry(dfd, head, name,
+                                None if parent is None else {parent.name: parent.to_map()},
                                 st.st_dev, b"")
             if child is None or isinstance(child, PendingDir):
                 return None if child is None else child.node
             self._submit_batch()
-            return self._resolve(child)
+            done = self._resolve(child)
+            return Node.from_map(done) if isinstance(done, dict) else done
         finally:
             os.close(dfd)
 

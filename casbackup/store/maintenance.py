@@ -11,7 +11,9 @@ Invariants:
   entries; each names every superseded object. Old index objects are deleted only by
   the caller and only after this returned (DESIGN §5.4).
 - ``read_pack_header`` reads only the trailer and the header of a pack (two ranged
-  reads), never its data.
+  reads), never its data; ``read_live_blobs`` reads only the ranges of wanted blobs.
+- Memory of a repack is bounded by about three packs: one read range, the open pack,
+  and the packs being uploaded (one on a local disk, up to four remote).
 - Deleting a missing object is not an error: a rerun after a crash repeats deletes.
 """
 
@@ -35,6 +37,7 @@ from .packer import Packer
 from .store import Store, pack_key
 
 MAX_BLOBS = 200_000  # entries per consolidated index object (a few MiB each)
+GAP = 256 * 1024  # read across gaps smaller than this rather than issuing two reads
 _TAIL = struct.Struct("<I4s")
 
 
@@ -140,20 +143,30 @@ class LiveBlob:
 
 
 def read_live_blobs(store: Store, name: str, wanted: Iterable[PackEntry]) -> Iterator[LiveBlob]:
-    """Read pack ``name`` once and yield the wanted blobs, each unsealed and re-hashed to
-    its BlobId first (a damaged blob raises IntegrityError naming the pack: gc must not
-    copy damage into a new pack)."""
-    data = store.read_pack(name)
-    mv = memoryview(data)
-    for e in wanted:
-        sealed = bytes(mv[e.offset:e.offset + e.length])
-        if len(sealed) != e.length:
-            raise IntegrityError(f"{pack_key(name)}: blob {e.id.hex()[:16]} is truncated")
-        try:
-            store.unseal_entry(e, sealed)
-        except IntegrityError as err:
-            raise IntegrityError(f"{pack_key(name)}: {err}; run `casbackup repair`") from None
-        yield LiveBlob(e, sealed)
+    """Read the wanted blobs of pack ``name`` (ranges closer than ``GAP`` are merged into
+    one read, so a mostly-dead pack is not read whole) and yield them, each unsealed and
+    re-hashed to its BlobId first: a damaged blob raises IntegrityError naming the pack
+    (gc must not copy damage into a new pack)."""
+    entries = sorted(wanted, key=lambda e: e.offset)
+    i = 0
+    while i < len(entries):
+        j = i + 1
+        while j < len(entries) and entries[j].offset - (
+                entries[j - 1].offset + entries[j - 1].length) < GAP:
+            j += 1
+        start = entries[i].offset
+        end = entries[j - 1].offset + entries[j - 1].length
+        data = memoryview(store.read_pack_range(name, start, end - start))
+        for e in entries[i:j]:
+            sealed = bytes(data[e.offset - start:e.offset - start + e.length])
+            if len(sealed) != e.length:
+                raise IntegrityError(f"{pack_key(name)}: blob {e.id.hex()[:16]} is truncated")
+            try:
+                store.unseal_entry(e, sealed)
+            except IntegrityError as err:
+                raise IntegrityError(f"{pack_key(name)}: {err}; run `casbackup repair`") from None
+            yield LiveBlob(e, sealed)
+        i = j
 
 
 class Repacker:
@@ -163,12 +176,13 @@ class Repacker:
         self.store = store
         self.packs: list[PackInfo] = []
         self.bytes_written = 0
+        props = store.backend.properties()  # one upload at a time is enough on a local disk
         self._packer = Packer(
             store.codec, Index(), self._put_pack, self._collect, store.config.pack_size,
-            uploaders=max(1, min(4, store.backend.properties().connections)),
+            uploaders=1 if props.is_local else max(1, min(4, props.connections)),
         )
 
-    def _put_pack(self, name: str, data: bytes) -> None:
+    def _put_pack(self, name: str, data: bytes | memoryview) -> None:
         try:
             self.store.backend.put(pack_key(name), data, overwrite=False)
             self.bytes_written += len(data)

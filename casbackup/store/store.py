@@ -25,6 +25,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from ..backends.base import Backend, ObjectInfo
 from ..chunking import Chunker, get_chunker
@@ -41,7 +42,7 @@ from ..errors import (
 )
 from ..ids import object_name
 from ..model.snapshot import Snapshot
-from ..model.tree import Tree
+from ..model.tree import Tree, decode_maps
 from .config import StoreConfig
 from .index import Index, Location, PackInfo, decode_index, encode_index
 from .pack import PackEntry, parse_header
@@ -78,6 +79,7 @@ class Store:
         self._packer: Packer | None = None
         self._packer_lock = threading.Lock()
         self._tree_cache: OrderedDict[bytes, Tree] = OrderedDict()
+        self._maps_cache: OrderedDict[bytes, list[dict[str, Any]]] = OrderedDict()
         self._cache_lock = threading.Lock()
         self.chunker: Chunker = get_chunker(config.chunker)
 
@@ -290,6 +292,19 @@ class Store:
             self._tree_cache[tree_id] = t
             if len(self._tree_cache) > 4096:
                 self._tree_cache.popitem(last=False)
+        return t
+
+    def load_tree_maps(self, tree_id: bytes) -> list[dict[str, Any]]:
+        """The raw node maps of a tree (for backup's comparison with its parent)."""
+        with self._cache_lock:
+            t = self._maps_cache.get(tree_id)
+            if t is not None:
+                return t
+        t = decode_maps(self.get_blob(tree_id))
+        with self._cache_lock:
+            self._maps_cache[tree_id] = t
+            if len(self._maps_cache) > 1024:
+                self._maps_cache.popitem(last=False)
         return t
 
     # ----- whole objects ---------------------------------------------------------------

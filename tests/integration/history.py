@@ -91,3 +91,21 @@ def assert_tidy(store: Path) -> None:
         assert set(st.index.packs) == set(pack_listing(st))
     finally:
         st.close()
+
+
+def locate_file_blob(h: History, rel: str) -> tuple[str, int, int, int]:
+    """(pack, offset, length, blobs in that pack) of the first blob of ``src/rel`` in the
+    latest snapshot."""
+    st = open_test_store(h.store)
+    st.load_index()
+    tree = st.load_tree(st.load_snapshot(h.snapshots[-1]).tree)
+    for part in [*str(h.src).strip("/").split("/"), *rel.split("/")]:
+        node = tree.find(part.encode())
+        assert node is not None
+        if node.subtree is not None:
+            tree = st.load_tree(node.subtree)
+    assert node.content
+    loc = st.index.lookup(node.content[0])
+    n = len(st.index.packs[loc.pack].entries)
+    st.close()
+    return loc.pack, loc.entry.offset, loc.entry.length, n

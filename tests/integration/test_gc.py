@@ -25,6 +25,7 @@ from tests.integration.history import (
     assert_sound,
     assert_tidy,
     build_history,
+    locate_file_blob,
     stored_files,
 )
 
@@ -161,13 +162,11 @@ def test_live_foreign_lock_blocks_gc(hist: History) -> None:
 def test_gc_refuses_when_a_tree_is_damaged(hist: History) -> None:
     _forget_first(hist)
     st = open_test_store(hist.store)
-    st.load_index()
-    tree_packs = [p for p in st.index.packs.values() if p.kind == "tree"]
+    loc = st.locate(st.load_snapshot(hist.snapshots[-1]).tree)  # the latest root tree
     st.close()
-    p = hist.store / pack_key(tree_packs[-1].name)
+    p = hist.store / pack_key(loc.pack)
     b = bytearray(p.read_bytes())
-    for e in tree_packs[-1].entries:
-        b[e.offset + e.length // 2] ^= 0xFF
+    b[loc.entry.offset + loc.entry.length // 2] ^= 0xFF
     p.write_bytes(bytes(b))
     files = _all_files(hist.store)
     r = run_cli("gc", "--store", str(hist.store))
@@ -178,11 +177,8 @@ def test_gc_refuses_when_a_tree_is_damaged(hist: History) -> None:
 
 def test_gc_refuses_when_a_used_pack_is_missing(hist: History) -> None:
     _forget_first(hist)
-    st = open_test_store(hist.store)
-    st.load_index()
-    data = max((p for p in st.index.packs.values() if p.kind == "data"), key=lambda p: p.size)
-    st.close()
-    (hist.store / pack_key(data.name)).unlink()
+    name, _, _, _ = locate_file_blob(hist, "bin/f00")  # in use by every snapshot
+    (hist.store / pack_key(name)).unlink()
     files = _all_files(hist.store)
     st = open_test_store(hist.store)
     with pytest.raises(IntegrityError, match="missing but still in use"):

@@ -19,6 +19,7 @@ from tests.integration.history import (
     assert_sound,
     assert_tidy,
     build_history,
+    locate_file_blob,
     stored_files,
 )
 
@@ -41,24 +42,6 @@ def _biggest_data_pack(store: Path) -> tuple[str, list[tuple[int, int]]]:
     return p.name, [(e.offset, e.length) for e in p.entries]
 
 
-def _locate_file_blob(h: History, rel: str) -> tuple[str, int, int, int]:
-    """(pack, offset, length, blobs in that pack) of the first blob of ``src/rel`` in the
-    latest snapshot."""
-    st = open_test_store(h.store)
-    st.load_index()
-    tree = st.load_tree(st.load_snapshot(h.snapshots[-1]).tree)
-    for part in [*str(h.src).strip("/").split("/"), *rel.split("/")]:
-        node = tree.find(part.encode())
-        assert node is not None
-        if node.subtree is not None:
-            tree = st.load_tree(node.subtree)
-    assert node.content
-    loc = st.index.lookup(node.content[0])
-    n = len(st.index.packs[loc.pack].entries)
-    st.close()
-    return loc.pack, loc.entry.offset, loc.entry.length, n
-
-
 def _flip(path: Path, at: int) -> None:
     b = bytearray(path.read_bytes())
     b[at] ^= 0x20
@@ -66,7 +49,7 @@ def _flip(path: Path, at: int) -> None:
 
 
 def test_flip_verify_repair_backup_verify_restore(hist: History, tmp_path: Path) -> None:
-    name, off, length, in_pack = _locate_file_blob(hist, "bin/f00")
+    name, off, length, in_pack = locate_file_blob(hist, "bin/f00")
     _flip(hist.store / pack_key(name), off + length // 2)
 
     code, out = _verify(hist.store)
