@@ -21,6 +21,7 @@ from .common import (
     emit_json,
     human_bytes,
 )
+from .metricsfile import job_metrics
 from .progress import CliObserver
 
 
@@ -59,6 +60,8 @@ def backup_cmd(
     password_file: PasswordFileOpt = None,
     password_command: PasswordCmdOpt = None,
     json_out: JsonOpt = False,
+    metrics_file: Annotated[str | None, typer.Option(
+        "--metrics-file", help="Write Prometheus metrics to this node_exporter textfile.")] = None,
 ) -> None:
     """Back up PATHS into the store as a new snapshot."""
     ctx = Ctx(store, password_file, password_command, json_out)
@@ -73,8 +76,9 @@ def backup_cmd(
         stdin_filename=stdin_filename,
     )
     obs = CliObserver(json_lines=json_out)
-    with ctx.open() as st:
+    with ctx.open() as st, job_metrics(metrics_file, st, "backup") as record:
         res = backup(st, paths or [], opts, obs)
+        record(res)
     s = res.summary
     if json_out:
         out = {

@@ -1,4 +1,4 @@
-"""``casbackup verify`` (alias ``test``): check a store's structure and, optionally, data."""
+"""``casbackup verify``: check a store's structure and, optionally, data."""
 
 from __future__ import annotations
 
@@ -71,5 +71,4 @@ def verify_cmd(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("verify")(verify_cmd)
-    app.command("test", help="Alias of `verify`: check the store.")(verify_cmd)
+    app.command("verify")(verify_cmd)  # `test` (cmd_test.py): self-test, or verify --store

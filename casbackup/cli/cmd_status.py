@@ -1,0 +1,167 @@
+"""``casbackup status``: every configured store (or one ``--store``), the daemon's jobs and
+watches, at a glance.
+
+Invariants: read only (no lock taken, none removed). Store facts come from
+``ops.status.probe``; job facts from the daemon's state file (``daemon.state``), with the
+next run computed from the cron expression when the daemon has not recorded one. Exit 0
+when every store could be opened, else the exit code of the first failure (after
+printing the whole report).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import typer
+
+from ..clock import SYSTEM
+from ..daemon.config import Config, find_config_path, load_config, resolve_password
+from ..daemon.state import State, load_state, state_path
+from ..errors import CasError, UsageError
+from ..ops.status import StoreStatus, display_url, probe
+from .cmd_config import ConfigOpt, next_runs
+from .common import (
+    Ctx,
+    JsonOpt,
+    PasswordCmdOpt,
+    PasswordFileOpt,
+    StoreOpt,
+    echo,
+    emit_json,
+    human_bytes,
+)
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "never"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f}{unit} ago"
+    return f"{max(0.0, seconds):.0f}s ago"
+
+
+def _probe_configured(cfg: Config, name: str) -> StoreStatus:
+    sc = cfg.stores[name]
+    try:
+        pw = resolve_password(sc.password) if sc.password is not None else None
+    except UsageError as e:
+        return StoreStatus(sc.url, reachable=False, error=str(e), exit_code=e.exit_code)
+    return probe(sc.url, (lambda: pw) if pw is not None else None)
+
+
+def _jobs(cfg: Config, state: State, now: datetime) -> list[dict[str, Any]]:
+    out = []
+    for job in cfg.jobs.values():
+        js = state.jobs.get(job.name)
+        nxt = js.next_run if js is not None else None
+        if nxt is None or nxt < now:  # no daemon, or it is stopped: when the cron says
+            nxt = next_runs(job, now)[0]
+        out.append({
+            "name": job.name, "type": job.type, "store": job.store, "cron": job.cron,
+            "last_run": js.last_run.isoformat() if js and js.last_run else None,
+            "last_result": js.last_result if js else None,
+            "last_success": js.last_success.isoformat() if js and js.last_success else None,
+            "last_duration": js.last_duration if js else None,
+            "last_error": js.last_error if js else None,
+            "runs": js.runs if js else 0, "failures": js.failures if js else 0,
+            "next_run": nxt.astimezone(UTC).isoformat(),
+        })  # fmt: skip
+    return out
+
+
+def status_cmd(
+    config: ConfigOpt = None,
+    store: StoreOpt = None,
+    password_file: PasswordFileOpt = None,
+    password_command: PasswordCmdOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Show each store (reachable, size, snapshots, last snapshot age, locks), the daemon's
+    jobs (last run, result, next run) and watches."""
+    now = SYSTEM.now()
+    report: dict[str, Any] = {"stores": {}, "jobs": [], "watches": [], "daemon": None}
+    if store and not config:
+        ctx = Ctx(store, password_file, password_command, json_out)
+        stores = {display_url(store): probe(store, ctx.password_source())}
+    else:
+        path = find_config_path(config)
+        if not path.exists():
+            raise UsageError(f"{path}: no configuration file (use --config PATH or --store URL)")
+        cfg = load_config(path)
+        report["config"] = str(path.resolve())
+        stores = {name: _probe_configured(cfg, name) for name in cfg.stores}
+        spath = state_path(path, cfg.state)
+        try:
+            state = load_state(spath)
+        except CasError as e:
+            report["state_error"] = str(e)
+            state = State()
+        report["state"] = str(spath)
+        report["jobs"] = _jobs(cfg, state, now)
+        report["watches"] = [
+            {"source": w.source, "store": w.store, "sync_to": list(w.sync_to),
+             **state.watches.get(f"{w.source}->{w.store}", {})} for w in cfg.watches
+        ]  # fmt: skip
+        if state.daemon_pid is not None:
+            report["daemon"] = {
+                "pid": state.daemon_pid,
+                "started": state.daemon_started.isoformat() if state.daemon_started else None,
+                "stopped": state.daemon_stopped.isoformat() if state.daemon_stopped else None,
+            }
+    report["stores"] = {n: st.to_map(now.timestamp()) for n, st in stores.items()}
+    if json_out:
+        emit_json(report)
+    else:
+        _render(report, stores, now)
+    failed = [name for name, st in stores.items() if not st.reachable]
+    if failed:
+        err = CasError(f"{len(failed)} of {len(stores)} store(s) unreachable: {', '.join(failed)}")
+        err.exit_code = stores[failed[0]].exit_code or 1
+        raise err
+
+
+def _render(report: dict[str, Any], stores: dict[str, StoreStatus], now: datetime) -> None:
+    if "config" in report:
+        echo(f"config: {report['config']}")
+    echo("stores:")
+    for name, st in stores.items():
+        if not st.reachable:
+            echo(f"  {name}: UNREACHABLE: {st.error}")
+            continue
+        ratio = f", dedup {st.dedup_ratio:.2f}x" if st.dedup_ratio else ""
+        last = now.timestamp() - st.last_snapshot_time if st.last_snapshot_time else None
+        echo(f"  {name}: reachable, {human_bytes(st.size_bytes)} in {st.packs} packs{ratio}, "
+             f"{st.snapshots} snapshots, last {_age(last)}")
+        for lk, m in zip(st.locks, report["stores"][name]["locks"], strict=True):
+            kind = "exclusive" if lk.exclusive else "shared"
+            stale = " (stale: `casbackup unlock` removes it)" if m["stale"] else ""
+            echo(f"    lock: {kind} {lk.operation} by pid {lk.pid} on {lk.hostname}, "
+                 f"{_age(now.timestamp() - lk.time)}{stale}")
+    if report.get("daemon"):
+        d = report["daemon"]
+        running = "stopped " + d["stopped"] if d["stopped"] else f"pid {d['pid']}"
+        echo(f"daemon: started {d['started']}, {running}")
+    if report.get("jobs"):
+        echo("jobs:")
+    for j in report["jobs"]:
+        if j["last_run"]:
+            ran = datetime.fromisoformat(j["last_run"])
+            res = f"last {j['last_result']} {_age((now - ran).total_seconds())}"
+            if j["last_result"] == "failure" and j["last_error"]:
+                res += f" ({j['last_error']})"
+        else:
+            res = "never run"
+        echo(f"  {j['name']}: {j['type']} on {j['store']}, {res}, next {j['next_run']}")
+    if report.get("watches"):
+        echo("watches:")
+    for w in report["watches"]:
+        echo(f"  {w['source']} -> {w['store']}"
+             + (f", then {', '.join(w['sync_to'])}" if w["sync_to"] else ""))
+    if report.get("state_error"):
+        echo(f"warning: {report['state_error']}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("status")(status_cmd)
