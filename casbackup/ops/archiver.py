@@ -43,6 +43,7 @@ from ..model.tree import DIR, FILE, SYMLINK, Node, Tree, encode_maps
 from ..source.exclude import Excluder
 from ..source.fs import open_dir_at, raise_fd_limit, short_path
 from ..source.meta import node_from_stat, node_type
+from ..source.prefetch import Prefetcher
 from ..store import Store
 from .observer import Observer
 
@@ -413,11 +414,15 @@ class Archiver:
                 if self._reuse_dir(path, node, pmap):
                     return node
                 psub = parent.subtree if parent is not None and parent.type == DIR else None
+                prefetch = (Prefetcher(path, self.opt.excluder).start()
+                            if self.opt.dirty is None and len(path) < 2048 else None)
                 fd = open_dir_at(dfd, name)
                 try:
                     pd = self._dir(fd, path, node, psub, st.st_dev, b"")
                 finally:
                     os.close(fd)
+                    if prefetch is not None:
+                        prefetch.stop()
                 self._drain(block=True)
                 assert pd.done
                 return pd.node
