@@ -157,8 +157,14 @@ def _render(report: dict[str, Any], stores: dict[str, StoreStatus], now: datetim
     if report.get("watches"):
         echo("watches:")
     for w in report["watches"]:
-        echo(f"  {w['source']} -> {w['store']}"
-             + (f", then {', '.join(w['sync_to'])}" if w["sync_to"] else ""))
+        line = f"  {w['source']} -> {w['store']}"
+        line += f", then {', '.join(w['sync_to'])}" if w["sync_to"] else ""
+        if w.get("error"):
+            line += f": STOPPED: {w['error']}"
+        elif "snapshots" in w:
+            t = w.get("last_snapshot_time")
+            line += f": {w['snapshots']} snapshots, last {_age(now.timestamp() - t if t else None)}"
+        echo(line)
     if report.get("state_error"):
         echo(f"warning: {report['state_error']}")
 

@@ -37,13 +37,13 @@ from pathlib import Path
 from typing import Any
 
 from ..clock import SYSTEM, Clock
-from ..errors import UsageError
+from ..errors import CasError, UsageError
 from . import health as healthmod
 from .config import Config, JobConfig, load_config
 from .jobs import JobOutcome
 from .metrics import Metrics, MetricsServer
 from .schedule import Schedule
-from .state import State, load_state, save_state, state_path
+from .state import State, exclusive, load_state, save_state, state_path
 from .watches import WatchSet
 from .worker import JobProcess, prepare
 
@@ -133,13 +133,13 @@ class Daemon:
 
     def run(self) -> int:
         """Run until SIGTERM/SIGINT (or ``request_stop``); returns the exit code (0)."""
-        with self._signal_handlers():
+        with self._signal_handlers(), exclusive(self.state_file):
             prepare()
             with self._lock:
                 self.state.daemon_pid = os.getpid()
                 self.state.daemon_started = self.started
                 self.state.daemon_stopped = None
-            self._start_server()
+            self._start_server(at_start=True)
             self.emit("daemon-start", config=str(self.config_path), pid=os.getpid(),
                       jobs=len(self.config.jobs), watches=len(self.config.watches),
                       state=str(self.state_file))  # fmt: skip
@@ -322,14 +322,19 @@ class Daemon:
         return healthmod.check(jobs, records, self.clock.now(), since, slack, self.tz,
                                self.watches.dead())  # fmt: skip
 
-    def _start_server(self) -> None:
+    def _start_server(self, at_start: bool = False) -> None:
+        """Listen on ``metrics.listen``; at start a failure is fatal (exit 1), on a reload
+        it is logged and the daemon goes on without the endpoint."""
         m = self.config.metrics
         if m is None:
             return
         try:
             self.server = MetricsServer(m.host, m.port, self.metrics, self.health)
         except OSError as e:
-            self.emit("metrics-error", error=f"cannot listen on {m.host}:{m.port}: {e.strerror}")
+            msg = f"metrics: cannot listen on {m.host}:{m.port}: {e.strerror or e}"
+            if at_start:
+                raise CasError(msg) from e
+            self.emit("metrics-error", error=msg)
             return
         self.server.start()
         self.emit("metrics-listen", address=f"{m.host}:{self.server.port}")
@@ -365,7 +370,8 @@ class Daemon:
             for name in changed:
                 if new.jobs[name].cron != old.jobs[name].cron:
                     self.since[name] = now
-            self.state_file = state_path(self.config_path, new.state)
+        if state_path(self.config_path, new.state) != self.state_file:
+            self.emit("config-note", message="a new state file takes effect at the next start")
         self.emit("config-reload", jobs=len(new.jobs), added=added, removed=removed,
                   changed=changed)  # fmt: skip
         self._announce([n for n in new.jobs if n in added or n in changed])
@@ -397,9 +403,10 @@ class Daemon:
                     r.process.stop("stopped: the daemon is shutting down")
             self.wake.wait(0.2)
             self.wake.clear()
-        self.watches.stop()
+        watches = self.watches.stop()
         self._stop_server()
         with self._lock:
+            self.state.watches = watches
             self.state.daemon_stopped = self.clock.now()
         self._dirty = True
         self._save()

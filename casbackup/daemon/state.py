@@ -13,17 +13,20 @@ Invariants:
   (killed mid-job) leaves ``last_run`` at the previous run, so its slot counts as missed.
 * Times are stored as ISO 8601 in UTC; the file never holds a secret.
 * Location: the configuration's ``state`` key, else ``$XDG_STATE_HOME`` (or
-  ``~/.local/state``) ``/casbackup/state-<hash of the config path>.json``; one daemon per
-  configuration file, so two daemons never share a state file.
+  ``~/.local/state``) ``/casbackup/state-<hash of the config path>.json``. One daemon per
+  state file: ``exclusive`` holds an ``flock`` on ``<state>.lock`` for the daemon's life
+  (released by the kernel if it dies), so a second daemon refuses to start.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
@@ -72,6 +75,27 @@ def default_state_path(config_path: str | os.PathLike[str]) -> Path:
 
 def state_path(config_path: str | os.PathLike[str], configured: str | None) -> Path:
     return Path(configured) if configured else default_state_path(config_path)
+
+
+@contextlib.contextmanager
+def exclusive(path: Path) -> Iterator[None]:
+    """Hold the lock of the state file ``path`` (``UsageError`` if another daemon has it)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = path.with_name(path.name + ".lock")
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            other = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            raise UsageError(
+                f"another daemon (pid {other}) already uses the state file {path}"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)
 
 
 def _time(value: Any) -> datetime | None:

@@ -107,7 +107,8 @@ def _observer(watchmod: Any, w: _Watch) -> Any:
                    latency=None if info.latency_s is None else round(info.latency_s, 3))
 
         def synced(self, replica: str, copied: Any, latency_s: float | None) -> None:
-            w.emit("watch-sync", watch=w.name, store=replica, snapshot=copied.dst_id,
+            w.emit("watch-sync", watch=w.name, store=replica, snapshot=copied.src_id,
+                   copy=copied.dst_id,
                    latency=None if latency_s is None else round(latency_s, 3))
 
         def warn(self, path: str, message: str) -> None:
@@ -143,9 +144,12 @@ class WatchSet:
     def dead(self) -> dict[str, str]:
         return {n: w.error for n, (_, w) in self._watches.items() if w.error is not None}
 
-    def stop(self) -> None:
+    def stop(self) -> dict[str, dict[str, Any]]:
+        """Stop every watch (a snapshot under way finishes); their final status."""
         self._stop([w for _, w in self._watches.values()])
+        final = self.status()
         self._watches.clear()
+        return final
 
     def _stop(self, watches: list[_Watch]) -> None:
         for w in watches:

@@ -25,7 +25,7 @@ import pytest
 from casbackup.ops.sync import paired_key
 from casbackup.store import init_store
 from tests.conftest import free_port
-from tests.helpers import FAST_KDF, PASSWORD, cli_env, make_store, open_test_store
+from tests.helpers import FAST_KDF, PASSWORD, cli_env, make_store, open_test_store, run_cli
 
 Event = dict[str, Any]
 
@@ -231,7 +231,9 @@ state: state.json
     try:
         d.wait_for(count("job-success", "nightly"))
         assert d.of("job-start", "nightly")[0]["catch_up"] is True
-        time.sleep(0.5)
+        second = run_cli("daemon", "--config", str(cfg), timeout=30)  # same state file
+        assert second.returncode == 2
+        assert f"another daemon (pid {d.proc.pid}) already uses" in second.stderr.decode()
         assert d.stop() == 0
     finally:
         d.kill()
@@ -270,3 +272,42 @@ state: state.json
         assert st.snapshots() == []  # abandoned before its commit point
     state = json.loads((tmp / "state.json").read_text())
     assert state["jobs"]["big"]["last_run"] is None  # the slot still counts as missed
+
+
+def test_daemon_watch_snapshots_changes_and_replicates(setup: tuple[Path, int]) -> None:
+    tmp, port = setup
+    cfg = tmp / "casbackup.yaml"
+    cfg.write_text(f"""\
+stores:
+  local: {{url: local, password: {{env: CASBACKUP_PASSWORD}}}}
+  remote: {{url: remote, password: {{env: CASBACKUP_PASSWORD}}}}
+sources:
+  src: {{paths: [src]}}
+watches:
+  - {{source: src, store: local, debounce: 0.2, max_delay: 1, sync_to: [remote]}}
+metrics: {{listen: "127.0.0.1:{port}"}}
+state: state.json
+""")
+    d = DaemonProcess(cfg)
+    try:
+        d.wait_for(lambda evs: any(e["event"] == "watch-ready" for e in evs))
+        (tmp / "src" / "new.txt").write_text("a change")
+        d.wait_for(lambda evs: any(e["event"] == "watch-snapshot" and e["reason"] != "initial"
+                                   and e.get("latency") is not None for e in evs))
+        change = [e for e in d.of("watch-snapshot") if e["reason"] != "initial"][0]
+        d.wait_for(lambda evs: any(e["event"] == "watch-sync"
+                                   and e["snapshot"] == change["snapshot"] for e in evs))
+        code, body = http(f"http://127.0.0.1:{port}/metrics")
+        assert code == 200
+        assert 'casbackup_watch_latency_seconds_count{source="src",store="local"} 1.0' in (
+            body.decode())
+        code, body = http(f"http://127.0.0.1:{port}/healthz")
+        assert code == 200
+        assert d.stop() == 0
+    finally:
+        d.kill()
+    with open_test_store(tmp / "remote") as st:
+        assert change["snapshot"] in {s.original for s in st.snapshots()}
+    state = json.loads((tmp / "state.json").read_text())
+    assert state["watches"]["src->local"]["snapshots"] >= 2
+    assert locks(tmp / "local") == [] and locks(tmp / "remote") == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from casbackup.daemon.state import (
     JobState,
     State,
     default_state_path,
+    exclusive,
     load_state,
     save_state,
     state_path,
@@ -62,3 +64,14 @@ def test_state_location(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     assert state_path(tmp_path / "a.yaml", "/var/lib/x.json") == Path("/var/lib/x.json")
     monkeypatch.setenv("XDG_STATE_HOME", "relative")  # ignored, as the spec says
     assert ".local/state/casbackup" in str(default_state_path(tmp_path / "a.yaml"))
+
+
+def test_state_exclusive_refuses_a_second_holder(tmp_path: Path) -> None:
+    path = tmp_path / "d" / "state.json"
+    with exclusive(path):
+        assert (tmp_path / "d" / "state.json.lock").read_text().strip() == str(os.getpid())
+        with pytest.raises(UsageError, match=r"another daemon \(pid \d+\) already uses"), \
+                exclusive(path):
+            pass
+    with exclusive(path):  # released
+        pass

@@ -1,0 +1,62 @@
+"""Job attempts in child processes (casbackup.daemon.worker): outcome, timeout, stop."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from casbackup.daemon.config import Config, load_config
+from casbackup.daemon.worker import JobProcess
+from tests.helpers import PASSWORD, make_store, open_test_store
+
+CONFIG = """\
+stores:
+  local: {url: local, password: {env: CASBACKUP_TEST_PW}}
+sources:
+  src: {paths: [src]}
+jobs:
+  bk: {type: backup, cron: "0 3 * * *", store: local, source: src, backup_type: full}
+  slow: {type: backup, cron: "0 3 * * *", store: local, source: src, backup_type: full,
+         timeout: 0.2}
+"""
+
+
+@pytest.fixture
+def config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Config:
+    monkeypatch.setenv("CASBACKUP_TEST_PW", PASSWORD)
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "a.bin").write_bytes(os.urandom(1 << 20))
+    make_store(tmp_path / "local").close()
+    (tmp_path / "casbackup.yaml").write_text(CONFIG)
+    return load_config(tmp_path / "casbackup.yaml")
+
+
+def test_worker_runs_a_job_in_a_child_process(config: Config, tmp_path: Path) -> None:
+    p = JobProcess(config, "bk")
+    p.start()
+    assert p.pid is not None and p.pid != os.getpid()
+    out = p.wait(None)
+    assert out.ok and out.snapshot and out.bytes_read == 1 << 20
+    assert not p.proc.is_alive()
+    with open_test_store(tmp_path / "local") as st:
+        assert [s.id for s in st.snapshots()] == [out.snapshot]
+
+
+def test_worker_timeout_and_stop_release_the_lock(config: Config, tmp_path: Path) -> None:
+    (tmp_path / "src" / "big.bin").write_bytes(os.urandom(96 << 20))
+    p = JobProcess(config, "slow")
+    p.start()
+    t0 = time.monotonic()
+    out = p.wait(config.jobs["slow"].timeout)
+    if out.ok:
+        pytest.skip("the backup finished within its 0.2 s timeout (a very fast machine)")
+    assert out.result == "failure" and out.error is not None
+    assert out.error.startswith("timed out after 0.2s")
+    assert time.monotonic() - t0 < 10
+    assert not (tmp_path / "local" / "locks").exists() or not any(
+        (tmp_path / "local" / "locks").iterdir())
+    with open_test_store(tmp_path / "local") as st:
+        assert st.snapshots() == []
