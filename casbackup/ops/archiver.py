@@ -104,7 +104,7 @@ class ArchiveOptions:
     excluder: Excluder = field(default_factory=Excluder)
     one_file_system: bool = False
     dry_run: bool = False
-    workers: int = max(2, (os.cpu_count() or 2) + 1)
+    workers: int = max(2, os.cpu_count() or 2)  # each big file holds a 16 MiB cut buffer
     max_inflight: int = 16  # batches of up to _BATCH_FILES open files each
     dirty: set[bytes] | None = None  # watch: only these directories (and above) are read
 

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from pathspec import GitIgnoreSpec
 
 _GAP = 256 * 1024  # read across gaps smaller than this rather than issuing two requests
+_MAX_READ = 4 << 20  # one range read holds at most this much (unless one blob is larger)
 _HOLE = 64 * 1024  # zero runs of this many aligned bytes inside a blob become holes
 _ZERO = bytes(_HOLE)
 
@@ -299,7 +300,8 @@ class _Restorer:
         groups: list[list[PackEntry]] = [[entries[0]]]
         for e in entries[1:]:
             last = groups[-1][-1]
-            if e.offset - (last.offset + last.length) <= _GAP:
+            if (e.offset - (last.offset + last.length) <= _GAP
+                    and e.offset + e.length - groups[-1][0].offset <= _MAX_READ):
                 groups[-1].append(e)
             else:
                 groups.append([e])
