@@ -52,8 +52,9 @@ def build_pack(codec: Codec, blobs: list[tuple[PackEntry, bytes]]) -> tuple[str,
     return finish_pack(codec, buf, [e for e, _ in blobs])
 
 
-def parse_header(codec: Codec, pack: bytes, name: str = "?") -> list[PackEntry]:
-    """Entries of a whole pack's bytes; raises IntegrityError naming the pack when damaged."""
+def parse_header(codec: Codec, pack: bytes, name: str = "?", base: int = 0) -> list[PackEntry]:
+    """Entries of a pack; raises IntegrityError naming the pack when damaged. ``pack`` is
+    the whole pack, or (with ``base`` > 0) its suffix starting at byte ``base``."""
     if len(pack) < _TAIL.size:
         raise IntegrityError(f"pack {name[:16]} is truncated ({len(pack)} bytes)")
     hlen, magic = _TAIL.unpack_from(pack, len(pack) - _TAIL.size)
@@ -69,6 +70,6 @@ def parse_header(codec: Codec, pack: bytes, name: str = "?") -> list[PackEntry]:
     except (IntegrityError, ValueError, TypeError) as err:
         raise IntegrityError(f"pack {name[:16]} header is damaged: {err}") from err
     for e in entries:
-        if e.offset < 0 or e.offset + e.length > start:
+        if e.offset < 0 or e.offset + e.length > base + start:
             raise IntegrityError(f"pack {name[:16]} header points outside the pack")
     return entries

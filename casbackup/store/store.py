@@ -267,6 +267,10 @@ class Store:
     def pack_entries(self, pack: str, data: bytes | None = None) -> list[PackEntry]:
         return parse_header(self.codec, data if data is not None else self.read_pack(pack), pack)
 
+    def pack_entries_from_tail(self, pack: str, tail: bytes, base: int) -> list[PackEntry]:
+        """Entries of a pack from its bytes from ``base`` to the end (header + trailer)."""
+        return parse_header(self.codec, tail, pack, base)
+
     def list_pack_objects(self) -> Iterator[ObjectInfo]:
         return self.backend.list("packs/")
 
