@@ -106,3 +106,26 @@ def list_start(prefix: str) -> tuple[str, str]:
     """
     head, _, tail = prefix.rpartition("/")
     return head, tail
+
+
+class TempWriter(Protocol):
+    """An object being written in place (optional backend capability, see
+    ``StreamingBackend``): bytes go straight to the backend, nothing is held in memory."""
+
+    def write(self, data: bytes | memoryview) -> None: ...
+
+    def commit(self, key: str) -> None:
+        """Durably publish what was written under ``key`` with the same semantics as
+        ``put(key, data, overwrite=False)`` (``AlreadyExists`` if the key exists)."""
+        ...
+
+    def abort(self) -> None:
+        """Throw away what was written; the backend is as before."""
+        ...
+
+
+class StreamingBackend(Backend, Protocol):
+    """A backend that can write an object whose name is known only at the end (a pack
+    named by its hash) without the caller holding it in memory."""
+
+    def temp_writer(self, prefix: str) -> TempWriter: ...

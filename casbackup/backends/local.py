@@ -145,6 +145,17 @@ class LocalBackend:
             raise AlreadyExists(f"object {key} already exists", key)
         os.rename(tmp, final)
 
+    def temp_writer(self, prefix: str) -> _LocalTempWriter:
+        """A temp file under ``prefix`` (a key directory) to be committed later under any
+        key on the same filesystem: the streaming put used for packs."""
+        directory = os.path.join(self.root, *validate_key(prefix).split("/"))
+        try:
+            self._ensure_dir(directory)
+            fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
+        except OSError as exc:
+            raise translate_oserror(exc, "put", prefix, missing_is_notfound=False) from exc
+        return _LocalTempWriter(self, fd, tmp)
+
     def get(self, key: str, *, offset: int = 0, length: int | None = None) -> bytes:
         path = self._path(key)
         try:
@@ -239,3 +250,47 @@ class LocalBackend:
             atomic_exclusive_create=self._links_work,
             is_local=True,
         )
+
+
+class _LocalTempWriter:
+    """Writes into a ``.tmp-`` file; ``commit`` = fsync, exclusive link into place, fsync
+    the directory — the same durability and atomicity as ``LocalBackend.put``."""
+
+    def __init__(self, backend: LocalBackend, fd: int, tmp: str) -> None:
+        self._b = backend
+        self._fd: int | None = fd
+        self._tmp = tmp
+
+    def write(self, data: bytes | memoryview) -> None:
+        assert self._fd is not None
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[os.write(self._fd, view) :]
+        except OSError as exc:
+            self.abort()
+            raise translate_oserror(exc, "put", self._tmp, missing_is_notfound=False) from exc
+
+    def commit(self, key: str) -> None:
+        final = self._b._path(key)
+        directory = os.path.dirname(final)
+        try:
+            assert self._fd is not None
+            os.fsync(self._fd)
+            os.close(self._fd)
+            self._fd = None
+            self._b._ensure_dir(directory)
+            self._b._publish_exclusive(self._tmp, final, key)
+            _fsync_dir(directory)
+        except OSError as exc:
+            raise translate_oserror(exc, "put", key, missing_is_notfound=False) from exc
+        finally:
+            self.abort()
+
+    def abort(self) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = None
+        with contextlib.suppress(OSError):
+            os.unlink(self._tmp)

@@ -25,7 +25,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Iterator
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from ..errors import AlreadyExists, NotFound, TransientError
 from .base import Backend, ObjectInfo, Properties
@@ -56,6 +56,13 @@ class RetryingBackend:
 
     def __repr__(self) -> str:
         return f"RetryingBackend({self.inner!r})"
+
+    def __getattr__(self, name: str) -> Any:
+        # optional capabilities of the inner backend (``temp_writer`` of a local one) pass
+        # through; ``hasattr`` stays False when the inner backend lacks them
+        if name == "temp_writer":
+            return getattr(self.inner, name)
+        raise AttributeError(name)
 
     def _delay(self, failures: int) -> float:
         return self._rng.uniform(0.0, min(self.max_delay, self.base_delay * 2 ** (failures - 1)))

@@ -22,6 +22,11 @@ MAGIC = b"CBP1"
 _TAIL = struct.Struct("<I4s")
 
 
+def pack_key(name: str) -> str:
+    """The key of pack ``name``: fanned out by its first byte."""
+    return f"packs/{name[:2]}/{name}"
+
+
 @dataclass(frozen=True, slots=True)
 class PackEntry:
     """One blob inside a pack: also the value type of the index."""
