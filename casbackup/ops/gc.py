@@ -310,9 +310,14 @@ def _gc(store: Store, opts: GcOptions, observer: Observer, clock: Clock) -> GcRe
     rep.index_after = len(current)
 
     # d. packs no index names any more
-    for name in plan.delete + plan.repack:
+    for name in plan.delete + plan.repack:  # never a new pack: their content is live
         mt.delete_pack(store, name)
         crash_point("gc:pack-delete")
+    # a repack may recreate, byte for byte, a pack that a killed gc left unindexed
+    # (unencrypted stores seal deterministically): it is indexed now, not a leftover
+    reborn = {p.name for p in new_packs}
+    removed_bytes -= sum(listing[n].size for n in plan.orphans if n in reborn)
+    plan.orphans = [n for n in plan.orphans if n not in reborn]
     if plan.orphans:
         appeared = set(mt.index_names(store)) - set(current)
         if appeared:
@@ -327,6 +332,7 @@ def _gc(store: Store, opts: GcOptions, observer: Observer, clock: Clock) -> GcRe
     rep.orphans_deleted = len(plan.orphans)
     mt.reset_index(store)
     _finish(rep, removed_bytes, len(plan.delete + plan.repack + plan.orphans), listing)
+    rep.packs_after -= len(reborn & listing.keys())  # in the listing and written again
     return rep
 
 

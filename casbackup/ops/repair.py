@@ -183,8 +183,10 @@ def _salvage(store: Store, rep: RepairReport, observer: Observer) -> None:
     rep.lost_blobs -= elsewhere
     surviving = [p for n, p in index.packs.items() if n not in damaged] + new_packs
     rep.index_after = len(_replace_index(store, surviving, old_names))
+    reborn = {p.name for p in new_packs}  # salvage may rebuild a pack byte for byte
     for name in damaged:
-        mt.delete_pack(store, name)
+        if name not in reborn:
+            mt.delete_pack(store, name)
 
 
 def _good(store: Store, e: PackEntry, data: bytes) -> bool:

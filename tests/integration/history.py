@@ -32,13 +32,13 @@ def _write(p: Path, n: int) -> None:
     p.write_bytes(os.urandom(n))
 
 
-def build_history(tmp: Path, versions: int = 3) -> History:
+def build_history(tmp: Path, versions: int = 3, encryption: str = "repokey") -> History:
     """``versions`` snapshots of one source with 1 MiB packs: v1 has 14 random files of
     ~180 KiB (one blob each, ~5 per pack) and a text directory; each later version
     deletes a few files, rewrites two, adds three and edits the text."""
     src = tmp / "src"
     h = History(tmp / "store", src)
-    st = make_store(h.store, pack_size=1 << 20)
+    st = make_store(h.store, encryption=encryption, pack_size=1 << 20)
     for i in range(14):
         _write(src / "bin" / f"f{i:02d}", 180 * KIB + i)
     for i in range(40):
