@@ -12,6 +12,14 @@ and the set of blob ids that are sealed but not yet indexed (``pending``), so a 
 sealed and stored once per backup even when two files share it. Sealing happens outside
 the lock; uploads run on a small pool with a bounded number of packs in flight, so
 memory stays at about ``(in_flight + kinds) × pack_size``.
+
+Failure: the first failed upload (or index write) ends the packer's run: every later
+``reserve``/``add``/``flush`` raises that error at once (uploads still queued are
+skipped), so a backup stops within a pack or two instead of reading the rest of its
+source. Once the failure has been raised to a caller -- so the run that hit it is bound
+to fail -- the packer is ``spent`` and ``Store.packer`` replaces it: blobs it had
+reserved were never stored and must not look present, while packs it stored but had not
+indexed yet are handed to the new packer to be indexed.
 """
 
 from __future__ import annotations
@@ -53,6 +61,8 @@ class Packer:
         self._pool = ThreadPoolExecutor(uploaders, thread_name_prefix="upload")
         self._slots = threading.BoundedSemaphore(uploaders)
         self._futures: list[Future[None]] = []
+        self._failed: BaseException | None = None  # the first failed upload ends the run
+        self._reported = False  # ... and was raised to a caller
         self.blobs_added = 0
         self.bytes_added = 0  # plaintext bytes of new blobs
         self.bytes_stored = 0  # sealed bytes of new blobs
@@ -62,6 +72,7 @@ class Packer:
         """True when the caller should seal and ``add`` this blob; False when it is
         already indexed or being stored by someone else."""
         with self._lock:
+            self._check()
             if blob_id in self.index or blob_id in self._pending:
                 return False
             self._pending.add(blob_id)
@@ -85,12 +96,23 @@ class Packer:
 
     def _submit(self, kind: str, buf: bytearray, entries: list[PackEntry]) -> None:
         self._slots.acquire()
+        if self._failed is not None:
+            self._slots.release()
+            self._check()
         fut = self._pool.submit(self._upload, kind, buf, entries)
         with self._lock:
             self._futures.append(fut)
 
+    def _check(self) -> None:
+        """Raise the failure of this run, if any (and remember it was reported)."""
+        if self._failed is not None:
+            self._reported = True
+            raise self._failed
+
     def _upload(self, kind: str, buf: bytearray, entries: list[PackEntry]) -> None:
         try:
+            if self._failed is not None:
+                return  # the run failed: do not upload more of it
             name, data = finish_pack(self.codec, buf, entries)
             self._put_pack(name, data)  # 1. the pack is durable ...
             crash_point("packer:after-pack")
@@ -107,8 +129,29 @@ class Packer:
             if flush:
                 self._put_index(flush)  # 2. index every few packs: a rerun reuses them
                 crash_point("packer:after-index")
+        except BaseException as exc:
+            with self._lock:
+                if self._failed is None:
+                    self._failed = exc
+            raise
         finally:
             self._slots.release()
+
+    @property
+    def spent(self) -> bool:
+        """An upload failed and a caller has been told: make a new packer for new work."""
+        return self._failed is not None and self._reported
+
+    def take_unflushed(self) -> list[PackInfo]:
+        """Packs that are stored but not yet named by an index object (handed to the
+        packer that replaces a failed one, which indexes them on its next flush)."""
+        with self._lock:
+            out, self._unflushed = self._unflushed, []
+        return out
+
+    def adopt_unflushed(self, packs: list[PackInfo]) -> None:
+        with self._lock:
+            self._unflushed[:0] = packs
 
     def _wait(self) -> None:
         while True:
@@ -117,10 +160,16 @@ class Packer:
             if not futs:
                 return
             for f in futs:
-                f.result()
+                try:
+                    f.result()
+                except BaseException:
+                    self._reported = True
+                    raise
+            self._check()
 
     def flush(self) -> None:
         """Write every open pack, wait for all uploads, and index what is unindexed."""
+        self._check()
         with self._lock:
             open_packs, self._open = self._open, {}
         for kind, (buf, entries) in open_packs.items():

@@ -213,6 +213,13 @@ class Store:
     @property
     def packer(self) -> Packer:
         with self._packer_lock:
+            stored: list[PackInfo] = []
+            if self._packer is not None and self._packer.spent:
+                # a failed run's reserved-but-unstored blobs must not look present; its
+                # stored-but-unindexed packs still need an index object
+                self._packer.close()  # uploads in flight finish (and are kept)
+                stored = self._packer.take_unflushed()
+                self._packer = None
             if self._packer is None:
                 self.load_index()
                 self._packer = Packer(
@@ -222,6 +229,7 @@ class Store:
                     self.config.pack_size,
                     uploaders=max(1, min(4, self.backend.properties().connections)),
                 )
+                self._packer.adopt_unflushed(stored)
             return self._packer
 
     def has_blob(self, blob_id: bytes) -> bool:
