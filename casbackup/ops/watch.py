@@ -25,6 +25,8 @@ Invariants:
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
 import os
 import socket
@@ -100,8 +102,22 @@ class _Totals:
     def __init__(self, store: Store) -> None:
         self.store = store
         self.memo: dict[bytes, tuple[int, int, int]] = {}
+        self._lock = threading.Lock()
+
+    def warm(self, root: bytes) -> None:
+        """Fill the memo in the background after the first backup (a 100k-file tree takes
+        about a second), so the first change after start is not the one to pay for it."""
+        def run() -> None:
+            with contextlib.suppress(CasError):  # recomputed (and reported) when needed
+                self.of(root)
+
+        threading.Thread(target=run, name="watch-totals", daemon=True).start()
 
     def of(self, root: bytes) -> tuple[int, int, int]:
+        with self._lock:
+            return self._of(root)
+
+    def _of(self, root: bytes) -> tuple[int, int, int]:
         if len(self.memo) > 1_000_000:
             self.memo.clear()
         stack = [(root, False)]
@@ -163,6 +179,8 @@ class Watcher:
         self.totals = _Totals(store)
         self._failures = 0
         self._retry_at = 0.0
+        self._watch_down = False
+        self._watch_retry_at = 0.0
 
     def _stores_inside_sources(self) -> list[bytes]:
         """Local stores (this one and replicas) under a source must be excluded there."""
@@ -197,6 +215,8 @@ class Watcher:
         try:
             self.obs.watching(self.spaths)
             self._cycle(Batch(None, 0, None, "initial"))
+            if self.parent is not None:
+                self.totals.warm(self.parent.tree)
             self.obs.ready()
             next_full = time.monotonic() + self.opts.full_scan_every
             while not self.stop.is_set():
@@ -220,6 +240,9 @@ class Watcher:
             log.removeHandler(lost)
 
     def _start_observer(self) -> Any:
+        for p in self.bpaths:  # watchdog "watches" a missing path without telling
+            if not os.path.lexists(p):
+                raise FileNotFoundError(errno.ENOENT, "source path does not exist", p)
         fs = FsObserver()
         handler = EventHandler(self.changes, self.sources)
         dirs = [p for p in self.bpaths if os.path.isdir(p)]
@@ -237,13 +260,21 @@ class Watcher:
         """A dead emitter (e.g. its directory was deleted) loses events: full scan, and
         watch again (retried every tick until the sources exist)."""
         if fs.is_alive() and all(e.is_alive() for e in list(fs.emitters)):
+            self._watch_down = False
             return fs
+        now = time.monotonic()
+        if now < self._watch_retry_at:
+            return fs
+        self._watch_retry_at = now + 1.0
         self.changes.mark_all("watcher error: an observer thread stopped")
         fs.stop()
         try:
             return self._start_observer()
         except OSError as e:
-            self.obs.warn(self.spaths[0], f"cannot watch: {e.strerror or e}")
+            if not self._watch_down:  # once per outage, not every retry
+                self.obs.warn(os.fsdecode(e.filename or self.spaths[0]),
+                              f"cannot watch: {e.strerror or e}")
+            self._watch_down = True
             return fs
 
     def _cycle(self, batch: Batch) -> None:
@@ -254,7 +285,8 @@ class Watcher:
             self._failures += 1
             self._retry_at = time.monotonic() + min(_MAX_BACKOFF, 2.0 ** self._failures)
             msg = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
-            self.obs.warn(getattr(e, "filename", None) or self.spaths[0], f"backup failed: {msg}")
+            where = getattr(e, "filename", None) or self.spaths[0]
+            self.obs.warn(os.fsdecode(where), f"backup failed: {msg} (will retry)")
             return
         self._failures = 0
         self.obs.snapshot(info)

@@ -290,3 +290,24 @@ def test_lost_events_fall_back_to_a_full_scan(tmp_path: Path) -> None:
     assert snaps[1].scan == "full" and snaps[1].reason == "event queue overflow"
     assert snaps[1].snapshot is not None
     check_restores(st, snaps[1].snapshot.id, src, tmp_path)
+
+
+def test_source_replaced_wholesale_is_watched_again(tmp_path: Path) -> None:
+    """rm -rf the source and make it anew (a fresh clone): the dead observer is restarted,
+    the next backup is a full scan, and the snapshot matches the new tree."""
+    src = make_tree(tmp_path / "src", dirs=2)
+    make_store(tmp_path / "store").close()
+    w = WatchProc(str(src), "--store", str(tmp_path / "store"), "--debounce", "0.2")
+    try:
+        w.wait_for(_is("ready"))
+        shutil.rmtree(src)
+        time.sleep(0.5)
+        make_tree(src, dirs=3, files=2)
+        snap = w.wait_for(lambda x: x["type"] == "snapshot" and x["scan"] == "full", 20)
+        assert "watcher error" in snap["reason"]
+        (src / "d2" / "after.txt").write_text("seen by the new observer\n")
+        snap = settle(w, quiet=1.0)
+    finally:
+        code, err = w.stop()
+    assert code == 0, err
+    check_restores(open_test_store(tmp_path / "store"), snap["id"], src, tmp_path)
