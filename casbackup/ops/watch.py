@@ -17,6 +17,8 @@ Invariants:
   the parent's writes no snapshot. A failed backup gives its changes back and is retried
   with backoff; a failed replication is retried with the next snapshot or after backoff.
   Neither ends the watch.
+- Each backup refreshes the index under its shared lock (gc may have run in between) and
+  falls back to a full scan when its parent snapshot was forgotten meanwhile.
 - ``stop`` ends the loop; a backup under way finishes first (a second signal, handled by
   the CLI, abandons it: only unreferenced packs remain).
 - Never prints: it reports through a ``WatchObserver``. Each snapshot's summary counts
@@ -299,7 +301,11 @@ class Watcher:
         start = time.monotonic()
         t0 = time.time()
         with shared_lock(self.store, "watch"):
-            self.store.load_index()
+            # gc may have run since the last backup (we held no lock): see its index, and
+            # if our parent was forgotten its blobs may be gone: start from a full scan
+            self.store.refresh_index()
+            if self.parent is not None and self.parent.id not in self.store.snapshot_ids():
+                self.parent = None
             parent = self.parent or find_parent(self.store, "incremental", self.host, self.spaths)
             dirty = batch.dirty if self.parent is not None else None
             parent_root = self.store.load_tree(parent.tree) if parent is not None else None
@@ -326,6 +332,8 @@ class Watcher:
                                 parent=parent.id if parent is not None else None, summary=s)
                 self.store.save_snapshot(snap)
                 parent = snap
+            else:
+                self.store.flush()  # nothing pending between backups (refresh_index)
             self.parent = parent
         now = time.monotonic()
         return WatchSnapshot(

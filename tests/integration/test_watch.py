@@ -311,3 +311,45 @@ def test_source_replaced_wholesale_is_watched_again(tmp_path: Path) -> None:
         code, err = w.stop()
     assert code == 0, err
     check_restores(open_test_store(tmp_path / "store"), snap["id"], src, tmp_path)
+
+
+def test_gc_between_snapshots_after_the_parent_was_forgotten(tmp_path: Path) -> None:
+    """forget + gc run (between the watcher's backups) and delete the parent's blobs: the
+    watcher sees the new index, notices its parent is gone and does a full scan."""
+    from casbackup.ops.gc import GcOptions, gc
+
+    src = make_tree(tmp_path / "src", dirs=3)
+    st = make_store(tmp_path / "store")
+    snaps: list[WatchSnapshot] = []
+    ready = threading.Event()
+
+    class Obs(WatchObserver):
+        def ready(self) -> None:
+            ready.set()
+
+        def snapshot(self, info: WatchSnapshot) -> None:
+            snaps.append(info)
+
+    stop = threading.Event()
+    t = threading.Thread(target=Watcher(st, [str(src)], WatchOptions(debounce=0.1), Obs(),
+                                        stop).run)
+    t.start()
+    try:
+        assert ready.wait(10)
+        other = open_test_store(tmp_path / "store")  # another process, in effect
+        for sid in other.snapshot_ids():
+            other.delete_snapshot(sid)
+        rep = gc(other, GcOptions(keep_unindexed_for=0))
+        assert rep.to_map()  # everything was garbage
+        (src / "d1" / "f0.txt").write_text("after gc\n")
+        deadline = time.monotonic() + 10
+        while len(snaps) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        t.join(10)
+    assert len(snaps) >= 2 and snaps[1].scan == "full" and snaps[1].snapshot is not None
+    fresh = open_test_store(tmp_path / "store")
+    rep2 = verify(fresh, read_data=True)
+    assert rep2.ok, rep2.problems
+    check_restores(fresh, snaps[1].snapshot.id, src, tmp_path)
