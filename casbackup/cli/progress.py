@@ -28,6 +28,7 @@ class CliObserver(Observer):
         self._task: TaskID | None = None
         self._bytes = 0
         self._files = 0
+        self._total_bytes = 0
         self._last = 0.0
         self._what = ""
         self.warnings: list[str] = []
@@ -61,8 +62,10 @@ class CliObserver(Observer):
             self._progress.start()
 
     def totals(self, total_bytes: int, total_files: int) -> None:
-        if self._progress is not None and self._task is not None:
-            self._progress.update(self._task, total=total_bytes)
+        with self._lock:
+            self._total_bytes += total_bytes
+            if self._progress is not None and self._task is not None:
+                self._progress.update(self._task, total=self._total_bytes)
 
     def progress(self, nbytes: int, nfiles: int = 0) -> None:
         with self._lock:

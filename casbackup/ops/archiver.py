@@ -414,7 +414,7 @@ class Archiver:
                 if self._reuse_dir(path, node, pmap):
                     return node
                 psub = parent.subtree if parent is not None and parent.type == DIR else None
-                prefetch = (Prefetcher(path, self.opt.excluder).start()
+                prefetch = (Prefetcher(path, self.opt.excluder, on_totals=self.obs.totals).start()
                             if self.opt.dirty is None and len(path) < 2048 else None)
                 fd = open_dir_at(dfd, name)
                 try:

@@ -14,7 +14,7 @@ class Observer:
         """An operation begins; totals may be unknown (None)."""
 
     def totals(self, total_bytes: int, total_files: int) -> None:
-        """The size of the work became known (a scanner finished)."""
+        """More work became known (a scanner finished one source): add it to the totals."""
 
     def progress(self, nbytes: int, nfiles: int = 0) -> None:
         """``nbytes`` more bytes / ``nfiles`` more files were processed."""

@@ -6,6 +6,9 @@ files). A prefetcher lists directories breadth-first from a separate thread and 
 their entries on a few more threads, so the disk sees several requests at once and the
 walker then finds warm inodes (0.51 s cold including the prefetch).
 
+It also sums the sizes of the regular files it sees and reports them once done
+(``on_totals``), which gives the progress bar its total and ETA at no extra cost.
+
 Invariants: the prefetcher only *reads* metadata and never affects what is backed up —
 its results are thrown away; every error is ignored (the walker reports its own); it
 never crosses into directories the excluder excludes, and it stops when told to or when
@@ -15,16 +18,21 @@ the walk is done. It costs a few tens of ms of CPU on a warm cache.
 from __future__ import annotations
 
 import os
+import stat
 import threading
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, wait
 
 from .exclude import Excluder
 
 
 class Prefetcher:
-    def __init__(self, root: bytes, excluder: Excluder, threads: int = 4) -> None:
+    def __init__(self, root: bytes, excluder: Excluder, threads: int = 4,
+                 on_totals: Callable[[int, int], None] | None = None) -> None:
         self._root = root
+        self._on_totals = on_totals
+        self._sizes: list[tuple[int, int]] = []  # (bytes, files) per directory
         self._excluder = excluder
         self._stop = threading.Event()
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="prefetch")
@@ -40,15 +48,21 @@ class Prefetcher:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
     def _stat_dir(self, path: bytes, names: list[bytes]) -> None:
+        size = files = 0
         for n in names:
             if self._stop.is_set():
                 return
             try:
-                os.lstat(path + b"/" + n)
+                st = os.lstat(path + b"/" + n)
             except OSError:
                 continue
+            if stat.S_ISREG(st.st_mode):
+                size += st.st_size
+                files += 1
+        self._sizes.append((size, files))  # list.append is atomic
 
     def _run(self) -> None:
+        futs = []
         queue: deque[tuple[bytes, bytes]] = deque([(self._root, b"")])
         while queue and not self._stop.is_set():
             path, rel = queue.popleft()
@@ -68,4 +82,7 @@ class Prefetcher:
                         files.append(e.name)
             except OSError:
                 continue
-            self._pool.submit(self._stat_dir, path, files)
+            futs.append(self._pool.submit(self._stat_dir, path, files))
+        wait(futs)
+        if self._on_totals is not None and not self._stop.is_set():
+            self._on_totals(sum(s for s, _ in self._sizes), sum(f for _, f in self._sizes))
