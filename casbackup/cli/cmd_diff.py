@@ -29,8 +29,7 @@ def diff_cmd(
     password_command: PasswordCmdOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Show what changed from SNAPSHOT1 to SNAPSHOT2 (+ added, - removed, M modified,
-    U metadata only)."""
+    """Show changes from SNAPSHOT1 to SNAPSHOT2: + added, - removed, M modified, U metadata."""
     ctx = Ctx(store, password_file, password_command, json_out)
     with ctx.open() as st:
         res = diff(st, snapshot1, snapshot2)
