@@ -5,7 +5,9 @@ Invariants:
 
 * One thread (the one calling ``run``) owns the schedule, the queue, the state and the
   store table; job processes report back through a queue and wake it. Signal handlers
-  only set flags. The HTTP and watch threads read the state under ``_lock``.
+  only set flags and write a byte to a pipe (async-signal-safe: a handler never takes a
+  lock the interrupted thread may hold). The HTTP and watch threads read the state under
+  ``_lock``.
 * **One job per store**: a job needs every store it touches (a sync needs both); it
   starts only when none of them is busy, in the order jobs became due. A job is never
   queued twice: while it waits or runs, its later slots collapse into one (``catch_up``)
@@ -28,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import os
 import queue
+import select
 import signal
 import threading
 from collections.abc import Callable, Iterator
@@ -49,6 +52,31 @@ from .worker import JobProcess, prepare
 
 Emit = Callable[..., None]
 MAX_SLEEP = 1.0  # wake at least this often (a wall-clock jump must not oversleep a slot)
+
+
+class _Waker:
+    """Wakes the loop from signal handlers and threads: a non-blocking self-pipe."""
+
+    def __init__(self) -> None:
+        self._r, self._w = os.pipe()
+        os.set_blocking(self._r, False)
+        os.set_blocking(self._w, False)
+
+    def set(self) -> None:
+        with contextlib.suppress(BlockingIOError, OSError):  # full: a wake-up is pending
+            os.write(self._w, b"!")
+
+    def wait(self, timeout: float) -> None:
+        """Sleep until ``set`` or ``timeout`` seconds, then forget pending wake-ups."""
+        with contextlib.suppress(InterruptedError):
+            select.select([self._r], [], [], max(0.0, timeout))
+        with contextlib.suppress(BlockingIOError, OSError):
+            while os.read(self._r, 4096):
+                pass
+
+    def close(self) -> None:
+        os.close(self._r)
+        os.close(self._w)
 
 
 @dataclass
@@ -94,7 +122,7 @@ class Daemon:
         self.order: list[str] = []  # names in self.runs not running, in the order they came
         self.busy: dict[str, str] = {}  # store name -> job running on it
         self.done: queue.Queue[tuple[str, JobOutcome]] = queue.Queue()
-        self.wake = threading.Event()
+        self.wake = _Waker()
         self._lock = threading.Lock()
         self._signals = 0
         self._stopping = False
@@ -148,8 +176,8 @@ class Daemon:
             while not self._stopping:
                 self.step()
                 self.wake.wait(self._sleep_time())
-                self.wake.clear()
             self._shutdown()
+        self.wake.close()
         return 0
 
     def step(self) -> None:
@@ -402,7 +430,6 @@ class Daemon:
                     assert r.process is not None
                     r.process.stop("stopped: the daemon is shutting down")
             self.wake.wait(0.2)
-            self.wake.clear()
         watches = self.watches.stop()
         self._stop_server()
         with self._lock:

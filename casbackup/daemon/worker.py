@@ -11,7 +11,9 @@ Invariants:
   SIGTERM into ``JobStopped``, which unwinds the operation: its ``with`` blocks release
   the store lock and close the store. A backup abandoned that way leaves only
   unreferenced packs (the snapshot is the commit point). ``stop`` escalates to SIGKILL
-  after a grace period.
+  after ``kill_grace`` seconds (an operation may finish reading a file before it
+  unwinds); after a SIGKILL the lock the child left names a dead pid on this host, so it
+  is stale, and the parent removes the stale locks of the job's stores (as ``unlock``).
 * ``wait`` always returns a ``JobOutcome``: the child's own, or a failure saying that the
   child timed out, was stopped, or died without reporting.
 """
@@ -27,8 +29,10 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from ..clock import SYSTEM
+from ..errors import CasError
+from ..store.locks import remove_stale
 from .config import Config
-from .jobs import JobOutcome, JobStopped, run_job
+from .jobs import JobOutcome, JobStopped, open_configured, run_job
 
 KILL_GRACE = 10.0
 _ctx: Any = None
@@ -75,8 +79,11 @@ def _child(config: Config, name: str, conn: Connection) -> None:
 class JobProcess:
     """One attempt of one job in a child process."""
 
-    def __init__(self, config: Config, name: str) -> None:
+    def __init__(self, config: Config, name: str, kill_grace: float = KILL_GRACE) -> None:
         self.name = name
+        self.config = config
+        self.kill_grace = kill_grace
+        self.killed = False
         self.job = config.jobs[name]
         ctx = _context()
         self._conn, child_conn = ctx.Pipe(duplex=False)
@@ -110,6 +117,7 @@ class JobProcess:
                 continue
             if self._kill_at is not None and time.monotonic() > self._kill_at:
                 self.proc.kill()  # it did not unwind in time: its lock is now stale
+                self.killed = True
                 self._kill_at = None
             if self._conn.poll(left):
                 try:
@@ -118,11 +126,14 @@ class JobProcess:
                     break
             elif not self.proc.is_alive() and not self._conn.poll(0):
                 break
-        self.proc.join(KILL_GRACE)
+        self.proc.join(self.kill_grace)
         if self.proc.is_alive():
             self.proc.kill()
+            self.killed = True
             self.proc.join()
         self._conn.close()
+        if self.killed:
+            self._remove_stale_locks()
         if out is None:
             code = self.proc.exitcode
             reason = self._stop_reason or f"the job's process died (exit status {code})"
@@ -132,11 +143,16 @@ class JobProcess:
             out.error = f"{self._stop_reason} ({out.error})"
         return out
 
+    def _remove_stale_locks(self) -> None:
+        for name in dict.fromkeys(s for s in (self.job.store, self.job.to) if s):
+            with contextlib.suppress(CasError), open_configured(self.config.stores[name]) as st:
+                remove_stale(st)
+
     def stop(self, reason: str = "stopped by the daemon") -> None:
         """Ask the child to stop (SIGTERM); ``wait`` kills it after a grace period."""
         if self._stop_reason is None:
             self._stop_reason = reason
-            self._kill_at = time.monotonic() + KILL_GRACE
+            self._kill_at = time.monotonic() + self.kill_grace
         if self.proc.is_alive():
             with contextlib.suppress(OSError, ValueError):
                 self.proc.terminate()

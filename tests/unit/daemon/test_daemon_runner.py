@@ -203,3 +203,20 @@ def test_runner_refuses_an_invalid_config_at_start(tmp_path: Path, text: str) ->
     (tmp_path / "c.yaml").write_text(text)
     with pytest.raises(UsageError):
         Daemon(tmp_path / "c.yaml", lambda e, **f: None)
+
+
+def test_runner_waker_never_blocks_and_wakes_at_once() -> None:
+    from casbackup.daemon.runner import _Waker
+
+    w = _Waker()
+    for _ in range(100_000):  # far more than a pipe holds: set() must not block
+        w.set()
+    t0 = time.monotonic()
+    w.wait(5)
+    w.wait(0.05)  # drained: this one sleeps its timeout
+    assert 0.04 < time.monotonic() - t0 < 1
+    threading.Timer(0.05, w.set).start()
+    t0 = time.monotonic()
+    w.wait(5)
+    assert time.monotonic() - t0 < 1
+    w.close()
