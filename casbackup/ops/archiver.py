@@ -32,6 +32,7 @@ import os
 import stat
 import sys
 import threading
+import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -95,6 +96,7 @@ class Pending:
 # inode, device) are unchanged: any change to mode, owner, xattrs, link count or a symlink
 # target updates ctime, so nothing else needs reading (not even listxattr).
 _Child = Node | PendingDir | Pending | dict[str, Any]
+_REFRESH_EVERY = 5.0  # seconds between looks at other writers' new index objects
 _BATCH_FILES = 64
 _BATCH_BYTES = 4 << 20
 
@@ -122,6 +124,7 @@ class Archiver:
         self._hardlinks: dict[tuple[int, int], Pending] = {}
         self._batch: list[tuple[int, Pending, bytes]] = []
         self._batch_bytes = 0
+        self._last_refresh = time.monotonic()
         self._dry_seen: set[bytes] = set()
         self._small = store.config.chunker.min_size
         self.reused: list[Node] = []  # directory nodes kept from the parent (dirty mode)
@@ -256,6 +259,10 @@ class Archiver:
              root_dev: int, rel: bytes) -> PendingDir:
         pd = PendingDir(node, parent_subtree=parent_subtree)
         self.summary.dirs += 1
+        now = time.monotonic()
+        if now - self._last_refresh > _REFRESH_EVERY:
+            self._last_refresh = now
+            self.store.add_new_index_objects()  # dedup against concurrent writers
         parent_tree: dict[bytes, dict[str, Any]] | None = None
         if parent_subtree is not None:
             pd.parent_maps = self.store.load_tree_maps(parent_subtree)

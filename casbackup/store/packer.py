@@ -31,7 +31,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from ..crypto.codec import Codec
 from ..faults import crash_point
 from .index import Index, PackInfo
-from .pack import PackEntry, finish_pack
+from .pack import PackEntry
+from .packsink import MemorySink, PackSink
 
 
 class Packer:
@@ -45,6 +46,7 @@ class Packer:
         *,
         uploaders: int = 2,
         index_every: int = 8,
+        open_sink: Callable[[], PackSink] | None = None,
     ) -> None:
         self.codec = codec
         self.index = index
@@ -53,9 +55,10 @@ class Packer:
         self.pack_size = pack_size
         self.index_every = index_every
         self._lock = threading.Lock()
-        # one growing buffer per kind: sealed blobs are appended as they come, so a pack
-        # is never held twice (no join at upload time)
-        self._open: dict[str, tuple[bytearray, list[PackEntry]]] = {}
+        # one open pack per kind; sealed blobs go into its sink as they come (memory, or
+        # straight into a backend temp object: see packsink.py)
+        self._open_sink = open_sink or (lambda: MemorySink(put_pack))
+        self._open: dict[str, tuple[PackSink, list[PackEntry]]] = {}
         self._pending: set[bytes] = set()
         self._unflushed: list[PackInfo] = []
         self._pool = ThreadPoolExecutor(uploaders, thread_name_prefix="upload")
@@ -80,26 +83,28 @@ class Packer:
 
     def add(self, kind: str, blob_id: bytes, sealed: bytes, raw_length: int) -> None:
         """Add a reserved blob, already sealed."""
-        full: tuple[bytearray, list[PackEntry]] | None = None
+        full: tuple[PackSink, list[PackEntry]] | None = None
         with self._lock:
-            buf, entries = self._open.setdefault(kind, (bytearray(), []))
-            off = len(buf)
-            buf += sealed
+            if kind not in self._open:
+                self._open[kind] = (self._open_sink(), [])
+            sink, entries = self._open[kind]
+            off = sink.size
+            sink.write(sealed)
             entries.append(PackEntry(kind, blob_id, off, len(sealed), raw_length))
             self.blobs_added += 1
             self.bytes_added += raw_length
             self.bytes_stored += len(sealed)
-            if len(buf) >= self.pack_size:
+            if sink.size >= self.pack_size:
                 full = self._open.pop(kind)
         if full is not None:
             self._submit(kind, *full)
 
-    def _submit(self, kind: str, buf: bytearray, entries: list[PackEntry]) -> None:
+    def _submit(self, kind: str, sink: PackSink, entries: list[PackEntry]) -> None:
         self._slots.acquire()
         if self._failed is not None:
             self._slots.release()
             self._check()
-        fut = self._pool.submit(self._upload, kind, buf, entries)
+        fut = self._pool.submit(self._upload, kind, sink, entries)
         with self._lock:
             self._futures.append(fut)
 
@@ -109,14 +114,14 @@ class Packer:
             self._reported = True
             raise self._failed
 
-    def _upload(self, kind: str, buf: bytearray, entries: list[PackEntry]) -> None:
+    def _upload(self, kind: str, sink: PackSink, entries: list[PackEntry]) -> None:
         try:
             if self._failed is not None:
+                sink.discard()
                 return  # the run failed: do not upload more of it
-            name, data = finish_pack(self.codec, buf, entries)
-            self._put_pack(name, data)  # 1. the pack is durable ...
+            name, size = sink.publish(self.codec, entries)  # 1. the pack is durable ...
             crash_point("packer:after-pack")
-            info = PackInfo(name, kind, len(data), entries)
+            info = PackInfo(name, kind, size, entries)
             self.index.add_pack(info)  # ... before anything may name it
             flush: list[PackInfo] | None = None
             with self._lock:
@@ -172,9 +177,9 @@ class Packer:
         self._check()
         with self._lock:
             open_packs, self._open = self._open, {}
-        for kind, (buf, entries) in open_packs.items():
+        for kind, (sink, entries) in open_packs.items():
             if entries:
-                self._submit(kind, buf, entries)
+                self._submit(kind, sink, entries)
         self._wait()
         with self._lock:
             flush, self._unflushed = self._unflushed, []
@@ -183,3 +188,7 @@ class Packer:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
+        with self._lock:
+            open_packs, self._open = self._open, {}
+        for sink, _ in open_packs.values():
+            sink.discard()  # never published: nothing may name it

@@ -45,14 +45,11 @@ from ..model.snapshot import Snapshot
 from ..model.tree import Tree, decode_maps
 from .config import StoreConfig
 from .index import Index, Location, PackInfo, decode_index, encode_index
-from .pack import PackEntry, parse_header
+from .pack import PackEntry, pack_key, parse_header
 from .packer import Packer
+from .packsink import PackSink, StreamSink
 
 PasswordSource = Callable[[], str]
-
-
-def pack_key(name: str) -> str:
-    return f"packs/{name[:2]}/{name}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +173,25 @@ class Store:
                 self.index.add_object(name, packs)
         return self.index
 
+    def add_new_index_objects(self) -> int:
+        """Load index objects other writers added since ours were loaded, only adding
+        entries (safe while this store's packer is busy): two backups running at once
+        dedup against each other from each other's index flushes on. Returns how many."""
+        if not self._index_loaded:
+            return 0
+        n = 0
+        for info in self.backend.list("index/"):
+            name = info.key.rsplit("/", 1)[1]
+            if name in self.index.objects:
+                continue
+            try:
+                packs, _ = decode_index(self.read_object("index/", name, INDEX), name)
+            except IntegrityError:
+                continue  # gone (gc) or damaged: verify reports it; dedup is only an economy
+            self.index.add_object(name, packs)
+            n += 1
+        return n
+
     def local_path(self) -> str | None:
         """The root directory when the store is on the local backend (a hint for
         filesystem watchers), else None."""
@@ -228,9 +244,18 @@ class Store:
                     self._write_index_object,
                     self.config.pack_size,
                     uploaders=max(1, min(4, self.backend.properties().connections)),
+                    open_sink=self._stream_sink_factory(),
                 )
                 self._packer.adopt_unflushed(stored)
             return self._packer
+
+    def _stream_sink_factory(self) -> Callable[[], PackSink] | None:
+        """Backends that can write an object in place (local) get packs streamed to
+        them instead of held in memory."""
+        temp_writer = getattr(self.backend, "temp_writer", None)
+        if temp_writer is None:
+            return None
+        return lambda: StreamSink(temp_writer("packs"))
 
     def has_blob(self, blob_id: bytes) -> bool:
         return blob_id in self.index
