@@ -171,3 +171,30 @@ def test_file_that_keeps_changing_is_flagged_not_silent(
     res = backup(store, [str(src)], BackupOptions(), obs)
     assert res.summary.changed_during_read == 1
     assert any(p.endswith("big") and "changed while" in m for p, m in obs.items)
+
+
+def test_one_file_system_keeps_mount_point_but_not_its_content(
+    store: Store, src: Path, tmp_path: Path
+) -> None:
+    import subprocess
+
+    mnt = src / "mnt"
+    mnt.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "cbtest", str(mnt)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("needs permission to mount a tmpfs")
+    try:
+        (mnt / "other-fs.txt").write_text("on another filesystem")
+        backup(store, [str(src)], BackupOptions(archive=ArchiveOptions(one_file_system=True)))
+        out = tmp_path / "out"
+        restore(store, "latest", str(out))
+        root = restored_root(out, src)
+        assert (root / "mnt").is_dir() and os.listdir(root / "mnt") == []
+        assert len(os.listdir(root / "d1")) == 20
+        backup(store, [str(src)], BackupOptions(type="full"))
+        out2 = tmp_path / "out2"
+        restore(store, "latest", str(out2))
+        assert (restored_root(out2, src) / "mnt" / "other-fs.txt").read_text() == (
+            "on another filesystem")
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
