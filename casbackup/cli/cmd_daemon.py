@@ -1,7 +1,12 @@
 """``casbackup daemon``: run the configured jobs on their schedules until SIGTERM.
 
 Logs one line per event on stderr: ``TIME EVENT key=value …``, or with ``--json`` a JSON
-object ``{"ts", "event", "job", "store", …}`` per line. Invariant: lines are written whole
+object ``{"ts", "event", "job", "store", …}`` per line. Events: ``daemon-start``,
+``job-scheduled``, ``job-start``, ``job-success``, ``job-partial``, ``job-warning``,
+``job-retry``, ``job-failure``, ``job-stopped``, ``watch-start``, ``watch-ready``,
+``watch-snapshot``, ``watch-sync``, ``watch-warning``, ``watch-error``, ``config-reload``,
+``config-invalid``, ``metrics-listen``, ``metrics-error``, ``state-invalid``,
+``state-error``, ``daemon-stopping``, ``daemon-stop``. Invariant: lines are written whole
 (one lock, one write, flushed), whichever thread emits them.
 """
 

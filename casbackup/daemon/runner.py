@@ -30,12 +30,11 @@ from __future__ import annotations
 import contextlib
 import os
 import queue
-import select
 import signal
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
-from datetime import datetime, tzinfo
+from dataclasses import replace
+from datetime import tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +44,7 @@ from . import health as healthmod
 from .config import Config, JobConfig, load_config
 from .jobs import JobOutcome
 from .metrics import Metrics, MetricsServer
+from .queue import Run, RunQueue, Waker
 from .schedule import Schedule
 from .state import State, exclusive, load_state, save_state, state_path
 from .watches import WatchSet
@@ -52,48 +52,6 @@ from .worker import JobProcess, prepare
 
 Emit = Callable[..., None]
 MAX_SLEEP = 1.0  # wake at least this often (a wall-clock jump must not oversleep a slot)
-
-
-class _Waker:
-    """Wakes the loop from signal handlers and threads: a non-blocking self-pipe."""
-
-    def __init__(self) -> None:
-        self._r, self._w = os.pipe()
-        os.set_blocking(self._r, False)
-        os.set_blocking(self._w, False)
-
-    def set(self) -> None:
-        with contextlib.suppress(BlockingIOError, OSError):  # full: a wake-up is pending
-            os.write(self._w, b"!")
-
-    def wait(self, timeout: float) -> None:
-        """Sleep until ``set`` or ``timeout`` seconds, then forget pending wake-ups."""
-        with contextlib.suppress(InterruptedError):
-            select.select([self._r], [], [], max(0.0, timeout))
-        with contextlib.suppress(BlockingIOError, OSError):
-            while os.read(self._r, 4096):
-                pass
-
-    def close(self) -> None:
-        os.close(self._r)
-        os.close(self._w)
-
-
-@dataclass
-class _Run:
-    name: str
-    scheduled: datetime
-    catch_up: bool
-    attempt: int = 0
-    first_started: datetime | None = None
-    not_before: float = 0.0  # monotonic time before which a retry must not start
-    process: JobProcess | None = None
-    stores: tuple[str, ...] = ()
-    stopped: bool = False  # stopped by a shutdown: not a result
-
-
-def _stores_of(job: JobConfig) -> tuple[str, ...]:
-    return tuple(dict.fromkeys(s for s in (job.store, job.to) if s))
 
 
 class Daemon:
@@ -118,11 +76,9 @@ class Daemon:
         self.metrics = Metrics()
         self.server: MetricsServer | None = None
         self.watches = WatchSet(self.metrics, emit)
-        self.runs: dict[str, _Run] = {}  # queued, waiting for a retry, or running
-        self.order: list[str] = []  # names in self.runs not running, in the order they came
-        self.busy: dict[str, str] = {}  # store name -> job running on it
+        self.queue = RunQueue()  # one run per job: waiting, waiting to retry, or running
         self.done: queue.Queue[tuple[str, JobOutcome]] = queue.Queue()
-        self.wake = _Waker()
+        self.wake = Waker()
         self._lock = threading.Lock()
         self._signals = 0
         self._stopping = False
@@ -181,12 +137,13 @@ class Daemon:
         return 0
 
     def step(self) -> None:
-        """One turn of the loop: reload if asked, take finished runs, start due ones."""
+        """One turn of the loop: take finished runs, queue due jobs, reload if asked (after
+        queueing, so a slot due right now is not lost to the new schedule), start jobs."""
+        self._collect()
+        self._enqueue_due()
         if self._reload:
             self._reload = False
             self.reload()
-        self._collect()
-        self._enqueue_due()
         self._dispatch()
         watches = self.watches.status()
         if watches != self.state.watches:
@@ -200,42 +157,40 @@ class Daemon:
         wakeup = self.schedule.next_wakeup()
         if wakeup is not None:
             t = min(t, (wakeup - self.schedule.now()).total_seconds())
-        now = self.clock.monotonic()
-        for name in self.order:
-            t = min(t, self.runs[name].not_before - now)
+        retry = self.queue.next_retry()
+        if retry is not None:
+            t = min(t, retry - self.clock.monotonic())
         return max(0.01, t)
 
     def _enqueue_due(self) -> None:
         for due in self.schedule.due():
-            name = due.job.name
-            if name not in self.runs:
-                self.runs[name] = _Run(name, due.scheduled, due.catch_up)
-                self.order.append(name)
+            if due.job.name not in self.queue:
+                self.queue.add(Run(due.job.name, due.scheduled, due.catch_up))
 
     def _dispatch(self) -> None:
         if self._stopping:
             return
-        now = self.clock.monotonic()
-        for name in list(self.order):
-            run = self.runs[name]
-            job = self.config.jobs.get(name)
-            if job is None:  # removed by a reload while it waited
-                self.order.remove(name)
-                del self.runs[name]
-                continue
-            stores = _stores_of(job)
-            if run.not_before > now or any(s in self.busy for s in stores):
-                continue
-            self.order.remove(name)
-            self._start(run, job, stores)
 
-    def _start(self, run: _Run, job: JobConfig, stores: tuple[str, ...]) -> None:
-        for s in stores:
-            self.busy[s] = run.name
-        run.stores = stores
+        def stores_of(name: str) -> tuple[str, ...] | None:
+            job = self.config.jobs.get(name)  # None: removed by a reload while it waited
+            if job is None:
+                return None
+            return tuple(dict.fromkeys(s for s in (job.store, job.to) if s))
+
+        for run in self.queue.ready(self.clock.monotonic(), stores_of):
+            self._start(run, self.config.jobs[run.name])
+
+    def _start(self, run: Run, job: JobConfig) -> None:
         run.first_started = run.first_started or self.clock.now()
         proc = run.process = self.process(self.config, run.name)
-        proc.start()
+        try:
+            proc.start()
+        except OSError as e:  # cannot fork: a failed attempt, retried like any other
+            self.done.put((run.name, JobOutcome(run.name, job.type, job.store, "failure",
+                                                self.clock.time(), 0.0,
+                                                f"cannot start the job: {e}", 1)))  # fmt: skip
+            self.wake.set()
+            return
         self.metrics.job_running(run.name, job.store, True)
         self.emit("job-start", job=run.name, store=job.store, type=job.type,
                   attempt=run.attempt + 1, scheduled=run.scheduled.isoformat(),
@@ -258,10 +213,7 @@ class Daemon:
             self._finish(name, out)
 
     def _finish(self, name: str, out: JobOutcome) -> None:
-        run = self.runs[name]
-        for s in run.stores:
-            self.busy.pop(s, None)
-        run.process = None
+        run = self.queue.release(name)
         finished = self.clock.now()
         job = self.config.jobs.get(name)
         self.metrics.job_running(name, out.store, False)
@@ -271,9 +223,10 @@ class Daemon:
                                   "attempt": run.attempt + 1, "duration": round(out.duration, 3)}
         if run.stopped or (out.stopped and self._stopping):
             self.emit("job-stopped", **fields, error=out.error)
-            del self.runs[name]
+            self.queue.drop(name)
             return
-        self.metrics.job(out, finished.timestamp())
+        if job is not None:  # a job removed by a reload keeps no series
+            self.metrics.job(out, finished.timestamp())
         for w in out.warnings:
             self.emit("job-warning", job=name, store=out.store, message=w)
         with self._lock:
@@ -282,9 +235,7 @@ class Daemon:
                 js.runs += 1
                 js.failures += 0 if out.ok else 1
         if not out.ok and job is not None and run.attempt < job.retries and not self._stopping:
-            run.attempt += 1
-            run.not_before = self.clock.monotonic() + job.retry_delay
-            self.order.append(name)
+            self.queue.retry(name, self.clock.monotonic() + job.retry_delay)
             self.emit("job-retry", **fields, error=out.error, exit_code=out.exit_code,
                       retry_in=job.retry_delay)  # fmt: skip
             return
@@ -294,7 +245,7 @@ class Daemon:
                       **({"error": out.error} if out.error else {}))  # fmt: skip
         else:
             self.emit("job-failure", **fields, error=out.error, exit_code=out.exit_code)
-        del self.runs[name]
+        self.queue.drop(name)
         if job is None:
             return
         started = run.first_started or finished
@@ -409,26 +360,20 @@ class Daemon:
         self.watches.update(new)
         self._dirty = True
 
-    def _running(self) -> list[_Run]:
-        return [r for r in self.runs.values() if r.process is not None]
-
     def _shutdown(self) -> None:
-        running = self._running()
-        self.emit("daemon-stopping", running=[r.name for r in running],
+        self.emit("daemon-stopping", running=[r.name for r in self.queue.running()],
                   stop_timeout=self.stop_timeout)  # fmt: skip
-        for name in self.order:
-            del self.runs[name]
-        self.order.clear()
+        self.queue.drop_waiting()
         deadline = self.clock.monotonic() + self.stop_timeout
         stopped = False
-        while self._running():
+        while self.queue.running():
             self._collect()
             if not stopped and (self.clock.monotonic() >= deadline or self._signals > 1):
                 stopped = True
-                for r in self._running():
+                for r in self.queue.running():
                     r.stopped = True
-                    assert r.process is not None
-                    r.process.stop("stopped: the daemon is shutting down")
+                    if r.process is not None:
+                        r.process.stop("stopped: the daemon is shutting down")
             self.wake.wait(0.2)
         watches = self.watches.stop()
         self._stop_server()

@@ -107,7 +107,7 @@ def test_runner_one_job_per_store_others_queue(tmp_path: Path) -> None:
     assert FakeProc.started == ["a1", "b1", "a2", "ab"]
     h.finish("ab")
     assert h.names("job-success") == ["a1", "b1", "a2", "ab"]
-    assert h.d.busy == {} and h.d.runs == {}
+    assert h.d.queue.busy == {} and h.d.queue.runs == {}
     st = load_state(tmp_path / "state.json")
     assert st.jobs["ab"].last_result == "success"
     assert st.jobs["ab"].next_run == datetime(2024, 5, 1, 12, 0, 20, tzinfo=UTC)
@@ -206,9 +206,9 @@ def test_runner_refuses_an_invalid_config_at_start(tmp_path: Path, text: str) ->
 
 
 def test_runner_waker_never_blocks_and_wakes_at_once() -> None:
-    from casbackup.daemon.runner import _Waker
+    from casbackup.daemon.queue import Waker
 
-    w = _Waker()
+    w = Waker()
     for _ in range(100_000):  # far more than a pipe holds: set() must not block
         w.set()
     t0 = time.monotonic()
@@ -220,3 +220,13 @@ def test_runner_waker_never_blocks_and_wakes_at_once() -> None:
     w.wait(5)
     assert time.monotonic() - t0 < 1
     w.close()
+
+
+def test_runner_reload_when_a_job_is_due_keeps_that_run(tmp_path: Path) -> None:
+    h = Harness(tmp_path, '  j: {type: gc, cron: "* * * * * */10", store: a}\n')
+    h.d.step()
+    h.clock.advance(9.5)  # 12:00:10.5: due, and a SIGHUP arrives before the loop wakes
+    h.d.request_reload()
+    h.d.step()
+    assert FakeProc.started == ["j"]
+    assert h.names("config-reload") == [""]
