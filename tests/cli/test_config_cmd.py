@@ -80,7 +80,9 @@ def test_config_state_and_health_slack() -> None:
 
 
 def test_readme_and_example_configurations_are_valid() -> None:
-    load_config(ROOT / "examples" / "casbackup.yaml")
+    example = load_config(ROOT / "examples" / "casbackup.yaml")
+    assert example.state == "/var/lib/casbackup/state.json"
+    assert example.metrics is not None and example.metrics.health_slack == 0.5
     readme = (ROOT / "README.md").read_text()
     section = readme[readme.index("## Daemon and operations"):]
     block = section[section.index("```yaml\n") + 8:]
