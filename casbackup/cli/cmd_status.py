@@ -10,6 +10,7 @@ printing the whole report).
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 from typing import Any
 
@@ -40,6 +41,17 @@ def _age(seconds: float | None) -> str:
         if seconds >= size:
             return f"{seconds / size:.1f}{unit} ago"
     return f"{max(0.0, seconds):.0f}s ago"
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs on this host (the state file is local to the daemon's host)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _probe_configured(cfg: Config, name: str) -> StoreStatus:
@@ -107,6 +119,7 @@ def status_cmd(
         if state.daemon_pid is not None:
             report["daemon"] = {
                 "pid": state.daemon_pid,
+                "running": state.daemon_stopped is None and _alive(state.daemon_pid),
                 "started": state.daemon_started.isoformat() if state.daemon_started else None,
                 "stopped": state.daemon_stopped.isoformat() if state.daemon_stopped else None,
             }
@@ -141,8 +154,12 @@ def _render(report: dict[str, Any], stores: dict[str, StoreStatus], now: datetim
                  f"{_age(now.timestamp() - lk.time)}{stale}")
     if report.get("daemon"):
         d = report["daemon"]
-        running = "stopped " + d["stopped"] if d["stopped"] else f"pid {d['pid']}"
-        echo(f"daemon: started {d['started']}, {running}")
+        if d["running"]:
+            echo(f"daemon: running (pid {d['pid']}), started {d['started']}")
+        elif d["stopped"]:
+            echo(f"daemon: stopped {d['stopped']}")
+        else:
+            echo(f"daemon: not running (pid {d['pid']} ended without a clean stop)")
     if report.get("jobs"):
         echo("jobs:")
     for j in report["jobs"]:

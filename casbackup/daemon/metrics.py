@@ -108,6 +108,13 @@ class Metrics:
         else:
             self.failures.labels(*lbl).inc()
 
+    def declare_job(self, job: str, store: str) -> None:
+        """Create a configured job's counters (at 0) and ``running`` before it first runs,
+        so that alerts see the series from the start."""
+        self.runs.labels(job, store)
+        self.failures.labels(job, store)
+        self.running.labels(job, store).set(0)
+
     def job_running(self, job: str, store: str, running: bool) -> None:
         self.running.labels(job, store).set(1 if running else 0)
 

@@ -266,6 +266,7 @@ class Daemon:
                 job = self.config.jobs[name]
                 js = self.state.job(name)
                 js.next_run = self.schedule.pending(name)
+                self.metrics.declare_job(name, job.store)
                 if js.last_success is not None:
                     self.metrics.seed_success(name, job.store, js.last_success.timestamp())
                 self.emit("job-scheduled", job=name, store=job.store, type=job.type,

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -53,7 +54,7 @@ def test_status_of_one_store_with_a_lock(site: Path) -> None:
 
 def test_status_from_config_and_state_file(site: Path) -> None:
     now = datetime.now(UTC)
-    state = State(daemon_pid=1, daemon_started=now - timedelta(hours=1))
+    state = State(daemon_pid=os.getpid(), daemon_started=now - timedelta(hours=1))
     state.jobs["nightly"] = JobState(last_run=now - timedelta(hours=5), last_result="failure",
                                      last_error="store is locked", next_run=now + timedelta(1))
     save_state(site / "state.json", state)
@@ -65,10 +66,11 @@ def test_status_from_config_and_state_file(site: Path) -> None:
     assert jobs["nightly"]["last_result"] == "failure"
     assert jobs["nightly"]["last_error"] == "store is locked"
     assert jobs["weekly"]["last_run"] is None and jobs["weekly"]["next_run"]
-    assert rep["daemon"]["pid"] == 1
+    assert rep["daemon"]["pid"] == os.getpid() and rep["daemon"]["running"] is True
     text = run_cli("status", "--config", str(site / "casbackup.yaml")).stdout.decode()
     assert "nightly: backup on local, last failure 5.0h ago (store is locked)" in text
     assert "weekly: verify on local, never run, next" in text
+    assert f"daemon: running (pid {os.getpid()})" in text
 
 
 def test_status_reports_every_store_then_fails_for_an_unreachable_one(site: Path) -> None:

@@ -50,6 +50,15 @@ def test_metrics_job_and_store_series() -> None:
     assert ("casbackup_job_runs_total", JOB) not in samples(m.render().decode())
 
 
+def test_metrics_declared_job_has_zero_series_before_its_first_run() -> None:
+    m = Metrics()
+    m.declare_job("nightly", "local")
+    s = samples(m.render().decode())
+    assert s[("casbackup_job_runs_total", JOB)] == 0
+    assert s[("casbackup_job_failures_total", JOB)] == 0
+    assert s[("casbackup_job_running", JOB)] == 0
+
+
 def test_metrics_registries_are_private() -> None:
     a, b = Metrics(), Metrics()
     a.job(JobOutcome("x", "gc", "s"), 1.0)
