@@ -208,8 +208,7 @@ class SFTPBackend:
 
         with sftp.open(tmp, "wbx") as f:
             f.chmod(0o600)
-            f.set_pipelined(True)
-            f.write(bytes(data) if isinstance(data, memoryview) else data)
+            _pwrite(sftp, f.handle, data)
             if self._fsync_works:
                 try:
                     sftp._request(CMD_EXTENDED, "fsync@openssh.com", f.handle)
@@ -264,7 +263,7 @@ class SFTPBackend:
                 n = check_range(key, offset, length, st.st_size or 0)
                 if n == 0:
                     return b""
-                data = b"".join(f.readv([(offset, n)]))
+                data = _pread(sftp, f.handle, offset, n)
             if len(data) != n:
                 raise TransientError(f"{self._where()} get {key}: short read", key)
             return data
@@ -341,3 +340,120 @@ class SFTPBackend:
         return Properties(
             connections=self._pool.size, atomic_exclusive_create=self._links_work, is_local=False
         )
+
+
+READ_CHUNK = 128 * 1024
+"""Bytes asked for per SFTP read request; servers may answer with less (OpenSSH before
+8.x caps reads at 64 KiB), and the rest is asked for again."""
+READ_AHEAD = 32
+"""SFTP read requests in flight per ``get``."""
+
+
+class _Replies:
+    """Collects the asynchronous replies paramiko dispatches to ``_async_response``."""
+
+    def __init__(self) -> None:
+        self.done: list[tuple[int, int, Any]] = []
+
+    def _async_response(self, t: int, msg: Any, num: int) -> None:
+        self.done.append((num, t, msg))
+
+
+def _pread(sftp: Any, handle: bytes, offset: int, n: int) -> bytes:
+    """Read ``n`` bytes at ``offset`` with up to ``READ_AHEAD`` pipelined requests.
+
+    paramiko's ``readv``/``read`` assemble large reads by repeated ``bytes +=`` (quadratic:
+    a 16 MiB read ran at ~3 MB/s); this keeps pieces in a list and joins them once.
+    A short reply is followed by a request for the rest; a reply with no data (end of
+    file before ``offset + n``) ends the read short, which the caller reports.
+    """
+    from paramiko.sftp import CMD_DATA, CMD_READ, CMD_STATUS, int64
+
+    replies = _Replies()
+    inflight: dict[int, tuple[int, int]] = {}
+    todo: list[tuple[int, int]] = [
+        (o, min(READ_CHUNK, offset + n - o)) for o in range(offset, offset + n, READ_CHUNK)
+    ]
+    todo.reverse()
+    pieces: list[tuple[int, bytes]] = []
+    eof = False
+    try:
+        while todo or inflight:
+            while todo and len(inflight) < READ_AHEAD and not eof:
+                off, size = todo.pop()
+                num = sftp._async_request(replies, CMD_READ, handle, int64(off), int(size))
+                inflight[num] = (off, size)
+            if not inflight:
+                break
+            sftp._read_response()
+            for num, t, msg in replies.done:
+                off, size = inflight.pop(num)
+                if t == CMD_STATUS:
+                    try:
+                        sftp._convert_status(msg)
+                    except EOFError:
+                        eof = True
+                        continue
+                    continue
+                if t != CMD_DATA:
+                    raise OSError(f"unexpected SFTP reply type {t} to a read")
+                data = msg.get_string()
+                if not data:
+                    eof = True
+                    continue
+                pieces.append((off, data))
+                if len(data) < size:
+                    todo.append((off + len(data), size - len(data)))
+            replies.done.clear()
+    finally:
+        for num in inflight:  # replies still on the wire for a failed read: ignore them
+            sftp._expecting.pop(num, None)
+    pieces.sort(key=lambda p: p[0])
+    out = b"".join(p for _, p in pieces)
+    expected = offset
+    for off, data in pieces:
+        if off != expected:  # a hole (a reply missing after end of file): report short
+            return out[: expected - offset]
+        expected += len(data)
+    return out
+
+
+WRITE_CHUNK = 128 * 1024
+"""Bytes per SFTP write request (OpenSSH accepts messages up to 256 KiB)."""
+WRITE_AHEAD = 32
+"""SFTP write requests in flight per ``put``."""
+
+
+def _pwrite(sftp: Any, handle: bytes, data: bytes | memoryview) -> None:
+    """Write ``data`` from offset 0 with up to ``WRITE_AHEAD`` pipelined requests.
+
+    paramiko's ``write`` re-slices the remaining bytes after every 32 KiB request
+    (quadratic: a 16 MiB put ran at ~25 MB/s); this sends fixed slices of a memoryview.
+    Every request's status is checked: the first error is raised.
+    """
+    from paramiko.sftp import CMD_STATUS, CMD_WRITE, int64
+
+    replies = _Replies()
+    mv = memoryview(data).cast("B")
+    inflight: set[int] = set()
+
+    def settle() -> None:
+        sftp._read_response()
+        for num, t, msg in replies.done:
+            inflight.discard(num)
+            if t != CMD_STATUS:
+                raise OSError(f"unexpected SFTP reply type {t} to a write")
+            sftp._convert_status(msg)  # raises on anything but OK
+        replies.done.clear()
+
+    try:
+        for off in range(0, len(mv), WRITE_CHUNK):
+            piece = bytes(mv[off : off + WRITE_CHUNK])
+            inflight.add(sftp._async_request(replies, CMD_WRITE, handle, int64(off), piece))
+            while len(inflight) >= WRITE_AHEAD:
+                settle()
+        while inflight:
+            settle()
+    finally:
+        for num in inflight:
+            sftp._expecting.pop(num, None)
