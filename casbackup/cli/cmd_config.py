@@ -9,15 +9,16 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from ..daemon.config import Config, JobConfig, find_config_path, load_config
-from ..daemon.schedule import next_run
 from ..errors import UsageError
 from ..ops.status import display_url
 from .common import JsonOpt, echo, emit_json
+
+if TYPE_CHECKING:  # yaml and croniter load only when a daemon command runs
+    from ..daemon.config import Config, JobConfig
 
 ConfigOpt = Annotated[
     str | None,
@@ -28,6 +29,8 @@ ConfigOpt = Annotated[
 
 def load_checked(path: str | None) -> tuple[Path, Config]:
     """Find and validate the configuration (``UsageError`` if missing or invalid)."""
+    from ..daemon.config import find_config_path, load_config
+
     p = find_config_path(path)
     if not p.exists():
         raise UsageError(f"{p}: no configuration file (use --config PATH)")
@@ -35,6 +38,8 @@ def load_checked(path: str | None) -> tuple[Path, Config]:
 
 
 def next_runs(job: JobConfig, after: datetime, n: int = 1) -> list[datetime]:
+    from ..daemon.schedule import next_run
+
     out: list[datetime] = []
     t = after.astimezone()
     for _ in range(n):

@@ -12,16 +12,14 @@ from __future__ import annotations
 
 import os
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from ..clock import SYSTEM
-from ..daemon.config import Config, find_config_path, load_config, resolve_password
-from ..daemon.state import State, load_state, state_path
 from ..errors import CasError, UsageError
 from ..ops.status import StoreStatus, display_url, probe
-from .cmd_config import ConfigOpt, next_runs
+from .cmd_config import ConfigOpt, load_checked, next_runs
 from .common import (
     Ctx,
     JsonOpt,
@@ -32,6 +30,10 @@ from .common import (
     emit_json,
     human_bytes,
 )
+
+if TYPE_CHECKING:  # yaml and croniter load only when a daemon command runs
+    from ..daemon.config import Config
+    from ..daemon.state import State
 
 
 def _age(seconds: float | None) -> str:
@@ -55,6 +57,8 @@ def _alive(pid: int) -> bool:
 
 
 def _probe_configured(cfg: Config, name: str) -> StoreStatus:
+    from ..daemon.config import resolve_password
+
     sc = cfg.stores[name]
     try:
         pw = resolve_password(sc.password) if sc.password is not None else None
@@ -98,10 +102,9 @@ def status_cmd(
         ctx = Ctx(store, password_file, password_command, json_out)
         stores = {display_url(store): probe(store, ctx.password_source())}
     else:
-        path = find_config_path(config)
-        if not path.exists():
-            raise UsageError(f"{path}: no configuration file (use --config PATH or --store URL)")
-        cfg = load_config(path)
+        from ..daemon.state import State, load_state, state_path
+
+        path, cfg = load_checked(config)
         report["config"] = str(path.resolve())
         stores = {name: _probe_configured(cfg, name) for name in cfg.stores}
         spath = state_path(path, cfg.state)

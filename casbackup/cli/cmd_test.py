@@ -18,7 +18,6 @@ from typing import Annotated, Any
 
 import typer
 
-from ..daemon.config import find_config_path, resolve_password
 from ..errors import CasError, IntegrityError, UsageError
 from ..ops.status import display_url
 from ..ops.verify import verify
@@ -47,6 +46,8 @@ def test_cmd(
 ) -> None:
     """Self-test: the configuration, every store reachable, a quick verify of each.
     With --store (and no configuration): the same as `casbackup verify`."""
+    from ..daemon.config import find_config_path, resolve_password
+
     if store and not config:
         verify_cmd(store, read_data, read_data_subset, password_file=password_file,
                    password_command=password_command, json_out=json_out)  # fmt: skip
