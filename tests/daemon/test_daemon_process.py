@@ -1,7 +1,8 @@
 """The daemon as a real process (``python -m casbackup daemon``) on local stores in tmp
-dirs, with jobs every few seconds (6-field cron, seconds last): scheduled backups, syncs
-and retention happen; /metrics and /healthz answer over HTTP; SIGHUP reloads (a new job
-runs, an invalid file is refused); SIGTERM exits 0 leaving no lock."""
+dirs (and one S3 store on moto), with jobs every few seconds (6-field cron, seconds last):
+scheduled backups, syncs and retention happen; /metrics and /healthz answer over HTTP;
+SIGHUP reloads (a new job runs, an invalid file is refused); SIGTERM exits 0 leaving no
+lock; missed runs are caught up after downtime; watches snapshot and replicate."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from typing import Any
 import pytest
 
 from casbackup.ops.sync import paired_key
-from casbackup.store import init_store
+from casbackup.store import init_store, open_store
 from tests.conftest import free_port
 from tests.helpers import FAST_KDF, PASSWORD, cli_env, make_store, open_test_store, run_cli
 
@@ -311,3 +312,37 @@ state: state.json
     state = json.loads((tmp / "state.json").read_text())
     assert state["watches"]["src->local"]["snapshots"] >= 2
     assert locks(tmp / "local") == [] and locks(tmp / "remote") == []
+
+
+def test_daemon_syncs_to_an_s3_store(setup: tuple[Path, int], s3_url: str) -> None:
+    tmp, port = setup
+    with open_test_store(tmp / "local") as local:
+        master, chunker = paired_key(local)
+    init_store(s3_url, PASSWORD, master=master, chunker=chunker, kdf_n=FAST_KDF).close()
+    cfg = tmp / "casbackup.yaml"
+    cfg.write_text(f"""\
+stores:
+  local: {{url: local, password: {{env: CASBACKUP_PASSWORD}}}}
+  s3: {{url: "{s3_url}", password: {{env: CASBACKUP_PASSWORD}}}}
+sources:
+  src: {{paths: [src]}}
+jobs:
+  backup: {{type: backup, cron: "* * * * * */2", store: local, source: src}}
+  offsite: {{type: sync, cron: "* * * * * */2", store: local, to: s3}}
+  check: {{type: verify, cron: "* * * * * */2", store: s3, read_data_subset: "100%"}}
+state: state.json
+""")
+    d = DaemonProcess(cfg)
+    try:
+        d.wait_for(lambda evs: any(e["event"] == "job-success" and e["job"] == "offsite"
+                                   and e["bytes_added"] > 0 for e in evs))
+        d.wait_for(lambda evs: sum(e["event"] == "job-success" and e["job"] == "check"
+                                   for e in evs) >= 1)
+        assert d.stop() == 0
+    finally:
+        d.kill()
+    assert d.of("job-failure") == []
+    with open_test_store(tmp / "local") as st:
+        local = {s.id for s in st.snapshots()}
+    with open_store(s3_url, lambda: PASSWORD) as st:
+        assert {s.original for s in st.snapshots()} & local
