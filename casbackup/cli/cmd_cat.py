@@ -8,6 +8,7 @@ import typer
 
 from ..crypto.codec import INDEX
 from ..errors import UsageError
+from ..store import keyring
 from ..store.index import decode_index
 from .common import Ctx, PasswordCmdOpt, PasswordFileOpt, StoreOpt, emit_json
 
@@ -52,7 +53,7 @@ def cat_cmd(
                 },
             }
         elif kind == "keys":
-            out = [{"id": k, **st.describe_key(k)} for k in st.key_names()]
+            out = [{"id": k, **keyring.describe_key(st, k)} for k in keyring.key_names(st)]
         elif kind == "snapshot":
             out = st.find_snapshot(obj_id or "").to_json()
         elif kind == "tree":

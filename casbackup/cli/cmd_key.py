@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from ..store import keyring
 from .common import (
     Ctx,
     JsonOpt,
@@ -44,7 +45,8 @@ def key_list(
     ctx = Ctx(store, password_file, password_command, json_out)
     with ctx.open() as st:
         rows = [
-            {"id": k, "current": k == st.key_name, **st.describe_key(k)} for k in st.key_names()
+            {"id": k, "current": k == st.key_name, **keyring.describe_key(st, k)}
+            for k in keyring.key_names(st)
         ]
     if json_out:
         emit_json(rows)
@@ -68,7 +70,7 @@ def key_add(
     """Add a passphrase that opens the same master key."""
     ctx = Ctx(store, password_file, password_command, json_out)
     with ctx.open() as st:
-        name = st.add_key(_new_password(new_password_file))
+        name = keyring.add_key(st, _new_password(new_password_file))
     emit_json({"added": name}) if json_out else echo(f"added key {name[:8]}")
 
 
@@ -83,12 +85,12 @@ def key_remove(
     """Remove a key object (never the last one)."""
     ctx = Ctx(store, password_file, password_command, json_out)
     with ctx.open() as st:
-        matches = [k for k in st.key_names() if k.startswith(key_id)]
+        matches = [k for k in keyring.key_names(st) if k.startswith(key_id)]
         from ..errors import UsageError
 
         if len(matches) != 1:
             raise UsageError(f"key id {key_id} matches {len(matches)} keys")
-        st.remove_key(matches[0])
+        keyring.remove_key(st, matches[0])
     emit_json({"removed": matches[0]}) if json_out else echo(f"removed key {matches[0][:8]}")
 
 
@@ -104,9 +106,9 @@ def key_passwd(
     ctx = Ctx(store, password_file, password_command, json_out)
     with ctx.open() as st:
         old = st.key_name
-        name = st.add_key(_new_password(new_password_file))  # the new key first ...
+        name = keyring.add_key(st, _new_password(new_password_file))  # the new key first ...
         if old:
-            st.remove_key(old)  # ... then the old one: never a moment without a key
+            keyring.remove_key(st, old)  # ... then the old one: never a moment without a key
     emit_json({"added": name, "removed": old}) if json_out else echo(
         f"password changed (key {name[:8]})"
     )

@@ -13,9 +13,7 @@ Invariants:
   the store; the store's flush (before the snapshot) makes them durable in order.
 - Unreadable entries are warned about and counted (``Summary.unreadable``): never
   silently skipped. They are left out of the tree.
-- A file that changes while it is read (size/mtime/ctime differ before and after) is read
-  again, up to ``REREAD`` times; if it still changes it is stored as last read, counted
-  in ``changed_during_read`` and warned about — never stored as a silent mix.
+- Files are read by the file saver (file_saver.py), which detects changes during reads.
 - Hard links to one inode are read once per backup.
 - An unchanged file reuses its parent's content list only when every blob of it is in
   the index: after ``repair`` dropped damaged blobs, the next backup re-reads the file
@@ -34,7 +32,7 @@ import sys
 import threading
 import time
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
@@ -46,17 +44,11 @@ from ..source.fs import open_dir_at, raise_fd_limit, short_path
 from ..source.meta import node_from_stat, node_type
 from ..source.prefetch import Prefetcher
 from ..store import Store
+from .file_saver import FileResult, FileSaver
 from .observer import Observer
 
-REREAD = 2
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0) | os.O_NONBLOCK
 
-
-@dataclass(slots=True)
-class FileResult:
-    content: list[bytes]
-    bytes_read: int
-    changed: bool
 
 
 @dataclass(slots=True)
@@ -118,14 +110,14 @@ class Archiver:
         self.opt = options
         self.summary = Summary()
         self._lock = threading.Lock()
-        self._pool = ThreadPoolExecutor(options.workers, thread_name_prefix="file-saver")
-        self._slots = threading.BoundedSemaphore(options.max_inflight)
+        self.saver = FileSaver(store, observer, self.summary, self._lock,
+                               dry_run=options.dry_run, workers=options.workers,
+                               max_inflight=options.max_inflight)
         self._queue: deque[PendingDir] = deque()
         self._hardlinks: dict[tuple[int, int], Pending] = {}
         self._batch: list[tuple[int, Pending, bytes]] = []
         self._batch_bytes = 0
         self._last_refresh = time.monotonic()
-        self._dry_seen: set[bytes] = set()
         self._small = store.config.chunker.min_size
         self.reused: list[Node] = []  # directory nodes kept from the parent (dirty mode)
         self._above_dirty: set[bytes] = set()
@@ -133,89 +125,15 @@ class Archiver:
             while d not in (b"/", b"") and (d := os.path.dirname(d)) not in self._above_dirty:
                 self._above_dirty.add(d)
 
-    # ----- blob saving (worker threads) --------------------------------------------------
-
     def _add(self, kind: str, data: bytes | memoryview) -> bytes:
-        if self.opt.dry_run:
-            bid = self.store.codec.blob_id(data)
-            with self._lock:
-                if not self.store.has_blob(bid) and bid not in self._dry_seen:
-                    self._dry_seen.add(bid)
-                    self.summary.blobs_added += 1
-                    self.summary.bytes_added += len(data)
-            return bid
-        r = self.store.add_blob(kind, data)
-        if r.added:
-            with self._lock:
-                self.summary.blobs_added += 1
-                self.summary.bytes_added += len(data)
-                self.summary.bytes_stored += r.stored
-        return r.id
-
-    def _read_once(self, fd: int, size_hint: int) -> tuple[list[bytes], int]:
-        if size_hint < self._small:
-            # one read of size+1: a short read on a regular file is end of file
-            parts = [os.pread(fd, size_hint + 1, 0)]
-            while len(parts[-1]) == (size_hint + 1 if len(parts) == 1 else 1 << 20):
-                parts.append(os.pread(fd, 1 << 20, sum(len(p) for p in parts)))
-            data = parts[0] if len(parts) == 1 else b"".join(parts)
-            self.obs.progress(len(data))
-            return ([self._add(DATA, data)] if data else []), len(data)
-        os.lseek(fd, 0, os.SEEK_SET)
-        content: list[bytes] = []
-        total = 0
-        with open(fd, "rb", buffering=0, closefd=False) as f:
-            for chunk in self.store.chunker.cut_stream(f):
-                content.append(self._add(DATA, chunk))
-                total += len(chunk)
-                self.obs.progress(len(chunk))
-        return content, total
-
-    def _save_one(self, fd: int, node: Node, display: str) -> FileResult:
-        """Read one open file until it reads the same twice in a row (or give up)."""
-        try:
-            os.set_blocking(fd, True)
-            read_total = 0
-            # the walker's lstat is the "before" of the first attempt
-            before = (node.size, node.mtime_ns, node.ctime_ns)
-            for attempt in range(REREAD + 1):
-                content, n = self._read_once(fd, before[0])
-                read_total += n
-                st = os.fstat(fd)
-                after = (st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-                if before == after and n == st.st_size:
-                    return FileResult(content, read_total, False)
-                if attempt == REREAD:
-                    self.obs.warn(display, "file changed while it was read; stored as last read")
-                    return FileResult(content, read_total, True)
-                before = after
-            raise AssertionError("unreachable")
-        finally:
-            os.close(fd)
-
-    def _save_batch(self, batch: list[tuple[int, Node, bytes]]) -> list[FileResult]:
-        """Save a batch of files (many small ones, or one large one) in one worker task,
-        so the per-file cost of futures and locks is paid once per batch."""
-        try:
-            out = []
-            for i, (fd, node, path) in enumerate(batch):
-                try:
-                    out.append(self._save_one(fd, node, os.fsdecode(path)))
-                except BaseException:
-                    for fd2, _, _ in batch[i + 1 :]:
-                        os.close(fd2)
-                    raise
-            return out
-        finally:
-            self._slots.release()
+        return self.saver.add(kind, data)
 
     def _submit_batch(self) -> None:
         batch, self._batch = self._batch, []
         self._batch_bytes = 0
         if not batch:
             return
-        self._slots.acquire()
-        fut = self._pool.submit(self._save_batch, [(fd, p.node, path) for fd, p, path in batch])
+        fut = self.saver.submit([(fd, p.node, path) for fd, p, path in batch])
         for _, p, _ in batch:
             p.fut = fut
 
@@ -464,4 +382,4 @@ class Archiver:
         return node
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True)
+        self.saver.close()

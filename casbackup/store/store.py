@@ -125,6 +125,8 @@ class Store:
             return cls(backend, config, master, url)
         if password is None:
             raise WrongPassword("this store is encrypted: a password is needed")
+        from .keyring import unlock_master
+
         master, key_name = unlock_master(backend, password())
         config = config.with_seed(master.chunker_seed)
         return cls(backend, config, master, url, key_name)
@@ -400,30 +402,6 @@ class Store:
     def delete_snapshot(self, name: str) -> None:
         self.backend.delete(f"snapshots/{name}")
 
-    # ----- keys ------------------------------------------------------------------------
-
-    def key_names(self) -> list[str]:
-        return [i.key.rsplit("/", 1)[1] for i in self.backend.list("keys/")]
-
-    def describe_key(self, name: str) -> dict[str, object]:
-        return keymod.describe(self._get(f"keys/{name}"))
-
-    def add_key(self, password: str, kdf_n: int = keymod.DEFAULT_SCRYPT_N) -> str:
-        if not self.config.encrypted:
-            raise UsageError("this store is not encrypted: it has no keys")
-        data = keymod.wrap(self.master, password, n=kdf_n)
-        name = object_name(data)
-        self.backend.put(f"keys/{name}", data)
-        return name
-
-    def remove_key(self, name: str) -> None:
-        names = self.key_names()
-        if name not in names:
-            raise UsageError(f"no key {name[:16]} in this store")
-        if len(names) == 1:
-            raise UsageError("refusing to remove the last key: the store would be unreadable")
-        self.backend.delete(f"keys/{name}")
-
     # ----- raw access for `cat` ----------------------------------------------------------
 
     def raw(self, key: str) -> bytes:
@@ -433,22 +411,10 @@ class Store:
         return self.backend.list(prefix)
 
 
-def unlock_master(backend: Backend, password: str) -> tuple[keymod.MasterKey, str]:
-    names = [i.key.rsplit("/", 1)[1] for i in backend.list("keys/")]
-    if not names:
-        raise IntegrityError("the store has no key objects")
-    for name in names:
-        try:
-            return keymod.unwrap(backend.get(f"keys/{name}"), password), name
-        except WrongPassword:
-            continue
-    raise WrongPassword("wrong password or no key found for it")
-
-
 def _codec(config: StoreConfig, master: keymod.MasterKey) -> Codec:
     enc = master.enc_key if config.encrypted else None
     cipher = config.encryption if config.encrypted else "aes-256-gcm"
     return Codec(master.id_key, enc, cipher, config.compression_level)
 
 
-__all__ = ["Store", "StoreConfig", "AddResult", "DATA", "TREE", "pack_key", "unlock_master"]
+__all__ = ["Store", "StoreConfig", "AddResult", "DATA", "TREE", "pack_key"]

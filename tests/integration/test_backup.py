@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from casbackup.ops import archiver as archiver_mod
+from casbackup.ops import file_saver as saver_mod
 from casbackup.ops.archiver import ArchiveOptions
 from casbackup.ops.backup import BackupOptions, backup
 from casbackup.ops.observer import Observer
@@ -133,10 +133,10 @@ def test_file_changing_once_while_read_is_reread(
     store: Store, src: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     target = src / "d2" / "big"
-    real = archiver_mod.Archiver._read_once
+    real = saver_mod.FileSaver._read_once
     calls = {"n": 0}
 
-    def racing(self: archiver_mod.Archiver, fd: int, size: int) -> tuple[list[bytes], int]:
+    def racing(self: saver_mod.FileSaver, fd: int, size: int) -> tuple[list[bytes], int]:
         out = real(self, fd, size)
         if os.fstat(fd).st_ino == target.stat().st_ino and calls["n"] == 0:
             calls["n"] += 1
@@ -144,7 +144,7 @@ def test_file_changing_once_while_read_is_reread(
                 f.write(b"appended during read")
         return out
 
-    monkeypatch.setattr(archiver_mod.Archiver, "_read_once", racing)
+    monkeypatch.setattr(saver_mod.FileSaver, "_read_once", racing)
     obs = _Warnings()
     res = backup(store, [str(src)], BackupOptions(), obs)
     assert res.summary.changed_during_read == 0 and obs.items == []
@@ -157,16 +157,16 @@ def test_file_that_keeps_changing_is_flagged_not_silent(
     store: Store, src: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     target = src / "d2" / "big"
-    real = archiver_mod.Archiver._read_once
+    real = saver_mod.FileSaver._read_once
 
-    def racing(self: archiver_mod.Archiver, fd: int, size: int) -> tuple[list[bytes], int]:
+    def racing(self: saver_mod.FileSaver, fd: int, size: int) -> tuple[list[bytes], int]:
         out = real(self, fd, size)
         if os.fstat(fd).st_ino == target.stat().st_ino:
             with open(target, "ab") as f:
                 f.write(b"x")
         return out
 
-    monkeypatch.setattr(archiver_mod.Archiver, "_read_once", racing)
+    monkeypatch.setattr(saver_mod.FileSaver, "_read_once", racing)
     obs = _Warnings()
     res = backup(store, [str(src)], BackupOptions(), obs)
     assert res.summary.changed_during_read == 1

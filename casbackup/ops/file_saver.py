@@ -1,0 +1,134 @@
+"""The file saver: reads, cuts, hashes, seals and packs files on a pool of threads.
+
+Invariants:
+- The walker hands over *open* file descriptors in batches (many small files, or one
+  big one); one batch is one pool task, so the per-file cost of futures and locks is paid
+  once per batch. At most ``max_inflight`` batches are queued or running (the walker
+  blocks), which bounds open descriptors and memory.
+- Reading, cutting (pyfastcdc), hashing (BLAKE3), compressing (zstd) and sealing (AES)
+  all release the GIL, so the pool uses every core.
+- A file that changes while it is read (size/mtime/ctime differ before and after) is read
+  again, up to ``REREAD`` times; if it still changes it is stored as last read, counted
+  in ``changed_during_read`` and warned about — never stored as a silent mix.
+- Every descriptor handed over is closed exactly once, also on errors.
+- ``dry_run``: blobs are hashed and counted, never stored.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+from ..crypto.codec import DATA
+from ..model.snapshot import Summary
+from ..model.tree import Node
+from ..store import Store
+from .observer import Observer
+
+REREAD = 2
+
+
+@dataclass(slots=True)
+class FileResult:
+    content: list[bytes]
+    bytes_read: int
+    changed: bool
+
+
+class FileSaver:
+    def __init__(self, store: Store, observer: Observer, summary: Summary,
+                 lock: threading.Lock, *, dry_run: bool, workers: int,
+                 max_inflight: int) -> None:
+        self.store = store
+        self.obs = observer
+        self.summary = summary
+        self._lock = lock
+        self.dry_run = dry_run
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="file-saver")
+        self._slots = threading.BoundedSemaphore(max_inflight)
+        self._dry_seen: set[bytes] = set()
+        self._small = store.config.chunker.min_size
+
+    def add(self, kind: str, data: bytes | memoryview) -> bytes:
+        if self.dry_run:
+            bid = self.store.codec.blob_id(data)
+            with self._lock:
+                if not self.store.has_blob(bid) and bid not in self._dry_seen:
+                    self._dry_seen.add(bid)
+                    self.summary.blobs_added += 1
+                    self.summary.bytes_added += len(data)
+            return bid
+        r = self.store.add_blob(kind, data)
+        if r.added:
+            with self._lock:
+                self.summary.blobs_added += 1
+                self.summary.bytes_added += len(data)
+                self.summary.bytes_stored += r.stored
+        return r.id
+
+    def _read_once(self, fd: int, size_hint: int) -> tuple[list[bytes], int]:
+        if size_hint < self._small:
+            # one read of size+1: a short read on a regular file is end of file
+            parts = [os.pread(fd, size_hint + 1, 0)]
+            while len(parts[-1]) == (size_hint + 1 if len(parts) == 1 else 1 << 20):
+                parts.append(os.pread(fd, 1 << 20, sum(len(p) for p in parts)))
+            data = parts[0] if len(parts) == 1 else b"".join(parts)
+            self.obs.progress(len(data))
+            return ([self.add(DATA, data)] if data else []), len(data)
+        os.lseek(fd, 0, os.SEEK_SET)
+        content: list[bytes] = []
+        total = 0
+        with open(fd, "rb", buffering=0, closefd=False) as f:
+            for chunk in self.store.chunker.cut_stream(f):
+                content.append(self.add(DATA, chunk))
+                total += len(chunk)
+                self.obs.progress(len(chunk))
+        return content, total
+
+    def _save_one(self, fd: int, node: Node, display: str) -> FileResult:
+        """Read one open file until it reads the same twice in a row (or give up)."""
+        try:
+            os.set_blocking(fd, True)
+            read_total = 0
+            # the walker's lstat is the "before" of the first attempt
+            before = (node.size, node.mtime_ns, node.ctime_ns)
+            for attempt in range(REREAD + 1):
+                content, n = self._read_once(fd, before[0])
+                read_total += n
+                st = os.fstat(fd)
+                after = (st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+                if before == after and n == st.st_size:
+                    return FileResult(content, read_total, False)
+                if attempt == REREAD:
+                    self.obs.warn(display, "file changed while it was read; stored as last read")
+                    return FileResult(content, read_total, True)
+                before = after
+            raise AssertionError("unreachable")
+        finally:
+            os.close(fd)
+
+    def _save_batch(self, batch: list[tuple[int, Node, bytes]]) -> list[FileResult]:
+        """Save a batch of files (many small ones, or one large one) in one worker task,
+        so the per-file cost of futures and locks is paid once per batch."""
+        try:
+            out = []
+            for i, (fd, node, path) in enumerate(batch):
+                try:
+                    out.append(self._save_one(fd, node, os.fsdecode(path)))
+                except BaseException:
+                    for fd2, _, _ in batch[i + 1 :]:
+                        os.close(fd2)
+                    raise
+            return out
+        finally:
+            self._slots.release()
+
+    def submit(self, batch: list[tuple[int, Node, bytes]]) -> Future[list[FileResult]]:
+        """Queue a batch of open files (blocks while ``max_inflight`` batches are out)."""
+        self._slots.acquire()
+        return self._pool.submit(self._save_batch, batch)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
