@@ -1,5 +1,5 @@
-"""The daemon's configuration file ``casbackup.yaml``: find it, load it, validate it, and
-resolve password references.
+"""The daemon's configuration file ``casbackup.yaml``: load it and validate it (finding
+the file and resolving password references live in ``secrets.py``).
 
 Invariants:
 
@@ -13,8 +13,8 @@ Invariants:
 * Relative paths (local store URLs, source paths, ``exclude_file``, password files, the
   ``state`` file) are relative to the directory holding the configuration file; ``~`` is
   expanded.
-* Loading reads the one file and nothing else; ``resolve_password`` is the only code
-  here that reads the environment, other files or runs commands for a secret.
+* Loading reads the one file and nothing else; ``secrets.resolve_password`` is the only
+  code that reads the environment, other files or runs commands for a secret.
 * Cron expressions: 5 fields, or 6 with seconds as the *last* field (see ``schedule``).
 """
 
@@ -23,7 +23,6 @@ from __future__ import annotations
 import os
 import re
 import shlex
-import subprocess
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
@@ -38,20 +37,18 @@ from casbackup.errors import UsageError
 from casbackup.ops.retention import Policy, parse_duration
 from casbackup.ops.verify import parse_subset
 
+from .secrets import (  # re-exported: the config's public API
+    CONFIG_ENV_VAR,
+    PasswordRef,
+    find_config_path,
+    resolve_password,
+)
+
+__all__ = ["CONFIG_ENV_VAR", "PasswordRef", "find_config_path", "resolve_password"]
+
 JobType = Literal["backup", "sync", "forget", "gc", "verify"]
 BackupType = Literal["full", "incremental", "differential", "snapshot"]
 BACKUP_TYPES: tuple[str, ...] = ("full", "incremental", "differential", "snapshot")
-CONFIG_ENV_VAR = "CASBACKUP_CONFIG"
-
-
-@dataclass(frozen=True, slots=True)
-class PasswordRef:
-    kind: Literal["env", "file", "command"]
-    value: str  # variable name, absolute path, or command line
-
-    def __str__(self) -> str:  # names the reference, never a secret (nor a command's args)
-        shown = shlex.split(self.value)[0] if self.kind == "command" else self.value
-        return f"{self.kind}:{shown}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,55 +111,6 @@ class Config:
     watches: tuple[WatchConfig, ...] = ()
     metrics: MetricsConfig | None = None
     state: str | None = None  # the daemon's state file (default: see daemon.state)
-
-
-def find_config_path(explicit: str | None = None) -> Path:
-    """``explicit``, else ``$CASBACKUP_CONFIG``, else ``$XDG_CONFIG_HOME`` (or
-    ``~/.config``) ``/casbackup/casbackup.yaml``. The file need not exist."""
-    for candidate in (explicit, os.environ.get(CONFIG_ENV_VAR)):
-        if candidate:
-            return Path(candidate).expanduser()
-    xdg = os.environ.get("XDG_CONFIG_HOME", "")
-    base = Path(xdg) if os.path.isabs(xdg) else Path.home() / ".config"
-    return base / "casbackup" / "casbackup.yaml"
-
-
-def resolve_password(ref: PasswordRef | None, timeout: float = 60.0) -> str | None:
-    """The password ``ref`` points to (None for an unencrypted store). A file's or a
-    command's output loses one trailing newline. Errors name ``ref``, never the secret."""
-    if ref is None:
-        return None
-    if ref.kind == "env":
-        value = os.environ.get(ref.value)
-        if value is None:
-            raise UsageError(f"password {ref}: environment variable is not set")
-    else:
-        value = _read_secret(ref, timeout).removesuffix("\n").removesuffix("\r")
-    if not value:
-        raise UsageError(f"password {ref}: the password is empty")
-    return value
-
-
-def _read_secret(ref: PasswordRef, timeout: float) -> str:
-    try:
-        if ref.kind == "file":
-            data = Path(ref.value).read_bytes()
-        else:
-            proc = subprocess.run(
-                shlex.split(ref.value), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                timeout=timeout, check=False,
-            )  # fmt: skip
-            if proc.returncode != 0:
-                raise UsageError(f"password {ref}: command exited with status {proc.returncode}")
-            data = proc.stdout
-    except subprocess.TimeoutExpired:  # carries the partial output: do not chain it
-        raise UsageError(f"password {ref}: command timed out after {timeout:g}s") from None
-    except OSError as e:
-        raise UsageError(f"password {ref}: {e.strerror or e}") from e
-    try:
-        return data.decode()
-    except UnicodeDecodeError:  # carries the bytes: do not chain it
-        raise UsageError(f"password {ref}: not valid UTF-8") from None
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:
