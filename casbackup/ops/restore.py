@@ -1,9 +1,11 @@
 """restore: recreate a snapshot's tree (or part of it) under a target directory.
 
-Plan (as restic's restorer): walk the snapshot's trees once and create every directory,
-file, symlink, FIFO and device node; then fetch each pack **once** (only the byte ranges
-that hold needed blobs), unseal blobs in a thread pool and ``pwrite`` each into every
-file position that uses it; then apply metadata, files first, directories last (deepest
+Plan (as restic's restorer): walk the snapshot's trees once; create every directory (in
+tree order, parents first), then every file, symlink, FIFO and device node on a few
+threads, while -- at the same time, so a slow filesystem's file creation overlaps the
+downloads -- each pack is fetched **once** (only the byte ranges that hold needed blobs),
+its blobs unsealed in a thread pool and ``pwrite`` into every file position that uses
+them, once that file exists; then apply metadata, files first, directories last (deepest
 first) so writing into a directory does not disturb its mtime.
 
 Invariants:
@@ -20,6 +22,7 @@ Invariants:
 from __future__ import annotations
 
 import os
+import threading
 from collections import defaultdict
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -40,6 +43,7 @@ if TYPE_CHECKING:
 
 _GAP = 256 * 1024  # read across gaps smaller than this rather than issuing two requests
 _MAX_READ = 4 << 20  # one range read holds at most this much (unless one blob is larger)
+_CREATORS = 4  # threads creating files (file creation waits on the filesystem's journal)
 _HOLE = 64 * 1024  # zero runs of this many aligned bytes inside a blob become holes
 _ZERO = bytes(_HOLE)
 
@@ -183,14 +187,31 @@ def restore(
         total = sum(it.node.size for it in items if it.node.type == FILE)
         observer.start("restore", total_bytes=total, total_files=len(items))
         try:
-            r.create(items)
-            r.fill(items, workers)
+            r.create_and_fill(items, workers)
             r.metadata(items)
             if verify:
                 r.verify(items)
         finally:
             observer.finish()
         return res
+
+
+class _CreateFailed(Exception):
+    """Internal: a writer gave up because creating the entries failed."""
+
+
+def link_plan(items: list[Item]) -> None:
+    """Mark every file that is a hard link of an earlier one (same device and inode,
+    nlink > 1) with ``link_to``; it is then linked, not written."""
+    first: dict[tuple[int, int], int] = {}
+    for i, it in enumerate(items):
+        n = it.node
+        if n.type == FILE and n.nlink > 1:
+            key = (n.device, n.inode)
+            if key in first:
+                it.link_to = first[key]
+            else:
+                first[key] = i
 
 
 class _Restorer:
@@ -203,69 +224,127 @@ class _Restorer:
         self.res = res
         self.overwrite = overwrite
         self.is_root = os.geteuid() == 0
+        # creation runs beside fill(): _done[i] once items[i] exists; writers wait for it
+        self._done = bytearray()
+        self._create_failed = False
+        self._create_error: BaseException | None = None
+        self._cond = threading.Condition()
 
     def _warn(self, it: Item, msg: str) -> None:
         path = os.fsdecode(self.paths.full(it.parts))
         self.res.warnings.append(f"{path}: {msg}")
         self.obs.warn(path, msg)
 
-    # 1. create every entry
-    def create(self, items: list[Item]) -> None:
-        links: dict[tuple[int, int], int] = {}
+    # 1 + 2 overlapped: entries are created while packs are fetched
+    def create_and_fill(self, items: list[Item], workers: int) -> None:
+        """Creating thousands of files can take seconds on a slow or busy filesystem;
+        fetching packs from a remote store meanwhile hides that time. Directories are
+        created first (in tree order: parents first), then the other entries on
+        ``_CREATORS`` threads, then hard links; a blob is written only into a file that
+        already exists (``_wait_created``)."""
+        link_plan(items)
+        self._done = bytearray(len(items))
         for i, it in enumerate(items):
-            n = it.node
-            dfd, name, close = self.paths.at(it.parts)
-            try:
-                if (
-                    self.overwrite
-                    and n.type != DIR
-                    and os.path.lexists(self.paths.full(it.parts))
-                    and len(self.paths.full(it.parts)) < LONG
-                ):
-                    os.unlink(self.paths.full(it.parts))
-                if n.type == DIR:
-                    try:
-                        os.mkdir(name, 0o700, dir_fd=dfd)
-                    except FileExistsError:
-                        if not self.overwrite:
-                            raise
-                    self.res.dirs += 1
-                elif n.type == FILE:
-                    key = (n.device, n.inode)
-                    if n.nlink > 1 and key in links:
-                        first = items[links[key]]
-                        ofd, oname, oclose = self.paths.at(first.parts)
-                        try:
-                            os.link(oname, name, src_dir_fd=ofd, dst_dir_fd=dfd)
-                        finally:
-                            if oclose is not None:
-                                os.close(oclose)
-                        it.link_to = links[key]
-                        continue
-                    if n.nlink > 1:
-                        links[key] = i
-                    fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600, dir_fd=dfd)
-                    try:
-                        if n.size:
-                            os.ftruncate(fd, n.size)
-                    finally:
-                        os.close(fd)
+            if it.node.type == DIR:
+                self._create_one(it, items)
+                self._done[i] = 1
+        rest = [i for i, it in enumerate(items) if it.node.type != DIR and it.link_to is None]
+        links = [i for i, it in enumerate(items) if it.link_to is not None]
+        creator = threading.Thread(
+            target=self._create_all, args=(items, rest, links), name="create"
+        )
+        creator.start()
+        try:
+            self.fill(items, workers)
+        finally:
+            creator.join()
+        if self._create_error is not None:
+            raise self._create_error
+
+    def _create_all(self, items: list[Item], rest: list[int], links: list[int]) -> None:
+        try:
+            chunks = [rest[k : k + 64] for k in range(0, len(rest), 64)]
+            with ThreadPoolExecutor(_CREATORS, thread_name_prefix="create") as pool:
+                for f in [pool.submit(self._create_many, items, c) for c in chunks]:
+                    f.result()
+            self._create_many(items, links)  # their targets exist now
+        except BaseException as exc:
+            with self._cond:
+                if self._create_error is None:
+                    self._create_error = exc
+                self._create_failed = True
+                self._cond.notify_all()
+
+    def _create_many(self, items: list[Item], idxs: list[int]) -> None:
+        for i in idxs:
+            if self._create_failed:
+                return
+            self._create_one(items[i], items)
+            with self._cond:
+                self._done[i] = 1
+                if items[i].node.type == FILE and items[i].link_to is None:
                     self.res.files += 1
-                elif n.type == SYMLINK:
-                    os.symlink(n.target or b"", name, dir_fd=dfd)
-                elif n.type == FIFO:
-                    os.mkfifo(name, 0o600, dir_fd=dfd)
-                elif n.type in (CHARDEV, BLOCKDEV):
-                    if not self.is_root:
-                        self._warn(it, "device node not restored (needs root)")
-                        continue
-                    kind = 0o020000 if n.type == CHARDEV else 0o060000
-                    os.mknod(name, kind | 0o600, n.rdev or 0, dir_fd=dfd)
-                elif n.type == SOCKET:
-                    continue  # sockets cannot be recreated meaningfully (as tar and restic)
-            finally:
-                if close is not None:
-                    os.close(close)
+                self._cond.notify_all()
+
+    def _wait_created(self, idx: int) -> None:
+        if self._done[idx]:
+            return
+        with self._cond:
+            while not self._done[idx]:
+                if self._create_failed:
+                    raise _CreateFailed()
+                self._cond.wait()
+
+    # 1. create one entry
+    def _create_one(self, it: Item, items: list[Item]) -> None:
+        n = it.node
+        dfd, name, close = self.paths.at(it.parts)
+        try:
+            if (
+                self.overwrite
+                and n.type != DIR
+                and os.path.lexists(self.paths.full(it.parts))
+                and len(self.paths.full(it.parts)) < LONG
+            ):
+                os.unlink(self.paths.full(it.parts))
+            if n.type == DIR:
+                try:
+                    os.mkdir(name, 0o700, dir_fd=dfd)
+                except FileExistsError:
+                    if not self.overwrite:
+                        raise
+                self.res.dirs += 1
+            elif n.type == FILE:
+                if it.link_to is not None:
+                    first = items[it.link_to]
+                    ofd, oname, oclose = self.paths.at(first.parts)
+                    try:
+                        os.link(oname, name, src_dir_fd=ofd, dst_dir_fd=dfd)
+                    finally:
+                        if oclose is not None:
+                            os.close(oclose)
+                    return
+                fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600, dir_fd=dfd)
+                try:
+                    if n.size:
+                        os.ftruncate(fd, n.size)
+                finally:
+                    os.close(fd)
+            elif n.type == SYMLINK:
+                os.symlink(n.target or b"", name, dir_fd=dfd)
+            elif n.type == FIFO:
+                os.mkfifo(name, 0o600, dir_fd=dfd)
+            elif n.type in (CHARDEV, BLOCKDEV):
+                if not self.is_root:
+                    self._warn(it, "device node not restored (needs root)")
+                    return
+                kind = 0o020000 if n.type == CHARDEV else 0o060000
+                os.mknod(name, kind | 0o600, n.rdev or 0, dir_fd=dfd)
+            elif n.type == SOCKET:
+                return  # sockets cannot be recreated meaningfully (as tar and restic)
+        finally:
+            if close is not None:
+                os.close(close)
 
     # 2. content: each pack fetched once
     def fill(self, items: list[Item], workers: int) -> None:
@@ -287,8 +366,15 @@ class _Restorer:
             futs = [
                 pool.submit(self._fill_pack, pack, blobs, items) for pack, blobs in plan.items()
             ]
-            for f in futs:
-                f.result()
+            try:
+                for f in futs:
+                    f.result()
+            except _CreateFailed:
+                pass  # the creator's error is raised by create_and_fill
+            except BaseException:
+                for f in futs:
+                    f.cancel()
+                raise
 
     def _fill_pack(
         self,
@@ -320,6 +406,7 @@ class _Restorer:
                 runs = nonzero_runs(plain)
                 for idx, off in blobs[e.id][1]:
                     if runs:
+                        self._wait_created(idx)
                         self._pwrite(items[idx], plain, off, runs)
                 self.obs.progress(len(plain) * len(blobs[e.id][1]))
 
