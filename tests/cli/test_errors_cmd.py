@@ -146,3 +146,11 @@ def test_unreadable_file_warns_continues_and_exits_3(
     names = capsys.readouterr().out.split()
     assert str(src / "ok.txt") in names
     assert str(src / "secret.txt") not in names
+
+
+@pytest.mark.parametrize("args", [["nosuch"], ["backup", "--no-such-option"],
+                                  ["restore"], ["verify", "--read-data-subset"]])
+def test_usage_errors_exit_2_without_traceback(args: list[str]) -> None:
+    r = run_cli(*args)
+    assert r.returncode == 2, r.stderr
+    assert b"Traceback" not in r.stderr and b"Error" in r.stderr
