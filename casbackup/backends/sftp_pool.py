@@ -121,9 +121,10 @@ def connect(params: SSHParams) -> Conn:
             auth_timeout=params.timeout,
         )
         transport = ssh.get_transport()
-        if transport is not None:  # SFTP is request/response: Nagle would add ~40 ms waits
+        sock = transport.sock if transport is not None else None
+        if isinstance(sock, socket.socket):  # SFTP is request/response: Nagle adds ~40 ms
             with contextlib.suppress(OSError):
-                transport.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sftp = ssh.open_sftp()
         channel = sftp.get_channel()
         if channel is not None:
