@@ -20,6 +20,7 @@ import contextlib
 import http.server
 import json
 import os
+import re
 import select
 import socket
 import subprocess
@@ -105,15 +106,13 @@ def test_permanent_fault_fails_cleanly_and_rerun_completes(remote: str, tmp_path
     with pytest.raises(CasError) as info:
         backup(st, [str(src)], BackupOptions())
     msg = str(info.value)
-    failed_key = next(
-        k
-        for op, k in faulty.calls
-        if op == "put" and k.startswith("packs/") and k not in faulty.puts
-    )
-    assert failed_key in msg and "\n" not in msg, msg
+    st.close()  # uploads still in flight finish
+    named = re.search(r"packs/[0-9a-f]{2}/[0-9a-f]{64}", msg)
+    assert named and "\n" not in msg, msg
+    # the message names the pack whose put failed: attempted, never stored
+    assert ("put", named.group()) in faulty.calls and named.group() not in faulty.puts
     assert isinstance(info.value, PermanentError)
     assert fault.fired == 1
-    st.close()
 
     # the store is consistent: no snapshot, no dangling index entry, no lock left behind
     st = Store.open(open_backend(remote), lambda: PASSWORD)
