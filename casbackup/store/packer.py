@@ -81,23 +81,41 @@ class Packer:
             self._pending.add(blob_id)
             return True
 
+    def reserve_many(self, blob_ids: list[bytes]) -> list[bool]:
+        """``reserve`` for many blobs under one lock round (small files come in batches);
+        a repeated id is reserved once."""
+        out = []
+        with self._lock:
+            self._check()
+            for bid in blob_ids:
+                new = bid not in self.index and bid not in self._pending
+                if new:
+                    self._pending.add(bid)
+                out.append(new)
+        return out
+
     def add(self, kind: str, blob_id: bytes, sealed: bytes, raw_length: int) -> None:
         """Add a reserved blob, already sealed."""
-        full: tuple[PackSink, list[PackEntry]] | None = None
+        self.add_many(kind, [(blob_id, sealed, raw_length)])
+
+    def add_many(self, kind: str, blobs: list[tuple[bytes, bytes, int]]) -> None:
+        """Add reserved, sealed blobs ``(id, sealed, raw_length)`` under one lock round."""
+        full: list[tuple[PackSink, list[PackEntry]]] = []
         with self._lock:
-            if kind not in self._open:
-                self._open[kind] = (self._open_sink(), [])
-            sink, entries = self._open[kind]
-            off = sink.size
-            sink.write(sealed)
-            entries.append(PackEntry(kind, blob_id, off, len(sealed), raw_length))
-            self.blobs_added += 1
-            self.bytes_added += raw_length
-            self.bytes_stored += len(sealed)
-            if sink.size >= self.pack_size:
-                full = self._open.pop(kind)
-        if full is not None:
-            self._submit(kind, *full)
+            for blob_id, sealed, raw_length in blobs:
+                if kind not in self._open:
+                    self._open[kind] = (self._open_sink(), [])
+                sink, entries = self._open[kind]
+                off = sink.size
+                sink.write(sealed)
+                entries.append(PackEntry(kind, blob_id, off, len(sealed), raw_length))
+                self.blobs_added += 1
+                self.bytes_added += raw_length
+                self.bytes_stored += len(sealed)
+                if sink.size >= self.pack_size:
+                    full.append(self._open.pop(kind))
+        for sink, entries in full:
+            self._submit(kind, sink, entries)
 
     def _submit(self, kind: str, sink: PackSink, entries: list[PackEntry]) -> None:
         self._slots.acquire()

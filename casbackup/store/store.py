@@ -274,6 +274,24 @@ class Store:
         packer.add(kind, bid, sealed, len(data))
         return AddResult(bid, True, len(sealed))
 
+    def add_blobs(self, kind: str, datas: list[bytes]) -> list[AddResult]:
+        """``add_blob`` for a batch (many small files): two packer lock rounds in all."""
+        ids = [self.codec.blob_id(d) for d in datas]
+        packer = self.packer
+        new = packer.reserve_many(ids)
+        sealed: list[tuple[bytes, bytes, int]] = []
+        out = []
+        for bid, data, is_new in zip(ids, datas, new, strict=True):
+            if is_new:
+                s = self.codec.seal(kind, data)
+                sealed.append((bid, s, len(data)))
+                out.append(AddResult(bid, True, len(s)))
+            else:
+                out.append(AddResult(bid, False, 0))
+        if sealed:
+            packer.add_many(kind, sealed)
+        return out
+
     def flush(self) -> None:
         if self._packer is not None:
             self._packer.flush()
