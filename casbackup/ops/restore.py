@@ -226,6 +226,7 @@ class _Restorer:
         self.is_root = os.geteuid() == 0
         # creation runs beside fill(): _done[i] once items[i] exists; writers wait for it
         self._done = bytearray()
+        self._in_fill: set[int] = set()
         self._create_failed = False
         self._create_error: BaseException | None = None
         self._cond = threading.Condition()
@@ -248,7 +249,18 @@ class _Restorer:
             if it.node.type == DIR:
                 self._create_one(it, items)
                 self._done[i] = 1
-        rest = [i for i, it in enumerate(items) if it.node.type != DIR and it.link_to is None]
+        # a one-blob file nobody links to is created by the write that fills it: one open
+        # instead of two (create, then write) — most files of a tree are one blob
+        targets = {it.link_to for it in items if it.link_to is not None}
+        self._in_fill = set() if self.overwrite else {
+            i for i, it in enumerate(items)
+            if it.node.type == FILE and it.link_to is None and i not in targets
+            and it.node.content is not None and len(it.node.content) == 1
+        }
+        for i in self._in_fill:
+            self._done[i] = 1
+        rest = [i for i, it in enumerate(items)
+                if it.node.type != DIR and it.link_to is None and i not in self._in_fill]
         links = [i for i, it in enumerate(items) if it.link_to is not None]
         creator = threading.Thread(
             target=self._create_all, args=(items, rest, links), name="create"
@@ -405,10 +417,34 @@ class _Restorer:
                     raise IntegrityError(f"pack {pack[:16]}: {err}") from None
                 runs = nonzero_runs(plain)
                 for idx, off in blobs[e.id][1]:
-                    if runs:
+                    if idx in self._in_fill:
+                        self._create_write(items[idx], plain, runs)
+                    elif runs:
                         self._wait_created(idx)
                         self._pwrite(items[idx], plain, off, runs)
                 self.obs.progress(len(plain) * len(blobs[e.id][1]))
+
+    def _create_write(self, it: Item, data: bytes, runs: list[tuple[int, int]]) -> None:
+        """Create a one-blob file and write its blob (holes for zero runs)."""
+        dfd, name, close = self.paths.at(it.parts)
+        try:
+            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600, dir_fd=dfd)
+        finally:
+            if close is not None:
+                os.close(close)
+        try:
+            for start, end in runs:
+                mv, off = memoryview(data)[start:end], start
+                while mv:
+                    n = os.pwrite(fd, mv, off)
+                    mv, off = mv[n:], off + n
+            if not runs or runs[-1][1] < it.node.size:
+                os.ftruncate(fd, it.node.size)  # trailing zeros stay a hole
+        finally:
+            os.close(fd)
+        with self._cond:
+            self.res.files += 1
+            self.res.bytes_written += len(data)
 
     def _pwrite(self, it: Item, data: bytes, base: int, runs: list[tuple[int, int]]) -> None:
         dfd, name, close = self.paths.at(it.parts)

@@ -52,10 +52,29 @@ def test_creation_failure_is_raised_not_hung(
 
     def failing(self: Any, it: Any, items: Any) -> None:
         calls[0] += 1
-        if calls[0] == 12:
+        if it.node.name == b"big":  # a multi-blob file: made by the creator thread
             raise OSError(28, "No space left on device")
         original(self, it, items)
 
     monkeypatch.setattr(restore_mod._Restorer, "_create_one", failing)
+    with pytest.raises(OSError, match="No space left"):
+        restore(st, "latest", str(tmp_path / "restore"))
+
+
+def test_failure_creating_a_one_blob_file_is_raised(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # one-blob files are created by the write that fills them (restore_mod._create_write)
+    src = _source(tmp_path / "src")
+    st = make_store(tmp_path / "store")
+    backup(st, [str(src)], BackupOptions())
+    original = restore_mod._Restorer._create_write
+
+    def failing(self: Any, it: Any, data: Any, runs: Any) -> None:
+        if it.node.name == b"f7":
+            raise OSError(28, "No space left on device")
+        original(self, it, data, runs)
+
+    monkeypatch.setattr(restore_mod._Restorer, "_create_write", failing)
     with pytest.raises(OSError, match="No space left"):
         restore(st, "latest", str(tmp_path / "restore"))
