@@ -13,23 +13,21 @@ from ..ops.backup import BackupOptions, backup
 from ..source.exclude import Excluder
 from .common import (
     Ctx,
-    JsonOpt,
-    PasswordCmdOpt,
-    PasswordFileOpt,
-    StoreOpt,
     echo,
     emit_json,
     human_bytes,
+    store_command,
 )
 from .metricsfile import job_metrics
 from .progress import CliObserver
 
 
+@store_command
 def backup_cmd(
+    ctx: Ctx,
     paths: Annotated[
         list[str] | None, typer.Argument(help="Files and directories to back up.")
     ] = None,
-    store: StoreOpt = None,
     type_: Annotated[
         str, typer.Option("--type", "-t", help="full | incremental | differential | snapshot")
     ] = "incremental",
@@ -57,14 +55,10 @@ def backup_cmd(
     parent: Annotated[
         str | None, typer.Option("--parent", help="Use this parent snapshot.")
     ] = None,
-    password_file: PasswordFileOpt = None,
-    password_command: PasswordCmdOpt = None,
-    json_out: JsonOpt = False,
     metrics_file: Annotated[str | None, typer.Option(
         "--metrics-file", help="Write Prometheus metrics to this node_exporter textfile.")] = None,
 ) -> None:
     """Back up PATHS into the store as a new snapshot."""
-    ctx = Ctx(store, password_file, password_command, json_out)
     excluder = Excluder.from_options(exclude or [], exclude_file or [], exclude_caches)
     opts = BackupOptions(
         type=type_,
@@ -75,12 +69,12 @@ def backup_cmd(
         stdin=sys.stdin.buffer if stdin else None,
         stdin_filename=stdin_filename,
     )
-    obs = CliObserver(json_lines=json_out)
+    obs = CliObserver(json_lines=ctx.json)
     with ctx.open() as st, job_metrics(metrics_file, st, "backup") as record:
         res = backup(st, paths or [], opts, obs)
         record(res)
     s = res.summary
-    if json_out:
+    if ctx.json:
         out = {
             "type": "summary",
             "snapshot_id": res.snapshot.id if res.saved else None,

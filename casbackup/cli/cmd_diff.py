@@ -9,32 +9,26 @@ import typer
 from ..ops.diff import diff
 from .common import (
     Ctx,
-    JsonOpt,
-    PasswordCmdOpt,
-    PasswordFileOpt,
-    StoreOpt,
     echo,
     emit_json,
     human_bytes,
+    store_command,
 )
 
 _MARK = {"added": "+", "removed": "-", "modified": "M", "metadata": "U"}
 
 
+@store_command
 def diff_cmd(
+    ctx: Ctx,
     snapshot1: Annotated[str, typer.Argument(help="The older snapshot (id prefix or latest).")],
     snapshot2: Annotated[str, typer.Argument(help="The newer snapshot (id prefix or latest).")],
-    store: StoreOpt = None,
-    password_file: PasswordFileOpt = None,
-    password_command: PasswordCmdOpt = None,
-    json_out: JsonOpt = False,
 ) -> None:
     """Show changes from SNAPSHOT1 to SNAPSHOT2: + added, - removed, M modified, U metadata."""
-    ctx = Ctx(store, password_file, password_command, json_out)
     with ctx.open() as st:
         res = diff(st, snapshot1, snapshot2)
     summary = res.summary()
-    if json_out:
+    if ctx.json:
         emit_json({"from": res.a.id, "to": res.b.id,
                    "changes": [{"path": c.path, "change": c.change, "type": c.type,
                                 "size": c.size} for c in res.changes],

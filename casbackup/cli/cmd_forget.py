@@ -11,7 +11,12 @@ from ..errors import UsageError
 from ..ops.forget import ForgetResult, forget, forget_ids
 from ..ops.gc import gc
 from ..ops.retention import Policy, parse_duration
-from .common import Ctx, JsonOpt, PasswordCmdOpt, PasswordFileOpt, StoreOpt, echo, emit_json
+from .common import (
+    Ctx,
+    echo,
+    emit_json,
+    store_command,
+)
 from .maintopts import (
     KeepUnindexedOpt,
     MaxUnusedOpt,
@@ -27,10 +32,11 @@ def _count(flag: str, help: str) -> Any:
     return typer.Option(None, flag, metavar="N", help=help)
 
 
+@store_command
 def forget_cmd(
+    ctx: Ctx,
     ids: Annotated[list[str] | None, typer.Argument(
         help="Snapshot ids to forget (instead of a policy).")] = None,
-    store: StoreOpt = None,
     keep_last: int | None = _count("--keep-last", "Keep the N newest snapshots."),
     keep_hourly: int | None = _count("--keep-hourly", "Keep the newest of N hours."),
     keep_daily: int | None = _count("--keep-daily", "Keep the newest of N days."),
@@ -53,12 +59,8 @@ def forget_cmd(
     max_unused: MaxUnusedOpt = "5%",
     keep_unindexed_for: KeepUnindexedOpt = default_keep_unindexed(),
     retry_lock: RetryLockOpt = "0",
-    password_file: PasswordFileOpt = None,
-    password_command: PasswordCmdOpt = None,
-    json_out: JsonOpt = False,
 ) -> None:
     """Forget snapshots that the policy does not keep (or those named by id)."""
-    ctx = Ctx(store, password_file, password_command, json_out)
     gopts = gc_options(max_unused, keep_unindexed_for, retry_lock, dry_run) if prune else None
     groups = tuple(g.strip() for g in group_by.split(",") if g.strip())
     policy = Policy(
@@ -72,12 +74,12 @@ def forget_cmd(
     with ctx.open() as st:
         res = (forget_ids(st, ids, dry_run=dry_run) if ids
                else forget(st, policy, dry_run=dry_run, hosts=host, tags=tag))
-        _render(res, json_out)
+        _render(res, ctx.json)
         if gopts is not None:
             if dry_run:  # plan gc as if the snapshots were gone
                 gopts.assume_forgotten = frozenset(res.removed)
-            rep = gc(st, gopts, CliObserver(json_lines=json_out))
-            if json_out:
+            rep = gc(st, gopts, CliObserver(json_lines=ctx.json))
+            if ctx.json:
                 emit_json({"type": "gc", **rep.to_map()})
             else:
                 render_gc(rep)

@@ -7,7 +7,11 @@ from typing import Annotated
 import typer
 
 from ..ops.gc import gc
-from .common import Ctx, JsonOpt, PasswordCmdOpt, PasswordFileOpt, StoreOpt, emit_json
+from .common import (
+    Ctx,
+    emit_json,
+    store_command,
+)
 from .maintopts import (
     KeepUnindexedOpt,
     MaxUnusedOpt,
@@ -19,22 +23,19 @@ from .maintopts import (
 from .progress import CliObserver
 
 
+@store_command
 def gc_cmd(
-    store: StoreOpt = None,
+    ctx: Ctx,
     max_unused: MaxUnusedOpt = "5%",
     keep_unindexed_for: KeepUnindexedOpt = default_keep_unindexed(),
     retry_lock: RetryLockOpt = "0",
     dry_run: Annotated[bool, typer.Option("--dry-run", "-n", help="Report only.")] = False,
-    password_file: PasswordFileOpt = None,
-    password_command: PasswordCmdOpt = None,
-    json_out: JsonOpt = False,
 ) -> None:
     """Delete data no snapshot uses and repack mostly-unused packs (exclusive lock)."""
-    ctx = Ctx(store, password_file, password_command, json_out)
     opts = gc_options(max_unused, keep_unindexed_for, retry_lock, dry_run)
     with ctx.open() as st:
-        rep = gc(st, opts, CliObserver(json_lines=json_out))
-    if json_out:
+        rep = gc(st, opts, CliObserver(json_lines=ctx.json))
+    if ctx.json:
         emit_json({"type": "gc", **rep.to_map()})
     else:
         render_gc(rep)

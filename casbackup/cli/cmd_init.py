@@ -11,26 +11,21 @@ from ..ops.sync import paired_key
 from ..store import ENCRYPTIONS, init_store
 from .common import (
     Ctx,
-    JsonOpt,
-    PasswordCmdOpt,
-    PasswordFileOpt,
-    StoreOpt,
     echo,
     emit_json,
     read_password,
+    store_command,
 )
 from .peer import FromPasswordCmdOpt, FromPasswordFileOpt, open_peer, peer_password
 
 
+@store_command
 def init(
-    store: StoreOpt = None,
+    ctx: Ctx,
     encryption: Annotated[str, typer.Option(
         "--encryption", "-e", help=f"One of {', '.join(ENCRYPTIONS)}.")] = "repokey",
     pack_size_mib: Annotated[int, typer.Option("--pack-size", help="Target pack size, MiB.")] = 16,
     compression_level: Annotated[int, typer.Option("--compression-level")] = 3,
-    password_file: PasswordFileOpt = None,
-    password_command: PasswordCmdOpt = None,
-    json_out: JsonOpt = False,
     from_url: Annotated[str | None, typer.Option(
         "--from", help="Pair with this store (same id key and chunker) so `sync` can copy "
                        "between them without re-chunking.")] = None,
@@ -41,22 +36,21 @@ def init(
                                   "(else a new encryption key).")] = False,
 ) -> None:
     """Create a new store (encrypted with a passphrase unless --encryption none)."""
-    ctx = Ctx(store, password_file, password_command, json_out)
     master, chunker = None, None
     if from_url:
         pw_src = peer_password(from_password_file, from_password_command,
-                               password_file, password_command)
+                               ctx.password_file, ctx.password_command)
         with open_peer(from_url, pw_src, "source store") as src:
             master, chunker = paired_key(src, copy_master_key)
     elif copy_master_key:
         raise UsageError("--copy-master-key needs --from SRC")
     pw = None
     if encryption != "none":
-        pw = read_password(password_file, password_command, confirm=True)
+        pw = read_password(ctx.password_file, ctx.password_command, confirm=True)
     with init_store(ctx.url, pw, encryption=encryption, pack_size=pack_size_mib << 20,
                     compression_level=compression_level, master=master,
                     chunker=chunker) as st:
-        if json_out:
+        if ctx.json:
             emit_json({"store_id": st.config.store_id, "url": ctx.url,
                        "encryption": st.config.encryption, "paired_with": from_url})
         else:

@@ -10,13 +10,10 @@ import typer
 from ..store import keyring
 from .common import (
     Ctx,
-    JsonOpt,
-    PasswordCmdOpt,
-    PasswordFileOpt,
-    StoreOpt,
     echo,
     emit_json,
     read_password,
+    store_command,
 )
 
 key_app = typer.Typer(help="Manage the passphrases (key objects) of a store.", no_args_is_help=True)
@@ -35,20 +32,17 @@ def _new_password(new_password_file: str | None) -> str:
 
 
 @key_app.command("list")
+@store_command
 def key_list(
-    store: StoreOpt = None,
-    password_file: PasswordFileOpt = None,
-    password_command: PasswordCmdOpt = None,
-    json_out: JsonOpt = False,
+    ctx: Ctx,
 ) -> None:
     """List key objects; the one opened with the given password is marked."""
-    ctx = Ctx(store, password_file, password_command, json_out)
     with ctx.open() as st:
         rows = [
             {"id": k, "current": k == st.key_name, **keyring.describe_key(st, k)}
             for k in keyring.key_names(st)
         ]
-    if json_out:
+    if ctx.json:
         emit_json(rows)
         return
     for r in rows:
@@ -60,30 +54,24 @@ def key_list(
 
 
 @key_app.command("add")
+@store_command
 def key_add(
-    store: StoreOpt = None,
-    password_file: PasswordFileOpt = None,
-    password_command: PasswordCmdOpt = None,
+    ctx: Ctx,
     new_password_file: NewPwFile = None,
-    json_out: JsonOpt = False,
 ) -> None:
     """Add a passphrase that opens the same master key."""
-    ctx = Ctx(store, password_file, password_command, json_out)
     with ctx.open() as st:
         name = keyring.add_key(st, _new_password(new_password_file))
-    emit_json({"added": name}) if json_out else echo(f"added key {name[:8]}")
+    emit_json({"added": name}) if ctx.json else echo(f"added key {name[:8]}")
 
 
 @key_app.command("remove")
+@store_command
 def key_remove(
+    ctx: Ctx,
     key_id: Annotated[str, typer.Argument()],
-    store: StoreOpt = None,
-    password_file: PasswordFileOpt = None,
-    password_command: PasswordCmdOpt = None,
-    json_out: JsonOpt = False,
 ) -> None:
     """Remove a key object (never the last one)."""
-    ctx = Ctx(store, password_file, password_command, json_out)
     with ctx.open() as st:
         matches = [k for k in keyring.key_names(st) if k.startswith(key_id)]
         from ..errors import UsageError
@@ -91,25 +79,22 @@ def key_remove(
         if len(matches) != 1:
             raise UsageError(f"key id {key_id} matches {len(matches)} keys")
         keyring.remove_key(st, matches[0])
-    emit_json({"removed": matches[0]}) if json_out else echo(f"removed key {matches[0][:8]}")
+    emit_json({"removed": matches[0]}) if ctx.json else echo(f"removed key {matches[0][:8]}")
 
 
 @key_app.command("passwd")
+@store_command
 def key_passwd(
-    store: StoreOpt = None,
-    password_file: PasswordFileOpt = None,
-    password_command: PasswordCmdOpt = None,
+    ctx: Ctx,
     new_password_file: NewPwFile = None,
-    json_out: JsonOpt = False,
 ) -> None:
     """Change the passphrase: add a key for the new one, then remove the old key."""
-    ctx = Ctx(store, password_file, password_command, json_out)
     with ctx.open() as st:
         old = st.key_name
         name = keyring.add_key(st, _new_password(new_password_file))  # the new key first ...
         if old:
             keyring.remove_key(st, old)  # ... then the old one: never a moment without a key
-    emit_json({"added": name, "removed": old}) if json_out else echo(
+    emit_json({"added": name, "removed": old}) if ctx.json else echo(
         f"password changed (key {name[:8]})"
     )
 

@@ -10,31 +10,34 @@ import typer
 from ..ops.repair import RebuildReport, rebuild_index, repair
 from ..ops.verify import verify
 from ..store import Store
-from .common import Ctx, JsonOpt, PasswordCmdOpt, PasswordFileOpt, StoreOpt, echo, emit_json, warn
+from .common import (
+    Ctx,
+    echo,
+    emit_json,
+    store_command,
+    warn,
+)
 from .maintopts import RetryLockOpt, parse_span
 from .progress import CliObserver
 
 
+@store_command
 def repair_cmd(
-    store: StoreOpt = None,
+    ctx: Ctx,
     retry_lock: RetryLockOpt = "0",
     rebuild: Annotated[bool, typer.Option(
         "--rebuild-index", help="Rebuild the index from pack headers first.")] = False,
-    password_file: PasswordFileOpt = None,
-    password_command: PasswordCmdOpt = None,
-    json_out: JsonOpt = False,
 ) -> None:
     """Read every pack; drop damaged ones from the index, keeping their good blobs."""
-    ctx = Ctx(store, password_file, password_command, json_out)
     retry = parse_span(retry_lock, "--retry-lock")
-    obs = CliObserver(json_lines=json_out)
+    obs = CliObserver(json_lines=ctx.json)
     with ctx.open() as st:
         rebuilt = rebuild_index(st, retry_lock=retry, observer=obs) if rebuild else None
         rep = repair(st, retry_lock=retry, observer=obs)
         after = verify(st)  # structure only: which snapshots and files lost data
     rebuilt = rebuilt or rep.rebuilt
     lost = [{"snapshot": s, "path": p} for s, p in after.affected]
-    if json_out:
+    if ctx.json:
         emit_json({"type": "repair", "packs_checked": rep.packs_checked,
                    "damaged_packs": rep.damaged_packs, "blobs_salvaged": rep.blobs_salvaged,
                    "lost_blobs": len(rep.lost_blobs), "packs_written": rep.packs_written,

@@ -9,22 +9,20 @@ import typer
 from ..ops.restore import restore
 from .common import (
     Ctx,
-    JsonOpt,
-    PasswordCmdOpt,
-    PasswordFileOpt,
-    StoreOpt,
     echo,
     emit_json,
     human_bytes,
+    store_command,
     warn,
 )
 from .progress import CliObserver
 
 
+@store_command
 def restore_cmd(
+    ctx: Ctx,
     snapshot: Annotated[str, typer.Argument(help="Snapshot id (prefix) or 'latest'.")],
     target: Annotated[str, typer.Argument(help="Directory to restore into.")],
-    store: StoreOpt = None,
     include: Annotated[
         list[str] | None,
         typer.Option("--include", "-i", help="Restore only paths matching (repeatable)."),
@@ -37,13 +35,9 @@ def restore_cmd(
         bool, typer.Option("--overwrite", help="Allow a non-empty target.")
     ] = False,
     verify_: Annotated[bool, typer.Option("--verify", help="Re-hash what was written.")] = False,
-    password_file: PasswordFileOpt = None,
-    password_command: PasswordCmdOpt = None,
-    json_out: JsonOpt = False,
 ) -> None:
     """Restore SNAPSHOT into TARGET."""
-    ctx = Ctx(store, password_file, password_command, json_out)
-    obs = CliObserver(json_lines=json_out)
+    obs = CliObserver(json_lines=ctx.json)
     with ctx.open() as st:
         res = restore(
             st,
@@ -55,7 +49,7 @@ def restore_cmd(
             verify=verify_,
             observer=obs,
         )
-    if json_out:
+    if ctx.json:
         emit_json(
             {
                 "type": "summary",

@@ -13,33 +13,27 @@ from ..errors import UsageError
 from ..model.tree import DIR, Node
 from .common import (
     Ctx,
-    JsonOpt,
-    PasswordCmdOpt,
-    PasswordFileOpt,
-    StoreOpt,
     echo,
     emit_json,
     human_bytes,
+    store_command,
 )
 
 
+@store_command
 def snapshots_cmd(
-    store: StoreOpt = None,
+    ctx: Ctx,
     host: Annotated[str | None, typer.Option("--host")] = None,
     tag: Annotated[list[str] | None, typer.Option("--tag")] = None,
-    password_file: PasswordFileOpt = None,
-    password_command: PasswordCmdOpt = None,
-    json_out: JsonOpt = False,
 ) -> None:
     """List snapshots, oldest first."""
-    ctx = Ctx(store, password_file, password_command, json_out)
     with ctx.open() as st:
         snaps = [
             s
             for s in st.snapshots()
             if (host is None or s.hostname == host) and (not tag or set(tag) <= set(s.tags))
         ]
-    if json_out:
+    if ctx.json:
         emit_json([s.to_json() for s in snaps])
         return
     echo(f"{'ID':8}  {'Time':19}  {'Host':12}  {'Type':12}  {'Tags':12}  {'Size':>10}  Paths")
@@ -55,17 +49,7 @@ def snapshots_cmd(
 list_app = typer.Typer(help="List things in the store.", no_args_is_help=True)
 
 
-@list_app.command("backups")
-def list_backups(
-    store: StoreOpt = None,
-    host: Annotated[str | None, typer.Option("--host")] = None,
-    tag: Annotated[list[str] | None, typer.Option("--tag")] = None,
-    password_file: PasswordFileOpt = None,
-    password_command: PasswordCmdOpt = None,
-    json_out: JsonOpt = False,
-) -> None:
-    """Alias of `snapshots`."""
-    snapshots_cmd(store, host, tag, password_file, password_command, json_out)
+list_app.command("backups", help="Alias of `snapshots`.")(snapshots_cmd)
 
 
 def _mode_str(n: Node) -> str:
@@ -81,18 +65,15 @@ def _mode_str(n: Node) -> str:
     return stat.filemode(kinds[n.type] | n.mode)
 
 
+@store_command
 def ls_cmd(
+    ctx: Ctx,
     snapshot: Annotated[str, typer.Argument(help="Snapshot id (prefix) or 'latest'.")],
     path: Annotated[str, typer.Argument(help="Directory inside the snapshot.")] = "/",
-    store: StoreOpt = None,
     recursive: Annotated[bool, typer.Option("--recursive", "-R")] = False,
     long: Annotated[bool, typer.Option("--long", "-l")] = False,
-    password_file: PasswordFileOpt = None,
-    password_command: PasswordCmdOpt = None,
-    json_out: JsonOpt = False,
 ) -> None:
     """List the files of a snapshot."""
-    ctx = Ctx(store, password_file, password_command, json_out)
     with ctx.open() as st:
         snap = st.find_snapshot(snapshot)
         tree_id = snap.tree
@@ -110,7 +91,7 @@ def ls_cmd(
         def walk(tid: bytes, prefix: str) -> None:
             for n in st.load_tree(tid).nodes:
                 full = os.path.join(prefix, os.fsdecode(n.name))
-                if json_out:
+                if ctx.json:
                     emit_json(
                         {
                             "path": full,

@@ -9,29 +9,23 @@ import typer
 from ..ops.stats import stats
 from .common import (
     Ctx,
-    JsonOpt,
-    PasswordCmdOpt,
-    PasswordFileOpt,
-    StoreOpt,
     echo,
     emit_json,
     human_bytes,
+    store_command,
 )
 
 
+@store_command
 def stats_cmd(
+    ctx: Ctx,
     snapshot: Annotated[str | None, typer.Argument(
         help="Snapshot id (prefix) or 'latest'; omitted: the whole store.")] = None,
-    store: StoreOpt = None,
-    password_file: PasswordFileOpt = None,
-    password_command: PasswordCmdOpt = None,
-    json_out: JsonOpt = False,
 ) -> None:
     """Show logical and stored sizes, dedup and compression ratios, blob and pack counts."""
-    ctx = Ctx(store, password_file, password_command, json_out)
     with ctx.open() as st:
         s = stats(st, snapshot)
-    if json_out:
+    if ctx.json:
         emit_json(s.to_map())
         return
     echo(f"snapshot {s.snapshot[:8]}" if s.snapshot else f"store: {s.snapshots} snapshot(s)")

@@ -49,7 +49,7 @@ def test_cmd(
     from ..daemon.config import find_config_path, resolve_password
 
     if store and not config:
-        verify_cmd(store, read_data, read_data_subset, password_file=password_file,
+        verify_cmd(read_data, read_data_subset, store=store, password_file=password_file,
                    password_command=password_command, json_out=json_out)  # fmt: skip
         return
     if not config and not find_config_path(None).exists():

@@ -7,20 +7,22 @@ from typing import Annotated
 import typer
 
 from ..store.locks import list_locks, remove_stale
-from .common import Ctx, JsonOpt, PasswordCmdOpt, PasswordFileOpt, StoreOpt, echo, emit_json
+from .common import (
+    Ctx,
+    echo,
+    emit_json,
+    store_command,
+)
 
 
+@store_command
 def unlock_cmd(
-    store: StoreOpt = None,
+    ctx: Ctx,
     remove_all: Annotated[
         bool, typer.Option("--remove-all", help="Remove live locks too.")
     ] = False,
-    password_file: PasswordFileOpt = None,
-    password_command: PasswordCmdOpt = None,
-    json_out: JsonOpt = False,
 ) -> None:
     """Remove locks left by crashed processes."""
-    ctx = Ctx(store, password_file, password_command, json_out)
     with ctx.open() as st:
         removed = remove_stale(st, all_locks=remove_all)
         left = list_locks(st)
@@ -34,7 +36,7 @@ def unlock_cmd(
         }
         for lk in removed
     ]
-    if json_out:
+    if ctx.json:
         emit_json({"removed": rows, "remaining": len(left)})
         return
     for r in rows:

@@ -8,12 +8,18 @@ import typer
 
 from ..errors import IntegrityError
 from ..ops.verify import verify
-from .common import Ctx, JsonOpt, PasswordCmdOpt, PasswordFileOpt, StoreOpt, echo, emit_json
+from .common import (
+    Ctx,
+    echo,
+    emit_json,
+    store_command,
+)
 from .progress import CliObserver
 
 
+@store_command
 def verify_cmd(
-    store: StoreOpt = None,
+    ctx: Ctx,
     read_data: Annotated[
         bool, typer.Option("--read-data", help="Read and re-hash every blob.")
     ] = False,
@@ -22,24 +28,20 @@ def verify_cmd(
     ] = None,
     repair_index: Annotated[bool, typer.Option(
         "--repair-index", help="First rebuild the index from the pack headers.")] = False,
-    password_file: PasswordFileOpt = None,
-    password_command: PasswordCmdOpt = None,
-    json_out: JsonOpt = False,
 ) -> None:
     """Verify the store; exit 13 naming every damaged object and what it affects."""
-    ctx = Ctx(store, password_file, password_command, json_out)
     with ctx.open() as st:
         if repair_index:
             from .cmd_repair import rebuild_and_report
 
-            rebuild_and_report(st, json_out)
+            rebuild_and_report(st, ctx.json)
         rep = verify(
             st,
             read_data=read_data,
             subset=read_data_subset,
-            observer=CliObserver(json_lines=json_out),
+            observer=CliObserver(json_lines=ctx.json),
         )
-    if json_out:
+    if ctx.json:
         emit_json(
             {
                 "ok": rep.ok,
@@ -66,7 +68,7 @@ def verify_cmd(
             echo(f"affected: snapshot {sid[:8]} {path}")
     if not rep.ok:
         raise IntegrityError(f"store has {len(rep.problems)} problem(s)")
-    if not json_out:
+    if not ctx.json:
         echo("no problems found")
 
 

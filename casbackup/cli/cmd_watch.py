@@ -23,13 +23,10 @@ from ..ops.watch import Replica, Watcher, WatchObserver, WatchOptions, WatchSnap
 from ..source.exclude import Excluder
 from .common import (
     Ctx,
-    JsonOpt,
-    PasswordCmdOpt,
-    PasswordFileOpt,
-    StoreOpt,
     echo,
     emit_json,
     human_bytes,
+    store_command,
 )
 from .peer import open_peer, peer_password
 from .signals import graceful_stop
@@ -90,9 +87,10 @@ class WatchCliObserver(WatchObserver):
             sys.stderr.flush()
 
 
+@store_command
 def watch_cmd(
+    ctx: Ctx,
     paths: Annotated[list[str], typer.Argument(help="Files and directories to watch.")],
-    store: StoreOpt = None,
     debounce: Annotated[float, typer.Option(
         "--debounce", help="Seconds of quiet after a change before a snapshot.")] = 2.0,
     max_delay: Annotated[float, typer.Option(
@@ -117,25 +115,21 @@ def watch_cmd(
     one_file_system: Annotated[bool, typer.Option(
         "--one-file-system", help="Do not cross filesystem boundaries.")] = False,
     host: Annotated[str | None, typer.Option("--host", help="Record this hostname.")] = None,
-    password_file: PasswordFileOpt = None,
-    password_command: PasswordCmdOpt = None,
-    json_out: JsonOpt = False,
 ) -> None:
     """Watch PATHS and snapshot every burst of changes into the store."""
-    ctx = Ctx(store, password_file, password_command, json_out)
     opts = WatchOptions(
         debounce=debounce, max_delay=max_delay, full_scan_every=full_scan_every,
         tags=tag or [], host=host,
         archive=ArchiveOptions(
             excluder=Excluder.from_options(exclude or [], exclude_file or [], exclude_caches),
             one_file_system=one_file_system))
-    obs = WatchCliObserver(json_out, ctx.url)
+    obs = WatchCliObserver(ctx.json, ctx.url)
     with contextlib.ExitStack() as stack:
         st = stack.enter_context(ctx.open())
         replicas = []
         for url in sync_to or []:
-            pw = peer_password(sync_password_file, sync_password_command, password_file,
-                               password_command, env="CASBACKUP_SYNC_PASSWORD",
+            pw = peer_password(sync_password_file, sync_password_command, ctx.password_file,
+                               ctx.password_command, env="CASBACKUP_SYNC_PASSWORD",
                                label=f"replica {url}")
             replicas.append(Replica(stack.enter_context(open_peer(url, pw, "replica")), url))
         stop = stack.enter_context(graceful_stop())

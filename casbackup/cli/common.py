@@ -7,13 +7,15 @@ interactive prompt (only on a TTY). A password never reaches a log, an error or 
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import os
 import shlex
 import subprocess
 import sys
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, get_type_hints
 
 import typer
 
@@ -130,3 +132,35 @@ def echo(msg: str = "") -> None:
 
 def warn(msg: str) -> None:
     typer.echo(f"casbackup: warning: {msg}", err=True)
+
+
+_STORE_PARAMS = [
+    inspect.Parameter("store", inspect.Parameter.KEYWORD_ONLY, default=None,
+                      annotation=StoreOpt),
+    inspect.Parameter("password_file", inspect.Parameter.KEYWORD_ONLY, default=None,
+                      annotation=PasswordFileOpt),
+    inspect.Parameter("password_command", inspect.Parameter.KEYWORD_ONLY, default=None,
+                      annotation=PasswordCmdOpt),
+    inspect.Parameter("json_out", inspect.Parameter.KEYWORD_ONLY, default=False,
+                      annotation=JsonOpt),
+]
+
+
+def store_command(fn: Callable[..., None]) -> Callable[..., None]:
+    """Give a command the options every store command has (``--store``,
+    ``--password-file``, ``--password-command``, ``--json``) and call it with the ``Ctx``
+    they make as its first argument: ``def cmd(ctx: Ctx, …own options…)``."""
+    hints = get_type_hints(fn, include_extras=True)
+    own = list(inspect.signature(fn).parameters.values())[1:]  # without ctx
+    params = [p.replace(annotation=hints[p.name]) for p in own] + _STORE_PARAMS
+
+    @functools.wraps(fn)
+    def command(*args: Any, **kw: Any) -> None:
+        ctx = Ctx(kw.pop("store"), kw.pop("password_file"), kw.pop("password_command"),
+                  kw.pop("json_out"))
+        fn(ctx, *args, **kw)
+
+    command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    command.__annotations__ = {p.name: p.annotation for p in params}
+    del command.__wrapped__  # typer must read the new signature, not fn's
+    return command
