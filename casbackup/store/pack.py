@@ -50,13 +50,6 @@ def finish_pack(
     return object_name(buf), memoryview(buf)
 
 
-def build_pack(codec: Codec, blobs: list[tuple[PackEntry, bytes]]) -> tuple[str, memoryview]:
-    """Assemble a pack from sealed blobs whose entries carry their offsets; return
-    ``(name, bytes)``."""
-    buf = bytearray().join(b for _, b in blobs)
-    return finish_pack(codec, buf, [e for e, _ in blobs])
-
-
 def parse_header(codec: Codec, pack: bytes, name: str = "?", base: int = 0) -> list[PackEntry]:
     """Entries of a pack; raises IntegrityError naming the pack when damaged. ``pack`` is
     the whole pack, or (with ``base`` > 0) its suffix starting at byte ``base``."""

@@ -335,9 +335,6 @@ class Store:
 
     # ----- trees -----------------------------------------------------------------------
 
-    def save_tree(self, tree: Tree) -> bytes:
-        return self.add_blob(TREE, tree.encode()).id
-
     def load_tree(self, tree_id: bytes) -> Tree:
         with self._cache_lock:
             t = self._tree_cache.get(tree_id)

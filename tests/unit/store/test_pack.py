@@ -9,7 +9,7 @@ import pytest
 from casbackup.crypto.codec import DATA, Codec
 from casbackup.errors import IntegrityError
 from casbackup.ids import object_name
-from casbackup.store.pack import PackEntry, build_pack, parse_header
+from casbackup.store.pack import PackEntry, finish_pack, parse_header
 
 
 def _pack(codec: Codec) -> tuple[str, bytes, list[PackEntry]]:
@@ -21,7 +21,7 @@ def _pack(codec: Codec) -> tuple[str, bytes, list[PackEntry]]:
         e = PackEntry(DATA, codec.blob_id(data), off, len(sealed), len(data))
         blobs.append((e, sealed))
         off += len(sealed)
-    name, raw = build_pack(codec, blobs)
+    name, raw = finish_pack(codec, bytearray().join(b for _, b in blobs), [e for e, _ in blobs])
     return name, raw, [e for e, _ in blobs]
 
 
