@@ -9,7 +9,7 @@ import typer
 
 from ..errors import PartialError
 from ..ops.archiver import ArchiveOptions
-from ..ops.backup import BackupOptions, backup
+from ..ops.backup import BackupOptions, backup, warm_sources
 from ..source.exclude import Excluder
 from .common import (
     Ctx,
@@ -65,12 +65,15 @@ def backup_cmd(
         tags=tag or [],
         host=host,
         parent=parent,
-        archive=ArchiveOptions(excluder=excluder, one_file_system=one_file_system, dry_run=dry_run),
+        archive=ArchiveOptions(excluder=excluder, one_file_system=one_file_system, dry_run=dry_run,
+                               prefetch=False),
         stdin=sys.stdin.buffer if stdin else None,
         stdin_filename=stdin_filename,
     )
     obs = CliObserver(json_lines=ctx.json)
-    with ctx.open() as st, job_metrics(metrics_file, st, "backup") as record:
+    # The disk warms the sources' inodes while the key is unlocked and the index loaded.
+    with warm_sources([] if stdin else paths or [], excluder, obs), ctx.open() as st, \
+            job_metrics(metrics_file, st, "backup") as record:
         res = backup(st, paths or [], opts, obs)
         record(res)
     s = res.summary

@@ -58,7 +58,9 @@ class CliObserver(Observer):
                 console=Console(stderr=True),
                 transient=True,
             )
-            self._task = self._progress.add_task(what, total=total_bytes, files=0)
+            with self._lock:  # totals may have come first (the prefetcher starts early)
+                total = total_bytes if total_bytes is not None else self._total_bytes or None
+                self._task = self._progress.add_task(what, total=total, files=0)
             self._progress.start()
 
     def totals(self, total_bytes: int, total_files: int) -> None:

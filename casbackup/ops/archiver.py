@@ -101,6 +101,7 @@ class ArchiveOptions:
     workers: int = max(2, os.cpu_count() or 2)  # each big file holds a 16 MiB cut buffer
     max_inflight: int = 16  # batches of up to _BATCH_FILES open files each
     dirty: set[bytes] | None = None  # watch: only these directories (and above) are read
+    prefetch: bool = True  # warm the inode cache ahead of the walk (False: the caller does)
 
 
 class Archiver:
@@ -339,8 +340,8 @@ class Archiver:
                 if self._reuse_dir(path, node, pmap):
                     return node
                 psub = parent.subtree if parent is not None and parent.type == DIR else None
-                prefetch = (Prefetcher(path, self.opt.excluder, on_totals=self.obs.totals).start()
-                            if self.opt.dirty is None and len(path) < 2048 else None)
+                prefetch = (Prefetcher([path], self.opt.excluder, on_totals=self.obs.totals).start()
+                            if self.opt.prefetch and self.opt.dirty is None else None)
                 fd = open_dir_at(dfd, name)
                 try:
                     pd = self._dir(fd, path, node, psub, st.st_dev, b"")

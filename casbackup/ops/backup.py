@@ -27,7 +27,9 @@ from ..errors import UsageError
 from ..faults import crash_point
 from ..model.snapshot import BACKUP_TYPES, Snapshot, Summary
 from ..model.tree import DIR, FILE, Node, Tree
+from ..source.exclude import Excluder
 from ..source.meta import node_from_stat
+from ..source.prefetch import Prefetcher
 from ..store import Store
 from ..store.locks import shared_lock
 from .archiver import ArchiveOptions, Archiver
@@ -69,6 +71,17 @@ def normalize_paths(paths: list[str]) -> list[bytes]:
             raise UsageError(f"source path {p}: {e.strerror}") from None
         out.append(b)
     return sorted(set(out))
+
+
+def warm_sources(paths: list[str], excluder: Excluder, observer: Observer = NULL) -> Prefetcher:
+    """A prefetcher (not started) for PATHS, for a caller that wants the disk to work while
+    it does something else first — the CLI starts it before unlocking the key, then runs
+    the backup with ``ArchiveOptions(prefetch=False)``. Missing paths are left to
+    ``backup`` to report."""
+    roots = sorted({os.path.abspath(os.fsencode(p)) for p in paths})
+    outer = [r for r in roots
+             if not any(r.startswith(o.rstrip(b"/") + b"/") for o in roots if o != r)]
+    return Prefetcher(outer, excluder, on_totals=observer.totals)
 
 
 def find_parent(store: Store, btype: str, host: str, paths: list[str]) -> Snapshot | None:
