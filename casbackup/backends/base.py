@@ -129,3 +129,14 @@ class StreamingBackend(Backend, Protocol):
     named by its hash) without the caller holding it in memory."""
 
     def temp_writer(self, prefix: str) -> TempWriter: ...
+
+
+class ReadIntoBackend(Backend, Protocol):
+    """A backend that can read a range straight into the caller's buffer (optional
+    capability): a reader that scans many ranges reuses one buffer instead of faulting in
+    fresh pages for every read."""
+
+    def get_into(self, key: str, offset: int, buf: memoryview) -> None:
+        """Fill ``buf`` with exactly ``data[offset:offset + len(buf)]``; errors as ``get``."""
+        ...
+

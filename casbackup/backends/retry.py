@@ -62,6 +62,9 @@ class RetryingBackend:
         # through; ``hasattr`` stays False when the inner backend lacks them
         if name == "temp_writer":
             return getattr(self.inner, name)
+        if name == "get_into":
+            inner = self.inner.get_into  # type: ignore[attr-defined]
+            return lambda key, offset, buf: self._call(lambda: inner(key, offset, buf))
         raise AttributeError(name)
 
     def _delay(self, failures: int) -> float:

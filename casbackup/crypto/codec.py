@@ -59,3 +59,26 @@ class Codec:
         if self.blob_id(out) != expected:
             raise IntegrityError(f"{kind} blob {expected.hex()[:16]} does not hash to its id")
         return out
+
+    def check_blob(self, kind: str, expected: bytes, data: bytes | memoryview,
+                   raw_length: int | None, scratch: bytearray) -> None:
+        """The checks of ``unseal_blob`` without keeping the plaintext (verify): the body
+        is decrypted into SCRATCH and a raw body is hashed in place, so only a zstd
+        body's output is allocated."""
+        if self._aead is not None:
+            n = self._aead.open_into(data, _AD[kind], scratch)
+            body: bytes | memoryview | bytearray = scratch
+        else:
+            n, body = len(data), data
+        with memoryview(body) as mv:
+            out = self._comp.decompress_view(mv[:n], raw_length)
+            try:
+                if raw_length is not None and len(out) != raw_length:
+                    raise IntegrityError(
+                        f"{kind} blob has length {len(out)}, index says {raw_length}")
+                if self.blob_id(out) != expected:
+                    raise IntegrityError(
+                        f"{kind} blob {expected.hex()[:16]} does not hash to its id")
+            finally:
+                if isinstance(out, memoryview):
+                    out.release()  # SCRATCH may grow for the next blob

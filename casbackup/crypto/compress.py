@@ -64,12 +64,18 @@ class Compressor:
         return _ZSTD_TAG + out
 
     def decompress(self, data: bytes | memoryview, raw_length: int | None = None) -> bytes:
+        out = self.decompress_view(data, raw_length)
+        return out if isinstance(out, bytes) else bytes(out)
+
+    def decompress_view(self, data: bytes | memoryview,
+                        raw_length: int | None = None) -> bytes | memoryview:
+        """``decompress``, but a raw body comes back as a view of DATA, not a copy."""
         if not data:
             raise IntegrityError("empty blob body")
         tag = data[0]
         body = memoryview(data)[1:]
         if tag == RAW:
-            return bytes(body)
+            return body
         if tag == ZSTD:
             try:
                 if raw_length is not None:

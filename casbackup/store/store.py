@@ -311,11 +311,36 @@ class Store:
     def read_pack_range(self, pack: str, offset: int, length: int) -> bytes:
         return self._get(pack_key(pack), offset=offset, length=length)
 
+    def read_pack_range_view(self, pack: str, offset: int, length: int,
+                             buf: bytearray) -> memoryview:
+        """``read_pack_range`` into BUF where the backend can (``get_into``; BUF grows as
+        needed, so release the returned view before the next call), else a fresh copy."""
+        get_into = getattr(self.backend, "get_into", None)
+        if get_into is None:
+            return memoryview(self.read_pack_range(pack, offset, length))
+        if len(buf) < length:
+            buf.extend(bytes(length - len(buf)))
+        view = memoryview(buf)[:length]
+        try:
+            get_into(pack_key(pack), offset, view)
+        except NotFound:
+            view.release()
+            raise IntegrityError(f"object {pack_key(pack)} is missing") from None
+        except BaseException:
+            view.release()
+            raise
+        return view
+
     def read_pack(self, pack: str) -> bytes:
         return self._get(pack_key(pack))
 
     def unseal_entry(self, entry: PackEntry, sealed: bytes | memoryview) -> bytes:
         return self.codec.unseal_blob(entry.kind, entry.id, sealed, entry.raw_length)
+
+    def check_entry(self, entry: PackEntry, sealed: bytes | memoryview,
+                    scratch: bytearray) -> None:
+        """``unseal_entry``'s checks, keeping nothing (``Codec.check_blob``)."""
+        self.codec.check_blob(entry.kind, entry.id, sealed, entry.raw_length, scratch)
 
     def pack_entries(self, pack: str, data: bytes | None = None) -> list[PackEntry]:
         return parse_header(self.codec, data if data is not None else self.read_pack(pack), pack)

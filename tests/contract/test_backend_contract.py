@@ -89,6 +89,26 @@ def test_ranged_get(backend: Backend) -> None:
             backend.get("packs/00/r", offset=offset, length=length)
 
 
+def test_get_into_matches_ranged_get(backend: Backend) -> None:
+    """The optional ``get_into`` capability (local, and through the retry wrapper) keeps
+    ``get``'s contract: the exact range, PermanentError past the end, NotFound if missing."""
+    get_into = getattr(backend, "get_into", None)
+    if get_into is None:
+        pytest.skip(f"{type(backend).__name__} has no get_into (the store falls back to get)")
+    data = os.urandom(3000)
+    backend.put("packs/00/gi", data)
+    buf = bytearray(b"\xee" * 4000)
+    get_into("packs/00/gi", 100, memoryview(buf)[:2900])
+    assert bytes(buf[:2900]) == data[100:3000]
+    assert buf[2900:] == b"\xee" * 1100  # nothing written past the range
+    get_into("packs/00/gi", 3000, memoryview(buf)[:0])
+    for offset, n in [(2990, 11), (3001, 0), (-1, 1)]:
+        with pytest.raises(PermanentError):
+            get_into("packs/00/gi", offset, memoryview(buf)[:n])
+    with pytest.raises(NotFound):
+        get_into("packs/00/none", 0, memoryview(buf)[:1])
+
+
 def test_missing_keys_raise_not_found(backend: Backend) -> None:
     for call in (
         lambda: backend.get("snapshots/nope"),

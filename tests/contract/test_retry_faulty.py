@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import pytest
 
 from casbackup.backends.faulty import Crash, Fault, FaultyBackend
+from casbackup.backends.local import LocalBackend
 from casbackup.backends.memory import MemoryBackend
 from casbackup.backends.retry import RetryingBackend
 from casbackup.errors import AlreadyExists, NotFound, PermanentError, TransientError
@@ -138,3 +140,23 @@ def test_retrying_does_not_retry_crash() -> None:
 def test_fault_rejects_unknown_ops() -> None:
     with pytest.raises(ValueError):
         Fault(ops=frozenset({"rename"}))
+
+
+def test_get_into_passes_through_and_is_retried(tmp_path: Path) -> None:
+    inner = LocalBackend(str(tmp_path))
+    inner.put("packs/00/p", b"0123456789")
+    calls = []
+    real = inner.get_into
+
+    def flaky(key: str, offset: int, buf: memoryview) -> None:
+        calls.append(key)
+        if len(calls) == 1:
+            raise TransientError("connection reset", key)
+        real(key, offset, buf)
+
+    inner.get_into = flaky  # type: ignore[method-assign]
+    b = RetryingBackend(inner, attempts=3, sleep=lambda s: None)
+    buf = bytearray(4)
+    b.get_into("packs/00/p", 3, memoryview(buf))  # type: ignore[attr-defined]
+    assert bytes(buf) == b"3456" and len(calls) == 2
+    assert not hasattr(RetryingBackend(MemoryBackend()), "get_into")

@@ -69,3 +69,26 @@ def test_blob_starting_random_and_ending_in_zeros_is_compressed() -> None:
     data = os.urandom(600_000) + bytes(600_000)
     out = Compressor(3).compress(data)
     assert out[0] == ZSTD and len(out) < 620_000
+
+
+def test_check_blob_agrees_with_unseal_blob_and_reuses_scratch(codec: Codec) -> None:
+    """verify's allocation-free check: same verdicts as unseal_blob, one growing buffer,
+    and the buffer can still grow after a failed check (no view of it is left alive)."""
+    scratch = bytearray()
+    blobs = [b"x", b"ab" * 50_000, os.urandom(300_000), os.urandom(900_000)]
+    for data in blobs:  # growing sizes: every check may have to grow SCRATCH
+        sealed = codec.seal(DATA, data)
+        codec.check_blob(DATA, codec.blob_id(data), memoryview(sealed), len(data), scratch)
+        bad = bytearray(sealed)
+        bad[len(bad) // 2] ^= 0x10
+        with pytest.raises(IntegrityError):
+            codec.check_blob(DATA, codec.blob_id(data), memoryview(bad), len(data), scratch)
+        with pytest.raises(IntegrityError, match="does not hash"):
+            codec.check_blob(DATA, codec.blob_id(b"other"), sealed, len(data), scratch)
+        with pytest.raises(IntegrityError, match="index says"):
+            codec.check_blob(DATA, codec.blob_id(data), sealed, len(data) + 1, scratch)
+    if codec.encrypted:
+        assert len(scratch) >= 900_000  # decrypted into the one buffer
+        with pytest.raises(IntegrityError):
+            codec.check_blob(TREE, codec.blob_id(b"x"), codec.seal(DATA, b"x"), 1, scratch)
+    scratch.extend(b"still resizable")
