@@ -7,7 +7,7 @@ time. The seed is per store, so boundaries do not fingerprint content across sto
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO, Protocol
 
@@ -28,6 +28,12 @@ class Chunker(Protocol):
 
     def cut_stream(self, f: BinaryIO) -> Iterator[memoryview]:
         """Yield the chunks of ``f``; each view is valid only until the next is yielded."""
+        ...
+
+    def cut_reader(self, readinto: Callable[[memoryview], int | None],
+                   buf: memoryview) -> Iterator[memoryview]:
+        """``cut_stream`` reading with READINTO into the caller's BUF (at least
+        ``2 * max_size`` bytes, reused across files); the same cuts, as views of BUF."""
         ...
 
 

@@ -28,6 +28,9 @@ class _Cipher(Protocol):
     def decrypt(self, nonce: bytes, data: bytes | memoryview,
                 associated_data: bytes | None) -> bytes: ...
 
+    def encrypt_into(self, nonce: bytes, data: bytes | memoryview,
+                     associated_data: bytes | None, buf: memoryview) -> int: ...
+
     def decrypt_into(self, nonce: bytes, data: bytes | memoryview,
                      associated_data: bytes | None, buf: memoryview) -> int: ...
 
@@ -50,6 +53,12 @@ class Aead:
     def seal(self, data: bytes, ad: bytes) -> bytes:
         nonce = os.urandom(NONCE)
         return nonce + self._c.encrypt(nonce, data, ad)
+
+    def seal_into(self, data: memoryview, ad: bytes, out: memoryview) -> None:
+        """``seal`` into OUT, which must be exactly ``len(data) + OVERHEAD`` bytes."""
+        nonce = os.urandom(NONCE)
+        out[:NONCE] = nonce
+        self._c.encrypt_into(nonce, data, ad, out[NONCE:])
 
     def open(self, data: bytes | memoryview, ad: bytes) -> bytes:
         if len(data) < OVERHEAD:

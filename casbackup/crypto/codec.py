@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from ..errors import IntegrityError
 from ..ids import blob_id
-from .aead import Aead
+from .aead import OVERHEAD, Aead
 from .compress import Compressor
 
 # Kinds of sealed things; the byte values are part of the format (AEAD associated data).
@@ -44,6 +44,26 @@ class Codec:
         if self._aead is None:
             return body
         return self._aead.seal(body, _AD[kind])
+
+    def seal_into(self, kind: str, data: bytes | memoryview, buf: bytearray) -> memoryview:
+        """``seal`` into BUF (grown as needed, so no view of it may be alive): returns a
+        view of the sealed bytes, valid until BUF is used again — for a caller that
+        copies them at once (the packer). Tag, body and ciphertext are assembled in BUF,
+        not in three fresh buffers that each fault in new pages."""
+        tag, body = self._comp.compress_parts(data)
+        plain = len(tag) + len(body)
+        sealed = plain + OVERHEAD if self._aead is not None else plain
+        start = plain if self._aead is not None else 0  # the sealed bytes follow the plain
+        if len(buf) < start + sealed:
+            buf.extend(bytes(start + sealed - len(buf)))
+        with memoryview(buf) as mv:
+            mv[: len(tag)] = tag
+            mv[len(tag) : plain] = body
+            out = mv[start : start + sealed]
+            if self._aead is not None:
+                with mv[:plain] as p:
+                    self._aead.seal_into(p, _AD[kind], out)
+        return out
 
     def unseal(self, kind: str, data: bytes | memoryview, raw_length: int | None = None) -> bytes:
         body = self._aead.open(data, _AD[kind]) if self._aead is not None else data

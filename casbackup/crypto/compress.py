@@ -48,20 +48,24 @@ class Compressor:
         return d
 
     def compress(self, data: bytes | memoryview) -> bytes:
+        tag, body = self.compress_parts(data)
+        return tag + body
+
+    def compress_parts(self, data: bytes | memoryview) -> tuple[bytes, bytes | memoryview]:
+        """``compress`` as (tag, body), unjoined: a raw body is DATA itself, not a copy."""
         n = len(data)
         if n < 64:
-            return _RAW_TAG + data
-        cctx = self._cctx()
+            return _RAW_TAG, data
         if n > 2 * _PROBE:
             mv = memoryview(data)
             step = n // _SAMPLES
             sample = b"".join(mv[i * step : i * step + _SAMPLE] for i in range(_SAMPLES))
-            if len(cctx.compress(sample)) > len(sample) * (1 - _MIN_SAVING):
-                return _RAW_TAG + data
-        out = cctx.compress(data)
+            if len(self._cctx().compress(sample)) > len(sample) * (1 - _MIN_SAVING):
+                return _RAW_TAG, data
+        out = self._cctx().compress(data)
         if len(out) >= n:
-            return _RAW_TAG + data
-        return _ZSTD_TAG + out
+            return _RAW_TAG, data
+        return _ZSTD_TAG, out
 
     def decompress(self, data: bytes | memoryview, raw_length: int | None = None) -> bytes:
         out = self.decompress_view(data, raw_length)

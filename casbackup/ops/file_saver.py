@@ -16,6 +16,7 @@ Invariants:
 
 from __future__ import annotations
 
+import mmap
 import os
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -50,6 +51,7 @@ class FileSaver:
         self._slots = threading.BoundedSemaphore(max_inflight)
         self._dry_seen: set[bytes] = set()
         self._small = store.config.chunker.min_size
+        self._local = threading.local()  # per saver thread: the read buffer
 
     def add(self, kind: str, data: bytes | memoryview) -> bytes:
         if self.dry_run:
@@ -77,15 +79,25 @@ class FileSaver:
             data = parts[0] if len(parts) == 1 else b"".join(parts)
             self.obs.progress(len(data))
             return ([self.add(DATA, data)] if data else []), len(data)
-        os.lseek(fd, 0, os.SEEK_SET)
         content: list[bytes] = []
         total = 0
         with open(fd, "rb", buffering=0, closefd=False) as f:
-            for chunk in self.store.chunker.cut_stream(f):
+            f.seek(0)
+            for chunk in self.store.chunker.cut_reader(f.readinto, self._buffer()):
                 content.append(self.add(DATA, chunk))
                 total += len(chunk)
                 self.obs.progress(len(chunk))
         return content, total
+
+    def _buffer(self) -> memoryview:
+        """This thread's read buffer (2 x max_size), reused from file to file. Anonymous
+        memory: pages are faulted in once, as far as the biggest file so far reaches.
+        pyfastcdc's stream chunker instead zero-fills 16 MiB for every file, which cost a
+        file of a few MiB four times its own size in page faults."""
+        mv: memoryview | None = getattr(self._local, "buf", None)
+        if mv is None:
+            mv = self._local.buf = memoryview(mmap.mmap(-1, 2 * self.store.chunker.params.max_size))
+        return mv
 
     def _save_one(self, fd: int, node: Node, display: str) -> FileResult:
         """Read one open file until it reads the same twice in a row (or give up)."""

@@ -25,7 +25,7 @@ indexed yet are handed to the new packer to be indexed.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from ..crypto.codec import Codec
@@ -94,11 +94,12 @@ class Packer:
                 out.append(new)
         return out
 
-    def add(self, kind: str, blob_id: bytes, sealed: bytes, raw_length: int) -> None:
-        """Add a reserved blob, already sealed."""
+    def add(self, kind: str, blob_id: bytes, sealed: bytes | memoryview,
+            raw_length: int) -> None:
+        """Add a reserved blob, already sealed (copied into the pack before returning)."""
         self.add_many(kind, [(blob_id, sealed, raw_length)])
 
-    def add_many(self, kind: str, blobs: list[tuple[bytes, bytes, int]]) -> None:
+    def add_many(self, kind: str, blobs: Sequence[tuple[bytes, bytes | memoryview, int]]) -> None:
         """Add reserved, sealed blobs ``(id, sealed, raw_length)`` under one lock round."""
         full: list[tuple[PackSink, list[PackEntry]]] = []
         with self._lock:

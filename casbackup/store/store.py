@@ -78,6 +78,7 @@ class Store:
         self._tree_cache: OrderedDict[bytes, Tree] = OrderedDict()
         self._maps_cache: OrderedDict[bytes, list[dict[str, Any]]] = OrderedDict()
         self._cache_lock = threading.Lock()
+        self._seal_bufs = threading.local()  # per worker thread: see add_blob
         self.chunker: Chunker = get_chunker(config.chunker)
 
     # ----- creation / opening ---------------------------------------------------------
@@ -270,9 +271,19 @@ class Store:
         packer = self.packer
         if not packer.reserve(bid):
             return AddResult(bid, False, 0)
-        sealed = self.codec.seal(kind, data)
-        packer.add(kind, bid, sealed, len(data))
-        return AddResult(bid, True, len(sealed))
+        if len(data) > _SEAL_IN_PLACE_MAX:
+            sealed = self.codec.seal(kind, data)
+            packer.add(kind, bid, sealed, len(data))
+            return AddResult(bid, True, len(sealed))
+        # Sealed in this thread's reused buffer; the packer copies the bytes out before
+        # ``add`` returns. Fresh buffers per blob spent a third of a backup's CPU time in
+        # page faults (perf: bytes concatenation and AES output zeroing).
+        buf = getattr(self._seal_bufs, "buf", None)
+        if buf is None:
+            buf = self._seal_bufs.buf = bytearray()
+        with self.codec.seal_into(kind, data, buf) as view:
+            packer.add(kind, bid, view, len(data))
+            return AddResult(bid, True, len(view))
 
     def add_blobs(self, kind: str, datas: list[bytes]) -> list[AddResult]:
         """``add_blob`` for a batch (many small files): two packer lock rounds in all."""
@@ -456,5 +467,7 @@ def _codec(config: StoreConfig, master: keymod.MasterKey) -> Codec:
     cipher = config.encryption if config.encrypted else "aes-256-gcm"
     return Codec(master.id_key, enc, cipher, config.compression_level)
 
+
+_SEAL_IN_PLACE_MAX = 4 << 20  # bigger blobs (rare: max_size chunks) get their own buffer
 
 __all__ = ["Store", "StoreConfig", "AddResult", "DATA", "TREE", "pack_key"]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import os
 
+import pytest
+
 from casbackup.chunking import ChunkerParams, get_chunker
 
 
@@ -32,3 +34,28 @@ def test_insert_in_middle_keeps_most_chunks() -> None:
 
 def test_top_bit_seed_accepted() -> None:
     assert sum(_cuts(2**64 - 1, b"x" * 100_000)) == 100_000
+
+
+def test_cut_reader_cuts_like_cut_stream() -> None:
+    """The file saver cuts through cut_reader with a reused buffer, stdin goes through
+    cut_stream: both must give the same chunks, or dedup between them breaks -- also when
+    reads come back short and the buffer is refilled many times."""
+    import random
+
+    rng = random.Random(7)
+    ch = get_chunker(ChunkerParams(min_size=4096, avg_size=16384, max_size=65536, seed=99))
+    blocks = [rng.randbytes(100_000), bytes(300_000), rng.randbytes(250_000) * 2, b"ab" * 9000]
+    data = b"".join(blocks)
+    streamed = [bytes(c) for c in ch.cut_stream(io.BytesIO(data))]
+    assert len(streamed) > 10 and b"".join(streamed) == data
+    for bufsize, step in [(2 * 65536, None), (3 * 65536 + 17, 1000), (len(data) + 1, None)]:
+        src = io.BytesIO(data)
+
+        def readinto(mv: memoryview, src: io.BytesIO = src, step: int | None = step) -> int:
+            return src.readinto(mv[:step] if step else mv)
+
+        buf = memoryview(bytearray(bufsize))
+        assert [bytes(c) for c in ch.cut_reader(readinto, buf)] == streamed, bufsize
+    assert list(ch.cut_reader(io.BytesIO(b"").readinto, memoryview(bytearray(1 << 17)))) == []
+    with pytest.raises(ValueError):
+        list(ch.cut_reader(io.BytesIO(data).readinto, memoryview(bytearray(1000))))
