@@ -87,6 +87,21 @@ class Conn:
             self.ssh.close()
 
 
+def _gcm_first(*args: Any, **kwargs: Any) -> Any:
+    """A paramiko Transport that offers AES-GCM first (a server without it still finds
+    the rest of the list): paramiko's default, AES-CTR with HMAC-SHA2, compares every
+    packet's MAC byte by byte in Python (yappi: 0.66 s of CPU in a 200 MB restore).
+    Restoring the 200 MB remote-benchmark corpus over loopback: 2.08-2.16 s with GCM,
+    2.15-2.39 s without (two runs each, alternated)."""
+    import paramiko
+
+    t = paramiko.Transport(*args, **kwargs)
+    opts = t.get_security_options()
+    gcm = [c for c in ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com") if c in opts.ciphers]
+    opts.ciphers = tuple(gcm + [c for c in opts.ciphers if c not in gcm])
+    return t
+
+
 def connect(params: SSHParams) -> Conn:
     """Open one verified, authenticated connection with an SFTP session."""
     import paramiko
@@ -110,7 +125,8 @@ def connect(params: SSHParams) -> Conn:
         policy = paramiko.AutoAddPolicy() if params.insecure_host_key else _Reject()
         ssh.set_missing_host_key_policy(policy)
         ssh.connect(
-            params.host,
+            transport_factory=_gcm_first,
+            hostname=params.host,
             port=params.port,
             username=params.user,
             key_filename=key_file,

@@ -177,6 +177,26 @@ def test_sftp_unknown_host_key_refused(sshd_server: Sshd, tmp_path: Path) -> Non
     backend.close()
 
 
+def test_sftp_negotiates_aes_gcm_with_openssh(sshd_server: Sshd, tmp_path: Path) -> None:
+    """paramiko offers AES-CTR + HMAC first (its MAC check runs in Python); we offer GCM
+    first, and OpenSSH takes it. The data still round-trips over it."""
+    from casbackup.backends.sftp import SFTPBackend
+
+    backend = open_backend(sshd_server.url(tmp_path / "s"), retry=False)
+    assert isinstance(backend, SFTPBackend)
+    data = os.urandom(300_000)
+    backend.put("packs/00/g", data)
+    conn, _ = backend._pool.acquire()
+    try:
+        transport = conn.ssh.get_transport()
+        assert transport.remote_cipher == "aes128-gcm@openssh.com"
+        assert transport.local_cipher == "aes128-gcm@openssh.com"
+    finally:
+        backend._pool.release(conn, False)
+    assert backend.get("packs/00/g") == data
+    backend.close()
+
+
 def test_sftp_wrong_key_refused(sshd_server: Sshd, tmp_path: Path) -> None:
     other = tmp_path / "other_key"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
