@@ -16,6 +16,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 
 from ..errors import IntegrityError, UsageError
+from ..scratch import Scratch
 
 NONCE = 12
 TAG = 16
@@ -69,23 +70,19 @@ class Aead:
         except InvalidTag:
             raise IntegrityError("authentication failed (damaged or forged)") from None
 
-    def open_into(self, data: bytes | memoryview, ad: bytes, buf: bytearray) -> int:
-        """``open`` into the start of BUF (grown as needed, so no memoryview of it may be
-        alive); returns the plaintext length. For readers that throw the plaintext away
-        after one look (verify): no allocation, so no page faults, per message."""
+    def open_into(self, data: bytes | memoryview, ad: bytes, scratch: Scratch) -> memoryview:
+        """``open`` into SCRATCH: the plaintext as a view of it (valid until SCRATCH is
+        used again). No allocation per message, so no page faults per message."""
         n = len(data) - OVERHEAD
         if n < 0:
             raise IntegrityError("sealed message is shorter than nonce and tag")
-        if len(buf) < n:
-            buf.extend(bytes(n - len(buf)))
         mv = memoryview(data)
-        with memoryview(buf) as out:
-            try:
-                self._c.decrypt_into(bytes(mv[:NONCE]), mv[NONCE:], ad, out[:n])
-            except InvalidTag:
-                raise IntegrityError("authentication failed (damaged or forged)") from None
-        return n
-
+        out = scratch.view(n)
+        try:
+            self._c.decrypt_into(bytes(mv[:NONCE]), mv[NONCE:], ad, out)
+        except InvalidTag:
+            raise IntegrityError("authentication failed (damaged or forged)") from None
+        return out
 
 def cipher_names() -> list[str]:
     return sorted(_CIPHERS)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from ..errors import IntegrityError
 from ..ids import blob_id
+from ..scratch import Scratch
 from .aead import OVERHEAD, Aead
 from .compress import Compressor
 
@@ -45,24 +46,22 @@ class Codec:
             return body
         return self._aead.seal(body, _AD[kind])
 
-    def seal_into(self, kind: str, data: bytes | memoryview, buf: bytearray) -> memoryview:
-        """``seal`` into BUF (grown as needed, so no view of it may be alive): returns a
-        view of the sealed bytes, valid until BUF is used again — for a caller that
-        copies them at once (the packer). Tag, body and ciphertext are assembled in BUF,
-        not in three fresh buffers that each fault in new pages."""
+    def seal_into(self, kind: str, data: bytes | memoryview, scratch: Scratch) -> memoryview:
+        """``seal`` into SCRATCH: a view of the sealed bytes, valid until SCRATCH is used
+        again -- for a caller that copies them at once (the packer). Tag, body and
+        ciphertext are assembled in SCRATCH, not in three fresh buffers."""
         tag, body = self._comp.compress_parts(data)
         plain = len(tag) + len(body)
-        sealed = plain + OVERHEAD if self._aead is not None else plain
-        start = plain if self._aead is not None else 0  # the sealed bytes follow the plain
-        if len(buf) < start + sealed:
-            buf.extend(bytes(start + sealed - len(buf)))
-        with memoryview(buf) as mv:
-            mv[: len(tag)] = tag
-            mv[len(tag) : plain] = body
-            out = mv[start : start + sealed]
-            if self._aead is not None:
-                with mv[:plain] as p:
-                    self._aead.seal_into(p, _AD[kind], out)
+        if self._aead is None:
+            out = scratch.view(plain)
+            out[: len(tag)] = tag
+            out[len(tag) :] = body
+            return out
+        both = scratch.view(plain + plain + OVERHEAD)  # the plaintext, then the sealed bytes
+        both[: len(tag)] = tag
+        both[len(tag) : plain] = body
+        out = both[plain:]
+        self._aead.seal_into(both[:plain], _AD[kind], out)
         return out
 
     def unseal(self, kind: str, data: bytes | memoryview, raw_length: int | None = None) -> bytes:
@@ -80,25 +79,15 @@ class Codec:
             raise IntegrityError(f"{kind} blob {expected.hex()[:16]} does not hash to its id")
         return out
 
-    def check_blob(self, kind: str, expected: bytes, data: bytes | memoryview,
-                   raw_length: int | None, scratch: bytearray) -> None:
-        """The checks of ``unseal_blob`` without keeping the plaintext (verify): the body
-        is decrypted into SCRATCH and a raw body is hashed in place, so only a zstd
-        body's output is allocated."""
-        if self._aead is not None:
-            n = self._aead.open_into(data, _AD[kind], scratch)
-            body: bytes | memoryview | bytearray = scratch
-        else:
-            n, body = len(data), data
-        with memoryview(body) as mv:
-            out = self._comp.decompress_view(mv[:n], raw_length)
-            try:
-                if raw_length is not None and len(out) != raw_length:
-                    raise IntegrityError(
-                        f"{kind} blob has length {len(out)}, index says {raw_length}")
-                if self.blob_id(out) != expected:
-                    raise IntegrityError(
-                        f"{kind} blob {expected.hex()[:16]} does not hash to its id")
-            finally:
-                if isinstance(out, memoryview):
-                    out.release()  # SCRATCH may grow for the next blob
+    def unseal_blob_into(self, kind: str, expected: bytes, data: bytes | memoryview,
+                         raw_length: int | None, scratch: Scratch) -> bytes | memoryview:
+        """``unseal_blob`` decrypting into SCRATCH: a raw body comes back as a view (of
+        SCRATCH, or of DATA when the store is not encrypted; valid until that is reused),
+        a zstd body as new bytes. Every check of ``unseal_blob`` is made."""
+        body = self._aead.open_into(data, _AD[kind], scratch) if self._aead is not None else data
+        out = self._comp.decompress_view(body, raw_length)
+        if raw_length is not None and len(out) != raw_length:
+            raise IntegrityError(f"{kind} blob has length {len(out)}, index says {raw_length}")
+        if self.blob_id(out) != expected:
+            raise IntegrityError(f"{kind} blob {expected.hex()[:16]} does not hash to its id")
+        return out

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING
 from ..errors import IntegrityError, UsageError
 from ..model.snapshot import Snapshot
 from ..model.tree import BLOCKDEV, CHARDEV, DIR, FIFO, FILE, SOCKET, SYMLINK, Node
+from ..scratch import Scratch
 from ..source.fs import LONG, open_dir_at, raise_fd_limit
 from ..store import Store
 from ..store.locks import shared_lock
@@ -48,12 +49,12 @@ _HOLE = 64 * 1024  # zero runs of this many aligned bytes inside a blob become h
 _ZERO = bytes(_HOLE)
 
 
-def nonzero_runs(data: bytes) -> list[tuple[int, int]]:
+def nonzero_runs(data: bytes | memoryview) -> list[tuple[int, int]]:
     """(start, end) ranges of ``data`` not covered by aligned all-zero ``_HOLE`` blocks."""
     n = len(data)
-    if n <= _HOLE:
-        return [] if data.count(0) == n else [(0, n)]
     mv = memoryview(data)
+    if n <= _HOLE:
+        return [] if mv == _ZERO[:n] else [(0, n)]
     runs: list[tuple[int, int]] = []
     start = -1
     for off in range(0, n, _HOLE):
@@ -166,7 +167,7 @@ def restore(
     overwrite: bool = False,
     verify: bool = False,
     observer: Observer = NULL,
-    workers: int = 4,
+    workers: int | None = None,  # packs read at once; None: Store.parallel_reads()
 ) -> RestoreResult:
     raise_fd_limit()
     snap = store.find_snapshot(ref)
@@ -187,7 +188,7 @@ def restore(
         total = sum(it.node.size for it in items if it.node.type == FILE)
         observer.start("restore", total_bytes=total, total_files=len(items))
         try:
-            r.create_and_fill(items, workers)
+            r.create_and_fill(items, workers or store.parallel_reads())
             r.metadata(items)
             if verify:
                 r.verify(items)
@@ -230,6 +231,7 @@ class _Restorer:
         self._create_failed = False
         self._create_error: BaseException | None = None
         self._cond = threading.Condition()
+        self._local = threading.local()  # per fill thread: _scratches
 
     def _warn(self, it: Item, msg: str) -> None:
         path = os.fsdecode(self.paths.full(it.parts))
@@ -403,16 +405,15 @@ class _Restorer:
                 groups[-1].append(e)
             else:
                 groups.append([e])
+        rbuf, scratch = self._scratches()
         for g in groups:
             start = g[0].offset
-            data = memoryview(
-                self.store.read_pack_range(pack, start, g[-1].offset + g[-1].length - start)
-            )
+            data = self.store.read_pack_range_view(
+                pack, start, g[-1].offset + g[-1].length - start, rbuf)
             for e in g:
-                try:
-                    plain = self.store.unseal_entry(
-                        e, data[e.offset - start : e.offset - start + e.length]
-                    )
+                try:  # plain is written out before the next blob reuses the scratch
+                    plain = self.store.unseal_entry_into(
+                        e, data[e.offset - start : e.offset - start + e.length], scratch)
                 except IntegrityError as err:
                     raise IntegrityError(f"pack {pack[:16]}: {err}") from None
                 runs = nonzero_runs(plain)
@@ -424,7 +425,16 @@ class _Restorer:
                         self._pwrite(items[idx], plain, off, runs)
                 self.obs.progress(len(plain) * len(blobs[e.id][1]))
 
-    def _create_write(self, it: Item, data: bytes, runs: list[tuple[int, int]]) -> None:
+    def _scratches(self) -> tuple[Scratch, Scratch]:
+        """This thread's read and decryption buffers (scratch.py): fresh ones per range
+        and blob faulted in every page anew."""
+        bufs: tuple[Scratch, Scratch] | None = getattr(self._local, "bufs", None)
+        if bufs is None:
+            bufs = self._local.bufs = (Scratch(), Scratch())
+        return bufs
+
+    def _create_write(self, it: Item, data: bytes | memoryview,
+                      runs: list[tuple[int, int]]) -> None:
         """Create a one-blob file and write its blob (holes for zero runs)."""
         dfd, name, close = self.paths.at(it.parts)
         try:
@@ -446,7 +456,8 @@ class _Restorer:
             self.res.files += 1
             self.res.bytes_written += len(data)
 
-    def _pwrite(self, it: Item, data: bytes, base: int, runs: list[tuple[int, int]]) -> None:
+    def _pwrite(self, it: Item, data: bytes | memoryview, base: int,
+                runs: list[tuple[int, int]]) -> None:
         dfd, name, close = self.paths.at(it.parts)
         try:
             fd = os.open(name, os.O_WRONLY, dir_fd=dfd)

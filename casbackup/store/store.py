@@ -43,6 +43,7 @@ from ..errors import (
 from ..ids import object_name
 from ..model.snapshot import Snapshot
 from ..model.tree import Tree, decode_maps
+from ..scratch import Scratch
 from .config import StoreConfig
 from .index import Index, Location, PackInfo, decode_index, encode_index
 from .pack import PackEntry, pack_key, parse_header
@@ -78,7 +79,7 @@ class Store:
         self._tree_cache: OrderedDict[bytes, Tree] = OrderedDict()
         self._maps_cache: OrderedDict[bytes, list[dict[str, Any]]] = OrderedDict()
         self._cache_lock = threading.Lock()
-        self._seal_bufs = threading.local()  # per worker thread: see add_blob
+        self._scratch = threading.local()  # per worker thread: see add_blob
         self.chunker: Chunker = get_chunker(config.chunker)
 
     # ----- creation / opening ---------------------------------------------------------
@@ -275,15 +276,14 @@ class Store:
             sealed = self.codec.seal(kind, data)
             packer.add(kind, bid, sealed, len(data))
             return AddResult(bid, True, len(sealed))
-        # Sealed in this thread's reused buffer; the packer copies the bytes out before
-        # ``add`` returns. Fresh buffers per blob spent a third of a backup's CPU time in
-        # page faults (perf: bytes concatenation and AES output zeroing).
-        buf = getattr(self._seal_bufs, "buf", None)
-        if buf is None:
-            buf = self._seal_bufs.buf = bytearray()
-        with self.codec.seal_into(kind, data, buf) as view:
-            packer.add(kind, bid, view, len(data))
-            return AddResult(bid, True, len(view))
+        # Sealed in this thread's reused buffer (scratch.py); the packer copies the bytes
+        # out before ``add`` returns.
+        scratch = getattr(self._scratch, "seal", None)
+        if scratch is None:
+            scratch = self._scratch.seal = Scratch()
+        view = self.codec.seal_into(kind, data, scratch)
+        packer.add(kind, bid, view, len(data))
+        return AddResult(bid, True, len(view))
 
     def add_blobs(self, kind: str, datas: list[bytes]) -> list[AddResult]:
         """``add_blob`` for a batch (many small files): two packer lock rounds in all."""
@@ -302,6 +302,12 @@ class Store:
         if sealed:
             packer.add_many(kind, sealed)
         return out
+
+    def parallel_reads(self) -> int:
+        """How many pack reads pay to run at once: 2 on a local disk (restore with 4
+        measured the same speed and 10-15 MiB more peak RSS: each reader holds its
+        buffers), 4 on a remote store, to hide the latency of each request."""
+        return 2 if self.backend.properties().is_local else 4
 
     def flush(self) -> None:
         if self._packer is not None:
@@ -323,23 +329,17 @@ class Store:
         return self._get(pack_key(pack), offset=offset, length=length)
 
     def read_pack_range_view(self, pack: str, offset: int, length: int,
-                             buf: bytearray) -> memoryview:
-        """``read_pack_range`` into BUF where the backend can (``get_into``; BUF grows as
-        needed, so release the returned view before the next call), else a fresh copy."""
+                             scratch: Scratch) -> memoryview:
+        """``read_pack_range`` into SCRATCH where the backend can (``get_into``; the view
+        is valid until SCRATCH is reused), else a fresh copy."""
         get_into = getattr(self.backend, "get_into", None)
         if get_into is None:
             return memoryview(self.read_pack_range(pack, offset, length))
-        if len(buf) < length:
-            buf.extend(bytes(length - len(buf)))
-        view = memoryview(buf)[:length]
+        view = scratch.view(length)
         try:
             get_into(pack_key(pack), offset, view)
         except NotFound:
-            view.release()
             raise IntegrityError(f"object {pack_key(pack)} is missing") from None
-        except BaseException:
-            view.release()
-            raise
         return view
 
     def read_pack(self, pack: str) -> bytes:
@@ -348,10 +348,11 @@ class Store:
     def unseal_entry(self, entry: PackEntry, sealed: bytes | memoryview) -> bytes:
         return self.codec.unseal_blob(entry.kind, entry.id, sealed, entry.raw_length)
 
-    def check_entry(self, entry: PackEntry, sealed: bytes | memoryview,
-                    scratch: bytearray) -> None:
-        """``unseal_entry``'s checks, keeping nothing (``Codec.check_blob``)."""
-        self.codec.check_blob(entry.kind, entry.id, sealed, entry.raw_length, scratch)
+    def unseal_entry_into(self, entry: PackEntry, sealed: bytes | memoryview,
+                          scratch: Scratch) -> bytes | memoryview:
+        """``unseal_entry`` decrypting into SCRATCH (``Codec.unseal_blob_into``)."""
+        return self.codec.unseal_blob_into(entry.kind, entry.id, sealed, entry.raw_length,
+                                           scratch)
 
     def pack_entries(self, pack: str, data: bytes | None = None) -> list[PackEntry]:
         return parse_header(self.codec, data if data is not None else self.read_pack(pack), pack)

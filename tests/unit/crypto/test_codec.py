@@ -10,6 +10,7 @@ from casbackup.crypto import keys
 from casbackup.crypto.codec import DATA, TREE, Codec
 from casbackup.crypto.compress import RAW, ZSTD, Compressor
 from casbackup.errors import IntegrityError, WrongPassword
+from casbackup.scratch import Scratch
 
 
 @pytest.fixture(params=["aes-256-gcm", "chacha20-poly1305", None])
@@ -71,41 +72,44 @@ def test_blob_starting_random_and_ending_in_zeros_is_compressed() -> None:
     assert out[0] == ZSTD and len(out) < 620_000
 
 
-def test_check_blob_agrees_with_unseal_blob_and_reuses_scratch(codec: Codec) -> None:
-    """verify's allocation-free check: same verdicts as unseal_blob, one growing buffer,
-    and the buffer can still grow after a failed check (no view of it is left alive)."""
-    scratch = bytearray()
+def test_unseal_blob_into_agrees_with_unseal_blob_and_reuses_scratch(codec: Codec) -> None:
+    """verify's and restore's allocation-free unseal: the same plaintext and verdicts as
+    unseal_blob, decrypted into one growing Scratch; views handed out survive growth."""
+    scratch = Scratch()
+    kept = []
     blobs = [b"x", b"ab" * 50_000, os.urandom(300_000), os.urandom(900_000)]
-    for data in blobs:  # growing sizes: every check may have to grow SCRATCH
+    for data in blobs:  # growing sizes: every unseal may have to grow SCRATCH
         sealed = codec.seal(DATA, data)
-        codec.check_blob(DATA, codec.blob_id(data), memoryview(sealed), len(data), scratch)
+        out = codec.unseal_blob_into(DATA, codec.blob_id(data), memoryview(sealed), len(data),
+                                     scratch)
+        assert bytes(out) == data
+        kept.append((out, bytes(out)))
         bad = bytearray(sealed)
         bad[len(bad) // 2] ^= 0x10
         with pytest.raises(IntegrityError):
-            codec.check_blob(DATA, codec.blob_id(data), memoryview(bad), len(data), scratch)
+            codec.unseal_blob_into(DATA, codec.blob_id(data), memoryview(bad), len(data), scratch)
         with pytest.raises(IntegrityError, match="does not hash"):
-            codec.check_blob(DATA, codec.blob_id(b"other"), sealed, len(data), scratch)
+            codec.unseal_blob_into(DATA, codec.blob_id(b"other"), sealed, len(data), scratch)
         with pytest.raises(IntegrityError, match="index says"):
-            codec.check_blob(DATA, codec.blob_id(data), sealed, len(data) + 1, scratch)
+            codec.unseal_blob_into(DATA, codec.blob_id(data), sealed, len(data) + 1, scratch)
     if codec.encrypted:
         assert len(scratch) >= 900_000  # decrypted into the one buffer
         with pytest.raises(IntegrityError):
-            codec.check_blob(TREE, codec.blob_id(b"x"), codec.seal(DATA, b"x"), 1, scratch)
-    scratch.extend(b"still resizable")
+            codec.unseal_blob_into(TREE, codec.blob_id(b"x"), codec.seal(DATA, b"x"), 1, scratch)
+    # a view from before a growth still holds its bytes (growth replaces, never resizes)
+    out, copy = kept[0]
+    assert bytes(out) == copy
 
 
 def test_seal_into_reuses_one_buffer_and_unseals_like_seal(codec: Codec) -> None:
-    buf = bytearray()
+    scratch = Scratch()
     blobs = [b"tiny", os.urandom(200_000), b"z" * 1_500_000, b"q" * 10, os.urandom(700_000)]
     sealed_all = []
     for data in blobs:
-        with codec.seal_into(DATA, data, buf) as view:
-            sealed = bytes(view)  # the packer copies the view before the next seal
+        sealed = bytes(codec.seal_into(DATA, data, scratch))  # the packer copies at once
         sealed_all.append(sealed)
         assert codec.unseal_blob(DATA, codec.blob_id(data), sealed, len(data)) == data
         assert len(sealed) == len(codec.seal(DATA, data))  # same format, same size
     if codec.encrypted:  # fresh nonces: sealing the same blob twice differs
-        with codec.seal_into(DATA, blobs[0], buf) as view:
-            assert bytes(view) != sealed_all[0]
-    assert len(buf) >= 200_000
-    buf.extend(b"!")  # no view of it was left alive
+        assert bytes(codec.seal_into(DATA, blobs[0], scratch)) != sealed_all[0]
+    assert len(scratch) >= 200_000
