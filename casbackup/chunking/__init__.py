@@ -33,7 +33,8 @@ class Chunker(Protocol):
     def cut_reader(self, readinto: Callable[[memoryview], int | None],
                    buf: memoryview) -> Iterator[memoryview]:
         """``cut_stream`` reading with READINTO into the caller's BUF (at least
-        ``2 * max_size`` bytes, reused across files); the same cuts, as views of BUF."""
+        ``max_size + min_size`` bytes, reused across files); the same cuts, as views of
+        BUF."""
         ...
 
 

@@ -3,9 +3,8 @@
 Invariants: the gear table is XOR-seeded with the store's 64-bit chunker seed; pyfastcdc's
 effective average is ``avg_size + min_size`` (cut-point skipping), recorded as is in the
 config. ``cut_stream`` reads with ``readinto`` into a fresh buffer of 2 x ``max_size``
-per stream (pyfastcdc zero-fills it); ``cut_reader`` reads into the caller's buffer,
-reused from file to file, with the same cuts (a cut depends only on the bytes from the
-chunk's start to at most ``max_size`` past it).
+per stream (pyfastcdc zero-fills it); ``cut_reader`` reads into the caller's buffer
+(``max_size`` + 2 MiB, reused from file to file) and makes the same cuts.
 """
 
 from __future__ import annotations
@@ -37,14 +36,17 @@ class FastCDCChunker:
 
     def cut_reader(self, readinto: Callable[[memoryview], int | None],
                    buf: memoryview) -> Iterator[memoryview]:
-        """Fill BUF, cut it, keep the tail that may hold a cut short by the end of BUF
-        (a chunk starting less than ``max_size`` before it), move that to the front and
-        fill again. Every chunk is cut with ``max_size`` bytes (or the end of the
-        stream) after its start -- all FastCDC looks at -- so the cuts are
-        ``cut_stream``'s."""
-        max_size = self.params.max_size
-        if len(buf) < 2 * max_size:
-            raise ValueError("cut_reader needs a buffer of at least 2 * max_size")
+        """Fill BUF, cut it, move the tail that may still change with more data to the
+        front and fill again. A cut point found inside the window is the stream's:
+        FastCDC scans from the chunk's start and stops at the first match, and with less
+        data it only ever moves its normalisation point to the window's end, where the
+        harder mask is the one used below the point anyway. Only a chunk that ran into
+        the window's end without a match (and had less than ``max_size`` to look at)
+        may be cut differently, so it is cut again after a refill. BUF therefore needs
+        ``max_size`` plus room to make progress, not twice ``max_size``."""
+        p = self.params
+        if len(buf) < p.max_size + p.min_size:
+            raise ValueError("cut_reader needs a buffer of at least max_size + min_size")
         end, eof = 0, False
         while True:
             while not eof and end < len(buf):
@@ -55,11 +57,11 @@ class FastCDCChunker:
                     end += got
             if end == 0:
                 return
-            limit = end if eof else end - max_size
             pos = 0
             for chunk in self._cdc().cut_buf(buf[:end]):
-                if pos >= limit:
-                    break
+                avail = end - pos  # bytes pyfastcdc could see from this chunk's start
+                if not eof and avail < p.max_size and chunk.length >= avail:
+                    break  # cut by the window's end, not found: cut it again with more
                 yield chunk.data
                 pos += chunk.length
             if eof and pos >= end:

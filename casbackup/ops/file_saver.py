@@ -30,6 +30,7 @@ from .observer import Observer
 
 REREAD = 2
 _KEEP_RESIDENT = 4 << 20  # of each saver thread's read buffer, kept between files
+_READ_SLACK = 2 << 20  # read buffer = max_size + this (the cutter re-cuts at most a tail)
 
 
 @dataclass(slots=True)
@@ -94,7 +95,7 @@ class FileSaver:
         return content, total
 
     def _buffer(self) -> tuple[mmap.mmap, memoryview]:
-        """This thread's read buffer (2 x max_size), reused from file to file. Anonymous
+        """This thread's read buffer (max_size + 2 MiB), reused from file to file. Anonymous
         memory, faulted in as far as a file reaches; after a file bigger than
         ``_KEEP_RESIDENT`` the rest is given back (every thread holding 16 MiB for the
         whole backup raised its peak RSS by ~16 MiB). pyfastcdc's stream chunker instead
@@ -102,7 +103,7 @@ class FileSaver:
         of a few MiB."""
         bufs: tuple[mmap.mmap, memoryview] | None = getattr(self._local, "bufs", None)
         if bufs is None:
-            mm = mmap.mmap(-1, 2 * self.store.chunker.params.max_size)
+            mm = mmap.mmap(-1, self.store.chunker.params.max_size + _READ_SLACK)
             bufs = self._local.bufs = (mm, memoryview(mm))
         return bufs
 

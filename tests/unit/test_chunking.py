@@ -48,7 +48,9 @@ def test_cut_reader_cuts_like_cut_stream() -> None:
     data = b"".join(blocks)
     streamed = [bytes(c) for c in ch.cut_stream(io.BytesIO(data))]
     assert len(streamed) > 10 and b"".join(streamed) == data
-    for bufsize, step in [(2 * 65536, None), (3 * 65536 + 17, 1000), (len(data) + 1, None)]:
+    cases = [(65536 + 4096, None), (65536 + 4097, 777), (65536 + 20000, None),
+             (2 * 65536, None), (3 * 65536 + 17, 1000), (len(data) + 1, None)]
+    for bufsize, step in cases:
         src = io.BytesIO(data)
 
         def readinto(mv: memoryview, src: io.BytesIO = src, step: int | None = step) -> int:
@@ -58,4 +60,28 @@ def test_cut_reader_cuts_like_cut_stream() -> None:
         assert [bytes(c) for c in ch.cut_reader(readinto, buf)] == streamed, bufsize
     assert list(ch.cut_reader(io.BytesIO(b"").readinto, memoryview(bytearray(1 << 17)))) == []
     with pytest.raises(ValueError):
-        list(ch.cut_reader(io.BytesIO(data).readinto, memoryview(bytearray(1000))))
+        list(ch.cut_reader(io.BytesIO(data).readinto, memoryview(bytearray(65536))))
+
+
+def test_cut_reader_matches_cut_stream_on_random_mixes() -> None:
+    """Many random mixes of random, zero and low-entropy runs, random buffer sizes from
+    the minimum up, random short reads: always cut_stream's chunks."""
+    import random
+
+    ch = get_chunker(ChunkerParams(min_size=2048, avg_size=8192, max_size=32768, seed=5))
+    for seed in range(40):
+        rng = random.Random(seed)
+        parts = []
+        for _ in range(rng.randint(1, 12)):
+            n = rng.randint(0, 90_000)
+            parts.append(rng.choice([rng.randbytes(n), bytes(n), b"xy" * (n // 2)]))
+        data = b"".join(parts)
+        streamed = [bytes(c) for c in ch.cut_stream(io.BytesIO(data))]
+        src = io.BytesIO(data)
+        step = rng.choice([None, rng.randint(1, 50_000)])
+
+        def readinto(mv: memoryview, src: io.BytesIO = src, step: int | None = step) -> int:
+            return src.readinto(mv[:step] if step else mv)
+
+        buf = memoryview(bytearray(rng.randint(32768 + 2048, 3 * 32768)))
+        assert [bytes(c) for c in ch.cut_reader(readinto, buf)] == streamed, seed
