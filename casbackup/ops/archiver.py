@@ -307,6 +307,11 @@ class Archiver:
         else:
             pd.node.subtree = self._add(TREE, encode_maps(maps))
         pd.done = True
+        # The parent needs only pd.node now: drop the entries' maps, or every finished
+        # directory keeps them (and the parent snapshot's) until the root is done --
+        # O(tree) memory, +20 MiB peak RSS on the 20k-file benchmark corpus.
+        pd.children = []
+        pd.parent_maps = None
 
     def _add_tree(self, tree: Tree) -> bytes:
         return self._add(TREE, tree.encode())

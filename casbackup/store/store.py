@@ -394,8 +394,8 @@ class Store:
         t = decode_maps(self.get_blob(tree_id))
         with self._cache_lock:
             self._maps_cache[tree_id] = t
-            if len(self._maps_cache) > 1024:
-                self._maps_cache.popitem(last=False)
+            if len(self._maps_cache) > 64:  # a backup reads each parent tree once: a
+                self._maps_cache.popitem(last=False)  # big cache only held the whole tree
         return t
 
     # ----- whole objects ---------------------------------------------------------------
