@@ -156,40 +156,35 @@ class LocalBackend:
             raise translate_oserror(exc, "put", prefix, missing_is_notfound=False) from exc
         return _LocalTempWriter(self, fd, tmp)
 
-    def get_into(self, key: str, offset: int, buf: memoryview) -> None:
-        """``get`` of ``len(buf)`` bytes at ``offset`` into ``buf`` (``ReadIntoBackend``)."""
-        path = self._path(key)
+    @contextlib.contextmanager
+    def _reading(self, key: str, offset: int, length: int | None) -> Iterator[tuple[int, int]]:
+        """The object's open file and the byte count of the range; errors as ``get``'s."""
         try:
-            fd = os.open(path, os.O_RDONLY)
+            fd = os.open(self._path(key), os.O_RDONLY)
         except OSError as exc:
             raise translate_oserror(exc, "get", key, missing_is_notfound=True) from exc
         try:
             st = os.fstat(fd)
             if not stat_mod.S_ISREG(st.st_mode):
                 raise NotFound(f"object {key} not found", key)
-            n = check_range(key, offset, len(buf), st.st_size)
+            yield fd, check_range(key, offset, length, st.st_size)
+        except OSError as exc:
+            raise translate_oserror(exc, "get", key, missing_is_notfound=True) from exc
+        finally:
+            os.close(fd)
+
+    def get_into(self, key: str, offset: int, buf: memoryview) -> None:
+        """``get`` of ``len(buf)`` bytes at ``offset`` into ``buf`` (``ReadIntoBackend``)."""
+        with self._reading(key, offset, len(buf)) as (fd, n):
             done = 0
             while done < n:
                 got = os.preadv(fd, [buf[done:]], offset + done)
                 if not got:
                     raise TransientError(f"local get {key}: file shrank while reading", key)
                 done += got
-        except OSError as exc:
-            raise translate_oserror(exc, "get", key, missing_is_notfound=True) from exc
-        finally:
-            os.close(fd)
 
     def get(self, key: str, *, offset: int = 0, length: int | None = None) -> bytes:
-        path = self._path(key)
-        try:
-            fd = os.open(path, os.O_RDONLY)
-        except OSError as exc:
-            raise translate_oserror(exc, "get", key, missing_is_notfound=True) from exc
-        try:
-            st = os.fstat(fd)
-            if not stat_mod.S_ISREG(st.st_mode):
-                raise NotFound(f"object {key} not found", key)
-            n = check_range(key, offset, length, st.st_size)
+        with self._reading(key, offset, length) as (fd, n):
             chunks: list[bytes] = []
             pos, remaining = offset, n
             while remaining > 0:
@@ -200,10 +195,6 @@ class LocalBackend:
                 pos += len(chunk)
                 remaining -= len(chunk)
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        except OSError as exc:
-            raise translate_oserror(exc, "get", key, missing_is_notfound=True) from exc
-        finally:
-            os.close(fd)
 
     def stat(self, key: str) -> ObjectInfo:
         path = self._path(key)
