@@ -98,7 +98,7 @@ class ArchiveOptions:
     excluder: Excluder = field(default_factory=Excluder)
     one_file_system: bool = False
     dry_run: bool = False
-    workers: int = max(2, os.cpu_count() or 2)  # each big file holds a 16 MiB cut buffer
+    workers: int = max(2, os.cpu_count() or 2)  # each holds a max_size + 2 MiB read buffer
     max_inflight: int = 16  # batches of up to _BATCH_FILES open files each
     dirty: set[bytes] | None = None  # watch: only these directories (and above) are read
     prefetch: bool = True  # warm the inode cache ahead of the walk (False: the caller does)

@@ -272,12 +272,8 @@ class Store:
         packer = self.packer
         if not packer.reserve(bid):
             return AddResult(bid, False, 0)
-        if len(data) > _SEAL_IN_PLACE_MAX:
-            sealed = self.codec.seal(kind, data)
-            packer.add(kind, bid, sealed, len(data))
-            return AddResult(bid, True, len(sealed))
-        # Sealed in this thread's reused buffer (scratch.py); the packer copies the bytes
-        # out before ``add`` returns.
+        # Sealed in this thread's reused buffer (scratch.py; a blob too big for it to keep
+        # gets a buffer of its own); the packer copies the bytes out before ``add`` returns.
         scratch = getattr(self._scratch, "seal", None)
         if scratch is None:
             scratch = self._scratch.seal = Scratch()
@@ -468,7 +464,5 @@ def _codec(config: StoreConfig, master: keymod.MasterKey) -> Codec:
     cipher = config.encryption if config.encrypted else "aes-256-gcm"
     return Codec(master.id_key, enc, cipher, config.compression_level)
 
-
-_SEAL_IN_PLACE_MAX = 4 << 20  # bigger blobs (rare: max_size chunks) get their own buffer
 
 __all__ = ["Store", "StoreConfig", "AddResult", "DATA", "TREE", "pack_key"]
