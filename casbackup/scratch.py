@@ -16,6 +16,8 @@ one thread at a time (keep them thread-local).
 
 from __future__ import annotations
 
+import threading
+
 
 class Scratch:
     __slots__ = ("_buf", "keep")
@@ -33,3 +35,20 @@ class Scratch:
 
     def __len__(self) -> int:
         return len(self._buf)
+
+
+_local = threading.local()
+
+
+def for_thread(purpose: str) -> Scratch:
+    """The calling thread's Scratch for PURPOSE (``"read"``, ``"unseal"``, ``"seal"``),
+    made on first use and freed with the thread. One purpose, one buffer: a caller may
+    hold a read view while it unseals into another."""
+    mine: dict[str, Scratch] | None = getattr(_local, "scratches", None)
+    if mine is None:
+        mine = _local.scratches = {}
+    s = mine.get(purpose)
+    if s is None:
+        s = mine[purpose] = Scratch()
+    return s
+

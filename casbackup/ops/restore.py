@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 from ..errors import IntegrityError, UsageError
 from ..model.snapshot import Snapshot
 from ..model.tree import BLOCKDEV, CHARDEV, DIR, FIFO, FILE, SOCKET, SYMLINK, Node
-from ..scratch import Scratch
+from ..scratch import for_thread
 from ..source.fs import LONG, open_dir_at, raise_fd_limit
 from ..store import Store
 from ..store.locks import shared_lock
@@ -231,7 +231,6 @@ class _Restorer:
         self._create_failed = False
         self._create_error: BaseException | None = None
         self._cond = threading.Condition()
-        self._local = threading.local()  # per fill thread: _scratches
 
     def _warn(self, it: Item, msg: str) -> None:
         path = os.fsdecode(self.paths.full(it.parts))
@@ -405,7 +404,7 @@ class _Restorer:
                 groups[-1].append(e)
             else:
                 groups.append([e])
-        rbuf, scratch = self._scratches()
+        rbuf, scratch = for_thread("read"), for_thread("unseal")
         for g in groups:
             start = g[0].offset
             data = self.store.read_pack_range_view(
@@ -424,14 +423,6 @@ class _Restorer:
                         self._wait_created(idx)
                         self._pwrite(items[idx], plain, off, runs)
                 self.obs.progress(len(plain) * len(blobs[e.id][1]))
-
-    def _scratches(self) -> tuple[Scratch, Scratch]:
-        """This thread's read and decryption buffers (scratch.py): fresh ones per range
-        and blob faulted in every page anew."""
-        bufs: tuple[Scratch, Scratch] | None = getattr(self._local, "bufs", None)
-        if bufs is None:
-            bufs = self._local.bufs = (Scratch(), Scratch())
-        return bufs
 
     def _create_write(self, it: Item, data: bytes | memoryview,
                       runs: list[tuple[int, int]]) -> None:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import os
 import random
 import re
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -29,7 +28,7 @@ import blake3
 from ..crypto.codec import INDEX
 from ..errors import CasError, IntegrityError, UsageError
 from ..model.tree import DIR, FILE
-from ..scratch import Scratch
+from ..scratch import for_thread
 from ..store import Store
 from ..store.index import decode_index
 from ..store.locks import shared_lock
@@ -144,17 +143,6 @@ def _merge(rep: VerifyReport, part: VerifyReport) -> None:
     rep.blobs_read += part.blobs_read
 
 
-_local = threading.local()
-
-
-def _scratches() -> tuple[Scratch, Scratch]:
-    """This thread's read and decryption buffers, reused across packs (scratch.py)."""
-    bufs: tuple[Scratch, Scratch] | None = getattr(_local, "bufs", None)
-    if bufs is None:
-        bufs = _local.bufs = (Scratch(), Scratch())
-    return bufs
-
-
 def _read_pack(store: Store, name: str, known_bad: set[bytes]) -> VerifyReport:
     """Read one pack front to back in reads of at most ``_READ`` bytes (memory stays
     flat), hashing every byte against its name and unsealing every indexed blob."""
@@ -163,7 +151,7 @@ def _read_pack(store: Store, name: str, known_bad: set[bytes]) -> VerifyReport:
     if info.entries and info.entries[0].id in known_bad:
         return rep  # already reported missing or truncated
     rep.packs_read += 1
-    rbuf, scratch = _scratches()
+    rbuf, scratch = for_thread("read"), for_thread("unseal")
     entries = sorted(info.entries, key=lambda e: e.offset)
     blob_end = max((e.offset + e.length for e in entries), default=0)
     hasher = blake3.blake3()

@@ -43,7 +43,7 @@ from ..errors import (
 from ..ids import object_name
 from ..model.snapshot import Snapshot
 from ..model.tree import Tree, decode_maps
-from ..scratch import Scratch
+from ..scratch import Scratch, for_thread
 from .config import StoreConfig
 from .index import Index, Location, PackInfo, decode_index, encode_index
 from .pack import PackEntry, pack_key, parse_header
@@ -79,7 +79,6 @@ class Store:
         self._tree_cache: OrderedDict[bytes, Tree] = OrderedDict()
         self._maps_cache: OrderedDict[bytes, list[dict[str, Any]]] = OrderedDict()
         self._cache_lock = threading.Lock()
-        self._scratch = threading.local()  # per worker thread: see add_blob
         self.chunker: Chunker = get_chunker(config.chunker)
 
     # ----- creation / opening ---------------------------------------------------------
@@ -274,10 +273,7 @@ class Store:
             return AddResult(bid, False, 0)
         # Sealed in this thread's reused buffer (scratch.py; a blob too big for it to keep
         # gets a buffer of its own); the packer copies the bytes out before ``add`` returns.
-        scratch = getattr(self._scratch, "seal", None)
-        if scratch is None:
-            scratch = self._scratch.seal = Scratch()
-        view = self.codec.seal_into(kind, data, scratch)
+        view = self.codec.seal_into(kind, data, for_thread("seal"))
         packer.add(kind, bid, view, len(data))
         return AddResult(bid, True, len(view))
 
