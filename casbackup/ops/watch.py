@@ -18,7 +18,10 @@ Invariants:
   with backoff; a failed replication is retried with the next snapshot or after backoff.
   Neither ends the watch.
 - Each backup refreshes the index under its shared lock (gc may have run in between) and
-  falls back to a full scan when its parent snapshot was forgotten meanwhile.
+  falls back to a full scan when its parent snapshot was forgotten meanwhile, or when
+  index objects went away (gc, or ``repair`` dropping damaged blobs): a clean directory's
+  old subtree might then name a blob no index holds, and only a full scan re-checks every
+  file's blobs (and re-reads the files that lost some).
 - ``stop`` ends the loop; a backup under way finishes first (a second signal, handled by
   the CLI, abandons it: only unreferenced packs remain).
 - Never prints: it reports through a ``WatchObserver``. Each snapshot's summary counts
@@ -303,11 +306,18 @@ class Watcher:
         with shared_lock(self.store, "watch"):
             # gc may have run since the last backup (we held no lock): see its index, and
             # if our parent was forgotten its blobs may be gone: start from a full scan
+            rebuilds = self.store.index_rebuilds
             self.store.refresh_index()
             if self.parent is not None and self.parent.id not in self.store.snapshot_ids():
                 self.parent = None
             parent = self.parent or find_parent(self.store, "incremental", self.host, self.spaths)
             dirty = batch.dirty if self.parent is not None else None
+            reason = batch.reason
+            if dirty is not None and self.store.index_rebuilds != rebuilds:
+                # index objects went away (gc, or repair dropping damaged blobs): a clean
+                # directory's subtree may name blobs no longer indexed, so check every file
+                # (the archiver re-reads a file whose blobs are not all indexed)
+                dirty, reason = None, "index rebuilt (gc or repair ran)"
             parent_root = self.store.load_tree(parent.tree) if parent is not None else None
             arch = Archiver(self.store, self.obs, replace(self.opts.archive, dirty=dirty))
             try:
@@ -337,7 +347,7 @@ class Watcher:
             self.parent = parent
         now = time.monotonic()
         return WatchSnapshot(
-            snap, "full" if dirty is None else "partial", batch.reason, batch.events, scanned,
+            snap, "full" if dirty is None else "partial", reason, batch.events, scanned,
             len(arch.reused), None if batch.first is None else now - batch.first, now - start)
 
     def _replicate(self, first: float | None) -> None:

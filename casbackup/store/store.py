@@ -79,6 +79,7 @@ class Store:
         self._tree_cache: OrderedDict[bytes, Tree] = OrderedDict()
         self._maps_cache: OrderedDict[bytes, list[dict[str, Any]]] = OrderedDict()
         self._cache_lock = threading.Lock()
+        self.index_rebuilds = 0  # times refresh_index found index objects gone
         self.chunker: Chunker = get_chunker(config.chunker)
 
     # ----- creation / opening ---------------------------------------------------------
@@ -158,12 +159,14 @@ class Store:
     def refresh_index(self) -> Index:
         """Pick up index objects other writers added since the index was loaded (sync and
         watch keep a store open for hours). If an index object we loaded is gone (gc
-        consolidated it), rebuild the whole index in place: the packer keeps the same
-        ``Index`` object. Call only when nothing is pending in this store's packer."""
+        consolidated it, or repair dropped damaged blobs), rebuild the whole index in
+        place -- the packer keeps the same ``Index`` object -- and count it in
+        ``index_rebuilds``. Call only when nothing is pending in this store's packer."""
         if not self._index_loaded:
             return self.load_index()
         names = [i.key.rsplit("/", 1)[1] for i in self.backend.list("index/")]
         if set(self.index.objects) - set(names):
+            self.index_rebuilds += 1
             fresh = Index()
             for name in names:
                 packs, _ = decode_index(self.read_object("index/", name, INDEX), name)

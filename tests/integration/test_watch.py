@@ -353,3 +353,68 @@ def test_gc_between_snapshots_after_the_parent_was_forgotten(tmp_path: Path) -> 
     rep2 = verify(fresh, read_data=True)
     assert rep2.ok, rep2.problems
     check_restores(fresh, snaps[1].snapshot.id, src, tmp_path)
+
+
+def test_repair_between_snapshots_makes_the_next_one_a_full_scan_that_heals(
+        tmp_path: Path) -> None:
+    """A blob of a file in a directory the watcher will not see change is damaged, and
+    `repair` drops it from the index. The next watch snapshot must not keep that clean
+    directory's old subtree (it would name a blob no index has): repair removed index
+    objects, so the watcher scans everything, re-reads the file and the store is whole."""
+    from casbackup.model.tree import DIR
+    from casbackup.ops.repair import repair
+
+    src = make_tree(tmp_path / "src", dirs=3)
+    st = make_store(tmp_path / "store")
+    snaps: list[WatchSnapshot] = []
+    ready = threading.Event()
+
+    class Obs(WatchObserver):
+        def ready(self) -> None:
+            ready.set()
+
+        def snapshot(self, info: WatchSnapshot) -> None:
+            snaps.append(info)
+
+    stop = threading.Event()
+    t = threading.Thread(target=Watcher(st, [str(src)], WatchOptions(debounce=0.1), Obs(),
+                                        stop).run)
+    t.start()
+    try:
+        assert ready.wait(10)
+        other = open_test_store(tmp_path / "store")  # another process, in effect
+        first = snaps[0].snapshot
+        assert first is not None
+        tree = other.load_tree(first.tree)
+        for part in src.parts[1:]:  # down to d2, which will stay clean
+            node = tree.find(part.encode())
+            assert node is not None and node.type == DIR and node.subtree
+            tree = other.load_tree(node.subtree)
+        d2 = tree.find(b"d2")
+        assert d2 is not None and d2.subtree
+        f1 = other.load_tree(d2.subtree).find(b"f1.txt")
+        assert f1 is not None and f1.content
+        loc = other.locate(f1.content[0])
+        pack = tmp_path / "store" / "packs" / loc.pack[:2] / loc.pack
+        with open(pack, "r+b") as fh:  # flip a byte inside that blob
+            fh.seek(loc.entry.offset + loc.entry.length // 2)
+            b = fh.read(1)
+            fh.seek(-1, os.SEEK_CUR)
+            fh.write(bytes([b[0] ^ 0xFF]))
+        assert not verify(open_test_store(tmp_path / "store"), read_data=True).ok
+        repair(other)
+        assert f1.content[0] not in open_test_store(tmp_path / "store").load_index()
+        (src / "d1" / "f0.txt").write_text("a change elsewhere\n")
+        deadline = time.monotonic() + 10
+        while len(snaps) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        t.join(10)
+    assert len(snaps) >= 2 and snaps[1].snapshot is not None
+    assert snaps[1].scan == "full" and "repair" in snaps[1].reason
+    fresh = open_test_store(tmp_path / "store")
+    assert f1.content[0] in fresh.load_index()  # uploaded again from the source
+    rep = verify(fresh, read_data=True)
+    assert rep.ok, rep.problems
+    check_restores(fresh, snaps[1].snapshot.id, src, tmp_path)
