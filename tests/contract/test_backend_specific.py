@@ -244,3 +244,24 @@ def test_sftp_retrying_rides_out_a_restart(
         restarter.join()
     assert backend.get("snapshots/s1") == b"snap"
     backend.close()
+
+
+def test_sftp_conn_close_swallows_errors_of_a_dropped_connection() -> None:
+    """Closing the SFTP channel of a connection the server dropped raises EOFError inside
+    paramiko; close is how the pool throws a broken connection away, so it must not raise
+    (it ended a backup as "aborted" when sshd was killed mid-backup) and must still close
+    the SSH client."""
+    from casbackup.backends.sftp_pool import Conn
+
+    closed: list[str] = []
+
+    class Dead:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def close(self) -> None:
+            closed.append(self.name)
+            raise EOFError()
+
+    Conn(Dead("ssh"), Dead("sftp")).close()
+    assert closed == ["sftp", "ssh"]
