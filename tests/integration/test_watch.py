@@ -6,6 +6,7 @@ report) fall back to a full scan."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import mmap
@@ -17,7 +18,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -257,10 +258,10 @@ def test_store_inside_the_source_is_refused_unless_excluded(tmp_path: Path) -> N
     assert code == 0, err
 
 
-def test_lost_events_fall_back_to_a_full_scan(tmp_path: Path) -> None:
-    """In process: watchdog reports a kernel queue overflow only in its log."""
-    src = make_tree(tmp_path / "src", dirs=2)
-    st = make_store(tmp_path / "store")
+@contextlib.contextmanager
+def watching(st: Store, src: Path) -> Iterator[tuple[list[WatchSnapshot], Callable[[], None]]]:
+    """An in-process watcher of SRC (debounce 0.1 s), ready; yields its snapshots so far
+    and a function that waits (up to 10 s) until there are two; stops it on exit."""
     snaps: list[WatchSnapshot] = []
     ready = threading.Event()
 
@@ -271,22 +272,33 @@ def test_lost_events_fall_back_to_a_full_scan(tmp_path: Path) -> None:
         def snapshot(self, info: WatchSnapshot) -> None:
             snaps.append(info)
 
-    stop = threading.Event()
-    w = Watcher(st, [str(src)], WatchOptions(debounce=0.1), Obs(), stop)
-    t = threading.Thread(target=w.run)
-    t.start()
-    try:
-        assert ready.wait(10)
-        (src / "d0" / "f0.txt").write_text("seen\n")
-        logging.getLogger("watchdog.observers.inotify_c").warning(
-            "Inotify queue overflowed; filesystem events were lost")
+    def wait_for_second() -> None:
         deadline = time.monotonic() + 10
         while len(snaps) < 2 and time.monotonic() < deadline:
             time.sleep(0.05)
+
+    stop = threading.Event()
+    t = threading.Thread(target=Watcher(st, [str(src)], WatchOptions(debounce=0.1), Obs(),
+                                        stop).run)
+    t.start()
+    try:
+        assert ready.wait(10)
+        yield snaps, wait_for_second
     finally:
         stop.set()
         t.join(10)
-    assert not t.is_alive()
+    assert not t.is_alive(), "the watcher did not stop"
+
+
+def test_lost_events_fall_back_to_a_full_scan(tmp_path: Path) -> None:
+    """In process: watchdog reports a kernel queue overflow only in its log."""
+    src = make_tree(tmp_path / "src", dirs=2)
+    st = make_store(tmp_path / "store")
+    with watching(st, src) as (snaps, wait_for_second):
+        (src / "d0" / "f0.txt").write_text("seen\n")
+        logging.getLogger("watchdog.observers.inotify_c").warning(
+            "Inotify queue overflowed; filesystem events were lost")
+        wait_for_second()
     assert snaps[1].scan == "full" and snaps[1].reason == "event queue overflow"
     assert snaps[1].snapshot is not None
     check_restores(st, snaps[1].snapshot.id, src, tmp_path)
@@ -320,34 +332,14 @@ def test_gc_between_snapshots_after_the_parent_was_forgotten(tmp_path: Path) -> 
 
     src = make_tree(tmp_path / "src", dirs=3)
     st = make_store(tmp_path / "store")
-    snaps: list[WatchSnapshot] = []
-    ready = threading.Event()
-
-    class Obs(WatchObserver):
-        def ready(self) -> None:
-            ready.set()
-
-        def snapshot(self, info: WatchSnapshot) -> None:
-            snaps.append(info)
-
-    stop = threading.Event()
-    t = threading.Thread(target=Watcher(st, [str(src)], WatchOptions(debounce=0.1), Obs(),
-                                        stop).run)
-    t.start()
-    try:
-        assert ready.wait(10)
+    with watching(st, src) as (snaps, wait_for_second):
         other = open_test_store(tmp_path / "store")  # another process, in effect
         for sid in other.snapshot_ids():
             other.delete_snapshot(sid)
         rep = gc(other, GcOptions(keep_unindexed_for=0))
         assert rep.to_map()  # everything was garbage
         (src / "d1" / "f0.txt").write_text("after gc\n")
-        deadline = time.monotonic() + 10
-        while len(snaps) < 2 and time.monotonic() < deadline:
-            time.sleep(0.05)
-    finally:
-        stop.set()
-        t.join(10)
+        wait_for_second()
     assert len(snaps) >= 2 and snaps[1].scan == "full" and snaps[1].snapshot is not None
     fresh = open_test_store(tmp_path / "store")
     rep2 = verify(fresh, read_data=True)
@@ -366,22 +358,7 @@ def test_repair_between_snapshots_makes_the_next_one_a_full_scan_that_heals(
 
     src = make_tree(tmp_path / "src", dirs=3)
     st = make_store(tmp_path / "store")
-    snaps: list[WatchSnapshot] = []
-    ready = threading.Event()
-
-    class Obs(WatchObserver):
-        def ready(self) -> None:
-            ready.set()
-
-        def snapshot(self, info: WatchSnapshot) -> None:
-            snaps.append(info)
-
-    stop = threading.Event()
-    t = threading.Thread(target=Watcher(st, [str(src)], WatchOptions(debounce=0.1), Obs(),
-                                        stop).run)
-    t.start()
-    try:
-        assert ready.wait(10)
+    with watching(st, src) as (snaps, wait_for_second):
         other = open_test_store(tmp_path / "store")  # another process, in effect
         first = snaps[0].snapshot
         assert first is not None
@@ -405,12 +382,7 @@ def test_repair_between_snapshots_makes_the_next_one_a_full_scan_that_heals(
         repair(other)
         assert f1.content[0] not in open_test_store(tmp_path / "store").load_index()
         (src / "d1" / "f0.txt").write_text("a change elsewhere\n")
-        deadline = time.monotonic() + 10
-        while len(snaps) < 2 and time.monotonic() < deadline:
-            time.sleep(0.05)
-    finally:
-        stop.set()
-        t.join(10)
+        wait_for_second()
     assert len(snaps) >= 2 and snaps[1].snapshot is not None
     assert snaps[1].scan == "full" and "repair" in snaps[1].reason
     fresh = open_test_store(tmp_path / "store")
