@@ -41,40 +41,23 @@ def test_slow_creation_is_waited_for(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert_same_tree(src, restored_root(target, src))
 
 
+@pytest.mark.parametrize(("method", "name"), [
+    ("_create_one", b"big"),  # a multi-blob file: made by the creator thread
+    ("_create_write", b"f7"),  # a one-blob file: made by the write that fills it
+])
 def test_creation_failure_is_raised_not_hung(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, method: str, name: bytes
 ) -> None:
     src = _source(tmp_path / "src")
     st = make_store(tmp_path / "store")
     backup(st, [str(src)], BackupOptions())
-    original = restore_mod._Restorer._create_one
-    calls = [0]
+    original = getattr(restore_mod._Restorer, method)
 
-    def failing(self: Any, it: Any, items: Any) -> None:
-        calls[0] += 1
-        if it.node.name == b"big":  # a multi-blob file: made by the creator thread
+    def failing(self: Any, it: Any, *rest: Any) -> None:
+        if it.node.name == name:
             raise OSError(28, "No space left on device")
-        original(self, it, items)
+        original(self, it, *rest)
 
-    monkeypatch.setattr(restore_mod._Restorer, "_create_one", failing)
-    with pytest.raises(OSError, match="No space left"):
-        restore(st, "latest", str(tmp_path / "restore"))
-
-
-def test_failure_creating_a_one_blob_file_is_raised(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # one-blob files are created by the write that fills them (restore_mod._create_write)
-    src = _source(tmp_path / "src")
-    st = make_store(tmp_path / "store")
-    backup(st, [str(src)], BackupOptions())
-    original = restore_mod._Restorer._create_write
-
-    def failing(self: Any, it: Any, data: Any, runs: Any) -> None:
-        if it.node.name == b"f7":
-            raise OSError(28, "No space left on device")
-        original(self, it, data, runs)
-
-    monkeypatch.setattr(restore_mod._Restorer, "_create_write", failing)
+    monkeypatch.setattr(restore_mod._Restorer, method, failing)
     with pytest.raises(OSError, match="No space left"):
         restore(st, "latest", str(tmp_path / "restore"))
