@@ -52,13 +52,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import baselines  # noqa: E402
 import corpus  # noqa: E402
+import realtree  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parent
 STEPS = ("init", "backup", "backup-unchanged", "mutate", "backup-mutated", "restore", "verify")
 BACKUP_STEPS = ("backup", "backup-unchanged", "backup-mutated")
-ALL_TOOLS = ("casbackup", "restic", "borg")
+ALL_TOOLS = ("casbackup", "restic", "borg", baselines.NAME)
 MARKER = ".casbackup-bench"
 PASSWORD = "casbackup-bench-password"
 MB = 1_000_000
@@ -682,6 +684,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--seed", type=int, default=42, help="corpus seed (default 42)")
     ap.add_argument(
+        "--corpus",
+        choices=("synthetic", "real"),
+        default="synthetic",
+        help="synthetic: corpus.py (default); real: a sample of this machine's files "
+        "(realtree.py) with a day of changes as the mutation",
+    )
+    ap.add_argument("--real-files", type=int, default=realtree.DEFAULT_FILES,
+                    help="--corpus real: small files to sample (default 50000)")
+    ap.add_argument("--real-bytes", type=int, default=realtree.DEFAULT_BYTES,
+                    help="--corpus real: byte budget (default 1.5e9)")
+    ap.add_argument(
         "--workdir",
         type=Path,
         default=HERE / "work",
@@ -738,11 +751,17 @@ def main(argv: list[str] | None = None) -> int:
     root = workdir / "corpus"
     root.mkdir(exist_ok=True)
     manifest = corpus.read_manifest(root)
+    real = args.corpus == "real"
+    wanted = (
+        {"format": realtree.FORMAT, "target_files": args.real_files,
+         "target_bytes": args.real_bytes}
+        if real
+        else {"format": corpus.FORMAT_VERSION, "scale": args.scale}
+    )
     reusable = (
         manifest is not None
         and not args.rebuild_corpus
-        and manifest.get("format") == corpus.FORMAT_VERSION
-        and manifest.get("scale") == args.scale
+        and all(manifest.get(k) == v for k, v in wanted.items())
         and manifest.get("seed") == args.seed
         and manifest.get("generation") == 0
         and (root / "data").is_dir()
@@ -752,18 +771,24 @@ def main(argv: list[str] | None = None) -> int:
             f"reusing corpus {root}/data: {manifest['files']} files, "
             f"{manifest['bytes'] / MB:.0f} MB"
         )
+    elif real:
+        print(f"sampling this machine's files (seed {args.seed}) into {root}/data ...", flush=True)
+        manifest = realtree.build(root, args.real_files, args.real_bytes, args.seed)
+        for label, src in manifest["sources"].items():
+            print(f"  {label:<26} {src['files']:>7} files {src['bytes'] / MB:>8.1f} MB"
+                  f"  from {src['path']}")
     else:
         print(
             f"building corpus (scale {args.scale}, seed {args.seed}) in {root}/data ...", flush=True
         )
         manifest = corpus.build(root, args.scale, args.seed)
+    if not reusable:
         print(
             f"  {manifest['files']} files, {manifest['bytes'] / MB:.0f} MB "
             f"in {manifest['build_seconds']} s"
         )
     assert manifest is not None
     data = root / "data"
-    top_names = set(os.listdir(data))
     corpus_info: dict[str, object] = {"initial": dict(manifest)}
     bytes_by_gen = {0: int(manifest["bytes"])}
     generation = int(manifest["generation"])
@@ -773,7 +798,14 @@ def main(argv: list[str] | None = None) -> int:
     tools: list[Tool] = []
     versions: dict[str, str] = {}
     skipped: dict[str, str] = {}
+    run_baselines = baselines.NAME in tool_names
+    if run_baselines and (reason := baselines.missing()):
+        print(f"skipping baselines: {reason}")
+        skipped[baselines.NAME] = reason
+        run_baselines = False
     for name in tool_names:
+        if name == baselines.NAME:
+            continue
         tool = TOOL_CLASSES[name](workdir, args)
         reason = tool.missing()
         if reason:
@@ -799,7 +831,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         if step == "mutate":
             t0 = time.perf_counter()
-            manifest = corpus.mutate(root)
+            manifest = realtree.mutate(root) if real else corpus.mutate(root)
             generation = int(manifest["generation"])
             bytes_by_gen[generation] = int(manifest["bytes"])
             corpus_info["mutated"] = dict(manifest)
@@ -809,6 +841,9 @@ def main(argv: list[str] | None = None) -> int:
             )
             continue
         print(f"\n== {step}", flush=True)
+        if run_baselines:
+            results += run_baseline_step(step, data, workdir, logs, cold, args.timeout,
+                                         bytes_by_gen[generation])
         for tool in tools:
             res = StepResult(tool=tool.name, step=step, status="skipped")
             results.append(res)
@@ -858,7 +893,7 @@ def main(argv: list[str] | None = None) -> int:
                 res.bytes = bytes_by_gen.get(src_gen)
             if step == "restore":
                 if m.ok and not args.no_check_restore:
-                    found = find_restored_root(target, data, top_names)
+                    found = find_restored_root(target, data, set(os.listdir(data)))
                     if found is None:
                         res.extra["restore_matches_source"] = False
                         res.extra["restore_check"] = "backed-up tree not found in target"
@@ -889,11 +924,14 @@ def main(argv: list[str] | None = None) -> int:
     }
     checks = check_targets(results)
     print_report(results, ratios, checks)
+    base_ratios = baselines.ratios(results, [t.name for t in tools])
+    baselines.print_ratios(base_ratios, [t.name for t in tools])
 
     report = {
         "started": started.isoformat(timespec="seconds"),
         "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "params": {
+            "corpus": args.corpus,
             "scale": args.scale,
             "seed": args.seed,
             "tools": tool_names,
@@ -913,6 +951,7 @@ def main(argv: list[str] | None = None) -> int:
         "corpus": corpus_info,
         "results": [asdict(r) for r in results],
         "ratios": ratios,
+        "baseline_ratios": base_ratios,
         "targets": checks,
     }
     if not args.no_results:
@@ -923,6 +962,40 @@ def main(argv: list[str] | None = None) -> int:
         out.write_text(json.dumps(report, indent=2) + "\n")
         print(f"\nresults written to {out}")
     return 0
+
+
+def run_baseline_step(step: str, data: Path, workdir: Path, logs: Path, cold: bool,
+                      timeout: float, nbytes: int) -> list[StepResult]:
+    """Run and measure the baseline commands of STEP (see baselines.py)."""
+    out = []
+    (workdir / "repos").mkdir(exist_ok=True)
+    target = workdir / "restore" / baselines.NAME
+    for label, cmd in baselines.commands(step, data, workdir):
+        if step == "restore":
+            rmtree(target, workdir)
+            target.mkdir(parents=True)
+        if cold:
+            drop_caches()
+        log = logs / f"baseline-{re.sub(r'[^a-z0-9]+', '-', label)}-{step}.log"
+        m = run_measured(cmd, dict(os.environ), None, log, timeout)
+        res = StepResult(tool=label, step=step, status="ok" if m.ok else "failed",
+                         command=shlex.join(cmd), error=m.error, bytes=nbytes)
+        for k in ("wall_s", "cpu_s", "user_s", "sys_s", "maxrss_mib"):
+            setattr(res, k, round(getattr(m, k), 4))
+        if m.ok and res.wall_s:
+            res.mb_per_s = round(nbytes / MB / res.wall_s, 2)
+        archive = workdir / "repos" / "baseline.tar.zst"
+        if step == "backup" and archive.exists():
+            res.store_bytes = archive.stat().st_size
+        if step == "restore":
+            rmtree(target, workdir)
+        print(
+            f"  {label:<10} {res.status:<7} wall {_fmt(res.wall_s, '.2f')} s, "
+            f"CPU {_fmt(res.cpu_s, '.2f')} s, RSS {_fmt(res.maxrss_mib, '.0f')} MiB",
+            flush=True,
+        )
+        out.append(res)
+    return out
 
 
 def _indent(text: str) -> str:
