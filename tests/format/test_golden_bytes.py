@@ -13,9 +13,12 @@ from __future__ import annotations
 import struct
 
 import blake3
+import msgpack
 import pytest
 import zstandard
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from casbackup import serde
 from casbackup.chunking import ChunkerParams
@@ -363,3 +366,49 @@ def test_new_key_object_layout() -> None:
     assert list(d) == KEY_FIELDS
     assert len(d["salt"]) == 32 and len(d["wrapped"]) == 12 + len(MASTER) + 16
     assert keys.unwrap(data, "pw") == master
+
+
+# ----------------------------------------------------------------------------- any node
+
+
+def _spec_node_map(n: Node) -> dict[str, object]:
+    """§7 written out: the fields in the documented order, absent ones omitted (``sparse``
+    only when true, ``xattrs`` only when there are some, as sorted [name, value] pairs)."""
+    m: dict[str, object] = {}
+    for f in NODE_ORDER:
+        v = getattr(n, f)
+        if v is None or (f == "sparse" and not v) or (f == "xattrs" and not v):
+            continue
+        m[f] = [[k, v[k]] for k in sorted(v)] if f == "xattrs" else v
+    return m
+
+
+_ids = st.lists(st.binary(min_size=32, max_size=32), max_size=4)
+_nodes = st.builds(
+    Node,
+    name=st.binary(min_size=1, max_size=40),
+    type=st.sampled_from(["file", "dir", "symlink", "fifo", "chardev", "blockdev", "socket"]),
+    mode=st.integers(0, 0o7777), uid=st.integers(0, 2**32 - 1), gid=st.integers(0, 2**32 - 1),
+    user=st.none() | st.text(max_size=8), group=st.none() | st.text(max_size=8),
+    mtime_ns=st.integers(-(2**63), 2**63 - 1), ctime_ns=st.integers(0, 2**63 - 1),
+    inode=st.integers(0, 2**64 - 1), device=st.integers(0, 2**64 - 1),
+    nlink=st.integers(0, 2**32), size=st.integers(0, 2**63),
+    rdev=st.none() | st.integers(0, 2**64 - 1), content=st.none() | _ids,
+    subtree=st.none() | st.binary(min_size=32, max_size=32),
+    target=st.none() | st.binary(max_size=64),
+    xattrs=st.none() | st.dictionaries(st.binary(min_size=1, max_size=12),
+                                       st.binary(max_size=12), max_size=4),
+    sparse=st.booleans(),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_nodes, max_size=6, unique_by=lambda n: n.name))
+def test_any_tree_encodes_as_the_spec_says(nodes: list[Node]) -> None:
+    want = msgpack.packb({"nodes": [_spec_node_map(n) for n in sorted(nodes,
+                                                                      key=lambda n: n.name)]},
+                         use_bin_type=True)
+    assert Tree(list(nodes)).encode() == want
+    back = Tree.decode(want).nodes
+    assert [_spec_node_map(n) for n in back] == [_spec_node_map(n) for n in
+                                                  sorted(nodes, key=lambda n: n.name)]
