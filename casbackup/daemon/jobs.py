@@ -27,7 +27,7 @@ from ..clock import SYSTEM, Clock
 from ..errors import CasError, IntegrityError, UsageError
 from ..ops.observer import Observer
 from ..ops.status import StoreStatus, collect
-from ..store import Store, open_store
+from ..store import Store, backend_retries, open_store
 from .config import Config, JobConfig, StoreConfig, resolve_password
 
 MAX_WARNINGS = 20
@@ -56,6 +56,7 @@ class JobOutcome:
     details: dict[str, Any] = field(default_factory=dict)
     stores: dict[str, StoreStatus] = field(default_factory=dict)  # store name -> status
     stopped: bool = False  # ended by a stop request (SIGTERM), not by its own failure
+    retries: int = 0  # backend requests retried during the run
 
     @property
     def ok(self) -> bool:
@@ -94,6 +95,7 @@ def run_job(config: Config, name: str, clock: Clock = SYSTEM) -> JobOutcome:
     job = config.jobs[name]
     out = JobOutcome(job=name, kind=job.type, store=job.store, started=clock.time())
     t0 = time.monotonic()
+    retries0 = backend_retries()
     obs = CollectingObserver()
     try:
         _RUNNERS[job.type](config, job, out, obs, clock)
@@ -104,6 +106,7 @@ def run_job(config: Config, name: str, clock: Clock = SYSTEM) -> JobOutcome:
         out.result, out.exit_code = "failure", 1
         out.error = f"internal error {type(e).__name__}: {e} ({where.filename}:{where.lineno})"
     out.duration = time.monotonic() - t0
+    out.retries = backend_retries() - retries0
     out.warnings = (obs.warnings + out.warnings)[:MAX_WARNINGS]
     if obs.warning_count > len(obs.warnings):
         out.details["warnings_total"] = obs.warning_count

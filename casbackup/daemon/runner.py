@@ -257,7 +257,8 @@ class Daemon:
                 js.last_success = finished
             if name in self.schedule.jobs:
                 self.schedule.mark_run(name, started, finished)
-                js.next_run = self.schedule.pending(name)
+                js.next_run = nxt = self.schedule.pending(name)
+                self.metrics.job_next_run(name, out.store, nxt.timestamp())
         self._dirty = True
 
     def _announce(self, names: Any) -> None:
@@ -265,8 +266,9 @@ class Daemon:
             for name in names:
                 job = self.config.jobs[name]
                 js = self.state.job(name)
-                js.next_run = self.schedule.pending(name)
+                js.next_run = nxt = self.schedule.pending(name)
                 self.metrics.declare_job(name, job.store)
+                self.metrics.job_next_run(name, job.store, nxt.timestamp())
                 if js.last_success is not None:
                     self.metrics.seed_success(name, job.store, js.last_success.timestamp())
                 self.emit("job-scheduled", job=name, store=job.store, type=job.type,
