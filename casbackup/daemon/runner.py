@@ -41,6 +41,7 @@ from typing import Any
 from ..clock import SYSTEM, Clock
 from ..errors import CasError, UsageError
 from . import health as healthmod
+from . import sdnotify
 from .config import Config, JobConfig, load_config
 from .jobs import JobOutcome
 from .metrics import Metrics, MetricsServer
@@ -82,6 +83,8 @@ class Daemon:
         self._lock = threading.Lock()
         self._signals = 0
         self._stopping = False
+        self._watchdog = sdnotify.watchdog_interval()
+        self._last_ping = float("-inf")
         self._reload = False
         self._dirty = True
 
@@ -129,9 +132,13 @@ class Daemon:
                       state=str(self.state_file))  # fmt: skip
             self._announce(self.config.jobs)
             self.watches.update(self.config)
+            sdnotify.notify("READY=1", f"STATUS=running {len(self.config.jobs)} jobs",
+                            f"MAINPID={os.getpid()}")  # fmt: skip
             while not self._stopping:
                 self.step()
+                self._ping_watchdog()
                 self.wake.wait(self._sleep_time())
+            sdnotify.notify("STOPPING=1")
             self._shutdown()
         self.wake.close()
         return 0
@@ -152,8 +159,18 @@ class Daemon:
             self._dirty = True
         self._save()
 
+    def _ping_watchdog(self) -> None:
+        """``WATCHDOG=1`` at half of systemd's ``WatchdogSec``: only a loop that turns
+        pings, so a hung loop gets the daemon restarted."""
+        if self._watchdog is None:
+            return
+        now = self.clock.monotonic()
+        if now - self._last_ping >= self._watchdog:
+            sdnotify.notify("WATCHDOG=1")
+            self._last_ping = now
+
     def _sleep_time(self) -> float:
-        t = MAX_SLEEP
+        t = MAX_SLEEP if self._watchdog is None else min(MAX_SLEEP, self._watchdog)
         wakeup = self.schedule.next_wakeup()
         if wakeup is not None:
             t = min(t, (wakeup - self.schedule.now()).total_seconds())
@@ -329,6 +346,13 @@ class Daemon:
     # --- reload and shutdown -------------------------------------------------------------
 
     def reload(self) -> None:
+        sdnotify.notify("RELOADING=1")
+        try:
+            self._reload_config()
+        finally:
+            sdnotify.notify("READY=1")
+
+    def _reload_config(self) -> None:
         try:
             new = load_config(self.config_path)
         except UsageError as e:
