@@ -21,14 +21,17 @@ import threading
 import time
 import traceback
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..clock import SYSTEM, Clock
 from ..errors import CasError, IntegrityError, UsageError
 from ..ops.observer import Observer
 from ..ops.status import StoreStatus, collect
 from ..store import Store, backend_retries, open_store
-from .config import Config, JobConfig, StoreConfig, resolve_password
+
+if TYPE_CHECKING:
+    from ..ops.archiver import ArchiveOptions
+from .config import Config, JobConfig, SourceConfig, StoreConfig, resolve_password
 
 MAX_WARNINGS = 20
 GC_LOCK_RETRY = 300.0  # a gc job waits this long for running backups (watches) to finish
@@ -123,23 +126,23 @@ def _status(cfg: StoreConfig, clock: Clock) -> StoreStatus:
         return StoreStatus(cfg.url, reachable=False, error=str(e), exit_code=e.exit_code)
 
 
+def archive_options(src: SourceConfig) -> ArchiveOptions:
+    """What a source's filters mean to the archiver (backup jobs and watches alike)."""
+    from ..ops.archiver import ArchiveOptions
+    from ..source.exclude import Excluder
+
+    excluder = Excluder.from_options(src.excludes, src.pattern_files(), src.exclude_caches)
+    return ArchiveOptions(excluder=excluder, one_file_system=src.one_file_system)
+
+
 def _backup(
     config: Config, job: JobConfig, out: JobOutcome, obs: CollectingObserver, clock: Clock
 ) -> None:
-    from ..ops.archiver import ArchiveOptions
     from ..ops.backup import BackupOptions, backup
-    from ..source.exclude import Excluder
 
     assert job.source is not None  # config.py requires it for a backup job
     src = config.sources[job.source]
-    excluder = Excluder.from_options(
-        src.excludes, [src.exclude_file] if src.exclude_file else [], False
-    )
-    opts = BackupOptions(
-        type=job.backup_type,
-        tags=list(job.tags),
-        archive=ArchiveOptions(excluder=excluder, one_file_system=src.one_file_system),
-    )
+    opts = BackupOptions(type=job.backup_type, tags=list(job.tags), archive=archive_options(src))
     with open_configured(config.stores[job.store]) as store:
         res = backup(store, list(src.paths), opts, obs, clock)
     s = res.summary
