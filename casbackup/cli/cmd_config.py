@@ -59,6 +59,7 @@ def _job_map(job: JobConfig, now: datetime) -> dict[str, Any]:
                          "store": job.store, "next_run": next_runs(job, now)[0].isoformat()}
     extra: dict[str, dict[str, Any]] = {
         "backup": {"source": job.source, "backup_type": job.backup_type, "tags": list(job.tags)},
+        "dump": {"filename": job.filename, "tags": list(job.tags)},
         "sync": {"to": job.to},
         "forget": {"prune": job.prune},
         "verify": {"read_data_subset": job.read_data_subset},
@@ -105,6 +106,7 @@ def check_cmd(config: ConfigOpt = None, json_out: JsonOpt = False) -> None:
     echo(f"jobs ({len(s['jobs'])}):")
     for j in cfg.jobs.values():
         what = {"backup": f"{j.backup_type} backup of {j.source}", "sync": f"sync to {j.to}",
+                "dump": f"dump into {j.filename}",
                 "forget": "forget" + (" + prune" if j.prune else ""), "gc": "gc",
                 "verify": "verify" + (f" (read {j.read_data_subset})"
                                       if j.read_data_subset else "")}[j.type]  # fmt: skip

@@ -41,6 +41,7 @@ from casbackup.errors import UsageError
 from casbackup.ops.retention import Policy, parse_duration
 from casbackup.ops.verify import parse_subset
 
+from .hooks import Hooks
 from .secrets import (  # re-exported: the config's public API
     CONFIG_ENV_VAR,
     PasswordRef,
@@ -50,7 +51,7 @@ from .secrets import (  # re-exported: the config's public API
 
 __all__ = ["CONFIG_ENV_VAR", "PasswordRef", "find_config_path", "resolve_password"]
 
-JobType = Literal["backup", "sync", "forget", "gc", "verify"]
+JobType = Literal["backup", "dump", "sync", "forget", "gc", "verify"]
 BackupType = Literal["full", "incremental", "differential", "snapshot"]
 BACKUP_TYPES: tuple[str, ...] = ("full", "incremental", "differential", "snapshot")
 
@@ -93,6 +94,21 @@ class JobConfig:
     retry_delay: float = 60.0
     catch_up: bool = False
     timeout: float | None = None
+    command: str | None = None  # dump: the command whose stdout is saved
+    filename: str | None = None  # dump: the file name it is saved under
+    hooks: Hooks | None = None
+    notify: NotifyConfig | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NotifyConfig:
+    """Where a job's results are announced (``daemon/notify.py``); every URL is a
+    reference like a password, since notification URLs carry tokens."""
+
+    events: tuple[str, ...] = ("failure",)  # of start, success, failure
+    urls: tuple[PasswordRef, ...] = ()  # apprise URLs
+    webhooks: tuple[PasswordRef, ...] = ()  # plain JSON POSTs
+    healthchecks: PasswordRef | None = None  # a ping URL: /start, success, /fail
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +136,8 @@ class Config:
     watches: tuple[WatchConfig, ...] = ()
     metrics: MetricsConfig | None = None
     state: str | None = None  # the daemon's state file (default: see daemon.state)
+    hooks: Hooks | None = None  # around every job
+    notify: NotifyConfig | None = None  # for every job without its own
     lines: Mapping[str, int] = field(default_factory=dict, compare=False)  # key -> line
 
 
@@ -184,14 +202,19 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")  # no ".": names sit in do
 _LISTEN_RE = re.compile(r"^(?:\[([0-9A-Fa-f:.]+)\]|([^:\[\]]+)):(\d{1,5})$")
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 _PW_FORMS = "{env: VAR}, {file: PATH} or {command: CMD}"
-_TOP_KEYS = ("stores", "sources", "jobs", "watches", "metrics", "state")
+_TOP_KEYS = ("stores", "sources", "jobs", "watches", "metrics", "state", "hooks", "notify")
+_HOOK_KEYS = ("before", "after", "on_error", "finally", "timeout")
+_NOTIFY_KEYS = ("events", "urls", "webhooks", "healthchecks")
+_NOTIFY_EVENTS = ("start", "success", "failure")
 _SOURCE_KEYS = ("paths", "excludes", "exclude_file", "exclude_files", "one_file_system",
                 "exclude_caches")
 _WATCH_KEYS = ("source", "store", "debounce", "max_delay", "sync_to")
-_COMMON_JOB_KEYS = ("type", "cron", "store", "retries", "retry_delay", "catch_up", "timeout")
+_COMMON_JOB_KEYS = ("type", "cron", "store", "retries", "retry_delay", "catch_up", "timeout",
+                    "hooks", "notify")
 # per job type: (the keys it allows besides the common ones, the keys it requires)
 _JOB_KEYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "backup": (("source", "backup_type", "tags"), ("source",)),
+    "dump": (("command", "filename", "tags"), ("command", "filename")),
     "sync": (("to",), ("to",)),
     "forget": (("policy", "prune"), ("policy",)),
     "gc": ((), ()),
@@ -350,11 +373,15 @@ class _Loader:
                    if "metrics" in top else None)  # fmt: skip
         state = (self.collect("section", "state", lambda: self.path(top["state"], "state"))
                  if "state" in top else None)  # fmt: skip
+        hooks = (self.collect("section", "hooks", lambda: self.hooks(top["hooks"], "hooks"))
+                 if "hooks" in top else None)  # fmt: skip
+        notify = (self.collect("section", "notify", lambda: self.notify(top["notify"], "notify"))
+                  if "notify" in top else None)  # fmt: skip
         problems = [p for p in self.problems if not isinstance(p, _Broken)]
         if problems:
             raise ConfigErrors(sorted(problems, key=_line_of))
         return Config(self.name, stores, sources, jobs, tuple(watches), metrics, state,
-                      self.lines)
+                      hooks, notify, self.lines)
 
     def table(self, top: dict[str, Node], section: str, kind: str,
               read: Callable[[str, Node], T]) -> dict[str, T]:
@@ -380,9 +407,9 @@ class _Loader:
         password = self.password(m["password"], f"{where}.password") if "password" in m else None
         return StoreConfig(name, url, password)
 
-    def password(self, node: Node, where: str) -> PasswordRef:
+    def password(self, node: Node, where: str, what: str = "password") -> PasswordRef:
         if isinstance(node, ScalarNode):  # never echo the value: it may be the secret
-            raise self.error(node, where, f"a literal password is not allowed; use {_PW_FORMS}")
+            raise self.error(node, where, f"a literal {what} is not allowed; use {_PW_FORMS}")
         m = self.mapping(node, where, ("env", "file", "command"))
         if len(m) != 1:
             raise self.error(node, where, f"give exactly one of {_PW_FORMS}")
@@ -462,7 +489,43 @@ class _Loader:
             retry_delay=_opt(m, "retry_delay", where, partial(self.seconds, zero_ok=True), 60.0),
             catch_up=_opt(m, "catch_up", where, self.boolean, False),
             timeout=_opt(m, "timeout", where, self.seconds, None),
+            command=_opt(m, "command", where, self.string, None),
+            filename=_opt(m, "filename", where, self.filename, None),
+            hooks=_opt(m, "hooks", where, self.hooks, None),
+            notify=_opt(m, "notify", where, self.notify, None),
         )
+
+    def hooks(self, node: Node, where: str) -> Hooks:
+        m = self.mapping(node, where, _HOOK_KEYS)
+        cmds = {k: self.commands(v, f"{where}.{k}") for k, v in m.items() if k != "timeout"}
+        return Hooks(cmds.get("before", ()), cmds.get("after", ()), cmds.get("on_error", ()),
+                     cmds.get("finally", ()), _opt(m, "timeout", where, self.seconds, 300.0))
+
+    def commands(self, node: Node, where: str) -> tuple[str, ...]:
+        """One shell command, or a list of them."""
+        if isinstance(node, ScalarNode):
+            return (self.string(node, where),)
+        return self.strings(node, where)
+
+    def filename(self, node: Node, where: str) -> str:
+        name = self.string(node, where)
+        if "/" in name or name in (".", "..") or "\0" in name:
+            raise self.error(node, where, f"expected a plain file name, not {name!r}")
+        return name
+
+    def notify(self, node: Node, where: str) -> NotifyConfig:
+        m = self.mapping(node, where, _NOTIFY_KEYS)
+        # "events", not "on": YAML 1.1 reads a bare `on` key as true
+        events: tuple[str, ...] = ("failure",)
+        if "events" in m:
+            items = self.items(m["events"], f"{where}.events")
+            events = tuple(self.string(n, at, _NOTIFY_EVENTS) for n, at in items)
+        refs = {k: tuple(self.password(n, at, "URL") for n, at in self.items(m[k], f"{where}.{k}"))
+                for k in ("urls", "webhooks") if k in m}  # fmt: skip
+        hc = _opt(m, "healthchecks", where, partial(self.password, what="URL"), None)
+        if not refs and hc is None:
+            raise self.error(node, where, "give urls, webhooks or healthchecks")
+        return NotifyConfig(events, refs.get("urls", ()), refs.get("webhooks", ()), hc)
 
     def policy(self, node: Node, where: str) -> Policy:
         args: dict[str, Any] = {}

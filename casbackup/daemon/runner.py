@@ -42,9 +42,10 @@ from ..clock import SYSTEM, Clock
 from ..errors import CasError, UsageError
 from . import health as healthmod
 from . import sdnotify
-from .config import Config, JobConfig, load_config
+from .config import Config, JobConfig, NotifyConfig, load_config
 from .jobs import JobOutcome
 from .metrics import Metrics, MetricsServer
+from .notify import Notifier
 from .queue import Run, RunQueue, Waker
 from .schedule import Schedule
 from .state import State, exclusive, load_state, save_state, state_path
@@ -83,6 +84,8 @@ class Daemon:
         self._lock = threading.Lock()
         self._signals = 0
         self._stopping = False
+        self.notifier = Notifier(
+            lambda ref, error: self.emit("notify-error", target=ref, error=error))
         self._watchdog = sdnotify.watchdog_interval()
         self._last_ping = float("-inf")
         self._reload = False
@@ -159,6 +162,9 @@ class Daemon:
             self._dirty = True
         self._save()
 
+    def _notify_config(self, job: JobConfig) -> NotifyConfig | None:
+        return job.notify if job.notify is not None else self.config.notify
+
     def _ping_watchdog(self) -> None:
         """``WATCHDOG=1`` at half of systemd's ``WatchdogSec``: only a loop that turns
         pings, so a hung loop gets the daemon restarted."""
@@ -212,6 +218,8 @@ class Daemon:
         self.emit("job-start", job=run.name, store=job.store, type=job.type,
                   attempt=run.attempt + 1, scheduled=run.scheduled.isoformat(),
                   catch_up=run.catch_up, pid=proc.pid)  # fmt: skip
+        if run.attempt == 0:
+            self.notifier.start(self._notify_config(job), run.name, job.store, job.type)
         threading.Thread(
             target=self._monitor, args=(run.name, proc, job.timeout),
             name=f"job-{run.name}", daemon=True,
@@ -244,6 +252,11 @@ class Daemon:
             return
         if job is not None:  # a job removed by a reload keeps no series
             self.metrics.job(out, finished.timestamp())
+        for h in out.hooks:
+            self.emit("hook-failure" if h["error"] else "hook", job=name, store=out.store,
+                      phase=h["phase"], command=h["command"], exit_code=h["exit_code"],
+                      duration=h["duration"], error=h["error"],
+                      output=h["output"].rstrip("\n") or None)  # fmt: skip
         for w in out.warnings:
             self.emit("job-warning", job=name, store=out.store, message=w)
         with self._lock:
@@ -262,6 +275,8 @@ class Daemon:
                       **({"error": out.error} if out.error else {}))  # fmt: skip
         else:
             self.emit("job-failure", **fields, error=out.error, exit_code=out.exit_code)
+        if job is not None:
+            self.notifier.finish(self._notify_config(job), out)
         self.queue.drop(name)
         if job is None:
             return
@@ -404,6 +419,7 @@ class Daemon:
             self.wake.wait(0.2)
         watches = self.watches.stop()
         self._stop_server()
+        self.notifier.wait()  # the last results' notifications go out before we exit
         with self._lock:
             self.state.watches = watches
             self.state.daemon_stopped = self.clock.now()
