@@ -24,7 +24,8 @@ Invariants:
   the counters and the last success over from the file it replaces, so a failing run
   does not hide when the last good one was.
 * The HTTP server answers ``GET /metrics``, ``GET /healthz`` (200 or 503 with a JSON
-  reason) and nothing else (404); it logs nothing itself.
+  reason), ``GET /`` (the status page, ``daemon/page.py``, when the daemon gives one) and
+  nothing else (404); it logs nothing itself.
 """
 
 from __future__ import annotations
@@ -247,8 +248,9 @@ class MetricsServer:
     """``/metrics`` and ``/healthz`` on ``host:port`` (port 0: any free port)."""
 
     def __init__(self, host: str, port: int, metrics: Metrics,
-                 health: Callable[[], HealthReport]) -> None:
-        handler = _handler(metrics, health)
+                 health: Callable[[], HealthReport],
+                 page: Callable[[], str] | None = None) -> None:
+        handler = _handler(metrics, health, page)
         cls = _Server6 if ":" in host else _Server
         self.httpd = cls((host, port), handler)
         self.host = host
@@ -266,7 +268,8 @@ class MetricsServer:
         self._thread.join(timeout=5)
 
 
-def _handler(metrics: Metrics, health: Callable[[], HealthReport]) -> type[BaseHTTPRequestHandler]:
+def _handler(metrics: Metrics, health: Callable[[], HealthReport],
+             page: Callable[[], str] | None) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "casbackup"
 
@@ -274,6 +277,8 @@ def _handler(metrics: Metrics, health: Callable[[], HealthReport]) -> type[BaseH
             path = self.path.split("?", 1)[0]
             if path == "/metrics":
                 self._send(200, CONTENT_TYPE_LATEST, metrics.render())
+            elif path == "/" and page is not None:
+                self._send(200, "text/html; charset=utf-8", page().encode())
             elif path == "/healthz":
                 rep = health()
                 body = json.dumps(rep.to_map(), sort_keys=True).encode() + b"\n"

@@ -28,6 +28,7 @@ Invariants:
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 import queue
 import signal
@@ -48,7 +49,8 @@ from .metrics import Metrics, MetricsServer
 from .notify import Notifier
 from .queue import Run, RunQueue, Waker
 from .schedule import Schedule
-from .state import State, exclusive, load_state, save_state, state_path
+from .state import RunRecord, State, exclusive, load_state, save_state, state_path
+from .statuspage import StatusPage
 from .watches import WatchSet
 from .worker import JobProcess, prepare
 
@@ -86,6 +88,7 @@ class Daemon:
         self._stopping = False
         self.notifier = Notifier(
             lambda ref, error: self.emit("notify-error", target=ref, error=error))
+        self.status_page = StatusPage()
         self._watchdog = sdnotify.watchdog_interval()
         self._last_ping = float("-inf")
         self._reload = False
@@ -161,6 +164,13 @@ class Daemon:
                 self.state.watches = watches
             self._dirty = True
         self._save()
+
+    def page(self) -> str:
+        """The status page (``GET /``): stores gathered outside the loop's lock, from a
+        copy of the state taken under it."""
+        with self._lock:
+            state, config = copy.deepcopy(self.state), self.config
+        return self.status_page.html(config, state)
 
     def _notify_config(self, job: JobConfig) -> NotifyConfig | None:
         return job.notify if job.notify is not None else self.config.notify
@@ -238,6 +248,7 @@ class Daemon:
             self._finish(name, out)
 
     def _finish(self, name: str, out: JobOutcome) -> None:
+        self.status_page.invalidate()
         run = self.queue.release(name)
         finished = self.clock.now()
         job = self.config.jobs.get(name)
@@ -285,6 +296,8 @@ class Daemon:
             js = self.state.job(name)
             js.last_run, js.last_result = started, out.result
             js.last_duration, js.last_error = out.duration, out.error
+            self.state.record(RunRecord(name, started.timestamp(), out.duration, out.result,
+                                        (out.error or "").split("\n")[0][:300] or None))
             if out.ok:
                 js.last_success = finished
             if name in self.schedule.jobs:
@@ -343,7 +356,7 @@ class Daemon:
         if m is None:
             return
         try:
-            self.server = MetricsServer(m.host, m.port, self.metrics, self.health)
+            self.server = MetricsServer(m.host, m.port, self.metrics, self.health, self.page)
         except OSError as e:
             msg = f"metrics: cannot listen on {m.host}:{m.port}: {e.strerror or e}"
             if at_start:
