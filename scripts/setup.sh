@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up casbackup on a fresh Debian machine with Python 3.11: a virtualenv in .venv with
 # casbackup installed (editable) and, with --test, the test tools and the Debian packages
-# the tests need (openssh-server for the SFTP tests). Idempotent; safe to run again.
+# the tests need (openssh-server for the SFTP tests, postgresql for the dump-job test,
+# chromium for the status page's browser test). Idempotent; safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +12,12 @@ want_test=0
 need_apt=()
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
 if [ "$want_test" = 1 ] && [ ! -x /usr/sbin/sshd ]; then need_apt+=(openssh-server); fi
+# a real PostgreSQL server for the dump-job test (tests/daemon/test_daemon_postgres.py)
+if [ "$want_test" = 1 ] && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  need_apt+=(postgresql)
+fi
+# headless Chromium for the status page's browser test (tests/daemon/test_status_page.py)
+if [ "$want_test" = 1 ] && ! command -v chromium >/dev/null; then need_apt+=(chromium); fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
   $SUDO apt-get update -qq

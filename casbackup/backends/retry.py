@@ -15,6 +15,8 @@ Invariants:
   * ``delete`` that sees ``NotFound`` on a retry returns normally (the object is gone,
     which is what the caller asked for).
   * ``put(overwrite=True)`` is idempotent and simply retried.
+- Every retry (a try after a ``TransientError``) is counted process-wide
+  (``retries_so_far``) for the metrics.
 - ``list`` is resumable: if the listing fails part-way, it is restarted and the keys up to
   and including the last one already yielded are skipped (listings are sorted), so the
   caller sees every key once, in order. The try budget resets whenever a key is yielded.
@@ -23,6 +25,7 @@ Invariants:
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
@@ -31,6 +34,21 @@ from ..errors import AlreadyExists, NotFound, TransientError
 from .base import Backend, ObjectInfo, Properties
 
 T = TypeVar("T")
+
+
+_retries = 0
+_retries_mu = threading.Lock()
+
+
+def retries_so_far() -> int:
+    """Backend requests retried in this process so far (for the job metrics)."""
+    return _retries
+
+
+def _count_retry() -> None:
+    global _retries
+    with _retries_mu:
+        _retries += 1
 
 
 class RetryingBackend:
@@ -84,6 +102,7 @@ class RetryingBackend:
                     ) from exc
                 if retried is not None:
                     retried[0] = True
+                _count_retry()
                 self._sleep(self._delay(failures))
         raise AssertionError("unreachable")
 
@@ -127,6 +146,7 @@ class RetryingBackend:
                     raise TransientError(
                         f"{exc} (gave up after {self.attempts} attempts)", exc.key
                     ) from exc
+                _count_retry()
                 self._sleep(self._delay(failures))
 
     def delete(self, key: str) -> None:

@@ -1,8 +1,9 @@
 """``casbackup config check``: validate casbackup.yaml and show what the daemon would do.
 
-Invariant: checking reads the configuration file only: no store is opened, no password
-resolved, no command run (``casbackup test`` does that). An invalid file exits 2 with
-one line naming the file, the line and the key.
+Invariant: checking reads the configuration file, and looks whether the source paths
+and exclude files it names exist; no store is opened, no password resolved, no command
+run (``casbackup test`` does that). An invalid file exits 2 with one line per problem
+(every problem at once), each naming the file, the line and the key.
 """
 
 from __future__ import annotations
@@ -27,14 +28,19 @@ ConfigOpt = Annotated[
 ]  # fmt: skip
 
 
-def load_checked(path: str | None) -> tuple[Path, Config]:
-    """Find and validate the configuration (``UsageError`` if missing or invalid)."""
-    from ..daemon.config import find_config_path, load_config
+def load_checked(path: str | None, *, paths_exist: bool = False) -> tuple[Path, Config]:
+    """Find and validate the configuration (``UsageError`` if missing or invalid; with
+    ``paths_exist``, also when a source path or exclude file does not exist)."""
+    from ..daemon.config import find_config_path, load_config, missing_paths
 
     p = find_config_path(path)
     if not p.exists():
         raise UsageError(f"{p}: no configuration file (use --config PATH)")
-    return p, load_config(p)
+    cfg = load_config(p)
+    missing = missing_paths(cfg) if paths_exist else []
+    if missing:
+        raise UsageError("\n".join(missing))
+    return p, cfg
 
 
 def next_runs(job: JobConfig, after: datetime, n: int = 1) -> list[datetime]:
@@ -53,6 +59,7 @@ def _job_map(job: JobConfig, now: datetime) -> dict[str, Any]:
                          "store": job.store, "next_run": next_runs(job, now)[0].isoformat()}
     extra: dict[str, dict[str, Any]] = {
         "backup": {"source": job.source, "backup_type": job.backup_type, "tags": list(job.tags)},
+        "dump": {"filename": job.filename, "tags": list(job.tags)},
         "sync": {"to": job.to},
         "forget": {"prune": job.prune},
         "verify": {"read_data_subset": job.read_data_subset},
@@ -80,7 +87,7 @@ def summary(path: Path, config: Config, now: datetime) -> dict[str, Any]:
 
 def check_cmd(config: ConfigOpt = None, json_out: JsonOpt = False) -> None:
     """Validate the configuration; print its stores, sources, jobs and their next runs."""
-    path, cfg = load_checked(config)
+    path, cfg = load_checked(config, paths_exist=True)
     now = datetime.now().astimezone()
     s = summary(path, cfg, now)
     if json_out:
@@ -99,6 +106,7 @@ def check_cmd(config: ConfigOpt = None, json_out: JsonOpt = False) -> None:
     echo(f"jobs ({len(s['jobs'])}):")
     for j in cfg.jobs.values():
         what = {"backup": f"{j.backup_type} backup of {j.source}", "sync": f"sync to {j.to}",
+                "dump": f"dump into {j.filename}",
                 "forget": "forget" + (" + prune" if j.prune else ""), "gc": "gc",
                 "verify": "verify" + (f" (read {j.read_data_subset})"
                                       if j.read_data_subset else "")}[j.type]  # fmt: skip

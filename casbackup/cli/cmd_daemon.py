@@ -8,11 +8,18 @@ object ``{"ts", "event", "job", "store", …}`` per line. Events: ``daemon-start
 ``config-invalid``, ``metrics-listen``, ``metrics-error``, ``state-invalid``,
 ``state-error``, ``daemon-stopping``, ``daemon-stop``. Invariant: lines are written whole
 (one lock, one write, flushed), whichever thread emits them.
+
+Every line has a level (``level`` in JSON, the second word in text): ``error`` for failures
+and invalid configuration or state, ``warning`` for warnings, retries, partial and stopped
+runs, ``info`` otherwise. When stderr is the journal (``$JOURNAL_STREAM`` names it), each
+line starts with the syslog priority (``<3>``, ``<4>``, ``<6>``) so ``journalctl -p err``
+finds the failures.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 from datetime import UTC, datetime
@@ -22,21 +29,49 @@ import typer
 
 from .common import JsonOpt
 
+_PRIORITY = {"error": 3, "warning": 4, "info": 6}
+_ERROR_EVENTS = {"config-invalid", "state-invalid"}
+_WARNING_EVENTS = {"job-retry", "job-partial", "job-stopped"}
+
+
+def level_of(event: str) -> str:
+    """``error``, ``warning`` or ``info`` for an event name."""
+    if event in _ERROR_EVENTS or event.endswith(("-failure", "-error")):
+        return "error"
+    if event in _WARNING_EVENTS or event.endswith("-warning"):
+        return "warning"
+    return "info"
+
+
+def _stderr_is_journal() -> bool:
+    """True when systemd connected stderr to the journal (``JOURNAL_STREAM=dev:ino``)."""
+    dev, _, ino = os.environ.get("JOURNAL_STREAM", "").partition(":")
+    try:
+        st = os.fstat(sys.stderr.fileno())
+        return bool(ino) and (st.st_dev, st.st_ino) == (int(dev), int(ino))
+    except (OSError, ValueError):
+        return False
+
 
 class EventLog:
     def __init__(self, json_lines: bool) -> None:
         self.json = json_lines
+        self.journal = _stderr_is_journal()
         self._lock = threading.Lock()
 
     def __call__(self, event: str, **fields: Any) -> None:
         ts = datetime.now(UTC).isoformat(timespec="milliseconds")
+        level = level_of(event)
         if self.json:
-            record = {"ts": ts, "event": event, "job": fields.pop("job", None),
+            record = {"ts": ts, "level": level, "event": event, "job": fields.pop("job", None),
                       "store": fields.pop("store", None), **fields}  # fmt: skip
             line = json.dumps(record, default=str)
         else:
-            parts = [ts, event] + [f"{k}={_text(v)}" for k, v in fields.items() if v is not None]
+            parts = [ts, level, event]
+            parts += [f"{k}={_text(v)}" for k, v in fields.items() if v is not None]
             line = " ".join(parts)
+        if self.journal:
+            line = f"<{_PRIORITY[level]}>{line}"
         with self._lock:
             sys.stderr.write(line + "\n")
             sys.stderr.flush()

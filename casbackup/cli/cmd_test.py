@@ -54,7 +54,7 @@ def test_cmd(
         return
     if not config and not find_config_path(None).exists():
         raise UsageError("nothing to test: give --config PATH (self-test) or --store URL (verify)")
-    path, cfg = load_checked(config)
+    path, cfg = load_checked(config, paths_exist=True)
     subset = None if read_data else (read_data_subset or QUICK_SUBSET)
     results: dict[str, dict[str, Any]] = {}
     first: CasError | None = None

@@ -15,7 +15,7 @@ from typing import Any
 
 from ..errors import CasError
 from ..ops.status import collect, display_url
-from ..store import Store
+from ..store import Store, backend_retries
 from .common import warn
 
 
@@ -31,6 +31,7 @@ def job_metrics(
 
     out = JobOutcome(job=job, kind=job, store=display_url(store.url), started=time.time())
     t0 = time.monotonic()
+    retries0 = backend_retries()
 
     def record(result: Any) -> None:
         summary = getattr(result, "summary", None)
@@ -50,6 +51,7 @@ def job_metrics(
         raise
     finally:
         out.duration = time.monotonic() - t0
+        out.retries = backend_retries() - retries0
         _write(path, out, store)
 
 

@@ -6,7 +6,10 @@ Invariants:
 * Every problem is a ``UsageError`` naming the file, the line and the dotted key, e.g.
   ``casbackup.yaml:12: jobs.nightly.cron: invalid cron expression '0 25 * * *': …``.
   Unknown keys, duplicate keys, wrong types and references to undefined stores or
-  sources are errors, never ignored.
+  sources are errors, never ignored. Every store, source, job, watch and section is
+  checked even after an error: all problems are reported at once (``ConfigErrors``, one
+  line each, in file order), an unknown key or name with a "did you mean" when one is
+  close, and an entry that is invalid itself is not reported again where it is used.
 * Secrets are never in the file and never in a message: a store's password is a
   reference (``{env: VAR}``, ``{file: PATH}`` or ``{command: CMD}``); a literal string is
   refused without being echoed. ``password`` is left out only for an unencrypted store.
@@ -20,11 +23,12 @@ Invariants:
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import shlex
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any, Literal, TypeVar, cast
@@ -37,6 +41,7 @@ from casbackup.errors import UsageError
 from casbackup.ops.retention import Policy, parse_duration
 from casbackup.ops.verify import parse_subset
 
+from .hooks import Hooks
 from .secrets import (  # re-exported: the config's public API
     CONFIG_ENV_VAR,
     PasswordRef,
@@ -46,7 +51,7 @@ from .secrets import (  # re-exported: the config's public API
 
 __all__ = ["CONFIG_ENV_VAR", "PasswordRef", "find_config_path", "resolve_password"]
 
-JobType = Literal["backup", "sync", "forget", "gc", "verify"]
+JobType = Literal["backup", "dump", "sync", "forget", "gc", "verify"]
 BackupType = Literal["full", "incremental", "differential", "snapshot"]
 BACKUP_TYPES: tuple[str, ...] = ("full", "incremental", "differential", "snapshot")
 
@@ -65,6 +70,11 @@ class SourceConfig:
     excludes: tuple[str, ...] = ()
     exclude_file: str | None = None
     one_file_system: bool = False
+    exclude_caches: bool = False  # skip directories holding a CACHEDIR.TAG (as --exclude-caches)
+    exclude_files: tuple[str, ...] = ()  # more pattern files (as repeated --exclude-file)
+
+    def pattern_files(self) -> list[str]:
+        return ([self.exclude_file] if self.exclude_file else []) + list(self.exclude_files)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +94,21 @@ class JobConfig:
     retry_delay: float = 60.0
     catch_up: bool = False
     timeout: float | None = None
+    command: str | None = None  # dump: the command whose stdout is saved
+    filename: str | None = None  # dump: the file name it is saved under
+    hooks: Hooks | None = None
+    notify: NotifyConfig | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NotifyConfig:
+    """Where a job's results are announced (``daemon/notify.py``); every URL is a
+    reference like a password, since notification URLs carry tokens."""
+
+    events: tuple[str, ...] = ("failure",)  # of start, success, failure
+    urls: tuple[PasswordRef, ...] = ()  # apprise URLs
+    webhooks: tuple[PasswordRef, ...] = ()  # plain JSON POSTs
+    healthchecks: PasswordRef | None = None  # a ping URL: /start, success, /fail
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +136,26 @@ class Config:
     watches: tuple[WatchConfig, ...] = ()
     metrics: MetricsConfig | None = None
     state: str | None = None  # the daemon's state file (default: see daemon.state)
+    hooks: Hooks | None = None  # around every job
+    notify: NotifyConfig | None = None  # for every job without its own
+    lines: Mapping[str, int] = field(default_factory=dict, compare=False)  # key -> line
+
+
+def missing_paths(config: Config) -> list[str]:
+    """One problem line per source path or pattern file that does not exist (for ``config
+    check`` and ``test``; the daemon itself runs such a job and reports its failure, since
+    a disk may be mounted later)."""
+    out = []
+    for src in config.sources.values():
+        where = f"sources.{src.name}"
+        line = config.lines.get(where, 1)
+        for p in src.paths:
+            if not os.path.lexists(p):
+                out.append(f"{config.path}:{line}: {where}.paths: {p} does not exist")
+        for p in src.pattern_files():
+            if not os.path.isfile(p):
+                out.append(f"{config.path}:{line}: {where}: exclude file {p} does not exist")
+    return out
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:
@@ -140,17 +185,36 @@ def parse_config(text: str, name: str = "casbackup.yaml", base_dir: Path | None 
     return _Loader(name, base_dir or Path.cwd()).config(root)
 
 
+class ConfigErrors(UsageError):
+    """Every problem of one configuration file, one line each (``problems``)."""
+
+    def __init__(self, problems: list[UsageError]) -> None:
+        self.problems = [str(p) for p in problems]
+        super().__init__("\n".join(self.problems))
+
+
+def _did_you_mean(word: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")  # no ".": names sit in dotted keys
 _LISTEN_RE = re.compile(r"^(?:\[([0-9A-Fa-f:.]+)\]|([^:\[\]]+)):(\d{1,5})$")
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 _PW_FORMS = "{env: VAR}, {file: PATH} or {command: CMD}"
-_TOP_KEYS = ("stores", "sources", "jobs", "watches", "metrics", "state")
-_SOURCE_KEYS = ("paths", "excludes", "exclude_file", "one_file_system")
+_TOP_KEYS = ("stores", "sources", "jobs", "watches", "metrics", "state", "hooks", "notify")
+_HOOK_KEYS = ("before", "after", "on_error", "finally", "timeout")
+_NOTIFY_KEYS = ("events", "urls", "webhooks", "healthchecks")
+_NOTIFY_EVENTS = ("start", "success", "failure")
+_SOURCE_KEYS = ("paths", "excludes", "exclude_file", "exclude_files", "one_file_system",
+                "exclude_caches")
 _WATCH_KEYS = ("source", "store", "debounce", "max_delay", "sync_to")
-_COMMON_JOB_KEYS = ("type", "cron", "store", "retries", "retry_delay", "catch_up", "timeout")
+_COMMON_JOB_KEYS = ("type", "cron", "store", "retries", "retry_delay", "catch_up", "timeout",
+                    "hooks", "notify")
 # per job type: (the keys it allows besides the common ones, the keys it requires)
 _JOB_KEYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "backup": (("source", "backup_type", "tags"), ("source",)),
+    "dump": (("command", "filename", "tags"), ("command", "filename")),
     "sync": (("to",), ("to",)),
     "forget": (("policy", "prune"), ("policy",)),
     "gc": ((), ()),
@@ -170,6 +234,20 @@ class _Loader:
         self.name = name
         self.base = base_dir
         self.constructor = yaml.SafeLoader("")  # turns scalar nodes into Python values
+        self.problems: list[UsageError] = []
+        self.broken: set[tuple[str, str]] = set()  # (kind, name) of entries found invalid
+        self.lines: dict[str, int] = {}  # "sources.home" -> its line, for later messages
+
+    def collect(self, kind: str, name: str, read: Callable[[], T]) -> T | None:
+        """``read()``, or None with its error recorded (and ``name`` marked broken)."""
+        try:
+            return read()
+        except ConfigErrors as e:
+            self.problems.extend(UsageError(p) for p in e.problems)
+        except UsageError as e:
+            self.problems.append(e)
+        self.broken.add((kind, name))
+        return None
 
     def error(self, node: Node, where: str, message: str) -> UsageError:
         return UsageError(f"{self.name}:{node.start_mark.line + 1}: {where}: {message}")
@@ -195,8 +273,9 @@ class _Loader:
             key = self.key(key_node, where)
             if keys is not None and key not in keys:
                 raise self.error(
-                    key_node, f"{where}.{key}", f"unknown key (expected {_one_of(keys)})"
-                )
+                    key_node, f"{where}.{key}",
+                    f"unknown key (expected {_one_of(keys)}){_did_you_mean(key, keys)}",
+                )  # fmt: skip
             if keys is None and not _NAME_RE.match(key):
                 raise self.error(
                     key_node, f"{where}.{key}", "invalid name (use letters, digits, _ and -)"
@@ -265,29 +344,59 @@ class _Loader:
 
     def ref(self, node: Node, where: str, table: Mapping[str, object], kind: str) -> str:
         name = self.string(node, where)
+        if (kind, name) in self.broken:  # reported where it is defined
+            raise _Broken()
         if name not in table:
             defined = ", ".join(table) or "none"
-            raise self.error(node, where, f"unknown {kind} {name!r} (defined: {defined})")
+            raise self.error(node, where, f"unknown {kind} {name!r} (defined: {defined})"
+                             f"{_did_you_mean(name, table)}")  # fmt: skip
         return name
 
     # --- sections -------------------------------------------------------------------------
 
     def config(self, root: Node) -> Config:
         top = self.mapping(root, "<top>", _TOP_KEYS, ("stores",))
-        stores = {
-            n: self.store(n, v) for n, v in self.mapping(top["stores"], "stores", None).items()
-        }
-        if not stores:
-            raise self.error(top["stores"], "stores", "define at least one store")
-        table = self.mapping(top["sources"], "sources", None) if "sources" in top else {}
-        sources = {n: self.source(n, v) for n, v in table.items()}
-        table = self.mapping(top["jobs"], "jobs", None) if "jobs" in top else {}
-        jobs = {n: self.job(n, v, stores, sources) for n, v in table.items()}
-        watch_nodes = self.items(top["watches"], "watches") if "watches" in top else []
-        watches = tuple(self.watch(w, at, stores, sources) for w, at in watch_nodes)
-        metrics = self.metrics(top["metrics"]) if "metrics" in top else None
-        state = self.path(top["state"], "state") if "state" in top else None
-        return Config(self.name, stores, sources, jobs, watches, metrics, state)
+        stores = self.table(top, "stores", "store", self.store)
+        if not stores and not self.broken:
+            self.problems.append(self.error(top["stores"], "stores", "define at least one store"))
+        sources = self.table(top, "sources", "source", self.source)
+        jobs = self.table(top, "jobs", "job", lambda n, v: self.job(n, v, stores, sources))
+        watches = []
+        if "watches" in top:
+            items = self.collect("section", "watches", partial(self.items, top["watches"],
+                                                               "watches")) or []  # fmt: skip
+            for w, at in items:
+                got = self.collect("watch", at, partial(self.watch, w, at, stores, sources))
+                if got is not None:
+                    watches.append(got)
+        metrics = (self.collect("section", "metrics", lambda: self.metrics(top["metrics"]))
+                   if "metrics" in top else None)  # fmt: skip
+        state = (self.collect("section", "state", lambda: self.path(top["state"], "state"))
+                 if "state" in top else None)  # fmt: skip
+        hooks = (self.collect("section", "hooks", lambda: self.hooks(top["hooks"], "hooks"))
+                 if "hooks" in top else None)  # fmt: skip
+        notify = (self.collect("section", "notify", lambda: self.notify(top["notify"], "notify"))
+                  if "notify" in top else None)  # fmt: skip
+        problems = [p for p in self.problems if not isinstance(p, _Broken)]
+        if problems:
+            raise ConfigErrors(sorted(problems, key=_line_of))
+        return Config(self.name, stores, sources, jobs, tuple(watches), metrics, state,
+                      hooks, notify, self.lines)
+
+    def table(self, top: dict[str, Node], section: str, kind: str,
+              read: Callable[[str, Node], T]) -> dict[str, T]:
+        """The valid entries of a ``name: {…}`` section; the others' errors are kept."""
+        if section not in top:
+            return {}
+        nodes = self.collect("section", section, lambda: self.mapping(top[section], section,
+                                                                      None))  # fmt: skip
+        out: dict[str, T] = {}
+        for name, node in (nodes or {}).items():
+            self.lines[f"{section}.{name}"] = node.start_mark.line + 1
+            got = self.collect(kind, name, partial(read, name, node))
+            if got is not None:
+                out[name] = got
+        return out
 
     def store(self, name: str, node: Node) -> StoreConfig:
         where = f"stores.{name}"
@@ -298,9 +407,9 @@ class _Loader:
         password = self.password(m["password"], f"{where}.password") if "password" in m else None
         return StoreConfig(name, url, password)
 
-    def password(self, node: Node, where: str) -> PasswordRef:
+    def password(self, node: Node, where: str, what: str = "password") -> PasswordRef:
         if isinstance(node, ScalarNode):  # never echo the value: it may be the secret
-            raise self.error(node, where, f"a literal password is not allowed; use {_PW_FORMS}")
+            raise self.error(node, where, f"a literal {what} is not allowed; use {_PW_FORMS}")
         m = self.mapping(node, where, ("env", "file", "command"))
         if len(m) != 1:
             raise self.error(node, where, f"give exactly one of {_PW_FORMS}")
@@ -331,7 +440,12 @@ class _Loader:
             excludes=_opt(m, "excludes", where, self.strings, ()),
             exclude_file=_opt(m, "exclude_file", where, self.path, None),
             one_file_system=_opt(m, "one_file_system", where, self.boolean, False),
+            exclude_caches=_opt(m, "exclude_caches", where, self.boolean, False),
+            exclude_files=_opt(m, "exclude_files", where, self.paths, ()),
         )
+
+    def paths(self, node: Node, where: str) -> tuple[str, ...]:
+        return tuple(self.path(item, at) for item, at in self.items(node, where))
 
     def job(
         self, name: str, node: Node, stores: Mapping[str, object], sources: Mapping[str, object]
@@ -375,7 +489,43 @@ class _Loader:
             retry_delay=_opt(m, "retry_delay", where, partial(self.seconds, zero_ok=True), 60.0),
             catch_up=_opt(m, "catch_up", where, self.boolean, False),
             timeout=_opt(m, "timeout", where, self.seconds, None),
+            command=_opt(m, "command", where, self.string, None),
+            filename=_opt(m, "filename", where, self.filename, None),
+            hooks=_opt(m, "hooks", where, self.hooks, None),
+            notify=_opt(m, "notify", where, self.notify, None),
         )
+
+    def hooks(self, node: Node, where: str) -> Hooks:
+        m = self.mapping(node, where, _HOOK_KEYS)
+        cmds = {k: self.commands(v, f"{where}.{k}") for k, v in m.items() if k != "timeout"}
+        return Hooks(cmds.get("before", ()), cmds.get("after", ()), cmds.get("on_error", ()),
+                     cmds.get("finally", ()), _opt(m, "timeout", where, self.seconds, 300.0))
+
+    def commands(self, node: Node, where: str) -> tuple[str, ...]:
+        """One shell command, or a list of them."""
+        if isinstance(node, ScalarNode):
+            return (self.string(node, where),)
+        return self.strings(node, where)
+
+    def filename(self, node: Node, where: str) -> str:
+        name = self.string(node, where)
+        if "/" in name or name in (".", "..") or "\0" in name:
+            raise self.error(node, where, f"expected a plain file name, not {name!r}")
+        return name
+
+    def notify(self, node: Node, where: str) -> NotifyConfig:
+        m = self.mapping(node, where, _NOTIFY_KEYS)
+        # "events", not "on": YAML 1.1 reads a bare `on` key as true
+        events: tuple[str, ...] = ("failure",)
+        if "events" in m:
+            items = self.items(m["events"], f"{where}.events")
+            events = tuple(self.string(n, at, _NOTIFY_EVENTS) for n, at in items)
+        refs = {k: tuple(self.password(n, at, "URL") for n, at in self.items(m[k], f"{where}.{k}"))
+                for k in ("urls", "webhooks") if k in m}  # fmt: skip
+        hc = _opt(m, "healthchecks", where, partial(self.password, what="URL"), None)
+        if not refs and hc is None:
+            raise self.error(node, where, "give urls, webhooks or healthchecks")
+        return NotifyConfig(events, refs.get("urls", ()), refs.get("webhooks", ()), hc)
 
     def policy(self, node: Node, where: str) -> Policy:
         args: dict[str, Any] = {}
@@ -442,6 +592,18 @@ class _Loader:
 
 T = TypeVar("T")
 D = TypeVar("D")
+
+
+class _Broken(UsageError):
+    """A reference to an entry that is itself invalid (already reported: not again)."""
+
+    def __init__(self) -> None:
+        super().__init__("")
+
+
+def _line_of(e: UsageError) -> int:
+    m = re.match(r"^[^:]*:(\d+):", str(e))
+    return int(m.group(1)) if m else 0
 
 
 def _opt(

@@ -21,14 +21,18 @@ import threading
 import time
 import traceback
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..clock import SYSTEM, Clock
 from ..errors import CasError, IntegrityError, UsageError
 from ..ops.observer import Observer
 from ..ops.status import StoreStatus, collect
-from ..store import Store, open_store
-from .config import Config, JobConfig, StoreConfig, resolve_password
+from ..store import Store, backend_retries, open_store
+from .config import Config, JobConfig, SourceConfig, StoreConfig, resolve_password
+from .hooks import HookLog, run_phase
+
+if TYPE_CHECKING:
+    from ..ops.archiver import ArchiveOptions
 
 MAX_WARNINGS = 20
 GC_LOCK_RETRY = 300.0  # a gc job waits this long for running backups (watches) to finish
@@ -56,6 +60,8 @@ class JobOutcome:
     details: dict[str, Any] = field(default_factory=dict)
     stores: dict[str, StoreStatus] = field(default_factory=dict)  # store name -> status
     stopped: bool = False  # ended by a stop request (SIGTERM), not by its own failure
+    retries: int = 0  # backend requests retried during the run
+    hooks: list[dict[str, Any]] = field(default_factory=list)  # HookRun.to_map() of each hook
 
     @property
     def ok(self) -> bool:
@@ -94,7 +100,43 @@ def run_job(config: Config, name: str, clock: Clock = SYSTEM) -> JobOutcome:
     job = config.jobs[name]
     out = JobOutcome(job=name, kind=job.type, store=job.store, started=clock.time())
     t0 = time.monotonic()
+    retries0 = backend_retries()
     obs = CollectingObserver()
+    hook_sets = [h for h in (config.hooks, job.hooks) if h is not None]
+    env = {"CASBACKUP_JOB": name, "CASBACKUP_JOB_TYPE": job.type, "CASBACKUP_STORE": job.store}
+    log = HookLog()
+    failed = run_phase("before", hook_sets, env, log)
+    if failed is not None:
+        out.result, out.exit_code = "failure", 1
+        out.error = f"before hook {_short(failed.command)} {failed.error}: job skipped"
+    else:
+        _run(config, job, out, obs, clock)
+    env.update(CASBACKUP_RESULT=out.result, CASBACKUP_SNAPSHOT=out.snapshot or "",
+               CASBACKUP_ERROR=out.error or "", CASBACKUP_EXIT_CODE=str(out.exit_code))
+    after = list(reversed(hook_sets))
+    if out.ok:
+        failed = run_phase("after", after, env, log)
+        if failed is not None:
+            out.result, out.exit_code = "failure", 1
+            out.error = f"after hook {_short(failed.command)} {failed.error}"
+    else:
+        run_phase("on_error", after, env, log)
+    run_phase("finally", after, env, log)
+    out.hooks = [r.to_map() for r in log.runs]
+    out.warnings += [f"{r.phase} hook {_short(r.command)} {r.error}" for r in log.runs
+                     if not r.ok and r.phase in ("on_error", "finally")]  # fmt: skip
+    out.duration = time.monotonic() - t0
+    out.retries = backend_retries() - retries0
+    out.warnings = (obs.warnings + out.warnings)[:MAX_WARNINGS]
+    if obs.warning_count > len(obs.warnings):
+        out.details["warnings_total"] = obs.warning_count
+    for store_name in dict.fromkeys(s for s in (job.store, job.to) if s):
+        out.stores[store_name] = _status(config.stores[store_name], clock)
+    return out
+
+
+def _run(config: Config, job: JobConfig, out: JobOutcome, obs: CollectingObserver,
+         clock: Clock) -> None:
     try:
         _RUNNERS[job.type](config, job, out, obs, clock)
     except CasError as e:
@@ -103,13 +145,10 @@ def run_job(config: Config, name: str, clock: Clock = SYSTEM) -> JobOutcome:
         where = traceback.extract_tb(e.__traceback__)[-1]
         out.result, out.exit_code = "failure", 1
         out.error = f"internal error {type(e).__name__}: {e} ({where.filename}:{where.lineno})"
-    out.duration = time.monotonic() - t0
-    out.warnings = (obs.warnings + out.warnings)[:MAX_WARNINGS]
-    if obs.warning_count > len(obs.warnings):
-        out.details["warnings_total"] = obs.warning_count
-    for store_name in dict.fromkeys(s for s in (job.store, job.to) if s):
-        out.stores[store_name] = _status(config.stores[store_name], clock)
-    return out
+
+
+def _short(command: str, width: int = 60) -> str:
+    return repr(command if len(command) <= width else command[: width - 1] + "…")
 
 
 def _status(cfg: StoreConfig, clock: Clock) -> StoreStatus:
@@ -120,23 +159,23 @@ def _status(cfg: StoreConfig, clock: Clock) -> StoreStatus:
         return StoreStatus(cfg.url, reachable=False, error=str(e), exit_code=e.exit_code)
 
 
+def archive_options(src: SourceConfig) -> ArchiveOptions:
+    """What a source's filters mean to the archiver (backup jobs and watches alike)."""
+    from ..ops.archiver import ArchiveOptions
+    from ..source.exclude import Excluder
+
+    excluder = Excluder.from_options(src.excludes, src.pattern_files(), src.exclude_caches)
+    return ArchiveOptions(excluder=excluder, one_file_system=src.one_file_system)
+
+
 def _backup(
     config: Config, job: JobConfig, out: JobOutcome, obs: CollectingObserver, clock: Clock
 ) -> None:
-    from ..ops.archiver import ArchiveOptions
     from ..ops.backup import BackupOptions, backup
-    from ..source.exclude import Excluder
 
     assert job.source is not None  # config.py requires it for a backup job
     src = config.sources[job.source]
-    excluder = Excluder.from_options(
-        src.excludes, [src.exclude_file] if src.exclude_file else [], False
-    )
-    opts = BackupOptions(
-        type=job.backup_type,
-        tags=list(job.tags),
-        archive=ArchiveOptions(excluder=excluder, one_file_system=src.one_file_system),
-    )
+    opts = BackupOptions(type=job.backup_type, tags=list(job.tags), archive=archive_options(src))
     with open_configured(config.stores[job.store]) as store:
         res = backup(store, list(src.paths), opts, obs, clock)
     s = res.summary
@@ -148,6 +187,26 @@ def _backup(
         out.result = "partial"
         out.error = f"{s.unreadable} source file(s) could not be read; the snapshot holds the rest"
         out.exit_code = 3
+
+
+def _dump(
+    config: Config, job: JobConfig, out: JobOutcome, obs: CollectingObserver, clock: Clock
+) -> None:
+    """A database (or any) dump: the command's stdout becomes one file of a snapshot,
+    committed only when the command exits 0."""
+    from ..ops.backup import BackupOptions, backup
+    from ..ops.command_stream import CommandStream
+
+    assert job.command is not None and job.filename is not None  # config.py requires them
+    with open_configured(config.stores[job.store]) as store, \
+            CommandStream(job.command) as stream:  # fmt: skip
+        opts = BackupOptions(tags=list(job.tags), stdin=stream.buffered(),
+                             stdin_filename=job.filename)
+        res = backup(store, [], opts, obs, clock)
+    out.snapshot = res.snapshot.id
+    out.bytes_read, out.bytes_added = res.summary.bytes_read, res.summary.bytes_added
+    out.files = 1
+    out.details = {"parent": res.snapshot.parent, **res.summary.to_map()}
 
 
 def _verify(
@@ -223,4 +282,5 @@ def _sync(
     }  # fmt: skip
 
 
-_RUNNERS = {"backup": _backup, "verify": _verify, "gc": _gc, "forget": _forget, "sync": _sync}
+_RUNNERS = {"backup": _backup, "dump": _dump, "verify": _verify, "gc": _gc, "forget": _forget,
+            "sync": _sync}

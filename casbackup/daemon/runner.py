@@ -28,6 +28,7 @@ Invariants:
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 import queue
 import signal
@@ -41,12 +42,15 @@ from typing import Any
 from ..clock import SYSTEM, Clock
 from ..errors import CasError, UsageError
 from . import health as healthmod
-from .config import Config, JobConfig, load_config
+from . import sdnotify
+from .config import Config, JobConfig, NotifyConfig, load_config
 from .jobs import JobOutcome
 from .metrics import Metrics, MetricsServer
+from .notify import Notifier
 from .queue import Run, RunQueue, Waker
 from .schedule import Schedule
-from .state import State, exclusive, load_state, save_state, state_path
+from .state import RunRecord, State, exclusive, load_state, save_state, state_path
+from .statuspage import StatusPage
 from .watches import WatchSet
 from .worker import JobProcess, prepare
 
@@ -82,6 +86,11 @@ class Daemon:
         self._lock = threading.Lock()
         self._signals = 0
         self._stopping = False
+        self.notifier = Notifier(
+            lambda ref, error: self.emit("notify-error", target=ref, error=error))
+        self.status_page = StatusPage()
+        self._watchdog = sdnotify.watchdog_interval()
+        self._last_ping = float("-inf")
         self._reload = False
         self._dirty = True
 
@@ -129,9 +138,13 @@ class Daemon:
                       state=str(self.state_file))  # fmt: skip
             self._announce(self.config.jobs)
             self.watches.update(self.config)
+            sdnotify.notify("READY=1", f"STATUS=running {len(self.config.jobs)} jobs",
+                            f"MAINPID={os.getpid()}")  # fmt: skip
             while not self._stopping:
                 self.step()
+                self._ping_watchdog()
                 self.wake.wait(self._sleep_time())
+            sdnotify.notify("STOPPING=1")
             self._shutdown()
         self.wake.close()
         return 0
@@ -152,8 +165,28 @@ class Daemon:
             self._dirty = True
         self._save()
 
+    def page(self) -> str:
+        """The status page (``GET /``): stores gathered outside the loop's lock, from a
+        copy of the state taken under it."""
+        with self._lock:
+            state, config = copy.deepcopy(self.state), self.config
+        return self.status_page.html(config, state)
+
+    def _notify_config(self, job: JobConfig) -> NotifyConfig | None:
+        return job.notify if job.notify is not None else self.config.notify
+
+    def _ping_watchdog(self) -> None:
+        """``WATCHDOG=1`` at half of systemd's ``WatchdogSec``: only a loop that turns
+        pings, so a hung loop gets the daemon restarted."""
+        if self._watchdog is None:
+            return
+        now = self.clock.monotonic()
+        if now - self._last_ping >= self._watchdog:
+            sdnotify.notify("WATCHDOG=1")
+            self._last_ping = now
+
     def _sleep_time(self) -> float:
-        t = MAX_SLEEP
+        t = MAX_SLEEP if self._watchdog is None else min(MAX_SLEEP, self._watchdog)
         wakeup = self.schedule.next_wakeup()
         if wakeup is not None:
             t = min(t, (wakeup - self.schedule.now()).total_seconds())
@@ -195,6 +228,8 @@ class Daemon:
         self.emit("job-start", job=run.name, store=job.store, type=job.type,
                   attempt=run.attempt + 1, scheduled=run.scheduled.isoformat(),
                   catch_up=run.catch_up, pid=proc.pid)  # fmt: skip
+        if run.attempt == 0:
+            self.notifier.start(self._notify_config(job), run.name, job.store, job.type)
         threading.Thread(
             target=self._monitor, args=(run.name, proc, job.timeout),
             name=f"job-{run.name}", daemon=True,
@@ -213,6 +248,7 @@ class Daemon:
             self._finish(name, out)
 
     def _finish(self, name: str, out: JobOutcome) -> None:
+        self.status_page.invalidate()
         run = self.queue.release(name)
         finished = self.clock.now()
         job = self.config.jobs.get(name)
@@ -227,6 +263,11 @@ class Daemon:
             return
         if job is not None:  # a job removed by a reload keeps no series
             self.metrics.job(out, finished.timestamp())
+        for h in out.hooks:
+            self.emit("hook-failure" if h["error"] else "hook", job=name, store=out.store,
+                      phase=h["phase"], command=h["command"], exit_code=h["exit_code"],
+                      duration=h["duration"], error=h["error"],
+                      output=h["output"].rstrip("\n") or None)  # fmt: skip
         for w in out.warnings:
             self.emit("job-warning", job=name, store=out.store, message=w)
         with self._lock:
@@ -245,6 +286,8 @@ class Daemon:
                       **({"error": out.error} if out.error else {}))  # fmt: skip
         else:
             self.emit("job-failure", **fields, error=out.error, exit_code=out.exit_code)
+        if job is not None:
+            self.notifier.finish(self._notify_config(job), out)
         self.queue.drop(name)
         if job is None:
             return
@@ -253,11 +296,14 @@ class Daemon:
             js = self.state.job(name)
             js.last_run, js.last_result = started, out.result
             js.last_duration, js.last_error = out.duration, out.error
+            self.state.record(RunRecord(name, started.timestamp(), out.duration, out.result,
+                                        (out.error or "").split("\n")[0][:300] or None))
             if out.ok:
                 js.last_success = finished
             if name in self.schedule.jobs:
                 self.schedule.mark_run(name, started, finished)
-                js.next_run = self.schedule.pending(name)
+                js.next_run = nxt = self.schedule.pending(name)
+                self.metrics.job_next_run(name, out.store, nxt.timestamp())
         self._dirty = True
 
     def _announce(self, names: Any) -> None:
@@ -265,8 +311,9 @@ class Daemon:
             for name in names:
                 job = self.config.jobs[name]
                 js = self.state.job(name)
-                js.next_run = self.schedule.pending(name)
+                js.next_run = nxt = self.schedule.pending(name)
                 self.metrics.declare_job(name, job.store)
+                self.metrics.job_next_run(name, job.store, nxt.timestamp())
                 if js.last_success is not None:
                     self.metrics.seed_success(name, job.store, js.last_success.timestamp())
                 self.emit("job-scheduled", job=name, store=job.store, type=job.type,
@@ -309,7 +356,7 @@ class Daemon:
         if m is None:
             return
         try:
-            self.server = MetricsServer(m.host, m.port, self.metrics, self.health)
+            self.server = MetricsServer(m.host, m.port, self.metrics, self.health, self.page)
         except OSError as e:
             msg = f"metrics: cannot listen on {m.host}:{m.port}: {e.strerror or e}"
             if at_start:
@@ -327,6 +374,13 @@ class Daemon:
     # --- reload and shutdown -------------------------------------------------------------
 
     def reload(self) -> None:
+        sdnotify.notify("RELOADING=1")
+        try:
+            self._reload_config()
+        finally:
+            sdnotify.notify("READY=1")
+
+    def _reload_config(self) -> None:
         try:
             new = load_config(self.config_path)
         except UsageError as e:
@@ -378,6 +432,7 @@ class Daemon:
             self.wake.wait(0.2)
         watches = self.watches.stop()
         self._stop_server()
+        self.notifier.wait()  # the last results' notifications go out before we exit
         with self._lock:
             self.state.watches = watches
             self.state.daemon_stopped = self.clock.now()

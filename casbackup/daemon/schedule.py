@@ -4,8 +4,10 @@ Invariants:
 
 * A cron expression has 5 fields (minute hour day-of-month month day-of-week) or 6, where
   the **sixth is seconds** (croniter's convention, not Quartz's seconds-first):
-  ``"*/5 * * * * 30"`` runs at second 30 of every fifth minute. Nothing else is accepted
-  (no ``@daily`` aliases, no year field); an expression that can never fire is refused.
+  ``"*/5 * * * * 30"`` runs at second 30 of every fifth minute. The aliases ``@yearly``
+  (``@annually``), ``@monthly``, ``@weekly``, ``@daily`` (``@midnight``) and ``@hourly``
+  stand for their Vixie cron expansions. Nothing else is accepted (no ``@reboot``, no year
+  field); an expression that can never fire is refused.
 * The wall clock of a cron expression is read in the schedule's zone (local by default;
   ``next_run`` uses the zone of ``after``). ``next_run(cron, after) > after``, always.
 * Daylight saving time, as Vixie cron does it: a time skipped by a spring-forward change
@@ -38,7 +40,24 @@ _MAX_YEARS_BETWEEN_MATCHES = 30
 _CHECK_FROM = datetime(2000, 1, 1, tzinfo=UTC)
 
 
+ALIASES = {
+    "@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *", "@monthly": "0 0 1 * *",
+    "@weekly": "0 0 * * 0", "@daily": "0 0 * * *", "@midnight": "0 0 * * *",
+    "@hourly": "0 * * * *",
+}  # fmt: skip
+
+
+def expand(cron: str) -> str:
+    """``cron`` with an ``@alias`` replaced by its 5-field expansion."""
+    return ALIASES.get(cron.strip().lower(), cron)
+
+
 def _fields(cron: str) -> list[str]:
+    if cron.strip().startswith("@") and cron.strip().lower() not in ALIASES:
+        raise UsageError(
+            f"invalid cron expression {cron!r}: known aliases are {', '.join(ALIASES)}"
+        )
+    cron = expand(cron)
     fields = cron.split()
     if len(fields) not in (5, 6):
         raise UsageError(
@@ -80,7 +99,7 @@ def next_run(cron: str, after: datetime) -> datetime:
         raise ValueError("next_run needs a timezone-aware datetime")
     fields = _fields(cron)
     fixed_time = not (fields[0].startswith("*") or fields[1].startswith("*"))
-    it = croniter(cron, after, max_years_between_matches=_MAX_YEARS_BETWEEN_MATCHES)
+    it = croniter(expand(cron), after, max_years_between_matches=_MAX_YEARS_BETWEEN_MATCHES)
     while True:
         t: datetime = it.get_next(datetime)
         if not (fixed_time and _is_repeat(t)):

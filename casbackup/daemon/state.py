@@ -12,6 +12,8 @@ Invariants:
 * ``last_run`` is the *start* of the last finished run. A run the daemon did not finish
   (killed mid-job) leaves ``last_run`` at the previous run, so its slot counts as missed.
 * Times are stored as ISO 8601 in UTC; the file never holds a secret.
+* ``history`` keeps the last ``HISTORY`` finished runs (job, start, duration, result, one
+  line of error) for the status page's timeline; older entries drop off.
 * Location: the configuration's ``state`` key, else ``$XDG_STATE_HOME`` (or
   ``~/.local/state``) ``/casbackup/state-<hash of the config path>.json``. One daemon per
   state file: ``exclusive`` holds an ``flock`` on ``<state>.lock`` for the daemon's life
@@ -35,6 +37,16 @@ from typing import Any
 from ..errors import UsageError
 
 VERSION = 1
+HISTORY = 2000
+
+
+@dataclass
+class RunRecord:
+    job: str
+    started: float  # seconds since the epoch
+    duration: float
+    result: str  # success | partial | failure
+    error: str | None = None
 
 
 @dataclass
@@ -56,9 +68,14 @@ class State:
     daemon_started: datetime | None = None
     daemon_stopped: datetime | None = None
     watches: dict[str, dict[str, Any]] = field(default_factory=dict)
+    history: list[RunRecord] = field(default_factory=list)
 
     def job(self, name: str) -> JobState:
         return self.jobs.setdefault(name, JobState())
+
+    def record(self, run: RunRecord) -> None:
+        self.history.append(run)
+        del self.history[:-HISTORY]
 
     def last_runs(self) -> dict[str, datetime]:
         return {n: j.last_run for n, j in self.jobs.items() if j.last_run is not None}
@@ -140,8 +157,11 @@ def load_state(path: Path) -> State:
             daemon_started=_time(daemon.get("started")),
             daemon_stopped=_time(daemon.get("stopped")),
             watches={str(k): dict(v) for k, v in (raw.get("watches") or {}).items()},
+            history=[RunRecord(str(r["job"]), float(r["started"]), float(r["duration"]),
+                               str(r["result"]), r.get("error"))
+                     for r in (raw.get("history") or [])][-HISTORY:],
         )
-    except (TypeError, ValueError, AttributeError) as e:
+    except (TypeError, ValueError, AttributeError, KeyError) as e:
         raise UsageError(f"{path}: damaged daemon state: {e}") from e
 
 
@@ -161,6 +181,7 @@ def to_map(state: State) -> dict[str, Any]:
         },
         "jobs": jobs,
         "watches": state.watches,
+        "history": [asdict(r) for r in state.history],
     }
 
 

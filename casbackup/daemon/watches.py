@@ -21,10 +21,8 @@ import time
 from typing import Any
 
 from ..errors import CasError
-from ..ops.archiver import ArchiveOptions
-from ..source.exclude import Excluder
 from .config import Config, WatchConfig
-from .jobs import open_configured
+from .jobs import archive_options, open_configured
 from .metrics import Metrics
 
 STOP_WAIT = 30.0
@@ -67,13 +65,8 @@ class _Watch:
                     for r in self.w.sync_to
                 ]
                 src = self.config.sources[self.w.source]
-                excluder = Excluder.from_options(
-                    src.excludes, [src.exclude_file] if src.exclude_file else [], False
-                )
-                opts = watchmod.WatchOptions(
-                    debounce=self.w.debounce, max_delay=self.w.max_delay,
-                    archive=ArchiveOptions(excluder=excluder, one_file_system=src.one_file_system),
-                )  # fmt: skip
+                opts = watchmod.WatchOptions(debounce=self.w.debounce, max_delay=self.w.max_delay,
+                                             archive=archive_options(src))  # fmt: skip
                 watchmod.watch(store, list(src.paths), opts, _observer(watchmod, self),
                                self.stop_event, replicas)  # fmt: skip
         except CasError as e:

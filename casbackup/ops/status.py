@@ -85,16 +85,19 @@ def display_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
-def collect(store: Store, clock: Clock = SYSTEM) -> StoreStatus:
-    """The status of an open store (raises ``CasError`` if it cannot be read)."""
+def collect(store: Store, clock: Clock = SYSTEM,
+            snapshots: list[tuple[float, int]] | None = None) -> StoreStatus:
+    """The status of an open store (raises ``CasError`` if it cannot be read);
+    ``snapshots``: the (time, total size) of its snapshots, when the caller has them."""
     st = StoreStatus(store.url, reachable=True)
     for info in store.list_pack_objects():
         st.size_bytes += info.size
         st.packs += 1
-    snaps = store.snapshots()
-    st.snapshots = len(snaps)
-    st.logical_bytes = sum(s.summary.total_size for s in snaps)
-    st.last_snapshot_time = max((s.time for s in snaps), default=None)
+    if snapshots is None:
+        snapshots = [(s.time, s.summary.total_size) for s in store.snapshots()]
+    st.snapshots = len(snapshots)
+    st.logical_bytes = sum(size for _, size in snapshots)
+    st.last_snapshot_time = max((t for t, _ in snapshots), default=None)
     st.locks = list_locks(store)
     now = clock.time()
     st.stale_locks = [lk.name for lk in st.locks if lk.stale(now)]

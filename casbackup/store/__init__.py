@@ -56,4 +56,11 @@ def init_store(
     return Store.create(backend, config, password, master=master, url=url, kdf_n=kdf_n)
 
 
+def backend_retries() -> int:
+    """Backend requests retried in this process so far (the job metrics count them)."""
+    from ..backends.retry import retries_so_far
+
+    return retries_so_far()
+
+
 __all__ = ["Store", "AddResult", "StoreConfig", "open_store", "init_store", "ENCRYPTIONS"]

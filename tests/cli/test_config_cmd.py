@@ -39,6 +39,7 @@ state: state/daemon.json
 def test_config_check_summarises_stores_sources_jobs_and_next_runs(tmp_path: Path) -> None:
     cfg = tmp_path / "casbackup.yaml"
     cfg.write_text(CONFIG)
+    (tmp_path / "src").mkdir()
     r = run_cli("config", "check", "--config", str(cfg))
     assert r.returncode == 0, r.stderr
     out = r.stdout.decode()
@@ -89,3 +90,108 @@ def test_readme_and_example_configurations_are_valid() -> None:
     cfg = parse_config(block[: block.index("```")], "README.md")
     assert {j.type for j in cfg.jobs.values()} == {"backup", "forget", "sync", "verify"}
     assert cfg.state == "/var/lib/casbackup/state.json"
+
+
+BROKEN = """\
+stores:
+  local: {url: store, pasword: {env: X}}
+  good: {url: store2}
+sources:
+  src: {paths: [src], exclude_cache: true}
+  other: {paths: [other]}
+jobs:
+  a: {type: backup, cron: "0 3 * * *", store: local, source: src}
+  b: {type: backup, cron: "0 25 * * *", store: good, source: other}
+  c: {type: sync, cron: "@daily", store: good, to: goood}
+  d: {type: verify, cron: "@fortnightly", store: good}
+metrics: {listen: "nowhere"}
+"""
+
+
+def test_config_check_reports_every_problem_once_with_suggestions(tmp_path: Path) -> None:
+    """All problems in one run, in line order, each once: an entry that is invalid itself
+    (store ``local``, source ``src``) is not reported again by the jobs that use it."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(BROKEN)
+    r = run_cli("config", "check", "--config", str(cfg))
+    assert r.returncode == 2
+    lines = r.stderr.decode().strip().removeprefix("casbackup: ").splitlines()
+    assert [ln.split(": ", 2)[0:2] for ln in lines] == [
+        [f"{cfg}:2", "stores.local.pasword"],
+        [f"{cfg}:5", "sources.src.exclude_cache"],
+        [f"{cfg}:9", "jobs.b.cron"],
+        [f"{cfg}:10", "jobs.c.to"],
+        [f"{cfg}:11", "jobs.d.cron"],
+        [f"{cfg}:12", "metrics.listen"],
+    ]
+    assert "did you mean 'password'?" in lines[0]
+    assert "did you mean 'exclude_caches'?" in lines[1]
+    assert "did you mean 'good'?" in lines[3]
+    assert "known aliases are @yearly" in lines[4]
+
+
+def test_config_check_and_test_refuse_missing_source_paths(tmp_path: Path) -> None:
+    (tmp_path / "src").mkdir()
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(CONFIG.replace("paths: [src]", "paths: [src, gone]\n    exclude_file: x.txt"))
+    for cmd in (("config", "check"), ("test",)):
+        r = run_cli(*cmd, "--config", str(cfg))
+        assert r.returncode == 2, r.stderr
+        err = r.stderr.decode()
+        assert f"sources.src.paths: {tmp_path / 'gone'} does not exist" in err
+        assert f"exclude file {tmp_path / 'x.txt'} does not exist" in err
+        assert b"self-test passed" not in r.stdout
+
+
+def test_yaml_source_filters_reach_the_archiver(tmp_path: Path) -> None:
+    """exclude_caches and exclude_files in YAML do what --exclude-caches and repeated
+    --exclude-file do on the CLI: a real backup job on a real store leaves them out."""
+    from casbackup.daemon.jobs import run_job
+    from tests.helpers import make_store, open_test_store
+
+    src = tmp_path / "src"
+    (src / "cache").mkdir(parents=True)
+    (src / "cache" / "CACHEDIR.TAG").write_text("Signature: 8a477f597d28d172789f06886806bc55\n")
+    (src / "cache" / "big").write_text("cached")
+    (src / "keep.txt").write_text("k")
+    (src / "a.log").write_text("l")
+    (src / "b.tmp").write_text("t")
+    (tmp_path / "one.txt").write_text("*.log\n")
+    (tmp_path / "two.txt").write_text("*.tmp\n")
+    make_store(tmp_path / "store").close()
+    text = CONFIG.replace("    paths: [src]", "    paths: [src]\n    exclude_caches: true\n"
+                          "    exclude_files: [one.txt, two.txt]")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(text)
+    config = load_config(cfg)
+    assert config.sources["src"].exclude_caches
+    import os
+
+    os.environ.setdefault("CASBACKUP_PASSWORD", "test-password")
+    out = run_job(config, "often")
+    assert out.ok, out.error
+    with open_test_store(tmp_path / "store") as st:
+        snap = st.find_snapshot("latest")
+        names = []
+        tree = st.load_tree(snap.tree)
+        for part in str(src).strip("/").split("/"):
+            node = next(n for n in tree.nodes if n.name == part.encode())
+            assert node.subtree is not None
+            tree = st.load_tree(node.subtree)
+        names = sorted(n.name for n in tree.nodes)
+    assert b"keep.txt" in names
+    assert b"a.log" not in names and b"b.tmp" not in names
+    cache = [n for n in names if n == b"cache"]
+    assert cache == [] or _cache_is_empty(tmp_path / "store", src)
+
+
+def _cache_is_empty(store: Path, src: Path) -> bool:
+    from tests.helpers import open_test_store
+
+    with open_test_store(store) as st:
+        tree = st.load_tree(st.find_snapshot("latest").tree)
+        for part in (*str(src).strip("/").split("/"), "cache"):
+            node = next(n for n in tree.nodes if n.name == part.encode())
+            assert node.subtree is not None
+            tree = st.load_tree(node.subtree)
+        return [n.name for n in tree.nodes] in ([], [b"CACHEDIR.TAG"])

@@ -133,9 +133,9 @@ def test_backup_metrics_file(site: Path) -> None:
     assert r.returncode == 2
     s = {(x.name, tuple(sorted(x.labels.items()))): x.value
          for f in text_string_to_metric_families(prom.read_text()) for x in f.samples}
-    job = (("job", "backup"), ("store", store))
+    job = (("job_name", "backup"), ("store", store))
     assert s[("casbackup_job_runs_total", job)] == 2
     assert s[("casbackup_job_failures_total", job)] == 1
     assert s[("casbackup_job_last_run_success", job)] == 0
     assert s[("casbackup_job_last_success_timestamp_seconds", job)] > 0
-    assert s[("casbackup_store_snapshots", (("store", store),))] == 2
+    assert s[("casbackup_store_snapshots", job)] == 2

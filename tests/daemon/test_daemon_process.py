@@ -162,9 +162,10 @@ def test_daemon_runs_jobs_serves_metrics_reloads_and_stops(setup: tuple[Path, in
         code, body = http(base + "/metrics")
         text = body.decode()
         assert code == 200
-        assert 'casbackup_job_last_success_timestamp_seconds{job="backup",store="local"}' in text
+        assert ('casbackup_job_last_success_timestamp_seconds{job_name="backup",store="local"}'
+                in text)
         assert 'casbackup_store_snapshots{store="remote"}' in text
-        assert 'casbackup_job_failures_total{job="sync",store="local"} 0.0' in text
+        assert 'casbackup_job_failures_total{job_name="sync",store="local"} 0.0' in text
         code, body = http(base + "/healthz")
         assert code == 200 and json.loads(body)["status"] == "ok"
 

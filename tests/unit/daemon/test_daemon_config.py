@@ -209,7 +209,7 @@ def test_invalid_cron_expressions(cron: str, reason: str) -> None:
         ("jobs:\n  j: {type: gc, cron: '* * * * *', store: main, source: home}\n",
          "casbackup.yaml:11: jobs.j.source: not allowed for a gc job"),
         ("jobs:\n  j: {type: restore, cron: '* * * * *', store: main}\n",
-         "casbackup.yaml:11: jobs.j.type: 'restore' is not one of backup, sync, forget, gc"),
+         "casbackup.yaml:11: jobs.j.type: 'restore' is not one of backup, dump, sync, forget, gc"),
         ("jobs:\n  j: {type: gc, store: main}\n",
          "casbackup.yaml:11: jobs.j: missing required key 'cron'"),
         ("jobs:\n  j: {type: sync, cron: '* * * * *', store: main, to: main}\n",

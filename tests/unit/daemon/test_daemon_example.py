@@ -49,7 +49,18 @@ def test_example_jobs_are_the_best_practice() -> None:
         "daily-forget": ("forget", None),
         "weekly-verify": ("verify", None),
         "daily-sync": ("sync", None),
+        "postgres-shop": ("dump", None),
+        "mariadb-all": ("dump", None),
+        "sqlite-app": ("dump", None),
     }
+    assert {jobs[n].filename for n in ("postgres-shop", "mariadb-all", "sqlite-app")} == {
+        "shop.pgdump", "mariadb.sql", "app.sql"}
+    sqlite = jobs["sqlite-app"].hooks
+    assert sqlite is not None and sqlite.before and sqlite.finally_ and sqlite.timeout == 120
+    cfg = example()
+    assert cfg.hooks is not None and cfg.hooks.on_error
+    assert cfg.notify is not None and cfg.notify.events == ("failure",)
+    assert cfg.notify.healthchecks is not None
     assert jobs["daily-forget"].policy == Policy(
         keep_hourly=24, keep_daily=7, keep_weekly=4, keep_monthly=12
     )
@@ -69,6 +80,9 @@ def test_example_next_runs_from_a_wednesday_noon() -> None:
         "daily-forget": datetime(2026, 11, 19, 5, 0, tzinfo=BERLIN),
         "weekly-verify": datetime(2026, 11, 22, 6, 0, tzinfo=BERLIN),
         "daily-sync": datetime(2026, 11, 19, 7, 0, tzinfo=BERLIN),
+        "postgres-shop": datetime(2026, 11, 19, 2, 15, tzinfo=BERLIN),
+        "mariadb-all": datetime(2026, 11, 19, 2, 20, tzinfo=BERLIN),
+        "sqlite-app": datetime(2026, 11, 19, 2, 25, tzinfo=BERLIN),
     }
 
 
@@ -90,6 +104,9 @@ def test_example_week_of_runs() -> None:
         "daily-forget": 7,
         "weekly-verify": 1,
         "daily-sync": 7,
+        "postgres-shop": 7,
+        "mariadb-all": 7,
+        "sqlite-app": 7,
     }
     backups_at_3 = {t.strftime("%a") for name, t in ran if name.endswith(("full", "incremental"))}
     assert backups_at_3 == {"Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"}

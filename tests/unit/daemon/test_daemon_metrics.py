@@ -22,7 +22,7 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
             for f in text_string_to_metric_families(text) for s in f.samples}
 
 
-JOB = (("job", "nightly"), ("store", "local"))
+JOB = (("job_name", "nightly"), ("store", "local"))
 
 
 def test_metrics_job_and_store_series() -> None:
@@ -106,7 +106,7 @@ def test_metrics_server_serves_metrics_and_healthz(healthy: bool) -> None:
         base = f"http://127.0.0.1:{server.port}"
         code, ctype, body = get(base + "/metrics")
         assert code == 200 and ctype.startswith("text/plain")
-        assert b'casbackup_job_runs_total{job="nightly",store="local"} 1.0' in body
+        assert b'casbackup_job_runs_total{job_name="nightly",store="local"} 1.0' in body
         code, ctype, body = get(base + "/healthz")
         assert (code, ctype) == ((200 if healthy else 503), "application/json")
         assert json.loads(body)["status"] == ("ok" if healthy else "unhealthy")

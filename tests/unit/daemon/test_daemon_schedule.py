@@ -130,7 +130,7 @@ def test_new_york_transitions() -> None:
     [
         ("0 3 * *", "expected 5 fields"),
         ("0 3 * * * * *", "expected 5 fields"),
-        ("@daily", "expected 5 fields"),
+        ("@reboot", "known aliases are @yearly"),
         ("0 24 * * *", "out of range"),
         ("0 0 30 2 *", "never fires"),
         ("*/0 * * * *", "step"),
@@ -146,6 +146,21 @@ def test_validate_cron_rejects(cron: str, reason: str) -> None:
 @pytest.mark.parametrize("cron", ["0 3 * * *", "0 0 29 2 *", "*/5 * * * * 30", "0 3 * * mon-fri"])
 def test_validate_cron_accepts(cron: str) -> None:
     validate_cron(cron)
+
+
+@pytest.mark.parametrize(
+    ("alias", "expansion"),
+    [("@yearly", "0 0 1 1 *"), ("@annually", "0 0 1 1 *"), ("@monthly", "0 0 1 * *"),
+     ("@weekly", "0 0 * * 0"), ("@daily", "0 0 * * *"), ("@midnight", "0 0 * * *"),
+     ("@hourly", "0 * * * *"), ("@DAILY", "0 0 * * *")],
+)
+def test_cron_aliases_fire_as_their_expansion(alias: str, expansion: str) -> None:
+    validate_cron(alias)
+    t = utc("2026-03-07T13:45")
+    for _ in range(30):  # 30 consecutive slots agree, not just the first
+        t_alias, t_exp = next_run(alias, t), next_run(expansion, t)
+        assert t_alias == t_exp
+        t = t_alias
 
 
 def test_missed_runs_lists_slots_in_the_interval() -> None:
