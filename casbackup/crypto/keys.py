@@ -40,6 +40,7 @@ KEY_VERSION = 2  # 1: no store_id / binding (read, never written)
 # scrypt cost: 2**15 * 8 * 128 B = 32 MiB of memory, ~0.1 s on these machines.
 DEFAULT_SCRYPT_N = 2**15
 MAX_SCRYPT_MEMORY = 1 << 30  # 128 * r * n bytes
+MAX_SCRYPT_WORK = 4 << 30  # 128 * r * n * p: a planted key costs a few seconds at most
 MAX_SCRYPT_P = 16
 MAX_SCRYPT_R = 64
 SALT_SIZES = range(16, 65)
@@ -99,6 +100,8 @@ def check_kdf(n: object, r: object, p: object) -> str | None:
         return f"scrypt n={n} is not a power of two"
     if 128 * r * n > MAX_SCRYPT_MEMORY:
         return f"scrypt n={n} r={r} needs {128 * r * n >> 20} MiB (at most 1024 MiB allowed)"
+    if 128 * r * n * p > MAX_SCRYPT_WORK:
+        return f"scrypt n={n} r={r} p={p} is too costly (at most 4 passes over 1 GiB)"
     return None
 
 

@@ -65,6 +65,7 @@ def test_a_changed_or_missing_field_is_handled(base: bytes, field: str, value: A
 @pytest.mark.parametrize(("n", "r", "p"), [
     (2**40, 8, 1), (2**21, 8, 1), (2**24, 1, 1), (2**20, 16, 1), (3, 8, 1), (2**10, 0, 1),
     (2**10, 8, 0), (2**10, 8, 17), (2**10, 65, 1), (1, 8, 1), (True, 8, 1), (2.0**10, 8, 1),
+    (2**20, 8, 5), (2**19, 8, 9),
 ])
 def test_out_of_bounds_kdf_is_damage_not_a_derivation(n: Any, r: Any, p: Any) -> None:
     m = serde.unpack(BOUND)
