@@ -25,5 +25,6 @@ def pack(obj: Any) -> bytes:
 def unpack(data: bytes | memoryview, what: str = "object") -> Any:
     try:
         return msgpack.unpackb(data, raw=False, strict_map_key=False)
-    except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as e:
+    except (ValueError, TypeError,  # TypeError: a map keyed by a list ("unhashable")
+            msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as e:
         raise IntegrityError(f"{what} is not valid msgpack: {e}") from e

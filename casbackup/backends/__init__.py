@@ -6,7 +6,10 @@ backend: a plain path (local, the default), ``memory://name``, ``s3://bucket/pre
 
 Invariants: importing this package imports no optional dependency (obstore, paramiko);
 ``open_backend`` raises ``UsageError`` for a URL it cannot serve and wraps every backend
-but memory in ``RetryingBackend`` unless ``retry=False``.
+but memory in ``RetryingBackend`` unless ``retry=False``. A URL carrying a secret
+(``s3://KEY:SECRET@bucket``, ``sftp://user:PASSWORD@host``) is refused before anything
+else looks at it, with a message that does not repeat it (``refuse_credentials``), so no
+later message or output can echo it.
 
 Retry policy: a local store gets ``RetryingBackend``'s defaults (5 tries, ~1.5 s of
 backoff in all). Remote stores (S3, SFTP) ride out longer outages -- a server restart, a
@@ -44,12 +47,31 @@ def remote_attempts() -> int:
     return n
 
 
+def refuse_credentials(url: str) -> None:
+    """``UsageError`` (not naming the secret) when URL carries credentials."""
+    m = _SCHEME_RE.match(url)
+    if not m:
+        return  # a local path: '@' and ':' are ordinary characters
+    scheme = m.group(1).lower()
+    netloc = re.split(r"[/?#]", url[m.end():], maxsplit=1)[0]
+    if "@" not in netloc:
+        return
+    userinfo = netloc.rsplit("@", 1)[0]
+    if scheme == "s3":
+        raise UsageError("s3 store URLs take no credentials (KEY:SECRET@bucket): set "
+                         "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or use a profile")
+    if ":" in userinfo:
+        raise UsageError(f"{scheme[:10]} store URLs take no password (user:PASSWORD@host): "
+                         "use a key (?key=FILE) or ssh-agent")
+
+
 def open_backend(url: str, *, retry: bool = True) -> Backend:
     """The backend for a store URL (see the package docstring).
 
     ``retry=True`` wraps local, S3 and SFTP backends in ``RetryingBackend`` with its
     default policy; pass ``retry=False`` for the raw backend (tests, custom policies).
     """
+    refuse_credentials(url)
     m = _SCHEME_RE.match(url)
     scheme = m.group(1).lower() if m else ""
     backend: Backend

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import sys
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated
 
 import typer
 
+from ..errors import UsageError
 from ..store import keyring
 from .common import (
     Ctx,
@@ -23,12 +27,27 @@ NewPwFile = Annotated[
 ]
 
 
-def _new_password(new_password_file: str | None) -> str:
-    import os
-
-    if new_password_file is None and "CASBACKUP_NEW_PASSWORD" in os.environ:
-        return os.environ["CASBACKUP_NEW_PASSWORD"]
-    return read_password(new_password_file, None, confirm=True, prompt="New password")
+def _new_password(new_password_file: str | None) -> Callable[[], str]:
+    """Where the new passphrase comes from: ``--new-password-file``, then
+    ``$CASBACKUP_NEW_PASSWORD``, then a prompt (twice) on a terminal -- never the sources
+    of the current password. Resolved before the store is opened, so a missing source
+    is a usage error with nothing changed."""
+    pw: str | None = None
+    if new_password_file is not None:
+        if not new_password_file:
+            raise UsageError("--new-password-file needs a file name")
+        pw = read_password(new_password_file, None)
+    elif "CASBACKUP_NEW_PASSWORD" in os.environ:
+        pw = os.environ["CASBACKUP_NEW_PASSWORD"]
+    elif not sys.stdin.isatty():
+        raise UsageError("no new password: use --new-password-file, set "
+                         "CASBACKUP_NEW_PASSWORD, or run on a terminal to be asked")
+    if pw is None:
+        return lambda: str(typer.prompt("New password", hide_input=True,
+                                        confirmation_prompt=True))
+    if not pw:
+        raise UsageError("the new password is empty")
+    return lambda: pw
 
 
 @key_app.command("list")
@@ -49,8 +68,16 @@ def key_list(
         created = datetime.fromtimestamp(float(r.get("created", 0))).strftime("%Y-%m-%d %H:%M")  # type: ignore[arg-type]
         echo(
             f"{'*' if r['current'] else ' '} {str(r['id'])[:8]}  {r.get('username')}@"
-            f"{r.get('hostname')}  {created}"
+            f"{r.get('hostname')}  {created}{_note(r)}"
         )
+
+
+def _note(row: dict[str, object]) -> str:
+    if "damaged" in row:
+        return f"  DAMAGED: {row['damaged']}"
+    if row.get("version") == 1:
+        return "  (format 1, not bound to the config: `key passwd` rewrites it)"
+    return ""
 
 
 @key_app.command("add")
@@ -60,8 +87,9 @@ def key_add(
     new_password_file: NewPwFile = None,
 ) -> None:
     """Add a passphrase that opens the same master key."""
+    new = _new_password(new_password_file)
     with ctx.open() as st:
-        name = keyring.add_key(st, _new_password(new_password_file))
+        name = keyring.add_key(st, new())
     emit_json({"added": name}) if ctx.json else echo(f"added key {name[:8]}")
 
 
@@ -74,8 +102,6 @@ def key_remove(
     """Remove a key object (never the last one)."""
     with ctx.open() as st:
         matches = [k for k in keyring.key_names(st) if k.startswith(key_id)]
-        from ..errors import UsageError
-
         if len(matches) != 1:
             raise UsageError(f"key id {key_id} matches {len(matches)} keys")
         keyring.remove_key(st, matches[0])
@@ -89,9 +115,10 @@ def key_passwd(
     new_password_file: NewPwFile = None,
 ) -> None:
     """Change the passphrase: add a key for the new one, then remove the old key."""
+    new = _new_password(new_password_file)
     with ctx.open() as st:
         old = st.key_name
-        name = keyring.add_key(st, _new_password(new_password_file))  # the new key first ...
+        name = keyring.add_key(st, new())  # the new key first ...
         if old:
             keyring.remove_key(st, old)  # ... then the old one: never a moment without a key
     emit_json({"added": name, "removed": old}) if ctx.json else echo(

@@ -64,7 +64,7 @@ class Ctx:
         return lambda: read_password(self.password_file, self.password_command, confirm)
 
     def open(self) -> Store:
-        return open_store(self.url, self.password_source())
+        return open_store(self.url, self.password_source(), warn)
 
 
 def read_password(

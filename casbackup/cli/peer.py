@@ -18,7 +18,7 @@ import typer
 
 from ..errors import WrongPassword
 from ..store import Store, open_store
-from .common import read_password
+from .common import read_password, warn
 
 FromPasswordFileOpt = Annotated[str | None, typer.Option(
     "--from-password-file", help="Read the source store's password from this file.")]
@@ -42,6 +42,6 @@ def peer_password(file: str | None, command: str | None, fallback_file: str | No
 
 def open_peer(url: str, password: Callable[[], str], label: str) -> Store:
     try:
-        return open_store(url, password)
+        return open_store(url, password, lambda msg: warn(f"{label}: {msg}"))
     except WrongPassword as e:
         raise WrongPassword(f"{label} {url}: {e}") from None

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 
 from ..chunking import ChunkerParams
@@ -23,8 +24,10 @@ def open_backend(url: str):  # type: ignore[no-untyped-def]
     return _open(url)
 
 
-def open_store(url: str, password: PasswordSource | None) -> Store:
-    return Store.open(open_backend(url), password, url)
+def open_store(url: str, password: PasswordSource | None,
+               warn: Callable[[str], None] | None = None) -> Store:
+    """Open the store at URL; WARN gets one line per key object skipped on the way."""
+    return Store.open(open_backend(url), password, url, warn)
 
 
 def init_store(
@@ -47,7 +50,7 @@ def init_store(
     else:
         raise UsageError(f"unknown encryption {encryption!r} (choose {', '.join(ENCRYPTIONS)})")
     kw: dict[str, int] = {"compression_level": compression_level}
-    if pack_size:
+    if pack_size is not None:
         kw["pack_size"] = pack_size
     config = StoreConfig.new(cipher, **kw)
     if chunker is not None:  # `init --from`: the same cut points as the source store

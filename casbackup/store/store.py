@@ -24,7 +24,7 @@ import contextlib
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ..backends.base import Backend, ObjectInfo
@@ -44,7 +44,7 @@ from ..ids import object_name
 from ..model.snapshot import Snapshot
 from ..model.tree import Tree, decode_maps
 from ..scratch import Scratch, for_thread
-from .config import StoreConfig
+from .config import StoreConfig, config_problem
 from .index import Index, Location, PackInfo, decode_index, encode_index
 from .pack import PackEntry, pack_key, parse_header
 from .packer import Packer
@@ -64,8 +64,9 @@ class Store:
     """An open store. Thread-safe for concurrent ``add_blob`` / ``get_blob``."""
 
     def __init__(self, backend: Backend, config: StoreConfig, master: keymod.MasterKey,
-                 url: str = "", key_name: str | None = None) -> None:
+                 url: str = "", key_name: str | None = None, *, config_bytes: bytes = b"") -> None:
         self.backend = backend
+        self.config_bytes = config_bytes  # as stored: key objects bind these bytes
         self.master = master
         codec = _codec(config, master)
         self.config = config
@@ -88,50 +89,57 @@ class Store:
     def create(cls, backend: Backend, config: StoreConfig, password: str | None,
                master: keymod.MasterKey | None = None, url: str = "",
                kdf_n: int = keymod.DEFAULT_SCRYPT_N) -> Store:
-        try:
-            backend.stat("config")
-            raise UsageError(f"a store already exists at {url or 'this location'}")
-        except NotFound:
-            pass
+        from .keyring import check_empty
+
+        where = url or "this location"
+        problem = config_problem(config)
+        if problem:
+            raise UsageError(f"cannot create a store at {where}: {problem}")
+        check_empty(backend, where)
         master = master or keymod.MasterKey.generate()
         key_name = None
+        if not config.encrypted:
+            config = replace(config, id_key=master.id_key)
+        config = config.with_seed(master.chunker_seed)
+        raw = config.encode()
         if config.encrypted:
             if not password:
                 raise UsageError("an encrypted store needs a password (or --encryption none)")
-            data = keymod.wrap(master, password, n=kdf_n)
+            data = keymod.wrap(master, password, n=kdf_n, store_id=config.store_id, config=raw)
             key_name = object_name(data)
             backend.put(f"keys/{key_name}", data)
-        else:
-            from dataclasses import replace
-
-            config = replace(config, id_key=master.id_key)
-        config = config.with_seed(master.chunker_seed)
         try:
             # written last: from here on the store exists
-            backend.put("config", config.encode(), overwrite=False)
+            backend.put("config", raw, overwrite=False)
         except AlreadyExists:
-            raise UsageError(f"a store already exists at {url or 'this location'}") from None
-        return cls(backend, config, master, url, key_name)
+            raise UsageError(f"a store already exists at {where}") from None
+        return cls(backend, config, master, url, key_name, config_bytes=raw)
 
     @classmethod
-    def open(cls, backend: Backend, password: PasswordSource | None, url: str = "") -> Store:
+    def open(cls, backend: Backend, password: PasswordSource | None, url: str = "",
+             warn: Callable[[str], None] | None = None) -> Store:
+        """Open the store; problems with single key objects that did not stop it from
+        opening (damaged, of another store) are passed to WARN, one line each."""
         try:
             raw = backend.get("config")
         except NotFound:
             raise StoreNotFound(f"no casbackup store at {url or 'this location'}") from None
         config = StoreConfig.decode(raw)
+        from .keyring import key_object_names, unlock_master
+
         if not config.encrypted:
-            if config.id_key is None:
-                raise IntegrityError("unencrypted store config has no id key")
+            if key_object_names(backend):
+                raise IntegrityError("config says encryption none but the store has key "
+                                     "objects under keys/: refusing a replaced config")
+            assert config.id_key is not None  # decode checks it
             master = keymod.MasterKey(b"", config.id_key, config.chunker.seed)
-            return cls(backend, config, master, url)
+            return cls(backend, config, master, url, config_bytes=raw)
         if password is None:
             raise WrongPassword("this store is encrypted: a password is needed")
-        from .keyring import unlock_master
-
-        master, key_name = unlock_master(backend, password())
+        master, key_name = unlock_master(backend, raw, config, password(),
+                                         warn or (lambda _msg: None))
         config = config.with_seed(master.chunker_seed)
-        return cls(backend, config, master, url, key_name)
+        return cls(backend, config, master, url, key_name, config_bytes=raw)
 
     def close(self) -> None:
         if self._packer is not None:
@@ -201,16 +209,7 @@ class Store:
     def local_path(self) -> str | None:
         """The root directory when the store is on the local backend (a hint for
         filesystem watchers), else None."""
-        from ..backends.local import LocalBackend
-
-        b: object = self.backend
-        for _ in range(8):  # unwrap RetryingBackend / FaultyBackend
-            if isinstance(b, LocalBackend):
-                return b.root
-            b = getattr(b, "inner", None)
-            if b is None:
-                return None
-        return None
+        return local_root(self.backend)
 
     def mark_index_loaded(self) -> None:
         """For verify, which loads index objects one by one to report each problem."""
@@ -456,6 +455,20 @@ class Store:
 
     def list_keys(self, prefix: str) -> Iterator[ObjectInfo]:
         return self.backend.list(prefix)
+
+
+def local_root(backend: Backend) -> str | None:
+    """The root directory of a local backend (under any wrappers), else None."""
+    from ..backends.local import LocalBackend
+
+    b: object = backend
+    for _ in range(8):  # unwrap RetryingBackend / FaultyBackend
+        if isinstance(b, LocalBackend):
+            return b.root
+        b = getattr(b, "inner", None)
+        if b is None:
+            return None
+    return None
 
 
 def _codec(config: StoreConfig, master: keymod.MasterKey) -> Codec:
