@@ -20,6 +20,7 @@ from .common import (
 )
 from .metricsfile import job_metrics
 from .progress import CliObserver
+from .signals import on_interrupt
 
 
 @store_command
@@ -59,6 +60,7 @@ def backup_cmd(
         "--metrics-file", help="Write Prometheus metrics to this node_exporter textfile.")] = None,
 ) -> None:
     """Back up PATHS into the store as a new snapshot."""
+    on_interrupt("backup did not finish: no snapshot was written")
     excluder = Excluder.from_options(exclude or [], exclude_file or [], exclude_caches)
     opts = BackupOptions(
         type=type_,

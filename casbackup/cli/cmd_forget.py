@@ -26,6 +26,7 @@ from .maintopts import (
     render_gc,
 )
 from .progress import CliObserver
+from .signals import on_interrupt
 
 
 def _count(flag: str, help: str) -> Any:
@@ -61,6 +62,7 @@ def forget_cmd(
     retry_lock: RetryLockOpt = "0",
 ) -> None:
     """Forget snapshots that the policy does not keep (or those named by id)."""
+    on_interrupt("forget did not finish: some snapshots it chose may remain")
     gopts = gc_options(max_unused, keep_unindexed_for, retry_lock, dry_run) if prune else None
     groups = tuple(g.strip() for g in group_by.split(",") if g.strip())
     policy = Policy(
@@ -76,6 +78,8 @@ def forget_cmd(
                else forget(st, policy, dry_run=dry_run, hosts=host, tags=tag))
         _render(res, ctx.json)
         if gopts is not None:
+            on_interrupt("forget --prune did not finish: the snapshots are forgotten, "
+                         "run gc to free their data")
             if dry_run:  # plan gc as if the snapshots were gone
                 gopts.assume_forgotten = frozenset(res.removed)
             rep = gc(st, gopts, CliObserver(json_lines=ctx.json))

@@ -19,6 +19,7 @@ from .common import (
 )
 from .maintopts import RetryLockOpt, parse_span
 from .progress import CliObserver
+from .signals import on_interrupt
 
 
 @store_command
@@ -29,6 +30,7 @@ def repair_cmd(
         "--rebuild-index", help="Rebuild the index from pack headers first.")] = False,
 ) -> None:
     """Read every pack; drop damaged ones from the index, keeping their good blobs."""
+    on_interrupt("repair did not finish: the store is consistent, run repair again")
     retry = parse_span(retry_lock, "--retry-lock")
     obs = CliObserver(json_lines=ctx.json)
     with ctx.open() as st:
