@@ -28,7 +28,7 @@ _PAUSE = os.environ.get("CASBACKUP_TEST_PAUSE_AT", "")
 
 
 def crash_point(name: str) -> None:
-    if _PAUSE == name and threading.current_thread() is threading.main_thread():
+    if name == _PAUSE and threading.current_thread() is threading.main_thread():
         _pause()
     if not _SPEC:
         return

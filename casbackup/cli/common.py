@@ -2,7 +2,9 @@
 
 Invariants: a password is read from exactly one source, in this order: ``--password-file``,
 ``--password-command``, ``$CASBACKUP_PASSWORD``, ``$CASBACKUP_PASSWORD_FILE``, then an
-interactive prompt (only on a TTY). A password never reaches a log, an error or JSON.
+interactive prompt (only on a TTY). Files and commands are read by ``casbackup.passwords``,
+the daemon's reader too (trailing line ends go). A password never reaches a log, an error
+or JSON.
 """
 
 from __future__ import annotations
@@ -11,8 +13,6 @@ import functools
 import inspect
 import json
 import os
-import shlex
-import subprocess
 import sys
 from collections.abc import Callable
 from typing import Annotated, Any, get_type_hints
@@ -20,6 +20,7 @@ from typing import Annotated, Any, get_type_hints
 import typer
 
 from ..errors import UsageError, WrongPassword
+from ..passwords import command_label, read_password_file, run_password_command
 from ..store import Store, open_store
 
 StoreOpt = Annotated[
@@ -74,23 +75,10 @@ def read_password(
     prompt: str = "Password",
 ) -> str:
     if password_file:
-        try:
-            with open(password_file, encoding="utf-8") as f:
-                return f.read().rstrip("\r\n")
-        except OSError as e:
-            raise UsageError(f"cannot read password file {password_file}: {e.strerror}") from e
+        return read_password_file(password_file, f"file {password_file}")
     if password_command:
-        try:
-            out = subprocess.run(
-                shlex.split(password_command),
-                capture_output=True,
-                text=True,
-                check=True,
-                timeout=60,
-            )
-        except (OSError, subprocess.SubprocessError) as e:
-            raise UsageError(f"password command failed: {type(e).__name__}") from None
-        return out.stdout.rstrip("\r\n")
+        return run_password_command(password_command,
+                                    f"command {command_label(password_command)}")
     env = os.environ.get("CASBACKUP_PASSWORD")
     if env is not None:
         return env
