@@ -65,7 +65,9 @@ class Ctx:
         return lambda: read_password(self.password_file, self.password_command, confirm)
 
     def open(self) -> Store:
-        return open_store(self.url, self.password_source())
+        st = open_store(self.url, self.password_source())
+        st.on_warning = warn  # e.g. a damaged snapshot object that listing skips
+        return st
 
 
 def read_password(

@@ -100,7 +100,7 @@ class Snapshot:
                 summary=Summary.from_map(m.get("summary") or {}),
                 id=id,
             )
-        except (KeyError, TypeError) as e:
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise IntegrityError(f"snapshot {id[:8]} is malformed: {e}") from e
 
     def to_json(self) -> dict[str, Any]:
