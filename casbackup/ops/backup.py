@@ -19,6 +19,7 @@ import os
 import socket
 import stat
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -46,6 +47,7 @@ class BackupOptions:
     host: str | None = None
     stdin: BinaryIO | None = None
     stdin_filename: str = "stdin"
+    stdin_check: Callable[[], None] | None = None  # after stdin's end; raise: no snapshot
     parent: str | None = None  # explicit parent snapshot id
 
 
@@ -138,6 +140,8 @@ def backup(store: Store, paths: list[str], opts: BackupOptions,
                 node = Node(os.fsencode(opts.stdin_filename.strip("/")), FILE, mode=0o644,
                             mtime_ns=int(t0 * 1e9))
                 root = Tree([arch.save_stream(opts.stdin, node)])
+                if opts.stdin_check is not None:
+                    opts.stdin_check()
             else:
                 root = Tree(_build(arch, store, b"", _trie(bpaths), parent_root))
             root_id = arch._add_tree(root)
