@@ -7,6 +7,8 @@ Invariants:
   first (DESIGN §5): a crash at any point before leaves only unreferenced packs.
 - The root tree mirrors absolute paths (``/home/u/src`` → ``home/u/src``), as restic and
   borg do; path prefixes above a source carry that directory's real metadata.
+- The store's own directory (a local store inside a source) is left out with a warning;
+  a source inside the store is a ``UsageError``.
 - ``--type`` chooses the parent: ``incremental``/``snapshot`` the latest snapshot of the
   same host and paths, ``differential`` the latest ``full`` one, ``full`` none (every file
   is read and hashed). Every type yields a complete snapshot.
@@ -20,7 +22,7 @@ import socket
 import stat
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import BinaryIO
 
 from ..clock import SYSTEM, Clock
@@ -86,6 +88,24 @@ def warm_sources(paths: list[str], excluder: Excluder, observer: Observer = NULL
     return Prefetcher(outer, excluder, on_totals=observer.totals)
 
 
+def _store_dirs(store: Store, sources: list[bytes]) -> frozenset[tuple[int, int]]:
+    """The local store's directory, which a backup leaves out (it would grow into itself);
+    a source inside the store is a usage error."""
+    root = store.local_path()
+    if root is None:
+        return frozenset()
+    try:
+        st = os.stat(root)
+    except OSError:
+        return frozenset()
+    real = os.path.realpath(os.fsencode(root))
+    for src in sources:
+        rs = os.path.realpath(src)
+        if rs == real or rs.startswith(real.rstrip(b"/") + b"/"):
+            raise UsageError(f"source path {os.fsdecode(src)} is inside the store {root}")
+    return frozenset({(st.st_dev, st.st_ino)})
+
+
 def find_parent(store: Store, btype: str, host: str, paths: list[str]) -> Snapshot | None:
     if btype == "full":
         return None
@@ -134,7 +154,8 @@ def backup(store: Store, paths: list[str], opts: BackupOptions,
                   else find_parent(store, opts.type, host, spaths))
         parent_root = store.load_tree(parent.tree) if parent is not None else None
         observer.start("backup")
-        arch = Archiver(store, observer, opts.archive)
+        archive = replace(opts.archive, skip_dirs=_store_dirs(store, bpaths))
+        arch = Archiver(store, observer, archive)
         try:
             if opts.stdin is not None:
                 node = Node(os.fsencode(opts.stdin_filename.strip("/")), FILE, mode=0o644,
