@@ -119,7 +119,11 @@ def main(argv: list[str] | None = None) -> None:
         if callable(show) and isinstance(getattr(e, "exit_code", None), int):
             show()  # "Usage: … Error: No such option: --x" (click's own format)
             sys.exit(2)
-        if isinstance(e, OSError) and not debug:
+        if debug:
+            raise
+        if isinstance(e, OSError):
             typer.echo(f"casbackup: {e.strerror or e}: {e.filename or ''}", err=True)
-            sys.exit(1)
-        raise
+        else:  # one line, as for every error; the traceback is for the bug report
+            typer.echo(f"casbackup: internal error ({type(e).__name__}: {e}); please report "
+                       "it with the output of --debug", err=True)
+        sys.exit(1)

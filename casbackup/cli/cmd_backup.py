@@ -19,6 +19,7 @@ from .common import (
     emit_json,
     human_bytes,
     store_command,
+    utf8_arg,
 )
 from .metricsfile import job_metrics
 from .progress import CliObserver
@@ -79,8 +80,8 @@ def backup_cmd(
             stream = sys.stdin.buffer
         opts = BackupOptions(
             type=type_,
-            tags=tag or [],
-            host=host,
+            tags=[utf8_arg(t, "--tag") for t in tag or []],
+            host=utf8_arg(host, "--host") if host is not None else None,
             parent=parent,
             archive=ArchiveOptions(excluder=excluder, one_file_system=one_file_system,
                                    dry_run=dry_run, prefetch=False),

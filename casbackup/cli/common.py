@@ -95,6 +95,24 @@ def read_password(
     return pw
 
 
+def utf8_arg(value: str, option: str) -> str:
+    """``value`` given for ``option``, refused (usage error) unless it is UTF-8 text: the
+    command line arrives with ``surrogateescape``, and snapshot fields are text."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UsageError(f"{option} {shown(value)}: not valid UTF-8") from None
+    return value
+
+
+def shown(text: str) -> str:
+    """``text`` printable on any stream: bytes that were not UTF-8 appear as \\xNN."""
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def emit_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, default=_default) + "\n")
     sys.stdout.flush()

@@ -66,6 +66,8 @@ class BackupResult:
 def normalize_paths(paths: list[str]) -> list[bytes]:
     out = []
     for p in paths:
+        if not p:
+            raise UsageError("an empty source path was given")
         b = os.path.abspath(os.fsencode(p))
         try:
             os.lstat(b)
