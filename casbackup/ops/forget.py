@@ -32,6 +32,7 @@ class ForgetResult:
     snapshots: dict[str, Snapshot] = field(default_factory=dict)
     removed: list[str] = field(default_factory=list)
     dry_run: bool = False
+    total: int = 0  # readable snapshots in the store, before the hosts / tags filters
 
     @property
     def kept(self) -> list[str]:
@@ -46,10 +47,11 @@ def entry(s: Snapshot) -> SnapshotEntry:
 def forget(store: Store, policy: Policy, *, dry_run: bool = False,
            hosts: list[str] | None = None, tags: list[str] | None = None,
            tz: tzinfo | None = None, clock: Clock = SYSTEM) -> ForgetResult:
-    snaps = [s for s in store.snapshots()
+    every = store.snapshots()
+    snaps = [s for s in every
              if (not hosts or s.hostname in hosts) and (not tags or set(tags) <= set(s.tags))]
     now = datetime.fromtimestamp(clock.time(), UTC)
-    res = ForgetResult(dry_run=dry_run, snapshots={s.id: s for s in snaps})
+    res = ForgetResult(dry_run=dry_run, snapshots={s.id: s for s in snaps}, total=len(every))
     res.groups = apply_policy([entry(s) for s in snaps], policy, tz=tz, now=now)
     for decisions in res.groups.values():
         for d in decisions:
