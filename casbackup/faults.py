@@ -4,8 +4,9 @@ Invariant: inert unless ``CASBACKUP_TEST_CRASH_AT`` is set to ``<point>`` or
 ``<point>:<n>`` (crash on the n-th time the point is reached); then the process sends
 itself SIGKILL there — the same as ``kill -9`` from outside, with no cleanup, no flush
 and no lock release. Points: ``packer:after-pack``, ``packer:after-index``,
-``backup:before-snapshot``, ``restore:before-metadata`` (and those other modules declare
-in their docstrings).
+``backup:before-snapshot``, ``restore:before-metadata``, ``store:load-snapshot`` (each
+snapshot object read; for the pause below) and those other modules declare in their
+docstrings.
 
 ``CASBACKUP_TEST_PAUSE_AT=<point>`` instead stops the process there (on the main thread
 only) until a signal ends it, after creating the file ``$CASBACKUP_TEST_PAUSE_FILE``: the

@@ -40,6 +40,7 @@ from ..errors import (
     UsageError,
     WrongPassword,
 )
+from ..faults import crash_point
 from ..ids import object_name
 from ..model.snapshot import Snapshot
 from ..model.tree import Tree, decode_maps
@@ -421,6 +422,7 @@ class Store:
         return [i.key.rsplit("/", 1)[1] for i in self.backend.list("snapshots/")]
 
     def load_snapshot(self, name: str) -> Snapshot:
+        crash_point("store:load-snapshot")
         return Snapshot.decode(self.read_object("snapshots/", name, SNAPSHOT), name)
 
     def snapshots(self) -> list[Snapshot]:

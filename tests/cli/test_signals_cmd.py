@@ -105,6 +105,15 @@ def test_gc_interrupted_releases_its_exclusive_lock(
     assert run_cli("gc", "--store", str(store)).returncode == 0  # nothing blocks it
 
 
+def test_verify_interrupted_says_the_check_is_incomplete(store: Path, tmp_path: Path) -> None:
+    code, err = _interrupt(["verify", "--store", str(store), "--read-data"],
+                           "store:load-snapshot", signal.SIGINT, tmp_path)
+    assert code == 130
+    assert _one_line(err) == ("casbackup: interrupted: verify did not finish: the store was "
+                              "not checked completely")
+    _no_locks(store)
+
+
 def test_sync_interrupted_names_the_destination(store: Path, tmp_path: Path) -> None:
     dst = tmp_path / "dst"
     assert run_cli("init", "--store", str(dst), "--from", str(store)).returncode == 0
