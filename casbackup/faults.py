@@ -4,7 +4,13 @@ Invariant: inert unless ``CASBACKUP_TEST_CRASH_AT`` is set to ``<point>`` or
 ``<point>:<n>`` (crash on the n-th time the point is reached); then the process sends
 itself SIGKILL there — the same as ``kill -9`` from outside, with no cleanup, no flush
 and no lock release. Points: ``packer:after-pack``, ``packer:after-index``,
-``backup:before-snapshot`` (and those other modules declare in their docstrings).
+``backup:before-snapshot``, ``restore:before-metadata``, ``store:load-snapshot`` (each
+snapshot object read; for the pause below) and those other modules declare in their
+docstrings.
+
+``CASBACKUP_TEST_PAUSE_AT=<point>`` instead stops the process there (on the main thread
+only) until a signal ends it, after creating the file ``$CASBACKUP_TEST_PAUSE_FILE``: the
+signal tests interrupt a command at a known moment, with its lock held.
 """
 
 from __future__ import annotations
@@ -12,13 +18,19 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 
 _SPEC = os.environ.get("CASBACKUP_TEST_CRASH_AT", "")
 _counts: dict[str, int] = {}
 _lock = threading.Lock()
 
 
+_PAUSE = os.environ.get("CASBACKUP_TEST_PAUSE_AT", "")
+
+
 def crash_point(name: str) -> None:
+    if name == _PAUSE and threading.current_thread() is threading.main_thread():
+        _pause()
     if not _SPEC:
         return
     point, _, nth = _SPEC.rpartition(":")
@@ -30,3 +42,10 @@ def crash_point(name: str) -> None:
         _counts[name] = _counts.get(name, 0) + 1
         if _counts[name] >= int(nth or 1):
             os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _pause() -> None:
+    with open(os.environ["CASBACKUP_TEST_PAUSE_FILE"], "w"):
+        pass
+    while True:
+        time.sleep(1)  # a signal's handler raises here

@@ -4,8 +4,10 @@ Every ``cli/cmd_*.py`` module defines ``register(app)``; they are discovered by 
 new command is a new module and nothing else changes.
 
 Invariant: ``main`` is the only place that turns exceptions into output: a ``CasError``
-prints ``casbackup: <message>`` (one line) and exits with its ``exit_code``; anything else
-is a bug and prints a traceback only with ``--debug`` (``CASBACKUP_DEBUG=1``).
+prints ``casbackup: <message>`` (one line) and exits with its ``exit_code``; SIGINT and
+SIGTERM (``signals``) print ``casbackup: interrupted: <what is left undone>`` and exit 130
+or 143, never 0; anything else is a bug and prints a traceback only with ``--debug``
+(``CASBACKUP_DEBUG=1``).
 """
 
 from __future__ import annotations
@@ -13,11 +15,13 @@ from __future__ import annotations
 import importlib
 import os
 import pkgutil
+import signal
 import sys
 
 import typer
 
-from ..errors import CasError
+from ..errors import CasError, Interrupted, Locked, Terminated
+from . import signals
 from .runtime import tune_process
 
 app = typer.Typer(
@@ -49,35 +53,64 @@ def register(modules: list[str]) -> None:
             importlib.import_module(f"{__package__}.{m}").register(app)
 
 
+def command_word(args: list[str]) -> str | None:
+    return next((a for a in args if not a.startswith("-")), None)
+
+
 def register_for(args: list[str]) -> None:
     """Import only the module of the command being run (each pulls in its ops: ~40 ms
     of startup saved on every command); ``--help`` and unknown words get them all."""
-    word = next((a for a in args if not a.startswith("-")), None)
+    word = command_word(args)
     module = _ALIASES.get(word or "", f"cmd_{word}")
     modules = _command_modules()
     register([module] if module in modules and "--help" not in args[:1] else modules)
 
 
+def _interrupted(word: str | None) -> Interrupted:
+    what = signals.undone() or f"{word or 'the command'} did not finish"
+    if signals.received() == signal.SIGTERM:
+        return Terminated(f"terminated: {what}")
+    return Interrupted(f"interrupted: {what}")
+
+
+def _has_option(word: str | None, option: str) -> bool:
+    cmd = typer.main.get_group(app).commands.get(word or "")
+    return cmd is not None and any(option in p.opts for p in cmd.params)
+
+
+def _explain(e: CasError, word: str | None) -> str:
+    msg = str(e)
+    if isinstance(e, Locked) and _has_option(word, "--retry-lock"):
+        msg += "; --retry-lock DURATION waits for it"
+    return msg
+
+
 def main(argv: list[str] | None = None) -> None:
     tune_process()
+    signals.install()
     args = list(sys.argv[1:] if argv is None else argv)
     debug = os.environ.get("CASBACKUP_DEBUG") == "1"
     if "--debug" in args:
         args.remove("--debug")
         debug = True
+    word = command_word(args)
     register_for(args)
     try:
-        app(args, standalone_mode=False)
+        try:
+            rv = app(args, standalone_mode=False)
+        except KeyboardInterrupt:  # typer turns it into a returned 130; this is the rest
+            rv = 130
+        if rv == 130 or signals.received() is not None:
+            raise _interrupted(word)
+        if isinstance(rv, int) and rv:
+            sys.exit(rv)
     except CasError as e:
         if debug:
             raise
-        typer.echo(f"casbackup: {e}", err=True)
+        typer.echo(f"casbackup: {_explain(e, word)}", err=True)
         sys.exit(e.exit_code)
     except typer.Abort:
         typer.echo("casbackup: aborted", err=True)
-        sys.exit(130)
-    except KeyboardInterrupt:
-        typer.echo("casbackup: interrupted", err=True)
         sys.exit(130)
     except typer.Exit as e:
         sys.exit(e.exit_code)
@@ -86,7 +119,11 @@ def main(argv: list[str] | None = None) -> None:
         if callable(show) and isinstance(getattr(e, "exit_code", None), int):
             show()  # "Usage: … Error: No such option: --x" (click's own format)
             sys.exit(2)
-        if isinstance(e, OSError) and not debug:
+        if debug:
+            raise
+        if isinstance(e, OSError):
             typer.echo(f"casbackup: {e.strerror or e}: {e.filename or ''}", err=True)
-            sys.exit(1)
-        raise
+        else:  # one line, as for every error; the traceback is for the bug report
+            typer.echo(f"casbackup: internal error ({type(e).__name__}: {e}); please report "
+                       "it with the output of --debug", err=True)
+        sys.exit(1)

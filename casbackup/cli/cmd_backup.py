@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from typing import Annotated
 
 import typer
 
-from ..errors import PartialError
+from ..errors import PartialError, UsageError
 from ..ops.archiver import ArchiveOptions
 from ..ops.backup import BackupOptions, backup, warm_sources
+from ..source.command import CommandSource
 from ..source.exclude import Excluder
 from .common import (
     Ctx,
@@ -17,9 +19,11 @@ from .common import (
     emit_json,
     human_bytes,
     store_command,
+    utf8_arg,
 )
 from .metricsfile import job_metrics
 from .progress import CliObserver
+from .signals import on_interrupt
 
 
 @store_command
@@ -49,6 +53,9 @@ def backup_cmd(
         bool, typer.Option("--one-file-system", "-x1", help="Do not cross filesystem boundaries.")
     ] = False,
     stdin: Annotated[bool, typer.Option("--stdin", help="Back up standard input.")] = False,
+    stdin_from_command: Annotated[str | None, typer.Option(
+        "--stdin-from-command", metavar="CMD",
+        help="Back up CMD's standard output; commit only if CMD exits 0.")] = None,
     stdin_filename: Annotated[str, typer.Option("--stdin-filename")] = "stdin",
     dry_run: Annotated[bool, typer.Option("--dry-run", "-n", help="Write nothing.")] = False,
     host: Annotated[str | None, typer.Option("--host", help="Record this hostname.")] = None,
@@ -59,23 +66,36 @@ def backup_cmd(
         "--metrics-file", help="Write Prometheus metrics to this node_exporter textfile.")] = None,
 ) -> None:
     """Back up PATHS into the store as a new snapshot."""
+    on_interrupt("backup did not finish: no snapshot was written")
     excluder = Excluder.from_options(exclude or [], exclude_file or [], exclude_caches)
-    opts = BackupOptions(
-        type=type_,
-        tags=tag or [],
-        host=host,
-        parent=parent,
-        archive=ArchiveOptions(excluder=excluder, one_file_system=one_file_system, dry_run=dry_run,
-                               prefetch=False),
-        stdin=sys.stdin.buffer if stdin else None,
-        stdin_filename=stdin_filename,
-    )
-    obs = CliObserver(json_lines=ctx.json)
-    # The disk warms the sources' inodes while the key is unlocked and the index loaded.
-    with warm_sources([] if stdin else paths or [], excluder, obs), ctx.open() as st, \
-            job_metrics(metrics_file, st, "backup") as record:
-        res = backup(st, paths or [], opts, obs)
-        record(res)
+    with contextlib.ExitStack() as stack:
+        stream = None
+        check = None
+        if stdin_from_command is not None:
+            if paths:
+                raise UsageError("give either PATHS or --stdin-from-command, not both")
+            cmd = stack.enter_context(CommandSource(stdin_from_command))
+            stream, check = cmd.stdout, cmd.check
+        elif stdin:
+            stream = sys.stdin.buffer
+        opts = BackupOptions(
+            type=type_,
+            tags=[utf8_arg(t, "--tag") for t in tag or []],
+            host=utf8_arg(host, "--host") if host is not None else None,
+            parent=parent,
+            archive=ArchiveOptions(excluder=excluder, one_file_system=one_file_system,
+                                   dry_run=dry_run, prefetch=False),
+            stdin=stream,
+            stdin_filename=stdin_filename,
+            stdin_check=check,
+        )
+        obs = CliObserver(json_lines=ctx.json)
+        # The disk warms the sources' inodes while the key is unlocked and the index loaded.
+        stack.enter_context(warm_sources([] if stream is not None else paths or [], excluder, obs))
+        st = stack.enter_context(ctx.open())
+        with job_metrics(metrics_file, st, "backup") as record:
+            res = backup(st, paths or [], opts, obs)
+            record(res)
     s = res.summary
     if ctx.json:
         out = {

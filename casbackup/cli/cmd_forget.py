@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ..errors import UsageError
+from ..errors import NothingMatched, UsageError
 from ..ops.forget import ForgetResult, forget, forget_ids
 from ..ops.gc import gc
 from ..ops.retention import Policy, parse_duration
@@ -26,6 +26,7 @@ from .maintopts import (
     render_gc,
 )
 from .progress import CliObserver
+from .signals import on_interrupt
 
 
 def _count(flag: str, help: str) -> Any:
@@ -60,7 +61,9 @@ def forget_cmd(
     keep_unindexed_for: KeepUnindexedOpt = default_keep_unindexed(),
     retry_lock: RetryLockOpt = "0",
 ) -> None:
-    """Forget snapshots that the policy does not keep (or those named by id)."""
+    """Forget snapshots that the policy does not keep (or those named by id). --host/--tag
+    filters that match none of the store's snapshots exit 4 (nothing matched)."""
+    on_interrupt("forget did not finish: some snapshots it chose may remain")
     gopts = gc_options(max_unused, keep_unindexed_for, retry_lock, dry_run) if prune else None
     groups = tuple(g.strip() for g in group_by.split(",") if g.strip())
     policy = Policy(
@@ -74,8 +77,13 @@ def forget_cmd(
     with ctx.open() as st:
         res = (forget_ids(st, ids, dry_run=dry_run) if ids
                else forget(st, policy, dry_run=dry_run, hosts=host, tags=tag))
+        if (host or tag) and res.total and not res.snapshots:  # a typo must not pass as 0
+            given = [f"--host {h}" for h in host or []] + [f"--tag {t}" for t in tag or []]
+            raise NothingMatched(f"no snapshot matches {' '.join(given)}; nothing was forgotten")
         _render(res, ctx.json)
         if gopts is not None:
+            on_interrupt("forget --prune did not finish: the snapshots are forgotten, "
+                         "run gc to free their data")
             if dry_run:  # plan gc as if the snapshots were gone
                 gopts.assume_forgotten = frozenset(res.removed)
             rep = gc(st, gopts, CliObserver(json_lines=ctx.json))

@@ -21,6 +21,7 @@ from .maintopts import (
     render_gc,
 )
 from .progress import CliObserver
+from .signals import on_interrupt
 
 
 @store_command
@@ -32,6 +33,7 @@ def gc_cmd(
     dry_run: Annotated[bool, typer.Option("--dry-run", "-n", help="Report only.")] = False,
 ) -> None:
     """Delete data no snapshot uses and repack mostly-unused packs (exclusive lock)."""
+    on_interrupt("gc did not finish: the store is consistent, run gc again to free the rest")
     opts = gc_options(max_unused, keep_unindexed_for, retry_lock, dry_run)
     with ctx.open() as st:
         rep = gc(st, opts, CliObserver(json_lines=ctx.json))

@@ -19,6 +19,7 @@ from .common import (
 )
 from .maintopts import RetryLockOpt, parse_span
 from .progress import CliObserver
+from .signals import on_interrupt
 
 
 @store_command
@@ -29,6 +30,7 @@ def repair_cmd(
         "--rebuild-index", help="Rebuild the index from pack headers first.")] = False,
 ) -> None:
     """Read every pack; drop damaged ones from the index, keeping their good blobs."""
+    on_interrupt("repair did not finish: the store is consistent, run repair again")
     retry = parse_span(retry_lock, "--retry-lock")
     obs = CliObserver(json_lines=ctx.json)
     with ctx.open() as st:
@@ -43,6 +45,7 @@ def repair_cmd(
                    "lost_blobs": len(rep.lost_blobs), "packs_written": rep.packs_written,
                    "index_before": rep.index_before, "index_after": rep.index_after,
                    "rebuilt": None if rebuilt is None else rebuilt.__dict__,
+                   "damaged_snapshots_removed": sorted(rep.damaged_snapshots),
                    "affected": lost, "problems_left": after.problems})
         return
     if rebuilt is not None:
@@ -53,6 +56,8 @@ def repair_cmd(
     if rep.damaged_packs:
         echo(f"salvaged {rep.blobs_salvaged} blob(s) into {rep.packs_written} new pack(s); "
              f"{len(rep.lost_blobs)} blob(s) lost")
+    for name, why in sorted(rep.damaged_snapshots.items()):
+        echo(f"  snapshots/{name}: damaged ({why}), removed")
     for row in lost:
         warn(f"snapshot {row['snapshot'][:8]} {row['path']}: data lost; back up the source "
              "again to store it anew (old snapshots are healed by it too)")

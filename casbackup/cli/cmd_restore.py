@@ -16,6 +16,7 @@ from .common import (
     warn,
 )
 from .progress import CliObserver
+from .signals import on_interrupt
 
 
 @store_command
@@ -37,6 +38,7 @@ def restore_cmd(
     verify_: Annotated[bool, typer.Option("--verify", help="Re-hash what was written.")] = False,
 ) -> None:
     """Restore SNAPSHOT into TARGET."""
+    on_interrupt(f"restore of {snapshot} into {target} is incomplete")
     obs = CliObserver(json_lines=ctx.json)
     with ctx.open() as st:
         res = restore(

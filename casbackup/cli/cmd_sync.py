@@ -24,7 +24,7 @@ from .common import (
 )
 from .peer import FromPasswordCmdOpt, FromPasswordFileOpt, open_peer, peer_password
 from .progress import CliObserver
-from .signals import graceful_stop
+from .signals import graceful_stop, on_interrupt
 
 
 class SyncCliObserver(CliObserver, SyncObserver):
@@ -66,6 +66,7 @@ def sync_cmd(
     json_out: JsonOpt = False,
 ) -> None:
     """Copy snapshots that DST lacks from SRC, moving only the blobs DST lacks."""
+    on_interrupt(f"sync to {dst} did not finish: snapshots not reported as copied are not there")
     sel = Selection(ids=snapshots or [], tags=tag or [], hosts=host or [], paths=path or [])
     src_pw = peer_password(from_password_file, from_password_command, password_file,
                            password_command, label=f"source store {src}")

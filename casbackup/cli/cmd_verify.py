@@ -15,6 +15,7 @@ from .common import (
     store_command,
 )
 from .progress import CliObserver
+from .signals import on_interrupt
 
 
 @store_command
@@ -30,6 +31,7 @@ def verify_cmd(
         "--repair-index", help="First rebuild the index from the pack headers.")] = False,
 ) -> None:
     """Verify the store; exit 13 naming every damaged object and what it affects."""
+    on_interrupt("verify did not finish: the store was not checked completely")
     with ctx.open() as st:
         if repair_index:
             from .cmd_repair import rebuild_and_report

@@ -2,7 +2,9 @@
 
 Invariants: a password is read from exactly one source, in this order: ``--password-file``,
 ``--password-command``, ``$CASBACKUP_PASSWORD``, ``$CASBACKUP_PASSWORD_FILE``, then an
-interactive prompt (only on a TTY). A password never reaches a log, an error or JSON.
+interactive prompt (only on a TTY). Files and commands are read by ``casbackup.passwords``,
+the daemon's reader too (trailing line ends go). A password never reaches a log, an error
+or JSON.
 """
 
 from __future__ import annotations
@@ -11,8 +13,6 @@ import functools
 import inspect
 import json
 import os
-import shlex
-import subprocess
 import sys
 from collections.abc import Callable
 from typing import Annotated, Any, get_type_hints
@@ -20,6 +20,7 @@ from typing import Annotated, Any, get_type_hints
 import typer
 
 from ..errors import UsageError, WrongPassword
+from ..passwords import command_label, read_password_file, run_password_command
 from ..store import Store, open_store
 
 StoreOpt = Annotated[
@@ -64,7 +65,9 @@ class Ctx:
         return lambda: read_password(self.password_file, self.password_command, confirm)
 
     def open(self) -> Store:
-        return open_store(self.url, self.password_source(), warn)
+        st = open_store(self.url, self.password_source(), warn)
+        st.on_warning = warn  # e.g. a damaged snapshot object that listing skips
+        return st
 
 
 def read_password(
@@ -74,23 +77,10 @@ def read_password(
     prompt: str = "Password",
 ) -> str:
     if password_file:
-        try:
-            with open(password_file, encoding="utf-8") as f:
-                return f.read().rstrip("\r\n")
-        except OSError as e:
-            raise UsageError(f"cannot read password file {password_file}: {e.strerror}") from e
+        return read_password_file(password_file, f"file {password_file}")
     if password_command:
-        try:
-            out = subprocess.run(
-                shlex.split(password_command),
-                capture_output=True,
-                text=True,
-                check=True,
-                timeout=60,
-            )
-        except (OSError, subprocess.SubprocessError) as e:
-            raise UsageError(f"password command failed: {type(e).__name__}") from None
-        return out.stdout.rstrip("\r\n")
+        return run_password_command(password_command,
+                                    f"command {command_label(password_command)}")
     env = os.environ.get("CASBACKUP_PASSWORD")
     if env is not None:
         return env
@@ -103,6 +93,24 @@ def read_password(
         )
     pw: str = typer.prompt(prompt, hide_input=True, confirmation_prompt=confirm)
     return pw
+
+
+def utf8_arg(value: str, option: str) -> str:
+    """``value`` given for ``option``, refused (usage error) unless it is UTF-8 text: the
+    command line arrives with ``surrogateescape``, and snapshot fields are text."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UsageError(f"{option} {shown(value)}: not valid UTF-8") from None
+    return value
+
+
+def shown(text: str) -> str:
+    """``text`` printable on any stream: bytes that were not UTF-8 appear as \\xNN."""
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def emit_json(obj: Any) -> None:

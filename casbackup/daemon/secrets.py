@@ -2,20 +2,20 @@
 
 Invariants: a password is only ever a reference (``{env: VAR}``, ``{file: PATH}`` or
 ``{command: CMD}``); ``resolve_password`` is the only code that reads the environment,
-another file or runs a command for a secret, and its errors name the reference — never
+another file or runs a command for a secret (through ``casbackup.passwords``, the
+reader the CLI uses too), and its errors name the reference — never
 the secret, nor a command's arguments, nor partial output of a failed command.
 """
 
 from __future__ import annotations
 
 import os
-import shlex
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from casbackup.errors import UsageError
+from casbackup.passwords import command_label, read_password_file, run_password_command
 
 CONFIG_ENV_VAR = "CASBACKUP_CONFIG"
 
@@ -26,7 +26,7 @@ class PasswordRef:
     value: str  # variable name, absolute path, or command line
 
     def __str__(self) -> str:  # names the reference, never a secret (nor a command's args)
-        shown = shlex.split(self.value)[0] if self.kind == "command" else self.value
+        shown = command_label(self.value) if self.kind == "command" else self.value
         return f"{self.kind}:{shown}"
 
 
@@ -43,38 +43,18 @@ def find_config_path(explicit: str | None = None) -> Path:
 
 
 def resolve_password(ref: PasswordRef | None, timeout: float = 60.0) -> str | None:
-    """The password ``ref`` points to (None for an unencrypted store). A file's or a
-    command's output loses one trailing newline. Errors name ``ref``, never the secret."""
+    """The password ``ref`` points to (None for an unencrypted store). Files and commands
+    are read by ``casbackup.passwords`` (the CLI's reader: trailing line ends go). Errors
+    name ``ref``, never the secret."""
     if ref is None:
         return None
-    if ref.kind == "env":
-        value = os.environ.get(ref.value)
-        if value is None:
-            raise UsageError(f"password {ref}: environment variable is not set")
-    else:
-        value = _read_secret(ref, timeout).removesuffix("\n").removesuffix("\r")
+    if ref.kind == "file":
+        return read_password_file(ref.value, str(ref))
+    if ref.kind == "command":
+        return run_password_command(ref.value, str(ref), timeout)
+    value = os.environ.get(ref.value)
+    if value is None:
+        raise UsageError(f"password {ref}: environment variable is not set")
     if not value:
         raise UsageError(f"password {ref}: the password is empty")
     return value
-
-
-def _read_secret(ref: PasswordRef, timeout: float) -> str:
-    try:
-        if ref.kind == "file":
-            data = Path(ref.value).read_bytes()
-        else:
-            proc = subprocess.run(
-                shlex.split(ref.value), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                timeout=timeout, check=False,
-            )  # fmt: skip
-            if proc.returncode != 0:
-                raise UsageError(f"password {ref}: command exited with status {proc.returncode}")
-            data = proc.stdout
-    except subprocess.TimeoutExpired:  # carries the partial output: do not chain it
-        raise UsageError(f"password {ref}: command timed out after {timeout:g}s") from None
-    except OSError as e:
-        raise UsageError(f"password {ref}: {e.strerror or e}") from e
-    try:
-        return data.decode()
-    except UnicodeDecodeError:  # carries the bytes: do not chain it
-        raise UsageError(f"password {ref}: not valid UTF-8") from None

@@ -4,7 +4,9 @@ Invariants: a snapshot names its root tree and (optionally) its parent; its own 
 object name (BLAKE3 of the stored bytes) and is not a field. ``type`` is one of
 ``full | incremental | differential | snapshot``. ``original`` is set when the snapshot
 was copied from another store by ``sync`` (the id there), so it is never copied twice.
-Times are UTC seconds since the epoch (float, sub-second precision).
+Times are UTC seconds since the epoch (float, sub-second precision). ``paths`` are str;
+a path that is not UTF-8 is held with ``surrogateescape`` (as ``os.fsdecode`` gives it) and
+stored as msgpack bin (its raw bytes), every other path as msgpack str.
 """
 
 from __future__ import annotations
@@ -18,6 +20,22 @@ from ..errors import IntegrityError
 
 BACKUP_TYPES = ("full", "incremental", "differential", "snapshot")
 SNAPSHOT_VERSION = 1
+
+
+def _path_out(p: str) -> str | bytes:
+    try:
+        p.encode("utf-8")
+        return p
+    except UnicodeEncodeError:
+        return p.encode("utf-8", "surrogateescape")
+
+
+def _path_in(p: str | bytes) -> str:
+    if isinstance(p, bytes):
+        return p.decode("utf-8", "surrogateescape")
+    if not isinstance(p, str):
+        raise TypeError("a snapshot path is neither str nor bytes")
+    return p
 
 
 @dataclass(slots=True)
@@ -71,7 +89,7 @@ class Snapshot:
             "time": self.time,
             "hostname": self.hostname,
             "username": self.username,
-            "paths": list(self.paths),
+            "paths": [_path_out(p) for p in self.paths],
             "tags": sorted(self.tags),
             "type": self.type,
             "parent": self.parent,
@@ -91,7 +109,7 @@ class Snapshot:
                 time=float(m["time"]),
                 hostname=m["hostname"],
                 username=m["username"],
-                paths=list(m["paths"]),
+                paths=[_path_in(p) for p in m["paths"]],
                 tree=m["tree"],
                 type=m["type"],
                 tags=list(m["tags"]),
@@ -100,7 +118,7 @@ class Snapshot:
                 summary=Summary.from_map(m.get("summary") or {}),
                 id=id,
             )
-        except (KeyError, TypeError) as e:
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise IntegrityError(f"snapshot {id[:8]} is malformed: {e}") from e
 
     def to_json(self) -> dict[str, Any]:

@@ -102,6 +102,7 @@ class ArchiveOptions:
     max_inflight: int = 16  # batches of up to _BATCH_FILES open files each
     dirty: set[bytes] | None = None  # watch: only these directories (and above) are read
     prefetch: bool = True  # warm the inode cache ahead of the walk (False: the caller does)
+    skip_dirs: frozenset[tuple[int, int]] = frozenset()  # (st_dev, st_ino): the store itself
 
 
 class Archiver:
@@ -229,6 +230,9 @@ class Archiver:
             return None
         is_dir = stat.S_ISDIR(st.st_mode)
         if self.opt.excluder.excluded(crel, is_dir):
+            return None
+        if is_dir and (st.st_dev, st.st_ino) in self.opt.skip_dirs:
+            self.obs.warn(os.fsdecode(path), "is the store being written to: left out")
             return None
         pnode = parent_tree.get(name) if parent_tree is not None else None
         if self._unchanged(pnode, st):

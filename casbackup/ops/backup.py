@@ -7,6 +7,8 @@ Invariants:
   first (DESIGN §5): a crash at any point before leaves only unreferenced packs.
 - The root tree mirrors absolute paths (``/home/u/src`` → ``home/u/src``), as restic and
   borg do; path prefixes above a source carry that directory's real metadata.
+- The store's own directory (a local store inside a source) is left out with a warning;
+  a source inside the store is a ``UsageError``.
 - ``--type`` chooses the parent: ``incremental``/``snapshot`` the latest snapshot of the
   same host and paths, ``differential`` the latest ``full`` one, ``full`` none (every file
   is read and hashed). Every type yields a complete snapshot.
@@ -19,7 +21,8 @@ import os
 import socket
 import stat
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from typing import BinaryIO
 
 from ..clock import SYSTEM, Clock
@@ -46,6 +49,7 @@ class BackupOptions:
     host: str | None = None
     stdin: BinaryIO | None = None
     stdin_filename: str = "stdin"
+    stdin_check: Callable[[], None] | None = None  # after stdin's end; raise: no snapshot
     parent: str | None = None  # explicit parent snapshot id
 
 
@@ -62,6 +66,8 @@ class BackupResult:
 def normalize_paths(paths: list[str]) -> list[bytes]:
     out = []
     for p in paths:
+        if not p:
+            raise UsageError("an empty source path was given")
         b = os.path.abspath(os.fsencode(p))
         try:
             os.lstat(b)
@@ -82,6 +88,24 @@ def warm_sources(paths: list[str], excluder: Excluder, observer: Observer = NULL
     outer = [r for r in roots
              if not any(r.startswith(o.rstrip(b"/") + b"/") for o in roots if o != r)]
     return Prefetcher(outer, excluder, on_totals=observer.totals)
+
+
+def _store_dirs(store: Store, sources: list[bytes]) -> frozenset[tuple[int, int]]:
+    """The local store's directory, which a backup leaves out (it would grow into itself);
+    a source inside the store is a usage error."""
+    root = store.local_path()
+    if root is None:
+        return frozenset()
+    try:
+        st = os.stat(root)
+    except OSError:
+        return frozenset()
+    real = os.path.realpath(os.fsencode(root))
+    for src in sources:
+        rs = os.path.realpath(src)
+        if rs == real or rs.startswith(real.rstrip(b"/") + b"/"):
+            raise UsageError(f"source path {os.fsdecode(src)} is inside the store {root}")
+    return frozenset({(st.st_dev, st.st_ino)})
 
 
 def find_parent(store: Store, btype: str, host: str, paths: list[str]) -> Snapshot | None:
@@ -132,12 +156,15 @@ def backup(store: Store, paths: list[str], opts: BackupOptions,
                   else find_parent(store, opts.type, host, spaths))
         parent_root = store.load_tree(parent.tree) if parent is not None else None
         observer.start("backup")
-        arch = Archiver(store, observer, opts.archive)
+        archive = replace(opts.archive, skip_dirs=_store_dirs(store, bpaths))
+        arch = Archiver(store, observer, archive)
         try:
             if opts.stdin is not None:
                 node = Node(os.fsencode(opts.stdin_filename.strip("/")), FILE, mode=0o644,
                             mtime_ns=int(t0 * 1e9))
                 root = Tree([arch.save_stream(opts.stdin, node)])
+                if opts.stdin_check is not None:
+                    opts.stdin_check()
             else:
                 root = Tree(_build(arch, store, b"", _trie(bpaths), parent_root))
             root_id = arch._add_tree(root)

@@ -6,6 +6,8 @@ Invariants:
   forget takes no lock: deleting a snapshot is safe alongside backups (a backup reads
   its parent snapshot's trees, never writes through another snapshot), and gc treats a
   snapshot that disappears while it marks as forgotten (keeping more is always safe).
+- A damaged snapshot object is never chosen by a policy (``Store.snapshots`` skips it
+  with a warning) but can be forgotten by id.
 - The policy sees every snapshot that passes the ``hosts`` / ``tags`` filters; the
   decision for each is returned, with every rule that kept it, in ``dry_run`` too.
 - Snapshot times are UTC seconds in the store; buckets use ``tz`` (local by default).
@@ -18,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 
 from ..clock import SYSTEM, Clock
-from ..errors import NotFound, UsageError
+from ..errors import IntegrityError, NotFound, UsageError
 from ..model.snapshot import Snapshot
 from ..store import Store
 from .retention import Decision, GroupKey, Policy, SnapshotEntry, apply_policy
@@ -30,6 +32,7 @@ class ForgetResult:
     snapshots: dict[str, Snapshot] = field(default_factory=dict)
     removed: list[str] = field(default_factory=list)
     dry_run: bool = False
+    total: int = 0  # readable snapshots in the store, before the hosts / tags filters
 
     @property
     def kept(self) -> list[str]:
@@ -44,10 +47,11 @@ def entry(s: Snapshot) -> SnapshotEntry:
 def forget(store: Store, policy: Policy, *, dry_run: bool = False,
            hosts: list[str] | None = None, tags: list[str] | None = None,
            tz: tzinfo | None = None, clock: Clock = SYSTEM) -> ForgetResult:
-    snaps = [s for s in store.snapshots()
+    every = store.snapshots()
+    snaps = [s for s in every
              if (not hosts or s.hostname in hosts) and (not tags or set(tags) <= set(s.tags))]
     now = datetime.fromtimestamp(clock.time(), UTC)
-    res = ForgetResult(dry_run=dry_run, snapshots={s.id: s for s in snaps})
+    res = ForgetResult(dry_run=dry_run, snapshots={s.id: s for s in snaps}, total=len(every))
     res.groups = apply_policy([entry(s) for s in snaps], policy, tz=tz, now=now)
     for decisions in res.groups.values():
         for d in decisions:
@@ -60,14 +64,17 @@ def forget(store: Store, policy: Policy, *, dry_run: bool = False,
 
 def forget_ids(store: Store, refs: list[str], *, dry_run: bool = False) -> ForgetResult:
     """Forget the snapshots named by id (prefixes of 4+ hex digits); every id must
-    resolve before anything is deleted."""
+    resolve before anything is deleted. A damaged snapshot object is forgotten like any
+    other (it is named, not read; ``snapshots`` holds only the readable ones)."""
     if not refs:
         raise UsageError("no snapshot ids given")
     if any(r.startswith("latest") for r in refs):
         raise UsageError("forget takes snapshot ids, not 'latest'")
-    snaps = [store.find_snapshot(r) for r in refs]
-    res = ForgetResult(dry_run=dry_run, snapshots={s.id: s for s in snaps})
-    res.removed = list(dict.fromkeys(s.id for s in snaps))
+    names = list(dict.fromkeys(store.snapshot_name(r) for r in refs))
+    res = ForgetResult(dry_run=dry_run, removed=names)
+    for name in names:
+        with contextlib.suppress(IntegrityError, NotFound):
+            res.snapshots[name] = store.load_snapshot(name)
     if not dry_run:
         _delete(store, res.removed)
     return res

@@ -13,6 +13,10 @@ without the damaged packs → delete old index objects → delete damaged packs.
 were lost are then in no index, so the next backup of a source that still has the data
 uploads them again (the archiver re-reads a file whose blobs are not all indexed), and
 every old snapshot that referenced them is whole again: BlobIds depend only on content.
+Last, every snapshot object is read: one that is damaged (does not hash to its name,
+unseal or decode; it cannot be restored and names no data anyone could read) is
+deleted and reported. A snapshot that cannot be *fetched* (a backend error) is not
+damaged: repair fails instead of deleting it.
 
 Invariants: both run under the **exclusive** lock; neither ever deletes a pack that an
 index object still names, nor an index object before its replacement is durable; a
@@ -57,10 +61,11 @@ class RepairReport:
     packs_written: int = 0
     index_before: int = 0
     index_after: int = 0
+    damaged_snapshots: dict[str, str] = field(default_factory=dict)  # removed: name -> why
 
     @property
     def changed(self) -> bool:
-        return bool(self.damaged_packs or self.rebuilt)
+        return bool(self.damaged_packs or self.rebuilt or self.damaged_snapshots)
 
 
 def _replace_index(store: Store, packs: list[PackInfo], old: list[str]) -> list[str]:
@@ -137,8 +142,18 @@ def repair(store: Store, *, retry_lock: float = 0.0, observer: Observer = NULL) 
             mt.reset_index(store)
             store.load_index()
         _salvage(store, rep, observer)
+        _drop_damaged_snapshots(store, rep)
     mt.reset_index(store)
     return rep
+
+
+def _drop_damaged_snapshots(store: Store, rep: RepairReport) -> None:
+    for name in store.snapshot_ids():
+        try:
+            mt.load_snapshot_if_present(store, name)
+        except IntegrityError as e:
+            rep.damaged_snapshots[name] = str(e)
+            store.delete_snapshot(name)
 
 
 def _salvage(store: Store, rep: RepairReport, observer: Observer) -> None:

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..errors import IntegrityError, UsageError
+from ..faults import crash_point
 from ..model.snapshot import Snapshot
 from ..model.tree import BLOCKDEV, CHARDEV, DIR, FIFO, FILE, SOCKET, SYMLINK, Node
 from ..scratch import for_thread
@@ -189,6 +190,7 @@ def restore(
         observer.start("restore", total_bytes=total, total_files=len(items))
         try:
             r.create_and_fill(items, workers or store.parallel_reads())
+            crash_point("restore:before-metadata")
             r.metadata(items)
             if verify:
                 r.verify(items)

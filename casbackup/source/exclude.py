@@ -2,8 +2,9 @@
 
 Invariants: a pattern is matched against the path relative to the source root with ``/``
 separators (directories with a trailing ``/``), exactly as git matches a .gitignore at the
-root; names that are not UTF-8 are matched via ``surrogateescape``. An excluded directory
-is not descended into.
+root; names that are not UTF-8 are matched via ``surrogateescape``, and so are patterns read
+from an exclude file that is not UTF-8 (its bytes match the same bytes in a name). An
+excluded directory is not descended into.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ class Excluder:
         pats = list(patterns)
         for f in files:
             try:
-                with open(f, encoding="utf-8") as fh:
+                with open(f, encoding="utf-8", errors="surrogateescape") as fh:
                     pats.extend(line.rstrip("\n") for line in fh)
             except OSError as e:
                 raise UsageError(f"cannot read exclude file {f}: {e.strerror}") from e

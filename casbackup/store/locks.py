@@ -146,7 +146,7 @@ class _Held:
                 raise Locked(
                     f"store is locked {'exclusively ' if lk.exclusive else ''}by "
                     f"{lk.operation} (pid {lk.pid} on {lk.hostname}, user {lk.username}); "
-                    "retry later, use --retry-lock, or `casbackup unlock` if it is stale"
+                    "retry later, or `casbackup unlock` if it is stale"
                 )
             self.clock.sleep(min(5.0, max(0.2, retry / 20)))
         self._thread = threading.Thread(target=self._heartbeat, daemon=True, name="lock")

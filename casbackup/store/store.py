@@ -40,6 +40,7 @@ from ..errors import (
     UsageError,
     WrongPassword,
 )
+from ..faults import crash_point
 from ..ids import object_name
 from ..model.snapshot import Snapshot
 from ..model.tree import Tree, decode_maps
@@ -81,6 +82,8 @@ class Store:
         self._maps_cache: OrderedDict[bytes, list[dict[str, Any]]] = OrderedDict()
         self._cache_lock = threading.Lock()
         self.index_rebuilds = 0  # times refresh_index found index objects gone
+        self.on_warning: Callable[[str], None] | None = None  # set by the CLI, e.g. to warn()
+        self.damaged_snapshots: dict[str, str] = {}  # name -> why, found by snapshots()
         self.chunker: Chunker = get_chunker(config.chunker)
 
     # ----- creation / opening ---------------------------------------------------------
@@ -418,16 +421,34 @@ class Store:
         return [i.key.rsplit("/", 1)[1] for i in self.backend.list("snapshots/")]
 
     def load_snapshot(self, name: str) -> Snapshot:
+        crash_point("store:load-snapshot")
         return Snapshot.decode(self.read_object("snapshots/", name, SNAPSHOT), name)
 
     def snapshots(self) -> list[Snapshot]:
-        snaps = [self.load_snapshot(n) for n in self.snapshot_ids()]
+        """Every readable snapshot, oldest first. A damaged snapshot object (it does not
+        hash to its name, unseal or decode) is left out, recorded in ``damaged_snapshots``
+        and reported once through ``on_warning``; one deleted meanwhile is left out."""
+        snaps = []
+        for name in self.snapshot_ids():
+            try:
+                snaps.append(self.load_snapshot(name))
+            except NotFound:
+                continue  # forgotten by someone else since the listing
+            except IntegrityError as e:
+                self._damaged_snapshot(name, str(e))
         snaps.sort(key=lambda s: (s.time, s.id))
         return snaps
 
+    def _damaged_snapshot(self, name: str, why: str) -> None:
+        if name not in self.damaged_snapshots and self.on_warning is not None:
+            self.on_warning(f"snapshots/{name} is damaged and was skipped ({why}); "
+                            "`casbackup repair` or `forget` it to remove it")
+        self.damaged_snapshots[name] = why
+
     def find_snapshot(self, ref: str, *, host: str | None = None,
                       paths: list[str] | None = None) -> Snapshot:
-        """Resolve ``latest`` or a unique id prefix (at least 4 hex digits)."""
+        """Resolve ``latest`` (the newest readable one) or a unique id prefix (at least
+        4 hex digits)."""
         if ref == "latest" or ref.startswith("latest"):
             cands = [s for s in self.snapshots()
                      if (host is None or s.hostname == host)
@@ -435,6 +456,11 @@ class Store:
             if not cands:
                 raise SnapshotNotFound("no snapshot found (store is empty or nothing matches)")
             return cands[-1]
+        return self.load_snapshot(self.snapshot_name(ref))
+
+    def snapshot_name(self, ref: str) -> str:
+        """The full name of the one snapshot object whose name starts with ``ref`` (4+ hex
+        digits), without reading it: a damaged snapshot can still be named (and forgotten)."""
         ref = ref.lower()
         if len(ref) < 4 or any(c not in "0123456789abcdef" for c in ref):
             raise SnapshotNotFound(f"snapshot id {ref!r} is not a hex id prefix of 4+ digits")
@@ -443,7 +469,7 @@ class Store:
             raise SnapshotNotFound(f"no snapshot with id {ref}")
         if len(matches) > 1:
             raise SnapshotNotFound(f"snapshot id {ref} is ambiguous ({len(matches)} match)")
-        return self.load_snapshot(matches[0])
+        return matches[0]
 
     def delete_snapshot(self, name: str) -> None:
         self.backend.delete(f"snapshots/{name}")

@@ -51,11 +51,11 @@ def test_directory_that_is_not_a_store_exits_10(tmp_path: Path) -> None:
     assert _tree_bytes(d) == before
 
 
-def test_wrong_password_exits_11_and_changes_nothing(store: Path, tmp_path: Path) -> None:
+def test_wrong_password_exits_12_and_changes_nothing(store: Path, tmp_path: Path) -> None:
     before = _tree_bytes(store)
     r = run_cli("backup", "--store", str(store), str(tmp_path / "src"),
                 env=cli_env(CASBACKUP_PASSWORD="wrong"))
-    assert r.returncode == 11
+    assert r.returncode == 12
     assert "wrong password" in _one_line_error(r.stderr)
     assert _tree_bytes(store) == before
 

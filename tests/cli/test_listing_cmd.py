@@ -93,7 +93,7 @@ def test_key_add_passwd_remove(store: tuple[Path, Path], tmp_path: Path) -> None
     third.write_text("third password")
     r = run_cli("key", "passwd", "--store", str(s), "--new-password-file", str(third))
     assert r.returncode == 0, r.stderr
-    assert run_cli("snapshots", "--store", str(s)).returncode == 11  # PASSWORD is gone
+    assert run_cli("snapshots", "--store", str(s)).returncode == 12  # PASSWORD is gone
     env3 = cli_env(CASBACKUP_PASSWORD="third password")
     assert run_cli("snapshots", "--store", str(s), env=env3).returncode == 0
     # remove the second key using the third password; the last key cannot be removed
@@ -101,7 +101,7 @@ def test_key_add_passwd_remove(store: tuple[Path, Path], tmp_path: Path) -> None
     other = [k["id"] for k in keys if not k["current"]]  # type: ignore[union-attr,index]
     r = run_cli("key", "remove", other[0][:12], "--store", str(s), env=env3)
     assert r.returncode == 0, r.stderr
-    assert run_cli("snapshots", "--store", str(s), env=second).returncode == 11
+    assert run_cli("snapshots", "--store", str(s), env=second).returncode == 12
     mine = [k["id"] for k in _json("key", "list", "--store", str(s), "--json",
                                    "--password-file", str(third))]  # type: ignore[union-attr,index]
     r = run_cli("key", "remove", mine[0], "--store", str(s), env=env3)
@@ -122,4 +122,4 @@ def test_password_command_and_file(store: tuple[Path, Path], tmp_path: Path) -> 
     env["CASBACKUP_PASSWORD_FILE"] = str(pf)
     assert run_cli("snapshots", env=env).returncode == 0
     r = run_cli("snapshots", "--store", str(s), env={**env, "CASBACKUP_PASSWORD_FILE": ""})
-    assert r.returncode == 11 and b"no password given" in r.stderr  # no TTY: never hangs
+    assert r.returncode == 12 and b"no password given" in r.stderr  # no TTY: never hangs

@@ -156,7 +156,7 @@ def test_live_foreign_lock_blocks_gc(hist: History) -> None:
         gc(st)
     st.close()
     r = run_cli("gc", "--store", str(hist.store))
-    assert r.returncode == 12 and b"locked" in r.stderr
+    assert r.returncode == 11 and b"locked" in r.stderr
 
 
 def test_gc_refuses_when_a_tree_is_damaged(hist: History) -> None:

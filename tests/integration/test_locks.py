@@ -1,5 +1,5 @@
 """Locks between real processes (issue #3, item 3): concurrent backups share a store,
-gc is refused (exit 12) while a backup holds its lock and waits with --retry-lock,
+gc is refused (exit 11) while a backup holds its lock and waits with --retry-lock,
 forget --prune forgets but leaves gc to later, and unlock removes a dead pid's lock."""
 
 from __future__ import annotations
@@ -110,7 +110,7 @@ def test_gc_refused_while_a_backup_holds_its_lock_then_retry(store: Path) -> Non
     holder = _hold(store, "shared", 3.0)
     try:
         r = run_cli("gc", "--store", str(store))
-        assert r.returncode == 12, r.stderr
+        assert r.returncode == 11, r.stderr
         line = r.stderr.decode().strip()
         assert line.startswith("casbackup: store is locked by backup") and str(holder.pid) in line
         t0 = time.monotonic()
@@ -122,12 +122,12 @@ def test_gc_refused_while_a_backup_holds_its_lock_then_retry(store: Path) -> Non
         holder.wait()
 
 
-def test_forget_prune_forgets_then_exits_12_when_locked(store: Path) -> None:
+def test_forget_prune_forgets_then_exits_11_when_locked(store: Path) -> None:
     holder = _hold(store, "shared", 30.0)
     try:
         r = run_cli("forget", "--store", str(store), "--keep-last", "0", "--keep-tag", "x",
                     "--prune")
-        assert r.returncode == 12, r.stderr
+        assert r.returncode == 11, r.stderr
         assert stored_files(store, "snapshots") == set()  # forget needs no lock
     finally:
         holder.kill()
@@ -138,7 +138,7 @@ def test_backup_refused_while_gc_holds_the_exclusive_lock(store: Path, tmp_path:
     holder = _hold(store, "exclusive", 30.0)
     try:
         r = run_cli("backup", "--store", str(store), str(tmp_path / "src"))
-        assert r.returncode == 12, r.stderr
+        assert r.returncode == 11, r.stderr
         assert b"exclusively by gc" in r.stderr
     finally:
         holder.kill()

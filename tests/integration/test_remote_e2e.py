@@ -142,9 +142,9 @@ def test_every_command_round_trips(store_url: str, tmp_path: Path) -> None:
         cli(store_url, "restore", "latest", str(t3))
         assert_same_tree(src, restored_root(t3, src))
 
-    # a wrong password is refused with exit 11 on every backend, one line, no traceback
+    # a wrong password is refused with exit 12 on every backend, one line, no traceback
     p = run_cli("snapshots", "--store", store_url, env=cli_env(CASBACKUP_PASSWORD="wrong"))
-    assert p.returncode == 11, p.stderr
+    assert p.returncode == 12, p.stderr
     assert len(p.stderr.decode().strip().splitlines()) == 1
 
 

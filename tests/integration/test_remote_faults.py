@@ -386,7 +386,7 @@ def test_secrets_never_appear_in_output(
         outputs.append((args, p))
     # a wrong password against the real store, with the secret still in the environment
     p = _cli(good, "snapshots", "--json", env={**env, "CASBACKUP_PASSWORD": STORE_PASSWORD + "x"})
-    assert p.returncode == 11
+    assert p.returncode == 12
     outputs.append((("snapshots",), p))
     echo_out = outputs[len(runs)][1].stderr.decode()
     assert "HTTP 403" in echo_out or "403" in echo_out, echo_out

@@ -32,7 +32,7 @@ def test_status_collect_and_probe(tmp_path: Path) -> None:
     again = probe(str(tmp_path / "s"), lambda: PASSWORD)
     assert again.reachable and again.snapshots == 3 and again.locks == []
     wrong = probe(str(tmp_path / "s"), lambda: "wrong")
-    assert not wrong.reachable and wrong.exit_code == 11
+    assert not wrong.reachable and wrong.exit_code == 12
     missing = probe(str(tmp_path / "none"), None)
     assert not missing.reachable and missing.exit_code == 10 and missing.dedup_ratio is None
 
