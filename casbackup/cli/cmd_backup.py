@@ -10,6 +10,7 @@ import typer
 from ..errors import PartialError
 from ..ops.archiver import ArchiveOptions
 from ..ops.backup import BackupOptions, backup, warm_sources
+from ..ops.backup import stdin_filename as stdin_filename_check
 from ..source.exclude import Excluder
 from .common import (
     Ctx,
@@ -49,7 +50,8 @@ def backup_cmd(
         bool, typer.Option("--one-file-system", "-x1", help="Do not cross filesystem boundaries.")
     ] = False,
     stdin: Annotated[bool, typer.Option("--stdin", help="Back up standard input.")] = False,
-    stdin_filename: Annotated[str, typer.Option("--stdin-filename")] = "stdin",
+    stdin_filename: Annotated[str, typer.Option(
+        "--stdin-filename", help="Name of the --stdin file: a plain name, no '/'.")] = "stdin",
     dry_run: Annotated[bool, typer.Option("--dry-run", "-n", help="Write nothing.")] = False,
     host: Annotated[str | None, typer.Option("--host", help="Record this hostname.")] = None,
     parent: Annotated[
@@ -59,6 +61,8 @@ def backup_cmd(
         "--metrics-file", help="Write Prometheus metrics to this node_exporter textfile.")] = None,
 ) -> None:
     """Back up PATHS into the store as a new snapshot."""
+    if stdin:
+        stdin_filename_check(stdin_filename)  # a usage error before stdin is read
     excluder = Excluder.from_options(exclude or [], exclude_file or [], exclude_caches)
     opts = BackupOptions(
         type=type_,

@@ -25,8 +25,9 @@ from typing import BinaryIO
 from ..clock import SYSTEM, Clock
 from ..errors import UsageError
 from ..faults import crash_point
+from ..model.fields import show
 from ..model.snapshot import BACKUP_TYPES, Snapshot, Summary
-from ..model.tree import DIR, FILE, Node, Tree
+from ..model.tree import DIR, FILE, Node, Tree, name_problem
 from ..source.exclude import Excluder
 from ..source.meta import node_from_stat
 from ..source.prefetch import Prefetcher
@@ -111,13 +112,25 @@ def _trie(paths: list[bytes]) -> _Trie:
     return root
 
 
+def stdin_filename(name: str) -> bytes:
+    """The name of a ``--stdin`` snapshot's one file, which must be a plain file name (no
+    '/', not '.' or '..', no NUL, not empty) so that the snapshot can be restored."""
+    b = os.fsencode(name)
+    problem = name_problem(b)
+    if problem is not None:
+        raise UsageError(f"--stdin-filename '{show(name)}': {problem}; give a plain file "
+                         "name such as db.sql")
+    return b
+
+
 def backup(store: Store, paths: list[str], opts: BackupOptions,
            observer: Observer = NULL, clock: Clock = SYSTEM) -> BackupResult:
     if opts.type not in BACKUP_TYPES:
         raise UsageError(f"unknown backup type {opts.type!r} (choose {', '.join(BACKUP_TYPES)})")
     host = opts.host or socket.gethostname()
     if opts.stdin is not None:
-        spaths = ["/" + opts.stdin_filename.strip("/")]
+        stdin_name = stdin_filename(opts.stdin_filename)
+        spaths = ["/" + opts.stdin_filename]
         bpaths: list[bytes] = []
     else:
         if not paths:
@@ -135,7 +148,7 @@ def backup(store: Store, paths: list[str], opts: BackupOptions,
         arch = Archiver(store, observer, opts.archive)
         try:
             if opts.stdin is not None:
-                node = Node(os.fsencode(opts.stdin_filename.strip("/")), FILE, mode=0o644,
+                node = Node(stdin_name, FILE, mode=0o644,
                             mtime_ns=int(t0 * 1e9))
                 root = Tree([arch.save_stream(opts.stdin, node)])
             else:
