@@ -14,22 +14,9 @@ from hypothesis import strategies as st
 
 from casbackup import serde
 from casbackup.errors import IntegrityError
+from casbackup.model import tree as mt
 from casbackup.model.snapshot import Snapshot, Summary
-from casbackup.model.tree import (
-    BLOCKDEV,
-    CHARDEV,
-    DIR,
-    FIFO,
-    FILE,
-    SOCKET,
-    SYMLINK,
-    Node,
-    Tree,
-    decode_maps,
-    name_problem,
-    node_problem,
-    scan_tree,
-)
+from casbackup.model.tree import Node, Tree, decode_maps, name_problem, node_problem, scan_tree
 
 TID = bytes(range(32))
 ID = b"\x11" * 32
@@ -50,13 +37,13 @@ def _good_node(name: bytes, t: str) -> dict[str, Any]:
     n = Node(name, t, mode=0o4755, uid=2**32 - 1, gid=0, user="u", group="g",
              mtime_ns=-(2**63), ctime_ns=2**63 - 1, inode=2**64 - 1, device=2**64 - 1,
              nlink=3, size=2**63 - 1, xattrs={b"user.b": b"", b"user.a": b"\0"})
-    if t == FILE:
+    if t == mt.FILE:
         n.content, n.sparse = [ID, ID], True
-    elif t == DIR:
+    elif t == mt.DIR:
         n.subtree, n.size = ID, 0
-    elif t == SYMLINK:
+    elif t == mt.SYMLINK:
         n.target = b"../x\xff"
-    elif t in (CHARDEV, BLOCKDEV):
+    elif t in (mt.CHARDEV, mt.BLOCKDEV):
         n.rdev = 2**64 - 1
     return n.to_map()
 
@@ -83,7 +70,7 @@ def test_any_bytes_decode_to_a_tree_or_integrity_error(data: bytes) -> None:
 @given(values)
 @settings(max_examples=400)
 def test_any_msgpack_value_decodes_or_raises_integrity_error(v: Any) -> None:
-    for wrapped in (v, {"nodes": v}, {"nodes": [v]}, {"nodes": [{"name": b"a", "type": FILE,
+    for wrapped in (v, {"nodes": v}, {"nodes": [v]}, {"nodes": [{"name": b"a", "type": mt.FILE,
                                                                  "mode": v}]}):
         data = serde.pack(wrapped)
         try:
@@ -100,9 +87,8 @@ def test_any_msgpack_value_decodes_or_raises_integrity_error(v: Any) -> None:
             _one_line(e, "snapshot cdcdcdcd")
 
 
-@given(st.lists(st.tuples(good_names, st.sampled_from(
-    [FILE, DIR, SYMLINK, FIFO, CHARDEV, BLOCKDEV, SOCKET])), unique_by=lambda x: x[0],
-    max_size=12))
+@given(st.lists(st.tuples(good_names, st.sampled_from(mt.TYPES)), unique_by=lambda x: x[0],
+                max_size=12))
 def test_valid_trees_of_every_type_decode_exactly_as_encoded(spec: list[tuple[bytes, str]]
                                                             ) -> None:
     nodes = [Node.from_map(_good_node(n, t)) for n, t in spec]
@@ -114,24 +100,24 @@ def test_valid_trees_of_every_type_decode_exactly_as_encoded(spec: list[tuple[by
 
 
 def test_unknown_fields_are_ignored_for_forward_compatibility() -> None:
-    m: dict[Any, Any] = {**_good_node(b"f", FILE), "future": [1, {"x": None}]}
+    m: dict[Any, Any] = {**_good_node(b"f", mt.FILE), "future": [1, {"x": None}]}
     m[b"bytes-key"] = 1
     data = serde.pack({"nodes": [m], "also": "new"})
     (n,) = Tree.decode(data, TID).nodes
-    assert n == Node.from_map(_good_node(b"f", FILE))
+    assert n == Node.from_map(_good_node(b"f", mt.FILE))
 
 
 # (description, node map or a change to a good one, words the message must hold)
 BAD: list[tuple[str, Any, str]] = [
     ("not a map", [b"a", "file"], "#0: is a list, not a map"),
     ("nil node", None, "#0: is nil"),
-    ("name a string", {"name": "a", "type": FILE}, "name is a string"),
-    ("name missing", {"type": FILE}, "name is nil"),
-    ("name empty", {"name": b"", "type": FILE}, "name is empty"),
-    ("name dot", {"name": b".", "type": DIR, "subtree": ID}, "name is ."),
-    ("name dotdot", {"name": b"..", "type": DIR, "subtree": ID}, "name is .."),
-    ("name slash", {"name": b"a/b", "type": FILE}, "'/'"),
-    ("name NUL", {"name": b"a\0b", "type": FILE}, "NUL"),
+    ("name a string", {"name": "a", "type": mt.FILE}, "name is a string"),
+    ("name missing", {"type": mt.FILE}, "name is nil"),
+    ("name empty", {"name": b"", "type": mt.FILE}, "name is empty"),
+    ("name dot", {"name": b".", "type": mt.DIR, "subtree": ID}, "name is ."),
+    ("name dotdot", {"name": b"..", "type": mt.DIR, "subtree": ID}, "name is .."),
+    ("name slash", {"name": b"a/b", "type": mt.FILE}, "'/'"),
+    ("name NUL", {"name": b"a\0b", "type": mt.FILE}, "NUL"),
     ("type unknown", {"name": b"a", "type": "door"}, "type door is unknown"),
     ("type bytes", {"name": b"a", "type": b"file"}, "type is a byte string"),
     ("mode 2**64-1", {"mode": 2**64 - 1}, "mode 18446744073709551615 is out of range"),
@@ -154,25 +140,25 @@ BAD: list[tuple[str, Any, str]] = [
     ("xattrs unsorted", {"xattrs": [[b"b", b""], [b"a", b""]]}, "xattrs entry 1"),
     ("xattrs duplicate", {"xattrs": [[b"a", b""], [b"a", b""]]}, "duplicate"),
     ("ext value", {"uid": msgpack.ExtType(5, b"x")}, "uid is an extension value"),
-    ("subtree missing", {"name": b"d", "type": DIR}, "a directory has no subtree"),
-    ("subtree short", {"name": b"d", "type": DIR, "subtree": b"abc"}, "subtree is 3 bytes"),
+    ("subtree missing", {"name": b"d", "type": mt.DIR}, "a directory has no subtree"),
+    ("subtree short", {"name": b"d", "type": mt.DIR, "subtree": b"abc"}, "subtree is 3 bytes"),
     ("subtree on a file", {"subtree": ID}, "a file has a subtree field"),
-    ("content on a dir", {"name": b"d", "type": DIR, "subtree": ID, "content": []},
+    ("content on a dir", {"name": b"d", "type": mt.DIR, "subtree": ID, "content": []},
      "a dir has a content field"),
     ("rdev on a file", {"rdev": 1}, "a file has a rdev field"),
-    ("target missing", {"name": b"l", "type": SYMLINK}, "a symlink has no target"),
-    ("target NUL", {"name": b"l", "type": SYMLINK, "target": b"a\0"}, "target contains a NUL"),
-    ("target empty", {"name": b"l", "type": SYMLINK, "target": b""}, "target is empty"),
-    ("target a string", {"name": b"l", "type": SYMLINK, "target": "x"}, "target is a string"),
+    ("target missing", {"name": b"l", "type": mt.SYMLINK}, "a symlink has no target"),
+    ("target NUL", {"name": b"l", "type": mt.SYMLINK, "target": b"a\0"}, "target contains a NUL"),
+    ("target empty", {"name": b"l", "type": mt.SYMLINK, "target": b""}, "target is empty"),
+    ("target a string", {"name": b"l", "type": mt.SYMLINK, "target": "x"}, "target is a string"),
 ]
 
 
 @pytest.mark.parametrize(("what", "bad", "words"), BAD, ids=[b[0] for b in BAD])
 def test_each_malformed_node_is_refused_naming_tree_node_and_problem(
         what: str, bad: Any, words: str) -> None:
-    m = {**_good_node(b"f", FILE), **bad} if isinstance(bad, dict) and (
+    m = {**_good_node(b"f", mt.FILE), **bad} if isinstance(bad, dict) and (
         "name" not in bad and "type" not in bad) else bad
-    ok = _good_node(b"0-first", FIFO)
+    ok = _good_node(b"0-first", mt.FIFO)
     data = serde.pack({"nodes": [ok, m]})
     with pytest.raises(IntegrityError) as ei:
         Tree.decode(data, TID)
@@ -185,7 +171,7 @@ def test_each_malformed_node_is_refused_naming_tree_node_and_problem(
 
 @pytest.mark.parametrize("names", [[b"b", b"a"], [b"a", b"a"], [b"a", b"c", b"b"]])
 def test_unsorted_or_duplicate_names_are_refused(names: list[bytes]) -> None:
-    data = serde.pack({"nodes": [_good_node(n, FIFO) for n in names]})
+    data = serde.pack({"nodes": [_good_node(n, mt.FIFO) for n in names]})
     with pytest.raises(IntegrityError, match="unsorted or duplicate"):
         Tree.decode(data, TID)
     good, problems = scan_tree(data, TID)
@@ -207,7 +193,7 @@ def test_name_problem_accepts_exactly_plain_names() -> None:
 
 
 def test_messages_show_hostile_names_on_one_printable_line() -> None:
-    data = serde.pack({"nodes": [{**_good_node(b"evil\n\x1b[31m\xff", FILE), "uid": -1}]})
+    data = serde.pack({"nodes": [{**_good_node(b"evil\n\x1b[31m\xff", mt.FILE), "uid": -1}]})
     with pytest.raises(IntegrityError) as ei:
         Tree.decode(data, TID)
     msg = str(ei.value)
