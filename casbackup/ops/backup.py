@@ -19,6 +19,7 @@ import os
 import socket
 import stat
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -172,26 +173,48 @@ def backup(store: Store, paths: list[str], opts: BackupOptions,
         return BackupResult(snap, True)
 
 
+@dataclass(slots=True)
+class _Level:
+    """A directory above the sources being built: its node and its finished children."""
+
+    path: bytes
+    names: Iterator[bytes]
+    trie: _Trie
+    parent_tree: Tree | None
+    node: Node | None  # None for the root
+    nodes: list[Node] = field(default_factory=list)
+
+
 def _build(arch: Archiver, store: Store, prefix: bytes, trie: _Trie,
            parent_tree: Tree | None) -> list[Node]:
-    nodes = []
-    for name in sorted(trie):
-        path = prefix + b"/" + name
-        sub = trie[name]
-        pnode = parent_tree.find(name) if parent_tree is not None else None
+    """The nodes of the root tree: each source archived, and the directories above the
+    sources (real metadata) finished after their children. Iterative, so a source path
+    of any number of components works."""
+    stack = [_Level(prefix, iter(sorted(trie)), trie, parent_tree, None)]
+    while True:
+        lv = stack[-1]
+        name = next(lv.names, None)
+        if name is None:
+            stack.pop()
+            if lv.node is None:
+                return lv.nodes
+            stack[-1].nodes.append(arch.save_dir_node(lv.node, lv.nodes))
+            continue
+        path = lv.path + b"/" + name
+        sub = lv.trie[name]
+        pnode = lv.parent_tree.find(name) if lv.parent_tree is not None else None
         if sub is None:
             node = arch.archive_path(path, pnode)
             if node is not None:
-                nodes.append(node)
+                lv.nodes.append(node)
             continue
         st = os.lstat(path)
         if not stat.S_ISDIR(st.st_mode):
             raise UsageError(f"{os.fsdecode(path)} is not a directory")
-        node = node_from_stat(name, path, st)
         ptree = (store.load_tree(pnode.subtree)
                  if pnode is not None and pnode.type == DIR and pnode.subtree else None)
-        nodes.append(arch.save_dir_node(node, _build(arch, store, path, sub, ptree)))
-    return nodes
+        stack.append(_Level(path, iter(sorted(sub)), sub, ptree,
+                            node_from_stat(name, path, st)))
 
 
 def _user() -> str:

@@ -101,3 +101,20 @@ def test_deep_tree_backs_up_and_every_reading_command_works(
     assert "no problems found" in _ok("verify", "--store", copy)
     copied = _ok("ls", "--store", copy, "-R", "latest", prefix).splitlines()
     assert copied == _ok("ls", "--store", store, "-R", "latest", prefix).splitlines()
+
+
+def test_source_path_of_1200_components_backs_up_and_lists(tmp_path: Path) -> None:
+    """The directories above a source are built iteratively too (backup's ``_build``)."""
+    top = tmp_path / "p"
+    _make_chain(top, 1200)  # top/d/d/.../d: a 2.4 KB path, under PATH_MAX
+    try:
+        source = str(top) + "/d" * 1200
+        store = str(tmp_path / "store")
+        _ok("init", "--store", store)
+        _ok("backup", "--store", store, source)
+        listing = _ok("ls", "--store", store, "-R", "latest").splitlines()
+        assert listing[-1] == source + "/leaf.txt" and len(listing) == source.count("/") + 1
+        snap = json.loads(_ok("snapshots", "--store", store, "--json"))[0]
+        assert snap["paths"] == [source]
+    finally:
+        _remove_chain(top)
