@@ -7,6 +7,10 @@ Invariants:
 - Maps are encoded in the key order the caller gives; model/ builds maps in a fixed order
   so identical values encode to identical bytes (dedup of unchanged trees relies on it).
 - ``strict_map_key=False`` so maps keyed by bytes decode.
+- ``unpack`` of any byte string returns a value or raises ``IntegrityError``: never
+  another exception (a map keyed by a list or map is refused too). Extension values
+  (casbackup writes none) come back as msgpack's ``ExtType``/``Timestamp``: the model's
+  validators refuse them by type.
 """
 
 from __future__ import annotations
@@ -25,6 +29,17 @@ def pack(obj: Any) -> bytes:
 def unpack(data: bytes | memoryview, what: str = "object") -> Any:
     try:
         return msgpack.unpackb(data, raw=False, strict_map_key=False)
-    except (ValueError, TypeError,  # TypeError: a map keyed by a list ("unhashable")
-            msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as e:
-        raise IntegrityError(f"{what} is not valid msgpack: {e}") from e
+    except TypeError:  # an unhashable map key (a list or map)
+        raise IntegrityError(f"{what} is not valid msgpack: a map key is a list or map") from None
+    except ValueError as e:  # ExtraData, FormatError, StackError, UnicodeDecodeError...
+        raise IntegrityError(f"{what} is not valid msgpack: {_reason(e)}") from None
+
+
+def _reason(e: ValueError) -> str:
+    if isinstance(e, msgpack.ExtraData):
+        return "extra bytes after the value"
+    if isinstance(e, msgpack.StackError):
+        return "nested too deeply"
+    if isinstance(e, UnicodeDecodeError):
+        return "a string is not UTF-8"
+    return str(e).splitlines()[0] if str(e) else "malformed"

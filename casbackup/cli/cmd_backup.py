@@ -12,6 +12,7 @@ from ..errors import PartialError, UsageError
 from ..ops.archiver import ArchiveOptions
 from ..ops.backup import BackupOptions, backup, warm_sources
 from ..source.command import CommandSource
+from ..ops.backup import stdin_filename as stdin_filename_check
 from ..source.exclude import Excluder
 from .common import (
     Ctx,
@@ -56,7 +57,8 @@ def backup_cmd(
     stdin_from_command: Annotated[str | None, typer.Option(
         "--stdin-from-command", metavar="CMD",
         help="Back up CMD's standard output; commit only if CMD exits 0.")] = None,
-    stdin_filename: Annotated[str, typer.Option("--stdin-filename")] = "stdin",
+    stdin_filename: Annotated[str, typer.Option(
+        "--stdin-filename", help="Name of the --stdin file: a plain name, no '/'.")] = "stdin",
     dry_run: Annotated[bool, typer.Option("--dry-run", "-n", help="Write nothing.")] = False,
     host: Annotated[str | None, typer.Option("--host", help="Record this hostname.")] = None,
     parent: Annotated[
@@ -67,6 +69,8 @@ def backup_cmd(
 ) -> None:
     """Back up PATHS into the store as a new snapshot."""
     on_interrupt("backup did not finish: no snapshot was written")
+    if stdin or stdin_from_command is not None:
+        stdin_filename_check(stdin_filename)  # a usage error before stdin is read
     excluder = Excluder.from_options(exclude or [], exclude_file or [], exclude_caches)
     with contextlib.ExitStack() as stack:
         stream = None

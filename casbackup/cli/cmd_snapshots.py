@@ -11,6 +11,7 @@ import typer
 
 from ..errors import UsageError
 from ..model.tree import DIR, Node
+from ..ops.treewalk import walk
 from .common import (
     Ctx,
     echo,
@@ -88,35 +89,31 @@ def ls_cmd(
             tree_id = node.subtree
         base = "/" + "/".join(os.fsdecode(p) for p in parts)
 
-        def walk(tid: bytes, prefix: str) -> None:
-            for n in st.load_tree(tid).nodes:
-                full = os.path.join(prefix, os.fsdecode(n.name))
-                if ctx.json:
-                    emit_json(
-                        {
-                            "path": full,
-                            "type": n.type,
-                            "size": n.size,
-                            "mode": n.mode,
-                            "uid": n.uid,
-                            "gid": n.gid,
-                            "mtime_ns": n.mtime_ns,
-                            "target": os.fsdecode(n.target) if n.target is not None else None,
-                        }
-                    )
-                elif long:
-                    t = datetime.fromtimestamp(n.mtime_ns / 1e9).strftime("%Y-%m-%d %H:%M:%S")
-                    echo(
-                        f"{_mode_str(n)} {n.user or n.uid:>8} {n.group or n.gid:>8} "
-                        f"{n.size:>12} {t} {full}"
-                        + (f" -> {os.fsdecode(n.target)}" if n.target is not None else "")
-                    )
-                else:
-                    echo(full)
-                if recursive and n.type == DIR and n.subtree is not None:
-                    walk(n.subtree, full)
-
-        walk(tree_id, base)
+        for e in walk(st.load_tree, tree_id, path=os.fsencode(base),
+                      descend=lambda e: recursive):
+            n, full = e.node, os.fsdecode(e.path)
+            if ctx.json:
+                emit_json(
+                    {
+                        "path": full,
+                        "type": n.type,
+                        "size": n.size,
+                        "mode": n.mode,
+                        "uid": n.uid,
+                        "gid": n.gid,
+                        "mtime_ns": n.mtime_ns,
+                        "target": os.fsdecode(n.target) if n.target is not None else None,
+                    }
+                )
+            elif long:
+                t = datetime.fromtimestamp(n.mtime_ns / 1e9).strftime("%Y-%m-%d %H:%M:%S")
+                echo(
+                    f"{_mode_str(n)} {n.user or n.uid:>8} {n.group or n.gid:>8} "
+                    f"{n.size:>12} {t} {full}"
+                    + (f" -> {os.fsdecode(n.target)}" if n.target is not None else "")
+                )
+            else:
+                echo(full)
 
 
 def register(app: typer.Typer) -> None:

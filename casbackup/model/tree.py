@@ -9,15 +9,21 @@ Invariants:
   unchanged directory is one dedup hit.
 - ``content`` (data BlobIds, in order) belongs to files, ``subtree`` to directories,
   ``target`` to symlinks, ``rdev`` to device nodes.
+- Decoding validates: ``scan_tree`` is the one reader of a tree blob's plaintext, and
+  ``Tree.decode`` / ``decode_maps`` / ``Node.from_map`` return only nodes it accepted
+  (``node_problem``: design §7's rules), else raise ``IntegrityError`` naming the tree id
+  and the node. So no shape of stored data reaches restore, ls or gc unchecked.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from .. import serde
 from ..errors import IntegrityError
+from .fields import I64_MAX, I64_MIN, U32, U64, check_id, check_int, check_type, kind, show
 
 FILE = "file"
 DIR = "dir"
@@ -88,32 +94,212 @@ class Node:
         return out
 
     @classmethod
-    def from_map(cls, m: dict[str, Any]) -> Node:
-        try:
-            xa = m.get("xattrs")
-            return cls(
-                name=m["name"],
-                type=m["type"],
-                mode=m.get("mode", 0),
-                uid=m.get("uid", 0),
-                gid=m.get("gid", 0),
-                user=m.get("user"),
-                group=m.get("group"),
-                mtime_ns=m.get("mtime_ns", 0),
-                ctime_ns=m.get("ctime_ns", 0),
-                inode=m.get("inode", 0),
-                device=m.get("device", 0),
-                nlink=m.get("nlink", 1),
-                size=m.get("size", 0),
-                rdev=m.get("rdev"),
-                content=m.get("content"),
-                subtree=m.get("subtree"),
-                target=m.get("target"),
-                xattrs={k: v for k, v in xa} if xa else None,
-                sparse=bool(m.get("sparse", False)),
-            )
-        except (KeyError, TypeError, ValueError) as e:
-            raise IntegrityError(f"tree node is malformed: {e}") from e
+    def from_map(cls, m: Any, tree_id: bytes | None = None) -> Node:
+        """A node from a decoded map, validated like every node of a tree blob."""
+        problem = node_problem(m)
+        if problem is not None:
+            raise IntegrityError(f"{_where(tree_id)}node {_label(m, 0)}: {problem}")
+        return cls._of(m)
+
+    @classmethod
+    def _of(cls, m: dict[str, Any]) -> Node:
+        """A node from a map ``node_problem`` accepted (no further checks)."""
+        xa = m.get("xattrs")
+        return cls(
+            name=m["name"],
+            type=m["type"],
+            mode=m.get("mode", 0),
+            uid=m.get("uid", 0),
+            gid=m.get("gid", 0),
+            user=m.get("user"),
+            group=m.get("group"),
+            mtime_ns=m.get("mtime_ns", 0),
+            ctime_ns=m.get("ctime_ns", 0),
+            inode=m.get("inode", 0),
+            device=m.get("device", 0),
+            nlink=m.get("nlink", 1),
+            size=m.get("size", 0),
+            rdev=m.get("rdev"),
+            content=m.get("content"),
+            subtree=m.get("subtree"),
+            target=m.get("target"),
+            xattrs={k: v for k, v in xa} if xa else None,
+            sparse=m.get("sparse", False),
+        )
+
+
+# ----- validation: the one reader of untrusted node maps ------------------------------
+#
+# Every node map that comes out of a tree blob passes ``node_problem`` before anything
+# uses it (backup's parent maps, restore, verify, ls, gc...). The rules (design §7):
+# names are non-empty bytes without NUL or '/', not '.' or '..', strictly sorted in a
+# tree; integers are in the range their field can hold; each type carries only its own
+# fields, and a directory its subtree, a symlink its target. Fields this version does not
+# know are ignored (a newer writer may add some); known fields must be well formed.
+
+_TYPES = frozenset(TYPES)
+_U32, _U64, _I64 = (0, U32), (0, U64), (I64_MIN, I64_MAX)  # times before 1970 are < 0
+_Check = Callable[[str, Any, str], "str | None"]  # (field, value, node type) -> problem
+
+
+def name_problem(name: Any) -> str | None:
+    """Why ``name`` cannot be an entry of a directory, or None if it can."""
+    if type(name) is not bytes:
+        return f"name is {kind(name)}, not a byte string"
+    if not name:
+        return "name is empty"
+    if name in (b".", b".."):
+        return f"name is {name.decode()}"
+    if b"/" in name or b"\0" in name:
+        return "name contains " + ("'/'" if b"/" in name else "a NUL byte")
+    return None
+
+
+def node_problem(m: Any) -> str | None:
+    """Why the decoded value ``m`` is not a valid node map, or None if it is one."""
+    if type(m) is not dict:
+        return f"is {kind(m)}, not a map"
+    problem = name_problem(m.get("name"))
+    if problem is not None:
+        return problem
+    t = m.get("type")
+    if type(t) is not str or t not in _TYPES:
+        return (f"type {show(t)} is unknown" if type(t) is str
+                else f"type is {kind(t)}, not a string")
+    for k, v in m.items():
+        spec = _SPEC.get(k)
+        if spec is None:
+            continue  # name and type (checked above), or a field from a newer version
+        if isinstance(spec, tuple):
+            if type(v) is not int or not spec[0] <= v <= spec[1]:
+                return check_int(k, v, *spec)
+        else:
+            problem = spec(k, v, t)
+            if problem is not None:
+                return problem
+    if t == DIR and "subtree" not in m:
+        return "a directory has no subtree"
+    if t == SYMLINK and "target" not in m:
+        return "a symlink has no target"
+    return None
+
+
+def _only(owners: tuple[str, ...], check: _Check) -> _Check:
+    """``check``, for a field only nodes of the types ``owners`` may have."""
+    def checked(k: str, v: Any, t: str) -> str | None:
+        return f"a {t} has a {k} field" if t not in owners else check(k, v, t)
+    return checked
+
+
+def _check_content(k: str, v: Any, t: str) -> str | None:
+    if type(v) is not list:
+        return f"{k} is {kind(v)}, not a list of ids"
+    for i, b in enumerate(v):
+        if type(b) is not bytes or len(b) != 32:
+            return check_id(f"{k} entry {i}", b)
+    return None
+
+
+def _check_target(k: str, v: Any, t: str) -> str | None:
+    if type(v) is not bytes:
+        return f"{k} is {kind(v)}, not a byte string"
+    if not v or b"\0" in v:
+        return f"{k} is empty" if not v else f"{k} contains a NUL byte"
+    return None
+
+
+def _check_xattrs(k: str, v: Any, t: str) -> str | None:
+    if type(v) is not list:
+        return f"{k} is {kind(v)}, not a list of pairs"
+    prev = b""
+    for i, pair in enumerate(v):
+        if (type(pair) is not list or len(pair) != 2 or type(pair[0]) is not bytes
+                or type(pair[1]) is not bytes):
+            return f"{k} entry {i} is not a pair of byte strings"
+        if not pair[0] or b"\0" in pair[0]:
+            return f"{k} entry {i} has an empty name or one with a NUL byte"
+        if pair[0] <= prev:
+            return f"{k} entry {i} ({show(pair[0])}) is unsorted or a duplicate"
+        prev = pair[0]
+    return None
+
+
+_SPEC: dict[str, tuple[int, int] | _Check] = {
+    "mode": (0, 0o7777),
+    "uid": _U32,
+    "gid": _U32,
+    "user": lambda k, v, t: check_type(k, v, str, "a string"),
+    "group": lambda k, v, t: check_type(k, v, str, "a string"),
+    "mtime_ns": _I64,
+    "ctime_ns": _I64,
+    "inode": _U64,
+    "device": _U64,
+    "nlink": _U64,
+    "size": (0, I64_MAX),
+    "rdev": _only((CHARDEV, BLOCKDEV), lambda k, v, t: check_int(k, v, *_U64)),
+    "content": _only((FILE,), _check_content),
+    "subtree": _only((DIR,), lambda k, v, t: check_id(k, v)),
+    "target": _only((SYMLINK,), _check_target),
+    "xattrs": _check_xattrs,
+    "sparse": lambda k, v, t: check_type(k, v, bool, "a boolean"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class NodeProblem:
+    """A node of a tree blob that failed validation: its position, its name when that is
+    a byte string, and what is wrong (one line, no reprs)."""
+
+    index: int
+    name: bytes | None
+    problem: str
+
+    def label(self) -> str:
+        return show(self.name) if self.name is not None else f"#{self.index}"
+
+
+def _label(m: Any, i: int) -> str:
+    name = m.get("name") if type(m) is dict else None
+    return show(name) if type(name) is bytes else f"#{i}"
+
+
+def _where(tree_id: bytes | None) -> str:
+    return f"tree {tree_id.hex()[:16]}: " if tree_id is not None else "tree: "
+
+
+def scan_tree(data: bytes | memoryview, tree_id: bytes | None = None,
+              ) -> tuple[list[dict[str, Any]], list[NodeProblem]]:
+    """The valid node maps of a tree blob (strictly sorted by name) and a problem for
+    every other node. A blob that is not a map with a node list raises IntegrityError."""
+    m = serde.unpack(data, _where(tree_id).rstrip(": ") or "tree")
+    nodes = m.get("nodes") if type(m) is dict else None
+    if type(nodes) is not list:
+        raise IntegrityError(f"{_where(tree_id)}not a map with a node list")
+    good: list[dict[str, Any]] = []
+    bad: list[NodeProblem] = []
+    prev: bytes | None = None
+    for i, n in enumerate(nodes):
+        problem = node_problem(n)
+        name: Any = n.get("name") if type(n) is dict else None
+        if problem is None and prev is not None and not prev < name:
+            problem = f"is not after {show(prev)} (names unsorted or duplicate)"
+        if problem is not None:
+            bad.append(NodeProblem(i, name if type(name) is bytes else None, problem))
+            continue
+        good.append(n)
+        prev = name
+    return good, bad
+
+
+def decode_maps(data: bytes | memoryview, tree_id: bytes | None = None,
+                ) -> list[dict[str, Any]]:
+    """The node maps of a tree blob, every one validated (no Node objects: the backup's
+    fast path). Raises IntegrityError naming the tree and its first malformed node."""
+    good, bad = scan_tree(data, tree_id)
+    if bad:
+        more = f" (and {len(bad) - 1} more malformed nodes)" if len(bad) > 1 else ""
+        raise IntegrityError(f"{_where(tree_id)}node {bad[0].label()}: {bad[0].problem}{more}")
+    return good
 
 
 def encode_maps(maps: list[dict[str, Any]]) -> bytes:
@@ -121,14 +307,6 @@ def encode_maps(maps: list[dict[str, Any]]) -> bytes:
     maps decoded from a stored tree); sorts by name like ``Tree.encode``."""
     maps.sort(key=lambda m: m["name"])  # type: ignore[no-any-return]
     return serde.pack({"nodes": maps})
-
-
-def decode_maps(data: bytes) -> list[dict[str, Any]]:
-    """The raw node maps of a tree blob (no Node objects: the backup's fast path)."""
-    m = serde.unpack(data, "tree")
-    if not isinstance(m, dict) or not isinstance(m.get("nodes"), list):
-        raise IntegrityError("tree blob is not a map with a node list")
-    return m["nodes"]  # type: ignore[no-any-return]
 
 
 @dataclass(slots=True)
@@ -140,11 +318,14 @@ class Tree:
         return serde.pack({"nodes": [n.to_map() for n in self.nodes]})
 
     @classmethod
-    def decode(cls, data: bytes) -> Tree:
-        m = serde.unpack(data, "tree")
-        if not isinstance(m, dict) or not isinstance(m.get("nodes"), list):
-            raise IntegrityError("tree blob is not a map with a node list")
-        return cls([Node.from_map(n) for n in m["nodes"]])
+    def decode(cls, data: bytes | memoryview, tree_id: bytes | None = None) -> Tree:
+        """A tree blob's nodes, every one validated (``decode_maps``)."""
+        return cls.from_valid_maps(decode_maps(data, tree_id))
+
+    @classmethod
+    def from_valid_maps(cls, maps: list[dict[str, Any]]) -> Tree:
+        """A tree of maps ``scan_tree`` or ``decode_maps`` returned (not checked again)."""
+        return cls([Node._of(m) for m in maps])
 
     def find(self, name: bytes) -> Node | None:
         lo, hi = 0, len(self.nodes)

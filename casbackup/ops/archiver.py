@@ -15,6 +15,8 @@ Invariants:
   silently skipped. They are left out of the tree.
 - Files are read by the file saver (file_saver.py), which detects changes during reads.
 - Hard links to one inode are read once per backup.
+- The walk is iterative (a stack of open directory fds, ``Archiver._walk``): no depth of
+  tree stops a backup, and a tree one level deeper costs one fd, not a stack frame.
 - An unchanged file reuses its parent's content list only when every blob of it is in
   the index: after ``repair`` dropped damaged blobs, the next backup re-reads the file
   and uploads them again.
@@ -28,10 +30,10 @@ from __future__ import annotations
 
 import os
 import stat
-import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
@@ -81,6 +83,29 @@ class Pending:
         src = self.link_of or self
         assert src.fut is not None
         return src.fut.result()[src.idx]
+
+
+@dataclass(slots=True)
+class _Frame:
+    """A directory being walked: its open fd and the names still to visit."""
+
+    pd: PendingDir
+    fd: int
+    path: bytes
+    rel: bytes
+    names: Iterator[bytes]
+    parent_tree: dict[bytes, dict[str, Any]] | None
+
+
+@dataclass(slots=True)
+class _Descend:
+    """``_entry``'s answer for a directory to walk into (``fd`` is open on it)."""
+
+    fd: int
+    path: bytes
+    node: Node
+    parent_subtree: bytes | None
+    rel: bytes
 
 
 # A child is a new Node, a directory or file still being saved, or — the fast path — the
@@ -175,8 +200,9 @@ class Archiver:
             self._hardlinks[link_key] = pend
         return pend
 
-    def _dir(self, dir_fd: int, path: bytes, node: Node, parent_subtree: bytes | None,
-             root_dev: int, rel: bytes) -> PendingDir:
+    def _enter(self, dir_fd: int, path: bytes, node: Node, parent_subtree: bytes | None,
+               root_dev: int, rel: bytes) -> _Frame:
+        """Start a directory: its PendingDir, its parent's maps, the names to visit."""
         pd = PendingDir(node, parent_subtree=parent_subtree)
         self.summary.dirs += 1
         now = time.monotonic()
@@ -190,19 +216,51 @@ class Archiver:
         skip = (self.opt.one_file_system and node.device != root_dev) or (
             self.opt.excluder.is_cache_dir(short_path(path, dir_fd, b"."))
         )
+        names: list[bytes] = []
         if not skip:
             try:
                 names = sorted(os.fsencode(n) for n in os.listdir(dir_fd))
             except OSError as e:
                 self._warn_unreadable(path, e)
-                names = []
-            for name in names:
-                child = self._entry(dir_fd, path, name, parent_tree, root_dev, rel)
-                if child is not None:
-                    pd.children.append(child)
-        self._queue.append(pd)
-        self._drain(block=False)
-        return pd
+        return _Frame(pd, dir_fd, path, rel, iter(names), parent_tree)
+
+    def _walk(self, fd: int, path: bytes, node: Node, parent_subtree: bytes | None,
+              root_dev: int) -> PendingDir:
+        """Archive the directory open at ``fd`` (the caller closes it) and everything below
+        it, depth first in name order. Iterative: a stack of open directories (one fd per
+        level, so ``*at`` calls keep working below PATH_MAX), never recursion, so no depth
+        of tree stops a backup. A directory is queued for its tree when its last entry was
+        visited, children before parents (post-order)."""
+        root = self._enter(fd, path, node, parent_subtree, root_dev, b"")
+        stack = [root]
+        try:
+            while stack:
+                f = stack[-1]
+                name = next(f.names, None)
+                if name is None:
+                    stack.pop()
+                    if f is not root:
+                        os.close(f.fd)
+                    self._queue.append(f.pd)
+                    self._drain(block=False)
+                    continue
+                child = self._entry(f.fd, f.path, name, f.parent_tree, root_dev, f.rel)
+                if isinstance(child, _Descend):
+                    try:
+                        sub = self._enter(child.fd, child.path, child.node, child.parent_subtree,
+                                          root_dev, child.rel)
+                    except BaseException:
+                        os.close(child.fd)
+                        raise
+                    f.pd.children.append(sub.pd)
+                    stack.append(sub)
+                elif child is not None:
+                    f.pd.children.append(child)
+        finally:
+            for f in stack:
+                if f is not root:
+                    os.close(f.fd)
+        return root.pd
 
     def _unchanged(self, pm: dict[str, Any] | None, st: os.stat_result) -> bool:
         """The fast path: is this entry exactly its node in the parent snapshot?"""
@@ -220,7 +278,9 @@ class Archiver:
 
     def _entry(self, dir_fd: int, dir_path: bytes, name: bytes,
                parent_tree: dict[bytes, dict[str, Any]] | None,
-               root_dev: int, rel: bytes) -> _Child | None:
+               root_dev: int, rel: bytes) -> Node | Pending | dict[str, Any] | _Descend | None:
+        """One entry of a directory: a finished node, a file being saved, the parent's
+        map, a directory to walk into (``_Descend``, its fd open), or None (left out)."""
         path = dir_path + b"/" + name if dir_path != b"/" else b"/" + name
         crel = rel + b"/" + name if rel else name
         try:
@@ -253,14 +313,10 @@ class Archiver:
             if self._reuse_dir(path, node, pnode):
                 return node
             try:
-                fd = open_dir_at(dir_fd, name)
+                return _Descend(open_dir_at(dir_fd, name), path, node, psub, crel)
             except OSError as e:
                 self._warn_unreadable(path, e)
                 return None
-            try:
-                return self._dir(fd, path, node, psub, root_dev, crel)
-            finally:
-                os.close(fd)
         if node.type == FILE:
             return self._file(dir_fd, path, node, pnode)
         self.obs.progress(0, 1)
@@ -336,7 +392,6 @@ class Archiver:
     def archive_path(self, path: bytes, parent: Node | None) -> Node | None:
         """Archive one source path (file, dir, symlink …); returns its finished node."""
         raise_fd_limit()
-        sys.setrecursionlimit(max(sys.getrecursionlimit(), 20000))
         head, name = os.path.split(path.rstrip(b"/") or b"/")
         if not name:  # the root directory itself
             head, name = b"/", b"."
@@ -351,26 +406,34 @@ class Archiver:
                 psub = parent.subtree if parent is not None and parent.type == DIR else None
                 prefetch = (Prefetcher([path], self.opt.excluder, on_totals=self.obs.totals).start()
                             if self.opt.prefetch and self.opt.dirty is None else None)
-                fd = open_dir_at(dfd, name)
                 try:
-                    pd = self._dir(fd, path, node, psub, st.st_dev, b"")
+                    return self._walk_root(open_dir_at(dfd, name), path, node, psub, st.st_dev)
                 finally:
-                    os.close(fd)
                     if prefetch is not None:
                         prefetch.stop()
-                self._drain(block=True)
-                assert pd.done
-                return pd.node
             child = self._entry(dfd, head, name,
                                 None if parent is None else {parent.name: parent.to_map()},
                                 st.st_dev, b"")
-            if child is None or isinstance(child, PendingDir):
-                return None if child is None else child.node
+            if isinstance(child, _Descend):  # it became a directory since the stat above
+                return self._walk_root(child.fd, path, child.node, child.parent_subtree,
+                                       st.st_dev)
+            if child is None:
+                return None
             self._submit_batch()
             done = self._resolve(child)
             return Node.from_map(done) if isinstance(done, dict) else done
         finally:
             os.close(dfd)
+
+    def _walk_root(self, fd: int, path: bytes, node: Node, parent_subtree: bytes | None,
+                   root_dev: int) -> Node:
+        try:
+            pd = self._walk(fd, path, node, parent_subtree, root_dev)
+        finally:
+            os.close(fd)
+        self._drain(block=True)
+        assert pd.done
+        return pd.node
 
     def save_dir_node(self, node: Node, children: list[Node]) -> Node:
         """Finish a synthetic directory (path prefixes above the sources)."""

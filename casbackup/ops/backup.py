@@ -21,15 +21,16 @@ import os
 import socket
 import stat
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import BinaryIO
 
 from ..clock import SYSTEM, Clock
 from ..errors import UsageError
 from ..faults import crash_point
+from ..model.fields import show
 from ..model.snapshot import BACKUP_TYPES, Snapshot, Summary
-from ..model.tree import DIR, FILE, Node, Tree
+from ..model.tree import DIR, FILE, Node, Tree, name_problem
 from ..source.exclude import Excluder
 from ..source.meta import node_from_stat
 from ..source.prefetch import Prefetcher
@@ -135,13 +136,25 @@ def _trie(paths: list[bytes]) -> _Trie:
     return root
 
 
+def stdin_filename(name: str) -> bytes:
+    """The name of a ``--stdin`` snapshot's one file, which must be a plain file name (no
+    '/', not '.' or '..', no NUL, not empty) so that the snapshot can be restored."""
+    b = os.fsencode(name)
+    problem = name_problem(b)
+    if problem is not None:
+        raise UsageError(f"--stdin-filename '{show(name)}': {problem}; give a plain file "
+                         "name such as db.sql")
+    return b
+
+
 def backup(store: Store, paths: list[str], opts: BackupOptions,
            observer: Observer = NULL, clock: Clock = SYSTEM) -> BackupResult:
     if opts.type not in BACKUP_TYPES:
         raise UsageError(f"unknown backup type {opts.type!r} (choose {', '.join(BACKUP_TYPES)})")
     host = opts.host or socket.gethostname()
     if opts.stdin is not None:
-        spaths = ["/" + opts.stdin_filename.strip("/")]
+        stdin_name = stdin_filename(opts.stdin_filename)
+        spaths = ["/" + opts.stdin_filename]
         bpaths: list[bytes] = []
     else:
         if not paths:
@@ -160,7 +173,7 @@ def backup(store: Store, paths: list[str], opts: BackupOptions,
         arch = Archiver(store, observer, archive)
         try:
             if opts.stdin is not None:
-                node = Node(os.fsencode(opts.stdin_filename.strip("/")), FILE, mode=0o644,
+                node = Node(stdin_name, FILE, mode=0o644,
                             mtime_ns=int(t0 * 1e9))
                 root = Tree([arch.save_stream(opts.stdin, node)])
                 if opts.stdin_check is not None:
@@ -186,26 +199,48 @@ def backup(store: Store, paths: list[str], opts: BackupOptions,
         return BackupResult(snap, True)
 
 
+@dataclass(slots=True)
+class _Level:
+    """A directory above the sources being built: its node and its finished children."""
+
+    path: bytes
+    names: Iterator[bytes]
+    trie: _Trie
+    parent_tree: Tree | None
+    node: Node | None  # None for the root
+    nodes: list[Node] = field(default_factory=list)
+
+
 def _build(arch: Archiver, store: Store, prefix: bytes, trie: _Trie,
            parent_tree: Tree | None) -> list[Node]:
-    nodes = []
-    for name in sorted(trie):
-        path = prefix + b"/" + name
-        sub = trie[name]
-        pnode = parent_tree.find(name) if parent_tree is not None else None
+    """The nodes of the root tree: each source archived, and the directories above the
+    sources (real metadata) finished after their children. Iterative, so a source path
+    of any number of components works."""
+    stack = [_Level(prefix, iter(sorted(trie)), trie, parent_tree, None)]
+    while True:
+        lv = stack[-1]
+        name = next(lv.names, None)
+        if name is None:
+            stack.pop()
+            if lv.node is None:
+                return lv.nodes
+            stack[-1].nodes.append(arch.save_dir_node(lv.node, lv.nodes))
+            continue
+        path = lv.path + b"/" + name
+        sub = lv.trie[name]
+        pnode = lv.parent_tree.find(name) if lv.parent_tree is not None else None
         if sub is None:
             node = arch.archive_path(path, pnode)
             if node is not None:
-                nodes.append(node)
+                lv.nodes.append(node)
             continue
         st = os.lstat(path)
         if not stat.S_ISDIR(st.st_mode):
             raise UsageError(f"{os.fsdecode(path)} is not a directory")
-        node = node_from_stat(name, path, st)
         ptree = (store.load_tree(pnode.subtree)
                  if pnode is not None and pnode.type == DIR and pnode.subtree else None)
-        nodes.append(arch.save_dir_node(node, _build(arch, store, path, sub, ptree)))
-    return nodes
+        stack.append(_Level(path, iter(sorted(sub)), sub, ptree,
+                            node_from_stat(name, path, st)))
 
 
 def _user() -> str:

@@ -8,11 +8,12 @@ Each change is one of:
 - ``metadata``: same content, but mode, owner (ids or names), mtime or xattrs differ.
   A directory whose entries changed is not reported for its own mtime.
 
-Invariants: read-only, under a shared lock. Both trees are walked together in name
-order; a subtree whose id is equal on both sides is skipped without being loaded, so
-diffing two snapshots of a large, mostly unchanged tree costs only the changed paths.
-Paths are ``/``-joined, names decoded with ``os.fsdecode`` (undecodable bytes survive as
-surrogate escapes). Changes come out sorted by path.
+Invariants: read-only, under a shared lock; iterative (an explicit stack, and
+``treewalk.walk`` below added or removed directories), so depth is unlimited. Both trees
+are walked together in name order; a subtree whose id is equal on both sides is skipped
+without being loaded, so diffing two snapshots of a large, mostly unchanged tree costs
+only the changed paths. Paths are ``/``-joined, names decoded with ``os.fsdecode``
+(undecodable bytes survive as surrogate escapes). Changes come out sorted by path.
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ import os
 from dataclasses import dataclass, field
 
 from ..model.snapshot import Snapshot
-from ..model.tree import DIR, FILE, Node, Tree
+from ..model.tree import DIR, FILE, Node
 from ..store import Store
 from ..store.locks import shared_lock
+from .treewalk import uncached, walk
 
 ADDED, REMOVED, MODIFIED, METADATA = "added", "removed", "modified", "metadata"
 _META = ("mode", "uid", "gid", "user", "group", "mtime_ns", "xattrs")
@@ -72,9 +74,10 @@ class _Differ:
     def __init__(self, store: Store, res: DiffResult) -> None:
         self.store = store
         self.res = res
+        self.load = uncached(store)
 
     def _load(self, tid: bytes | None) -> list[Node]:
-        return [] if tid is None else Tree.decode(self.store.get_blob(tid)).nodes
+        return [] if tid is None else self.load(tid).nodes
 
     def trees(self, ta: bytes | None, tb: bytes | None, prefix: str) -> None:
         stack = [(ta, tb, prefix)]
@@ -127,11 +130,7 @@ class _Differ:
             self._below(n, path, change)
 
     def _below(self, n: Node, path: str, change: str) -> None:
-        stack = [(n.subtree, path)]
-        while stack:
-            tid, pre = stack.pop()
-            for c in self._load(tid):
-                p = f"{pre}/{os.fsdecode(c.name)}"
-                self.res.changes.append(Change(p, change, c.type, c.size))
-                if c.type == DIR:
-                    stack.append((c.subtree, p))
+        if n.subtree is None:
+            return
+        for e in walk(self.load, n.subtree, path=os.fsencode(path)):
+            self.res.changes.append(Change(os.fsdecode(e.path), change, e.node.type, e.node.size))

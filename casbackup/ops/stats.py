@@ -11,20 +11,23 @@ Figures (store-wide over all snapshots, or for one snapshot):
   sealed bytes in packs that no snapshot uses (what gc could free).
 
 Invariants: read-only, under a shared lock. Each distinct tree is loaded once: its
-totals are memoised (three integers per tree), distinct blobs are a set of ids shared
-with the index; trees are walked with an explicit stack, so depth is not limited by
-Python's recursion limit.
+totals are memoised (three integers per tree: ``treewalk.fold``), distinct blobs are a
+set of ids shared with the index; the walk is iterative, so depth is not limited by
+Python's recursion limit. A malformed tree ends stats with one line naming the snapshot,
+the tree and the node (exit 13).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import IntegrityError
-from ..model.tree import DIR, FILE, Tree
+from ..model.tree import FILE, Tree
 from ..store import Store
 from ..store.locks import shared_lock
+from .treewalk import Totals, fold, tree_totals, uncached
 
 
 @dataclass
@@ -62,48 +65,29 @@ class Stats:
         return m
 
 
-class _Walker:
+class _Blobs:
+    """The distinct blobs the walked trees reference, and how many no index knows."""
+
     def __init__(self, store: Store) -> None:
-        self.store = store
-        self.memo: dict[bytes, tuple[int, int, int]] = {}  # tree -> files, dirs, size
-        self.blobs: set[bytes] = set()  # distinct data and tree blobs
+        self.index = store.index
+        self.ids: set[bytes] = set()
         self.missing = 0
 
-    def totals(self, root: bytes) -> tuple[int, int, int]:
-        pending: dict[bytes, Tree] = {}
-        stack: list[tuple[bytes, bool]] = [(root, False)]
-        while stack:
-            tid, expanded = stack.pop()
-            if tid in self.memo or (not expanded and tid in pending):
-                continue
-            if not expanded:
-                tree = Tree.decode(self.store.get_blob(tid))
-                pending[tid] = tree
-                stack.append((tid, True))
-                stack.extend((n.subtree, False) for n in tree.nodes
-                             if n.type == DIR and n.subtree is not None)
-                continue
-            tree = pending.pop(tid)
-            files = dirs = size = 0
-            for n in tree.nodes:
-                if n.type == DIR and n.subtree is not None:
-                    f, d, s = self.memo[n.subtree]
-                    files, dirs, size = files + f, dirs + d + 1, size + s
-                elif n.type == FILE:
-                    files, size = files + 1, size + n.size
-                    self._add(n.content or ())
-            self._add((tid,))
-            self.memo[tid] = (files, dirs, size)
-        return self.memo[root]
+    def total(self, tid: bytes, tree: Tree, memo: Mapping[bytes, Totals]) -> Totals:
+        """``fold``'s total that also collects the tree's and its files' blobs."""
+        self._add((tid,))
+        for n in tree.nodes:
+            if n.type == FILE:
+                self._add(n.content or ())
+        return tree_totals(tid, tree, memo)
 
-    def _add(self, ids: Any) -> None:
-        index = self.store.index
+    def _add(self, ids: Iterable[bytes]) -> None:
         for b in ids:
-            loc = index.get(b)
+            loc = self.index.get(b)
             if loc is None:
                 self.missing += 1
             else:
-                self.blobs.add(loc.entry.id)
+                self.ids.add(loc.entry.id)
 
 
 def stats(store: Store, ref: str | None = None) -> Stats:
@@ -112,16 +96,18 @@ def stats(store: Store, ref: str | None = None) -> Stats:
         store.load_index()
         snaps = [store.find_snapshot(ref)] if ref else store.snapshots()
         st = Stats(snapshot=snaps[0].id if ref else None, snapshots=len(snaps))
-        w = _Walker(store)
+        w = _Blobs(store)
+        memo: dict[bytes, Totals] = {}
+        load = uncached(store)
         for s in snaps:
             try:
-                f, d, size = w.totals(s.tree)
+                f, d, size = fold(load, s.tree, w.total, memo)
             except IntegrityError as err:
                 raise IntegrityError(f"snapshot {s.id[:8]}: {err}") from None
             st.files, st.dirs, st.logical_size = st.files + f, st.dirs + d, st.logical_size + size
         st.missing_blobs = w.missing
         index = store.index
-        for b in w.blobs:
+        for b in w.ids:
             e = index.blobs[b].entry
             st.raw_size += e.raw_length
             st.stored_size += e.length
@@ -140,5 +126,5 @@ def stats(store: Store, ref: str | None = None) -> Stats:
             # dead blobs and duplicate copies (the index resolves a blob to one pack)
             st.unreferenced = sum(
                 e.length for p in index.packs.values() for e in p.entries
-                if e.id not in w.blobs or index.blobs[e.id].pack != p.name)
+                if e.id not in w.ids or index.blobs[e.id].pack != p.name)
         return st

@@ -45,6 +45,7 @@ from ..store import Store
 from ..store.locks import shared_lock
 from ..store.pack import PackEntry
 from .observer import Observer
+from .treewalk import Entry, walk
 
 _GAP = 256 * 1024  # read across gaps smaller than this rather than issuing two requests
 _MAX_RANGE = 32 << 20  # bytes read from a source pack in one request
@@ -257,16 +258,15 @@ class Syncer:
 
     def _walk(self, root: bytes, ref: bytes | None, c: Copied) -> None:
         """Add every missing tree below ``root``; copy missing data blobs in batches."""
-        seen: set[bytes] = set()
+        if root == ref:
+            return
+        refs: dict[bytes, bytes | None] = {root: ref}  # tree -> its reference tree
+        blobs: set[bytes] = set()
         missing: list[bytes] = []
-        stack: list[tuple[bytes, bytes | None]] = [(root, ref)]
-        while stack:
-            tid, rid = stack.pop()
-            if tid == rid or tid in seen:
-                continue
-            seen.add(tid)
+
+        def load(tid: bytes) -> Tree:
             raw = self.src.get_blob(tid)  # the exact bytes: never re-encoded
-            tree = Tree.decode(raw)
+            tree = Tree.decode(raw, tid)
             if not self.dst.has_blob(tid):
                 r = self.dst.add_blob(TREE, raw, tid)
                 if r.added:
@@ -274,20 +274,27 @@ class Syncer:
                     c.trees += 1
                     c.bytes += len(raw)
                     c.stored += r.stored
-            rtree = self._ref_tree(rid)
-            for n in tree.nodes:
-                if n.type == DIR and n.subtree is not None:
-                    rn = rtree.find(n.name) if rtree is not None else None
-                    stack.append((n.subtree, rn.subtree if rn is not None
-                                  and rn.type == DIR else None))
-                for b in n.content or ():
-                    if b not in seen and not self.dst.has_blob(b):
-                        seen.add(b)
-                        missing.append(b)
+            self._check_stop()
+            return tree
+
+        def descend(e: Entry) -> bool:
+            sub = e.node.subtree
+            rtree = self._ref_tree(refs[e.tree_id])
+            rn = rtree.find(e.node.name) if rtree is not None else None
+            rid = rn.subtree if rn is not None and rn.type == DIR else None
+            if sub is None or sub == rid:
+                return False
+            refs[sub] = rid
+            return True
+
+        for e in walk(load, root, once=True, descend=descend):
+            for b in e.node.content or ():
+                if b not in blobs and not self.dst.has_blob(b):
+                    blobs.add(b)
+                    missing.append(b)
             if len(missing) >= _BATCH:
                 self._copy_data(missing, c)
                 missing = []
-            self._check_stop()
         self._copy_data(missing, c)
 
     # ----- data blobs, read from each source pack in few ranged requests -----------------

@@ -6,8 +6,12 @@ Checks, in order:
 3. with ``read_data`` (or a subset), every selected pack is read whole, hashed against
    its name, its header parsed and every blob unsealed and re-hashed to its BlobId —
    and compared with what the index says;
-4. every snapshot reads and decodes, every tree reachable from it loads, and every
-   blob a tree references is in the index and not found damaged above.
+4. every snapshot reads and decodes, every tree reachable from it loads and every node
+   of it passes the validator restore reads it with (``model.tree.scan_tree``; each
+   malformed node is named with its tree, snapshot and path, and the rest of the tree is
+   still checked), and every blob a tree references is in the index and not found
+   damaged above. Trees are walked by ``treewalk.fold`` (iterative, each distinct tree
+   once), so no depth of tree stops verify.
 
 Invariants: verify never writes; it never stops at the first problem; every problem
 names the object (``packs/ab/…``, ``index/…``, ``snapshots/…``) and, for damaged or
@@ -20,20 +24,22 @@ from __future__ import annotations
 import os
 import random
 import re
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import blake3
 
-from ..crypto.codec import INDEX
+from ..crypto.codec import INDEX, TREE
 from ..errors import CasError, IntegrityError, UsageError
-from ..model.tree import DIR, FILE
+from ..model.tree import DIR, FILE, Tree, scan_tree
 from ..scratch import for_thread
 from ..store import Store
 from ..store.index import decode_index
 from ..store.locks import shared_lock
 from ..store.store import pack_key
 from .observer import NULL, Observer
+from .treewalk import fold
 
 _READ = 4 << 20  # bytes per range read of a pack
 
@@ -209,44 +215,63 @@ def _check_snapshots(store: Store, rep: VerifyReport) -> None:
             rep.problems.append(f"snapshots/{sid}: {e}")
             continue
         rep.snapshots += 1
-        for rel in _walk(store, rep, sid, snap.tree, seen):
+        for rel in _SnapshotCheck(store, rep, sid).lost(snap.tree, seen):
             rep.affected.append((sid, "/" + rel))
 
 
-def _walk(
-    store: Store, rep: VerifyReport, sid: str, tree_id: bytes, seen: dict[bytes, list[str]]
-) -> list[str]:
-    if tree_id in seen:
-        return seen[tree_id]
-    if tree_id not in store.index or tree_id in rep.bad_blobs:
-        state = "damaged" if tree_id in rep.bad_blobs else "missing"
-        rep.problems.append(f"tree {tree_id.hex()[:16]} (snapshot {sid[:8]}) is {state}")
-        seen[tree_id] = [""]
-        return seen[tree_id]
-    try:
-        tree = store.load_tree(tree_id)
-    except CasError as e:
-        rep.problems.append(f"tree {tree_id.hex()[:16]} (snapshot {sid[:8]}): {e}")
-        seen[tree_id] = [""]
-        return seen[tree_id]
-    rep.trees += 1
-    lost: list[str] = []
-    for node in tree.nodes:
-        name = os.fsdecode(node.name)
-        if node.type == DIR and node.subtree is not None:
-            lost.extend(
-                os.path.join(name, r) if r else name
-                for r in _walk(store, rep, sid, node.subtree, seen)
-            )
-        elif node.type == FILE and node.content:
-            bad = [b for b in node.content if b not in store.index or b in rep.bad_blobs]
-            if bad:
-                lost.append(name)
-                missing = sum(1 for b in bad if b not in store.index)
-                if missing:
-                    rep.problems.append(
-                        f"{missing} blob(s) of file {name} (snapshot {sid[:8]}) "
-                        "are not in the index"
-                    )
-    seen[tree_id] = lost
-    return lost
+class _Unusable(IntegrityError):
+    """A tree verify does not read: missing, damaged above, or not a tree blob."""
+
+
+class _SnapshotCheck:
+    """The trees of one snapshot, read as restore reads them (``Tree.decode``'s
+    validator): each malformed node is a problem and a lost path, and the rest of its
+    tree is still checked."""
+
+    def __init__(self, store: Store, rep: VerifyReport, sid: str) -> None:
+        self.store, self.rep, self.sid = store, rep, sid
+        self.malformed: dict[bytes, list[str]] = {}  # tree -> labels of its bad nodes
+
+    def lost(self, root: bytes, seen: dict[bytes, list[str]]) -> list[str]:
+        return fold(self._load, root, self._total, seen, on_error=self._unreadable)
+
+    def _where(self, tid: bytes) -> str:
+        return f"tree {tid.hex()[:16]} (snapshot {self.sid[:8]})"
+
+    def _load(self, tid: bytes) -> Tree:
+        loc = self.store.index.get(tid)
+        if loc is None or tid in self.rep.bad_blobs:
+            raise _Unusable("is " + ("damaged" if loc is not None else "missing"))
+        if loc.entry.kind != TREE:
+            raise _Unusable(f"is a {loc.entry.kind} blob, not a tree")
+        good, bad = scan_tree(self.store.get_blob(tid), tid)
+        for b in bad:
+            self.rep.problems.append(f"{self._where(tid)}: node {b.label()}: {b.problem}")
+        self.malformed[tid] = [b.label() for b in bad]
+        return Tree.from_valid_maps(good)
+
+    def _unreadable(self, tid: bytes, e: CasError) -> list[str]:
+        text = str(e).removeprefix(f"tree {tid.hex()[:16]}: ")  # the decoder names it too
+        self.rep.problems.append(f"{self._where(tid)}{' ' if isinstance(e, _Unusable) else ': '}"
+                                 f"{text}")
+        return [""]
+
+    def _total(self, tid: bytes, tree: Tree, memo: Mapping[bytes, list[str]]) -> list[str]:
+        rep, index = self.rep, self.store.index
+        rep.trees += 1
+        lost: list[str] = list(self.malformed.pop(tid, ()))
+        for node in tree.nodes:
+            name = os.fsdecode(node.name)
+            if node.type == DIR and node.subtree is not None:
+                lost.extend(os.path.join(name, r) if r else name for r in memo[node.subtree])
+            elif node.type == FILE and node.content:
+                bad = [b for b in node.content if b not in index or b in rep.bad_blobs]
+                if bad:
+                    lost.append(name)
+                    missing = sum(1 for b in bad if b not in index)
+                    if missing:
+                        rep.problems.append(
+                            f"{missing} blob(s) of file {name} (snapshot {self.sid[:8]}) "
+                            "are not in the index"
+                        )
+        return lost

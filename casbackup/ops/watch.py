@@ -44,13 +44,14 @@ from watchdog.observers import Observer as FsObserver
 
 from ..errors import CasError, UsageError
 from ..model.snapshot import Snapshot
-from ..model.tree import DIR, FILE, Tree
+from ..model.tree import Tree
 from ..store import Store
 from ..store.locks import shared_lock
 from .archiver import ArchiveOptions, Archiver
 from .backup import _build, _trie, _user, find_parent, normalize_paths
 from .changes import Batch, ChangeSet, EventHandler, LostEvents, Sources
 from .sync import Cancelled, Copied, Selection, Syncer, SyncObserver, check_paired
+from .treewalk import Totals, fold, tree_totals
 
 _TICK = 0.5  # the longest a stop request or a dead observer waits to be noticed
 _MAX_BACKOFF = 60.0
@@ -102,11 +103,12 @@ class WatchObserver(SyncObserver):
 
 
 class _Totals:
-    """(file bytes, files, directories) below a tree, memoised: trees are immutable."""
+    """Files, directories and file bytes below a tree (``treewalk.fold``), memoised:
+    trees are immutable."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self.memo: dict[bytes, tuple[int, int, int]] = {}
+        self.memo: dict[bytes, Totals] = {}
         self._lock = threading.Lock()
 
     def warm(self, root: bytes) -> None:
@@ -118,33 +120,11 @@ class _Totals:
 
         threading.Thread(target=run, name="watch-totals", daemon=True).start()
 
-    def of(self, root: bytes) -> tuple[int, int, int]:
+    def of(self, root: bytes) -> Totals:
         with self._lock:
-            return self._of(root)
-
-    def _of(self, root: bytes) -> tuple[int, int, int]:
-        if len(self.memo) > 1_000_000:
-            self.memo.clear()
-        stack = [(root, False)]
-        while stack:
-            tid, expanded = stack.pop()
-            if tid in self.memo:
-                continue
-            tree = self.store.load_tree(tid)
-            subs = [n.subtree for n in tree.nodes if n.type == DIR and n.subtree is not None]
-            todo = [s for s in subs if s not in self.memo]
-            if todo and not expanded:
-                stack.append((tid, True))
-                stack.extend((s, False) for s in todo)
-                continue
-            size = sum(n.size for n in tree.nodes if n.type == FILE)
-            files = sum(1 for n in tree.nodes if n.type == FILE)
-            dirs = len(subs)
-            for s in subs:
-                a, b, c = self.memo[s]
-                size, files, dirs = size + a, files + b, dirs + c
-            self.memo[tid] = (size, files, dirs)
-        return self.memo[root]
+            if len(self.memo) > 1_000_000:
+                self.memo.clear()
+            return fold(self.store.load_tree, root, tree_totals, self.memo)
 
 
 class _ReplicaObserver(SyncObserver):
@@ -329,7 +309,7 @@ class Watcher:
             scanned = s.dirs
             for n in arch.reused:
                 assert n.subtree is not None
-                size, files, dirs = self.totals.of(n.subtree)
+                files, dirs, size = self.totals.of(n.subtree)
                 s.total_size += size
                 s.files_unchanged += files
                 s.dirs += dirs + 1

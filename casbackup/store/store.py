@@ -375,7 +375,7 @@ class Store:
             if t is not None:
                 self._tree_cache.move_to_end(tree_id)
                 return t
-        t = Tree.decode(self.get_blob(tree_id))
+        t = Tree.decode(self.get_blob(tree_id), tree_id)
         with self._cache_lock:
             self._tree_cache[tree_id] = t
             if len(self._tree_cache) > 4096:
@@ -388,7 +388,7 @@ class Store:
             t = self._maps_cache.get(tree_id)
             if t is not None:
                 return t
-        t = decode_maps(self.get_blob(tree_id))
+        t = decode_maps(self.get_blob(tree_id), tree_id)
         with self._cache_lock:
             self._maps_cache[tree_id] = t
             if len(self._maps_cache) > 64:  # a backup reads each parent tree once: a

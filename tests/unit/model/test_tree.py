@@ -8,7 +8,8 @@ from hypothesis import strategies as st
 from casbackup.model.snapshot import Snapshot
 from casbackup.model.tree import DIR, FILE, SYMLINK, Node, Tree
 
-names = st.binary(min_size=1, max_size=40).filter(lambda b: b"/" not in b)
+names = st.binary(min_size=1, max_size=40).filter(
+    lambda b: b"/" not in b and b"\0" not in b and b not in (b".", b".."))
 
 
 @given(st.lists(names, unique=True, max_size=20), st.randoms())

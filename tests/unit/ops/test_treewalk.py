@@ -1,0 +1,173 @@
+"""The one tree walker (issue #13 point 2, issue #11 deep trees): on random DAGs of trees
+(shared subtrees, as dedup makes them) ``walk`` yields exactly a recursive listing's
+entries in its order, ``once`` descends each tree once, ``fold`` computes each tree's
+value once and equal to a recursive computation; a 5,000-level chain needs no recursion."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from casbackup.errors import IntegrityError
+from casbackup.model.tree import DIR, FILE, Node, Tree
+from casbackup.ops.treewalk import Entry, Totals, fold, tree_totals, walk
+
+
+def _tid(i: int) -> bytes:
+    return i.to_bytes(32, "big")
+
+
+@st.composite
+def dags(draw: st.DrawFn) -> dict[bytes, Tree]:
+    """Trees 0..n-1, tree i's directories pointing at trees < i; the root is n-1."""
+    n = draw(st.integers(1, 12))
+    trees: dict[bytes, Tree] = {}
+    for i in range(n):
+        names = draw(st.lists(st.binary(min_size=1, max_size=3).filter(
+            lambda b: b"/" not in b and b"\0" not in b and b not in (b".", b"..")),
+            unique=True, max_size=5))
+        nodes = []
+        for name in names:
+            if i and draw(st.booleans()):
+                nodes.append(Node(name, DIR, subtree=_tid(draw(st.integers(0, i - 1)))))
+            else:
+                nodes.append(Node(name, FILE, size=draw(st.integers(0, 100))))
+        trees[_tid(i)] = Tree(sorted(nodes, key=lambda x: x.name))
+    return trees
+
+
+def _listing(trees: dict[bytes, Tree], tid: bytes, path: bytes) -> list[tuple[bytes, bytes]]:
+    out = []
+    for n in trees[tid].nodes:
+        p = path + b"/" + n.name
+        out.append((p, n.name))
+        if n.type == DIR and n.subtree is not None:
+            out.extend(_listing(trees, n.subtree, p))
+    return out
+
+
+class Counting:
+    def __init__(self, trees: dict[bytes, Tree]) -> None:
+        self.trees = trees
+        self.loads: list[bytes] = []
+
+    def __call__(self, tid: bytes) -> Tree:
+        self.loads.append(tid)
+        return self.trees[tid]
+
+
+@given(dags(), st.sampled_from([b"", b"/snap/x"]))
+def test_walk_is_a_recursive_listing_in_order(trees: dict[bytes, Tree], base: bytes) -> None:
+    root = _tid(len(trees) - 1)
+    got = [(e.path, e.node.name) for e in walk(trees.__getitem__, root, path=base)]
+    assert got == _listing(trees, root, base)
+
+
+@given(dags())
+def test_once_descends_each_distinct_tree_once(trees: dict[bytes, Tree]) -> None:
+    root = _tid(len(trees) - 1)
+    load = Counting(trees)
+    entries = list(walk(load, root, once=True))
+    assert len(load.loads) == len(set(load.loads))
+    reachable = {root} | {e.node.subtree for e in _all_entries(trees, root) if e.node.subtree}
+    assert set(load.loads) == reachable
+    assert all(e.node in trees[e.tree_id].nodes for e in entries)
+
+
+def _all_entries(trees: dict[bytes, Tree], root: bytes) -> list[Entry]:
+    return list(walk(trees.__getitem__, root))
+
+
+@given(dags())
+def test_descend_false_prunes_exactly_that_subtree(trees: dict[bytes, Tree]) -> None:
+    root = _tid(len(trees) - 1)
+    got = [e.path for e in walk(trees.__getitem__, root, descend=lambda e: False)]
+    assert got == [b"/" + n.name for n in trees[root].nodes]
+
+
+def _totals(trees: dict[bytes, Tree], tid: bytes) -> Totals:
+    f = d = s = 0
+    for n in trees[tid].nodes:
+        if n.type == DIR and n.subtree is not None:
+            a, b, c = _totals(trees, n.subtree)
+            f, d, s = f + a, d + b + 1, s + c
+        else:
+            f, s = f + 1, s + n.size
+    return Totals(f, d, s)
+
+
+@given(dags())
+def test_fold_totals_each_tree_once_and_match_recursion(trees: dict[bytes, Tree]) -> None:
+    root = _tid(len(trees) - 1)
+    load = Counting(trees)
+    memo: dict[bytes, Totals] = {}
+    assert fold(load, root, tree_totals, memo) == _totals(trees, root)
+    assert len(load.loads) == len(set(load.loads))
+    assert all(v == _totals(trees, k) for k, v in memo.items())
+    load.loads.clear()
+    fold(load, root, tree_totals, memo)  # memoised across calls (many snapshots)
+    assert load.loads == []
+
+
+def test_fold_on_error_values_unloadable_trees_and_goes_on() -> None:
+    trees = {_tid(1): Tree([Node(b"a", DIR, subtree=_tid(9)), Node(b"b", FILE, size=5)])}
+
+    def load(tid: bytes) -> Tree:
+        if tid not in trees:
+            raise IntegrityError(f"tree {tid.hex()[:16]} is missing")
+        return trees[tid]
+
+    errors: list[str] = []
+
+    def on_error(tid: bytes, e: Exception) -> Totals:
+        errors.append(str(e))
+        return Totals(0, 0, 0)
+
+    assert fold(load, _tid(1), tree_totals, {}, on_error=on_error) == Totals(1, 1, 5)
+    assert len(errors) == 1
+    with pytest.raises(IntegrityError, match="is missing"):
+        fold(load, _tid(1), tree_totals, {})
+
+
+DEPTH = 5000
+
+
+def _chain(depth: int) -> dict[bytes, Tree]:
+    trees = {_tid(0): Tree([Node(b"leaf", FILE, size=7)])}
+    for i in range(1, depth + 1):
+        trees[_tid(i)] = Tree([Node(b"d", DIR, subtree=_tid(i - 1)),
+                               Node(b"f", FILE, size=1)])
+    return trees
+
+
+def test_deep_chain_walks_and_folds_below_a_tiny_recursion_limit() -> None:
+    trees = _chain(DEPTH)
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(100)  # any recursion per level would fail at once
+    try:
+        entries = list(walk(trees.__getitem__, _tid(DEPTH)))
+        totals = fold(trees.__getitem__, _tid(DEPTH), tree_totals, {})
+    finally:
+        sys.setrecursionlimit(old)
+    assert len(entries) == 2 * DEPTH + 1
+    assert entries[DEPTH].path == b"/d" * DEPTH + b"/leaf" and entries[-1].path == b"/f"
+    assert totals == Totals(DEPTH + 1, DEPTH, DEPTH + 7)
+
+
+def test_a_tree_containing_itself_is_an_integrity_error_not_a_hang() -> None:
+    loop = {_tid(1): Tree([Node(b"d", DIR, subtree=_tid(2))]),
+            _tid(2): Tree([Node(b"e", DIR, subtree=_tid(1))])}
+    with pytest.raises(IntegrityError, match="contains itself"):
+        list(walk(loop.__getitem__, _tid(1)))
+    with pytest.raises(IntegrityError, match="contains itself"):
+        fold(loop.__getitem__, _tid(1), tree_totals, {})
+
+
+def test_tree_totals_reads_subtree_values_from_the_memo() -> None:
+    memo: Mapping[bytes, Totals] = {_tid(5): Totals(3, 2, 100)}
+    t = Tree([Node(b"a", DIR, subtree=_tid(5)), Node(b"b", FILE, size=1)])
+    assert tree_totals(_tid(6), t, memo) == Totals(4, 3, 101)

@@ -1,0 +1,135 @@
+"""Every decoder of stored bytes, fed arbitrary bytes and arbitrary msgpack values (issue
+#11): it returns a value or raises IntegrityError (config: StoreNotFound for "not a
+casbackup config"), never another exception. Tree and snapshot decoders are fuzzed in
+tests/unit/model/test_validate.py; an atheris harness is tests/fuzz/fuzz_tree.py."""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from casbackup import serde
+from casbackup.crypto.codec import HEADER, LOCK, Codec
+from casbackup.crypto.keys import MasterKey, describe
+from casbackup.errors import IntegrityError, StoreNotFound
+from casbackup.ids import object_name
+from casbackup.store import Store
+from casbackup.store.config import StoreConfig
+from casbackup.store.index import decode_index
+from casbackup.store.locks import list_locks
+from casbackup.store.pack import MAGIC, parse_header
+from tests.helpers import make_store
+
+scalars = (st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.floats()
+           | st.text(max_size=8) | st.binary(max_size=40))
+values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4)
+                      | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+                      max_leaves=20)
+
+# plausible shapes, so the fuzzer reaches past "is it a map" into the fields
+_index_like = st.fixed_dictionaries({"packs": st.lists(st.fixed_dictionaries(
+    {"id": values, "kind": values, "size": values,
+     "blobs": st.lists(st.lists(values, min_size=4, max_size=4), max_size=3)}), max_size=3),
+    "supersedes": values})
+_header_like = st.lists(st.lists(values, min_size=5, max_size=5), max_size=4)
+_config_like = st.fixed_dictionaries({"format_version": st.just(1) | values,
+                                      "chunker": st.dictionaries(st.sampled_from(
+                                          ["algorithm", "min_size", "avg_size", "max_size"]),
+                                          values) | values}, optional={
+    k: values for k in ("store_id", "encryption", "compression_level", "pack_size", "hash",
+                        "compression", "id_key", "chunker_seed")})
+_lock_like = st.fixed_dictionaries({k: values for k in (
+    "exclusive", "operation", "hostname", "pid", "username", "time")})
+_key_like = st.fixed_dictionaries({"enc_key": values, "id_key": values,
+                                   "chunker_seed": values})
+
+CODEC = Codec(b"k" * 32, None, "aes-256-gcm")  # unencrypted: hostile headers reach msgpack
+
+
+def _header_pack(plain: bytes) -> bytes:
+    sealed = CODEC.seal(HEADER, plain)
+    return sealed + struct.pack("<I4s", len(sealed), MAGIC)
+
+
+DECODERS: dict[str, Callable[[bytes], object]] = {
+    "config": StoreConfig.decode,
+    "master key": MasterKey.from_bytes,
+    "key object (describe)": describe,
+    "index": lambda d: decode_index(d, "ab" * 32),
+    "pack header": lambda d: parse_header(CODEC, _header_pack(d), "cd" * 32),
+}
+SHAPES: dict[str, Any] = {"config": _config_like, "master key": _key_like,
+                          "key object (describe)": values, "index": _index_like,
+                          "pack header": _header_like}
+# Decoders in other owners' modules that raise something else today, each with an input
+# that shows it (reported in the wave2-walk report). The tests of these are strict xfails:
+# fix the decoder and they fail, saying to delete its entry here.
+KNOWN_BAD: dict[str, Any] = {
+    "config": {"format_version": 1},  # KeyError 'chunker' (store/config.py, wave2-keys)
+    "master key": [],  # TypeError (crypto/keys.py, wave2-keys)
+    "index": {"packs": [{"id": "x", "kind": "data", "size": 1,  # OverflowError
+                         "blobs": [[2**64 - 1, 0, 0, 0]]}]},  # (store/index.py)
+    "pack header": [["data", 2**64 - 1, 0, 0, 0]],  # OverflowError (store/pack.py)
+}
+LOCK_BAD = {"exclusive": True, "operation": "x", "hostname": "h", "pid": float("inf"),
+            "username": "u", "time": 1.0}  # OverflowError (store/locks.py, wave2-gc)
+
+
+def _check(name: str, decode: Callable[[bytes], object], data: bytes) -> None:
+    if name in KNOWN_BAD:
+        _check("", decode, serde.pack(KNOWN_BAD[name]))
+    try:
+        decode(data)
+    except (IntegrityError, StoreNotFound) as e:
+        assert "\n" not in str(e)
+
+
+def _params() -> list[Any]:
+    return [pytest.param(n, marks=pytest.mark.xfail(
+        reason="raises other exceptions on hostile input: see KNOWN_BAD", strict=True))
+        if n in KNOWN_BAD else n for n in DECODERS]
+
+
+@pytest.mark.parametrize("name", _params())
+@given(data=st.binary(max_size=120))
+@settings(max_examples=100)
+def test_arbitrary_bytes(name: str, data: bytes) -> None:
+    _check(name, DECODERS[name], data)
+
+
+@pytest.mark.parametrize("name", _params())
+@given(data=st.data())
+@settings(max_examples=150)
+def test_arbitrary_msgpack_values(name: str, data: st.DataObject) -> None:
+    v = data.draw(SHAPES[name] | values)
+    _check(name, DECODERS[name], serde.pack(v))
+
+
+@pytest.fixture(scope="module")
+def lock_store(tmp_path_factory: pytest.TempPathFactory) -> Store:
+    st_: Store = make_store(Path(tmp_path_factory.mktemp("locks")) / "s", encryption="none")
+    return st_
+
+
+def _list_with_lock(store: Store, v: Any) -> None:
+    sealed = store.codec.seal(LOCK, serde.pack(v))
+    key = f"locks/{object_name(sealed)}"
+    store.backend.put(key, sealed)
+    try:
+        list_locks(store)  # a damaged lock is skipped, never raised
+    finally:
+        store.backend.delete(key)
+
+
+@pytest.mark.xfail(reason="list_locks lets OverflowError escape: see LOCK_BAD", strict=True)
+@given(v=_lock_like | values)
+@settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_lock_objects(lock_store: Store, v: Any) -> None:
+    _list_with_lock(lock_store, LOCK_BAD)
+    _list_with_lock(lock_store, v)
