@@ -86,17 +86,19 @@ def _nodes(store: Store, tree_id: bytes, where: str) -> list[Node]:
         if not isinstance(m, dict):
             raise IntegrityError(
                 f"tree {tree_id.hex()[:16]} ({where}) has a node that is not a map")
-        n = Node.from_map(m)
+        try:
+            n = Node.from_map(m)
+        except IntegrityError as e:
+            raise IntegrityError(f"tree {tree_id.hex()[:16]} ({where}): {e}") from None
         name = n.name
         if type(name) is not bytes or name in (b"", b".", b"..") or b"/" in name \
                 or b"\0" in name:
-            raise IntegrityError(
-                f"tree {tree_id.hex()[:16]} ({where}) has an unsafe name "
-                f"{show(name) if type(name) is bytes else '(not bytes)'}")
+            shown = f'"{show(name)}"' if type(name) is bytes else "(not bytes)"
+            raise IntegrityError(f"tree {tree_id.hex()[:16]} ({where}) has an unsafe name {shown}")
         if nodes and name <= prev:
             raise IntegrityError(
                 f"tree {tree_id.hex()[:16]} ({where}) has "
-                f"{'a duplicate' if name == prev else 'an unsorted'} name {show(name)}")
+                f"{'a duplicate' if name == prev else 'an unsorted'} name \"{show(name)}\"")
         prev = name
         nodes.append(n)
     return nodes
