@@ -496,6 +496,8 @@ class _Restorer:
             data = self.store.read_pack_range_view(
                 pack, start, g[-1].offset + g[-1].length - start, rbuf)
             for e in g:
+                if self._stop:
+                    raise _Stopped()
                 try:  # plain is written out before the next blob reuses the scratch
                     plain = self.store.unseal_entry_into(
                         e, data[e.offset - start : e.offset - start + e.length], scratch)
