@@ -209,9 +209,9 @@ class _Restorer:
             self.res.warnings.append(f"{path}: {msg}")
         self.obs.warn(path, msg)
 
-    def _fail(self, i: int, why: OSError | str) -> None:
+    def _fail(self, i: int, why: OSError) -> None:
         """items[i] could not be restored: say so once, remove a partial file."""
-        msg = why if isinstance(why, str) else (why.strerror or str(why))
+        msg = why.strerror or str(why)
         with self._cond:
             if self._failed[i]:
                 return
@@ -228,9 +228,7 @@ class _Restorer:
         p = self.items[i].parent
         if p == ROOT or not self._failed[p]:
             return False
-        with self._cond:
-            self._failed[i] = self._done[i] = 1
-            self._cond.notify_all()
+        self._mark_failed(i)
         return True
 
     def _unlink_own(self, i: int) -> None:
@@ -257,26 +255,31 @@ class _Restorer:
     def _replacing(self, pfd: int, name: bytes) -> None:
         """An entry is where items[i] goes: remove it with --overwrite, else refuse."""
         if not self.overwrite:
-            raise _InTheWay(self._in_way(pfd, name))
+            raise _NotRestored(self._in_way(pfd, name))
         remove_at(pfd, name)
 
     # 1. directories, in tree order (parents first)
     def make_dirs(self) -> None:
         for i, it in enumerate(self.items):
-            if it.node.type != DIR or self._skip(i):
-                continue
-            pfd = self.dirs.acquire(it.parent)
-            try:
-                fd = self._make_dir(pfd, it.node.name)
-                self.dirs.add(i, fd, identity(os.fstat(fd)))
-                self._done[i] = 1
-                self.res.dirs += 1
-            except _InTheWay as e:
-                self._fail(i, str(e))
-            except OSError as e:
-                self._fail(i, e)
-            finally:
-                self.dirs.release(it.parent)
+            if it.node.type == DIR and not self._skip(i):
+                self._in_parent(i, self._dir_one)
+
+    def _in_parent(self, i: int, make: Callable[[int, int], None]) -> None:
+        """``make(parent fd, i)``; an OSError is items[i]'s failure."""
+        parent = self.items[i].parent
+        pfd = self.dirs.acquire(parent)
+        try:
+            make(pfd, i)
+        except OSError as e:
+            self._fail(i, e)
+        finally:
+            self.dirs.release(parent)
+
+    def _dir_one(self, pfd: int, i: int) -> None:
+        fd = self._make_dir(pfd, self.items[i].node.name)
+        self.dirs.add(i, fd, identity(os.fstat(fd)))
+        self._done[i] = 1
+        self.res.dirs += 1
 
     def _make_dir(self, pfd: int, name: bytes) -> int:
         try:
@@ -360,18 +363,8 @@ class _Restorer:
         for i in idxs:
             if self._stop:
                 raise _Stopped()
-            if self._skip(i):
-                continue
-            it = self.items[i]
-            pfd = self.dirs.acquire(it.parent)
-            try:
-                self._create_one(pfd, i)
-            except _InTheWay as e:
-                self._fail(i, str(e))
-            except OSError as e:
-                self._fail(i, e)
-            finally:
-                self.dirs.release(it.parent)
+            if not self._skip(i):
+                self._in_parent(i, self._create_one)
 
     def _create_one(self, pfd: int, i: int) -> None:
         it = self.items[i]
@@ -426,8 +419,7 @@ class _Restorer:
     def _link(self, pfd: int, i: int, first: int) -> None:
         src = self.items[first]
         if self._failed[first]:
-            self._mark_failed(i)
-            return
+            raise _NotRestored(f"its hard link {self.path(first)} could not be restored")
         name = self.items[i].node.name
         spfd = self.dirs.acquire(src.parent)
         try:
@@ -439,7 +431,7 @@ class _Restorer:
             self.dirs.release(src.parent)
         if identity(os.stat(name, dir_fd=pfd, follow_symlinks=False)) != self._ident.get(first):
             os.unlink(name, dir_fd=pfd)
-            raise _InTheWay("its hard link's file was replaced during the restore")
+            raise _NotRestored("its hard link's file was replaced during the restore")
         with self._cond:
             self._done[i] = 1
 
@@ -512,8 +504,6 @@ class _Restorer:
                             self._create_write(idx, plain, runs)
                         elif self._wait_created(idx):
                             self._pwrite(idx, plain, off, runs)
-                    except _InTheWay as err:
-                        self._fail(idx, str(err))
                     except OSError as err:
                         self._fail(idx, err)
                 self.obs.progress(len(plain) * len(blobs[e.id][1]))
@@ -555,7 +545,7 @@ class _Restorer:
             self.dirs.release(it.parent)
         if i in self._ident and identity(os.fstat(fd)) != self._ident[i]:
             os.close(fd)
-            raise _InTheWay("the file was replaced during the restore")
+            raise _NotRestored("the file was replaced during the restore")
         return fd
 
     def _pwrite(self, i: int, data: bytes | memoryview, base: int,
@@ -614,7 +604,7 @@ class _Restorer:
         fd = os.open(n.name, _PATH, dir_fd=pfd)
         try:
             if not _IS_TYPE[n.type](os.fstat(fd).st_mode):
-                raise _InTheWay("the entry was replaced during the restore")
+                raise _NotRestored("the entry was replaced during the restore")
             p = b"/proc/self/fd/%d" % fd
             self._owner_xattrs(i, lambda u, g: os.chown(p, u, g),
                                lambda k, v: os.setxattr(p, k, v))
@@ -652,8 +642,9 @@ class _Restorer:
                     raise IntegrityError(f"restored file {self.path(i)} is too long")
 
 
-class _InTheWay(Exception):
-    """Internal: an entry restore may not replace is where one belongs (the message)."""
+class _NotRestored(OSError):
+    """Why an entry is not restored (the message): something in the way, a link's file
+    that failed or was replaced."""
 
 
 def _write_runs(fd: int, data: bytes | memoryview, base: int,

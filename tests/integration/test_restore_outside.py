@@ -206,3 +206,43 @@ def test_random_trees_over_random_junk(tmp_path: Path, tree: dict[str, object],
     assert res.failed == []
     assert outside_state(outside) == before
     assert tree_state(root) == tree_state(src)
+
+
+def test_without_overwrite_what_is_in_the_way_is_named_not_followed(
+    env: Env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An entry appearing after the emptiness check (another process) is named, left
+    alone and never followed; everything else is restored."""
+    from casbackup.ops import restore as restore_mod
+
+    target = tmp_path / "t"
+    target.mkdir()
+    top = restored_root(target, env.src) / "a" / "top"
+    walk = restore_mod.walk
+
+    def walk_then_plant(*args: object) -> object:
+        out = walk(*args)  # type: ignore[arg-type]
+        top.parent.mkdir(parents=True)
+        os.symlink(env.outside / "victim", top)
+        os.symlink(env.outside, top.parent / "b")
+        return out
+
+    monkeypatch.setattr(restore_mod, "walk", walk_then_plant)
+    before = outside_state(env.outside)
+    res = restore(env.store, "latest", str(target))
+    assert outside_state(env.outside) == before
+    root = restored_root(target, env.src)
+    assert sorted(res.failed) == [  # one is a hard link of a/b/one-link, made first
+        f"{top.parent / 'b'}: a symlink is in the way (use --overwrite)",
+        f"{top}: a symlink is in the way (use --overwrite)",
+        f"{root / 'one'}: its hard link {top.parent / 'b' / 'one-link'} could not be restored",
+    ]
+    assert os.readlink(root / "a" / "sym") == "one"
+
+
+def test_include_of_one_hard_link_member_restores_its_content(env: Env, tmp_path: Path) -> None:
+    target = tmp_path / "t"
+    restore(env.store, "latest", str(target), include=["one-link"])
+    got = restored_root(target, env.src) / "a" / "b" / "one-link"
+    assert got.read_bytes() == b"one"
+    assert not (restored_root(target, env.src) / "one").exists()
