@@ -235,7 +235,10 @@ class _Restorer:
         it = self.items[i]
         if it.parent != ROOT and self._failed[it.parent]:
             return
-        pfd = self.dirs.acquire(it.parent)
+        try:
+            pfd = self.dirs.acquire(it.parent)
+        except OSError:
+            return  # best effort: the failure is reported either way
         try:
             st = os.stat(it.node.name, dir_fd=pfd, follow_symlinks=False)
             if identity(st) == self._ident.get(i):
@@ -267,7 +270,11 @@ class _Restorer:
     def _in_parent(self, i: int, make: Callable[[int, int], None]) -> None:
         """``make(parent fd, i)``; an OSError is items[i]'s failure."""
         parent = self.items[i].parent
-        pfd = self.dirs.acquire(parent)
+        try:
+            pfd = self.dirs.acquire(parent)
+        except OSError as e:
+            self._fail(i, e)
+            return
         try:
             make(pfd, i)
         except OSError as e:
@@ -319,14 +326,14 @@ class _Restorer:
         creator.start()
         try:
             self.fill(plan, workers)
-        except BaseException:
-            self._halt()
-            raise
-        finally:
             creator.join()
-            if self._stop:
-                self._remove_incomplete()
+        except BaseException:  # an interrupt, a damaged pack: stop everything, clean up
+            self._halt()
+            creator.join()
+            self._remove_incomplete()
+            raise
         if self._create_error is not None:
+            self._remove_incomplete()
             raise self._create_error
 
     def _halt(self) -> None:
@@ -382,10 +389,9 @@ class _Restorer:
                     self._done[i] = 1
                     self._left[i] -= 1
                     last = self._left[i] == 0
-                    self.res.files += 1
                     self._cond.notify_all()
                 if last:
-                    self._meta_fd(i, fd)
+                    self._complete(i, fd)
             finally:
                 os.close(fd)
             return
@@ -522,7 +528,7 @@ class _Restorer:
                 _write_runs(fd, data, 0, runs)
                 if not runs or runs[-1][1] < it.node.size:
                     os.ftruncate(fd, it.node.size)  # trailing zeros stay a hole
-                self._meta_fd(i, fd)
+                self._complete(i, fd)
             except BaseException:
                 os.unlink(name, dir_fd=pfd)  # ours (O_EXCL): no half-file stays
                 raise
@@ -532,7 +538,6 @@ class _Restorer:
             self.dirs.release(it.parent)
         with self._cond:
             self._left[i] = 0
-            self.res.files += 1
             self.res.bytes_written += len(data)
 
     def _open_own(self, i: int, flags: int) -> int:
@@ -555,13 +560,13 @@ class _Restorer:
             if runs:
                 _write_runs(fd, data, base, runs)
             with self._cond:
-                self.res.bytes_written += len(data)
+                self.res.bytes_written += len(data) if runs else 0
                 self._left[i] -= 1
                 last = self._left[i] == 0
             if last:
                 if fd < 0:
                     fd = self._open_own(i, os.O_WRONLY)
-                self._meta_fd(i, fd)
+                self._complete(i, fd)
         finally:
             if fd >= 0:
                 os.close(fd)
@@ -581,6 +586,12 @@ class _Restorer:
                 setx(k, v)
             except OSError as e:
                 self.warn(i, f"xattr {show(k)}: {e.strerror}")
+
+    def _complete(self, i: int, fd: int) -> None:
+        """File items[i] has all its content: its metadata makes it restored."""
+        self._meta_fd(i, fd)
+        with self._cond:
+            self.res.files += 1
 
     def _meta_fd(self, i: int, fd: int) -> None:
         n = self.items[i].node
