@@ -4,7 +4,7 @@ Invariants:
 - No path below the restore target is ever handed to the kernel whole: each entry is
   reached as ``name`` relative to the fd of its parent, and each directory fd was opened
   with ``O_DIRECTORY | O_NOFOLLOW`` relative to its own parent's fd, so a symlink planted
-  anywhere in the target is never followed (``ELOOP``), only replaced.
+  anywhere in the target is never followed (``ENOTDIR``), only replaced.
 - A directory reopened after its fd was closed must be the same inode (device, inode)
   as when restore first verified it; otherwise the open fails (``ESTALE``).
 - Removing an entry in the way (``remove_at``) is itself fd-relative and iterative: it
@@ -38,7 +38,7 @@ def identity(st: os.stat_result) -> tuple[int, int]:
 
 
 def open_dir(parent_fd: int, name: bytes) -> int:
-    """A verified fd of the directory ``name`` in ``parent_fd`` (a symlink: ELOOP)."""
+    """A verified fd of the directory ``name`` in ``parent_fd`` (a symlink: ENOTDIR)."""
     return os.open(name, _DIR_FLAGS, dir_fd=parent_fd)
 
 

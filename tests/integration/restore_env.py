@@ -4,7 +4,8 @@
 replacement below ``root`` would change: per entry (by relative path) its lstat type,
 mode, owner, inode, size and nanosecond mtime (not nlink: removing a hard link planted in
 the target lowers it), a file's content digest and a
-symlink's target; the root's own lstat too.
+symlink's target; the root's own lstat too. ``deep_tmp`` is a tmp_path for trees deeper
+than the recursion limit.
 """
 
 from __future__ import annotations
@@ -12,8 +13,12 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 
 def _entry(path: bytes) -> tuple[Any, ...]:
@@ -46,3 +51,11 @@ def make_outside(root: Path) -> Path:
     os.chmod(root, 0o751)
     os.utime(root / "victim", ns=(1_000_000_000, 1_000_000_000))
     return root
+
+
+@pytest.fixture
+def deep_tmp(tmp_path: Path) -> Iterator[Path]:
+    """tmp_path, removed with ``rm -rf`` afterwards: pytest's own clean-up of old
+    temporary directories (``shutil.rmtree``, recursive) dies on a 1,000-level tree."""
+    yield tmp_path
+    subprocess.run(["rm", "-rf", str(tmp_path)], check=False)

@@ -23,6 +23,7 @@ from casbackup.ops.backup import BackupOptions, backup
 from casbackup.ops.observer import Observer
 from casbackup.ops.restore import restore
 from tests.helpers import cli_env, make_store, restored_root, run_cli
+from tests.integration.restore_env import deep_tmp  # noqa: F401  (a fixture)
 
 DEPTH = 1200
 
@@ -60,6 +61,7 @@ def _levels(root: Path) -> Iterator[tuple[int, list[str]]]:
         os.close(fd)
 
 
+@pytest.mark.usefixtures("deep_tmp")
 def test_1200_level_tree_restores_whole_and_with_include(tmp_path: Path) -> None:
     src = tmp_path / "src"
     _deep(src)
