@@ -48,22 +48,34 @@ def _int(v: Any, lo: int, hi: int) -> bool:
     return type(v) is int and lo <= v < hi
 
 
+_RANGES = (("mode", 0, 0o10000), ("uid", 0, _OWNER), ("gid", 0, _OWNER),
+           ("mtime_ns", -_I64, _I64), ("size", 0, _I64), ("nlink", 0, _U64),
+           ("inode", 0, _U64), ("device", 0, _U64))
+
+
 def _bad_field(n: Node) -> str | None:
     """What is wrong with node N's fields restore relies on, or None."""
     if n.type not in TYPES:
         return "an unknown type"
-    for f, lo, hi in (("mode", 0, 0o10000), ("uid", 0, _OWNER), ("gid", 0, _OWNER),
-                      ("mtime_ns", -_I64, _I64), ("size", 0, _I64), ("nlink", 0, _U64),
-                      ("inode", 0, _U64), ("device", 0, _U64)):
-        if not _int(getattr(n, f), lo, hi):
-            return f"a bad {f}"
+    mode, uid, gid, mtime, size = n.mode, n.uid, n.gid, n.mtime_ns, n.size
+    # the usual case in one expression (a restore checks every node); then which field
+    if not (type(mode) is int and type(uid) is int and type(gid) is int
+            and type(mtime) is int and type(size) is int and type(n.nlink) is int
+            and type(n.inode) is int and type(n.device) is int
+            and 0 <= mode < 0o10000 and 0 <= uid < _OWNER and 0 <= gid < _OWNER
+            and -_I64 <= mtime < _I64 and 0 <= size < _I64 and 0 <= n.nlink < _U64
+            and 0 <= n.inode < _U64 and 0 <= n.device < _U64):
+        for f, lo, hi in _RANGES:
+            if not _int(getattr(n, f), lo, hi):
+                return f"a bad {f}"
     if n.rdev is not None and not _int(n.rdev, 0, _U64):
         return "a bad rdev"
-    if n.content is not None and (
-        type(n.content) is not list
-        or not all(type(b) is bytes and len(b) == _ID_LEN for b in n.content)
-    ):
-        return "bad content ids"
+    if n.content is not None:
+        if type(n.content) is not list:
+            return "bad content ids"
+        for b in n.content:
+            if type(b) is not bytes or len(b) != _ID_LEN:
+                return "bad content ids"
     if n.subtree is not None and not (type(n.subtree) is bytes and len(n.subtree) == _ID_LEN):
         return "a bad subtree id"
     if n.type == SYMLINK and not (type(n.target) is bytes and n.target
