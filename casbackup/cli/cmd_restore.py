@@ -1,4 +1,9 @@
-"""``casbackup restore``: recreate a snapshot's files."""
+"""``casbackup restore``: recreate a snapshot's files.
+
+Invariants: warnings and entries that could not be restored are printed as they happen
+(by the observer), each naming its path; when any entry could not be restored the
+command ends with ``PartialError`` (exit 3) after the summary.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from ..errors import PartialError
 from ..ops.restore import restore
 from .common import (
     Ctx,
@@ -13,7 +19,6 @@ from .common import (
     emit_json,
     human_bytes,
     store_command,
-    warn,
 )
 from .progress import CliObserver
 from .signals import on_interrupt
@@ -60,16 +65,20 @@ def restore_cmd(
                 "dirs": res.dirs,
                 "bytes_written": res.bytes_written,
                 "warnings": res.warnings,
+                "failed": res.failed,
                 "verified": verify_,
             }
         )
     else:
-        for w in res.warnings:
-            warn(w)
         echo(
             f"restored snapshot {res.snapshot.id[:8]}: {res.files} files, {res.dirs} "
             f"directories, {human_bytes(res.bytes_written)}"
             f"{' (verified)' if verify_ else ''}"
+        )
+    if res.failed:
+        raise PartialError(
+            f"{len(res.failed)} entries could not be restored (first: {res.failed[0]}); "
+            "everything else was restored"
         )
 
 

@@ -1,53 +1,74 @@
 """restore: recreate a snapshot's tree (or part of it) under a target directory.
 
-Plan (as restic's restorer): walk the snapshot's trees once; create every directory (in
-tree order, parents first), then every file, symlink, FIFO and device node on a few
-threads, while -- at the same time, so a slow filesystem's file creation overlaps the
-downloads -- each pack is fetched **once** (only the byte ranges that hold needed blobs),
-its blobs unsealed in a thread pool and ``pwrite`` into every file position that uses
-them, once that file exists; then apply metadata, files first, directories last (deepest
-first) so writing into a directory does not disturb its mtime.
+Plan (as restic's restorer): walk the snapshot's trees once and check every node
+(``restore_plan``) before anything is written; create every directory (in tree order,
+parents first), then every file, symlink, FIFO and device node on a few threads, while
+-- at the same time, so a slow filesystem's file creation overlaps the downloads -- each
+pack is fetched **once** (only the byte ranges that hold needed blobs), its blobs unsealed
+in a thread pool and ``pwrite`` into every file position that uses them, once that file
+exists. A file's metadata is applied on its fd by whoever completes it (creator or last
+writer); directories' metadata last, deepest first, so writing into a directory does not
+disturb its mtime.
 
 Invariants:
+- Nothing outside the target is touched: every call is relative to a directory fd
+  ``restore_fs.DirFds`` verified (``O_NOFOLLOW``, identity checked), and an existing entry
+  of the wrong type (a symlink, a file where a directory belongs, a directory where a
+  file belongs) is removed and replaced, never followed. A file is always created anew
+  (``O_EXCL``), so an existing hard link to an outside file is never written through.
 - The target must be empty or missing unless ``overwrite``: restore never mixes a
-  snapshot into unrelated files by accident.
+  snapshot into unrelated files by accident; without it an entry in the way is named.
 - Files are created at their final size with ``ftruncate``; all-zero blobs are not
   written, so zero runs become holes (sparse files restore sparse).
-- Hard links (same device and inode in the snapshot, nlink > 1) are recreated as links.
+- Hard links (same device and inode in the snapshot, nlink > 1) are recreated as links,
+  only to the inode this restore created (checked after linking).
 - Ownership is restored when running as root; setuid/setgid bits are applied after
-  chown (which clears them). Paths deeper than PATH_MAX are handled with ``*at`` calls.
+  chown (which clears them). Any depth works: no path string is ever built for a call.
+- An entry that cannot be written (ENOSPC, EIO, EROFS, ...) is named in
+  ``RestoreResult.failed``, its partial file removed, and the rest restored; the CLI
+  exits 3. An interrupt or fatal error stops every worker thread at its next blob or
+  entry, removes the files not completely written, and propagates: no file whose
+  metadata was applied is incomplete.
 - With ``verify`` every restored file is read back and re-hashed against its BlobIds.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 import threading
 from collections import defaultdict
-from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TypeVar
 
 from ..errors import IntegrityError, UsageError
 from ..faults import crash_point
 from ..model.snapshot import Snapshot
-from ..model.tree import BLOCKDEV, CHARDEV, DIR, FIFO, FILE, SOCKET, SYMLINK, Node
+from ..model.tree import BLOCKDEV, CHARDEV, DIR, FIFO, FILE, SYMLINK
 from ..scratch import for_thread
-from ..source.fs import LONG, open_dir_at, raise_fd_limit
+from ..source.fs import raise_fd_limit
 from ..store import Store
 from ..store.locks import shared_lock
 from ..store.pack import PackEntry
 from .observer import NULL, Observer
-
-if TYPE_CHECKING:
-    from pathspec import GitIgnoreSpec
+from .restore_fs import ROOT, DirFds, identity, open_dir, remove_at, show
+from .restore_plan import Item, check_links, link_plan, select, walk
 
 _GAP = 256 * 1024  # read across gaps smaller than this rather than issuing two requests
 _MAX_READ = 4 << 20  # one range read holds at most this much (unless one blob is larger)
 _CREATORS = 4  # threads creating files (file creation waits on the filesystem's journal)
 _HOLE = 64 * 1024  # zero runs of this many aligned bytes inside a blob become holes
 _ZERO = bytes(_HOLE)
+_NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_PATH = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
+_KIND = {stat.S_IFDIR: "a directory", stat.S_IFLNK: "a symlink", stat.S_IFREG: "a file"}
+_T = TypeVar("_T")
+_IS_TYPE = {FIFO: stat.S_ISFIFO, CHARDEV: stat.S_ISCHR, BLOCKDEV: stat.S_ISBLK}
+
+# pack -> blob id -> (entry, [(item index, file offset)])
+Plan = dict[str, dict[bytes, tuple[PackEntry, list[tuple[int, int]]]]]
 
 
 def nonzero_runs(data: bytes | memoryview) -> list[tuple[int, int]]:
@@ -71,13 +92,6 @@ def nonzero_runs(data: bytes | memoryview) -> list[tuple[int, int]]:
     return runs
 
 
-@dataclass(slots=True)
-class Item:
-    parts: tuple[bytes, ...]  # path components below the target
-    node: Node
-    link_to: int | None = None  # index of the item this one is a hard link of
-
-
 @dataclass
 class RestoreResult:
     snapshot: Snapshot
@@ -85,77 +99,7 @@ class RestoreResult:
     dirs: int = 0
     bytes_written: int = 0
     warnings: list[str] = field(default_factory=list)
-
-
-class _Paths:
-    """Turns component tuples into something the ``*at`` calls accept, at any depth."""
-
-    def __init__(self, target: bytes) -> None:
-        self.target = target
-
-    def full(self, parts: tuple[bytes, ...]) -> bytes:
-        return b"/".join((self.target, *parts))
-
-    def at(self, parts: tuple[bytes, ...]) -> tuple[int | None, bytes, int | None]:
-        """(dir_fd, name, fd_to_close) for the entry ``parts``."""
-        full = self.full(parts)
-        if len(full) < LONG:
-            return None, full, None
-        fd = open_dir_at(None, self.target)
-        for p in parts[:-1]:
-            nfd = open_dir_at(fd, p)
-            os.close(fd)
-            fd = nfd
-        return fd, parts[-1], fd
-
-    def xattr_path(self, dfd: int | None, name: bytes) -> bytes:
-        return name if dfd is None else b"/proc/self/fd/%d/%s" % (dfd, name)
-
-
-def _matcher(patterns: Iterable[str]) -> GitIgnoreSpec | None:
-    pats = [p for p in patterns if p.strip()]
-    if not pats:
-        return None
-    import pathspec  # only when patterns are given: ~20 ms of startup otherwise
-
-    return pathspec.GitIgnoreSpec.from_lines(pats)
-
-
-def _select(items: list[Item], include: list[str], exclude: list[str]) -> list[Item]:
-    inc, exc = _matcher(include), _matcher(exclude)
-    if inc is None and exc is None:
-        return items
-
-    def text(it: Item) -> str:
-        return "/" + os.fsdecode(b"/".join(it.parts)) + ("/" if it.node.type == DIR else "")
-
-    def hit(spec: GitIgnoreSpec, it: Item) -> bool:
-        # a path matches when it or any of its ancestors does
-        for i in range(1, len(it.parts) + 1):
-            sub = Item(it.parts[:i], it.node if i == len(it.parts) else Node(b"", DIR))
-            if spec.match_file(text(sub)):
-                return True
-        return False
-
-    keep: set[tuple[bytes, ...]] = set()
-    for it in items:
-        if exc is not None and hit(exc, it):
-            continue
-        if inc is None or hit(inc, it):
-            keep.add(it.parts)
-            for i in range(1, len(it.parts)):
-                keep.add(it.parts[:i])  # the directories leading to it
-    return [it for it in items if it.parts in keep]
-
-
-def _walk(store: Store, tree_id: bytes, parts: tuple[bytes, ...], out: list[Item]) -> None:
-    for node in store.load_tree(tree_id).nodes:
-        if node.name in (b"", b".", b"..") or b"/" in node.name:
-            raise IntegrityError(f"tree {tree_id.hex()[:16]} has an unsafe name {node.name!r}")
-        p = (*parts, node.name)
-        out.append(Item(p, node))
-        if node.type == DIR and node.subtree is not None:
-            _walk(store, node.subtree, p, out)
+    failed: list[str] = field(default_factory=list)  # "path: reason", each not restored
 
 
 def restore(
@@ -175,227 +119,365 @@ def restore(
     tgt = os.path.abspath(os.fsencode(target))
     if os.path.lexists(tgt):
         if not os.path.isdir(tgt):
-            raise UsageError(f"restore target {target} exists and is not a directory")
+            raise UsageError(f"restore target {show(tgt)} exists and is not a directory")
         if os.listdir(tgt) and not overwrite:
-            raise UsageError(f"restore target {target} is not empty (use --overwrite)")
+            raise UsageError(f"restore target {show(tgt)} is not empty (use --overwrite)")
     with shared_lock(store, "restore"):
         store.load_index()
-        items: list[Item] = []
-        _walk(store, snap.tree, (), items)
-        items = _select(items, include or [], exclude or [])
+        items = walk(store, snap.tree)
+        check_links(items)
+        items = select(items, include or [], exclude or [])
+        link_plan(items)
+        plan, slots, short = fill_plan(store, items)  # a missing blob: nothing written yet
         os.makedirs(tgt, exist_ok=True)
         res = RestoreResult(snap)
-        r = _Restorer(store, _Paths(tgt), observer, res, overwrite)
+        r = _Restorer(store, tgt, items, observer, res, overwrite)
+        for i, msg in short:
+            r.warn(i, msg)
         total = sum(it.node.size for it in items if it.node.type == FILE)
         observer.start("restore", total_bytes=total, total_files=len(items))
         try:
-            r.create_and_fill(items, workers or store.parallel_reads())
+            r.create_and_fill(plan, slots, workers or store.parallel_reads())
             crash_point("restore:before-metadata")
-            r.metadata(items)
+            r.dir_metadata()
             if verify:
-                r.verify(items)
+                r.verify()
         finally:
+            r.close()
             observer.finish()
         return res
 
 
-class _CreateFailed(Exception):
-    """Internal: a writer gave up because creating the entries failed."""
-
-
-def link_plan(items: list[Item]) -> None:
-    """Mark every file that is a hard link of an earlier one (same device and inode,
-    nlink > 1) with ``link_to``; it is then linked, not written."""
-    first: dict[tuple[int, int], int] = {}
+def fill_plan(store: Store, items: list[Item]) -> tuple[Plan, list[int], list[tuple[int, str]]]:
+    """Where each needed blob goes, how many blob slots each item has, and the files
+    whose content does not add up to their size (warned about)."""
+    plan: Plan = defaultdict(dict)
+    slots = [0] * len(items)
+    short: list[tuple[int, str]] = []
     for i, it in enumerate(items):
-        n = it.node
-        if n.type == FILE and n.nlink > 1:
-            key = (n.device, n.inode)
-            if key in first:
-                it.link_to = first[key]
-            else:
-                first[key] = i
+        if it.node.type != FILE or it.link_to is not None or not it.node.content:
+            continue
+        off = 0
+        for bid in it.node.content:
+            loc = store.locate(bid)
+            slot = plan[loc.pack].get(bid)
+            if slot is None:
+                slot = plan[loc.pack][bid] = (loc.entry, [])
+            slot[1].append((i, off))
+            off += loc.entry.raw_length
+        slots[i] = len(it.node.content)
+        if off != it.node.size:
+            short.append((i, f"snapshot lists {off} bytes of content for size {it.node.size}"))
+    return plan, slots, short
+
+
+class _Stopped(Exception):
+    """Internal: the restore is being stopped (interrupt, fatal error); unwind."""
 
 
 class _Restorer:
-    def __init__(
-        self, store: Store, paths: _Paths, obs: Observer, res: RestoreResult, overwrite: bool
-    ) -> None:
+    def __init__(self, store: Store, target: bytes, items: list[Item], obs: Observer,
+                 res: RestoreResult, overwrite: bool) -> None:
         self.store = store
-        self.paths = paths
+        self.target = target
+        self.items = items
         self.obs = obs
         self.res = res
         self.overwrite = overwrite
         self.is_root = os.geteuid() == 0
-        # creation runs beside fill(): _done[i] once items[i] exists; writers wait for it
-        self._done = bytearray()
+        root = os.open(target, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        soft = int(os.sysconf("SC_OPEN_MAX"))
+        self.dirs = DirFds(root, [it.parent for it in items], [it.node.name for it in items],
+                           cap=max(64, min(4096, soft // 4)))
+        n = len(items)
+        self._done = bytearray(n)  # items[i] exists (or failed): writers may go on
+        self._failed = bytearray(n)
+        self._left = [0] * n  # blob slots (+1 for its creation) until a file is complete
+        self._ident: dict[int, tuple[int, int]] = {}  # files made by the creator
         self._in_fill: set[int] = set()
-        self._create_failed = False
+        self._stop = False
         self._create_error: BaseException | None = None
         self._cond = threading.Condition()
 
-    def _warn(self, it: Item, msg: str) -> None:
-        path = os.fsdecode(self.paths.full(it.parts))
-        self.res.warnings.append(f"{path}: {msg}")
+    def close(self) -> None:
+        self.dirs.close()
+
+    def path(self, i: int) -> str:
+        return show(b"/".join((self.target, *self.items[i].parts)))
+
+    def warn(self, i: int, msg: str) -> None:
+        path = self.path(i)
+        with self._cond:
+            self.res.warnings.append(f"{path}: {msg}")
         self.obs.warn(path, msg)
 
+    def _fail(self, i: int, why: OSError) -> None:
+        """items[i] could not be restored: say so once, remove a partial file."""
+        msg = why.strerror or str(why)
+        with self._cond:
+            if self._failed[i]:
+                return
+            self._failed[i] = 1
+            self._done[i] = 1
+            self._cond.notify_all()
+            self.res.failed.append(f"{self.path(i)}: {msg}")
+        self.obs.warn(self.path(i), f"not restored: {msg}")
+        if self.items[i].node.type == FILE:
+            self._unlink_own(i)
+
+    def _skip(self, i: int) -> bool:
+        """True (and items[i] marked failed, silently) when its directory failed."""
+        p = self.items[i].parent
+        if p == ROOT or not self._failed[p]:
+            return False
+        self._mark_failed(i)
+        return True
+
+    def _unlink_own(self, i: int) -> None:
+        it = self.items[i]
+        if it.parent != ROOT and self._failed[it.parent]:
+            return
+        try:
+            pfd = self.dirs.acquire(it.parent)
+        except OSError:
+            return  # best effort: the failure is reported either way
+        try:
+            st = os.stat(it.node.name, dir_fd=pfd, follow_symlinks=False)
+            if identity(st) == self._ident.get(i):
+                os.unlink(it.node.name, dir_fd=pfd)
+        except OSError:
+            pass  # best effort: the failure is reported either way
+        finally:
+            self.dirs.release(it.parent)
+
+    def _in_way(self, pfd: int, name: bytes) -> str:
+        try:
+            mode = os.stat(name, dir_fd=pfd, follow_symlinks=False).st_mode
+        except OSError:
+            return "something is in the way"
+        return f"{_KIND.get(stat.S_IFMT(mode), 'an entry')} is in the way (use --overwrite)"
+
+    def _replacing(self, pfd: int, name: bytes) -> None:
+        """An entry is where items[i] goes: remove it with --overwrite, else refuse."""
+        if not self.overwrite:
+            raise _NotRestored(self._in_way(pfd, name))
+        remove_at(pfd, name)
+
+    # 1. directories, in tree order (parents first)
+    def make_dirs(self) -> None:
+        for i, it in enumerate(self.items):
+            if it.node.type == DIR and not self._skip(i):
+                self._in_parent(i, self._dir_one)
+
+    def _in_parent(self, i: int, make: Callable[[int, int], None]) -> None:
+        """``make(parent fd, i)``; an OSError is items[i]'s failure."""
+        parent = self.items[i].parent
+        try:
+            pfd = self.dirs.acquire(parent)
+        except OSError as e:
+            self._fail(i, e)
+            return
+        try:
+            make(pfd, i)
+        except OSError as e:
+            self._fail(i, e)
+        finally:
+            self.dirs.release(parent)
+
+    def _dir_one(self, pfd: int, i: int) -> None:
+        fd = self._make_dir(pfd, self.items[i].node.name)
+        self.dirs.add(i, fd, identity(os.fstat(fd)))
+        self._done[i] = 1
+        self.res.dirs += 1
+
+    def _make_dir(self, pfd: int, name: bytes) -> int:
+        try:
+            os.mkdir(name, 0o700, dir_fd=pfd)
+        except FileExistsError:
+            st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
+            if not stat.S_ISDIR(st.st_mode):  # an existing real directory is reused
+                self._replacing(pfd, name)
+                os.mkdir(name, 0o700, dir_fd=pfd)
+        return open_dir(pfd, name)
+
     # 1 + 2 overlapped: entries are created while packs are fetched
-    def create_and_fill(self, items: list[Item], workers: int) -> None:
+    def create_and_fill(self, plan: Plan, slots: list[int], workers: int) -> None:
         """Creating thousands of files can take seconds on a slow or busy filesystem;
         fetching packs from a remote store meanwhile hides that time. Directories are
         created first (in tree order: parents first), then the other entries on
         ``_CREATORS`` threads, then hard links; a blob is written only into a file that
         already exists (``_wait_created``)."""
-        link_plan(items)
-        self._done = bytearray(len(items))
-        for i, it in enumerate(items):
-            if it.node.type == DIR:
-                self._create_one(it, items)
-                self._done[i] = 1
+        items = self.items
+        self.make_dirs()
         # a one-blob file nobody links to is created by the write that fills it: one open
         # instead of two (create, then write) — most files of a tree are one blob
         targets = {it.link_to for it in items if it.link_to is not None}
-        self._in_fill = set() if self.overwrite else {
+        self._in_fill = {
             i for i, it in enumerate(items)
             if it.node.type == FILE and it.link_to is None and i not in targets
-            and it.node.content is not None and len(it.node.content) == 1
+            and slots[i] == 1
         }
+        for i in range(len(items)):
+            self._left[i] = slots[i] + 1
         for i in self._in_fill:
             self._done[i] = 1
         rest = [i for i, it in enumerate(items)
                 if it.node.type != DIR and it.link_to is None and i not in self._in_fill]
         links = [i for i, it in enumerate(items) if it.link_to is not None]
-        creator = threading.Thread(
-            target=self._create_all, args=(items, rest, links), name="create"
-        )
+        creator = threading.Thread(target=self._create_all, args=(rest, links), name="create")
         creator.start()
         try:
-            self.fill(items, workers)
-        finally:
+            self.fill(plan, workers)
             creator.join()
+        except BaseException:  # an interrupt, a damaged pack: stop everything, clean up
+            self._halt()
+            creator.join()
+            self._remove_incomplete()
+            raise
         if self._create_error is not None:
+            self._remove_incomplete()
             raise self._create_error
 
-    def _create_all(self, items: list[Item], rest: list[int], links: list[int]) -> None:
+    def _halt(self) -> None:
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
+
+    def _remove_incomplete(self) -> None:
+        """After a stop: no file that did not get all its content stays behind."""
+        for i, it in enumerate(self.items):
+            if (it.node.type == FILE and it.link_to is None and i not in self._in_fill
+                    and i in self._ident and self._left[i] > 0 and not self._failed[i]):
+                self._unlink_own(i)
+
+    def _create_all(self, rest: list[int], links: list[int]) -> None:
         try:
             chunks = [rest[k : k + 64] for k in range(0, len(rest), 64)]
             with ThreadPoolExecutor(_CREATORS, thread_name_prefix="create") as pool:
-                for f in [pool.submit(self._create_many, items, c) for c in chunks]:
-                    f.result()
-            self._create_many(items, links)  # their targets exist now
-        except BaseException as exc:
-            with self._cond:
-                if self._create_error is None:
-                    self._create_error = exc
-                self._create_failed = True
-                self._cond.notify_all()
-
-    def _create_many(self, items: list[Item], idxs: list[int]) -> None:
-        for i in idxs:
-            if self._create_failed:
-                return
-            self._create_one(items[i], items)
-            with self._cond:
-                self._done[i] = 1
-                if items[i].node.type == FILE and items[i].link_to is None:
-                    self.res.files += 1
-                self._cond.notify_all()
-
-    def _wait_created(self, idx: int) -> None:
-        if self._done[idx]:
-            return
-        with self._cond:
-            while not self._done[idx]:
-                if self._create_failed:
-                    raise _CreateFailed()
-                self._cond.wait()
-
-    # 1. create one entry
-    def _create_one(self, it: Item, items: list[Item]) -> None:
-        n = it.node
-        dfd, name, close = self.paths.at(it.parts)
-        try:
-            if (
-                self.overwrite
-                and n.type != DIR
-                and os.path.lexists(self.paths.full(it.parts))
-                and len(self.paths.full(it.parts)) < LONG
-            ):
-                os.unlink(self.paths.full(it.parts))
-            if n.type == DIR:
+                futs = [pool.submit(self._create_many, c) for c in chunks]
                 try:
-                    os.mkdir(name, 0o700, dir_fd=dfd)
-                except FileExistsError:
-                    if not self.overwrite:
-                        raise
-                self.res.dirs += 1
-            elif n.type == FILE:
-                if it.link_to is not None:
-                    first = items[it.link_to]
-                    ofd, oname, oclose = self.paths.at(first.parts)
-                    try:
-                        os.link(oname, name, src_dir_fd=ofd, dst_dir_fd=dfd)
-                    finally:
-                        if oclose is not None:
-                            os.close(oclose)
-                    return
-                fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600, dir_fd=dfd)
-                try:
-                    if n.size:
-                        os.ftruncate(fd, n.size)
+                    for f in futs:
+                        f.result()
                 finally:
-                    os.close(fd)
-            elif n.type == SYMLINK:
-                os.symlink(n.target or b"", name, dir_fd=dfd)
-            elif n.type == FIFO:
-                os.mkfifo(name, 0o600, dir_fd=dfd)
-            elif n.type in (CHARDEV, BLOCKDEV):
-                if not self.is_root:
-                    self._warn(it, "device node not restored (needs root)")
-                    return
-                kind = 0o020000 if n.type == CHARDEV else 0o060000
-                os.mknod(name, kind | 0o600, n.rdev or 0, dir_fd=dfd)
-            elif n.type == SOCKET:
-                return  # sockets cannot be recreated meaningfully (as tar and restic)
+                    for f in futs:
+                        f.cancel()
+            self._create_many(links)  # their targets exist now
+        except _Stopped:
+            pass
+        except BaseException as exc:
+            self._create_error = exc
+            self._halt()
+
+    def _create_many(self, idxs: list[int]) -> None:
+        for i in idxs:
+            if self._stop:
+                raise _Stopped()
+            if not self._skip(i):
+                self._in_parent(i, self._create_one)
+
+    def _create_one(self, pfd: int, i: int) -> None:
+        it = self.items[i]
+        n, name = it.node, it.node.name
+        if n.type == FILE and it.link_to is not None:
+            self._link(pfd, i, it.link_to)
+            return
+        if n.type == FILE:
+            fd = self._replace(pfd, name, lambda: os.open(name, _NEW, 0o600, dir_fd=pfd))
+            try:
+                self._ident[i] = identity(os.fstat(fd))
+                if n.size:
+                    os.ftruncate(fd, n.size)
+                with self._cond:
+                    self._done[i] = 1
+                    self._left[i] -= 1
+                    last = self._left[i] == 0
+                    self._cond.notify_all()
+                if last:
+                    self._complete(i, fd)
+            finally:
+                os.close(fd)
+            return
+        if n.type == SYMLINK:
+            target = n.target or b""
+            self._replace(pfd, name, lambda: os.symlink(target, name, dir_fd=pfd))
+            self._meta_link(pfd, i)
+        elif n.type == FIFO:
+            self._replace(pfd, name, lambda: os.mkfifo(name, 0o600, dir_fd=pfd))
+            self._meta_special(pfd, i)
+        elif n.type in (CHARDEV, BLOCKDEV):
+            if not self.is_root:
+                self.warn(i, "device node not restored (needs root)")
+                return
+            kind = stat.S_IFCHR if n.type == CHARDEV else stat.S_IFBLK
+            self._replace(pfd, name,
+                          lambda: os.mknod(name, kind | 0o600, n.rdev or 0, dir_fd=pfd))
+            self._meta_special(pfd, i)
+        # SOCKET: cannot be recreated meaningfully (as tar and restic)
+        with self._cond:
+            self._done[i] = 1
+
+    def _replace(self, pfd: int, name: bytes, make: Callable[[], _T]) -> _T:
+        """``make()`` the entry; one already there is removed first (``_replacing``)."""
+        try:
+            return make()
+        except FileExistsError:
+            self._replacing(pfd, name)
+            return make()
+
+    def _link(self, pfd: int, i: int, first: int) -> None:
+        src = self.items[first]
+        if self._failed[first]:
+            raise _NotRestored(f"its hard link {self.path(first)} could not be restored")
+        name = self.items[i].node.name
+        spfd = self.dirs.acquire(src.parent)
+        try:
+            def make() -> None:
+                os.link(src.node.name, name, src_dir_fd=spfd, dst_dir_fd=pfd,
+                        follow_symlinks=False)
+            self._replace(pfd, name, make)
         finally:
-            if close is not None:
-                os.close(close)
+            self.dirs.release(src.parent)
+        if identity(os.stat(name, dir_fd=pfd, follow_symlinks=False)) != self._ident.get(first):
+            os.unlink(name, dir_fd=pfd)
+            raise _NotRestored("its hard link's file was replaced during the restore")
+        with self._cond:
+            self._done[i] = 1
+
+    def _mark_failed(self, i: int) -> None:
+        with self._cond:
+            self._failed[i] = self._done[i] = 1
+            self._cond.notify_all()
+
+    def _wait_created(self, i: int) -> bool:
+        """Wait until items[i] exists; False if it failed. Raises _Stopped on a stop."""
+        if not self._done[i]:
+            with self._cond:
+                while not self._done[i] and not self._stop:
+                    self._cond.wait()
+        if self._stop:
+            raise _Stopped()
+        return not self._failed[i]
 
     # 2. content: each pack fetched once
-    def fill(self, items: list[Item], workers: int) -> None:
-        plan: dict[str, dict[bytes, tuple[PackEntry, list[tuple[int, int]]]]] = defaultdict(dict)
-        for i, it in enumerate(items):
-            if it.node.type != FILE or it.link_to is not None or not it.node.content:
-                continue
-            off = 0
-            for bid in it.node.content:
-                loc = self.store.locate(bid)
-                slot = plan[loc.pack].get(bid)
-                if slot is None:
-                    slot = plan[loc.pack][bid] = (loc.entry, [])
-                slot[1].append((i, off))
-                off += loc.entry.raw_length
-            if off != it.node.size:
-                self._warn(it, f"snapshot lists {off} bytes of content for size {it.node.size}")
-        with ThreadPoolExecutor(workers, thread_name_prefix="restore") as pool:
-            futs = [
-                pool.submit(self._fill_pack, pack, blobs, items) for pack, blobs in plan.items()
-            ]
-            try:
-                for f in futs:
-                    f.result()
-            except _CreateFailed:
-                pass  # the creator's error is raised by create_and_fill
-            except BaseException:
-                for f in futs:
-                    f.cancel()
-                raise
+    def fill(self, plan: Plan, workers: int) -> None:
+        pool = ThreadPoolExecutor(workers, thread_name_prefix="restore")
+        futs: list[Future[None]] = []
+        try:
+            futs = [pool.submit(self._fill_pack, pack, blobs) for pack, blobs in plan.items()]
+            for f in futs:
+                f.result()
+        except _Stopped:
+            pass  # the creator failed: its error is raised by create_and_fill
+        except BaseException:
+            self._halt()
+            for f in futs:
+                f.cancel()
+            raise
+        finally:
+            pool.shutdown(wait=True)
 
     def _fill_pack(
-        self,
-        pack: str,
-        blobs: dict[bytes, tuple[PackEntry, list[tuple[int, int]]]],
-        items: list[Item],
+        self, pack: str, blobs: dict[bytes, tuple[PackEntry, list[tuple[int, int]]]]
     ) -> None:
         entries = sorted((e for e, _ in blobs.values()), key=lambda e: e.offset)
         groups: list[list[PackEntry]] = [[entries[0]]]
@@ -408,10 +490,14 @@ class _Restorer:
                 groups.append([e])
         rbuf, scratch = for_thread("read"), for_thread("unseal")
         for g in groups:
+            if self._stop:
+                raise _Stopped()
             start = g[0].offset
             data = self.store.read_pack_range_view(
                 pack, start, g[-1].offset + g[-1].length - start, rbuf)
             for e in g:
+                if self._stop:
+                    raise _Stopped()
                 try:  # plain is written out before the next blob reuses the scratch
                     plain = self.store.unseal_entry_into(
                         e, data[e.offset - start : e.offset - start + e.length], scratch)
@@ -419,114 +505,165 @@ class _Restorer:
                     raise IntegrityError(f"pack {pack[:16]}: {err}") from None
                 runs = nonzero_runs(plain)
                 for idx, off in blobs[e.id][1]:
-                    if idx in self._in_fill:
-                        self._create_write(items[idx], plain, runs)
-                    elif runs:
-                        self._wait_created(idx)
-                        self._pwrite(items[idx], plain, off, runs)
+                    if self._failed[idx]:
+                        continue
+                    try:
+                        if idx in self._in_fill:
+                            self._create_write(idx, plain, runs)
+                        elif self._wait_created(idx):
+                            self._pwrite(idx, plain, off, runs)
+                    except OSError as err:
+                        self._fail(idx, err)
                 self.obs.progress(len(plain) * len(blobs[e.id][1]))
 
-    def _create_write(self, it: Item, data: bytes | memoryview,
+    def _create_write(self, i: int, data: bytes | memoryview,
                       runs: list[tuple[int, int]]) -> None:
-        """Create a one-blob file and write its blob (holes for zero runs)."""
-        dfd, name, close = self.paths.at(it.parts)
+        """Create a one-blob file, write its blob (holes for zero runs), apply metadata."""
+        it = self.items[i]
+        if self._skip(i):
+            return
+        name = it.node.name
+        pfd = self.dirs.acquire(it.parent)
         try:
-            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600, dir_fd=dfd)
+            fd = self._replace(pfd, name, lambda: os.open(name, _NEW, 0o600, dir_fd=pfd))
+            try:
+                _write_runs(fd, data, 0, runs)
+                if not runs or runs[-1][1] < it.node.size:
+                    os.ftruncate(fd, it.node.size)  # trailing zeros stay a hole
+                self._complete(i, fd)
+            except BaseException:
+                os.unlink(name, dir_fd=pfd)  # ours (O_EXCL): no half-file stays
+                raise
+            finally:
+                os.close(fd)
         finally:
-            if close is not None:
-                os.close(close)
-        try:
-            for start, end in runs:
-                mv, off = memoryview(data)[start:end], start
-                while mv:
-                    n = os.pwrite(fd, mv, off)
-                    mv, off = mv[n:], off + n
-            if not runs or runs[-1][1] < it.node.size:
-                os.ftruncate(fd, it.node.size)  # trailing zeros stay a hole
-        finally:
-            os.close(fd)
+            self.dirs.release(it.parent)
         with self._cond:
-            self.res.files += 1
+            self._left[i] = 0
             self.res.bytes_written += len(data)
 
-    def _pwrite(self, it: Item, data: bytes | memoryview, base: int,
-                runs: list[tuple[int, int]]) -> None:
-        dfd, name, close = self.paths.at(it.parts)
+    def _open_own(self, i: int, flags: int) -> int:
+        """Reopen file items[i] the creator made; it must still be that inode."""
+        it = self.items[i]
+        pfd = self.dirs.acquire(it.parent)
         try:
-            fd = os.open(name, os.O_WRONLY, dir_fd=dfd)
+            fd = os.open(it.node.name, flags | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
         finally:
-            if close is not None:
-                os.close(close)
+            self.dirs.release(it.parent)
+        if i in self._ident and identity(os.fstat(fd)) != self._ident[i]:
+            os.close(fd)
+            raise _NotRestored("the file was replaced during the restore")
+        return fd
+
+    def _pwrite(self, i: int, data: bytes | memoryview, base: int,
+                runs: list[tuple[int, int]]) -> None:
+        fd = self._open_own(i, os.O_WRONLY) if runs else -1
         try:
-            for start, end in runs:
-                mv, off = memoryview(data)[start:end], base + start
-                while mv:
-                    n = os.pwrite(fd, mv, off)
-                    mv, off = mv[n:], off + n
+            if runs:
+                _write_runs(fd, data, base, runs)
+            with self._cond:
+                self.res.bytes_written += len(data) if runs else 0
+                self._left[i] -= 1
+                last = self._left[i] == 0
+            if last:
+                if fd < 0:
+                    fd = self._open_own(i, os.O_WRONLY)
+                self._complete(i, fd)
+        finally:
+            if fd >= 0:
+                os.close(fd)
+
+    # 3. metadata: files (on their fd, once complete) and other entries as they are
+    # made, then directories deepest first
+    def _owner_xattrs(self, i: int, chown: Callable[[int, int], None],
+                      setx: Callable[[bytes, bytes], None]) -> None:
+        n = self.items[i].node
+        if self.is_root:
+            try:
+                chown(n.uid, n.gid)
+            except OSError as e:
+                self.warn(i, f"chown: {e.strerror}")
+        for k, v in (n.xattrs or {}).items():
+            try:
+                setx(k, v)
+            except OSError as e:
+                self.warn(i, f"xattr {show(k)}: {e.strerror}")
+
+    def _complete(self, i: int, fd: int) -> None:
+        """File items[i] has all its content: its metadata makes it restored."""
+        self._meta_fd(i, fd)
+        with self._cond:
+            self.res.files += 1
+
+    def _meta_fd(self, i: int, fd: int) -> None:
+        n = self.items[i].node
+        self._owner_xattrs(i, lambda u, g: os.fchown(fd, u, g),
+                           lambda k, v: os.setxattr(fd, k, v))
+        os.fchmod(fd, n.mode)
+        os.utime(fd, ns=(n.mtime_ns, n.mtime_ns))
+
+    def _meta_link(self, pfd: int, i: int) -> None:
+        n, name = self.items[i].node, self.items[i].node.name
+        self._owner_xattrs(
+            i, lambda u, g: os.chown(name, u, g, dir_fd=pfd, follow_symlinks=False),
+            lambda k, v: os.setxattr(b"/proc/self/fd/%d/%s" % (pfd, name), k, v,
+                                     follow_symlinks=False))
+        os.utime(name, ns=(n.mtime_ns, n.mtime_ns), dir_fd=pfd, follow_symlinks=False)
+
+    def _meta_special(self, pfd: int, i: int) -> None:
+        """FIFOs and device nodes are not opened (a device's open can act): an
+        ``O_PATH`` fd of the verified node is used through ``/proc/self/fd``."""
+        n = self.items[i].node
+        fd = os.open(n.name, _PATH, dir_fd=pfd)
+        try:
+            if not _IS_TYPE[n.type](os.fstat(fd).st_mode):
+                raise _NotRestored("the entry was replaced during the restore")
+            p = b"/proc/self/fd/%d" % fd
+            self._owner_xattrs(i, lambda u, g: os.chown(p, u, g),
+                               lambda k, v: os.setxattr(p, k, v))
+            os.chmod(p, n.mode)
+            os.utime(p, ns=(n.mtime_ns, n.mtime_ns))
         finally:
             os.close(fd)
-        self.res.bytes_written += len(data)
 
-    # 3. metadata: files first, then directories deepest first
-    def metadata(self, items: list[Item]) -> None:
-        dirs = []
-        for it in items:
-            if it.node.type == DIR:
-                dirs.append(it)
-            elif it.node.type != SOCKET:
-                self._meta(it)
-        for it in sorted(dirs, key=lambda d: len(d.parts), reverse=True):
-            self._meta(it)
-
-    def _meta(self, it: Item) -> None:
-        n = it.node
-        dfd, name, close = self.paths.at(it.parts)
-        link = n.type == SYMLINK
-        try:
-            if not os.path.lexists(self.paths.full(it.parts)) and dfd is None:
-                return  # not created (device node without root)
-            if self.is_root:
-                try:
-                    os.chown(name, n.uid, n.gid, dir_fd=dfd, follow_symlinks=False)
-                except OSError as e:
-                    self._warn(it, f"chown: {e.strerror}")
-            if n.xattrs:
-                xp = self.paths.xattr_path(dfd, name)
-                for k, v in n.xattrs.items():
-                    try:
-                        os.setxattr(xp, k, v, follow_symlinks=False)
-                    except OSError as e:
-                        self._warn(it, f"xattr {k!r}: {e.strerror}")
-            if not link:
-                os.chmod(name, n.mode, dir_fd=dfd)
-            os.utime(name, ns=(n.mtime_ns, n.mtime_ns), dir_fd=dfd, follow_symlinks=False)
-        except FileNotFoundError:
-            return
-        finally:
-            if close is not None:
-                os.close(close)
+    def dir_metadata(self) -> None:
+        dirs = [i for i, it in enumerate(self.items) if it.node.type == DIR]
+        for i in sorted(dirs, key=lambda d: len(self.items[d].parts), reverse=True):
+            if self._failed[i]:
+                continue
+            fd = self.dirs.acquire(i)
+            try:
+                self._meta_fd(i, fd)
+            except OSError as e:
+                self._fail(i, e)
+            finally:
+                self.dirs.release(i)
 
     # 4. optional read-back
-    def verify(self, items: list[Item]) -> None:
-        for it in items:
+    def verify(self) -> None:
+        for i, it in enumerate(self.items):
             n = it.node
-            if n.type != FILE or not n.content:
+            if n.type != FILE or not n.content or self._failed[i]:
                 continue
-            dfd, name, close = self.paths.at(it.parts)
-            try:
-                fd = os.open(name, os.O_RDONLY, dir_fd=dfd)
-            finally:
-                if close is not None:
-                    os.close(close)
-            with open(fd, "rb") as f:
+            with open(self._open_own(i, os.O_RDONLY), "rb") as f:
                 for bid in n.content:
                     ln = self.store.locate(bid).entry.raw_length
                     if self.store.codec.blob_id(f.read(ln)) != bid:
                         raise IntegrityError(
-                            f"restored file {os.fsdecode(self.paths.full(it.parts))} "
-                            "does not match the snapshot"
-                        )
+                            f"restored file {self.path(i)} does not match the snapshot")
                 if f.read(1):
-                    raise IntegrityError(
-                        f"restored file {os.fsdecode(self.paths.full(it.parts))} is too long"
-                    )
+                    raise IntegrityError(f"restored file {self.path(i)} is too long")
+
+
+class _NotRestored(OSError):
+    """Why an entry is not restored (the message): something in the way, a link's file
+    that failed or was replaced."""
+
+
+def _write_runs(fd: int, data: bytes | memoryview, base: int,
+                runs: list[tuple[int, int]]) -> None:
+    for start, end in runs:
+        mv, off = memoryview(data)[start:end], base + start
+        while mv:
+            n = os.pwrite(fd, mv, off)
+            mv, off = mv[n:], off + n
