@@ -11,8 +11,8 @@ import typer
 from ..errors import PartialError, UsageError
 from ..ops.archiver import ArchiveOptions
 from ..ops.backup import BackupOptions, backup, warm_sources
-from ..source.command import CommandSource
 from ..ops.backup import stdin_filename as stdin_filename_check
+from ..source.command import CommandSource
 from ..source.exclude import Excluder
 from .common import (
     Ctx,
