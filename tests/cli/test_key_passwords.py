@@ -88,7 +88,7 @@ def test_new_password_from_env_or_file_not_from_the_current_sources(
     r = run_cli("key", "passwd", "--store", str(store), env=env, input=b"")
     assert r.returncode == 0, r.stderr
     assert _opens(store, other) == 0
-    assert _opens(store, PASSWORD) == 11  # the old passphrase's key is gone
+    assert _opens(store, PASSWORD) == 12  # the old passphrase's key is gone
     assert _opens(store, newpw) == 0  # `key add`'s key is untouched
 
 
@@ -150,4 +150,4 @@ def test_new_password_prompted_twice_on_a_terminal_even_with_a_password_file(
     assert b"do not match" in screen
     assert newpw not in screen  # hidden input
     assert _opens(store, newpw.decode()) == 0
-    assert _opens(store, PASSWORD) == (11 if command == "passwd" else 0)
+    assert _opens(store, PASSWORD) == (12 if command == "passwd" else 0)
