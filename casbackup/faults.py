@@ -5,6 +5,8 @@ Invariant: inert unless ``CASBACKUP_TEST_CRASH_AT`` is set to ``<point>`` or
 itself SIGKILL there — the same as ``kill -9`` from outside, with no cleanup, no flush
 and no lock release. Points: ``packer:after-pack``, ``packer:after-index``,
 ``backup:before-snapshot`` (and those other modules declare in their docstrings).
+``CASBACKUP_TEST_STOP_AT`` (same syntax) sends SIGSTOP instead: the process pauses there
+until the test sends SIGCONT (a suspended laptop, a stopped VM).
 """
 
 from __future__ import annotations
@@ -13,20 +15,24 @@ import os
 import signal
 import threading
 
-_SPEC = os.environ.get("CASBACKUP_TEST_CRASH_AT", "")
-_counts: dict[str, int] = {}
+_SPECS = [(os.environ.get("CASBACKUP_TEST_CRASH_AT", ""), signal.SIGKILL),
+          (os.environ.get("CASBACKUP_TEST_STOP_AT", ""), signal.SIGSTOP)]
+_counts: dict[tuple[str, int], int] = {}
 _lock = threading.Lock()
 
 
 def crash_point(name: str) -> None:
-    if not _SPEC:
-        return
-    point, _, nth = _SPEC.rpartition(":")
-    if not nth.isdigit():
-        point, nth = _SPEC, "1"
-    if point != name:
-        return
-    with _lock:
-        _counts[name] = _counts.get(name, 0) + 1
-        if _counts[name] >= int(nth or 1):
-            os.kill(os.getpid(), signal.SIGKILL)
+    for spec, sig in _SPECS:
+        if not spec:
+            continue
+        point, _, nth = spec.rpartition(":")
+        if not nth.isdigit():
+            point, nth = spec, "1"
+        if point != name:
+            continue
+        with _lock:
+            key = (name, sig)
+            _counts[key] = _counts.get(key, 0) + 1
+            if _counts[key] == int(nth or 1) or (sig == signal.SIGKILL
+                                                 and _counts[key] > int(nth or 1)):
+                os.kill(os.getpid(), sig)

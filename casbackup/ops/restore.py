@@ -177,7 +177,7 @@ def restore(
             raise UsageError(f"restore target {target} exists and is not a directory")
         if os.listdir(tgt) and not overwrite:
             raise UsageError(f"restore target {target} is not empty (use --overwrite)")
-    with shared_lock(store, "restore"):
+    with shared_lock(store, "restore", read_only=True):
         store.load_index()
         items: list[Item] = []
         _walk(store, snap.tree, (), items)
