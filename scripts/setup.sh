@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up casbackup on a fresh Debian machine with Python 3.11: a virtualenv in .venv with
 # casbackup installed (editable) and, with --test, the test tools and the Debian packages
-# the tests need (openssh-server for the SFTP tests). Idempotent; safe to run again.
+# the tests need (openssh-server for the SFTP tests, faketime for clock skew). Idempotent;
+# safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +12,8 @@ want_test=0
 need_apt=()
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
 if [ "$want_test" = 1 ] && [ ! -x /usr/sbin/sshd ]; then need_apt+=(openssh-server); fi
+# faketime: the gc-beside-backup tests run a backup whose clock is hours off
+if [ "$want_test" = 1 ] && ! command -v faketime >/dev/null; then need_apt+=(faketime); fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
   $SUDO apt-get update -qq
