@@ -43,12 +43,12 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..backends.base import ObjectInfo
 from ..clock import SYSTEM, Clock
-from ..errors import IntegrityError, UsageError
+from ..errors import IntegrityError, PermanentError, UsageError
 from ..faults import crash_point
 from ..model.tree import Tree
 from ..store import Store
@@ -137,7 +137,20 @@ def gc(store: Store, opts: GcOptions | None = None, observer: Observer = NULL,
     with session(store, "gc", maintenance=True, retry=opts.retry_lock, clock=clock,
                  me=me) as lock:
         assert lock is not None
+        try:
+            return _Gc(store, lock, opts, observer, clock).run()
+        except PermanentError as e:
+            if opts.dry_run or opts.max_unused >= 1.0 or not _no_space(e):
+                raise
+        # a nearly full store: delete what is wholly unused first (this run's new packs
+        # are gone again), then repack into the space that freed
+        _Gc(store, lock, replace(opts, max_unused=1.0), observer, clock).run()
         return _Gc(store, lock, opts, observer, clock).run()
+
+
+def _no_space(e: PermanentError) -> bool:
+    text = str(e).lower()
+    return "no space" in text or "quota" in text
 
 
 class Marker:
