@@ -6,7 +6,8 @@ itself SIGKILL there — the same as ``kill -9`` from outside, with no cleanup, 
 and no lock release. Points: ``packer:after-pack``, ``packer:after-index``,
 ``backup:before-snapshot``, ``restore:before-metadata``, ``store:load-snapshot`` (each
 snapshot object read; for the pause below) and those other modules declare in their
-docstrings.
+docstrings. ``CASBACKUP_TEST_STOP_AT`` (same syntax) sends SIGSTOP instead: the process
+pauses there until the test sends SIGCONT (a suspended laptop, a stopped VM).
 
 ``CASBACKUP_TEST_PAUSE_AT=<point>`` instead stops the process there (on the main thread
 only) until a signal ends it, after creating the file ``$CASBACKUP_TEST_PAUSE_FILE``: the
@@ -20,8 +21,9 @@ import signal
 import threading
 import time
 
-_SPEC = os.environ.get("CASBACKUP_TEST_CRASH_AT", "")
-_counts: dict[str, int] = {}
+_SPECS = [(os.environ.get("CASBACKUP_TEST_CRASH_AT", ""), signal.SIGKILL),
+          (os.environ.get("CASBACKUP_TEST_STOP_AT", ""), signal.SIGSTOP)]
+_counts: dict[tuple[str, int], int] = {}
 _lock = threading.Lock()
 
 
@@ -31,17 +33,20 @@ _PAUSE = os.environ.get("CASBACKUP_TEST_PAUSE_AT", "")
 def crash_point(name: str) -> None:
     if name == _PAUSE and threading.current_thread() is threading.main_thread():
         _pause()
-    if not _SPEC:
-        return
-    point, _, nth = _SPEC.rpartition(":")
-    if not nth.isdigit():
-        point, nth = _SPEC, "1"
-    if point != name:
-        return
-    with _lock:
-        _counts[name] = _counts.get(name, 0) + 1
-        if _counts[name] >= int(nth or 1):
-            os.kill(os.getpid(), signal.SIGKILL)
+    for spec, sig in _SPECS:
+        if not spec:
+            continue
+        point, _, nth = spec.rpartition(":")
+        if not nth.isdigit():
+            point, nth = spec, "1"
+        if point != name:
+            continue
+        with _lock:
+            key = (name, sig)
+            _counts[key] = _counts.get(key, 0) + 1
+            if _counts[key] == int(nth or 1) or (sig == signal.SIGKILL
+                                                 and _counts[key] > int(nth or 1)):
+                os.kill(os.getpid(), sig)
 
 
 def _pause() -> None:

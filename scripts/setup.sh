@@ -2,7 +2,8 @@
 # Set up casbackup on a fresh Debian machine with Python 3.11: a virtualenv in .venv with
 # casbackup installed (editable) and, with --test, the test tools and the Debian packages
 # the tests need (openssh-server for the SFTP tests, postgresql for the dump-job test,
-# chromium for the status page's browser test). Idempotent; safe to run again.
+# chromium for the status page's browser test, faketime for clock skew). Idempotent; safe
+# to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,6 +19,8 @@ if [ "$want_test" = 1 ] && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1
 fi
 # headless Chromium for the status page's browser test (tests/daemon/test_status_page.py)
 if [ "$want_test" = 1 ] && ! command -v chromium >/dev/null; then need_apt+=(chromium); fi
+# faketime: the gc-beside-backup tests run a backup whose clock is hours off
+if [ "$want_test" = 1 ] && ! command -v faketime >/dev/null; then need_apt+=(faketime); fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
   $SUDO apt-get update -qq

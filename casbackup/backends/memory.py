@@ -8,13 +8,15 @@ Invariants:
   space: every backend opened with the same name sees the same objects, until
   ``MemoryBackend.forget(name)``. ``MemoryBackend()`` (URL ``memory://``) is private.
 - ``list`` returns a snapshot taken under the lock, sorted by key.
+- Every object carries an mtime, the backend's clock at its put (``time.time`` unless a
+  ``clock`` callable is given: tests move the "server" clock).
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from ..errors import AlreadyExists, NotFound
@@ -34,8 +36,10 @@ _REGISTRY_LOCK = threading.Lock()
 class MemoryBackend:
     """In-memory objects; ``name`` shares them with every other backend of that name."""
 
-    def __init__(self, name: str | None = None) -> None:
+    def __init__(self, name: str | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         self.name = name
+        self.clock = clock
         if name is None:
             self._space = _Space()
         else:
@@ -57,7 +61,7 @@ class MemoryBackend:
         with self._space.lock:
             if not overwrite and key in self._space.objects:
                 raise AlreadyExists(f"object {key} already exists", key)
-            self._space.objects[key] = (value, time.time())
+            self._space.objects[key] = (value, self.clock())
 
     def _lookup(self, key: str) -> tuple[bytes, float]:
         validate_key(key)

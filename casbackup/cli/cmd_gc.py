@@ -18,6 +18,7 @@ from .maintopts import (
     RetryLockOpt,
     default_keep_unindexed,
     gc_options,
+    parse_span,
     render_gc,
 )
 from .progress import CliObserver
@@ -31,10 +32,14 @@ def gc_cmd(
     keep_unindexed_for: KeepUnindexedOpt = default_keep_unindexed(),
     retry_lock: RetryLockOpt = "0",
     dry_run: Annotated[bool, typer.Option("--dry-run", "-n", help="Report only.")] = False,
+    max_wait: Annotated[str, typer.Option(
+        "--max-wait", help="Wait this long for running sessions before deleting what "
+                           "this run condemned (else a later gc deletes it).")] = "10s",
 ) -> None:
-    """Delete data no snapshot uses and repack mostly-unused packs (exclusive lock)."""
+    """Delete data no snapshot uses and repack mostly-unused packs (runs beside backups)."""
     on_interrupt("gc did not finish: the store is consistent, run gc again to free the rest")
     opts = gc_options(max_unused, keep_unindexed_for, retry_lock, dry_run)
+    opts.max_wait = parse_span(max_wait, "--max-wait")
     with ctx.open() as st:
         rep = gc(st, opts, CliObserver(json_lines=ctx.json))
     if ctx.json:

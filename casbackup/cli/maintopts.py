@@ -77,6 +77,8 @@ def render_gc(rep: GcReport) -> None:
     if rep.packs_dropped:
         echo(f"index: {would}drop {rep.packs_dropped} missing pack(s) that held nothing in use")
     echo(f"index objects: {rep.index_before} -> {rep.index_after}")
+    for line in rep.waiting:
+        echo(line)
     echo(f"{'would free' if rep.dry_run else 'freed'} {human_bytes(rep.bytes_freed)}, "
          f"{'would keep' if rep.dry_run else 'kept'} {human_bytes(rep.bytes_after)}"
          f" (wrote {human_bytes(rep.bytes_written)} of repacked blobs)")

@@ -26,7 +26,8 @@ HEADER = "header"
 INDEX = "index"
 SNAPSHOT = "snapshot"
 LOCK = "lock"
-KINDS = (DATA, TREE, HEADER, INDEX, SNAPSHOT, LOCK)
+GC_RECORD = "gc"  # condemnation records of two-phase gc (DESIGN §8)
+KINDS = (DATA, TREE, HEADER, INDEX, SNAPSHOT, LOCK, GC_RECORD)
 _AD = {k: b"casbackup:" + k.encode() for k in KINDS}
 
 

@@ -35,7 +35,7 @@ from ..source.exclude import Excluder
 from ..source.meta import node_from_stat
 from ..source.prefetch import Prefetcher
 from ..store import Store
-from ..store.locks import shared_lock
+from ..store.commit import WriteSession
 from .archiver import ArchiveOptions, Archiver
 from .observer import NULL, Observer
 
@@ -163,7 +163,7 @@ def backup(store: Store, paths: list[str], opts: BackupOptions,
         spaths = [os.fsdecode(p) for p in bpaths]
     start = time.monotonic()
     t0 = clock.time()
-    with shared_lock(store, "backup", clock=clock):
+    with WriteSession(store, "backup", clock=clock):
         store.load_index()
         parent = (store.find_snapshot(opts.parent) if opts.parent
                   else find_parent(store, opts.type, host, spaths))

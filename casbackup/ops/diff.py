@@ -62,7 +62,7 @@ class DiffResult:
 
 
 def diff(store: Store, ref_a: str, ref_b: str) -> DiffResult:
-    with shared_lock(store, "diff"):
+    with shared_lock(store, "diff", read_only=True):
         store.load_index()
         res = DiffResult(store.find_snapshot(ref_a), store.find_snapshot(ref_b))
         _Differ(store, res).trees(res.a.tree, res.b.tree, "")

@@ -122,7 +122,7 @@ def restore(
             raise UsageError(f"restore target {show(tgt)} exists and is not a directory")
         if os.listdir(tgt) and not overwrite:
             raise UsageError(f"restore target {show(tgt)} is not empty (use --overwrite)")
-    with shared_lock(store, "restore"):
+    with shared_lock(store, "restore", read_only=True):
         store.load_index()
         items = walk(store, snap.tree)
         check_links(items)

@@ -42,6 +42,7 @@ from ..faults import crash_point
 from ..model.snapshot import Snapshot
 from ..model.tree import DIR, Tree
 from ..store import Store
+from ..store.commit import WriteSession
 from ..store.locks import shared_lock
 from ..store.pack import PackEntry
 from .observer import Observer
@@ -190,7 +191,7 @@ class Syncer:
         self._mu = threading.Lock()
 
     def run(self, selection: Selection | None = None) -> SyncResult:
-        with shared_lock(self.src, "sync"), shared_lock(self.dst, "sync"):
+        with shared_lock(self.src, "sync", read_only=True), WriteSession(self.dst, "sync"):
             return self._run(selection or Selection())
 
     def _run(self, selection: Selection) -> SyncResult:

@@ -86,7 +86,7 @@ def verify(
 ) -> VerifyReport:
     rep = VerifyReport()
     sel = parse_subset(subset)
-    with shared_lock(store, "verify"):
+    with shared_lock(store, "verify", read_only=True):
         _check_index(store, rep)
         packs = sorted(store.index.packs)
         if read_data or sel is not None:

@@ -46,7 +46,7 @@ from ..errors import CasError, UsageError
 from ..model.snapshot import Snapshot
 from ..model.tree import Tree
 from ..store import Store
-from ..store.locks import shared_lock
+from ..store.commit import WriteSession
 from .archiver import ArchiveOptions, Archiver
 from .backup import _build, _trie, _user, find_parent, normalize_paths
 from .changes import Batch, ChangeSet, EventHandler, LostEvents, Sources
@@ -283,7 +283,7 @@ class Watcher:
     def _snapshot(self, batch: Batch) -> WatchSnapshot:
         start = time.monotonic()
         t0 = time.time()
-        with shared_lock(self.store, "watch"):
+        with WriteSession(self.store, "watch"):
             # gc may have run since the last backup (we held no lock): see its index, and
             # if our parent was forgotten its blobs may be gone: start from a full scan
             rebuilds = self.store.index_rebuilds

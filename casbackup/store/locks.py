@@ -1,37 +1,54 @@
-"""Locks: ``locks/<id>`` objects announcing a running operation (DESIGN §5.6).
+"""Locks: ``locks/<id>`` objects announcing a running *session* (DESIGN §8).
 
 Invariants:
-- A backup, restore or verify holds a *shared* lock; gc (and forget --prune, repair)
-  holds an *exclusive* one. Shared locks coexist; an exclusive lock excludes all others.
-- Acquiring is put-then-check: write our lock, then list again; if a conflicting live
-  lock exists, remove ours and fail (or retry until ``retry`` seconds passed). Two
-  racing writers may both back off, never both proceed.
-- A lock is refreshed by a heartbeat thread every ``REFRESH`` seconds (write a new
-  object, then delete the old one). A lock is *stale* when it was not refreshed for
-  ``STALE`` seconds, or when it names this host and a pid that is not running; stale locks
-  are ignored by acquirers and removed by ``unlock``.
+- A session holds exactly one lock object at every moment from ``acquire`` to
+  ``release`` (a heartbeat writes the new object before deleting the old one) and keeps
+  one random ``session`` id across heartbeats, so a lock listing made at any moment of
+  its life names it.
+- Kinds: *shared* (backup, sync, watch rounds, restore, verify, stats, diff), *maintenance*
+  (gc: exclusive only against other maintenance and exclusive sessions), *exclusive*
+  (repair: excludes everything). Acquiring is put-then-check: write ours, list again,
+  back off if a conflicting live lock exists; two racers may both back off, never both
+  proceed.
+- A lock is *dead* because its pid is not running (or runs with another start time) only
+  when its machine id, boot id and pid namespace all equal ours. Otherwise it is *stale*
+  only by heartbeat age judged by the backend's clock: the lock object's mtime against the
+  mtime of a lock object we just wrote, older by more than ``STALE``. Without mtimes the
+  writer's time is compared with ours with a further ``SKEW`` margin. Lock objects of the
+  old format (no session id) are never dead by pid.
+- A session measures ``max_gap``, the largest backend-time gap between two of its own
+  consecutive lock objects; a gap above ``SELF_STALE`` means another host may have seen
+  it stale (writers then re-check every pack they use before committing).
+- ``release`` is idempotent and safe on an unwinding path (KeyboardInterrupt, SIGTERM
+  turned into an exception): it never raises a backend error.
 - A lock object is sealed like any other (kind ``lock``), named by the BLAKE3 of its bytes.
 """
 
 from __future__ import annotations
 
 import contextlib
-import getpass
+import logging
 import os
-import socket
+import secrets
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .. import serde
 from ..clock import SYSTEM, Clock
 from ..crypto.codec import LOCK
-from ..errors import CasError, IntegrityError, Locked, NotFound
+from ..errors import CasError, IntegrityError, Locked, NotFound, PermanentError
 from ..ids import object_name
+from . import identity as ident
+from .identity import Identity
 from .store import Store
 
-REFRESH = 60.0
-STALE = 30 * 60.0
+STALE = float(os.environ.get("CASBACKUP_TEST_LOCK_STALE") or 30 * 60.0)
+REFRESH = min(60.0, STALE / 10)
+SELF_STALE = STALE / 2
+SKEW = 24 * 3600.0  # when the backend gives no mtime: writer clocks may be this far off
+
+log = logging.getLogger("casbackup")
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,163 +60,270 @@ class LockInfo:
     pid: int
     username: str
     time: float
+    session: str = ""
+    machine: str = ""
+    boot: str = ""
+    pidns: int = 0
+    pid_start: int = 0
+    maintenance: bool = False
+    intent: bytes | None = None
+    mtime: float = 0.0
+    legacy: bool = False
 
-    def stale(self, now: float) -> bool:
-        if now - self.time > STALE:
+    def holder(self) -> Identity:
+        return Identity(self.machine, self.boot, self.pidns, self.pid, self.pid_start,
+                        self.hostname, self.username)
+
+    def dead(self, me: Identity | None = None) -> bool:
+        """Provably not running: same machine, boot and pid namespace, pid gone."""
+        me = me or ident.current()
+        return (not self.legacy and me.same_kernel_view(self.holder())
+                and not ident.pid_alive(self.pid, self.pid_start))
+
+    def stale(self, now: float, ref_mtime: float = 0.0, me: Identity | None = None) -> bool:
+        if self.dead(me):
             return True
-        if self.hostname == socket.gethostname():
-            try:
-                os.kill(self.pid, 0)
-            except ProcessLookupError:
-                return True
-            except PermissionError:
-                return False
-        return False
+        if self.mtime > 0 and ref_mtime > 0:
+            return ref_mtime - self.mtime > STALE
+        return now - self.time > STALE + SKEW
+
+    def conflicts_with(self, exclusive: bool, maintenance: bool) -> bool:
+        return exclusive or self.exclusive or (maintenance and self.maintenance)
+
+
+def _parse(name: str, m: dict[str, object], mtime: float) -> LockInfo:
+    def s(k: str) -> str:
+        return str(m.get(k, ""))
+
+    def i(k: str) -> int:
+        v = m.get(k, 0)
+        return int(v) if isinstance(v, int | float) else 0
+
+    intent = m.get("intent")
+    t = m["time"]
+    return LockInfo(
+        name, bool(m["exclusive"]), str(m["operation"]), str(m["hostname"]), int(m["pid"]),  # type: ignore[call-overload]
+        str(m["username"]), float(t) if isinstance(t, int | float) else 0.0,
+        s("session") or name, s("machine"), s("boot"), i("pidns"), i("pid_start"),
+        bool(m.get("maintenance", False)), bytes(intent) if isinstance(intent, bytes) else None,
+        mtime, "session" not in m)
 
 
 def list_locks(store: Store) -> list[LockInfo]:
+    """Every readable lock object, with its backend mtime. Unreadable ones are skipped
+    (``unreadable_locks`` counts them)."""
     out = []
     for info in store.backend.list("locks/"):
         name = info.key.rsplit("/", 1)[1]
         try:
             m = serde.unpack(store.read_object("locks/", name, LOCK), "lock")
-            out.append(
-                LockInfo(
-                    name,
-                    bool(m["exclusive"]),
-                    str(m["operation"]),
-                    str(m["hostname"]),
-                    int(m["pid"]),
-                    str(m["username"]),
-                    float(m["time"]),
-                )
-            )
-        except (NotFound, IntegrityError):
+            out.append(_parse(name, m, info.mtime))
+        except (NotFound, IntegrityError, KeyError, TypeError, ValueError):
             continue  # removed meanwhile, or damaged: unlock --remove-all deals with it
-        except (KeyError, TypeError, ValueError):
-            continue
     return out
 
 
+def by_session(locks: list[LockInfo]) -> dict[str, LockInfo]:
+    """The newest lock object of each session (a heartbeat may briefly leave two)."""
+    out: dict[str, LockInfo] = {}
+    for lk in locks:
+        cur = out.get(lk.session)
+        if cur is None or (lk.mtime, lk.time) > (cur.mtime, cur.time):
+            out[lk.session] = lk
+    return out
+
+
+def probe_mtime(store: Store) -> float:
+    """The backend's clock now: the mtime of a probe lock object we write and remove."""
+    data = store.codec.seal(LOCK, serde.pack({"operation": "probe", "nonce": os.urandom(8)}))
+    key = f"locks/{object_name(data)}"
+    store.backend.put(key, data)
+    try:
+        return store.backend.stat(key).mtime
+    finally:
+        with contextlib.suppress(CasError):
+            store.backend.delete(key)
+
+
 def remove_stale(store: Store, clock: Clock = SYSTEM, all_locks: bool = False) -> list[LockInfo]:
+    """Remove stale (or, with ``all_locks``, every) lock objects. A live lock of another
+    machine is stale only by heartbeat age on the backend's clock."""
     removed = []
     now = clock.time()
-    for lk in list_locks(store):
-        if all_locks or lk.stale(now):
+    locks = list_locks(store)
+    ref = 0.0 if all_locks or not locks else probe_mtime(store)
+    live = {lk.session for lk in by_session(locks).values() if not lk.stale(now, ref)}
+    for lk in locks:
+        if all_locks or lk.session not in live:
             with contextlib.suppress(NotFound):
                 store.backend.delete(f"locks/{lk.name}")
             removed.append(lk)
     return removed
 
 
-class _Held:
-    def __init__(self, store: Store, exclusive: bool, operation: str, clock: Clock) -> None:
-        self.store = store
-        self.exclusive = exclusive
-        self.operation = operation
-        self.clock = clock
-        self.name = ""
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._mu = threading.Lock()
+@dataclass
+class Session:
+    """One running operation's lock. ``writer`` sessions commit snapshots."""
+
+    store: Store
+    operation: str
+    exclusive: bool = False
+    maintenance: bool = False
+    clock: Clock = SYSTEM
+    me: Identity = field(default_factory=ident.current)
+    heartbeat: bool = True
+    id: str = field(default_factory=lambda: secrets.token_hex(16))
+    name: str = ""
+    intent: bytes | None = None
+    max_gap: float = 0.0
+    stale_gaps: int = 0  # gaps above SELF_STALE seen between our lock objects
+    last_mtime: float = 0.0
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+    _mu: threading.Lock = field(default_factory=threading.Lock)
 
     def _write(self) -> str:
-        data = self.store.codec.seal(
-            LOCK,
-            serde.pack(
-                {
-                    "exclusive": self.exclusive,
-                    "operation": self.operation,
-                    "hostname": socket.gethostname(),
-                    "pid": os.getpid(),
-                    "username": _user(),
-                    "time": self.clock.time(),
-                    "nonce": os.urandom(8),
-                }
-            ),
-        )
+        me = self.me
+        data = self.store.codec.seal(LOCK, serde.pack({
+            "session": self.id, "exclusive": self.exclusive, "maintenance": self.maintenance,
+            "operation": self.operation, "hostname": me.hostname, "pid": me.pid,
+            "pid_start": me.pid_start, "machine": me.machine, "boot": me.boot,
+            "pidns": me.pidns, "username": me.username, "time": self.clock.time(),
+            "intent": self.intent, "nonce": os.urandom(8),
+        }))
         name = object_name(data)
-        self.store.backend.put(f"locks/{name}", data)
+        key = f"locks/{name}"
+        self.store.backend.put(key, data)
+        try:
+            mtime = self.store.backend.stat(key).mtime or self.clock.monotonic()
+        except NotFound:
+            mtime = self.clock.monotonic()  # removed by `unlock --remove-all`
+        if self.last_mtime:
+            gap = mtime - self.last_mtime
+            self.max_gap = max(self.max_gap, gap)
+            self.stale_gaps += gap > SELF_STALE
+        self.last_mtime = mtime
         return name
 
-    def _conflicts(self) -> list[LockInfo]:
-        now = self.clock.time()
-        return [
-            lk
-            for lk in list_locks(self.store)
-            if lk.name != self.name and not lk.stale(now) and (self.exclusive or lk.exclusive)
-        ]
+    def listing(self) -> tuple[list[LockInfo], float]:
+        """The lock objects now, and our own lock's mtime as the backend's "now"."""
+        locks = list_locks(self.store)
+        ref = next((lk.mtime for lk in locks if lk.name == self.name), 0.0)
+        return locks, ref
 
-    def acquire(self, retry: float) -> None:
+    def others(self, live_only: bool = True) -> list[LockInfo]:
+        """Other sessions (newest object of each), live ones only unless told."""
+        locks, ref = self.listing()
+        now = self.clock.time()
+        return [lk for lk in by_session(locks).values() if lk.session != self.id
+                and (not live_only or not lk.stale(now, ref, self.me))]
+
+    def _conflicts(self) -> list[LockInfo]:
+        return [lk for lk in self.others()
+                if lk.conflicts_with(self.exclusive, self.maintenance)]
+
+    def acquire(self, retry: float = 0.0) -> None:
         deadline = self.clock.monotonic() + retry
         while True:
+            self.name = self._write()
             found = self._conflicts()
             if not found:
-                self.name = self._write()
-                found = self._conflicts()
-                if not found:
-                    break
-                self._delete(self.name)
-                self.name = ""
+                break
+            self._delete(self.name)
+            self.name = ""
             if self.clock.monotonic() >= deadline:
                 lk = found[0]
+                how = ("exclusively " if lk.exclusive
+                       else "for maintenance " if lk.maintenance else "")
                 raise Locked(
-                    f"store is locked {'exclusively ' if lk.exclusive else ''}by "
-                    f"{lk.operation} (pid {lk.pid} on {lk.hostname}, user {lk.username}); "
-                    "retry later, or `casbackup unlock` if it is stale"
-                )
+                    f"store is locked {how}by {lk.operation} (pid {lk.pid} on "
+                    f"{lk.hostname}, user {lk.username}); retry later, or "
+                    "`casbackup unlock` if it is stale")
             self.clock.sleep(min(5.0, max(0.2, retry / 20)))
-        self._thread = threading.Thread(target=self._heartbeat, daemon=True, name="lock")
-        self._thread.start()
+        if self.heartbeat:
+            self._thread = threading.Thread(target=self._beat_loop, daemon=True, name="lock")
+            self._thread.start()
 
-    def _heartbeat(self) -> None:
+    def beat(self) -> None:
+        """Replace our lock object by a fresh one (new first, then the old one goes)."""
+        with self._mu:
+            if not self.name:
+                return
+            old, self.name = self.name, self._write()
+        self._delete(old)
+
+    def set_intent(self, root: bytes) -> None:
+        """Announce the root tree this writer is about to commit (gc marks from it)."""
+        self.intent = root
+        self.beat()
+
+    def _beat_loop(self) -> None:
         while not self._stop.wait(REFRESH):
-            try:
-                with self._mu:
-                    old, self.name = self.name, self._write()
-                self._delete(old)
-            except CasError:
-                continue  # try again next beat; the lock is stale only after STALE
+            with contextlib.suppress(CasError):
+                self.beat()  # try again next beat; the lock is stale only after STALE
 
     def _delete(self, name: str) -> None:
-        with contextlib.suppress(NotFound):
+        with contextlib.suppress(CasError):
             self.store.backend.delete(f"locks/{name}")
 
     def release(self) -> None:
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
+        t, self._thread = self._thread, None
+        if t is not None and t is not threading.current_thread():
+            t.join()
         with self._mu:
-            if self.name:
-                self._delete(self.name)
+            name, self.name = self.name, ""
+        if name:
+            self._delete(name)
+
+
+READ_ONLY_WARNING = ("cannot write a lock (read-only store?): continuing without one; gc on "
+                     "other hosts cannot see this {op}")
 
 
 @contextlib.contextmanager
-def _lock(
-    store: Store, exclusive: bool, operation: str, retry: float, clock: Clock
-) -> Iterator[None]:
-    held = _Held(store, exclusive, operation, clock)
-    held.acquire(retry)
+def session(store: Store, operation: str, *, exclusive: bool = False,
+            maintenance: bool = False, retry: float = 0.0, clock: Clock = SYSTEM,
+            no_lock: bool = False, read_only: bool = False,
+            me: Identity | None = None) -> Iterator[Session | None]:
+    """Hold a session lock for the block; yields the Session (None without a lock).
+
+    ``no_lock`` (read-only operations only) takes none. A ``read_only`` operation whose
+    lock cannot be written (PermanentError: read-only filesystem, no space, access
+    denied) warns once and continues without a lock."""
+    if no_lock:
+        if not read_only:
+            raise ValueError(f"{operation} writes to the store: it needs a lock")
+        yield None
+        return
+    held = Session(store, operation, exclusive, maintenance, clock, me or ident.current())
     try:
-        yield
+        held.acquire(retry)
+    except PermanentError:
+        if not read_only:
+            raise
+        log.warning(READ_ONLY_WARNING.format(op=operation))
+        yield None
+        return
+    try:
+        yield held
     finally:
         held.release()
 
 
-def shared_lock(
-    store: Store, operation: str, retry: float = 0.0, clock: Clock = SYSTEM
-) -> contextlib.AbstractContextManager[None]:
-    return _lock(store, False, operation, retry, clock)
+def shared_lock(store: Store, operation: str, retry: float = 0.0, clock: Clock = SYSTEM,
+                no_lock: bool = False, read_only: bool = False
+                ) -> contextlib.AbstractContextManager[Session | None]:
+    return session(store, operation, retry=retry, clock=clock, no_lock=no_lock,
+                   read_only=read_only)
 
 
-def exclusive_lock(
-    store: Store, operation: str, retry: float = 0.0, clock: Clock = SYSTEM
-) -> contextlib.AbstractContextManager[None]:
-    return _lock(store, True, operation, retry, clock)
+def maintenance_lock(store: Store, operation: str, retry: float = 0.0,
+                     clock: Clock = SYSTEM) -> contextlib.AbstractContextManager[Session | None]:
+    return session(store, operation, maintenance=True, retry=retry, clock=clock)
 
 
-def _user() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return str(os.getuid())
+def exclusive_lock(store: Store, operation: str, retry: float = 0.0,
+                   clock: Clock = SYSTEM) -> contextlib.AbstractContextManager[Session | None]:
+    return session(store, operation, exclusive=True, maintenance=True, retry=retry,
+                   clock=clock)

@@ -81,11 +81,13 @@ def load_snapshot_if_present(store: Store, name: str) -> Snapshot | None:
 
 
 def write_index_objects(store: Store, packs: Iterable[PackInfo],
-                        supersedes: Iterable[str]) -> list[str]:
+                        supersedes: Iterable[str], names: list[str] | None = None
+                        ) -> list[str]:
     """Write ``packs`` as one or more index objects that each supersede ``supersedes``;
-    return their names. Durable when this returns (puts are atomic and synced)."""
+    return their names (also appended to ``names`` as each is written, so a caller can
+    undo a partial write). Durable when this returns (puts are atomic and synced)."""
     sup = sorted(set(supersedes))
-    names: list[str] = []
+    names = [] if names is None else names
     batch: list[PackInfo] = []
     count = 0
     for p in packs:
@@ -175,6 +177,7 @@ class Repacker:
     def __init__(self, store: Store) -> None:
         self.store = store
         self.packs: list[PackInfo] = []
+        self.written: list[str] = []  # every pack this repacker put
         self.bytes_written = 0
         props = store.backend.properties()  # one upload at a time is enough on a local disk
         self._packer = Packer(
@@ -185,6 +188,7 @@ class Repacker:
     def _put_pack(self, name: str, data: bytes | memoryview) -> None:
         try:
             self.store.backend.put(pack_key(name), data, overwrite=False)
+            self.written.append(name)
             self.bytes_written += len(data)
         except AlreadyExists:
             pass  # content-addressed: the same name holds the same bytes
@@ -199,6 +203,16 @@ class Repacker:
             return False
         self._packer.add(e.kind, e.id, blob.sealed, e.raw_length)
         return True
+
+    def abort(self) -> None:
+        """After a failure (no space left): stop, and delete the packs this repacker put
+        (no index names them yet), so a failed gc leaves no garbage of its own."""
+        with contextlib.suppress(Exception):
+            self._packer.close()
+        for name in self.written:
+            with contextlib.suppress(Exception):
+                self.store.backend.delete(pack_key(name))
+        self.written = []
 
     def finish(self) -> list[PackInfo]:
         """Write the open packs and wait for every upload; the packs are durable then."""

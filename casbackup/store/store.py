@@ -7,7 +7,8 @@ Layout (identical on every backend)::
     packs/<ab>/<id>   immutable packs, fanned out by the name's first byte
     index/<id>        immutable index objects
     snapshots/<id>    immutable snapshot manifests (the commit point of a backup)
-    locks/<id>        shared / exclusive locks
+    locks/<id>        session locks
+    gc/<id>           condemnation records of two-phase gc (``gcrecords.py``)
 
 Invariants:
 - The name of every pack, index and snapshot object is the BLAKE3 of its stored bytes
@@ -84,6 +85,10 @@ class Store:
         self.index_rebuilds = 0  # times refresh_index found index objects gone
         self.on_warning: Callable[[str], None] | None = None  # set by the CLI, e.g. to warn()
         self.damaged_snapshots: dict[str, str] = {}  # name -> why, found by snapshots()
+        # two-phase gc (DESIGN §8): packs condemned by pending gc records are not loaded
+        # into the index, and a write session checks a snapshot before it is committed
+        self.excluded: frozenset[str] = frozenset()
+        self.before_commit: Callable[[Snapshot], None] | None = None
         self.chunker: Chunker = get_chunker(config.chunker)
 
     # ----- creation / opening ---------------------------------------------------------
@@ -160,12 +165,52 @@ class Store:
     def load_index(self) -> Index:
         if self._index_loaded:
             return self.index
-        for info in self.backend.list("index/"):
-            name = info.key.rsplit("/", 1)[1]
-            packs, _ = decode_index(self.read_object("index/", name, INDEX), name)
+        for name, packs in self._read_index_objects(()).items():
             self.index.add_object(name, packs)
         self._index_loaded = True
         return self.index
+
+    def _read_index_objects(self, known: Iterable[str]) -> dict[str, list[PackInfo]]:
+        """Every index object now listed, except ``known`` ones. An object that vanishes
+        between the listing and its read (a gc beside us consolidated it) means: list
+        again -- its packs are in an object written before it was deleted."""
+        skip = set(known)
+        for _ in range(20):
+            names = [i.key.rsplit("/", 1)[1] for i in self.backend.list("index/")]
+            out: dict[str, list[PackInfo]] = {}
+            try:
+                for name in names:
+                    out[name] = [] if name in skip else self._index_packs(name)
+                return out
+            except IntegrityError:
+                with contextlib.suppress(NotFound):
+                    self.backend.stat(f"index/{name}")
+                    raise  # present, so damaged
+        raise IntegrityError("index objects keep vanishing while being read (gc beside "
+                             "us?); try again")
+
+    def read_index_object(self, name: str) -> list[PackInfo]:
+        """The packs one index object names (all of them: no exclusion)."""
+        return decode_index(self.read_object("index/", name, INDEX), name)[0]
+
+    def _index_packs(self, name: str) -> list[PackInfo]:
+        packs, _ = decode_index(self.read_object("index/", name, INDEX), name)
+        return [p for p in packs if p.name not in self.excluded]
+
+    def exclude_packs(self, names: Iterable[str]) -> None:
+        """Leave these packs (condemned by gc) out of the index from now on; drops them
+        from a loaded index in place. Call only when nothing is pending in the packer."""
+        self.excluded = frozenset(names)
+        if not self._index_loaded or not self.excluded & self.index.packs.keys():
+            return
+        fresh = Index()
+        for obj, packs in self.index.objects.items():
+            fresh.add_object(obj, [self.index.packs[p] for p in packs
+                                   if p in self.index.packs and p not in self.excluded])
+        for p in self.index.iter_packs():  # stored by the packer, not yet in an object
+            if p.name not in self.excluded:
+                fresh.add_pack(p)
+        self.index.replace_with(fresh)
 
     def refresh_index(self) -> Index:
         """Pick up index objects other writers added since the index was loaded (sync and
@@ -175,18 +220,16 @@ class Store:
         ``index_rebuilds``. Call only when nothing is pending in this store's packer."""
         if not self._index_loaded:
             return self.load_index()
-        names = [i.key.rsplit("/", 1)[1] for i in self.backend.list("index/")]
-        if set(self.index.objects) - set(names):
+        objs = self._read_index_objects(self.index.objects)
+        if set(self.index.objects) - objs.keys():
             self.index_rebuilds += 1
             fresh = Index()
-            for name in names:
-                packs, _ = decode_index(self.read_object("index/", name, INDEX), name)
+            for name, packs in self._read_index_objects(()).items():
                 fresh.add_object(name, packs)
             self.index.replace_with(fresh)
             return self.index
-        for name in names:
+        for name, packs in objs.items():
             if name not in self.index.objects:
-                packs, _ = decode_index(self.read_object("index/", name, INDEX), name)
                 self.index.add_object(name, packs)
         return self.index
 
@@ -202,7 +245,7 @@ class Store:
             if name in self.index.objects:
                 continue
             try:
-                packs, _ = decode_index(self.read_object("index/", name, INDEX), name)
+                packs = self._index_packs(name)
             except IntegrityError:
                 continue  # gone (gc) or damaged: verify reports it; dedup is only an economy
             self.index.add_object(name, packs)
@@ -411,6 +454,8 @@ class Store:
 
     def save_snapshot(self, snap: Snapshot) -> str:
         self.flush()  # packs and index first: the snapshot is the commit point
+        if self.before_commit is not None:
+            self.before_commit(snap)  # the write session's gc check (store/commit.py)
         data = self.codec.seal(SNAPSHOT, snap.encode())
         name = object_name(data)
         self._put(f"snapshots/{name}", data)

@@ -17,6 +17,7 @@ from casbackup.ids import object_name
 from casbackup.ops.forget import forget_ids
 from casbackup.ops.gc import GcOptions, gc, header_bound
 from casbackup.store import Store
+from casbackup.store.locks import maintenance_lock
 from casbackup.store.maintenance import index_names, pack_listing
 from casbackup.store.store import pack_key
 from tests.helpers import open_test_store, run_cli
@@ -137,25 +138,51 @@ def test_unindexed_pack_removed_when_no_other_lock(hist: History) -> None:
     st.close()
 
 
-def test_unindexed_young_pack_kept_while_a_stale_foreign_lock_exists(hist: History) -> None:
+def _age_locks(store: Path, seconds: float) -> None:
+    """Make every lock object look unrefreshed for SECONDS by the backend's clock."""
+    for p in (store / "locks").iterdir():
+        t = p.stat().st_mtime - seconds
+        os.utime(p, (t, t))
+
+
+def test_unused_packs_of_a_live_foreign_session_wait_for_a_later_gc(hist: History) -> None:
+    """Two-phase gc (DESIGN §8, G3): beside a live session (an old-format lock object of
+    another host, written just now by the backend's clock however old its own time field)
+    an unindexed pack may be a running backup's: kept. Once that session went stale, and
+    a pack is older than the epoch of a ripe record, it is condemned and deleted, even
+    while a newer session is live; a pack younger than the epoch still waits."""
     st = open_test_store(hist.store)
-    _foreign_lock(st, age=3 * 3600)  # stale by age: gc may run, but its owner may live
-    name = _orphan(st)
+    _foreign_lock(st, age=3 * 3600)  # the writer's clock is 3 h behind: it is live
+    old = _orphan(st)
     rep = gc(st)
     assert rep.orphans_deleted == 0 and rep.orphans_kept == 1 and rep.warnings
-    assert name in pack_listing(st)
-    rep = gc(st, GcOptions(keep_unindexed_for=0))
-    assert rep.orphans_deleted == 1 and name not in pack_listing(st)
+    assert old in pack_listing(st) and len(stored_files(hist.store, "gc")) == 2
+    _age_locks(hist.store, 3600)  # the first foreign session stops beating
+    time.sleep(1.1)  # file mtimes: the next objects are strictly younger than the epoch
+    young = _orphan(st)
+    _foreign_lock(st, age=0)  # a second, live session, not in the record's waiting set
+    rep = gc(st, GcOptions(max_wait=0))
+    assert rep.orphans_deleted == 1 and rep.orphans_kept == 1 and rep.packs_condemned == 1
+    # condemned, but the live session may have read it: phase 2 waits for it
+    assert rep.records_waiting == 1 and "elsewhere.example" in rep.waiting[0]
+    assert {old, young} <= pack_listing(st).keys()
+    _age_locks(hist.store, 3600)
+    rep = gc(st, GcOptions(max_wait=0))
+    assert rep.records_done == 2 and rep.packs_removed == 2 and rep.records_waiting == 0
+    assert not {old, young} & pack_listing(st).keys()
+    assert len(stored_files(hist.store, "gc")) == 2  # only the next run's epoch is left
     st.close()
 
 
-def test_live_foreign_lock_blocks_gc(hist: History) -> None:
+def test_gc_runs_beside_a_live_foreign_lock_but_not_beside_another_gc(hist: History) -> None:
     st = open_test_store(hist.store)
     _foreign_lock(st, age=0)
-    with pytest.raises(Locked):
+    gc(st)  # a backup's lock does not block gc
+    with maintenance_lock(st, "gc"), pytest.raises(Locked):
         gc(st)
     st.close()
-    r = run_cli("gc", "--store", str(hist.store))
+    with open_test_store(hist.store) as other, maintenance_lock(other, "gc"):
+        r = run_cli("gc", "--store", str(hist.store))
     assert r.returncode == 11 and b"locked" in r.stderr
 
 

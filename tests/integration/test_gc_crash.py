@@ -20,6 +20,7 @@ from tests.integration.history import assert_sound, assert_tidy, build_history, 
 POINTS = [
     "gc:repack-pack:1",  # a new pack is written, the other is not
     "gc:after-repack",  # all new packs written, no index names them
+    "gc:after-record",  # condemnation record written, no waiting set, no new index
     "gc:after-index",  # consolidated index written, old index objects all still there
     "gc:index-delete:1",  # some old index objects deleted
     "gc:index-delete:3",  # all old index objects deleted, no pack deleted

@@ -1,0 +1,164 @@
+"""The writer side of two-phase gc: a ``WriteSession`` around every operation that
+commits snapshots (backup, sync, each watch round) — DESIGN §8, writer rules W1-W4.
+
+Invariants:
+- Order: put the session lock -> read the gc records (the ones *seen* at start) -> leave
+  the packs they condemn out of the index (no dedup against them) -> work, flush ->
+  rewrite the lock with ``intent`` = the root tree -> list records again -> for every
+  record not seen before (every record, if our lock may have looked stale: a gap of
+  more than ``SELF_STALE`` between two of our lock objects) copy the blobs the snapshot
+  uses whose only indexed copies are in condemned packs into new packs of ours, re-hashed
+  -> repeat until no new record appeared -> put the snapshot -> release.
+- If a condemned pack the snapshot needs is gone, or (after a possible stale period) a
+  pack it uses is missing, nothing is committed: ``Locked`` (exit 12), one line.
+- The check runs inside ``Store.save_snapshot`` (``Store.before_commit``), after the
+  flush, so no caller can commit around it while a session is open.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from types import TracebackType
+
+from ..clock import SYSTEM, Clock
+from ..errors import IntegrityError, Locked
+from ..model.snapshot import Snapshot
+from ..model.tree import Tree
+from . import gcrecords as gr
+from .identity import Identity
+from .index import Index, Location, PackInfo
+from .locks import Session, session
+from .maintenance import Repacker, pack_listing, read_live_blobs
+from .store import Store
+
+GONE = ("gc removed data this {op} reused while it was paused; nothing was committed; "
+        "run it again")
+
+
+class WriteSession:
+    """``with WriteSession(store, "backup") as ws: ... store.save_snapshot(snap)``"""
+
+    def __init__(self, store: Store, operation: str, *, retry: float = 0.0,
+                 clock: Clock = SYSTEM, me: Identity | None = None) -> None:
+        self.store = store
+        self.operation = operation
+        self._cm = session(store, operation, retry=retry, clock=clock, me=me)
+        self.lock: Session | None = None
+        self.seen: set[str] = set()
+        self.copied = 0  # blobs copied out of condemned packs (tests, reports)
+        self._stale_handled = 0
+
+    def __enter__(self) -> WriteSession:
+        self.lock = self._cm.__enter__()
+        assert self.lock is not None  # a writer always holds a lock
+        try:
+            records = gr.list_records(self.store)
+            self.seen = {r.name for r in records}
+            self.store.exclude_packs(gr.condemned(records))
+            self.store.before_commit = self._check
+        except BaseException:
+            self._cm.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, e: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.store.before_commit = None
+        self._cm.__exit__(et, e, tb)
+
+    def _check(self, snap: Snapshot) -> None:
+        lock = self.lock
+        assert lock is not None
+        lock.set_intent(snap.tree)
+        while True:
+            full = lock.stale_gaps > self._stale_handled
+            records = gr.list_records(self.store)
+            new = [r for r in records if r.name not in self.seen]
+            if not new and not full:
+                return
+            self._secure(snap.tree, records, full)
+            self.seen |= {r.name for r in records}
+            self._stale_handled = lock.stale_gaps
+            lock.beat()  # measures the gap again: a pause during the copy is seen
+
+    def _secure(self, root: bytes, records: list[gr.Record], full: bool) -> None:
+        st = self.store
+        prev = list(st.index.iter_packs())
+        cond = gr.condemned(records)
+        st.exclude_packs(cond)
+        st.refresh_index()
+        lookup = Index()
+        for p in st.index.iter_packs():
+            if p.name not in cond:
+                lookup.add_pack(p)
+        for r in records:
+            for p in r.packs.values():
+                lookup.add_pack(p)
+        for p in prev:
+            lookup.add_pack(p)
+        needed, used = self._walk(root, lookup, cond)
+        if full:
+            present = pack_listing(st).keys()
+            if any(p not in present for p in used - needed.keys()):
+                raise Locked(GONE.format(op=self.operation))
+        if needed:
+            self._copy(needed)
+
+    def _walk(self, root: bytes, lookup: Index, cond: set[str]
+              ) -> tuple[dict[str, list[Location]], set[str]]:
+        """(condemned pack -> the locations of blobs we need from it, packs we use)."""
+        needed: dict[str, dict[bytes, Location]] = {}
+        used: set[str] = set()
+        trees: set[bytes] = set()
+
+        def where(bid: bytes) -> Location:
+            loc = lookup.get(bid)
+            if loc is None:
+                raise Locked(GONE.format(op=self.operation))
+            used.add(loc.pack)
+            if loc.pack in cond:
+                needed.setdefault(loc.pack, {})[bid] = loc
+            return loc
+
+        stack = [root]
+        while stack:
+            tid = stack.pop()
+            if tid in trees:
+                continue
+            trees.add(tid)
+            loc = where(tid)
+            try:
+                raw = self.store.read_pack_range(loc.pack, loc.entry.offset, loc.entry.length)
+            except IntegrityError:
+                raise Locked(GONE.format(op=self.operation)) from None
+            tree = Tree.decode(self.store.unseal_entry(loc.entry, raw))
+            for node in tree.nodes:
+                if node.subtree is not None:
+                    stack.append(node.subtree)
+                for b in node.content or ():
+                    where(b)
+        return {p: list(m.values()) for p, m in needed.items()}, used
+
+    def _copy(self, needed: dict[str, list[Location]]) -> None:
+        st = self.store
+        rp = Repacker(st)
+        try:
+            for pack, locs in needed.items():
+                for blob in read_live_blobs(st, pack, [loc.entry for loc in locs]):
+                    if rp.add(blob):
+                        self.copied += 1
+        except IntegrityError:
+            rp.abort()
+            raise Locked(GONE.format(op=self.operation)) from None
+        packs = rp.finish()
+        index_packs(st, packs)
+
+
+def index_packs(store: Store, packs: Iterable[PackInfo]) -> None:
+    """Write one index object for ``packs`` and add them to the loaded index."""
+    packs = list(packs)
+    if not packs:
+        return
+    store._write_index(packs)
+    for p in packs:
+        store.index.add_pack(p)

@@ -1,0 +1,101 @@
+"""Condemnation records of two-phase gc: ``gc/<id>`` and ``gc/<id>.sessions`` (DESIGN §8).
+
+Invariants:
+- ``gc/<id>`` (sealed, kind ``gc``, named by the BLAKE3 of its bytes) lists the packs a
+  gc condemned, each with its index entries (empty for a pack no index named), so a
+  writer can copy blobs out of them and a later gc can resurrect them. It is written
+  after the consolidated index that no longer names them, before old index objects go.
+  Its backend mtime is the record's *epoch*.
+- ``gc/<id>.sessions`` (sealed, kind ``gc``) is the waiting set: the session ids in a
+  lock listing made after the record was written. A record without it (gc killed in
+  between) gets one from the next gc's listing, which names every session that was in
+  the lost one and still runs.
+- Deleting: the waiting set first, then the record, only after every condemned pack was
+  deleted or re-indexed; a missing object is not an error (reruns repeat deletes).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from .. import serde
+from ..crypto.codec import GC_RECORD
+from ..errors import IntegrityError, NotFound
+from ..ids import object_name
+from .index import PackInfo, decode_index, encode_index
+from .store import Store
+
+PREFIX = "gc/"
+SESSIONS = ".sessions"
+
+
+@dataclass
+class Record:
+    name: str
+    packs: dict[str, PackInfo]  # condemned pack name -> its entries (maybe none)
+    mtime: float  # backend time it was written: the epoch
+    gc_session: str
+    sessions: frozenset[str] | None  # the waiting set (None: not written yet)
+
+
+def write_record(store: Store, packs: Iterable[PackInfo], gc_session: str,
+                 time: float) -> str:
+    data = store.codec.seal(GC_RECORD, serde.pack(
+        {"index": encode_index(packs), "session": gc_session, "time": time}))
+    name = object_name(data)
+    store._put(f"{PREFIX}{name}", data)
+    return name
+
+
+def write_sessions(store: Store, record: str, sessions: Iterable[str]) -> None:
+    data = store.codec.seal(GC_RECORD, serde.pack({"record": record,
+                                                   "sessions": sorted(sessions)}))
+    store.backend.put(f"{PREFIX}{record}{SESSIONS}", data, overwrite=True)
+
+
+def list_records(store: Store) -> list[Record]:
+    """Every record now on the backend, oldest epoch first. A damaged record raises
+    IntegrityError: writers and gc must not guess what it condemned."""
+    infos = {i.key[len(PREFIX):]: i for i in store.backend.list(PREFIX)}
+    out = []
+    for name, info in infos.items():
+        if name.endswith(SESSIONS):
+            continue
+        try:
+            m = serde.unpack(store.read_object(PREFIX, name, GC_RECORD), "gc record")
+        except IntegrityError as e:
+            if "is missing" in str(e):
+                continue  # deleted meanwhile: its phase 2 is over
+            raise
+        try:
+            packs, _ = decode_index(bytes(m["index"]), name)
+            sessions = _sessions(store, name) if name + SESSIONS in infos else None
+            out.append(Record(name, {p.name: p for p in packs}, info.mtime,
+                              str(m["session"]), sessions))
+        except (KeyError, TypeError, ValueError) as e:
+            raise IntegrityError(f"object {PREFIX}{name} is malformed: {e}") from None
+    out.sort(key=lambda r: (r.mtime, r.name))
+    return out
+
+
+def _sessions(store: Store, name: str) -> frozenset[str] | None:
+    try:
+        data = store.backend.get(f"{PREFIX}{name}{SESSIONS}")
+    except NotFound:
+        return None
+    m = serde.unpack(store.codec.unseal(GC_RECORD, data), "gc waiting set")
+    if str(m.get("record")) != name:
+        raise IntegrityError(f"object {PREFIX}{name}{SESSIONS} names another record")
+    return frozenset(str(s) for s in m["sessions"])
+
+
+def delete_record(store: Store, name: str) -> None:
+    for key in (f"{PREFIX}{name}{SESSIONS}", f"{PREFIX}{name}"):
+        with contextlib.suppress(NotFound):
+            store.backend.delete(key)
+
+
+def condemned(records: Iterable[Record]) -> set[str]:
+    return {p for r in records for p in r.packs}

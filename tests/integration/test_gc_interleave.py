@@ -1,0 +1,74 @@
+"""No interleaving of backups, syncs, forgets and gcs -- hosts sharing our hostname in
+other machines or pid namespaces, clocks skewed by hours, actors paused past the lock's
+stale age, kill -9 at any backend call -- commits a snapshot whose blobs the store no
+longer holds (issue #10 points 1 and 4; the scheduler is ``interleave.py``, the protocol
+DESIGN §8). The last two tests prove the checker can fail: it finds the loss that the
+pre-wave-2 staleness rule allowed, and the loss a writer without its commit check
+allows."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+from casbackup.store import commit, locks
+from casbackup.store.identity import Identity
+from casbackup.store.locks import LockInfo
+from tests.integration.interleave import make_sources, schedule
+
+SCHEDULES = int(os.environ.get("CASBACKUP_INTERLEAVINGS") or (1500 if os.environ.get("CI")
+                                                             else 300))
+
+
+def test_no_schedule_loses_a_committed_snapshots_blobs(tmp_path: Path) -> None:
+    sources = make_sources(tmp_path)
+    committed = pauses = crashes = 0
+    for seed in range(SCHEDULES):
+        out = schedule(seed, sources, pause_p=(0.02, 0.05, 0.08)[seed % 3],
+                       crash_p=(0.01, 0.03)[seed % 2])
+        committed += len(out.committed)
+        pauses += out.pauses
+        crashes += out.crashes
+    # the schedules paused and killed actors, and backups still committed
+    assert committed > SCHEDULES and pauses > SCHEDULES / 10 and crashes > SCHEDULES / 10
+
+
+def _first_loss(sources: list[Path], seeds: int) -> str | None:
+    for seed in range(seeds):
+        try:
+            schedule(seed, sources, pause_p=0.05, crash_p=0.01)
+        except AssertionError as e:
+            return str(e)
+    return None
+
+
+def _old_stale(self: LockInfo, now: float, ref_mtime: float = 0.0,
+               me: Identity | None = None) -> bool:
+    """The rule before issue #10: the writer's clock, and 'same hostname, pid gone'."""
+    if now - self.time > locks.STALE:
+        return True
+    if self.hostname == socket.gethostname():
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+    return False
+
+
+def test_the_checker_finds_the_loss_the_old_staleness_rule_allowed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(LockInfo, "stale", _old_stale)
+    loss = _first_loss(make_sources(tmp_path), 400)
+    assert loss is not None and ("no pack" in loss or "does not restore" in loss)
+
+
+def test_the_checker_finds_the_loss_without_the_writers_commit_check(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(commit.WriteSession, "_check", lambda self, snap: None)
+    loss = _first_loss(make_sources(tmp_path), 400)
+    assert loss is not None and ("no pack" in loss or "does not restore" in loss)
