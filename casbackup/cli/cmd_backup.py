@@ -22,7 +22,7 @@ from .common import (
     store_command,
     utf8_arg,
 )
-from .metricsfile import job_metrics
+from .metricsfile import MetricsFileOpt, MetricsJobOpt, job_metrics
 from .progress import CliObserver
 from .signals import on_interrupt
 
@@ -64,8 +64,8 @@ def backup_cmd(
     parent: Annotated[
         str | None, typer.Option("--parent", help="Use this parent snapshot.")
     ] = None,
-    metrics_file: Annotated[str | None, typer.Option(
-        "--metrics-file", help="Write Prometheus metrics to this node_exporter textfile.")] = None,
+    metrics_file: MetricsFileOpt = None,
+    metrics_job: MetricsJobOpt = None,
 ) -> None:
     """Back up PATHS into the store as a new snapshot."""
     on_interrupt("backup did not finish: no snapshot was written")
@@ -97,7 +97,7 @@ def backup_cmd(
         # The disk warms the sources' inodes while the key is unlocked and the index loaded.
         stack.enter_context(warm_sources([] if stream is not None else paths or [], excluder, obs))
         st = stack.enter_context(ctx.open())
-        with job_metrics(metrics_file, st, "backup") as record:
+        with job_metrics(metrics_file, st, metrics_job or "backup") as record:
             res = backup(st, paths or [], opts, obs)
             record(res)
     s = res.summary

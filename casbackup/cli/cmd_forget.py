@@ -25,6 +25,7 @@ from .maintopts import (
     gc_options,
     render_gc,
 )
+from .metricsfile import MetricsFileOpt, MetricsJobOpt, job_metrics
 from .progress import CliObserver
 from .signals import on_interrupt
 
@@ -60,6 +61,8 @@ def forget_cmd(
     max_unused: MaxUnusedOpt = "5%",
     keep_unindexed_for: KeepUnindexedOpt = default_keep_unindexed(),
     retry_lock: RetryLockOpt = "0",
+    metrics_file: MetricsFileOpt = None,
+    metrics_job: MetricsJobOpt = None,
 ) -> None:
     """Forget snapshots that the policy does not keep (or those named by id). --host/--tag
     filters that match none of the store's snapshots exit 4 (nothing matched)."""
@@ -74,7 +77,7 @@ def forget_cmd(
     )
     if ids and not policy.is_empty():
         raise UsageError("give either snapshot ids or a --keep-* policy, not both")
-    with ctx.open() as st:
+    with ctx.open() as st, job_metrics(metrics_file, st, metrics_job or "forget") as record:
         res = (forget_ids(st, ids, dry_run=dry_run) if ids
                else forget(st, policy, dry_run=dry_run, hosts=host, tags=tag))
         if (host or tag) and res.total and not res.snapshots:  # a typo must not pass as 0
@@ -87,6 +90,7 @@ def forget_cmd(
             if dry_run:  # plan gc as if the snapshots were gone
                 gopts.assume_forgotten = frozenset(res.removed)
             rep = gc(st, gopts, CliObserver(json_lines=ctx.json))
+            record(rep)
             if ctx.json:
                 emit_json({"type": "gc", **rep.to_map()})
             else:

@@ -21,6 +21,7 @@ from .maintopts import (
     parse_span,
     render_gc,
 )
+from .metricsfile import MetricsFileOpt, MetricsJobOpt, job_metrics
 from .progress import CliObserver
 from .signals import on_interrupt
 
@@ -35,13 +36,16 @@ def gc_cmd(
     max_wait: Annotated[str, typer.Option(
         "--max-wait", help="Wait this long for running sessions before deleting what "
                            "this run condemned (else a later gc deletes it).")] = "10s",
+    metrics_file: MetricsFileOpt = None,
+    metrics_job: MetricsJobOpt = None,
 ) -> None:
     """Delete data no snapshot uses and repack mostly-unused packs (runs beside backups)."""
     on_interrupt("gc did not finish: the store is consistent, run gc again to free the rest")
     opts = gc_options(max_unused, keep_unindexed_for, retry_lock, dry_run)
     opts.max_wait = parse_span(max_wait, "--max-wait")
-    with ctx.open() as st:
+    with ctx.open() as st, job_metrics(metrics_file, st, metrics_job or "gc") as record:
         rep = gc(st, opts, CliObserver(json_lines=ctx.json))
+        record(rep)
     if ctx.json:
         emit_json({"type": "gc", **rep.to_map()})
     else:

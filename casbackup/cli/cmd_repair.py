@@ -18,6 +18,7 @@ from .common import (
     warn,
 )
 from .maintopts import RetryLockOpt, parse_span
+from .metricsfile import MetricsFileOpt, MetricsJobOpt, job_metrics
 from .progress import CliObserver
 from .signals import on_interrupt
 
@@ -28,15 +29,18 @@ def repair_cmd(
     retry_lock: RetryLockOpt = "0",
     rebuild: Annotated[bool, typer.Option(
         "--rebuild-index", help="Rebuild the index from pack headers first.")] = False,
+    metrics_file: MetricsFileOpt = None,
+    metrics_job: MetricsJobOpt = None,
 ) -> None:
     """Read every pack; drop damaged ones from the index, keeping their good blobs."""
     on_interrupt("repair did not finish: the store is consistent, run repair again")
     retry = parse_span(retry_lock, "--retry-lock")
     obs = CliObserver(json_lines=ctx.json)
-    with ctx.open() as st:
+    with ctx.open() as st, job_metrics(metrics_file, st, metrics_job or "repair") as record:
         rebuilt = rebuild_index(st, retry_lock=retry, observer=obs) if rebuild else None
         rep = repair(st, retry_lock=retry, observer=obs)
         after = verify(st)  # structure only: which snapshots and files lost data
+        record(rep, failure="; ".join(after.problems[:3]) if after.problems else None)
     rebuilt = rebuilt or rep.rebuilt
     lost = [{"snapshot": s, "path": p} for s, p in after.affected]
     if ctx.json:

@@ -20,6 +20,7 @@ from .common import (
     human_bytes,
     store_command,
 )
+from .metricsfile import MetricsFileOpt, MetricsJobOpt, job_metrics
 from .progress import CliObserver
 from .signals import on_interrupt
 
@@ -41,11 +42,13 @@ def restore_cmd(
         bool, typer.Option("--overwrite", help="Allow a non-empty target.")
     ] = False,
     verify_: Annotated[bool, typer.Option("--verify", help="Re-hash what was written.")] = False,
+    metrics_file: MetricsFileOpt = None,
+    metrics_job: MetricsJobOpt = None,
 ) -> None:
     """Restore SNAPSHOT into TARGET."""
     on_interrupt(f"restore of {snapshot} into {target} is incomplete")
     obs = CliObserver(json_lines=ctx.json)
-    with ctx.open() as st:
+    with ctx.open() as st, job_metrics(metrics_file, st, metrics_job or "restore") as record:
         res = restore(
             st,
             snapshot,
@@ -56,6 +59,7 @@ def restore_cmd(
             verify=verify_,
             observer=obs,
         )
+        record(res, partial=f"{len(res.failed)} entries not restored" if res.failed else None)
     if ctx.json:
         emit_json(
             {

@@ -22,6 +22,7 @@ from .common import (
     human_bytes,
     read_password,
 )
+from .metricsfile import MetricsFileOpt, MetricsJobOpt, job_metrics
 from .peer import FromPasswordCmdOpt, FromPasswordFileOpt, open_peer, peer_password
 from .progress import CliObserver
 from .signals import graceful_stop, on_interrupt
@@ -64,6 +65,8 @@ def sync_cmd(
     from_password_file: FromPasswordFileOpt = None,
     from_password_command: FromPasswordCmdOpt = None,
     json_out: JsonOpt = False,
+    metrics_file: MetricsFileOpt = None,
+    metrics_job: MetricsJobOpt = None,
 ) -> None:
     """Copy snapshots that DST lacks from SRC, moving only the blobs DST lacks."""
     on_interrupt(f"sync to {dst} did not finish: snapshots not reported as copied are not there")
@@ -79,7 +82,9 @@ def sync_cmd(
             with graceful_stop() as stop:
                 sync_watch(s, d, sel, obs, stop, interval)
             return
-        res = sync(s, d, sel, obs)
+        with job_metrics(metrics_file, d, metrics_job or "sync") as record:
+            res = sync(s, d, sel, obs)
+            record(res)
     if json_out:
         emit_json({"type": "summary", "to": dst, "selected": res.selected,
                    "already_present": res.present, "copied": len(res.copied),

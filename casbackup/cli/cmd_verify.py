@@ -14,6 +14,7 @@ from .common import (
     emit_json,
     store_command,
 )
+from .metricsfile import MetricsFileOpt, MetricsJobOpt, job_metrics
 from .progress import CliObserver
 from .signals import on_interrupt
 
@@ -29,10 +30,12 @@ def verify_cmd(
     ] = None,
     repair_index: Annotated[bool, typer.Option(
         "--repair-index", help="First rebuild the index from the pack headers.")] = False,
+    metrics_file: MetricsFileOpt = None,
+    metrics_job: MetricsJobOpt = None,
 ) -> None:
     """Verify the store; exit 13 naming every damaged object and what it affects."""
     on_interrupt("verify did not finish: the store was not checked completely")
-    with ctx.open() as st:
+    with ctx.open() as st, job_metrics(metrics_file, st, metrics_job or "verify") as record:
         if repair_index:
             from .cmd_repair import rebuild_and_report
 
@@ -43,6 +46,7 @@ def verify_cmd(
             subset=read_data_subset,
             observer=CliObserver(json_lines=ctx.json),
         )
+        record(rep, failure=None if rep.ok else f"{len(rep.problems)} problem(s)")
     if ctx.json:
         emit_json(
             {
