@@ -30,7 +30,10 @@ from ..fields import is_bytes, is_hex, is_int
 FORMAT_VERSION = 1
 DEFAULT_PACK_SIZE = 16 * 1024 * 1024
 COMPRESSION_LEVELS = (1, 22)  # zstd's levels (zstandard.MAX_COMPRESSION_LEVEL)
-PACK_SIZES = (1 << 20, 1 << 30)
+PACK_SIZES = (1 << 20, 1 << 30)  # what `init` accepts
+# what a stored config may say: earlier casbackup (and tests/data/frozen-v1) wrote smaller
+# packs; anything from 4 KiB to 4 GiB can be read safely
+PACK_SIZES_READ = (4 << 10, 4 << 30)
 # pyfastcdc's documented ranges
 CHUNK_MIN_SIZES, CHUNK_AVG_SIZES, CHUNK_MAX_SIZES = (64, 1 << 20), (256, 4 << 20), (1024, 16 << 20)
 
@@ -104,14 +107,17 @@ class StoreConfig:
 
 
 def param_problem(compression_level: object, pack_size: object, algorithm: object,
-                  min_size: object, avg_size: object, max_size: object) -> str | None:
-    """Why these store parameters are refused (one line), or None when they are sane."""
+                  min_size: object, avg_size: object, max_size: object,
+                  pack_sizes: tuple[int, int] = PACK_SIZES) -> str | None:
+    """Why these store parameters are refused (one line), or None when they are sane.
+    ``pack_sizes``: the allowed range (``init``'s, or the wider ``PACK_SIZES_READ``)."""
     if not is_int(compression_level, *COMPRESSION_LEVELS):
         return (f"compression level {_shown(compression_level)} is out of zstd's range "
                 f"{COMPRESSION_LEVELS[0]}..{COMPRESSION_LEVELS[1]}")
-    if not is_int(pack_size, *PACK_SIZES):
+    if not is_int(pack_size, *pack_sizes):
         shown = f"{pack_size / 2**20:g} MiB" if is_int(pack_size, -2**62, 2**62) else "?"
-        return f"pack size {shown} is out of range (1 MiB..1024 MiB)"
+        lo, hi = (f"{b / 2**20:g} MiB" for b in pack_sizes)
+        return f"pack size {shown} is out of range ({lo}..{hi})"
     if algorithm != "fastcdc2020":
         return f"chunker {_shown(algorithm)} is unknown (fastcdc2020)"
     if not (is_int(min_size, *CHUNK_MIN_SIZES) and is_int(avg_size, *CHUNK_AVG_SIZES)
@@ -145,7 +151,8 @@ def _decode_fields(m: dict[Any, Any]) -> tuple[str, StoreConfig | None]:
     if encryption == "none" and not (is_bytes(id_key, 32) and is_int(seed, 0, 2**64 - 1)):
         return "an unencrypted config needs id_key (32 bytes) and chunker_seed", None
     sizes = [ch.get(k) for k in ("algorithm", "min_size", "avg_size", "max_size")]
-    problem = param_problem(m.get("compression_level"), m.get("pack_size"), *sizes)
+    problem = param_problem(m.get("compression_level"), m.get("pack_size"), *sizes,
+                            pack_sizes=PACK_SIZES_READ)
     if problem:
         return problem, None
     params = ChunkerParams(str(ch["algorithm"]), int(ch["min_size"]), int(ch["avg_size"]),

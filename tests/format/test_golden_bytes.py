@@ -23,11 +23,21 @@ from hypothesis import strategies as st
 from casbackup import serde
 from casbackup.chunking import ChunkerParams
 from casbackup.crypto import keys
-from casbackup.crypto.codec import DATA, HEADER, INDEX, KINDS, LOCK, SNAPSHOT, TREE, Codec
+from casbackup.crypto.codec import (
+    DATA,
+    GC_RECORD,
+    HEADER,
+    INDEX,
+    KINDS,
+    LOCK,
+    SNAPSHOT,
+    TREE,
+    Codec,
+)
 from casbackup.errors import IntegrityError, WrongPassword
 from casbackup.ids import object_name
 from casbackup.model.snapshot import Snapshot, Summary
-from casbackup.model.tree import Node, Tree
+from casbackup.model.tree import Node, Tree, scan_tree
 from casbackup.scratch import Scratch
 from casbackup.store.config import StoreConfig
 from casbackup.store.index import PackInfo, decode_index, encode_index
@@ -62,8 +72,10 @@ def test_blob_ids_are_keyed_blake3_and_names_plain_blake3() -> None:
 
 
 def test_kind_names_are_the_associated_data() -> None:
-    assert KINDS == (DATA, TREE, HEADER, INDEX, SNAPSHOT, LOCK)
-    assert KINDS == ("data", "tree", "header", "index", "snapshot", "lock")
+    # "gc" (condemnation records, design §8) was added in wave 2; the six v1 kinds keep
+    # their names, so everything a v1 store holds still opens
+    assert KINDS == (DATA, TREE, HEADER, INDEX, SNAPSHOT, LOCK, GC_RECORD)
+    assert KINDS == ("data", "tree", "header", "index", "snapshot", "lock", "gc")
 
 
 @pytest.mark.parametrize("data", [b"", b"short", bytes(range(63)), b"x" * 63])
@@ -386,7 +398,8 @@ def _spec_node_map(n: Node) -> dict[str, object]:
 _ids = st.lists(st.binary(min_size=32, max_size=32), max_size=4)
 _nodes = st.builds(
     Node,
-    name=st.binary(min_size=1, max_size=40),
+    name=st.binary(min_size=1, max_size=40).filter(
+        lambda b: b"\0" not in b and b"/" not in b and b not in (b".", b"..")),
     type=st.sampled_from(["file", "dir", "symlink", "fifo", "chardev", "blockdev", "socket"]),
     mode=st.integers(0, 0o7777), uid=st.integers(0, 2**32 - 1), gid=st.integers(0, 2**32 - 1),
     user=st.none() | st.text(max_size=8), group=st.none() | st.text(max_size=8),
@@ -409,6 +422,12 @@ def test_any_tree_encodes_as_the_spec_says(nodes: list[Node]) -> None:
                                                                       key=lambda n: n.name)]},
                          use_bin_type=True)
     assert Tree(list(nodes)).encode() == want
+    # decoding validates (design §7 reader rules): a tree the rules allow comes back
+    # field for field; any other is refused with IntegrityError, never another exception
+    if scan_tree(want)[1]:
+        with pytest.raises(IntegrityError):
+            Tree.decode(want)
+        return
     back = Tree.decode(want).nodes
     assert [_spec_node_map(n) for n in back] == [_spec_node_map(n) for n in
                                                   sorted(nodes, key=lambda n: n.name)]
