@@ -151,8 +151,9 @@ def _decode_fields(m: dict[Any, Any]) -> tuple[str, StoreConfig | None]:
     if encryption == "none" and not (is_bytes(id_key, 32) and is_int(seed, 0, 2**64 - 1)):
         return "an unencrypted config needs id_key (32 bytes) and chunker_seed", None
     sizes = [ch.get(k) for k in ("algorithm", "min_size", "avg_size", "max_size")]
-    problem = param_problem(m.get("compression_level"), m.get("pack_size"), *sizes,
-                            pack_sizes=PACK_SIZES_READ)
+    algorithm, min_size, avg_size, max_size = sizes
+    problem = param_problem(m.get("compression_level"), m.get("pack_size"), algorithm,
+                            min_size, avg_size, max_size, pack_sizes=PACK_SIZES_READ)
     if problem:
         return problem, None
     params = ChunkerParams(str(ch["algorithm"]), int(ch["min_size"]), int(ch["avg_size"]),

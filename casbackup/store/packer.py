@@ -29,6 +29,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from ..crypto.codec import Codec
+from ..errors import CasError
 from ..faults import crash_point
 from .index import Index, PackInfo
 from .pack import PackEntry
@@ -123,7 +124,13 @@ class Packer:
         if self._failed is not None:
             self._slots.release()
             self._check()
-        fut = self._pool.submit(self._upload, kind, sink, entries)
+        try:
+            fut = self._pool.submit(self._upload, kind, sink, entries)
+        except RuntimeError:  # closed: the run ended (a failed upload, a stop) while a
+            self._slots.release()  # saver thread still had a full pack to hand in
+            sink.discard()
+            self._check()  # the run's own failure, not the pool's "after shutdown"
+            raise CasError("the pack writer was closed before this pack was written") from None
         with self._lock:
             self._futures.append(fut)
 
