@@ -35,6 +35,9 @@ StoreOpt = Annotated[
         "sftp://user@host/path. Env: CASBACKUP_STORE.",
     ),
 ]
+NoLockOpt = Annotated[bool, typer.Option(
+    "--no-lock", help="Write no lock (reading commands only, e.g. on a read-only store); "
+    "gc on other hosts then cannot see this command.")]
 PasswordFileOpt = Annotated[
     str | None, typer.Option("--password-file", help="Read the password from this file.")
 ]
@@ -53,6 +56,7 @@ class Ctx:
         password_file: str | None = None,
         password_command: str | None = None,
         json_out: bool = False,
+        no_lock: bool = False,
     ) -> None:
         if not store:
             raise UsageError("no store given: use --store PATH or set CASBACKUP_STORE")
@@ -60,6 +64,7 @@ class Ctx:
         self.password_file = password_file
         self.password_command = password_command
         self.json = json_out
+        self.no_lock = no_lock
 
     def password_source(self, confirm: bool = False) -> Callable[[], str]:
         return lambda: read_password(self.password_file, self.password_command, confirm)
@@ -67,6 +72,7 @@ class Ctx:
     def open(self) -> Store:
         st = open_store(self.url, self.password_source(), warn)
         st.on_warning = warn  # e.g. a damaged snapshot object that listing skips
+        st.no_lock = self.no_lock
         return st
 
 
@@ -151,6 +157,8 @@ _STORE_PARAMS = [
                       annotation=PasswordCmdOpt),
     inspect.Parameter("json_out", inspect.Parameter.KEYWORD_ONLY, default=False,
                       annotation=JsonOpt),
+    inspect.Parameter("no_lock", inspect.Parameter.KEYWORD_ONLY, default=False,
+                      annotation=NoLockOpt),
 ]
 
 
@@ -165,7 +173,7 @@ def store_command(fn: Callable[..., None]) -> Callable[..., None]:
     @functools.wraps(fn)
     def command(*args: Any, **kw: Any) -> None:
         ctx = Ctx(kw.pop("store"), kw.pop("password_file"), kw.pop("password_command"),
-                  kw.pop("json_out"))
+                  kw.pop("json_out"), kw.pop("no_lock"))
         fn(ctx, *args, **kw)
 
     command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from .. import serde
 from ..clock import SYSTEM, Clock
 from ..crypto.codec import LOCK
-from ..errors import CasError, IntegrityError, Locked, NotFound, PermanentError
+from ..errors import CasError, IntegrityError, Locked, NotFound, PermanentError, UsageError
 from ..ids import object_name
 from . import identity as ident
 from .identity import Identity
@@ -291,9 +291,10 @@ def session(store: Store, operation: str, *, exclusive: bool = False,
     ``no_lock`` (read-only operations only) takes none. A ``read_only`` operation whose
     lock cannot be written (PermanentError: read-only filesystem, no space, access
     denied) warns once and continues without a lock."""
+    no_lock = no_lock or store.no_lock  # the CLI's --no-lock
     if no_lock:
         if not read_only:
-            raise ValueError(f"{operation} writes to the store: it needs a lock")
+            raise UsageError(f"--no-lock: {operation} writes to the store, it needs a lock")
         yield None
         return
     held = Session(store, operation, exclusive, maintenance, clock, me or ident.current())
@@ -302,7 +303,7 @@ def session(store: Store, operation: str, *, exclusive: bool = False,
     except PermanentError:
         if not read_only:
             raise
-        log.warning(READ_ONLY_WARNING.format(op=operation))
+        (store.on_warning or log.warning)(READ_ONLY_WARNING.format(op=operation))
         yield None
         return
     try:

@@ -84,6 +84,7 @@ class Store:
         self._cache_lock = threading.Lock()
         self.index_rebuilds = 0  # times refresh_index found index objects gone
         self.on_warning: Callable[[str], None] | None = None  # set by the CLI, e.g. to warn()
+        self.no_lock = False  # the CLI's --no-lock: reading sessions write no lock object
         self.damaged_snapshots: dict[str, str] = {}  # name -> why, found by snapshots()
         # two-phase gc (DESIGN §8): packs condemned by pending gc records are not loaded
         # into the index, and a write session checks a snapshot before it is committed
