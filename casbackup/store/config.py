@@ -30,7 +30,7 @@ from ..fields import is_bytes, is_hex, is_int
 FORMAT_VERSION = 1
 DEFAULT_PACK_SIZE = 16 * 1024 * 1024
 COMPRESSION_LEVELS = (1, 22)  # zstd's levels (zstandard.MAX_COMPRESSION_LEVEL)
-PACK_SIZES = (1 << 20, 1 << 30)
+PACK_SIZES = (64 << 10, 1 << 30)  # `init --pack-size` is in whole MiB: 1..1024 there
 # pyfastcdc's documented ranges
 CHUNK_MIN_SIZES, CHUNK_AVG_SIZES, CHUNK_MAX_SIZES = (64, 1 << 20), (256, 4 << 20), (1024, 16 << 20)
 
@@ -111,7 +111,7 @@ def param_problem(compression_level: object, pack_size: object, algorithm: objec
                 f"{COMPRESSION_LEVELS[0]}..{COMPRESSION_LEVELS[1]}")
     if not is_int(pack_size, *PACK_SIZES):
         shown = f"{pack_size / 2**20:g} MiB" if is_int(pack_size, -2**62, 2**62) else "?"
-        return f"pack size {shown} is out of range (1 MiB..1024 MiB)"
+        return f"pack size {shown} is out of range (64 KiB..1024 MiB)"
     if algorithm != "fastcdc2020":
         return f"chunker {_shown(algorithm)} is unknown (fastcdc2020)"
     if not (is_int(min_size, *CHUNK_MIN_SIZES) and is_int(avg_size, *CHUNK_AVG_SIZES)
