@@ -40,6 +40,7 @@ from casbackup.daemon.schedule import validate_cron
 from casbackup.errors import UsageError
 from casbackup.ops.retention import Policy, parse_duration
 from casbackup.ops.verify import parse_subset
+from casbackup.store import check_url
 
 from .hooks import Hooks
 from .secrets import (  # re-exported: the config's public API
@@ -402,6 +403,10 @@ class _Loader:
         where = f"stores.{name}"
         m = self.mapping(node, where, ("url", "password"), ("url",))
         url = self.string(m["url"], f"{where}.url")
+        try:
+            check_url(url)  # s3://KEY:SECRET@…: refused here, without echoing it
+        except UsageError as e:
+            raise self.error(m["url"], f"{where}.url", str(e)) from None
         if "://" not in url:
             url = self.path(m["url"], f"{where}.url")
         password = self.password(m["password"], f"{where}.password") if "password" in m else None

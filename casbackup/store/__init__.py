@@ -24,6 +24,14 @@ def open_backend(url: str):  # type: ignore[no-untyped-def]
     return _open(url)
 
 
+def check_url(url: str) -> None:
+    """``UsageError``, not repeating it, when a store URL carries credentials (for
+    configuration checks that want to refuse such a URL before any store is opened)."""
+    from ..backends import refuse_credentials
+
+    refuse_credentials(url)
+
+
 def open_store(url: str, password: PasswordSource | None,
                warn: Callable[[str], None] | None = None) -> Store:
     """Open the store at URL; WARN gets one line per key object skipped on the way."""
@@ -66,4 +74,5 @@ def backend_retries() -> int:
     return retries_so_far()
 
 
-__all__ = ["Store", "AddResult", "StoreConfig", "open_store", "init_store", "ENCRYPTIONS"]
+__all__ = ["Store", "AddResult", "StoreConfig", "open_store", "init_store", "ENCRYPTIONS",
+           "check_url", "backend_retries"]

@@ -30,9 +30,10 @@ from ..fields import is_bytes, is_hex, is_int
 FORMAT_VERSION = 1
 DEFAULT_PACK_SIZE = 16 * 1024 * 1024
 COMPRESSION_LEVELS = (1, 22)  # zstd's levels (zstandard.MAX_COMPRESSION_LEVEL)
-PACK_SIZES = (1 << 20, 1 << 30)  # what `init` accepts
-# what a stored config may say: earlier casbackup (and tests/data/frozen-v1) wrote smaller
-# packs; anything from 4 KiB to 4 GiB can be read safely
+# what Store.create accepts (`init --pack-size` is in whole MiB: 1..1024 there; tests use
+# small packs), and what a stored config may say: earlier casbackup and
+# tests/data/frozen-v1 wrote smaller packs, and anything from 4 KiB to 4 GiB reads safely
+PACK_SIZES = (4 << 10, 1 << 30)
 PACK_SIZES_READ = (4 << 10, 4 << 30)
 # pyfastcdc's documented ranges
 CHUNK_MIN_SIZES, CHUNK_AVG_SIZES, CHUNK_MAX_SIZES = (64, 1 << 20), (256, 4 << 20), (1024, 16 << 20)
@@ -116,7 +117,7 @@ def param_problem(compression_level: object, pack_size: object, algorithm: objec
                 f"{COMPRESSION_LEVELS[0]}..{COMPRESSION_LEVELS[1]}")
     if not is_int(pack_size, *pack_sizes):
         shown = f"{pack_size / 2**20:g} MiB" if is_int(pack_size, -2**62, 2**62) else "?"
-        lo, hi = (f"{b / 2**20:g} MiB" for b in pack_sizes)
+        lo, hi = (f"{b >> 10} KiB" if b < 1 << 20 else f"{b >> 20} MiB" for b in pack_sizes)
         return f"pack size {shown} is out of range ({lo}..{hi})"
     if algorithm != "fastcdc2020":
         return f"chunker {_shown(algorithm)} is unknown (fastcdc2020)"

@@ -134,3 +134,16 @@ def test_credentials_in_a_url_are_refused_without_echoing_them(
         assert r.returncode == 2, out
         line = _one_line(r.stderr)
         assert "credentials" in line or "password" in line
+
+
+@pytest.mark.parametrize("url", [f"s3://AKIAEXAMPLE:{SECRET}@bucket/p",
+                                 f"sftp://backup:{SECRET}@nas.example/srv"])
+def test_daemon_config_with_a_credential_url_is_refused_naming_file_and_line(
+        tmp_path: Path, url: str) -> None:
+    cfg = tmp_path / "casbackup.yaml"
+    cfg.write_text(f"stores:\n  main:\n    url: {url}\n")
+    r = run_cli("config", "check", "--config", str(cfg))
+    assert r.returncode == 2
+    line = _one_line(r.stderr)
+    assert SECRET not in (r.stdout + r.stderr).decode()
+    assert "casbackup.yaml:3: stores.main.url:" in line
