@@ -406,11 +406,8 @@ class Archiver:
                 psub = parent.subtree if parent is not None and parent.type == DIR else None
                 prefetch = (Prefetcher([path], self.opt.excluder, on_totals=self.obs.totals).start()
                             if self.opt.prefetch and self.opt.dirty is None else None)
-                try:
-                    return self._walk_root(open_dir_at(dfd, name), path, node, psub, st.st_dev)
-                finally:
-                    if prefetch is not None:
-                        prefetch.stop()
+                return self._walk_root(open_dir_at(dfd, name), path, node, psub, st.st_dev,
+                                       prefetch)
             child = self._entry(dfd, head, name,
                                 None if parent is None else {parent.name: parent.to_map()},
                                 st.st_dev, b"")
@@ -426,11 +423,15 @@ class Archiver:
             os.close(dfd)
 
     def _walk_root(self, fd: int, path: bytes, node: Node, parent_subtree: bytes | None,
-                   root_dev: int) -> Node:
+                   root_dev: int, prefetch: Prefetcher | None = None) -> Node:
+        """Walk a source directory; the prefetcher (if any) is stopped when the walk is
+        done, before waiting for the files still being saved."""
         try:
             pd = self._walk(fd, path, node, parent_subtree, root_dev)
         finally:
             os.close(fd)
+            if prefetch is not None:
+                prefetch.stop()
         self._drain(block=True)
         assert pd.done
         return pd.node

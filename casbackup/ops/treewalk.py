@@ -52,11 +52,19 @@ def join(path: bytes, name: bytes) -> bytes:
 
 
 def walk(load: Loader, root: bytes, *, path: bytes = b"", once: bool = False,
+         seen: set[bytes] | None = None,
          descend: Callable[[Entry], bool] | None = None) -> Iterator[Entry]:
     """Every entry below tree ``root`` (whose own path is ``path``), depth first in name
     order. A directory entry is descended into unless ``descend(entry)`` says no, or
-    ``once`` is set and its subtree was already descended into during this walk."""
-    seen: set[bytes] = {root}
+    ``once`` is set and its subtree was already descended into during this walk. With
+    ``once``, ``seen`` (updated in place) holds trees descended by earlier walks too, so
+    walks over many snapshots (gc's mark) load each distinct tree once in all; a root in
+    it yields nothing."""
+    if seen is None:
+        seen = set()
+    elif once and root in seen:
+        return
+    seen.add(root)
     stack: list[tuple[bytes, bytes, Iterator[Node]]] = [(path, root, iter(load(root).nodes))]
     on_stack: set[bytes] = {root}
     while stack:

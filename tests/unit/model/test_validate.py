@@ -257,3 +257,32 @@ def test_snapshot_roundtrip_keeps_every_field_and_ignores_unknown_ones() -> None
     assert s.summary.files_new == 3 and s.summary.duration == 0.5
     old = {k: v for k, v in _snap_map().items() if k not in ("parent", "original", "summary")}
     assert Snapshot.decode(serde.pack(old)).summary == Summary()  # optional fields absent
+
+
+_FIELDS = ["name", "type", "mode", "uid", "gid", "user", "group", "mtime_ns", "ctime_ns",
+           "inode", "device", "nlink", "size", "rdev", "content", "subtree", "target",
+           "xattrs", "sparse", "future"]
+field_values = (values | st.just(ID) | st.lists(st.just(ID), max_size=2)
+                | st.sampled_from([0, -1, 2**32, 2**63, 2**64 - 1, b"", b".", b"a/b", b"a\0"]
+                                  + list(mt.TYPES)))
+
+
+@given(st.sampled_from(mt.TYPES), st.dictionaries(st.sampled_from(_FIELDS), field_values,
+                                                  max_size=4),
+       st.lists(st.sampled_from(_FIELDS), max_size=3))
+@settings(max_examples=1000)
+def test_fast_path_accepts_only_what_the_full_check_accepts(
+        t: str, changes: dict[str, Any], drop: list[str]) -> None:
+    m = {**_good_node(b"n", t), **changes}
+    for f in drop:
+        m.pop(f, None)
+    assert node_problem(m) == mt._explain(m)
+    if mt._plainly_valid(m):
+        assert mt._explain(m) is None
+
+
+@pytest.mark.parametrize("t", mt.TYPES)
+def test_fast_path_takes_every_good_node(t: str) -> None:
+    assert mt._plainly_valid(_good_node(b"n", t))
+    assert mt._plainly_valid(Node(b"n", t, subtree=ID if t == mt.DIR else None,
+                                  target=b"x" if t == mt.SYMLINK else None).to_map())

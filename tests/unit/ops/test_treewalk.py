@@ -82,6 +82,17 @@ def _all_entries(trees: dict[bytes, Tree], root: bytes) -> list[Entry]:
     return list(walk(trees.__getitem__, root))
 
 
+@given(dags(), st.lists(st.integers(0, 11), min_size=1, max_size=4))
+def test_a_shared_seen_set_loads_each_tree_once_over_many_walks(
+        trees: dict[bytes, Tree], roots: list[int]) -> None:
+    load = Counting(trees)
+    seen: set[bytes] = set()
+    for r in roots:
+        list(walk(load, _tid(r % len(trees)), once=True, seen=seen))
+    assert len(load.loads) == len(set(load.loads))
+    assert set(load.loads) == seen
+
+
 @given(dags())
 def test_descend_false_prunes_exactly_that_subtree(trees: dict[bytes, Tree]) -> None:
     root = _tid(len(trees) - 1)
