@@ -193,6 +193,7 @@ class _Restorer:
         self._left = [0] * n  # blob slots (+1 for its creation) until a file is complete
         self._ident: dict[int, tuple[int, int]] = {}  # files made by the creator
         self._in_fill: set[int] = set()
+        self._links_of: dict[int, list[int]] = {}  # file item -> items linked to it
         self._stop = False
         self._create_error: BaseException | None = None
         self._cond = threading.Condition()
@@ -222,6 +223,10 @@ class _Restorer:
         self.obs.warn(self.path(i), f"not restored: {msg}")
         if self.items[i].node.type == FILE:
             self._unlink_own(i)
+            for j in self._links_of.get(i, ()):
+                if j in self._ident:  # linked already: it holds the same partial content
+                    self._fail(j, _NotRestored(
+                        f"its hard link {self.path(i)} could not be restored"))
 
     def _skip(self, i: int) -> bool:
         """True (and items[i] marked failed, silently) when its directory failed."""
@@ -309,7 +314,10 @@ class _Restorer:
         self.make_dirs()
         # a one-blob file nobody links to is created by the write that fills it: one open
         # instead of two (create, then write) — most files of a tree are one blob
-        targets = {it.link_to for it in items if it.link_to is not None}
+        for i, it in enumerate(items):
+            if it.link_to is not None:
+                self._links_of.setdefault(it.link_to, []).append(i)
+        targets = self._links_of.keys()
         self._in_fill = {
             i for i, it in enumerate(items)
             if it.node.type == FILE and it.link_to is None and i not in targets
@@ -435,9 +443,14 @@ class _Restorer:
             self._replace(pfd, name, make)
         finally:
             self.dirs.release(src.parent)
-        if identity(os.stat(name, dir_fd=pfd, follow_symlinks=False)) != self._ident.get(first):
+        ident = self._ident.get(first)
+        if identity(os.stat(name, dir_fd=pfd, follow_symlinks=False)) != ident:
             os.unlink(name, dir_fd=pfd)
             raise _NotRestored("its hard link's file was replaced during the restore")
+        self._ident[i] = ident
+        if self._failed[first]:  # failed meanwhile: its _fail may not have seen this link
+            os.unlink(name, dir_fd=pfd)
+            raise _NotRestored(f"its hard link {self.path(first)} could not be restored")
         with self._cond:
             self._done[i] = 1
 

@@ -152,8 +152,8 @@ class DirFds:
                 return
 
     def close(self) -> None:
+        """Close every fd, the root's too (a DirFds owns the fd it is given)."""
         with self._lock:
-            for k, fd in self._fds.items():
-                if k != ROOT:
-                    os.close(fd)
+            for fd in self._fds.values():
+                os.close(fd)
             self._fds = OrderedDict()
