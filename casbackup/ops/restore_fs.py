@@ -25,6 +25,11 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 ROOT = -1  # the index of the target directory itself in a DirFds
 
 
+class NotRestored(OSError):
+    """Why an entry is not restored (the message): something in the way, an entry
+    replaced during the restore, a hard link's file that failed."""
+
+
 def show(path: bytes) -> str:
     """PATH for a message: undecodable bytes as ``\\xNN``, control characters escaped."""
     text = path.decode("utf-8", "backslashreplace")
