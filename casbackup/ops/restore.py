@@ -53,7 +53,8 @@ from ..store import Store
 from ..store.locks import shared_lock
 from ..store.pack import PackEntry
 from .observer import NULL, Observer
-from .restore_fs import ROOT, DirFds, identity, open_dir, remove_at, show
+from .restore_fs import ROOT, DirFds, NotRestored, identity, open_dir, remove_at, show
+from .restore_meta import MetaFn, meta_fd, meta_special, meta_symlink
 from .restore_plan import Item, check_links, link_plan, select, walk
 
 _GAP = 256 * 1024  # read across gaps smaller than this rather than issuing two requests
@@ -62,10 +63,8 @@ _CREATORS = 4  # threads creating files (file creation waits on the filesystem's
 _HOLE = 64 * 1024  # zero runs of this many aligned bytes inside a blob become holes
 _ZERO = bytes(_HOLE)
 _NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-_PATH = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
 _KIND = {stat.S_IFDIR: "a directory", stat.S_IFLNK: "a symlink", stat.S_IFREG: "a file"}
 _T = TypeVar("_T")
-_IS_TYPE = {FIFO: stat.S_ISFIFO, CHARDEV: stat.S_ISCHR, BLOCKDEV: stat.S_ISBLK}
 
 # pack -> blob id -> (entry, [(item index, file offset)])
 Plan = dict[str, dict[bytes, tuple[PackEntry, list[tuple[int, int]]]]]
@@ -195,6 +194,7 @@ class _Restorer:
         self._left = [0] * n  # blob slots (+1 for its creation) until a file is complete
         self._ident: dict[int, tuple[int, int]] = {}  # files made by the creator
         self._in_fill: set[int] = set()
+        self._links_of: dict[int, list[int]] = {}  # file item -> items linked to it
         self._stop = False
         self._create_error: BaseException | None = None
         self._cond = threading.Condition()
@@ -224,6 +224,10 @@ class _Restorer:
         self.obs.warn(self.path(i), f"not restored: {msg}")
         if self.items[i].node.type == FILE:
             self._unlink_own(i)
+            for j in self._links_of.get(i, ()):
+                if j in self._ident:  # linked already: it holds the same partial content
+                    self._fail(j, NotRestored(
+                        f"its hard link {self.path(i)} could not be restored"))
 
     def _skip(self, i: int) -> bool:
         """True (and items[i] marked failed, silently) when its directory failed."""
@@ -260,7 +264,7 @@ class _Restorer:
     def _replacing(self, pfd: int, name: bytes) -> None:
         """An entry is where items[i] goes: remove it with --overwrite, else refuse."""
         if not self.overwrite:
-            raise _NotRestored(self._in_way(pfd, name))
+            raise NotRestored(self._in_way(pfd, name))
         remove_at(pfd, name)
 
     # 1. directories, in tree order (parents first)
@@ -311,7 +315,10 @@ class _Restorer:
         self.make_dirs()
         # a one-blob file nobody links to is created by the write that fills it: one open
         # instead of two (create, then write) — most files of a tree are one blob
-        targets = {it.link_to for it in items if it.link_to is not None}
+        for i, it in enumerate(items):
+            if it.link_to is not None:
+                self._links_of.setdefault(it.link_to, []).append(i)
+        targets = self._links_of.keys()
         self._in_fill = {
             i for i, it in enumerate(items)
             if it.node.type == FILE and it.link_to is None and i not in targets
@@ -400,10 +407,10 @@ class _Restorer:
         if n.type == SYMLINK:
             target = n.target or b""
             self._replace(pfd, name, lambda: os.symlink(target, name, dir_fd=pfd))
-            self._meta_link(pfd, i)
+            self._meta(i, meta_symlink, pfd)
         elif n.type == FIFO:
             self._replace(pfd, name, lambda: os.mkfifo(name, 0o600, dir_fd=pfd))
-            self._meta_special(pfd, i)
+            self._meta(i, meta_special, pfd)
         elif n.type in (CHARDEV, BLOCKDEV):
             if not self.is_root:
                 self.warn(i, "device node not restored (needs root)")
@@ -411,7 +418,7 @@ class _Restorer:
             kind = stat.S_IFCHR if n.type == CHARDEV else stat.S_IFBLK
             self._replace(pfd, name,
                           lambda: os.mknod(name, kind | 0o600, n.rdev or 0, dir_fd=pfd))
-            self._meta_special(pfd, i)
+            self._meta(i, meta_special, pfd)
         # SOCKET: cannot be recreated meaningfully (as tar and restic)
         with self._cond:
             self._done[i] = 1
@@ -427,7 +434,7 @@ class _Restorer:
     def _link(self, pfd: int, i: int, first: int) -> None:
         src = self.items[first]
         if self._failed[first]:
-            raise _NotRestored(f"its hard link {self.path(first)} could not be restored")
+            raise NotRestored(f"its hard link {self.path(first)} could not be restored")
         name = self.items[i].node.name
         spfd = self.dirs.acquire(src.parent)
         try:
@@ -437,9 +444,14 @@ class _Restorer:
             self._replace(pfd, name, make)
         finally:
             self.dirs.release(src.parent)
-        if identity(os.stat(name, dir_fd=pfd, follow_symlinks=False)) != self._ident.get(first):
+        ident = self._ident.get(first)
+        if identity(os.stat(name, dir_fd=pfd, follow_symlinks=False)) != ident:
             os.unlink(name, dir_fd=pfd)
-            raise _NotRestored("its hard link's file was replaced during the restore")
+            raise NotRestored("its hard link's file was replaced during the restore")
+        self._ident[i] = ident
+        if self._failed[first]:  # failed meanwhile: its _fail may not have seen this link
+            os.unlink(name, dir_fd=pfd)
+            raise NotRestored(f"its hard link {self.path(first)} could not be restored")
         with self._cond:
             self._done[i] = 1
 
@@ -552,7 +564,7 @@ class _Restorer:
             self.dirs.release(it.parent)
         if i in self._ident and identity(os.fstat(fd)) != self._ident[i]:
             os.close(fd)
-            raise _NotRestored("the file was replaced during the restore")
+            raise NotRestored("the file was replaced during the restore")
         return fd
 
     def _pwrite(self, i: int, data: bytes | memoryview, base: int,
@@ -575,56 +587,14 @@ class _Restorer:
 
     # 3. metadata: files (on their fd, once complete) and other entries as they are
     # made, then directories deepest first
-    def _owner_xattrs(self, i: int, chown: Callable[[int, int], None],
-                      setx: Callable[[bytes, bytes], None]) -> None:
-        n = self.items[i].node
-        if self.is_root:
-            try:
-                chown(n.uid, n.gid)
-            except OSError as e:
-                self.warn(i, f"chown: {e.strerror}")
-        for k, v in (n.xattrs or {}).items():
-            try:
-                setx(k, v)
-            except OSError as e:
-                self.warn(i, f"xattr {show(k)}: {e.strerror}")
-
     def _complete(self, i: int, fd: int) -> None:
         """File items[i] has all its content: its metadata makes it restored."""
-        self._meta_fd(i, fd)
+        self._meta(i, meta_fd, fd)
         with self._cond:
             self.res.files += 1
 
-    def _meta_fd(self, i: int, fd: int) -> None:
-        n = self.items[i].node
-        self._owner_xattrs(i, lambda u, g: os.fchown(fd, u, g),
-                           lambda k, v: os.setxattr(fd, k, v))
-        os.fchmod(fd, n.mode)
-        os.utime(fd, ns=(n.mtime_ns, n.mtime_ns))
-
-    def _meta_link(self, pfd: int, i: int) -> None:
-        n, name = self.items[i].node, self.items[i].node.name
-        self._owner_xattrs(
-            i, lambda u, g: os.chown(name, u, g, dir_fd=pfd, follow_symlinks=False),
-            lambda k, v: os.setxattr(b"/proc/self/fd/%d/%s" % (pfd, name), k, v,
-                                     follow_symlinks=False))
-        os.utime(name, ns=(n.mtime_ns, n.mtime_ns), dir_fd=pfd, follow_symlinks=False)
-
-    def _meta_special(self, pfd: int, i: int) -> None:
-        """FIFOs and device nodes are not opened (a device's open can act): an
-        ``O_PATH`` fd of the verified node is used through ``/proc/self/fd``."""
-        n = self.items[i].node
-        fd = os.open(n.name, _PATH, dir_fd=pfd)
-        try:
-            if not _IS_TYPE[n.type](os.fstat(fd).st_mode):
-                raise _NotRestored("the entry was replaced during the restore")
-            p = b"/proc/self/fd/%d" % fd
-            self._owner_xattrs(i, lambda u, g: os.chown(p, u, g),
-                               lambda k, v: os.setxattr(p, k, v))
-            os.chmod(p, n.mode)
-            os.utime(p, ns=(n.mtime_ns, n.mtime_ns))
-        finally:
-            os.close(fd)
+    def _meta(self, i: int, apply: MetaFn, fd: int) -> None:
+        apply(self.items[i].node, fd, self.is_root, lambda msg: self.warn(i, msg))
 
     def dir_metadata(self) -> None:
         dirs = [i for i, it in enumerate(self.items) if it.node.type == DIR]
@@ -633,7 +603,7 @@ class _Restorer:
                 continue
             fd = self.dirs.acquire(i)
             try:
-                self._meta_fd(i, fd)
+                self._meta(i, meta_fd, fd)
             except OSError as e:
                 self._fail(i, e)
             finally:
@@ -653,11 +623,6 @@ class _Restorer:
                             f"restored file {self.path(i)} does not match the snapshot")
                 if f.read(1):
                     raise IntegrityError(f"restored file {self.path(i)} is too long")
-
-
-class _NotRestored(OSError):
-    """Why an entry is not restored (the message): something in the way, a link's file
-    that failed or was replaced."""
 
 
 def _write_runs(fd: int, data: bytes | memoryview, base: int,

@@ -25,6 +25,11 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 ROOT = -1  # the index of the target directory itself in a DirFds
 
 
+class NotRestored(OSError):
+    """Why an entry is not restored (the message): something in the way, an entry
+    replaced during the restore, a hard link's file that failed."""
+
+
 def show(path: bytes) -> str:
     """PATH for a message: undecodable bytes as ``\\xNN``, control characters escaped."""
     text = path.decode("utf-8", "backslashreplace")
@@ -152,8 +157,8 @@ class DirFds:
                 return
 
     def close(self) -> None:
+        """Close every fd, the root's too (a DirFds owns the fd it is given)."""
         with self._lock:
-            for k, fd in self._fds.items():
-                if k != ROOT:
-                    os.close(fd)
+            for fd in self._fds.values():
+                os.close(fd)
             self._fds = OrderedDict()

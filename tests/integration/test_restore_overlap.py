@@ -71,3 +71,28 @@ def test_creation_failure_is_reported_not_hung(
     for p in src.rglob("*"):
         if p.name != os.fsdecode(name) and p.is_file() and not p.is_symlink():
             assert (got / p.relative_to(src)).read_bytes() == p.read_bytes()
+
+
+def test_failed_file_takes_its_hard_links_with_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """a/b/link-to-f1 (first in tree order: it gets the content) fails half-way (ENOSPC on
+    its write); a/f1, linked before or after the failure, must not stay behind as a link
+    to the partial file."""
+    src = _source(tmp_path / "src")
+    st = make_store(tmp_path / "store")
+    backup(st, [str(src)], BackupOptions())
+    original = restore_mod._Restorer._pwrite
+
+    def failing(self: Any, i: int, *rest: Any) -> None:
+        if self.items[i].node.name == b"link-to-f1":
+            time.sleep(0.05)  # the creator links first, most of the time
+            raise OSError(28, "No space left on device")
+        original(self, i, *rest)
+
+    monkeypatch.setattr(restore_mod._Restorer, "_pwrite", failing)
+    res = restore(st, "latest", str(tmp_path / "restore"))
+    got = restored_root(tmp_path / "restore", src)
+    assert sorted(f.split(": ")[0].rsplit("/", 1)[1] for f in res.failed) == ["f1", "link-to-f1"]
+    assert not (got / "a" / "f1").exists() and not (got / "a" / "b" / "link-to-f1").exists()
+    assert (got / "a" / "f2").read_bytes() == (src / "a" / "f2").read_bytes()

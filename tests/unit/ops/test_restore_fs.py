@@ -16,7 +16,7 @@ from tests.integration.restore_env import deep_tmp, make_outside, outside_state 
 LEVELS = 12
 
 
-def _chain(root: Path) -> tuple[int, DirFds]:
+def _chain(root: Path) -> DirFds:
     """root/d0/d1/.../d11, each registered in a DirFds with room for 2 open fds."""
     root.mkdir()
     names = [b"d%d" % i for i in range(LEVELS)]
@@ -29,7 +29,7 @@ def _chain(root: Path) -> tuple[int, DirFds]:
         fd = open_dir(pfd, n)
         dirs.add(i, fd, identity(os.fstat(fd)))
         dirs.release(parent[i])
-    return rfd, dirs
+    return dirs
 
 
 def _open_fds() -> int:
@@ -37,7 +37,7 @@ def _open_fds() -> int:
 
 
 def test_closed_fds_are_reopened_level_by_level(tmp_path: Path) -> None:
-    rfd, dirs = _chain(tmp_path / "r")
+    dirs = _chain(tmp_path / "r")
     base = _open_fds()
     for i in reversed(range(LEVELS)):
         fd = dirs.acquire(i)
@@ -46,12 +46,11 @@ def test_closed_fds_are_reopened_level_by_level(tmp_path: Path) -> None:
         dirs.release(i)
         assert _open_fds() <= base + 2  # at most cap (+ the root) stay open
     dirs.close()
-    os.close(rfd)
 
 
 @pytest.mark.parametrize("swap", ["other-dir", "symlink"])
 def test_a_replaced_directory_is_refused(tmp_path: Path, swap: str) -> None:
-    rfd, dirs = _chain(tmp_path / "r")
+    dirs = _chain(tmp_path / "r")
     outside = make_outside(tmp_path / "outside")
     for i in reversed(range(LEVELS)):  # only d0 stays open: the next acquire reopens
         dirs.acquire(i)
@@ -70,7 +69,6 @@ def test_a_replaced_directory_is_refused(tmp_path: Path, swap: str) -> None:
     assert ei.value.errno in want
     assert outside_state(outside) == before
     dirs.close()
-    os.close(rfd)
 
 
 @pytest.mark.usefixtures("deep_tmp")
