@@ -467,7 +467,15 @@ class Store:
         return Snapshot.decode(self.read_object("snapshots/", name, SNAPSHOT), name)
 
     def snapshots(self) -> list[Snapshot]:
-        snaps = [self.load_snapshot(n) for n in self.snapshot_ids()]
+        snaps = []
+        for n in self.snapshot_ids():
+            try:
+                snaps.append(self.load_snapshot(n))
+            except IntegrityError:
+                with contextlib.suppress(NotFound):
+                    self.backend.stat(f"snapshots/{n}")
+                    raise  # present, so damaged
+                # forgotten between the listing and the read (forget takes no lock)
         snaps.sort(key=lambda s: (s.time, s.id))
         return snaps
 
