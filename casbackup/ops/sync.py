@@ -263,8 +263,8 @@ class Syncer:
         stack: list[tuple[bytes, bytes | None]] = [(root, ref)]
         while stack:
             tid, rid = stack.pop()
-            if tid == rid or tid in seen:
-                continue
+            if (tid == rid and self.dst.has_blob(tid)) or tid in seen:
+                continue  # (not indexed: condemned by a gc beside us -- copy it again)
             seen.add(tid)
             raw = self.src.get_blob(tid)  # the exact bytes: never re-encoded
             tree = Tree.decode(raw)
