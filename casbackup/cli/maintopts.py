@@ -25,8 +25,8 @@ MaxUnusedOpt = Annotated[str, typer.Option(
                          "(e.g. 5%, 0.05, 0 = repack any garbage).")]
 KeepUnindexedOpt = Annotated[str, typer.Option(
     "--keep-unindexed-for",
-    help="Keep packs that no index names if younger than this, when a lock of a "
-         "possibly running operation exists (e.g. 1h, 0).")]
+    help="Ignored, kept for old scripts: gc's two-phase deletion protects the packs of "
+         "running backups (docs/design.md §8).")]
 
 
 def parse_span(text: str, option: str) -> float:

@@ -210,7 +210,8 @@ class Archiver:
             self._last_refresh = now
             self.store.add_new_index_objects()  # dedup against concurrent writers
         parent_tree: dict[bytes, dict[str, Any]] | None = None
-        if parent_subtree is not None:
+        if parent_subtree is not None and parent_subtree in self.store.index:
+            # (not indexed: condemned by a gc beside us -- read this directory afresh)
             pd.parent_maps = self.store.load_tree_maps(parent_subtree)
             parent_tree = {m["name"]: m for m in pd.parent_maps}
         skip = (self.opt.one_file_system and node.device != root_dev) or (

@@ -167,6 +167,8 @@ def backup(store: Store, paths: list[str], opts: BackupOptions,
         store.load_index()
         parent = (store.find_snapshot(opts.parent) if opts.parent
                   else find_parent(store, opts.type, host, spaths))
+        if parent is not None and parent.tree not in store.index:
+            parent = None  # its tree is in a pack a gc condemned: a full scan (DESIGN §8)
         parent_root = store.load_tree(parent.tree) if parent is not None else None
         observer.start("backup")
         archive = replace(opts.archive, skip_dirs=_store_dirs(store, bpaths))
@@ -238,7 +240,8 @@ def _build(arch: Archiver, store: Store, prefix: bytes, trie: _Trie,
         if not stat.S_ISDIR(st.st_mode):
             raise UsageError(f"{os.fsdecode(path)} is not a directory")
         ptree = (store.load_tree(pnode.subtree)
-                 if pnode is not None and pnode.type == DIR and pnode.subtree else None)
+                 if pnode is not None and pnode.type == DIR and pnode.subtree
+                 and pnode.subtree in store.index else None)  # not from a condemned pack
         stack.append(_Level(path, iter(sorted(sub)), sub, ptree,
                             node_from_stat(name, path, st)))
 

@@ -1,12 +1,13 @@
 """gc (alias prune): delete what no snapshot references, repack what is mostly garbage,
-in two phases so that it runs beside backups (DESIGN §8, rules G1-G6).
+in two phases so that it runs beside backups (DESIGN §8, rules G1-G5).
 
 gc holds a *maintenance* session: exclusive only against another gc or repair; backups,
 syncs, restores and verifies run beside it. One run:
 
-1. *List*: the gc records (``gc/``), the packs (listing L), every index object, then the
-   locks (listing K, after L). Each record whose waiting set has no live session in K is
-   *ripe*; a record without a waiting set gets K's sessions as one.
+1. *List*: the gc records (``gc/``), every index object, the packs (listing L: it holds
+   every pack those name unless one is really missing), then the locks (listing K).
+   Each record whose waiting set has no live session in K is *ripe*; a record without a
+   waiting set gets K's sessions as one.
 2. *Mark* live BlobIds from every snapshot and from the ``intent`` root of every lock
    object in K (stale ones too), resolving blobs in indexed and in condemned packs (each
    distinct tree once). A damaged or unresolvable snapshot tree aborts before anything
@@ -252,8 +253,8 @@ class _Gc:
         mt.reset_index(st)
         st.exclude_packs(())
         records = gr.list_records(st)
+        index = st.load_index()  # before the pack listing: every pack it names is listed
         listing = mt.pack_listing(st)
-        index = st.load_index()
         old_index = list(index.objects)
         rep.index_before, rep.packs_before = len(old_index), len(listing)
         rep.bytes_before = sum(i.size for i in listing.values())
@@ -287,10 +288,12 @@ class _Gc:
                 clean.add_pack(p)
         keep = gr.condemned(pending)
         back = 0
-        for r in ripe:  # condemned, but used after all: back into the consolidated index
+        # condemned (by any record, ripe or not: a gc killed before its second mark left
+        # one), but used after all: back into the consolidated index
+        for r in records:
             for name, p in r.packs.items():
                 info = full.packs.get(name, p)
-                if (name in listing and name not in keep and name not in clean.packs
+                if (name in listing and name not in clean.packs
                         and any(e.id in marker.live and e.id not in clean
                                 for e in info.entries)):
                     clean.add_pack(info)
@@ -448,9 +451,17 @@ class _Gc:
             if condemned:
                 rname = self._record(clean, plan, listing)
                 copies = {e.id for p in new_packs for e in p.entries}
+                doomed = set(condemned)
+
+                def elsewhere(blob: bytes, pack: str) -> bool:
+                    loc = clean.blobs.get(blob)
+                    return blob in copies or (loc is not None and loc.pack != pack
+                                              and loc.pack not in doomed)
+
                 for name in sorted(condemned):
                     info = clean.packs.get(name)
-                    if info is not None and any(e.id in marker.live and e.id not in copies
+                    if info is not None and any(e.id in marker.live
+                                                and not elsewhere(e.id, name)
                                                 for e in info.entries):
                         condemned.discard(name)  # used by a snapshot committed meanwhile
                         rep.packs_resurrected += 1

@@ -298,6 +298,12 @@ class Watcher:
                 # directory's subtree may name blobs no longer indexed, so check every file
                 # (the archiver re-reads a file whose blobs are not all indexed)
                 dirty, reason = None, "index rebuilt (gc or repair ran)"
+            if dirty is not None and self.store.excluded:
+                # a gc record is pending: a clean directory's unread subtree could name a
+                # blob only its condemned packs hold (DESIGN §8 W1)
+                dirty, reason = None, "gc records pending"
+            if parent is not None and parent.tree not in self.store.index:
+                parent, dirty = None, None  # condemned by a gc beside us: a full scan
             parent_root = self.store.load_tree(parent.tree) if parent is not None else None
             arch = Archiver(self.store, self.obs, replace(self.opts.archive, dirty=dirty))
             try:

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from casbackup.backends.base import ObjectInfo, Properties
+from casbackup.backends.local import LocalBackend
 from casbackup.backends.memory import MemoryBackend
 from casbackup.clock import Clock
 from casbackup.errors import CasError, IntegrityError
@@ -56,13 +57,28 @@ class Crash(BaseException):
     """An actor killed at a backend call (kill -9)."""
 
 
+class ClockedLocal(LocalBackend):
+    """A local store whose file mtimes follow the scheduler's clock (the "server")."""
+
+    def __init__(self, root: Path, clock: Callable[[], float]) -> None:
+        super().__init__(root)
+        self.clock = clock
+
+    def put(self, key: str, data: bytes | memoryview, *, overwrite: bool = False) -> None:
+        super().put(key, data, overwrite=overwrite)
+        t = self.clock()
+        os.utime(self._path(key), (t, t))
+
+
 class World:
     """The scheduler: one backend (with a clock it moves), actors waiting at gates."""
 
-    def __init__(self, seed: int) -> None:
+    def __init__(self, seed: int, root: Path | None = None) -> None:
         self.rnd = random.Random(seed)
         self.now = T0
-        self.mem = MemoryBackend(clock=lambda: self.now)
+        self.mem: MemoryBackend | ClockedLocal = (
+            MemoryBackend(clock=lambda: self.now) if root is None
+            else ClockedLocal(root, lambda: self.now))
         self.cv = threading.Condition()
         self.waiting: dict[str, list[object]] = {}
         self.granted: object | None = None
@@ -72,6 +88,7 @@ class World:
         self.sessions: dict[str, list[locks.Session]] = {}
         self.steps = 0
         self.pauses = 0
+        self.burst = self.rnd.choice([0.0, 0.5, 0.9])
         self.finished: set[str] = set()
 
     def finish(self, actor: str) -> None:
@@ -121,6 +138,7 @@ class World:
     def run(self, threads: dict[str, threading.Thread], check: Callable[[], None],
             pause_p: float, crash_p: float) -> None:
         paused: dict[str, int] = {}
+        current = ""
         for t in threads.values():
             t.start()
         while True:
@@ -139,7 +157,11 @@ class World:
                 self.steps += 1
                 self.now += self.rnd.uniform(0.1, 2.0)
                 runnable = [a for a in ready if paused.get(a, 0) < self.steps] or ready
-                a = self.rnd.choice(sorted(runnable))
+                # bursts: one actor often runs many calls in a row (a whole gc between
+                # two calls of a backup), else any actor may be next
+                a = (current if current in runnable and self.rnd.random() < self.burst
+                     else self.rnd.choice(sorted(runnable)))
+                current = a
                 r = self.rnd.random()
                 if r < pause_p and a not in paused:
                     paused[a] = self.steps + self.rnd.randint(1, 40)
@@ -229,11 +251,20 @@ class Checker:
         self.refs: dict[str, frozenset[bytes]] = {}
         self._held_for: frozenset[str] = frozenset()
         self._held: set[bytes] = set()
+        self._files: dict[str, bytes] = {}
 
     def _objects(self) -> dict[str, bytes]:
-        sp = self.world.mem._space
-        with sp.lock:
-            return {k: v for k, (v, _) in sp.objects.items()}
+        mem = self.world.mem
+        if isinstance(mem, MemoryBackend):
+            with mem._space.lock:
+                return {k: v for k, (v, _) in mem._space.objects.items()}
+        out = {}
+        for prefix in ("packs/", "snapshots/"):  # immutable: read each once
+            for info in mem.list(prefix):
+                if info.key not in self._files:
+                    self._files[info.key] = mem.get(info.key)
+                out[info.key] = self._files[info.key]
+        return out
 
     def check(self) -> None:
         objs = self._objects()
@@ -344,23 +375,55 @@ def _open(world: World, actor: str, master: Any, config: StoreConfig) -> Store:
     return Store(Gate(world, actor), config, master)
 
 
+@dataclass
+class _Start:
+    """The history every schedule starts from (built once per source set)."""
+
+    objects: dict[str, bytes]
+    side: Store
+    master: Any
+    config: StoreConfig
+    committed: dict[str, Path]
+    forgotten: set[str]
+    side_snaps: dict[str, Path]
+
+
+_STARTS: dict[tuple[Path, ...], _Start] = {}
+
+
+def _start(sources: list[Path]) -> _Start:
+    key = tuple(sources)
+    if key not in _STARTS:
+        mem = MemoryBackend()
+        base = Store.create(mem, StoreConfig.new("none", pack_size=16 << 10), None)
+        opts = BackupOptions(archive=ArchiveOptions(workers=1, prefetch=False))
+        committed = {backup(base, [str(src)], opts).snapshot.id: src for src in sources[:2]}
+        first = next(iter(committed))
+        forget_ids(base, [first])  # history: something to dedup against, forget and gc
+        side = Store.create(MemoryBackend(), StoreConfig.new("none", pack_size=16 << 10),
+                            None, master=base.master)  # a paired store to sync from
+        side_snaps = {backup(side, [str(s)], opts).snapshot.id: s for s in sources[1:]}
+        objects = {k: v for k, (v, _) in mem._space.objects.items()}
+        _STARTS[key] = _Start(objects, side, base.master, base.config, committed,
+                              {first}, side_snaps)
+    return _STARTS[key]
+
+
 def schedule(seed: int, sources: list[Path], pause_p: float = 0.02,
-             crash_p: float = 0.01) -> Outcome:
-    world = World(seed)
+             crash_p: float = 0.01, local: Path | None = None,
+             who: str | None = None) -> Outcome:
+    """One schedule on the memory backend, or on a local store under ``local``; every
+    actor on a host of kind ``who`` (local, clone, pidns) instead of a random one."""
+    world = World(seed, local)
     rnd = world.rnd
-    cfg = StoreConfig.new("none", pack_size=16 << 10)
-    base = Store.create(world.mem, cfg, None)
-    master, config = base.master, base.config
-    out = Outcome()
+    start = _start(sources)
+    for k, v in start.objects.items():
+        world.mem.put(k, v, overwrite=True)
+    master, config, side = start.master, start.config, start.side
+    base = Store(world.mem, config, master)
+    out = Outcome(dict(start.committed), set(start.forgotten))
     opts = BackupOptions(archive=ArchiveOptions(workers=1, prefetch=False))
-    for src in sources[:2]:  # history: something to dedup against, forget and gc
-        out.committed[backup(base, [str(src)], opts).snapshot.id] = src
-    forget_ids(base, [next(iter(out.committed))])
-    out.forgotten.update(list(out.committed)[:1])
-    # a paired store to sync from
-    side = Store.create(MemoryBackend(), StoreConfig.new("none", pack_size=16 << 10), None,
-                        master=master)
-    side_snaps = {backup(side, [str(s)], opts).snapshot.id: s for s in sources[1:]}
+    side_snaps = start.side_snaps
     threads: dict[str, threading.Thread] = {}
     kinds = ["backup", "backup", "backup", "gc", "gc", "forget", "sync"]
     plan = ["gc", "backup"] + rnd.sample(kinds, rnd.randint(1, 3))
@@ -378,7 +441,7 @@ def schedule(seed: int, sources: list[Path], pause_p: float = 0.02,
     def actor(name: str, job: str, n: int, arnd: random.Random) -> None:
         st = _open(world, name, master, config)
         clock = ActorClock(world, arnd.choice([0.0, 0.0, -2 * 3600.0, 3 * 3600.0]))
-        ident.assume(identity(arnd.choice(["local", "clone", "pidns"]), n))
+        ident.assume(identity(who or arnd.choice(["local", "clone", "pidns"]), n))
         try:
             if job == "backup":
                 src = arnd.choice(sources)
@@ -434,8 +497,14 @@ def schedule(seed: int, sources: list[Path], pause_p: float = 0.02,
         # then gc on its own, every actor's lock gone: phase 2 of what the schedule left
         final = Store(world.mem, config, master)
         locks.remove_stale(final, all_locks=True)
-        gc(final, GcOptions(max_wait=0))
+        try:
+            gc(final, GcOptions(max_wait=0))
+        except IntegrityError as e:
+            raise AssertionError(f"the final gc finds damage: {e}") from None
         checker.check()
+        damage = [f for f in out.failures
+                  if any(w in f for w in ("damaged", "index", "missing but"))]
+        assert not damage, damage
         _read_back_all(Store(world.mem, config, master), out)
     except AssertionError as e:
         raise AssertionError(f"seed {seed}, actors {list(threads)}, crashed "

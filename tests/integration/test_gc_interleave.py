@@ -36,10 +36,17 @@ def test_no_schedule_loses_a_committed_snapshots_blobs(tmp_path: Path) -> None:
     assert committed > SCHEDULES and pauses > SCHEDULES / 10 and crashes > SCHEDULES / 10
 
 
-def _first_loss(sources: list[Path], seeds: int) -> str | None:
+def test_no_schedule_loses_data_on_the_local_backend(tmp_path: Path) -> None:
+    """The same on real files (mtimes follow the scheduler's clock): a few hundred."""
+    sources = make_sources(tmp_path)
+    for seed in range(max(20, SCHEDULES // 15)):
+        schedule(seed, sources, pause_p=0.05, crash_p=0.02, local=tmp_path / f"s{seed}")
+
+
+def _first_loss(sources: list[Path], seeds: int, **kw: object) -> str | None:
     for seed in range(seeds):
         try:
-            schedule(seed, sources, pause_p=0.05, crash_p=0.01)
+            schedule(seed, sources, **kw)  # type: ignore[arg-type]
         except AssertionError as e:
             return str(e)
     return None
@@ -63,12 +70,13 @@ def _old_stale(self: LockInfo, now: float, ref_mtime: float = 0.0,
 def test_the_checker_finds_the_loss_the_old_staleness_rule_allowed(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(LockInfo, "stale", _old_stale)
-    loss = _first_loss(make_sources(tmp_path), 400)
+    # hosts that share our hostname, and no pauses: the old rule alone loses data
+    loss = _first_loss(make_sources(tmp_path), 600, pause_p=0.0, crash_p=0.0, who="clone")
     assert loss is not None and ("no pack" in loss or "does not restore" in loss)
 
 
 def test_the_checker_finds_the_loss_without_the_writers_commit_check(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(commit.WriteSession, "_check", lambda self, snap: None)
-    loss = _first_loss(make_sources(tmp_path), 400)
+    loss = _first_loss(make_sources(tmp_path), 600, pause_p=0.05, crash_p=0.01)
     assert loss is not None and ("no pack" in loss or "does not restore" in loss)

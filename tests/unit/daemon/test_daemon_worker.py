@@ -19,7 +19,7 @@ sources:
 jobs:
   bk: {type: backup, cron: "0 3 * * *", store: local, source: src, backup_type: full}
   slow: {type: backup, cron: "0 3 * * *", store: local, source: src, backup_type: full,
-         timeout: 0.2}
+         timeout: 0.6}
 """
 
 
@@ -60,7 +60,7 @@ def test_worker_timeout_stops_the_job_and_leaves_no_lock(
     p.start()
     out = p.wait(config.jobs["slow"].timeout)
     assert out.result == "failure" and out.error is not None
-    assert out.error.startswith("timed out after 0.2s")
+    assert out.error.startswith("timed out after 0.6s")
     assert p.killed == (kill_grace < 1)
     assert _locks(tmp_path / "local") == []
     with open_test_store(tmp_path / "local") as st:
