@@ -121,10 +121,16 @@ def locate(load: Loader, snap: Snapshot, path: str) -> Located:
     parts = [os.fsencode(p) for p in path.split("/") if p and p != "."]
     tree: bytes | None = snap.tree
     node: Node | None = None
+    full = b"/" + b"/".join(parts)
     for i, name in enumerate(parts):
-        found = load(tree).find(name) if tree is not None else None
+        where = b"/" + b"/".join(parts[:i])
+        if tree is None:
+            assert node is not None
+            raise UsageError(f"{show(full, 200)} is not in snapshot {snap.id[:8]} "
+                             f"({show(where, 200)} is a {node.type})")
+        found = load(tree).find(name)
         if found is None:
-            where, full = b"/" + b"/".join(parts[: i + 1]), b"/" + b"/".join(parts)
+            where += (b"/" if i else b"") + name
             why = "" if where == full else f" (it has no {show(where, 200)})"
             raise UsageError(f"{show(full, 200)} is not in snapshot {snap.id[:8]}{why}")
         node = found
