@@ -19,7 +19,8 @@ Before a file's header is written its content's length is checked against the in
 (``IntegrityError`` naming the path if they differ), so a damaged store never yields an
 archive whose sizes lie. What an archive format cannot hold (sockets in tar; devices,
 FIFOs and names that are not UTF-8 in zip) is left out with a warning naming it. Only
-tree and data blobs are read, through the store's public read path.
+tree and data blobs are read, through the store's public read path, under a shared lock
+(as restore: gc waits, backups go on).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from ..model.fields import show
 from ..model.snapshot import Snapshot
 from ..model.tree import BLOCKDEV, CHARDEV, DIR, FIFO, FILE, SYMLINK, Node
 from ..store import Store
+from ..store.locks import shared_lock
 from .snapsel import join_paths, locate, st_mode
 from .treewalk import uncached, walk
 
@@ -202,6 +204,12 @@ def dump(st: Store, snap: Snapshot, sub: str | None, path: str, out: BinaryIO, *
     or a directory as an ARCHIVE. Symlinks and special files alone are refused."""
     if archive not in ARCHIVES:
         raise UsageError(f"unknown archive format {archive!r} (tar or zip)")
+    with shared_lock(st, "dump"):
+        return _dump(st, snap, sub, path, out, archive, warn)
+
+
+def _dump(st: Store, snap: Snapshot, sub: str | None, path: str, out: BinaryIO,
+          archive: str, warn: Callable[[str], None] | None) -> DumpResult:
     load = uncached(st)
     loc = locate(load, snap, join_paths(sub, path))
     node = loc.node

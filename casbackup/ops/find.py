@@ -13,9 +13,10 @@ some pattern (and whose mtime is in range): a path match implies that, and it do
 depend on where the tree sits. Each snapshot's candidates are then checked against the
 full patterns with their real paths.
 
-Invariants: only tree blobs are read (through ``treewalk.uncached``: the memo is the
-cache); a tree that cannot be read is reported in ``FindResult.errors`` (naming it) and
-counted as holding nothing, and the search goes on; paths are ``/``-joined validated names.
+Invariants: it runs under a shared lock (as stats and diff); only tree blobs are read
+(through ``treewalk.uncached``: the memo is the cache); a tree that cannot be read is
+reported in ``FindResult.errors`` (naming it) and counted as holding nothing, and the
+search goes on; paths are ``/``-joined validated names.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from ..errors import CasError, UsageError
 from ..model.snapshot import Snapshot
 from ..model.tree import DIR, Node, Tree
 from ..store import Store
+from ..store.locks import shared_lock
 from .snapsel import locate
 from .treewalk import fold, uncached
 
@@ -207,6 +209,7 @@ def find(st: Store, patterns: list[str], targets: list[tuple[Snapshot, str | Non
          oldest_ns: int | None = None) -> FindResult:
     """The entries matching any of PATTERNS in each (snapshot, sub-path) of TARGETS."""
     s = _Search(st, [compile_pattern(p, ignore_case) for p in patterns], newest_ns, oldest_ns)
-    for snap, sub in targets:
-        s.search(snap, sub)
+    with shared_lock(st, "find"):
+        for snap, sub in targets:
+            s.search(snap, sub)
     return s.result

@@ -179,3 +179,19 @@ def test_bad_selection_exits_2(history: tuple[Path, Path, list[str]], args: list
     s, _, _ = history
     r = run_cli("find", "--store", str(s), *args)
     assert r.returncode == 2 and words in r.stderr.decode(), r.stderr
+
+
+def test_an_unreadable_tree_is_named_and_the_rest_is_searched(tmp_path: Path) -> None:
+    s = make_store(tmp_path / "store", encryption="none")
+    leaf = s.add_blob(TREE, Tree([Node(b"x.c", FILE, mode=0o644)]).encode()).id
+    lost = bytes(range(32))  # a subtree no pack holds
+    root = s.add_blob(TREE, Tree([Node(b"gone", DIR, subtree=lost),
+                                  Node(b"here", DIR, subtree=leaf)]).encode()).id
+    s.save_snapshot(Snapshot(1.0, "h", "u", ["/"], root, type="full"))
+    s.close()
+    r = run_cli("find", "--store", str(tmp_path / "store"), "*.c")
+    assert r.returncode == 13, r.stderr
+    assert r.stdout.decode().splitlines()[1:] == ["/here/x.c"]
+    lines = r.stderr.decode().splitlines()
+    assert lines[0].startswith(f"casbackup: warning: tree {lost.hex()[:16]} could not be read")
+    assert "entries below them were not searched" in lines[1] and len(lines) == 2
