@@ -44,6 +44,7 @@ from .snapsel import join_paths, locate, st_mode
 from .treewalk import uncached, walk
 
 ARCHIVES = ("tar", "zip")
+_BLOCK = 1 << 20
 
 
 @dataclass(slots=True)
@@ -100,7 +101,8 @@ class _Tar:
     def __init__(self, out: BinaryIO) -> None:
         self.tar = tarfile.open(  # noqa: SIM115 (closed by close(), after the last member)
             fileobj=out, mode="w|", format=tarfile.PAX_FORMAT, encoding="utf-8",
-            errors="surrogateescape")
+            errors="surrogateescape", bufsize=_BLOCK)
+        self.tar.copybufsize = _BLOCK  # content moves in 1 MiB writes, not 16 KiB ones
 
     def entry(self, name: str, node: Node, content: Iterator[bytes] | None,
               link_to: str | None) -> str | None:
@@ -133,7 +135,7 @@ class _Tar:
         else:
             return f"tar cannot hold a {node.type}"
         # buffered: tarfile wants every read but the last one full
-        body = io.BufferedReader(_Chunks(content), 1 << 20) if content is not None else None
+        body = io.BufferedReader(_Chunks(content), _BLOCK) if content is not None else None
         self.tar.addfile(info, body if info.size else None)
         return None
 
