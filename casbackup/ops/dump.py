@@ -102,7 +102,7 @@ class _Tar:
         self.tar = tarfile.open(  # noqa: SIM115 (closed by close(), after the last member)
             fileobj=out, mode="w|", format=tarfile.PAX_FORMAT, encoding="utf-8",
             errors="surrogateescape", bufsize=_BLOCK)
-        self.tar.copybufsize = _BLOCK  # content moves in 1 MiB writes, not 16 KiB ones
+        self.tar.copybufsize = _BLOCK  # type: ignore[attr-defined]  # 1 MiB writes, not 16 KiB
 
     def entry(self, name: str, node: Node, content: Iterator[bytes] | None,
               link_to: str | None) -> str | None:
