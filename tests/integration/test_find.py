@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from casbackup.crypto.codec import TREE
+from casbackup.crypto.codec import DATA, TREE
 from casbackup.model.snapshot import Snapshot
 from casbackup.model.tree import DIR, FILE, Node, Tree
 from casbackup.ops.find import find
@@ -61,15 +61,24 @@ def test_find_is_a_brute_force_walk_loading_each_tree_once(
         s = make_store(Path(tmp) / "store", encryption="none")
         ids: list[bytes] = []
         for nodes in spec:
-            tree = Tree([Node(name, t, mode=0o755, mtime_ns=m,
-                              subtree=ids[sub] if t == DIR else None)
+            tree = Tree([Node(name, t, mode=0o755, mtime_ns=m, size=len(name),
+                              subtree=ids[sub] if t == DIR else None,
+                              content=[s.add_blob(DATA, name).id] if t == FILE else None)
                          for name, t, m, sub in nodes])
             ids.append(s.add_blob(TREE, tree.encode()).id)
         for k, r in enumerate(roots):
             s.save_snapshot(Snapshot(1000.0 + k, "h", "u", ["/"], ids[r], type="full"))
         targets = select(s, [], Filters())
+        read: list[bytes] = []
+        get_blob = s.get_blob
+
+        def recording(bid: bytes) -> bytes:
+            read.append(bid)
+            return get_blob(bid)
+        s.get_blob = recording  # type: ignore[method-assign]
         res = find(s, patterns, targets, newest_ns=None if newest is None else newest * 10**9,
                    oldest_ns=None if oldest is None else oldest * 10**9)
+        assert set(read) <= set(ids) and len(read) == len(set(read))  # trees only, once
 
         expected, reachable = [], set()
         for snap, _ in targets:
