@@ -75,7 +75,7 @@ def test_find_is_a_brute_force_walk_loading_each_tree_once(
         def recording(bid: bytes) -> bytes:
             read.append(bid)
             return get_blob(bid)
-        s.get_blob = recording  # type: ignore[method-assign]
+        s.get_blob = recording  # type: ignore[method-assign,assignment]
         res = find(s, patterns, targets, newest_ns=None if newest is None else newest * 10**9,
                    oldest_ns=None if oldest is None else oldest * 10**9)
         assert set(read) <= set(ids) and len(read) == len(set(read))  # trees only, once
