@@ -234,11 +234,8 @@ def _dump(st: Store, snap: Snapshot, sub: str | None, path: str, out: BinaryIO,
     def add(rel: bytes, n: Node) -> None:
         name = os.fsdecode(rel[1:])
         where = full + (rel[1 + len(prefix):] if prefix else rel)
-        link_to = None
-        if n.type == FILE and n.nlink > 1 and writer.links:
-            link_to = links.get((n.device, n.inode))
-            if link_to is None:
-                links[(n.device, n.inode)] = name
+        linked = n.type == FILE and n.nlink > 1 and writer.links
+        link_to = links.get((n.device, n.inode)) if linked else None
         content = _content(st, n, where) if n.type == FILE and link_to is None else None
         why = writer.entry(name, n, content, link_to)
         if why is not None:
@@ -246,6 +243,8 @@ def _dump(st: Store, snap: Snapshot, sub: str | None, path: str, out: BinaryIO,
             if warn is not None:
                 warn(f"{show(where, 200)} left out of the {archive} archive: {why}")
             return
+        if linked and link_to is None:  # the first of its links that made it in
+            links[(n.device, n.inode)] = name
         res.entries += 1
         res.bytes += n.size if content is not None else 0
 

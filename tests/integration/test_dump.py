@@ -271,3 +271,27 @@ def test_latest_narrowed_by_host_tag_and_path(tmp_path: Path) -> None:
     assert _dump(store, f"latest:{src}", "f", "--host", "b").stdout == b"two"
     r = run_cli("dump", "--store", str(store), "latest", f, "--host", "c")
     assert r.returncode == 2 and b"no snapshot matches --host c" in r.stderr
+
+
+def test_a_link_whose_first_member_is_left_out_is_a_file(tmp_path: Path) -> None:
+    """tar cannot name an xattr that is not UTF-8: that member is left out (a warning)
+    and the next link of its inode becomes the file, not a link to a missing member."""
+    st = make_store(tmp_path / "store", encryption="none")
+    data = st.add_blob(DATA, b"shared").id
+
+    def linked(name: bytes, **kw: Any) -> Node:
+        return Node(name, FILE, mode=0o644, size=6, content=[data], device=1, inode=7,
+                    nlink=3, **kw)
+    sub = st.add_blob(TREE, Tree([linked(b"a", xattrs={b"user.\xff": b"v"}), linked(b"b"),
+                                  linked(b"c")]).encode()).id
+    root = st.add_blob(TREE, Tree([Node(b"d", DIR, mode=0o755, subtree=sub)]).encode()).id
+    st.save_snapshot(Snapshot(1.0, "h", "u", ["/d"], root, type="full"))
+    st.close()
+    r = _dump(tmp_path / "store", "latest:/d")
+    assert r.stderr.decode().startswith("casbackup: warning: /d/a left out of the tar")
+    with tarfile.open(fileobj=io.BytesIO(r.stdout), mode="r:") as tar:
+        members = tar.getmembers()
+        assert [(m.name, m.type, m.linkname) for m in members] == [
+            ("b", tarfile.REGTYPE, ""), ("c", tarfile.LNKTYPE, "b")]
+        body = tar.extractfile(members[0])
+        assert body is not None and body.read() == b"shared"
