@@ -99,6 +99,9 @@ def find_cmd(
     if res.errors:
         raise IntegrityError(f"{len(res.errors)} tree(s) could not be read (first: "
                              f"{res.errors[0]}); entries below them were not searched")
+    if not targets:
+        raise NothingMatched(f"no snapshot matches {filters.describe()}" if filters else
+                             "the store has no snapshots to search")
     if not res.groups:
         raise NothingMatched(f"no entry matches {' '.join(shown(p) for p in patterns)} in "
                              f"{res.searched} snapshot(s)")

@@ -166,15 +166,18 @@ def test_find_text_output_and_long(history: tuple[Path, Path, list[str]]) -> Non
     assert " 4 " in lines[1] and len(lines) == 2
 
 
-@pytest.mark.parametrize("args", [["zzz*"], ["*.c", "--host", "nobody"],
-                                  ["*.txt", "--tag", "one,nope"],
-                                  ["/work/*.c"]])  # anchored at the root: no match
-def test_nothing_matched_exits_4(history: tuple[Path, Path, list[str]], args: list[str]) -> None:
+@pytest.mark.parametrize(("args", "words"), [
+    (["zzz*"], "no entry matches zzz* in 3 snapshot(s)"),
+    (["/work/*.c"], "no entry matches /work/*.c in 3"),  # anchored at the root: no match
+    (["*.c", "--host", "nobody"], "no snapshot matches --host nobody"),
+    (["*.txt", "--tag", "one,nope"], "no snapshot matches --tag nope,one")])
+def test_nothing_matched_exits_4(history: tuple[Path, Path, list[str]], args: list[str],
+                                 words: str) -> None:
     s, _, _ = history
     r = run_cli("find", "--store", str(s), *args)
     assert r.returncode == 4, r.stderr
     assert r.stdout == b"" and r.stderr.decode().count("\n") == 1
-    assert r.stderr.startswith(b"casbackup: no entry matches ")
+    assert r.stderr.decode().startswith(f"casbackup: {words}")
 
 
 @pytest.mark.parametrize(("args", "words"), [
