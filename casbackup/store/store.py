@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -319,7 +319,7 @@ class Store:
         except IntegrityError as err:
             raise IntegrityError(f"pack {loc.pack[:16]}: {err}") from None
 
-    def iter_blobs(self, ids: Iterable[bytes], ahead: int = 4) -> Iterator[bytes]:
+    def iter_blobs(self, ids: Iterable[bytes], ahead: int = 4) -> Generator[bytes, None, None]:
         """The checked plaintexts of blobs IDS in order (a file's content), reading up to
         AHEAD blobs ahead on threads: at most AHEAD + 1 blobs are held at once, whatever
         the number of IDS. A blob repeated right after itself (zero runs) is read once."""
