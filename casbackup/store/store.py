@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator
+from collections import OrderedDict, deque
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -365,6 +365,39 @@ class Store:
             return self.codec.unseal_blob(e.kind, blob_id, sealed, e.raw_length)
         except IntegrityError as err:
             raise IntegrityError(f"pack {loc.pack[:16]}: {err}") from None
+
+    def iter_blobs(self, ids: Iterable[bytes], ahead: int = 4) -> Generator[bytes, None, None]:
+        """The checked plaintexts of blobs IDS in order (a file's content), reading up to
+        AHEAD blobs ahead on threads: at most AHEAD + 1 blobs are held at once, whatever
+        the number of IDS. A blob repeated right after itself (zero runs) is read once."""
+        from concurrent.futures import Future, ThreadPoolExecutor
+
+        it = iter(ids)
+        queue: deque[tuple[bytes, Future[bytes] | None]] = deque()
+        with ThreadPoolExecutor(max_workers=min(ahead, self.parallel_reads())) as pool:
+            try:
+                last = None
+                for bid in it:
+                    queue.append((bid, None if bid == last else pool.submit(self.get_blob, bid)))
+                    last = bid
+                    if len(queue) > ahead:
+                        break
+                data = b""
+                while queue:
+                    bid, fut = queue.popleft()
+                    if fut is not None:
+                        data = b""  # the previous blob goes before the next is awaited
+                        data = fut.result()
+                    yield data
+                    nxt = next(it, None)
+                    if nxt is not None:
+                        queue.append((nxt, None if nxt == last else
+                                      pool.submit(self.get_blob, nxt)))
+                        last = nxt
+            finally:
+                for _, fut in queue:
+                    if fut is not None:
+                        fut.cancel()
 
     def locate(self, blob_id: bytes) -> Location:
         return self.load_index().lookup(blob_id)

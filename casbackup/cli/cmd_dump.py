@@ -1,0 +1,73 @@
+"""``casbackup dump SNAP[:SUB] [PATH]``: a file's bytes, or a directory as tar or zip.
+
+Invariants: the data goes to stdout, or with ``--target FILE`` to FILE, which is removed
+again if the dump fails; nothing else is written to stdout unless ``--target`` is given
+(then a one-line summary, or JSON). Entries an archive format cannot hold are warnings.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from typing import Annotated, BinaryIO
+
+import typer
+
+from ..errors import UsageError
+from ..ops.dump import ARCHIVES, dump
+from ..ops.snapsel import Filters, resolve, split_ref, tag_sets
+from .common import Ctx, echo, emit_json, human_bytes, shown, store_command, warn
+
+
+@store_command
+def dump_cmd(
+    ctx: Ctx,
+    snapshot: Annotated[str, typer.Argument(
+        help="Snapshot id (prefix) or 'latest', optionally SNAP:PATH (PATH is then the "
+        "root of the dump).")],
+    path: Annotated[str, typer.Argument(help="File or directory inside the snapshot.")
+                    ] = "/",
+    archive: Annotated[str, typer.Option(
+        "--archive", "-a", help="Archive format for a directory: tar (PAX) or zip.")
+    ] = "tar",
+    target: Annotated[str | None, typer.Option(
+        "--target", "-t", help="Write to this file instead of stdout.")] = None,
+    host: Annotated[str | None, typer.Option(
+        "--host", help="With 'latest': the newest snapshot of this host.")] = None,
+    tag: Annotated[list[str] | None, typer.Option(
+        "--tag", help="With 'latest': only snapshots with these tags (a,b: both).")] = None,
+    paths: Annotated[list[str] | None, typer.Option(
+        "--path", help="With 'latest': only snapshots of this source path.")] = None,
+) -> None:
+    """Write a file of SNAPSHOT to stdout, or a directory as a tar or zip archive."""
+    if archive not in ARCHIVES:
+        raise UsageError(f"--archive {shown(archive)}: not one of {', '.join(ARCHIVES)}")
+    ref, sub = split_ref(snapshot)
+    filters = Filters(host, tag_sets(tag or []), tuple(paths or []))
+    with ctx.open() as st:
+        snap = resolve(st, ref, filters)
+        if target is None:
+            out: BinaryIO = sys.stdout.buffer
+            res = dump(st, snap, sub, path, out, archive=archive, warn=warn)
+            out.flush()
+            return
+        try:
+            with open(target, "wb") as f:
+                res = dump(st, snap, sub, path, f, archive=archive, warn=warn)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(target)
+            raise
+    if ctx.json:
+        emit_json({"snapshot_id": snap.id, "path": os.fsdecode(res.path),
+                   "archive": res.archive, "entries": res.entries, "bytes": res.bytes,
+                   "skipped": res.skipped, "target": target})
+    else:
+        what = f"{res.entries} entries as {res.archive}" if res.archive else "1 file"
+        echo(f"dumped {shown(os.fsdecode(res.path))} of snapshot {snap.id[:8]}: {what}, "
+             f"{human_bytes(res.bytes)} to {shown(target)}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("dump")(dump_cmd)

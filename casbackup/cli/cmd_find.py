@@ -1,0 +1,111 @@
+"""``casbackup find PATTERN…``: which snapshots hold matching entries (restic's find).
+
+Invariants: output groups the matches by snapshot, oldest snapshot first and entries in
+tree order; no match at all is ``NothingMatched`` (exit 4); a tree that could not be read
+is a warning naming it and, after the output, ``IntegrityError`` (exit 13).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from datetime import datetime
+from typing import Annotated, Any
+
+import typer
+
+from ..errors import IntegrityError, NothingMatched, UsageError
+from ..model.tree import Node
+from ..ops.find import Match, find
+from ..ops.snapsel import Filters, select, st_mode, tag_sets
+from .common import Ctx, echo, emit_json, shown, store_command, warn
+
+
+def parse_time(value: str | None, option: str) -> int | None:
+    """``2026-01-02``, ``2026-01-02 15:04`` or ``2026-01-02 15:04:05`` (local time, or
+    with a UTC offset) as nanoseconds since the epoch."""
+    if value is None:
+        return None
+    try:
+        return int(datetime.fromisoformat(value.strip()).timestamp() * 10**9)
+    except ValueError:
+        raise UsageError(f"{option} {shown(value)}: not a time like 2026-01-02 or "
+                         "'2026-01-02 15:04:05'") from None
+
+
+def _stamp(ns: float) -> str:
+    return datetime.fromtimestamp(ns).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _long(m: Match) -> str:
+    n = m.node
+    target = f" -> {shown(os.fsdecode(n.target))}" if n.target is not None else ""
+    return (f"{stat.filemode(st_mode(n))} {n.user or n.uid:>8} {n.group or n.gid:>8} "
+            f"{n.size:>12} {_stamp(n.mtime_ns / 1e9)} {shown(os.fsdecode(m.path))}{target}")
+
+
+def _json(m: Match) -> dict[str, Any]:
+    n: Node = m.node
+    return {"path": os.fsdecode(m.path), "type": n.type, "mode": n.mode,
+            "permissions": stat.filemode(st_mode(n)), "size": n.size,
+            "mtime_ns": n.mtime_ns, "uid": n.uid, "gid": n.gid, "user": n.user,
+            "group": n.group,
+            "target": os.fsdecode(n.target) if n.target is not None else None}
+
+
+@store_command
+def find_cmd(
+    ctx: Ctx,
+    patterns: Annotated[list[str], typer.Argument(
+        help="Glob patterns: without '/' they match names, with '/' whole paths.")],
+    snapshot: Annotated[list[str] | None, typer.Option(
+        "--snapshot", help="Search only this snapshot (id prefix, 'latest', or "
+        "SNAP:PATH for a subtree; repeatable). Default: every snapshot.")] = None,
+    host: Annotated[str | None, typer.Option("--host", help="Only snapshots of this host.")
+                    ] = None,
+    tag: Annotated[list[str] | None, typer.Option(
+        "--tag", help="Only snapshots with these tags (a,b: both; repeatable: either).")
+    ] = None,
+    path: Annotated[list[str] | None, typer.Option(
+        "--path", help="Only snapshots of this source path (repeatable).")] = None,
+    newest: Annotated[str | None, typer.Option(
+        "--newest", "-N", help="Only entries modified at or before this time.")] = None,
+    oldest: Annotated[str | None, typer.Option(
+        "--oldest", "-O", help="Only entries modified at or after this time.")] = None,
+    ignore_case: Annotated[bool, typer.Option("--ignore-case", "-i")] = False,
+    long: Annotated[bool, typer.Option("--long", "-l", help="Show mode, size, mtime.")
+                    ] = False,
+) -> None:
+    """Find entries matching PATTERN… in all (or the selected) snapshots."""
+    filters = Filters(host, tag_sets(tag or []), tuple(path or []))
+    newest_ns, oldest_ns = parse_time(newest, "--newest"), parse_time(oldest, "--oldest")
+    with ctx.open() as st:
+        targets = select(st, snapshot or [], filters)
+        res = find(st, patterns, targets, ignore_case=ignore_case, newest_ns=newest_ns,
+                   oldest_ns=oldest_ns)
+    for e in res.errors:
+        warn(e)
+    if ctx.json:
+        emit_json([{"snapshot": g.snapshot.id, "time": g.snapshot.time,
+                    "hostname": g.snapshot.hostname, "hits": len(g.matches),
+                    "matches": [_json(m) for m in g.matches]} for g in res.groups])
+    else:
+        for i, g in enumerate(res.groups):
+            s = g.snapshot
+            echo(("\n" if i else "") + f"Found matching entries in snapshot {s.id[:8]} from "
+                 f"{_stamp(s.time)} (host {shown(s.hostname)})")
+            for m in g.matches:
+                echo(_long(m) if long else shown(os.fsdecode(m.path)))
+    if res.errors:
+        raise IntegrityError(f"{len(res.errors)} tree(s) could not be read (first: "
+                             f"{res.errors[0]}); entries below them were not searched")
+    if not targets:
+        raise NothingMatched(f"no snapshot matches {filters.describe()}" if filters else
+                             "the store has no snapshots to search")
+    if not res.groups:
+        raise NothingMatched(f"no entry matches {' '.join(shown(p) for p in patterns)} in "
+                             f"{res.searched} snapshot(s)")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("find")(find_cmd)
