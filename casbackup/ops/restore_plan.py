@@ -91,7 +91,10 @@ def _bad_field(n: Node) -> str | None:
 
 def _nodes(store: Store, tree_id: bytes, where: str) -> list[Node]:
     """The nodes of a tree, each a map and with a well-formed, sorted, unique name."""
-    maps = store.load_tree_maps(tree_id)
+    try:
+        maps = store.load_tree_maps(tree_id)  # the store's strict decoder checks first
+    except IntegrityError as e:
+        raise IntegrityError(f"{e} (at {where})") from None
     nodes: list[Node] = []
     prev = b""
     for m in maps:

@@ -19,7 +19,7 @@ from typing import Any
 
 from .. import serde
 from ..errors import IntegrityError
-from .pack import PackEntry
+from .pack import PackEntry, blob_id
 
 
 @dataclass(slots=True)
@@ -60,12 +60,13 @@ def decode_index(data: bytes, name: str = "?") -> tuple[list[PackInfo], list[str
         for p in m["packs"]:
             kind = str(p["kind"])
             entries = [
-                PackEntry(kind, bytes(i), int(o), int(n), int(r)) for i, o, n, r in p["blobs"]
+                PackEntry(kind, blob_id(i), int(o), int(n), int(r)) for i, o, n, r in p["blobs"]
             ]
             packs.append(PackInfo(str(p["id"]), kind, int(p["size"]), entries))
         return packs, [str(s) for s in m.get("supersedes", [])]
-    except (KeyError, TypeError, ValueError) as e:
-        raise IntegrityError(f"index {name[:16]} is malformed: {e}") from e
+    except (KeyError, TypeError, ValueError, OverflowError) as e:
+        raise IntegrityError(f"index {name[:16]} is malformed: {e}") from None
+
 
 
 @dataclass

@@ -118,7 +118,8 @@ def list_locks(store: Store) -> list[LockInfo]:
         try:
             m = serde.unpack(store.read_object("locks/", name, LOCK), "lock")
             out.append(_parse(name, m, info.mtime))
-        except (NotFound, IntegrityError, KeyError, TypeError, ValueError):
+        except (NotFound, IntegrityError, KeyError, TypeError, ValueError, OverflowError,
+                AttributeError):
             continue  # removed meanwhile, or damaged: unlock --remove-all deals with it
     return out
 

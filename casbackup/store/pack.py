@@ -50,6 +50,14 @@ def finish_pack(
     return object_name(buf), memoryview(buf)
 
 
+def blob_id(v: object) -> bytes:
+    """``v`` if it is a 32-byte id (ValueError otherwise: ``bytes(n)`` of an int would be
+    n zero bytes, a bogus id, or a MemoryError for a huge n)."""
+    if type(v) is not bytes or len(v) != 32:
+        raise ValueError("a blob id is not 32 bytes")
+    return v
+
+
 def parse_header(codec: Codec, pack: bytes, name: str = "?", base: int = 0) -> list[PackEntry]:
     """Entries of a pack; raises IntegrityError naming the pack when damaged. ``pack`` is
     the whole pack, or (with ``base`` > 0) its suffix starting at byte ``base``."""
@@ -64,9 +72,10 @@ def parse_header(codec: Codec, pack: bytes, name: str = "?", base: int = 0) -> l
     try:
         raw = codec.unseal(HEADER, pack[start : start + hlen])
         rows = serde.unpack(raw, f"pack {name[:16]} header")
-        entries = [PackEntry(str(k), bytes(i), int(o), int(n), int(r)) for k, i, o, n, r in rows]
-    except (IntegrityError, ValueError, TypeError) as err:
-        raise IntegrityError(f"pack {name[:16]} header is damaged: {err}") from err
+        entries = [PackEntry(str(k), blob_id(i), int(o), int(n), int(r))
+                   for k, i, o, n, r in rows]
+    except (IntegrityError, ValueError, TypeError, OverflowError) as err:
+        raise IntegrityError(f"pack {name[:16]} header is damaged: {err}") from None
     for e in entries:
         if e.offset < 0 or e.offset + e.length > base + start:
             raise IntegrityError(f"pack {name[:16]} header points outside the pack")

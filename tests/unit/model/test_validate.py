@@ -218,7 +218,7 @@ SNAP_BAD: list[tuple[dict[str, Any], str]] = [
     ({"time": "now"}, "time is a string"),
     ({"hostname": None}, "hostname is nil"),
     ({"paths": "/a"}, "paths is a string"),
-    ({"paths": [b"/a"]}, "paths entry 0 is a byte string"),
+    ({"paths": [1]}, "paths entry 0 is an integer"),  # (bytes: a non-UTF-8 path, allowed)
     ({"tags": [1]}, "tags entry 0 is an integer"),
     ({"type": "weekly"}, "type is unknown"),
     ({"tree": "ab" * 32}, "tree is a string"),

@@ -70,15 +70,10 @@ SHAPES: dict[str, Any] = {"config": _config_like, "master key": _key_like,
 # Decoders in other owners' modules that raise something else today, each with an input
 # that shows it (reported in the wave2-walk report). The tests of these are strict xfails:
 # fix the decoder and they fail, saying to delete its entry here.
-KNOWN_BAD: dict[str, Any] = {
-    "config": {"format_version": 1},  # KeyError 'chunker' (store/config.py, wave2-keys)
-    "master key": [],  # TypeError (crypto/keys.py, wave2-keys)
-    "index": {"packs": [{"id": "x", "kind": "data", "size": 1,  # OverflowError
-                         "blobs": [[2**64 - 1, 0, 0, 0]]}]},  # (store/index.py)
-    "pack header": [["data", 2**64 - 1, 0, 0, 0]],  # OverflowError (store/pack.py)
-}
+KNOWN_BAD: dict[str, Any] = {}  # decoders still raising other exceptions: none now (the
+# config, master key, index and pack header decoders were fixed at the wave-2 merge)
 LOCK_BAD = {"exclusive": True, "operation": "x", "hostname": "h", "pid": float("inf"),
-            "username": "u", "time": 1.0}  # OverflowError (store/locks.py, wave2-gc)
+            "username": "u", "time": 1.0}  # was an OverflowError in list_locks (fixed)
 
 
 def _check(name: str, decode: Callable[[bytes], object], data: bytes) -> None:
@@ -127,7 +122,6 @@ def _list_with_lock(store: Store, v: Any) -> None:
         store.backend.delete(key)
 
 
-@pytest.mark.xfail(reason="list_locks lets OverflowError escape: see LOCK_BAD", strict=True)
 @given(v=_lock_like | values)
 @settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_lock_objects(lock_store: Store, v: Any) -> None:
