@@ -42,6 +42,10 @@ PasswordCmdOpt = Annotated[
     str | None, typer.Option("--password-command", help="Run this command to get the password.")
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
+VerboseOpt = Annotated[int, typer.Option(
+    "--verbose", "-v", count=True, help="List files as they are processed (-vv: every file).")]
+QuietOpt = Annotated[bool, typer.Option(
+    "--quiet", "-q", help="No progress output: only warnings and errors.")]
 
 
 class Ctx:
