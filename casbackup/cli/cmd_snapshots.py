@@ -132,8 +132,10 @@ def ls_cmd(
     ctx: Ctx,
     snapshot: Annotated[str, typer.Argument(help="Snapshot id (prefix) or 'latest'.")],
     path: Annotated[str, typer.Argument(help="Directory inside the snapshot.")] = "/",
-    recursive: Annotated[bool, typer.Option("--recursive", "-R")] = False,
-    long: Annotated[bool, typer.Option("--long", "-l")] = False,
+    recursive: Annotated[bool, typer.Option(
+        "--recursive", "-R", help="List the subdirectories too.")] = False,
+    long: Annotated[bool, typer.Option(
+        "--long", "-l", help="Mode, owner, size and time too.")] = False,
 ) -> None:
     """List the files of a snapshot."""
     with ctx.open() as st:
