@@ -18,7 +18,6 @@ from ..source.exclude import Excluder, parse_size, pattern_lines
 from ..source.pathlist import read_paths
 from .common import (
     Ctx,
-    QuietOpt,
     VerboseOpt,
     echo,
     emit_json,
@@ -98,7 +97,6 @@ def backup_cmd(
         "--metrics-file", metavar="FILE",
         help="Write Prometheus metrics to this node_exporter textfile.")] = None,
     verbose: VerboseOpt = 0,
-    quiet: QuietOpt = False,
 ) -> None:
     """Back up PATHS into the store as a new snapshot."""
     on_interrupt("backup did not finish: no snapshot was written")
@@ -133,7 +131,7 @@ def backup_cmd(
             stdin_filename=stdin_filename,
             stdin_check=check,
         )
-        obs = CliObserver(json_lines=ctx.json, verbose=verbose, quiet=quiet)
+        obs = CliObserver(json_lines=ctx.json, verbose=verbose)
         # The disk warms the sources' inodes while the key is unlocked and the index loaded.
         stack.enter_context(warm_sources([] if stream is not None else paths or [], excluder, obs))
         st = stack.enter_context(ctx.open())
@@ -154,7 +152,7 @@ def backup_cmd(
             **s.to_map(),
         }
         emit_json(out)
-    else:
+    elif not ctx.quiet:
         if res.saved:
             echo(
                 f"snapshot {res.snapshot.id[:8]} saved ({res.snapshot.type}"

@@ -64,6 +64,7 @@ class Ctx:
         self.password_file = password_file
         self.password_command = password_command
         self.json = json_out
+        self.quiet = False  # -q: no progress, only warnings and errors
 
     def password_source(self, confirm: bool = False) -> Callable[[], str]:
         return lambda: read_password(self.password_file, self.password_command, confirm)
@@ -155,12 +156,14 @@ _STORE_PARAMS = [
                       annotation=PasswordCmdOpt),
     inspect.Parameter("json_out", inspect.Parameter.KEYWORD_ONLY, default=False,
                       annotation=JsonOpt),
+    inspect.Parameter("quiet", inspect.Parameter.KEYWORD_ONLY, default=False,
+                      annotation=QuietOpt),
 ]
 
 
 def store_command(fn: Callable[..., None]) -> Callable[..., None]:
     """Give a command the options every store command has (``--store``,
-    ``--password-file``, ``--password-command``, ``--json``) and call it with the ``Ctx``
+    ``--password-file``, ``--password-command``, ``--json``, ``-q``) and call it with the ``Ctx``
     they make as its first argument: ``def cmd(ctx: Ctx, …own options…)``."""
     hints = get_type_hints(fn, include_extras=True)
     own = list(inspect.signature(fn).parameters.values())[1:]  # without ctx
@@ -170,6 +173,11 @@ def store_command(fn: Callable[..., None]) -> Callable[..., None]:
     def command(*args: Any, **kw: Any) -> None:
         ctx = Ctx(kw.pop("store"), kw.pop("password_file"), kw.pop("password_command"),
                   kw.pop("json_out"))
+        ctx.quiet = kw.pop("quiet")
+        if ctx.quiet:
+            from . import progress
+
+            progress.QUIET = True  # every CliObserver of this process: no progress output
         fn(ctx, *args, **kw)
 
     command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]

@@ -1,5 +1,6 @@
 """Render an ops Observer: a rich progress bar on a TTY, JSON lines with ``--json``,
-silence otherwise. Warnings always go to stderr (one line each), or as JSON lines.
+silence otherwise (and with -q: no bar, no JSON status lines). Warnings always go to
+stderr (one line each), or as JSON lines; -v lists files on stdout.
 
 Invariant: rendering never raises into the operation and never slows the byte path:
 updates are coalesced by rich's refresh rate; JSON status lines are rate-limited.
@@ -20,9 +21,13 @@ if TYPE_CHECKING:  # rich is imported only when a bar is drawn (~25 ms of startu
     from rich.progress import Progress, TaskID
 
 
+QUIET = False  # -q of the command being run (``common.store_command`` sets it)
+
+
 class CliObserver(Observer):
     def __init__(self, json_lines: bool = False, tty: bool | None = None, *,
-                 verbose: int = 0, quiet: bool = False) -> None:
+                 verbose: int = 0, quiet: bool | None = None) -> None:
+        quiet = QUIET if quiet is None else quiet
         self.json = json_lines
         self.tty = not quiet and (sys.stderr.isatty() if tty is None else tty)
         self.quiet = quiet

@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from casbackup.cli.progress import CliObserver
 from casbackup.source.exclude import parse_size
 from tests.helpers import run_cli
 
@@ -117,6 +118,20 @@ def test_verbose_lists_new_and_changed_files_and_quiet_prints_no_status(
     assert acts[str(src / "a.txt")] == "changed" and acts[str(src / "work/keep")] == "unchanged"
     r = run_cli("backup", "--store", str(s), str(src), "-q", "--json")
     assert r.returncode == 0 and r.stderr == b""
+    assert [json.loads(x)["type"] for x in r.stdout.decode().splitlines()] == ["summary"]
+    r = run_cli("backup", "--store", str(s), str(src), "-q")
+    assert (r.returncode, r.stdout, r.stderr) == (0, b"", b"")
+
+
+def test_quiet_draws_no_bar_even_on_a_terminal() -> None:
+    obs = CliObserver(tty=True, quiet=True)
+    obs.start("backup", 10, 1)
+    assert obs._progress is None
+    obs.finish()
+    loud = CliObserver(tty=True, quiet=False)
+    loud.start("backup", 10, 1)
+    assert loud._progress is not None
+    loud.finish()
 
 
 @settings(max_examples=60, deadline=None)
