@@ -112,6 +112,7 @@ class Excluder:
                  ipatterns: Iterable[str] = (), markers: Iterable[str] = (),
                  larger_than: int | None = None) -> None:
         self._pats = _compile(_lines(patterns), False) + _compile(_lines(ipatterns), True)
+        self._absolute = any(p.absolute for p in self._pats)
         self._markers = [parse_marker(m) for m in markers]
         if exclude_caches:
             self._markers.append(CACHEDIR_MARKER)
@@ -138,7 +139,8 @@ class Excluder:
             return False
         mark = "/" if is_dir else ""
         text = os.fsdecode(rel) + mark
-        full = os.fsdecode(path).lstrip("/") + mark if path is not None else None
+        full = (os.fsdecode(path).lstrip("/") + mark
+                if path is not None and self._absolute else None)
         result = False
         for p in self._pats:
             if _matches_itself(p.regex, text) or (
