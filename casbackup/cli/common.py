@@ -173,7 +173,7 @@ def store_command(fn: Callable[..., None]) -> Callable[..., None]:
     def command(*args: Any, **kw: Any) -> None:
         ctx = Ctx(kw.pop("store"), kw.pop("password_file"), kw.pop("password_command"),
                   kw.pop("json_out"))
-        ctx.quiet = kw.pop("quiet")
+        ctx.quiet = kw.pop("quiet", False)  # cmd_test calls verify_cmd without it
         if ctx.quiet:
             from . import progress
 
