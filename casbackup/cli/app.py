@@ -12,16 +12,22 @@ or 143, never 0; anything else is a bug and prints a traceback only with ``--deb
 
 from __future__ import annotations
 
+import copy
 import importlib
+import json
 import os
 import pkgutil
 import signal
 import sys
+from typing import Annotated, Any
 
 import typer
 
+from .. import __version__
 from ..errors import CasError, Interrupted, Locked, Terminated
 from . import signals
+from .clitree import fill_metavars
+from .cmd_generate import COMPLETE_VAR
 from .runtime import tune_process
 
 app = typer.Typer(
@@ -30,14 +36,27 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"casbackup {__version__}")
+        raise typer.Exit(0)
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    version: Annotated[bool, typer.Option(
+        "--version", is_eager=True, callback=_version,
+        help="Print the version and exit (with --json: {\"version\": …}).")] = False,
+) -> None:
     """Content-addressed, deduplicating backups to local disk, S3 and SFTP."""
     # a callback keeps typer in group mode even when only one command is registered
 
 
 # commands whose module is not cmd_<command>.py
-_ALIASES = {"list": "cmd_snapshots", "ls": "cmd_snapshots", "prune": "cmd_gc"}
+_ALIASES = {"list": "cmd_snapshots", "ls": "cmd_snapshots", "prune": "cmd_gc",
+            "check": "cmd_verify"}
+# commands that are another command under a second name (restic's words)
+_SAME_AS = {"check": "verify"}
 _registered: set[str] = set()
 
 
@@ -59,11 +78,30 @@ def command_word(args: list[str]) -> str | None:
 
 def register_for(args: list[str]) -> None:
     """Import only the module of the command being run (each pulls in its ops: ~40 ms
-    of startup saved on every command); ``--help`` and unknown words get them all."""
+    of startup saved on every command); ``--help``, completion and unknown words get
+    them all."""
     word = command_word(args)
     module = _ALIASES.get(word or "", f"cmd_{word}")
     modules = _command_modules()
-    register([module] if module in modules and "--help" not in args[:1] else modules)
+    only = module in modules and "--help" not in args[:1] and COMPLETE_VAR not in os.environ
+    register([module] if only else modules)
+
+
+def build_command(all_commands: bool = False) -> Any:
+    """The click command tree of the registered commands (all of them if asked), with
+    the aliases of ``_SAME_AS`` and a metavar on every option (``clitree``)."""
+    if all_commands:
+        register(_command_modules())
+    group = typer.main.get_group(app)
+    for alias, target in _SAME_AS.items():
+        cmd = group.commands.get(target)
+        if cmd is not None and alias not in group.commands:
+            twin = copy.copy(cmd)
+            twin.name = alias
+            twin.help = f"Alias of `{target}`: {cmd.help or ''}".strip()
+            twin.short_help = f"Alias of `{target}`."
+            group.add_command(twin, alias)
+    return fill_metavars(group)
 
 
 def _interrupted(word: str | None) -> Interrupted:
@@ -94,10 +132,17 @@ def main(argv: list[str] | None = None) -> None:
         args.remove("--debug")
         debug = True
     word = command_word(args)
+    if args[:1] == ["--version"] and set(args) <= {"--version", "--json"} and "--json" in args:
+        sys.stdout.write(json.dumps({"version": __version__}) + "\n")
+        return
     register_for(args)
+    if COMPLETE_VAR in os.environ:
+        from typer._completion_classes import completion_init
+
+        completion_init()
     try:
         try:
-            rv = app(args, standalone_mode=False)
+            rv = build_command().main(args, standalone_mode=False, complete_var=COMPLETE_VAR)
         except KeyboardInterrupt:  # typer turns it into a returned 130; this is the rest
             rv = 130
         if rv == 130 or signals.received() is not None:

@@ -11,12 +11,15 @@ from ..errors import NothingMatched, UsageError
 from ..ops.forget import ForgetResult, forget, forget_ids
 from ..ops.gc import gc
 from ..ops.retention import Policy, parse_duration
+from ..ops.snapfilter import SnapshotFilter, parse_group_by
 from .common import (
     Ctx,
     echo,
     emit_json,
     store_command,
+    warn,
 )
+from .filteropts import PathFilterOpt, TagFilterOpt
 from .maintopts import (
     KeepUnindexedOpt,
     MaxUnusedOpt,
@@ -30,8 +33,8 @@ from .progress import CliObserver
 from .signals import on_interrupt
 
 
-def _count(flag: str, help: str) -> Any:
-    return typer.Option(None, flag, metavar="N", help=help)
+def _count(flag: str, short: str, help: str) -> Any:
+    return typer.Option(None, flag, short, metavar="N", help=help)
 
 
 @store_command
@@ -39,23 +42,26 @@ def forget_cmd(
     ctx: Ctx,
     ids: Annotated[list[str] | None, typer.Argument(
         help="Snapshot ids to forget (instead of a policy).")] = None,
-    keep_last: int | None = _count("--keep-last", "Keep the N newest snapshots."),
-    keep_hourly: int | None = _count("--keep-hourly", "Keep the newest of N hours."),
-    keep_daily: int | None = _count("--keep-daily", "Keep the newest of N days."),
-    keep_weekly: int | None = _count("--keep-weekly", "Keep the newest of N ISO weeks."),
-    keep_monthly: int | None = _count("--keep-monthly", "Keep the newest of N months."),
-    keep_yearly: int | None = _count("--keep-yearly", "Keep the newest of N years."),
+    keep_last: int | None = _count("--keep-last", "-l", "Keep the N newest snapshots."),
+    keep_hourly: int | None = _count("--keep-hourly", "-H", "Keep the newest of N hours."),
+    keep_daily: int | None = _count("--keep-daily", "-d", "Keep the newest of N days."),
+    keep_weekly: int | None = _count("--keep-weekly", "-w", "Keep the newest of N ISO weeks."),
+    keep_monthly: int | None = _count("--keep-monthly", "-m", "Keep the newest of N months."),
+    keep_yearly: int | None = _count("--keep-yearly", "-y", "Keep the newest of N years."),
     keep_within: Annotated[str | None, typer.Option(
         "--keep-within", metavar="DURATION",
         help="Keep snapshots newer than the group's latest minus this (e.g. 1y2m3d4h).")] = None,
     keep_tag: Annotated[list[str] | None, typer.Option(
-        "--keep-tag", help="Keep snapshots carrying these tags (a,b = both; repeatable).")] = None,
+        "--keep-tag", metavar="TAG[,TAG…]",
+        help="Keep snapshots carrying these tags (a,b = both; repeatable).")] = None,
     group_by: Annotated[str, typer.Option(
-        "--group-by", help="Apply the policy per group of host,paths[,tags].")] = "host,paths",
+        "--group-by", "-g", metavar="FIELD[,FIELD…]",
+        help="Apply the policy per group of host,paths[,tags].")] = "host,paths",
     host: Annotated[list[str] | None, typer.Option(
-        "--host", help="Only consider snapshots of this host (repeatable).")] = None,
-    tag: Annotated[list[str] | None, typer.Option(
-        "--tag", help="Only consider snapshots carrying this tag (repeatable).")] = None,
+        "--host", metavar="HOST", help="Only consider snapshots of this host (repeatable).")
+    ] = None,
+    tag: TagFilterOpt = None,
+    path: PathFilterOpt = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", "-n", help="Only show the plan.")] = False,
     prune: Annotated[bool, typer.Option("--prune", help="Run gc afterwards.")] = False,
     max_unused: MaxUnusedOpt = "5%",
@@ -64,11 +70,11 @@ def forget_cmd(
     metrics_file: MetricsFileOpt = None,
     metrics_job: MetricsJobOpt = None,
 ) -> None:
-    """Forget snapshots that the policy does not keep (or those named by id). --host/--tag
-    filters that match none of the store's snapshots exit 4 (nothing matched)."""
+    """Forget snapshots that the policy does not keep (or those named by id). --host/--tag/
+    --path filters that match none of the store's snapshots exit 4 (nothing matched)."""
     on_interrupt("forget did not finish: some snapshots it chose may remain")
     gopts = gc_options(max_unused, keep_unindexed_for, retry_lock, dry_run) if prune else None
-    groups = tuple(g.strip() for g in group_by.split(",") if g.strip())
+    groups = parse_group_by(group_by)
     policy = Policy(
         keep_last=keep_last, keep_hourly=keep_hourly, keep_daily=keep_daily,
         keep_weekly=keep_weekly, keep_monthly=keep_monthly, keep_yearly=keep_yearly,
@@ -79,10 +85,13 @@ def forget_cmd(
         raise UsageError("give either snapshot ids or a --keep-* policy, not both")
     with ctx.open() as st, job_metrics(metrics_file, st, metrics_job or "forget") as record:
         res = (forget_ids(st, ids, dry_run=dry_run) if ids
-               else forget(st, policy, dry_run=dry_run, hosts=host, tags=tag))
-        if (host or tag) and res.total and not res.snapshots:  # a typo must not pass as 0
-            given = [f"--host {h}" for h in host or []] + [f"--tag {t}" for t in tag or []]
-            raise NothingMatched(f"no snapshot matches {' '.join(given)}; nothing was forgotten")
+               else forget(st, policy, dry_run=dry_run, hosts=host, tags=tag, paths=path))
+        select = SnapshotFilter.of(host, tag, path)
+        if select.active() and res.total and not res.snapshots:  # a typo must not pass as 0
+            raise NothingMatched(f"no snapshot matches {select.describe()}; "
+                                 "nothing was forgotten")
+        for miss in select.unmatched(list(res.snapshots.values())):
+            warn(f"{miss} matched no snapshot")
         _render(res, ctx.json)
         if gopts is not None:
             on_interrupt("forget --prune did not finish: the snapshots are forgotten, "

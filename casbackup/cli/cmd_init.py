@@ -25,7 +25,8 @@ def init(
     encryption: Annotated[str, typer.Option(
         "--encryption", "-e", help=f"One of {', '.join(ENCRYPTIONS)}.")] = "repokey",
     pack_size_mib: Annotated[int, typer.Option("--pack-size", help="Target pack size, MiB.")] = 16,
-    compression_level: Annotated[int, typer.Option("--compression-level")] = 3,
+    compression_level: Annotated[int, typer.Option(
+        "--compression-level", metavar="LEVEL", help="zstd level, 1 (fast) to 22.")] = 3,
     from_url: Annotated[str | None, typer.Option(
         "--from", help="Pair with this store (same id key and chunker) so `sync` can copy "
                        "between them without re-chunking.")] = None,

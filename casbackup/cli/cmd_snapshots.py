@@ -9,8 +9,11 @@ from typing import Annotated
 
 import typer
 
-from ..errors import UsageError
+from ..errors import NothingMatched, UsageError
+from ..model.snapshot import Snapshot
 from ..model.tree import DIR, Node
+from ..ops.retention import GroupKey
+from ..ops.snapfilter import SnapshotFilter, group_snapshots, parse_group_by
 from ..ops.treewalk import walk
 from .common import (
     Ctx,
@@ -18,33 +21,91 @@ from .common import (
     emit_json,
     human_bytes,
     store_command,
+    warn,
 )
+from .filteropts import PathFilterOpt, TagFilterOpt
 
 
 @store_command
 def snapshots_cmd(
     ctx: Ctx,
-    host: Annotated[str | None, typer.Option("--host")] = None,
-    tag: Annotated[list[str] | None, typer.Option("--tag")] = None,
+    host: Annotated[list[str] | None, typer.Option(
+        "--host", "-H", metavar="HOST", help="Only snapshots of this host (repeatable).")
+    ] = None,
+    tag: TagFilterOpt = None,
+    path: PathFilterOpt = None,
+    latest: Annotated[int | None, typer.Option(
+        "--latest", metavar="N", min=1,
+        help="Only the N newest snapshots of each group (default groups: host,paths).")
+    ] = None,
+    group_by: Annotated[str, typer.Option(
+        "--group-by", "-g", metavar="FIELD[,FIELD…]",
+        help="Group by any of host,paths,tags (JSON: one object per group).")] = "",
+    compact: Annotated[bool, typer.Option(
+        "--compact", "-c", help="Only the id, time, host and tags columns.")] = False,
 ) -> None:
-    """List snapshots, oldest first."""
+    """List snapshots, oldest first. A --host/--tag/--path filter that matches none of the
+    store's snapshots exits 4 (nothing matched)."""
+    select = SnapshotFilter.of(host, tag, path)
+    fields = parse_group_by(group_by)
     with ctx.open() as st:
-        snaps = [
-            s
-            for s in st.snapshots()
-            if (host is None or s.hostname == host) and (not tag or set(tag) <= set(s.tags))
-        ]
+        every = st.snapshots()
+    snaps = [s for s in every if select.match(s)]
+    if select.active() and every and not snaps:
+        raise NothingMatched(f"no snapshot matches {select.describe()}")
+    for miss in select.unmatched(snaps if snaps else every):
+        warn(f"{miss} matched no snapshot")
+    groups = group_snapshots(snaps, fields or ("host", "paths") if latest else fields)
+    if latest is not None:
+        groups = {k: v[-latest:] for k, v in groups.items()}
+    if not fields:  # --latest alone: one list, still oldest first
+        groups = {GroupKey(): sorted((s for v in groups.values() for s in v),
+                                     key=lambda s: (s.time, s.id))}
     if ctx.json:
-        emit_json([s.to_json() for s in snaps])
+        if fields:
+            emit_json([{"group_key": {"hostname": k.hostname, "paths": _opt(k.paths),
+                                      "tags": _opt(k.tags)},
+                        "snapshots": [s.to_json() for s in v]} for k, v in groups.items()])
+        else:
+            emit_json([s.to_json() for v in groups.values() for s in v])
         return
-    echo(f"{'ID':8}  {'Time':19}  {'Host':12}  {'Type':12}  {'Tags':12}  {'Size':>10}  Paths")
+    for key, group in groups.items():
+        if fields:
+            echo(f"snapshots for {_describe(key)}:")
+        _table(group, compact)
+        if fields:
+            echo()
+    echo(f"{sum(len(v) for v in groups.values())} snapshot(s)")
+
+
+def _opt(t: tuple[str, ...] | None) -> list[str] | None:
+    return list(t) if t is not None else None
+
+
+def _describe(key: GroupKey) -> str:
+    parts = [f"host {key.hostname}" if key.hostname is not None else "",
+             f"paths {', '.join(key.paths)}" if key.paths is not None else "",
+             f"tags {','.join(key.tags) or '-'}" if key.tags is not None else ""]
+    return "; ".join(p for p in parts if p)
+
+
+def _table(snaps: list[Snapshot], compact: bool) -> None:
+    """Columns as wide as their widest cell: nothing is cut."""
+    head = ["ID", "Time", "Host", "Tags"] if compact else [
+        "ID", "Time", "Host", "Type", "Tags", "Size", "Paths"]
+    rows = []
     for s in snaps:
         t = datetime.fromtimestamp(s.time).strftime("%Y-%m-%d %H:%M:%S")
-        echo(
-            f"{s.id[:8]}  {t}  {s.hostname[:12]:12}  {s.type:12}  {','.join(s.tags)[:12]:12}  "
-            f"{human_bytes(s.summary.total_size):>10}  {', '.join(s.paths)}"
-        )
-    echo(f"{len(snaps)} snapshot(s)")
+        cells = [s.id[:8], t, s.hostname, ",".join(s.tags)]
+        if not compact:
+            cells[3:3] = [s.type]
+            cells += [human_bytes(s.summary.total_size), ", ".join(s.paths)]
+        rows.append(cells)
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+    for r in [head, *rows]:
+        line = "  ".join(c.rjust(w) if h == "Size" else c.ljust(w)
+                         for c, w, h in zip(r, widths, head, strict=True))
+        echo(line.rstrip())
 
 
 list_app = typer.Typer(help="List things in the store.", no_args_is_help=True)
@@ -71,8 +132,10 @@ def ls_cmd(
     ctx: Ctx,
     snapshot: Annotated[str, typer.Argument(help="Snapshot id (prefix) or 'latest'.")],
     path: Annotated[str, typer.Argument(help="Directory inside the snapshot.")] = "/",
-    recursive: Annotated[bool, typer.Option("--recursive", "-R")] = False,
-    long: Annotated[bool, typer.Option("--long", "-l")] = False,
+    recursive: Annotated[bool, typer.Option(
+        "--recursive", "-R", help="List the subdirectories too.")] = False,
+    long: Annotated[bool, typer.Option(
+        "--long", "-l", help="Mode, owner, size and time too.")] = False,
 ) -> None:
     """List the files of a snapshot."""
     with ctx.open() as st:

@@ -45,6 +45,10 @@ PasswordCmdOpt = Annotated[
     str | None, typer.Option("--password-command", help="Run this command to get the password.")
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
+VerboseOpt = Annotated[int, typer.Option(
+    "--verbose", "-v", count=True, help="List files as they are processed (-vv: every file).")]
+QuietOpt = Annotated[bool, typer.Option(
+    "--quiet", "-q", help="No progress output: only warnings and errors.")]
 
 
 class Ctx:
@@ -65,6 +69,7 @@ class Ctx:
         self.password_command = password_command
         self.json = json_out
         self.no_lock = no_lock
+        self.quiet = False  # -q: no progress, only warnings and errors
 
     def password_source(self, confirm: bool = False) -> Callable[[], str]:
         return lambda: read_password(self.password_file, self.password_command, confirm)
@@ -159,12 +164,14 @@ _STORE_PARAMS = [
                       annotation=JsonOpt),
     inspect.Parameter("no_lock", inspect.Parameter.KEYWORD_ONLY, default=False,
                       annotation=NoLockOpt),
+    inspect.Parameter("quiet", inspect.Parameter.KEYWORD_ONLY, default=False,
+                      annotation=QuietOpt),
 ]
 
 
 def store_command(fn: Callable[..., None]) -> Callable[..., None]:
     """Give a command the options every store command has (``--store``,
-    ``--password-file``, ``--password-command``, ``--json``) and call it with the ``Ctx``
+    ``--password-file``, ``--password-command``, ``--json``, ``-q``) and call it with the ``Ctx``
     they make as its first argument: ``def cmd(ctx: Ctx, …own options…)``."""
     hints = get_type_hints(fn, include_extras=True)
     own = list(inspect.signature(fn).parameters.values())[1:]  # without ctx
@@ -173,7 +180,12 @@ def store_command(fn: Callable[..., None]) -> Callable[..., None]:
     @functools.wraps(fn)
     def command(*args: Any, **kw: Any) -> None:
         ctx = Ctx(kw.pop("store"), kw.pop("password_file"), kw.pop("password_command"),
-                  kw.pop("json_out"), kw.pop("no_lock"))
+                  kw.pop("json_out"), kw.pop("no_lock", False))
+        ctx.quiet = kw.pop("quiet", False)  # cmd_test calls verify_cmd without it
+        if ctx.quiet:
+            from . import progress
+
+            progress.QUIET = True  # every CliObserver of this process: no progress output
         fn(ctx, *args, **kw)
 
     command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]

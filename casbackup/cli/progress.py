@@ -1,5 +1,6 @@
 """Render an ops Observer: a rich progress bar on a TTY, JSON lines with ``--json``,
-silence otherwise. Warnings always go to stderr (one line each), or as JSON lines.
+silence otherwise (and with -q: no bar, no JSON status lines). Warnings always go to
+stderr (one line each), or as JSON lines; -v lists files on stdout.
 
 Invariant: rendering never raises into the operation and never slows the byte path:
 updates are coalesced by rich's refresh rate; JSON status lines are rate-limited.
@@ -8,6 +9,7 @@ updates are coalesced by rich's refresh rate; JSON status lines are rate-limited
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 import time
@@ -19,10 +21,17 @@ if TYPE_CHECKING:  # rich is imported only when a bar is drawn (~25 ms of startu
     from rich.progress import Progress, TaskID
 
 
+QUIET = False  # -q of the command being run (``common.store_command`` sets it)
+
+
 class CliObserver(Observer):
-    def __init__(self, json_lines: bool = False, tty: bool | None = None) -> None:
+    def __init__(self, json_lines: bool = False, tty: bool | None = None, *,
+                 verbose: int = 0, quiet: bool | None = None) -> None:
+        quiet = QUIET if quiet is None else quiet
         self.json = json_lines
-        self.tty = sys.stderr.isatty() if tty is None else tty
+        self.tty = not quiet and (sys.stderr.isatty() if tty is None else tty)
+        self.quiet = quiet
+        self.verbose = verbose
         self._lock = threading.Lock()
         self._progress: Progress | None = None
         self._task: TaskID | None = None
@@ -75,7 +84,7 @@ class CliObserver(Observer):
             self._files += nfiles
             if self._progress is not None and self._task is not None:
                 self._progress.update(self._task, completed=self._bytes, files=self._files)
-            elif self.json:
+            elif self.json and not self.quiet:
                 now = time.monotonic()
                 if now - self._last >= 1.0:
                     self._last = now
@@ -90,6 +99,20 @@ class CliObserver(Observer):
                         )
                         + "\n"
                     )
+
+    def file(self, path: bytes, action: str) -> None:
+        """-v lists new and changed files, -vv unchanged ones too (on stdout)."""
+        if self.verbose < (2 if action == "unchanged" else 1):
+            return
+        from .common import shown
+        name = shown(os.fsdecode(path))
+        with self._lock:
+            line = (json.dumps({"type": "verbose_status", "action": action, "item": name})
+                    if self.json else f"{action:9} {name}")
+            if self._progress is not None:  # above the bar, which it must not garble
+                self._progress.console.print(line, markup=False, highlight=False)
+            else:
+                sys.stdout.write(line + "\n")
 
     def warn(self, path: str, message: str) -> None:
         with self._lock:

@@ -179,6 +179,7 @@ class Archiver:
             s.files_new += 1
         else:
             s.files_changed += 1
+        self.obs.file(path, "new" if parent is None else "changed")
         link_key = (node.device, node.inode)
         if node.nlink > 1 and link_key in self._hardlinks:
             first = self._hardlinks[link_key]
@@ -215,7 +216,7 @@ class Archiver:
             pd.parent_maps = self.store.load_tree_maps(parent_subtree)
             parent_tree = {m["name"]: m for m in pd.parent_maps}
         skip = (self.opt.one_file_system and node.device != root_dev) or (
-            self.opt.excluder.is_cache_dir(short_path(path, dir_fd, b"."))
+            self.opt.excluder.skips_contents(short_path(path, dir_fd, b"."))
         )
         names: list[bytes] = []
         if not skip:
@@ -290,7 +291,7 @@ class Archiver:
             self._warn_unreadable(path, e)
             return None
         is_dir = stat.S_ISDIR(st.st_mode)
-        if self.opt.excluder.excluded(crel, is_dir):
+        if self.opt.excluder.excluded(crel, is_dir, path, st.st_size):
             return None
         if is_dir and (st.st_dev, st.st_ino) in self.opt.skip_dirs:
             self.obs.warn(os.fsdecode(path), "is the store being written to: left out")
@@ -302,6 +303,7 @@ class Archiver:
             if pnode["type"] == FILE:
                 s.total_size += st.st_size
                 s.files_unchanged += 1
+                self.obs.file(path, "unchanged")
             self.obs.progress(st.st_size if pnode["type"] == FILE else 0, 1)
             return pnode
         try:

@@ -52,6 +52,7 @@ class BackupOptions:
     stdin_filename: str = "stdin"
     stdin_check: Callable[[], None] | None = None  # after stdin's end; raise: no snapshot
     parent: str | None = None  # explicit parent snapshot id
+    time: float | None = None  # the snapshot's time (--time); None: now
 
 
 @dataclass
@@ -162,7 +163,8 @@ def backup(store: Store, paths: list[str], opts: BackupOptions,
         bpaths = normalize_paths(paths)
         spaths = [os.fsdecode(p) for p in bpaths]
     start = time.monotonic()
-    t0 = clock.time()
+    now = clock.time()
+    t0 = opts.time if opts.time is not None else now
     with WriteSession(store, "backup", clock=clock):
         store.load_index()
         parent = (store.find_snapshot(opts.parent) if opts.parent
@@ -176,7 +178,7 @@ def backup(store: Store, paths: list[str], opts: BackupOptions,
         try:
             if opts.stdin is not None:
                 node = Node(stdin_name, FILE, mode=0o644,
-                            mtime_ns=int(t0 * 1e9))
+                            mtime_ns=int(now * 1e9))
                 root = Tree([arch.save_stream(opts.stdin, node)])
                 if opts.stdin_check is not None:
                     opts.stdin_check()

@@ -114,21 +114,23 @@ class Sources:
     def under(p: bytes, root: bytes) -> bool:
         return p == root or p.startswith(root if root.endswith(b"/") else root + b"/")
 
-    def _dir_excluded(self, rel: bytes) -> bool:
-        hit = self._dir_cache.get(rel)
+    def _dir_excluded(self, rel: bytes, root: bytes) -> bool:
+        path = os.path.join(root, rel)
+        hit = self._dir_cache.get(path)
         if hit is None:
             if len(self._dir_cache) > 100_000:
                 self._dir_cache.clear()
-            hit = self._dir_cache[rel] = self.excluder.excluded(rel, True)
+            hit = self._dir_cache[path] = self.excluder.excluded(rel, True, path)
         return hit
 
-    def exclusion(self, rel: bytes, is_dir: bool) -> str | None:
-        """``"inside"`` when an ancestor is excluded, ``"self"`` when ``rel`` is, else None."""
+    def exclusion(self, rel: bytes, is_dir: bool, root: bytes) -> str | None:
+        """``"inside"`` when an ancestor is excluded, ``"self"`` when ``rel`` (below the
+        source ``root``) is, else None."""
         parts = rel.split(b"/") if rel else []
         for i in range(1, len(parts)):
-            if self._dir_excluded(b"/".join(parts[:i])):
+            if self._dir_excluded(b"/".join(parts[:i]), root):
                 return "inside"
-        if rel and self.excluder.excluded(rel, is_dir):
+        if rel and self.excluder.excluded(rel, is_dir, os.path.join(root, rel)):
             return "self"
         return None
 
@@ -143,7 +145,7 @@ class Sources:
         if not root_is_dir:  # a file source: only the file itself counts
             return {parent} if p == root else set()
         rel = p[len(root):].lstrip(b"/")
-        state = self.exclusion(rel, is_dir)
+        state = self.exclusion(rel, is_dir, root)
         if state == "inside":
             return set()
         if state == "self":

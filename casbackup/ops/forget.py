@@ -8,7 +8,8 @@ Invariants:
   snapshot that disappears while it marks as forgotten (keeping more is always safe).
 - A damaged snapshot object is never chosen by a policy (``Store.snapshots`` skips it
   with a warning) but can be forgotten by id.
-- The policy sees every snapshot that passes the ``hosts`` / ``tags`` filters; the
+- The policy sees every snapshot that passes the ``hosts`` / ``tags`` / ``paths`` filters
+  (``ops/snapfilter.py``: each tags entry is a comma-separated group); the
   decision for each is returned, with every rule that kept it, in ``dry_run`` too.
 - Snapshot times are UTC seconds in the store; buckets use ``tz`` (local by default).
 """
@@ -24,6 +25,7 @@ from ..errors import IntegrityError, NotFound, UsageError
 from ..model.snapshot import Snapshot
 from ..store import Store
 from .retention import Decision, GroupKey, Policy, SnapshotEntry, apply_policy
+from .snapfilter import SnapshotFilter
 
 
 @dataclass
@@ -46,10 +48,11 @@ def entry(s: Snapshot) -> SnapshotEntry:
 
 def forget(store: Store, policy: Policy, *, dry_run: bool = False,
            hosts: list[str] | None = None, tags: list[str] | None = None,
-           tz: tzinfo | None = None, clock: Clock = SYSTEM) -> ForgetResult:
+           paths: list[str] | None = None, tz: tzinfo | None = None,
+           clock: Clock = SYSTEM) -> ForgetResult:
     every = store.snapshots()
-    snaps = [s for s in every
-             if (not hosts or s.hostname in hosts) and (not tags or set(tags) <= set(s.tags))]
+    select = SnapshotFilter.of(hosts, tags, paths)
+    snaps = [s for s in every if select.match(s)]
     now = datetime.fromtimestamp(clock.time(), UTC)
     res = ForgetResult(dry_run=dry_run, snapshots={s.id: s for s in snaps}, total=len(every))
     res.groups = apply_policy([entry(s) for s in snaps], policy, tz=tz, now=now)

@@ -19,6 +19,9 @@ class Observer:
     def progress(self, nbytes: int, nfiles: int = 0) -> None:
         """``nbytes`` more bytes / ``nfiles`` more files were processed."""
 
+    def file(self, path: bytes, action: str) -> None:
+        """A file was processed: ``action`` is ``new``, ``changed`` or ``unchanged``."""
+
     def warn(self, path: str, message: str) -> None:
         """A non-fatal problem with one path (unreadable, changed while read, …)."""
 

@@ -179,7 +179,7 @@ class Watcher:
                 if Sources.under(rb, src) and os.path.isdir(src):
                     rel = rb[len(src):].lstrip(b"/")
                     probe = Sources([src], self.opts.archive.excluder, [])
-                    if not rel or probe.exclusion(rel, True) is None:
+                    if not rel or probe.exclusion(rel, True, src) is None:
                         raise UsageError(
                             f"store {root} is inside the watched path {os.fsdecode(src)}: "
                             f"every snapshot would change the source; exclude it (--exclude "

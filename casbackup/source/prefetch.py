@@ -49,9 +49,10 @@ def _walk(roots: list[bytes], excluder: Excluder) -> tuple[int, int]:
                 continue
             crel = rel + b"/" + e.name if rel else e.name
             if stat.S_ISDIR(st.st_mode):
-                if not excluder.excluded(crel, True):
+                if not excluder.excluded(crel, True, e.path):
                     subdirs.append((e.path, crel))
-            elif stat.S_ISREG(st.st_mode) and not excluder.excluded(crel, False):
+            elif stat.S_ISREG(st.st_mode) and not excluder.excluded(crel, False, e.path,
+                                                                  st.st_size):
                 size += st.st_size
                 files += 1
         stack.extend(sorted(subdirs, reverse=True))  # the walker's order: sorted, depth first
