@@ -72,7 +72,8 @@ def find_cmd(
         "--newest", "-N", help="Only entries modified at or before this time.")] = None,
     oldest: Annotated[str | None, typer.Option(
         "--oldest", "-O", help="Only entries modified at or after this time.")] = None,
-    ignore_case: Annotated[bool, typer.Option("--ignore-case", "-i")] = False,
+    ignore_case: Annotated[bool, typer.Option(
+        "--ignore-case", "-i", help="Match patterns regardless of case.")] = False,
     long: Annotated[bool, typer.Option("--long", "-l", help="Show mode, size, mtime.")
                     ] = False,
 ) -> None:

@@ -145,11 +145,15 @@ def test_interrupt_stops_the_threads_and_leaves_no_half_file(tmp_path: Path) -> 
         (src / f"s{i}").write_bytes(os.urandom(3000))
     st = make_store(tmp_path / "store")
     backup(st, [str(src)], BackupOptions())
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    # Python's own handler (an in-process CLI test may have left the CLI's installed)
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
     obs = _Interrupter()
     target = tmp_path / "t"
-    with pytest.raises(KeyboardInterrupt):
-        restore(st, "latest", str(target), observer=obs, workers=1)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            restore(st, "latest", str(target), observer=obs, workers=1)
+    finally:
+        signal.signal(signal.SIGINT, old)
     assert obs.sent
     alive = [t.name for t in threading.enumerate()
              if t.name.startswith(("restore", "create"))]

@@ -18,7 +18,7 @@ from casbackup.backends.faulty import Fault, FaultyBackend
 from casbackup.backends.memory import MemoryBackend
 from casbackup.clock import FakeClock
 from casbackup.crypto.codec import LOCK
-from casbackup.errors import PermanentError
+from casbackup.errors import PermanentError, UsageError
 from casbackup.ids import object_name
 from casbackup.store import identity as ident
 from casbackup.store import locks
@@ -149,7 +149,7 @@ def test_read_only_sessions_without_a_lock(caplog: pytest.LogCaptureFixture) -> 
         pass  # a writer never runs without its lock
     with session(st, "verify", no_lock=True, read_only=True) as held:
         assert held is None
-    with pytest.raises(ValueError), session(st, "backup", no_lock=True):
+    with pytest.raises(UsageError), session(st, "backup", no_lock=True):
         pass
 
 
