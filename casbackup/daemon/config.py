@@ -40,6 +40,7 @@ from casbackup.daemon.schedule import validate_cron
 from casbackup.errors import UsageError
 from casbackup.ops.retention import Policy, parse_duration
 from casbackup.ops.verify import parse_subset
+from casbackup.source.exclude import parse_size
 from casbackup.store import check_url
 
 from .hooks import Hooks
@@ -73,6 +74,9 @@ class SourceConfig:
     one_file_system: bool = False
     exclude_caches: bool = False  # skip directories holding a CACHEDIR.TAG (as --exclude-caches)
     exclude_files: tuple[str, ...] = ()  # more pattern files (as repeated --exclude-file)
+    iexcludes: tuple[str, ...] = ()  # case-insensitive patterns (as --iexclude)
+    exclude_if_present: tuple[str, ...] = ()  # marker file names (as --exclude-if-present)
+    exclude_larger_than: int | None = None  # bytes (as --exclude-larger-than)
 
     def pattern_files(self) -> list[str]:
         return ([self.exclude_file] if self.exclude_file else []) + list(self.exclude_files)
@@ -208,7 +212,7 @@ _HOOK_KEYS = ("before", "after", "on_error", "finally", "timeout")
 _NOTIFY_KEYS = ("events", "urls", "webhooks", "healthchecks")
 _NOTIFY_EVENTS = ("start", "success", "failure")
 _SOURCE_KEYS = ("paths", "excludes", "exclude_file", "exclude_files", "one_file_system",
-                "exclude_caches")
+                "exclude_caches", "iexcludes", "exclude_if_present", "exclude_larger_than")
 _WATCH_KEYS = ("source", "store", "debounce", "max_delay", "sync_to")
 _COMMON_JOB_KEYS = ("type", "cron", "store", "retries", "retry_delay", "catch_up", "timeout",
                     "hooks", "notify")
@@ -447,7 +451,20 @@ class _Loader:
             one_file_system=_opt(m, "one_file_system", where, self.boolean, False),
             exclude_caches=_opt(m, "exclude_caches", where, self.boolean, False),
             exclude_files=_opt(m, "exclude_files", where, self.paths, ()),
+            iexcludes=_opt(m, "iexcludes", where, self.strings, ()),
+            exclude_if_present=_opt(m, "exclude_if_present", where, self.strings, ()),
+            exclude_larger_than=_opt(m, "exclude_larger_than", where, self.size, None),
         )
+
+    def size(self, node: Node, where: str) -> int:
+        """A size: bytes, or a string with a K/M/G/T suffix (as --exclude-larger-than)."""
+        value = self.scalar(node, where)
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return value
+        try:
+            return parse_size(str(value))
+        except UsageError as e:
+            raise self.error(node, where, str(e)) from None
 
     def paths(self, node: Node, where: str) -> tuple[str, ...]:
         return tuple(self.path(item, at) for item, at in self.items(node, where))

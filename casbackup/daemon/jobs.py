@@ -164,7 +164,9 @@ def archive_options(src: SourceConfig) -> ArchiveOptions:
     from ..ops.archiver import ArchiveOptions
     from ..source.exclude import Excluder
 
-    excluder = Excluder.from_options(src.excludes, src.pattern_files(), src.exclude_caches)
+    excluder = Excluder.from_options(
+        src.excludes, src.pattern_files(), src.exclude_caches, ipatterns=src.iexcludes,
+        markers=src.exclude_if_present, larger_than=src.exclude_larger_than)
     return ArchiveOptions(excluder=excluder, one_file_system=src.one_file_system)
 
 

@@ -156,11 +156,17 @@ def test_yaml_source_filters_reach_the_archiver(tmp_path: Path) -> None:
     (src / "keep.txt").write_text("k")
     (src / "a.log").write_text("l")
     (src / "b.tmp").write_text("t")
+    (src / "SHOUT.BAK").write_text("b")  # iexcludes: *.bak
+    (src / "marked").mkdir()
+    (src / "marked" / ".nobackup").write_text("")  # exclude_if_present: .nobackup
+    (src / "marked" / "inside").write_text("i")
+    (src / "huge.bin").write_bytes(b"x" * 20000)  # exclude_larger_than: 10K
     (tmp_path / "one.txt").write_text("*.log\n")
     (tmp_path / "two.txt").write_text("*.tmp\n")
     make_store(tmp_path / "store").close()
     text = CONFIG.replace("    paths: [src]", "    paths: [src]\n    exclude_caches: true\n"
-                          "    exclude_files: [one.txt, two.txt]")
+                          "    exclude_files: [one.txt, two.txt]\n    iexcludes: ['*.bak']\n"
+                          "    exclude_if_present: [.nobackup]\n    exclude_larger_than: 10K")
     cfg = tmp_path / "c.yaml"
     cfg.write_text(text)
     config = load_config(cfg)
@@ -181,6 +187,8 @@ def test_yaml_source_filters_reach_the_archiver(tmp_path: Path) -> None:
         names = sorted(n.name for n in tree.nodes)
     assert b"keep.txt" in names
     assert b"a.log" not in names and b"b.tmp" not in names
+    assert b"SHOUT.BAK" not in names and b"huge.bin" not in names
+    assert config.sources["src"].exclude_larger_than == 10 << 10
     cache = [n for n in names if n == b"cache"]
     assert cache == [] or _cache_is_empty(tmp_path / "store", src)
 
