@@ -9,11 +9,13 @@ be compared with ``==`` and a failure shows the first differing path.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import stat
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -117,3 +119,36 @@ def assert_same_tree(a: Path | bytes, b: Path | bytes, *, times: bool = True) ->
             if sa.get(k) != sb.get(k):
                 raise AssertionError(f"{k!r}: source {sa.get(k)} != restored {sb.get(k)}")
     assert len(sa) == len(sb)
+
+
+def deep_chain(root: Path, depth: int, top: bytes = b"top", leaf: bytes = b"leaf",
+               leaf_mode: int = 0o644) -> None:
+    """root/top.txt and root/d/d/.../d/leaf.txt, ``depth`` directories deep, made with dir
+    fds (the path may be longer than PATH_MAX)."""
+    root.mkdir()
+    (root / "top.txt").write_bytes(top)
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    for _ in range(depth):
+        os.mkdir("d", dir_fd=fd)
+        sub = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+        os.close(fd)
+        fd = sub
+    w = os.open("leaf.txt", os.O_WRONLY | os.O_CREAT, leaf_mode, dir_fd=fd)
+    os.write(w, leaf)
+    os.close(w)
+    os.close(fd)
+
+
+@contextlib.contextmanager
+def tmpfs_mount(mnt: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of ``size`` (e.g. ``1m``) mounted at ``mnt`` for the block (the caller
+    skips when mounting is refused: ``OSError``)."""
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)],
+                       capture_output=True)
+    if r.returncode:
+        raise OSError(r.stderr.decode().strip() or "mount refused")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)

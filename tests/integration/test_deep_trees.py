@@ -11,24 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import run_cli
+from tests.helpers import deep_chain, run_cli
 
 
 def _make_chain(root: Path, depth: int) -> None:
-    """root/top.txt and root/d/d/.../d/leaf.txt, ``depth`` directories deep (built with
-    dir fds: the path is longer than PATH_MAX at 5,000 levels)."""
-    root.mkdir()
-    (root / "top.txt").write_text("top")
-    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
-    for _ in range(depth):
-        os.mkdir("d", dir_fd=fd)
-        sub = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
-        os.close(fd)
-        fd = sub
-    leaf = os.open("leaf.txt", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd)
-    os.write(leaf, b"leaf")
-    os.close(leaf)
-    os.close(fd)
+    deep_chain(root, depth)
 
 
 def _remove_chain(root: Path) -> None:

@@ -5,9 +5,9 @@ garbage of its own."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,21 +20,17 @@ from casbackup.ops.forget import forget_ids
 from casbackup.ops.gc import GcOptions, gc
 from casbackup.ops.verify import verify
 from casbackup.store.maintenance import pack_listing
-from tests.helpers import make_store, open_test_store
+from tests.helpers import make_store, open_test_store, tmpfs_mount
 
 
 @pytest.fixture
 def tmpfs(tmp_path: Path) -> Iterator[Path]:
-    mnt = tmp_path / "small"
-    mnt.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(mnt)],
-                       capture_output=True)
-    if r.returncode:
-        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.decode().strip()}")
-    try:
+    with contextlib.ExitStack() as stack:
+        try:
+            mnt = stack.enter_context(tmpfs_mount(tmp_path / "small", "6m"))
+        except OSError as e:
+            pytest.skip(f"cannot mount a tmpfs here: {e}")
         yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 def _fill(mnt: Path, leave: int) -> None:

@@ -10,9 +10,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
-import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +22,7 @@ import pytest
 from casbackup.ops.backup import BackupOptions, backup
 from casbackup.ops.observer import Observer
 from casbackup.ops.restore import restore
-from tests.helpers import cli_env, make_store, restored_root, run_cli
+from tests.helpers import cli_env, deep_chain, make_store, restored_root, run_cli, tmpfs_mount
 from tests.integration.restore_env import deep_tmp  # noqa: F401  (a fixture)
 
 DEPTH = 1200
@@ -30,18 +30,7 @@ DEPTH = 1200
 
 def _deep(root: Path) -> None:
     """root/top.txt and root/d/d/.../d (DEPTH levels)/leaf.txt, made fd-relative."""
-    root.mkdir()
-    (root / "top.txt").write_bytes(b"top\n")
-    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
-    for _ in range(DEPTH):
-        os.mkdir("d", dir_fd=fd)
-        nfd = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
-        os.close(fd)
-        fd = nfd
-    w = os.open("leaf.txt", os.O_WRONLY | os.O_CREAT, 0o640, dir_fd=fd)
-    os.write(w, b"deep leaf\n")
-    os.close(w)
-    os.close(fd)
+    deep_chain(root, DEPTH, top=b"top\n", leaf=b"deep leaf\n", leaf_mode=0o640)
 
 
 def _levels(root: Path) -> Iterator[tuple[int, list[str]]]:
@@ -85,16 +74,12 @@ def test_1200_level_tree_restores_whole_and_with_include(tmp_path: Path) -> None
 
 @pytest.fixture
 def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
-    mnt = tmp_path / "full"
-    mnt.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)],
-                       capture_output=True)
-    if r.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs: {r.stderr.decode().strip()}")
-    try:
+    with contextlib.ExitStack() as stack:
+        try:
+            mnt = stack.enter_context(tmpfs_mount(tmp_path / "full", "1m"))
+        except OSError as e:
+            pytest.skip(f"cannot mount a tmpfs: {e}")
         yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 def test_full_target_names_the_file_and_exits_partial(tmp_path: Path,
