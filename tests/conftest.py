@@ -24,6 +24,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -34,6 +35,10 @@ import pytest
 
 from casbackup.backends import open_backend
 from casbackup.backends.base import Backend
+
+# every store's local cache (store/cachedir.py) goes to one throwaway directory per test
+# session, inherited by the CLI and daemon processes the tests start, never ~/.cache
+os.environ.setdefault("CASBACKUP_CACHE_DIR", tempfile.mkdtemp(prefix="casbackup-test-cache-"))
 
 BACKENDS = ["memory", "local", "s3", "sftp"]
 

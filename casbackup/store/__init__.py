@@ -12,6 +12,7 @@ from dataclasses import replace
 from ..chunking import ChunkerParams
 from ..crypto import keys as keymod
 from ..errors import UsageError
+from .cachedir import CacheSettings, store_cache_dir
 from .config import StoreConfig
 from .store import AddResult, PasswordSource, Store
 
@@ -33,9 +34,14 @@ def check_url(url: str) -> None:
 
 
 def open_store(url: str, password: PasswordSource | None,
-               warn: Callable[[str], None] | None = None) -> Store:
-    """Open the store at URL; WARN gets one line per key object skipped on the way."""
-    return Store.open(open_backend(url), password, url, warn)
+               warn: Callable[[str], None] | None = None,
+               cache: CacheSettings | None = None) -> Store:
+    """Open the store at URL; WARN gets one line per key object skipped on the way.
+    CACHE is where its local cache lives (``CacheSettings.default()`` when None; pass
+    ``CacheSettings.disabled()`` for none)."""
+    store = Store.open(open_backend(url), password, url, warn)
+    store.cache_dir = store_cache_dir(cache or CacheSettings.default(), store.config.store_id)
+    return store
 
 
 def init_store(
@@ -75,4 +81,4 @@ def backend_retries() -> int:
 
 
 __all__ = ["Store", "AddResult", "StoreConfig", "open_store", "init_store", "ENCRYPTIONS",
-           "check_url", "backend_retries"]
+           "check_url", "backend_retries", "CacheSettings"]

@@ -29,6 +29,7 @@ import threading
 from collections import OrderedDict, deque
 from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from ..backends.base import Backend, ObjectInfo
@@ -94,6 +95,9 @@ class Store:
         self.excluded: frozenset[str] = frozenset()
         self.before_commit: Callable[[Snapshot], None] | None = None
         self.chunker: Chunker = get_chunker(config.chunker)
+        # this store's local cache directory (store/cachedir.py), or None for no cache;
+        # set by ``open_store`` before the first command reads anything
+        self.cache_dir: Path | None = None
 
     # ----- creation / opening ---------------------------------------------------------
 

@@ -1,0 +1,62 @@
+"""Where a store's local cache lives: ``$XDG_CACHE_HOME/casbackup/<store id>``.
+
+The cache holds only what is derived from, or a copy of, the store's immutable,
+content-addressed objects (index objects, snapshots, tree blobs, and the compact index
+built from index objects), so an entry can never be stale, only missing or damaged; every
+reader checks an entry against its content-addressed name before trusting it and
+refetches or rebuilds it otherwise. The cache is never the truth and may be deleted at
+any time.
+
+Invariants:
+- ``CacheSettings.directory is None`` means no cache: nothing is written outside the
+  store (the CLI's ``--no-cache``).
+- A store's cache directory is ``<root>/<store id>``, where the store id is the config's
+  32 hex digits (checked when the config is decoded), so a hostile config cannot steer
+  it elsewhere; it is created mode 0700 (it may hold decrypted tree blobs).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..fields import is_hex
+
+
+@dataclass(frozen=True, slots=True)
+class CacheSettings:
+    """The cache root for every store a process opens, or None for no cache."""
+
+    directory: Path | None
+
+    @classmethod
+    def default(cls) -> CacheSettings:
+        """``$CASBACKUP_CACHE_DIR``, else ``$XDG_CACHE_HOME/casbackup``, else
+        ``~/.cache/casbackup`` (the XDG base-directory rule)."""
+        explicit = os.environ.get("CASBACKUP_CACHE_DIR")
+        if explicit:
+            return cls(Path(explicit))
+        xdg = os.environ.get("XDG_CACHE_HOME")
+        base = Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".cache"
+        return cls(base / "casbackup")
+
+    @classmethod
+    def disabled(cls) -> CacheSettings:
+        return cls(None)
+
+
+def store_cache_dir(settings: CacheSettings | None, store_id: str) -> Path | None:
+    """The cache directory of the store STORE_ID (created, mode 0700), or None when
+    caching is off or the directory cannot be made (a read-only home: the command then
+    runs without a cache rather than failing)."""
+    if settings is None or settings.directory is None:
+        return None
+    if not is_hex(store_id, 32):
+        raise ValueError(f"not a store id: {store_id!r}")
+    path = settings.directory / store_id
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return path
