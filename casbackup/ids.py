@@ -1,9 +1,12 @@
-"""Identifiers: BlobIds (keyed BLAKE3 of plaintext) and object names (BLAKE3 of stored bytes).
+"""Identifiers: BlobIds (keyed BLAKE3 of plaintext), object names (BLAKE3 of stored
+bytes) and the kinds of sealed things they name.
 
 Invariants: an id is always 32 raw bytes in memory and 64 lowercase hex digits on the
 wire/in keys. ``object_name`` is unkeyed so anyone can check an object for bit rot
 without the password; ``blob_id`` is keyed with the store's id key so ids reveal nothing
-about content to someone without the key.
+about content to someone without the key. The kind strings are part of the format (the
+codec's AEAD associated data, pack headers, index entries): they live here, beside the
+ids, so that code naming a blob's kind never imports ``crypto/``.
 """
 
 from __future__ import annotations
@@ -11,6 +14,17 @@ from __future__ import annotations
 import blake3
 
 ID_LEN = 32
+
+# Kinds of sealed things; the byte values are part of the format (AEAD associated data).
+DATA = "data"  # a chunk of a file
+TREE = "tree"  # a directory listing
+HEADER = "header"  # a pack's header
+INDEX = "index"  # an index object
+SNAPSHOT = "snapshot"  # a snapshot manifest
+LOCK = "lock"  # a lock object
+GC_RECORD = "gc"  # condemnation records of two-phase gc (DESIGN §8)
+KINDS = (DATA, TREE, HEADER, INDEX, SNAPSHOT, LOCK, GC_RECORD)
+BLOB_KINDS = (DATA, TREE)  # the kinds a pack holds
 
 
 def object_name(data: bytes | bytearray | memoryview) -> str:

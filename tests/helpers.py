@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from casbackup.store import Store, init_store
+from casbackup.store import ObjectInfo, Store, init_store, maintainer
 
 PASSWORD = "test-password"
 FAST_KDF = 2**10
@@ -34,6 +34,16 @@ def open_test_store(path: Path | str) -> Store:
     from casbackup.store import open_store
 
     return open_store(str(path), lambda: PASSWORD)
+
+
+def index_names(st: Store) -> list[str]:
+    """The index objects on the backend now (the store's own maintenance listing)."""
+    return maintainer(st).index_names()
+
+
+def pack_listing(st: Store) -> dict[str, ObjectInfo]:
+    """The pack objects on the backend now, by name."""
+    return maintainer(st).pack_listing()
 
 
 def cli_env(**extra: str) -> dict[str, str]:

@@ -6,10 +6,8 @@ from typing import Annotated, Any
 
 import typer
 
-from ..crypto.codec import INDEX
 from ..errors import UsageError
 from ..store import keyring
-from ..store.index import decode_index
 from .common import Ctx, PasswordCmdOpt, PasswordFileOpt, StoreOpt, emit_json
 
 KINDS = ("config", "snapshot", "tree", "index", "pack", "keys")
@@ -61,7 +59,7 @@ def cat_cmd(
             tid = st.find_snapshot(ref).tree if not _is_blob_id(ref) else bytes.fromhex(ref)
             out = {"id": tid.hex(), "nodes": [n.to_map() for n in st.load_tree(tid).nodes]}
         elif kind == "index":
-            packs, sup = decode_index(st.read_object("index/", obj_id or "", INDEX), obj_id or "")
+            packs, sup = st.index_object(obj_id or "")
             out = {
                 "supersedes": sup,
                 "packs": [

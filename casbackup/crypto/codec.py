@@ -14,20 +14,13 @@ Invariants:
 from __future__ import annotations
 
 from ..errors import IntegrityError
-from ..ids import blob_id
+from ..ids import DATA, GC_RECORD, HEADER, INDEX, KINDS, LOCK, SNAPSHOT, TREE, blob_id
 from ..scratch import Scratch
 from .aead import OVERHEAD, Aead
 from .compress import Compressor
 
-# Kinds of sealed things; the byte values are part of the format (AEAD associated data).
-DATA = "data"
-TREE = "tree"
-HEADER = "header"
-INDEX = "index"
-SNAPSHOT = "snapshot"
-LOCK = "lock"
-GC_RECORD = "gc"  # condemnation records of two-phase gc (DESIGN §8)
-KINDS = (DATA, TREE, HEADER, INDEX, SNAPSHOT, LOCK, GC_RECORD)
+# the kinds (``ids.KINDS``) are re-exported for the store's own modules and old callers
+__all__ = ["Codec", "DATA", "TREE", "HEADER", "INDEX", "SNAPSHOT", "LOCK", "GC_RECORD", "KINDS"]
 _AD = {k: b"casbackup:" + k.encode() for k in KINDS}
 
 

@@ -38,7 +38,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
-from ..crypto.codec import DATA, TREE
+from ..ids import DATA, TREE
 from ..model.snapshot import Summary
 from ..model.tree import DIR, FILE, SYMLINK, Node, Tree, encode_maps
 from ..source.exclude import Excluder

@@ -22,10 +22,10 @@ import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
-from ..crypto.codec import DATA
+from ..ids import DATA
 from ..model.snapshot import Summary
 from ..model.tree import Node
-from ..store import Store
+from .capabilities import BlobSaver
 from .observer import Observer
 
 REREAD = 2
@@ -41,7 +41,7 @@ class FileResult:
 
 
 class FileSaver:
-    def __init__(self, store: Store, observer: Observer, summary: Summary,
+    def __init__(self, store: BlobSaver, observer: Observer, summary: Summary,
                  lock: threading.Lock, *, dry_run: bool, workers: int,
                  max_inflight: int) -> None:
         self.store = store
@@ -52,12 +52,12 @@ class FileSaver:
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="file-saver")
         self._slots = threading.BoundedSemaphore(max_inflight)
         self._dry_seen: set[bytes] = set()
-        self._small = store.config.chunker.min_size
+        self._small = store.chunker.params.min_size
         self._local = threading.local()  # per saver thread: the read buffer
 
     def add(self, kind: str, data: bytes | memoryview) -> bytes:
         if self.dry_run:
-            bid = self.store.codec.blob_id(data)
+            bid = self.store.blob_id(data)
             with self._lock:
                 if not self.store.has_blob(bid) and bid not in self._dry_seen:
                     self._dry_seen.add(bid)

@@ -47,18 +47,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ..backends.base import ObjectInfo
 from ..clock import SYSTEM, Clock
 from ..errors import IntegrityError, PermanentError, UsageError
 from ..faults import crash_point
 from ..model.tree import Tree
-from ..store import Store
+from ..store import ObjectInfo, Store, maintainer, pack_key
 from ..store import gcrecords as gr
-from ..store import maintenance as mt
 from ..store.identity import Identity
 from ..store.index import Index, Location, PackInfo
 from ..store.locks import LockInfo, Session, by_session, session
-from ..store.store import pack_key
+from .capabilities import Maintainer
 from .observer import NULL, Observer
 
 DEFAULT_MAX_UNUSED = 0.05
@@ -160,6 +158,7 @@ class Marker:
 
     def __init__(self, store: Store, index: Index, observer: Observer = NULL) -> None:
         self.store, self.index, self.observer = store, index, observer
+        self.mt: Maintainer = maintainer(store)
         self.live: set[bytes] = set()
         self.trees: set[bytes] = set()
         self.missing: set[bytes] = set()
@@ -170,7 +169,7 @@ class Marker:
     def _newer(self, blob: bytes) -> Location | None:
         """A snapshot committed after gc loaded the index has its trees in index objects
         written since (writers flush the index before committing): read those."""
-        for name in mt.index_names(self.store):
+        for name in self.mt.index_names():
             if name not in self.seen_objects:
                 self.seen_objects.add(name)
                 with contextlib.suppress(IntegrityError):  # consolidated meanwhile
@@ -183,7 +182,7 @@ class Marker:
         for sid in self.store.snapshot_ids():
             if sid in skip:
                 continue
-            snap = mt.load_snapshot_if_present(self.store, sid)
+            snap = self.mt.load_snapshot_if_present(sid)
             if snap is None:
                 continue  # forgotten meanwhile: keeping more is safe
             self.marked.add(sid)
@@ -232,6 +231,7 @@ class _Gc:
                  clock: Clock) -> None:
         self.store, self.lock, self.opts, self.obs, self.clock = (
             store, lock, opts, observer, clock)
+        self.mt: Maintainer = maintainer(store)
         self.rep = GcReport(dry_run=opts.dry_run)
         self._deleted: set[str] = set()
         self._live: set[bytes] = set()
@@ -250,11 +250,11 @@ class _Gc:
         st, opts, rep = self.store, self.opts, self.rep
         if opts.assume_forgotten and not opts.dry_run:
             raise UsageError("assume_forgotten is only for a dry run")
-        mt.reset_index(st)
+        self.mt.reset_index()
         st.exclude_packs(())
         records = gr.list_records(st)
         index = st.load_index()  # before the pack listing: every pack it names is listed
-        listing = mt.pack_listing(st)
+        listing = self.mt.pack_listing()
         old_index = list(index.objects)
         rep.index_before, rep.packs_before = len(old_index), len(listing)
         rep.bytes_before = sum(i.size for i in listing.values())
@@ -324,7 +324,7 @@ class _Gc:
             clean, plan, listing, old_index, rewrite, marker, live_sessions)
         for name in old_index:
             if name not in current:
-                mt.delete_index(st, name)
+                self.mt.delete_index(name)
                 crash_point("gc:index-delete")
         self.known_index = set(current)
         if maint:
@@ -340,9 +340,9 @@ class _Gc:
             self._finish_record(rname, marker, survive, full, listing, keep)
         if not gr.list_records(st):  # the epoch the next run's G2 measures packs by
             self._record(clean, _Plan(), listing)
-        rep.index_after = len(mt.index_names(st))
+        rep.index_after = len(self.mt.index_names())
         rep.records_waiting = len(self._waiting)
-        mt.reset_index(st)
+        self.mt.reset_index()
         after = (listing.keys() - self._deleted) | {p.name for p in new_packs}
         rep.packs_after = len(after)
         rep.bytes_after = (sum(listing[n].size for n in after if n in listing)
@@ -428,8 +428,8 @@ class _Gc:
         the consolidated index. On a failure the packs and index objects this step
         wrote are removed again (no new garbage on a full disk).
         Returns (record, new packs, current index objects, surviving packs)."""
-        st, rep = self.store, self.rep
-        rp = mt.Repacker(st)
+        rep = self.rep
+        rp = self.mt.repacker()
         written: list[str] = []
         try:
             if plan.repack:
@@ -438,7 +438,7 @@ class _Gc:
                 for name in plan.repack:
                     wanted = [e for e in clean.packs[name].entries
                               if clean.blobs[e.id].pack == name and e.id in self._live]
-                    for blob in mt.read_live_blobs(st, name, wanted):
+                    for blob in self.mt.read_live_blobs(name, wanted):
                         if rp.add(blob):
                             rep.blobs_repacked += 1
                     self.obs.progress(listing[name].size)
@@ -473,13 +473,13 @@ class _Gc:
                 survive.add_pack(p)
             current = old_index
             if rewrite:
-                current = mt.write_index_objects(st, list(survive.iter_packs()), old_index,
-                                                 written)
+                current = self.mt.write_index_objects(list(survive.iter_packs()), old_index,
+                                                      written)
                 crash_point("gc:after-index")
             return rname, new_packs, current, survive
         except BaseException:
             for name in written:
-                mt.delete_index(st, name)
+                self.mt.delete_index(name)
             rp.abort()
             raise
 
@@ -537,10 +537,10 @@ class _Gc:
                 else:
                     doomed.append(name)
         if back:
-            self.known_index.update(mt.write_index_objects(st, back, ()))
+            self.known_index.update(self.mt.write_index_objects(back, ()))
             rep.packs_resurrected += len(back)
         for name in doomed:
-            mt.delete_pack(st, name)
+            self.mt.delete_pack(name)
             self._deleted.add(name)
             crash_point("gc:pack-delete")
         for r in records:
@@ -551,7 +551,7 @@ class _Gc:
         """Packs named by index objects this run did not write or load (a writer's
         flush since): never deleted."""
         out: set[str] = set()
-        for name in mt.index_names(self.store):
+        for name in self.mt.index_names():
             if name in self.known_index:
                 continue
             with contextlib.suppress(IntegrityError):

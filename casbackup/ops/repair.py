@@ -28,16 +28,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..crypto.codec import INDEX
 from ..errors import CasError, IntegrityError
 from ..faults import crash_point
-from ..ids import object_name
-from ..store import Store
-from ..store import maintenance as mt
+from ..ids import DATA, INDEX
+from ..store import PackEntry, Repacker, Store, index_key, maintainer, pack_key
 from ..store.index import Index, PackInfo, decode_index
 from ..store.locks import exclusive_lock
-from ..store.pack import PackEntry
-from ..store.store import pack_key
+from .capabilities import PackReader
 from .observer import NULL, Observer
 
 
@@ -70,11 +67,11 @@ class RepairReport:
 
 def _replace_index(store: Store, packs: list[PackInfo], old: list[str]) -> list[str]:
     """Write ``packs`` as the whole index, then delete the old index objects."""
-    new = mt.write_index_objects(store, packs, old)
+    new = maintainer(store).write_index_objects(packs, old)
     crash_point("repair:after-index")
     for name in old:
         if name not in new:
-            mt.delete_index(store, name)
+            maintainer(store).delete_index(name)
     return new
 
 
@@ -84,7 +81,7 @@ def _load_old(store: Store, names: list[str], problems: list[str]) -> Index:
         try:
             packs, _ = decode_index(store.read_object("index/", name, INDEX), name)
         except CasError as e:
-            problems.append(f"index/{name}: {e}")
+            problems.append(f"{index_key(name)}: {e}")
             continue
         old.add_object(name, packs)
     return old
@@ -94,22 +91,22 @@ def rebuild_index(store: Store, *, retry_lock: float = 0.0,
                   observer: Observer = NULL) -> RebuildReport:
     with exclusive_lock(store, "repair", retry=retry_lock):
         rep = _rebuild(store, observer)
-    mt.reset_index(store)
+    maintainer(store).reset_index()
     return rep
 
 
 def _rebuild(store: Store, observer: Observer) -> RebuildReport:
     rep = RebuildReport()
-    old_names = mt.index_names(store)
+    old_names = maintainer(store).index_names()
     rep.index_before = len(old_names)
     old = _load_old(store, old_names, rep.problems)
-    listing = mt.pack_listing(store)
+    listing = maintainer(store).pack_listing()
     packs: list[PackInfo] = []
     observer.start("repair: index", total_files=len(listing))
     for name in sorted(listing):
         size = listing[name].size
         try:
-            entries = mt.read_pack_header(store, name, size)
+            entries = maintainer(store).read_pack_header(name, size)
         except CasError as e:
             known = old.packs.get(name)
             if known is None or known.size != size:
@@ -121,7 +118,7 @@ def _rebuild(store: Store, observer: Observer) -> RebuildReport:
         if len(kinds) > 1:
             rep.problems.append(f"{pack_key(name)}: blobs of several kinds; not indexed")
             continue
-        kind = kinds.pop() if kinds else "data"
+        kind = kinds.pop() if kinds else DATA
         packs.append(PackInfo(name, kind, size, entries))
         rep.blobs += len(entries)
         observer.progress(0, 1)
@@ -134,23 +131,23 @@ def _rebuild(store: Store, observer: Observer) -> RebuildReport:
 def repair(store: Store, *, retry_lock: float = 0.0, observer: Observer = NULL) -> RepairReport:
     with exclusive_lock(store, "repair", retry=retry_lock):
         rep = RepairReport()
-        mt.reset_index(store)
+        maintainer(store).reset_index()
         try:
             store.load_index()
         except IntegrityError:
             rep.rebuilt = _rebuild(store, observer)
-            mt.reset_index(store)
+            maintainer(store).reset_index()
             store.load_index()
         _salvage(store, rep, observer)
         _drop_damaged_snapshots(store, rep)
-    mt.reset_index(store)
+    maintainer(store).reset_index()
     return rep
 
 
 def _drop_damaged_snapshots(store: Store, rep: RepairReport) -> None:
     for name in store.snapshot_ids():
         try:
-            mt.load_snapshot_if_present(store, name)
+            maintainer(store).load_snapshot_if_present(name)
         except IntegrityError as e:
             rep.damaged_snapshots[name] = str(e)
             store.delete_snapshot(name)
@@ -160,30 +157,18 @@ def _salvage(store: Store, rep: RepairReport, observer: Observer) -> None:
     index = store.index
     old_names = list(index.objects)
     rep.index_before = rep.index_after = len(old_names)
-    listing = mt.pack_listing(store)
-    repacker = mt.Repacker(store)
+    listing = maintainer(store).pack_listing()
+    repacker = maintainer(store).repacker()
     damaged: list[str] = []
     observer.start("repair: read", total_bytes=sum(p.size for p in index.packs.values()))
     for name, info in sorted(index.packs.items()):
         rep.packs_checked += 1
         on = listing.get(name)
-        data = None
-        if on is not None:
-            try:
-                data = store.read_pack(name)
-            except CasError:
-                data = None
-        if data is not None and len(data) == info.size and object_name(data) == name:
-            observer.progress(info.size)
-            continue
-        damaged.append(name)
-        for e in info.entries:
-            good = data is not None and _good(store, e, data)
-            if good and data is not None and repacker.add(
-                    mt.LiveBlob(e, data[e.offset:e.offset + e.length])):
-                rep.blobs_salvaged += 1
-            elif not good:
-                rep.lost_blobs.add(e.id)
+        if (on is None or on.size != info.size
+                or not _sound(store, name, info.entries, info.size)):
+            damaged.append(name)
+            _rescue(store, name, info.entries, on.size if on is not None else None,
+                    repacker, rep)
         observer.progress(info.size)
     observer.finish()
     new_packs = repacker.finish()
@@ -201,14 +186,34 @@ def _salvage(store: Store, rep: RepairReport, observer: Observer) -> None:
     reborn = {p.name for p in new_packs}  # salvage may rebuild a pack byte for byte
     for name in damaged:
         if name not in reborn:
-            mt.delete_pack(store, name)
+            maintainer(store).delete_pack(name)
 
 
-def _good(store: Store, e: PackEntry, data: bytes) -> bool:
-    if e.offset + e.length > len(data):
-        return False
+def _sound(reader: PackReader, name: str, entries: list[PackEntry], size: int) -> bool:
+    """Whether every byte of the pack reads and hashes to its name (no blob unsealed)."""
+    stream = reader.stream_blobs(name, entries, whole=size, unseal=False)
     try:
-        store.unseal_entry(e, data[e.offset:e.offset + e.length])
-        return True
-    except IntegrityError:
+        for _ in stream:
+            pass
+        return stream.finish().hash_ok
+    except CasError:
         return False
+
+
+def _rescue(reader: PackReader, name: str, entries: list[PackEntry], size: int | None,
+            repacker: Repacker, rep: RepairReport) -> None:
+    """Copy the blobs of damaged pack NAME that unseal and hash to their ids into new
+    packs; the others are lost. A pack that is gone (SIZE None) or fails to read loses
+    what was not read."""
+    seen: set[bytes] = set()
+    if size is not None:
+        try:
+            for blob in reader.stream_blobs(name, entries, size=size):
+                seen.add(blob.entry.id)
+                if blob.error is not None:
+                    rep.lost_blobs.add(blob.entry.id)
+                elif repacker.add(blob):
+                    rep.blobs_salvaged += 1
+        except CasError:
+            pass  # the rest is lost
+    rep.lost_blobs.update(e.id for e in entries if e.id not in seen)

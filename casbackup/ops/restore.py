@@ -47,18 +47,14 @@ from ..errors import IntegrityError, UsageError
 from ..faults import crash_point
 from ..model.snapshot import Snapshot
 from ..model.tree import BLOCKDEV, CHARDEV, DIR, FIFO, FILE, SYMLINK
-from ..scratch import for_thread
 from ..source.fs import raise_fd_limit
-from ..store import Store
+from ..store import PackEntry, Store
 from ..store.locks import shared_lock
-from ..store.pack import PackEntry
 from .observer import NULL, Observer
 from .restore_fs import ROOT, DirFds, NotRestored, identity, open_dir, remove_at, show
 from .restore_meta import MetaFn, meta_fd, meta_special, meta_symlink
 from .restore_plan import Item, check_links, link_plan, select, walk
 
-_GAP = 256 * 1024  # read across gaps smaller than this rather than issuing two requests
-_MAX_READ = 4 << 20  # one range read holds at most this much (unless one blob is larger)
 _CREATORS = 4  # threads creating files (file creation waits on the filesystem's journal)
 _HOLE = 64 * 1024  # zero runs of this many aligned bytes inside a blob become holes
 _ZERO = bytes(_HOLE)
@@ -491,42 +487,23 @@ class _Restorer:
     def _fill_pack(
         self, pack: str, blobs: dict[bytes, tuple[PackEntry, list[tuple[int, int]]]]
     ) -> None:
-        entries = sorted((e for e, _ in blobs.values()), key=lambda e: e.offset)
-        groups: list[list[PackEntry]] = [[entries[0]]]
-        for e in entries[1:]:
-            last = groups[-1][-1]
-            if (e.offset - (last.offset + last.length) <= _GAP
-                    and e.offset + e.length - groups[-1][0].offset <= _MAX_READ):
-                groups[-1].append(e)
-            else:
-                groups.append([e])
-        rbuf, scratch = for_thread("read"), for_thread("unseal")
-        for g in groups:
+        # one pack reader (store/packread.py): coalesced ranges, each blob checked
+        for blob in self.store.stream_blobs(pack, (e for e, _ in blobs.values())):
             if self._stop:
                 raise _Stopped()
-            start = g[0].offset
-            data = self.store.read_pack_range_view(
-                pack, start, g[-1].offset + g[-1].length - start, rbuf)
-            for e in g:
-                if self._stop:
-                    raise _Stopped()
-                try:  # plain is written out before the next blob reuses the scratch
-                    plain = self.store.unseal_entry_into(
-                        e, data[e.offset - start : e.offset - start + e.length], scratch)
-                except IntegrityError as err:
-                    raise IntegrityError(f"pack {pack[:16]}: {err}") from None
-                runs = nonzero_runs(plain)
-                for idx, off in blobs[e.id][1]:
-                    if self._failed[idx]:
-                        continue
-                    try:
-                        if idx in self._in_fill:
-                            self._create_write(idx, plain, runs)
-                        elif self._wait_created(idx):
-                            self._pwrite(idx, plain, off, runs)
-                    except OSError as err:
-                        self._fail(idx, err)
-                self.obs.progress(len(plain) * len(blobs[e.id][1]))
+            plain = blob.checked()  # written out before the next blob reuses its buffer
+            runs = nonzero_runs(plain)
+            for idx, off in blobs[blob.entry.id][1]:
+                if self._failed[idx]:
+                    continue
+                try:
+                    if idx in self._in_fill:
+                        self._create_write(idx, plain, runs)
+                    elif self._wait_created(idx):
+                        self._pwrite(idx, plain, off, runs)
+                except OSError as err:
+                    self._fail(idx, err)
+            self.obs.progress(len(plain) * len(blobs[blob.entry.id][1]))
 
     def _create_write(self, i: int, data: bytes | memoryview,
                       runs: list[tuple[int, int]]) -> None:

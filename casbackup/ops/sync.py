@@ -34,22 +34,17 @@ from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from ..chunking import ChunkerParams
-from ..crypto.codec import TREE
-from ..crypto.keys import MasterKey
 from ..errors import CasError, IntegrityError, SnapshotNotFound, UsageError
 from ..faults import crash_point
+from ..ids import TREE
 from ..model.snapshot import Snapshot
 from ..model.tree import DIR, Tree
-from ..store import Store
+from ..store import PackEntry, Store, paired_key
 from ..store.commit import WriteSession
 from ..store.locks import shared_lock
-from ..store.pack import PackEntry
 from .observer import Observer
 from .treewalk import Entry, walk
 
-_GAP = 256 * 1024  # read across gaps smaller than this rather than issuing two requests
-_MAX_RANGE = 32 << 20  # bytes read from a source pack in one request
 _BATCH = 4096  # data blobs collected from trees before they are copied
 
 
@@ -133,21 +128,16 @@ class Selection:
         return sorted(chosen.values(), key=lambda s: (s.time, s.id))
 
 
+__all__ = ["Cancelled", "Copied", "SyncResult", "SyncObserver", "Selection", "Syncer",
+           "check_paired", "paired_key", "sync"]  # paired_key: the store's, for ``init --from``
+
+
 def check_paired(src: Store, dst: Store) -> None:
     if src.codec.id_key != dst.codec.id_key:
         raise UsageError(
             f"stores {src.url or 'SRC'} and {dst.url or 'DST'} are not paired (their id keys "
             "differ), so blobs cannot be copied without re-chunking; make the destination "
             "with `casbackup init --store DST --from SRC` and sync into that")
-
-
-def paired_key(src: Store, copy_master_key: bool = False) -> tuple[MasterKey, ChunkerParams]:
-    """The master key and chunker for a new store paired with ``src`` (``init --from``):
-    the same id key, chunker seed and chunk sizes; a new encryption key unless
-    ``copy_master_key`` (an unencrypted source has none to copy)."""
-    m = src.master
-    enc = m.enc_key if copy_master_key and m.enc_key else os.urandom(32)
-    return MasterKey(enc, m.id_key, m.chunker_seed), src.config.chunker
 
 
 class SnapshotCache:
@@ -307,34 +297,18 @@ class Syncer:
         for b in ids:
             loc = self.src.locate(b)
             by_pack[loc.pack].append(loc.entry)
-        ranges: list[tuple[str, list[PackEntry]]] = []
-        for pack, entries in by_pack.items():
-            entries.sort(key=lambda e: e.offset)
-            group = [entries[0]]
-            for e in entries[1:]:
-                last = group[-1]
-                if (e.offset - (last.offset + last.length) <= _GAP
-                        and e.offset + e.length - group[0].offset <= _MAX_RANGE):
-                    group.append(e)
-                else:
-                    ranges.append((pack, group))
-                    group = [e]
-            ranges.append((pack, group))
         with ThreadPoolExecutor(self.workers, thread_name_prefix="sync") as pool:
-            for f in [pool.submit(self._copy_range, p, g, c) for p, g in ranges]:
+            for f in [pool.submit(self._copy_pack, p, es, c) for p, es in by_pack.items()]:
                 f.result()
 
-    def _copy_range(self, pack: str, group: list[PackEntry], c: Copied) -> None:
-        self._check_stop()
-        start = group[0].offset
-        end = group[-1].offset + group[-1].length
-        data = memoryview(self.src.read_pack_range(pack, start, end - start))
-        for e in group:
+    def _copy_pack(self, pack: str, entries: list[PackEntry], c: Copied) -> None:
+        for blob in self.src.stream_blobs(pack, entries):  # coalesced reads, each checked
+            self._check_stop()
             try:
-                plain = self.src.unseal_entry(e, data[e.offset - start:e.offset - start + e.length])
+                e, plain = blob.entry, blob.checked()
             except IntegrityError as err:
-                raise IntegrityError(f"source pack {pack[:16]}: {err}") from None
-            r = self.dst.add_blob(e.kind, plain, e.id)
+                raise IntegrityError(f"source {err}") from None
+            r = self.dst.add_blob(e.kind, plain, e.id)  # sealed from the view at once
             if r.added:
                 with self._mu:
                     c.blobs += 1

@@ -64,8 +64,8 @@ def sync_watch(src: Store, dst: Store, selection: Selection, observer: SyncObser
     try:
         while not stop.is_set():
             if fs is not None and not snapdir_watched and root is not None:
-                sd = os.path.join(root, "snapshots")
-                if os.path.isdir(sd):
+                sd = src.local_snapshots_dir()
+                if sd is not None and os.path.isdir(sd):
                     fs.schedule(_Wake(wake), sd, recursive=False)
                     snapdir_watched = True
             now = time.monotonic()

@@ -28,20 +28,15 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-import blake3
-
-from ..crypto.codec import INDEX, TREE
 from ..errors import CasError, IntegrityError, UsageError
+from ..ids import INDEX, TREE
 from ..model.tree import DIR, FILE, Tree, scan_tree
-from ..scratch import for_thread
-from ..store import Store
+from ..store import PackEntry, Store, pack_key, snapshot_key
 from ..store.index import decode_index
 from ..store.locks import shared_lock
-from ..store.store import pack_key
+from .capabilities import PackReader
 from .observer import NULL, Observer
 from .treewalk import fold
-
-_READ = 4 << 20  # bytes per range read of a pack
 
 
 @dataclass
@@ -96,7 +91,9 @@ def verify(
             # GIL); each returns its own partial report, merged here in order
             with ThreadPoolExecutor(workers, thread_name_prefix="verify") as pool:
                 for p, part in zip(  # noqa: B905 (same length by construction)
-                    chosen, pool.map(lambda name: _read_pack(store, name, rep.bad_blobs), chosen)
+                    chosen, pool.map(lambda name: _read_pack(
+                        store, name, store.index.packs[name].entries, store.index.packs[name].size,
+                        rep.bad_blobs), chosen)
                 ):
                     _merge(rep, part)
                     observer.progress(store.index.packs[p].size)
@@ -115,7 +112,7 @@ def _check_index(store: Store, rep: VerifyReport) -> None:
             continue
         store.index.add_object(name, packs)
     store.mark_index_loaded()
-    on_backend = {i.key.rsplit("/", 1)[1]: i.size for i in store.list_pack_objects()}
+    on_backend = store.pack_sizes()
     for name, pinfo in store.index.packs.items():
         rep.packs_checked += 1
         size = on_backend.get(name)
@@ -149,58 +146,41 @@ def _merge(rep: VerifyReport, part: VerifyReport) -> None:
     rep.blobs_read += part.blobs_read
 
 
-def _read_pack(store: Store, name: str, known_bad: set[bytes]) -> VerifyReport:
-    """Read one pack front to back in reads of at most ``_READ`` bytes (memory stays
-    flat), hashing every byte against its name and unsealing every indexed blob."""
+def _read_pack(reader: PackReader, name: str, indexed: list[PackEntry], size: int,
+               known_bad: set[bytes]) -> VerifyReport:
+    """Read one pack front to back (``stream_blobs(whole=…)``: every byte, in reads that
+    reuse one buffer, so memory stays flat), hashing it against its name and unsealing
+    every indexed blob, then compare its header with the index."""
     rep = VerifyReport()
-    info = store.index.packs[name]
-    if info.entries and info.entries[0].id in known_bad:
+    if indexed and indexed[0].id in known_bad:
         return rep  # already reported missing or truncated
     rep.packs_read += 1
-    rbuf, scratch = for_thread("read"), for_thread("unseal")
-    entries = sorted(info.entries, key=lambda e: e.offset)
-    blob_end = max((e.offset + e.length for e in entries), default=0)
-    hasher = blake3.blake3()
-    pos = 0
-    done = 0
+    key = pack_key(name)
+    entries = sorted(indexed, key=lambda e: e.offset)
+    done: set[bytes] = set()
+    stream = reader.stream_blobs(name, entries, whole=size)
     try:
-        while done < len(entries):
-            group = [entries[done]]
-            while (done + len(group) < len(entries)
-                   and entries[done + len(group)].offset + entries[done + len(group)].length
-                   - pos <= _READ):
-                group.append(entries[done + len(group)])
-            end = group[-1].offset + group[-1].length
-            data = store.read_pack_range_view(name, pos, end - pos, rbuf)
-            hasher.update(data)
-            for e in group:
-                try:
-                    store.unseal_entry_into(  # the plaintext is checked, then dropped
-                        e, data[e.offset - pos : e.offset - pos + e.length], scratch)
-                    rep.blobs_read += 1
-                except IntegrityError as err:
-                    rep.problems.append(f"{pack_key(name)}: blob {e.id.hex()[:16]}: {err}")
-                    rep.bad_blobs.add(e.id)
-            done += len(group)
-            pos = end
-        tail = store.read_pack_range(name, blob_end, info.size - blob_end)
+        for blob in stream:  # the plaintext is checked, then dropped
+            done.add(blob.entry.id)
+            if blob.error is None:
+                rep.blobs_read += 1
+            else:
+                rep.problems.append(f"{key}: blob {blob.entry.id.hex()[:16]}: {blob.error}")
+                rep.bad_blobs.add(blob.entry.id)
+        end = stream.finish()
     except CasError as err:
-        rep.problems.append(f"{pack_key(name)}: {err}")
-        rep.bad_blobs.update(e.id for e in entries[done:])
+        rep.problems.append(f"{key}: {err}")
+        rep.bad_blobs.update(e.id for e in entries if e.id not in done)
         return rep
-    hasher.update(tail)
-    if hasher.hexdigest() != name:
-        rep.problems.append(f"{pack_key(name)}: contents do not hash to its name (damaged)")
-    try:
-        header = {e.id: e for e in store.pack_entries_from_tail(name, tail, blob_end)}
-    except IntegrityError as err:
-        rep.problems.append(f"{pack_key(name)}: {err}")
+    if not end.hash_ok:
+        rep.problems.append(f"{key}: contents do not hash to its name (damaged)")
+    if end.header is None:
+        rep.problems.append(f"{key}: {end.header_error}")
         return rep
+    header = {e.id: e for e in end.header}
     for e in entries:
         if header.get(e.id) != e:
-            rep.problems.append(
-                f"{pack_key(name)}: blob {e.id.hex()[:16]} header and index disagree"
-            )
+            rep.problems.append(f"{key}: blob {e.id.hex()[:16]} header and index disagree")
     return rep
 
 
@@ -212,7 +192,7 @@ def _check_snapshots(store: Store, rep: VerifyReport) -> None:
         try:
             snap = store.load_snapshot(sid)
         except CasError as e:
-            rep.problems.append(f"snapshots/{sid}: {e}")
+            rep.problems.append(f"{snapshot_key(sid)}: {e}")
             continue
         rep.snapshots += 1
         for rel in _SnapshotCheck(store, rep, sid).lost(snap.tree, seen):

@@ -6,14 +6,20 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import replace
 
+from ..backends.base import ObjectInfo
 from ..chunking import ChunkerParams
 from ..crypto import keys as keymod
 from ..errors import UsageError
 from .cachedir import CacheSettings, store_cache_dir
 from .config import StoreConfig
+from .layout import index_key, pack_key, snapshot_key
+from .maintenance import LiveBlob, Maintenance, Repacker
+from .pack import PackEntry
+from .packread import BlobRead, PackEnd, PackStream
 from .store import AddResult, PasswordSource, Store
 
 ENCRYPTIONS = ("repokey", "repokey-aes", "repokey-chacha", "none")
@@ -73,6 +79,22 @@ def init_store(
     return Store.create(backend, config, password, master=master, url=url, kdf_n=kdf_n)
 
 
+def maintainer(store: Store) -> Maintenance:
+    """The maintenance interface of STORE (gc, repair): listing, deleting, repacking, and
+    writing consolidated index objects (``store/maintenance.py``)."""
+    return Maintenance(store)
+
+
+def paired_key(src: Store, copy_master_key: bool = False
+               ) -> tuple[keymod.MasterKey, ChunkerParams]:
+    """The master key and chunker for a new store paired with ``src`` (``init --from``):
+    the same id key, chunker seed and chunk sizes; a new encryption key unless
+    ``copy_master_key`` (an unencrypted source has none to copy)."""
+    m = src.master
+    enc = m.enc_key if copy_master_key and m.enc_key else os.urandom(32)
+    return keymod.MasterKey(enc, m.id_key, m.chunker_seed), src.config.chunker
+
+
 def backend_retries() -> int:
     """Backend requests retried in this process so far (the job metrics count them)."""
     from ..backends.retry import retries_so_far
@@ -81,4 +103,6 @@ def backend_retries() -> int:
 
 
 __all__ = ["Store", "AddResult", "StoreConfig", "open_store", "init_store", "ENCRYPTIONS",
-           "check_url", "backend_retries", "CacheSettings"]
+           "check_url", "backend_retries", "CacheSettings", "PackEntry", "BlobRead", "PackEnd",
+           "PackStream", "pack_key", "index_key", "snapshot_key", "maintainer", "ObjectInfo",
+           "Maintenance", "Repacker", "LiveBlob", "paired_key"]

@@ -28,7 +28,7 @@ from . import gcrecords as gr
 from .identity import Identity
 from .index import Index, Location, PackInfo
 from .locks import Session, session
-from .maintenance import Repacker, pack_listing, read_live_blobs
+from .maintenance import Maintenance, Repacker
 from .store import Store
 
 GONE = ("gc removed data this {op} reused while it was paused; nothing was committed; "
@@ -98,7 +98,7 @@ class WriteSession:
             lookup.add_pack(p)
         needed, used = self._walk(root, lookup, cond)
         if full:
-            present = pack_listing(st).keys()
+            present = Maintenance(st).pack_listing().keys()
             if any(p not in present for p in used - needed.keys()):
                 raise Locked(GONE.format(op=self.operation))
         if needed:
@@ -144,7 +144,7 @@ class WriteSession:
         rp = Repacker(st)
         try:
             for pack, locs in needed.items():
-                for blob in read_live_blobs(st, pack, [loc.entry for loc in locs]):
+                for blob in Maintenance(st).read_live_blobs(pack, [loc.entry for loc in locs]):
                     if rp.add(blob):
                         self.copied += 1
         except IntegrityError:
@@ -159,6 +159,6 @@ def index_packs(store: Store, packs: Iterable[PackInfo]) -> None:
     packs = list(packs)
     if not packs:
         return
-    store._write_index(packs)
+    store.write_index(packs)
     for p in packs:
         store.index.add_pack(p)

@@ -21,13 +21,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .. import serde
-from ..crypto.codec import GC_RECORD
 from ..errors import IntegrityError, NotFound
-from ..ids import object_name
+from ..ids import GC_RECORD, object_name
 from .index import PackInfo, decode_index, encode_index
+from .layout import GC_DIR
 from .store import Store
 
-PREFIX = "gc/"
+PREFIX = GC_DIR
 SESSIONS = ".sessions"
 
 

@@ -25,6 +25,7 @@ from ..crypto import keys as keymod
 from ..errors import IntegrityError, NotFound, UsageError, WrongPassword
 from ..ids import object_name
 from .config import StoreConfig
+from .layout import CONFIG, KEYS_DIR, key_object_key, name_of
 from .store import Store, local_root
 
 
@@ -36,7 +37,7 @@ class _Tally:
 
 
 def key_object_names(backend: Backend) -> list[str]:
-    return sorted(i.key.rsplit("/", 1)[1] for i in backend.list("keys/"))
+    return sorted(name_of(i.key) for i in backend.list(KEYS_DIR))
 
 
 def unlock_master(backend: Backend, config_bytes: bytes, config: StoreConfig, password: str,
@@ -79,7 +80,7 @@ def _usable_keys(backend: Backend, names: list[str], store_id: str,
                  tally: _Tally) -> Iterator[tuple[str, keymod.KeyObject]]:
     for name in names:
         try:
-            data = backend.get(f"keys/{name}")
+            data = backend.get(key_object_key(name))
         except NotFound:
             continue  # removed while we listed (key passwd elsewhere)
         try:
@@ -102,13 +103,13 @@ def check_empty(backend: Backend, where: str) -> None:
     """Refuse to create a store where one exists or where other files are (a crashed
     init's key objects are all that may be there)."""
     try:
-        backend.stat("config")
+        backend.stat(CONFIG)
         raise UsageError(f"a store already exists at {where}")
     except NotFound:
         pass
     root = local_root(backend)
     if root is not None and _local_entries(root, where) - {"keys"} or any(
-            not info.key.startswith("keys/") for info in backend.list("")):
+            not info.key.startswith(KEYS_DIR) for info in backend.list("")):
         raise UsageError(f"{where} is not empty and not a casbackup store: refusing to "
                          "create a store in it")
 
@@ -126,12 +127,12 @@ def _local_entries(root: str, where: str) -> set[str]:
 
 
 def key_names(store: Store) -> list[str]:
-    return [i.key.rsplit("/", 1)[1] for i in store.backend.list("keys/")]
+    return key_object_names(store.backend)
 
 
 def describe_key(store: Store, name: str) -> dict[str, object]:
     try:
-        return keymod.describe(store.raw(f"keys/{name}"))
+        return keymod.describe(store.raw(key_object_key(name)))
     except IntegrityError as e:
         return {"damaged": str(e)}
 
@@ -142,7 +143,7 @@ def add_key(store: Store, password: str, kdf_n: int = keymod.DEFAULT_SCRYPT_N) -
     data = keymod.wrap(store.master, password, n=kdf_n, store_id=store.config.store_id,
                        config=store.config_bytes)
     name = object_name(data)
-    store.backend.put(f"keys/{name}", data)
+    store.backend.put(key_object_key(name), data)
     return name
 
 
@@ -152,4 +153,4 @@ def remove_key(store: Store, name: str) -> None:
         raise UsageError(f"no key {name[:16]} in this store")
     if len(names) == 1:
         raise UsageError("refusing to remove the last key: the store would be unreadable")
-    store.backend.delete(f"keys/{name}")
+    store.backend.delete(key_object_key(name))

@@ -36,11 +36,11 @@ from dataclasses import dataclass, field
 
 from .. import serde
 from ..clock import SYSTEM, Clock
-from ..crypto.codec import LOCK
 from ..errors import CasError, IntegrityError, Locked, NotFound, PermanentError, UsageError
-from ..ids import object_name
+from ..ids import LOCK, object_name
 from . import identity as ident
 from .identity import Identity
+from .layout import LOCKS_DIR, lock_key, name_of
 from .store import Store
 
 STALE = float(os.environ.get("CASBACKUP_TEST_LOCK_STALE") or 30 * 60.0)
@@ -113,10 +113,10 @@ def list_locks(store: Store) -> list[LockInfo]:
     """Every readable lock object, with its backend mtime. Unreadable ones are skipped
     (``unreadable_locks`` counts them)."""
     out = []
-    for info in store.backend.list("locks/"):
-        name = info.key.rsplit("/", 1)[1]
+    for info in store.backend.list(LOCKS_DIR):
+        name = name_of(info.key)
         try:
-            m = serde.unpack(store.read_object("locks/", name, LOCK), "lock")
+            m = serde.unpack(store.read_object(LOCKS_DIR, name, LOCK), "lock")
             out.append(_parse(name, m, info.mtime))
         except (NotFound, IntegrityError, KeyError, TypeError, ValueError, OverflowError,
                 AttributeError):
@@ -137,7 +137,7 @@ def by_session(locks: list[LockInfo]) -> dict[str, LockInfo]:
 def probe_mtime(store: Store) -> float:
     """The backend's clock now: the mtime of a probe lock object we write and remove."""
     data = store.codec.seal(LOCK, serde.pack({"operation": "probe", "nonce": os.urandom(8)}))
-    key = f"locks/{object_name(data)}"
+    key = lock_key(object_name(data))
     store.backend.put(key, data)
     try:
         return store.backend.stat(key).mtime
@@ -157,7 +157,7 @@ def remove_stale(store: Store, clock: Clock = SYSTEM, all_locks: bool = False) -
     for lk in locks:
         if all_locks or lk.session not in live:
             with contextlib.suppress(NotFound):
-                store.backend.delete(f"locks/{lk.name}")
+                store.backend.delete(lock_key(lk.name))
             removed.append(lk)
     return removed
 
@@ -193,7 +193,7 @@ class Session:
             "intent": self.intent, "nonce": os.urandom(8),
         }))
         name = object_name(data)
-        key = f"locks/{name}"
+        key = lock_key(name)
         self.store.backend.put(key, data)
         try:
             mtime = self.store.backend.stat(key).mtime or self.clock.monotonic()
@@ -265,7 +265,7 @@ class Session:
 
     def _delete(self, name: str) -> None:
         with contextlib.suppress(CasError):
-            self.store.backend.delete(f"locks/{name}")
+            self.store.backend.delete(lock_key(name))
 
     def release(self) -> None:
         self._stop.set()

@@ -6,6 +6,11 @@ Invariants:
   the index can be rebuilt from packs alone (``verify --repair-index``).
 - The pack's object name is the BLAKE3 of all its bytes, computed by the writer; a pack
   is immutable once written.
+- The header and trailer are encoded only by ``encode_tail`` and read only through
+  ``header_span`` (the trailer) and ``decode_header`` (the sealed header): a writer that
+  holds the pack in memory (``finish_pack``), one that streams it (``packsink``) and a
+  reader with the whole pack, its tail, or two ranged reads (``packread``) share them, so
+  their checks cannot drift. Any bytes give entries or ``IntegrityError`` naming the pack.
 """
 
 from __future__ import annotations
@@ -14,17 +19,16 @@ import struct
 from dataclasses import dataclass
 
 from .. import serde
-from ..crypto.codec import HEADER, Codec
+from ..crypto.codec import Codec
 from ..errors import IntegrityError
-from ..ids import object_name
+from ..ids import HEADER, object_name
+from .layout import pack_key
 
 MAGIC = b"CBP1"
-_TAIL = struct.Struct("<I4s")
+TRAILER = struct.Struct("<I4s")  # the sealed header's length, then MAGIC
 
-
-def pack_key(name: str) -> str:
-    """The key of pack ``name``: fanned out by its first byte."""
-    return f"packs/{name[:2]}/{name}"
+__all__ = ["MAGIC", "TRAILER", "PackEntry", "pack_key", "encode_tail", "finish_pack",
+           "header_span", "decode_header", "parse_header", "blob_id"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,15 +42,20 @@ class PackEntry:
     raw_length: int
 
 
+def encode_tail(codec: Codec, entries: list[PackEntry]) -> bytes:
+    """What follows a pack's blobs: the sealed header listing ``entries``, then the
+    trailer."""
+    header = serde.pack([[e.kind, e.id, e.offset, e.length, e.raw_length] for e in entries])
+    sealed = codec.seal(HEADER, header)
+    return sealed + TRAILER.pack(len(sealed), MAGIC)
+
+
 def finish_pack(
     codec: Codec, buf: bytearray, entries: list[PackEntry]
 ) -> tuple[str, memoryview]:
     """Append the sealed header and trailer to ``buf`` (which holds the sealed blobs at the
     entries' offsets) in place, and return ``(name, bytes)`` without copying the blobs."""
-    header = serde.pack([[e.kind, e.id, e.offset, e.length, e.raw_length] for e in entries])
-    sealed_header = codec.seal(HEADER, header)
-    buf += sealed_header
-    buf += _TAIL.pack(len(sealed_header), MAGIC)
+    buf += encode_tail(codec, entries)
     return object_name(buf), memoryview(buf)
 
 
@@ -58,25 +67,48 @@ def blob_id(v: object) -> bytes:
     return v
 
 
-def parse_header(codec: Codec, pack: bytes, name: str = "?", base: int = 0) -> list[PackEntry]:
-    """Entries of a pack; raises IntegrityError naming the pack when damaged. ``pack`` is
-    the whole pack, or (with ``base`` > 0) its suffix starting at byte ``base``."""
-    if len(pack) < _TAIL.size:
-        raise IntegrityError(f"pack {name[:16]} is truncated ({len(pack)} bytes)")
-    hlen, magic = _TAIL.unpack_from(pack, len(pack) - _TAIL.size)
+def _short(name: str) -> str:
+    return f"pack {name[:16]}"
+
+
+def header_span(trailer: bytes | memoryview, size: int, name: str = "?") -> tuple[int, int]:
+    """``(start, length)`` of the sealed header of a pack of ``size`` bytes, from bytes
+    ending at the pack's end (at least the trailer); IntegrityError when they are not a
+    pack trailer or point outside the pack."""
+    if size < TRAILER.size or len(trailer) < TRAILER.size:
+        raise IntegrityError(f"{_short(name)} is truncated ({size} bytes)")
+    hlen, magic = TRAILER.unpack_from(trailer, len(trailer) - TRAILER.size)
     if magic != MAGIC:
-        raise IntegrityError(f"pack {name[:16]} has no pack trailer (truncated or not a pack)")
-    start = len(pack) - _TAIL.size - hlen
+        raise IntegrityError(f"{_short(name)} has no pack trailer (truncated or not a pack)")
+    start = size - TRAILER.size - hlen
     if start < 0:
-        raise IntegrityError(f"pack {name[:16]} header length exceeds the pack")
+        raise IntegrityError(f"{_short(name)} header length exceeds the pack")
+    return start, hlen
+
+
+def decode_header(codec: Codec, sealed: bytes | memoryview, start: int,
+                  name: str = "?") -> list[PackEntry]:
+    """The entries of the sealed header found at byte ``start`` of pack ``name``; every
+    entry must lie before the header."""
     try:
-        raw = codec.unseal(HEADER, pack[start : start + hlen])
-        rows = serde.unpack(raw, f"pack {name[:16]} header")
+        raw = codec.unseal(HEADER, sealed)
+        rows = serde.unpack(raw, f"{_short(name)} header")
         entries = [PackEntry(str(k), blob_id(i), int(o), int(n), int(r))
                    for k, i, o, n, r in rows]
     except (IntegrityError, ValueError, TypeError, OverflowError) as err:
-        raise IntegrityError(f"pack {name[:16]} header is damaged: {err}") from None
+        raise IntegrityError(f"{_short(name)} header is damaged: {err}") from None
     for e in entries:
-        if e.offset < 0 or e.offset + e.length > base + start:
-            raise IntegrityError(f"pack {name[:16]} header points outside the pack")
+        if e.offset < 0 or e.length < 0 or e.offset + e.length > start:
+            raise IntegrityError(f"{_short(name)} header points outside the pack")
     return entries
+
+
+def parse_header(codec: Codec, pack: bytes | memoryview, name: str = "?",
+                 base: int = 0) -> list[PackEntry]:
+    """Entries of a pack; raises IntegrityError naming the pack when damaged. ``pack`` is
+    the whole pack, or (with ``base`` > 0) its suffix starting at byte ``base``."""
+    size = base + len(pack)
+    start, hlen = header_span(pack, size, name)
+    if start < base:
+        raise IntegrityError(f"{_short(name)} header length exceeds the pack")
+    return decode_header(codec, pack[start - base : start - base + hlen], start, name)

@@ -20,11 +20,11 @@ from typing import Protocol
 
 import blake3
 
-from .. import serde
 from ..backends.base import TempWriter
-from ..crypto.codec import HEADER, Codec
+from ..crypto.codec import Codec
 from ..errors import AlreadyExists
-from .pack import _TAIL, MAGIC, PackEntry, finish_pack, pack_key
+from .layout import pack_key
+from .pack import PackEntry, encode_tail, finish_pack
 
 
 class PackSink(Protocol):
@@ -68,10 +68,7 @@ class StreamSink:
         self.size += len(data)
 
     def publish(self, codec: Codec, entries: list[PackEntry]) -> tuple[str, int]:
-        header = serde.pack([[e.kind, e.id, e.offset, e.length, e.raw_length] for e in entries])
-        sealed = codec.seal(HEADER, header)
-        self.write(sealed)
-        self.write(_TAIL.pack(len(sealed), MAGIC))
+        self.write(encode_tail(codec, entries))
         name = self._hash.hexdigest()
         with contextlib.suppress(AlreadyExists):  # that name already holds these bytes
             self._w.commit(pack_key(name))

@@ -1,14 +1,5 @@
-"""The Store facade: the ONLY code that calls Backend methods.
-
-Layout (identical on every backend)::
-
-    config            plaintext msgpack, written once with an exclusive put
-    keys/<id>         wrapped master keys, one per passphrase
-    packs/<ab>/<id>   immutable packs, fanned out by the name's first byte
-    index/<id>        immutable index objects
-    snapshots/<id>    immutable snapshot manifests (the commit point of a backup)
-    locks/<id>        session locks
-    gc/<id>           condemnation records of two-phase gc (``gcrecords.py``)
+"""The Store facade: with the other modules of ``store/``, the ONLY code that calls
+Backend methods. Where each object lives is ``layout.py``'s.
 
 Invariants:
 - The name of every pack, index and snapshot object is the BLAKE3 of its stored bytes
@@ -25,6 +16,7 @@ Invariants:
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from collections import OrderedDict, deque
 from collections.abc import Callable, Generator, Iterable, Iterator
@@ -35,7 +27,7 @@ from typing import Any
 from ..backends.base import Backend, ObjectInfo
 from ..chunking import Chunker, get_chunker
 from ..crypto import keys as keymod
-from ..crypto.codec import DATA, INDEX, SNAPSHOT, TREE, Codec
+from ..crypto.codec import Codec
 from ..errors import (
     AlreadyExists,
     IntegrityError,
@@ -46,14 +38,27 @@ from ..errors import (
     WrongPassword,
 )
 from ..faults import crash_point
-from ..ids import object_name
+from ..ids import DATA, INDEX, SNAPSHOT, TREE, object_name
 from ..model.snapshot import Snapshot
 from ..model.tree import Tree, decode_maps
 from ..scratch import Scratch, for_thread
 from .config import StoreConfig, config_problem
 from .index import Index, Location, PackInfo, decode_index, encode_index
-from .pack import PackEntry, pack_key, parse_header
+from .layout import (
+    CONFIG,
+    INDEX_DIR,
+    PACKS_DIR,
+    SNAPSHOTS_DIR,
+    index_key,
+    key_object_key,
+    name_of,
+    pack_key,
+    pack_temp_dir,
+    snapshot_key,
+)
+from .pack import PackEntry, parse_header
 from .packer import Packer
+from .packread import PackStream, read_header
 from .packsink import PackSink, StreamSink
 
 PasswordSource = Callable[[], str]
@@ -123,10 +128,10 @@ class Store:
                 raise UsageError("an encrypted store needs a password (or --encryption none)")
             data = keymod.wrap(master, password, n=kdf_n, store_id=config.store_id, config=raw)
             key_name = object_name(data)
-            backend.put(f"keys/{key_name}", data)
+            backend.put(key_object_key(key_name), data)
         try:
             # written last: from here on the store exists
-            backend.put("config", raw, overwrite=False)
+            backend.put(CONFIG, raw, overwrite=False)
         except AlreadyExists:
             raise UsageError(f"a store already exists at {where}") from None
         return cls(backend, config, master, url, key_name, config_bytes=raw)
@@ -137,7 +142,7 @@ class Store:
         """Open the store; problems with single key objects that did not stop it from
         opening (damaged, of another store) are passed to WARN, one line each."""
         try:
-            raw = backend.get("config")
+            raw = backend.get(CONFIG)
         except NotFound:
             raise StoreNotFound(f"no casbackup store at {url or 'this location'}") from None
         config = StoreConfig.decode(raw)
@@ -265,19 +270,39 @@ class Store:
         filesystem watchers), else None."""
         return local_root(self.backend)
 
+    def local_snapshots_dir(self) -> str | None:
+        """The directory of the snapshot objects when the store is local (for a watcher
+        of new snapshots), else None."""
+        root = self.local_path()
+        return None if root is None else os.path.join(root, SNAPSHOTS_DIR.rstrip("/"))
+
     def mark_index_loaded(self) -> None:
         """For verify, which loads index objects one by one to report each problem."""
         self._index_loaded = True
 
     def _write_index_object(self, packs: list[PackInfo]) -> None:
-        self._write_index(packs)
+        self.write_index(packs)
 
-    def _write_index(self, packs: list[PackInfo], supersedes: Iterable[str] = ()) -> str:
+    def write_index(self, packs: list[PackInfo], supersedes: Iterable[str] = ()) -> str:
+        """Write one index object naming PACKS (and superseding SUPERSEDES); its name.
+        Only after the packs are durable (DESIGN §5)."""
         data = self.codec.seal(INDEX, encode_index(packs, supersedes))
         name = object_name(data)
-        self._put(f"index/{name}", data)
+        self._put(index_key(name), data)
         self.index.objects[name] = [p.name for p in packs]
         return name
+
+    def reset_index(self) -> None:
+        """Forget the in-memory index (after flushing and closing the packer), so the next
+        ``load_index`` reads the objects now on the backend (gc or repair replaced them)."""
+        if self._packer is not None:
+            self._packer.flush()
+            self._packer.close()
+            self._packer = None
+        self.index = Index()
+        self._index_loaded = False
+        with self._cache_lock:
+            self._tree_cache.clear()
 
     def _put(self, key: str, data: bytes | memoryview) -> None:
         with contextlib.suppress(AlreadyExists):  # content-addressed: same name, same bytes
@@ -314,7 +339,7 @@ class Store:
         temp_writer = getattr(self.backend, "temp_writer", None)
         if temp_writer is None:
             return None
-        return lambda: StreamSink(temp_writer("packs"))
+        return lambda: StreamSink(temp_writer(pack_temp_dir()))
 
     def has_blob(self, blob_id: bytes) -> bool:
         return blob_id in self.index
@@ -350,6 +375,10 @@ class Store:
         if sealed:
             packer.add_many(kind, sealed)
         return out
+
+    def blob_id(self, data: bytes | memoryview) -> bytes:
+        """The BlobId of plaintext DATA (keyed BLAKE3 with this store's id key)."""
+        return self.codec.blob_id(data)
 
     def parallel_reads(self) -> int:
         """How many pack reads pay to run at once: 2 on a local disk (restore with 4
@@ -435,15 +464,28 @@ class Store:
         return self.codec.unseal_blob_into(entry.kind, entry.id, sealed, entry.raw_length,
                                            scratch)
 
+    def stream_blobs(self, pack: str, entries: Iterable[PackEntry], *,
+                     size: int | None = None, whole: int | None = None,
+                     unseal: bool = True) -> PackStream:
+        """The blobs ENTRIES of PACK, read in coalesced ranges, each unsealed and checked
+        against its BlobId (``packread.py``). SIZE: the pack's size on the backend, when
+        known (an entry past it is yielded as truncated, unread); WHOLE: the pack's size,
+        to read every byte of it and ``finish()`` with its hash and header."""
+        return PackStream(self, pack, entries, size=size, whole=whole, unseal=unseal)
+
+    def read_pack_header(self, pack: str, size: int) -> list[PackEntry]:
+        """A pack's entries from its trailer and header alone (two ranged reads)."""
+        return read_header(self, pack, size)
+
     def pack_entries(self, pack: str, data: bytes | None = None) -> list[PackEntry]:
         return parse_header(self.codec, data if data is not None else self.read_pack(pack), pack)
 
-    def pack_entries_from_tail(self, pack: str, tail: bytes, base: int) -> list[PackEntry]:
-        """Entries of a pack from its bytes from ``base`` to the end (header + trailer)."""
-        return parse_header(self.codec, tail, pack, base)
-
     def list_pack_objects(self) -> Iterator[ObjectInfo]:
-        return self.backend.list("packs/")
+        return self.backend.list(PACKS_DIR)
+
+    def pack_sizes(self) -> dict[str, int]:
+        """The size of every pack object on the backend, by name."""
+        return {name_of(i.key): i.size for i in self.list_pack_objects()}
 
     def _get(self, key: str, *, offset: int = 0, length: int | None = None) -> bytes:
         try:
@@ -499,16 +541,16 @@ class Store:
             self.before_commit(snap)  # the write session's gc check (store/commit.py)
         data = self.codec.seal(SNAPSHOT, snap.encode())
         name = object_name(data)
-        self._put(f"snapshots/{name}", data)
+        self._put(snapshot_key(name), data)
         snap.id = name
         return name
 
     def snapshot_ids(self) -> list[str]:
-        return [i.key.rsplit("/", 1)[1] for i in self.backend.list("snapshots/")]
+        return [name_of(i.key) for i in self.backend.list(SNAPSHOTS_DIR)]
 
     def load_snapshot(self, name: str) -> Snapshot:
         crash_point("store:load-snapshot")
-        return Snapshot.decode(self.read_object("snapshots/", name, SNAPSHOT), name)
+        return Snapshot.decode(self.read_object(SNAPSHOTS_DIR, name, SNAPSHOT), name)
 
     def snapshots(self) -> list[Snapshot]:
         """Every readable snapshot, oldest first. A damaged snapshot object (it does not
@@ -527,7 +569,7 @@ class Store:
 
     def _damaged_snapshot(self, name: str, why: str) -> None:
         if name not in self.damaged_snapshots and self.on_warning is not None:
-            self.on_warning(f"snapshots/{name} is damaged and was skipped ({why}); "
+            self.on_warning(f"{snapshot_key(name)} is damaged and was skipped ({why}); "
                             "`casbackup repair` or `forget` it to remove it")
         self.damaged_snapshots[name] = why
 
@@ -558,12 +600,16 @@ class Store:
         return matches[0]
 
     def delete_snapshot(self, name: str) -> None:
-        self.backend.delete(f"snapshots/{name}")
+        self.backend.delete(snapshot_key(name))
 
     # ----- raw access for `cat` ----------------------------------------------------------
 
     def raw(self, key: str) -> bytes:
         return self._get(key)
+
+    def index_object(self, name: str) -> tuple[list[PackInfo], list[str]]:
+        """One index object as stored: the packs it names and what it supersedes."""
+        return decode_index(self.read_object(INDEX_DIR, name, INDEX), name)
 
     def list_keys(self, prefix: str) -> Iterator[ObjectInfo]:
         return self.backend.list(prefix)

@@ -13,8 +13,14 @@ from typing import Any
 from casbackup.ops.backup import BackupOptions, backup
 from casbackup.ops.restore import restore
 from casbackup.ops.verify import verify
-from casbackup.store.maintenance import index_names, pack_listing
-from tests.helpers import make_store, open_test_store, restored_root, tree_state
+from tests.helpers import (
+    index_names,
+    make_store,
+    open_test_store,
+    pack_listing,
+    restored_root,
+    tree_state,
+)
 
 KIB = 1024
 

@@ -18,9 +18,8 @@ from casbackup.ops.forget import forget_ids
 from casbackup.ops.gc import GcOptions, gc, header_bound
 from casbackup.store import Store
 from casbackup.store.locks import maintenance_lock
-from casbackup.store.maintenance import index_names, pack_listing
 from casbackup.store.store import pack_key
-from tests.helpers import open_test_store, run_cli
+from tests.helpers import index_names, open_test_store, pack_listing, run_cli
 from tests.integration.history import (
     History,
     assert_sound,

@@ -19,8 +19,7 @@ from casbackup.ops.backup import BackupOptions, backup
 from casbackup.ops.forget import forget_ids
 from casbackup.ops.gc import GcOptions, gc
 from casbackup.ops.verify import verify
-from casbackup.store.maintenance import pack_listing
-from tests.helpers import make_store, open_test_store, tmpfs_mount
+from tests.helpers import make_store, open_test_store, pack_listing, tmpfs_mount
 
 
 @pytest.fixture

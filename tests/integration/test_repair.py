@@ -11,9 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from casbackup.store.maintenance import index_names
 from casbackup.store.store import pack_key
-from tests.helpers import cli_env, open_test_store, run_cli
+from tests.helpers import cli_env, index_names, open_test_store, run_cli
 from tests.integration.history import (
     History,
     assert_sound,

@@ -31,7 +31,7 @@ def test_refresh_rebuilds_when_an_index_object_vanished(tmp_path: Path) -> None:
     # another process consolidates: writes the same packs under a new index object
     b = open_store(str(tmp_path / "s"), lambda: PASSWORD)
     b.load_index()
-    b._write_index(list(b.index.packs.values()), supersedes=[name])
+    b.write_index(list(b.index.packs.values()), supersedes=[name])
     (tmp_path / "s" / "index" / name).unlink()
     a.refresh_index()
     assert name not in a.index.objects and len(a.index.objects) == 1
