@@ -27,10 +27,24 @@ from urllib.parse import unquote, urlsplit
 from ..errors import UsageError
 from .base import Backend, ObjectInfo, Properties, validate_key
 
-__all__ = ["Backend", "ObjectInfo", "Properties", "open_backend", "validate_key"]
+__all__ = ["Backend", "ObjectInfo", "Properties", "open_backend", "validate_key", "local_root"]
 
 _SCHEME_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 REMOTE_ATTEMPTS = 10
+
+
+def local_root(backend: Backend) -> str | None:
+    """The root directory of a local backend (under any wrappers), else None."""
+    from .local import LocalBackend
+
+    b: object = backend
+    for _ in range(8):  # unwrap RetryingBackend / FaultyBackend
+        if isinstance(b, LocalBackend):
+            return b.root
+        b = getattr(b, "inner", None)
+        if b is None:
+            return None
+    return None
 
 
 def remote_attempts() -> int:

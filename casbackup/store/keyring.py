@@ -19,14 +19,27 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
+from ..backends import local_root
 from ..backends.base import Backend, is_temp_name
 from ..crypto import keys as keymod
 from ..errors import IntegrityError, NotFound, UsageError, WrongPassword
 from ..ids import object_name
 from .config import StoreConfig
 from .layout import CONFIG, KEYS_DIR, key_object_key, name_of
-from .store import Store, local_root
+
+
+class KeyedStore(Protocol):
+    """What managing key objects needs of an open store (``Store`` is one); keyring does
+    not import store.py, which imports keyring to open a store."""
+
+    backend: Backend
+    master: keymod.MasterKey
+    config: StoreConfig
+    config_bytes: bytes
+
+    def raw(self, key: str) -> bytes: ...
 
 
 @dataclass
@@ -126,18 +139,18 @@ def _local_entries(root: str, where: str) -> set[str]:
         raise UsageError(f"cannot read {where}: {e.strerror}") from None
 
 
-def key_names(store: Store) -> list[str]:
+def key_names(store: KeyedStore) -> list[str]:
     return key_object_names(store.backend)
 
 
-def describe_key(store: Store, name: str) -> dict[str, object]:
+def describe_key(store: KeyedStore, name: str) -> dict[str, object]:
     try:
         return keymod.describe(store.raw(key_object_key(name)))
     except IntegrityError as e:
         return {"damaged": str(e)}
 
 
-def add_key(store: Store, password: str, kdf_n: int = keymod.DEFAULT_SCRYPT_N) -> str:
+def add_key(store: KeyedStore, password: str, kdf_n: int = keymod.DEFAULT_SCRYPT_N) -> str:
     if not store.config.encrypted:
         raise UsageError("this store is not encrypted: it has no keys")
     data = keymod.wrap(store.master, password, n=kdf_n, store_id=store.config.store_id,
@@ -147,7 +160,7 @@ def add_key(store: Store, password: str, kdf_n: int = keymod.DEFAULT_SCRYPT_N) -
     return name
 
 
-def remove_key(store: Store, name: str) -> None:
+def remove_key(store: KeyedStore, name: str) -> None:
     names = key_names(store)
     if name not in names:
         raise UsageError(f"no key {name[:16]} in this store")

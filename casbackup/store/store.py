@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from ..backends import local_root
 from ..backends.base import Backend, ObjectInfo
 from ..chunking import Chunker, get_chunker
 from ..crypto import keys as keymod
@@ -44,6 +45,7 @@ from ..model.tree import Tree, decode_maps
 from ..scratch import Scratch, for_thread
 from .config import StoreConfig, config_problem
 from .index import Index, Location, PackInfo, decode_index, encode_index
+from .keyring import check_empty, key_object_names, unlock_master
 from .layout import (
     CONFIG,
     INDEX_DIR,
@@ -110,8 +112,6 @@ class Store:
     def create(cls, backend: Backend, config: StoreConfig, password: str | None,
                master: keymod.MasterKey | None = None, url: str = "",
                kdf_n: int = keymod.DEFAULT_SCRYPT_N) -> Store:
-        from .keyring import check_empty
-
         where = url or "this location"
         problem = config_problem(config)
         if problem:
@@ -146,8 +146,6 @@ class Store:
         except NotFound:
             raise StoreNotFound(f"no casbackup store at {url or 'this location'}") from None
         config = StoreConfig.decode(raw)
-        from .keyring import key_object_names, unlock_master
-
         if not config.encrypted:
             if key_object_names(backend):
                 raise IntegrityError("config says encryption none but the store has key "
@@ -613,20 +611,6 @@ class Store:
 
     def list_keys(self, prefix: str) -> Iterator[ObjectInfo]:
         return self.backend.list(prefix)
-
-
-def local_root(backend: Backend) -> str | None:
-    """The root directory of a local backend (under any wrappers), else None."""
-    from ..backends.local import LocalBackend
-
-    b: object = backend
-    for _ in range(8):  # unwrap RetryingBackend / FaultyBackend
-        if isinstance(b, LocalBackend):
-            return b.root
-        b = getattr(b, "inner", None)
-        if b is None:
-            return None
-    return None
 
 
 def _codec(config: StoreConfig, master: keymod.MasterKey) -> Codec:

@@ -206,3 +206,34 @@ def test_the_checks_can_fail(tmp_path: Path) -> None:
     lits = key_literals(src)
     assert len(lits) == 2 and "snapshots/" in lits[0] and "rsplit" in lits[1]
     assert _layer("casbackup.cli") > _layer("casbackup.ops.fake")
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle of GRAPH, or None (iterative depth-first search)."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    for root in sorted(graph):
+        if state.get(root):
+            continue
+        path, stack = [root], [iter(sorted(graph[root]))]
+        state[root] = 1
+        while stack:
+            nxt = next(stack[-1], None)
+            if nxt is None:
+                state[path.pop()] = 2
+                stack.pop()
+            elif state.get(nxt) == 1:
+                return path[path.index(nxt):] + [nxt]
+            elif not state.get(nxt):
+                state[nxt] = 1
+                path.append(nxt)
+                stack.append(iter(sorted(graph[nxt])))
+    return None
+
+
+def test_store_modules_import_no_cycle() -> None:
+    """store/'s modules import one way (store.py no longer imports keyring.py while
+    keyring.py imports store.py); the package's ``__init__`` only re-exports."""
+    inner = {m: p for m, p in MODULES.items() if m.startswith("casbackup.store.")}
+    graph = {m: {i for i in imports_of(m, p) if i in inner and i != m} for m, p in inner.items()}
+    assert _cycle(graph) is None, f"import cycle: {' -> '.join(_cycle(graph) or [])}"
+    assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
