@@ -24,7 +24,7 @@ from .. import serde
 from ..errors import IntegrityError, NotFound
 from ..ids import GC_RECORD, object_name
 from .index import PackInfo, decode_index, encode_index
-from .layout import GC_DIR
+from .layout import GC_DIR, gc_key
 from .store import Store
 
 PREFIX = GC_DIR
@@ -45,7 +45,7 @@ def write_record(store: Store, packs: Iterable[PackInfo], gc_session: str,
     data = store.codec.seal(GC_RECORD, serde.pack(
         {"index": encode_index(packs), "session": gc_session, "time": time}))
     name = object_name(data)
-    store._put(f"{PREFIX}{name}", data)
+    store.put_named(gc_key(name), data)
     return name
 
 

@@ -286,7 +286,7 @@ class Store:
         Only after the packs are durable (DESIGN §5)."""
         data = self.codec.seal(INDEX, encode_index(packs, supersedes))
         name = object_name(data)
-        self._put(index_key(name), data)
+        self.put_named(index_key(name), data)
         self.index.objects[name] = [p.name for p in packs]
         return name
 
@@ -302,7 +302,9 @@ class Store:
         with self._cache_lock:
             self._tree_cache.clear()
 
-    def _put(self, key: str, data: bytes | memoryview) -> None:
+    def put_named(self, key: str, data: bytes | memoryview) -> None:
+        """Exclusive put of a content-named object (its name is the BLAKE3 of DATA): an
+        existing object of that name holds the same bytes, so that is success."""
         with contextlib.suppress(AlreadyExists):  # content-addressed: same name, same bytes
             self.backend.put(key, data, overwrite=False)
 
@@ -322,7 +324,7 @@ class Store:
                 self.load_index()
                 self._packer = Packer(
                     self.codec, self.index,
-                    lambda n, d: self._put(pack_key(n), d),
+                    lambda n, d: self.put_named(pack_key(n), d),
                     self._write_index_object,
                     self.config.pack_size,
                     uploaders=max(1, min(4, self.backend.properties().connections)),
@@ -539,7 +541,7 @@ class Store:
             self.before_commit(snap)  # the write session's gc check (store/commit.py)
         data = self.codec.seal(SNAPSHOT, snap.encode())
         name = object_name(data)
-        self._put(snapshot_key(name), data)
+        self.put_named(snapshot_key(name), data)
         snap.id = name
         return name
 
