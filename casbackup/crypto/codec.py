@@ -13,6 +13,8 @@ Invariants:
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 from ..errors import IntegrityError
 from ..ids import DATA, GC_RECORD, HEADER, INDEX, KINDS, LOCK, SNAPSHOT, TREE, blob_id
 from ..scratch import Scratch
@@ -22,6 +24,7 @@ from .compress import Compressor
 # the kinds (``ids.KINDS``) are re-exported for the store's own modules and old callers
 __all__ = ["Codec", "DATA", "TREE", "HEADER", "INDEX", "SNAPSHOT", "LOCK", "GC_RECORD", "KINDS"]
 _AD = {k: b"casbackup:" + k.encode() for k in KINDS}
+_Plain = TypeVar("_Plain", bytes, bytes | memoryview)
 
 
 class Codec:
@@ -60,18 +63,12 @@ class Codec:
 
     def unseal(self, kind: str, data: bytes | memoryview, raw_length: int | None = None) -> bytes:
         body = self._aead.open(data, _AD[kind]) if self._aead is not None else data
-        out = self._comp.decompress(body, raw_length)
-        if raw_length is not None and len(out) != raw_length:
-            raise IntegrityError(f"{kind} blob has length {len(out)}, index says {raw_length}")
-        return out
+        return self._checked(kind, None, self._comp.decompress(body, raw_length), raw_length)
 
     def unseal_blob(
         self, kind: str, expected: bytes, data: bytes | memoryview, raw_length: int | None = None
     ) -> bytes:
-        out = self.unseal(kind, data, raw_length)
-        if self.blob_id(out) != expected:
-            raise IntegrityError(f"{kind} blob {expected.hex()[:16]} does not hash to its id")
-        return out
+        return self._checked(kind, expected, self.unseal(kind, data, raw_length), None)
 
     def unseal_blob_into(self, kind: str, expected: bytes, data: bytes | memoryview,
                          raw_length: int | None, scratch: Scratch) -> bytes | memoryview:
@@ -80,8 +77,14 @@ class Codec:
         a zstd body as new bytes. Every check of ``unseal_blob`` is made."""
         body = self._aead.open_into(data, _AD[kind], scratch) if self._aead is not None else data
         out = self._comp.decompress_view(body, raw_length)
+        return self._checked(kind, expected, out, raw_length)
+
+    def _checked(self, kind: str, expected: bytes | None, out: _Plain,
+                 raw_length: int | None) -> _Plain:
+        """The checks every unseal makes of the plaintext, in one place: the length the
+        index or header gives, and (for a blob) that it hashes to its BlobId."""
         if raw_length is not None and len(out) != raw_length:
             raise IntegrityError(f"{kind} blob has length {len(out)}, index says {raw_length}")
-        if self.blob_id(out) != expected:
+        if expected is not None and self.blob_id(out) != expected:
             raise IntegrityError(f"{kind} blob {expected.hex()[:16]} does not hash to its id")
         return out

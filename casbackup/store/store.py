@@ -395,7 +395,7 @@ class Store:
         e = loc.entry
         sealed = self._get(pack_key(loc.pack), offset=e.offset, length=e.length)
         try:
-            return self.codec.unseal_blob(e.kind, blob_id, sealed, e.raw_length)
+            return self.unseal_entry(e, sealed)
         except IntegrityError as err:
             raise IntegrityError(f"pack {loc.pack[:16]}: {err}") from None
 
@@ -446,10 +446,9 @@ class Store:
         if get_into is None:
             return memoryview(self.read_pack_range(pack, offset, length))
         view = scratch.view(length)
-        try:
-            get_into(pack_key(pack), offset, view)
-        except NotFound:
-            raise IntegrityError(f"object {pack_key(pack)} is missing") from None
+        key = pack_key(pack)
+        with _present(key):
+            get_into(key, offset, view)
         return view
 
     def read_pack(self, pack: str) -> bytes:
@@ -488,10 +487,8 @@ class Store:
         return {name_of(i.key): i.size for i in self.list_pack_objects()}
 
     def _get(self, key: str, *, offset: int = 0, length: int | None = None) -> bytes:
-        try:
+        with _present(key):
             return self.backend.get(key, offset=offset, length=length)
-        except NotFound:
-            raise IntegrityError(f"object {key} is missing") from None
 
     # ----- trees -----------------------------------------------------------------------
 
@@ -613,6 +610,16 @@ class Store:
 
     def list_keys(self, prefix: str) -> Iterator[ObjectInfo]:
         return self.backend.list(prefix)
+
+
+@contextlib.contextmanager
+def _present(key: str) -> Iterator[None]:
+    """A read of KEY: an object that is not there is damage (``IntegrityError`` naming
+    it), for every read path alike."""
+    try:
+        yield
+    except NotFound:
+        raise IntegrityError(f"object {key} is missing") from None
 
 
 def _codec(config: StoreConfig, master: keymod.MasterKey) -> Codec:
