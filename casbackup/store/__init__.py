@@ -2,6 +2,16 @@
 
 ``open_store(url, password)`` and ``init_store(url, …)`` are the entry points for
 ``ops``, ``cli`` and ``daemon``, which never import ``casbackup.backends``.
+
+This package is the store's public face (tests/unit/test_layers.py holds cli/, daemon/
+and ops/ to it and to the public modules ``locks``, ``commit``, ``identity``,
+``gcrecords`` and ``keyring``): ``Store``; the pack reader's types (``PackEntry``,
+``PackStream``, ``BlobRead``, ``PackEnd``: ``Store.stream_blobs``); the maintenance
+interface (``maintainer(store)``: ``Maintenance``, ``Repacker``, ``LiveBlob``, listings
+as ``ObjectInfo``); object names for messages (``pack_key``, ``index_key``,
+``snapshot_key``); ``paired_key`` for ``init --from``. Pack format, layout, codec, index
+internals and backends stay behind it; ops declare the narrow Protocols they consume in
+``ops/capabilities.py``.
 """
 
 from __future__ import annotations
