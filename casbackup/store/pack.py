@@ -103,12 +103,7 @@ def decode_header(codec: Codec, sealed: bytes | memoryview, start: int,
     return entries
 
 
-def parse_header(codec: Codec, pack: bytes | memoryview, name: str = "?",
-                 base: int = 0) -> list[PackEntry]:
-    """Entries of a pack; raises IntegrityError naming the pack when damaged. ``pack`` is
-    the whole pack, or (with ``base`` > 0) its suffix starting at byte ``base``."""
-    size = base + len(pack)
-    start, hlen = header_span(pack, size, name)
-    if start < base:
-        raise IntegrityError(f"{_short(name)} header length exceeds the pack")
-    return decode_header(codec, pack[start - base : start - base + hlen], start, name)
+def parse_header(codec: Codec, pack: bytes | memoryview, name: str = "?") -> list[PackEntry]:
+    """Entries of a whole pack; raises IntegrityError naming the pack when damaged."""
+    start, hlen = header_span(pack, len(pack), name)
+    return decode_header(codec, pack[start : start + hlen], start, name)
