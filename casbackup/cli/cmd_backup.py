@@ -12,7 +12,7 @@ from ..errors import PartialError, UsageError
 from ..ops.archiver import ArchiveOptions
 from ..ops.backup import BackupOptions, backup, warm_sources
 from ..ops.backup import stdin_filename as stdin_filename_check
-from ..ops.snapfilter import split_commas
+from ..ops.snapsel import split_commas
 from ..source.command import CommandSource
 from ..source.exclude import Excluder, parse_size, pattern_lines
 from ..source.pathlist import read_paths

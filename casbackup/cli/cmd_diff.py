@@ -14,6 +14,7 @@ from .common import (
     human_bytes,
     store_command,
 )
+from .filteropts import HostFilterOpt, PathFilterOpt, TagFilterOpt, snapshot_filter
 
 _MARK = {"added": "+", "removed": "-", "modified": "M", "metadata": "U"}
 
@@ -23,10 +24,13 @@ def diff_cmd(
     ctx: Ctx,
     snapshot1: Annotated[str, typer.Argument(help="The older snapshot (id prefix or latest).")],
     snapshot2: Annotated[str, typer.Argument(help="The newer snapshot (id prefix or latest).")],
+    host: HostFilterOpt = None,
+    tag: TagFilterOpt = None,
+    path: PathFilterOpt = None,
 ) -> None:
     """Show changes from SNAPSHOT1 to SNAPSHOT2: + added, - removed, M modified, U metadata."""
     with ctx.open() as st:
-        res = diff(st, snapshot1, snapshot2)
+        res = diff(st, snapshot1, snapshot2, snapshot_filter(host, tag, path))
     summary = res.summary()
     if ctx.json:
         emit_json({"from": res.a.id, "to": res.b.id,

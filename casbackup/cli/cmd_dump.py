@@ -16,8 +16,9 @@ import typer
 
 from ..errors import UsageError
 from ..ops.dump import ARCHIVES, dump
-from ..ops.snapsel import Filters, resolve, split_ref, tag_sets
+from ..ops.snapsel import resolve, split_ref
 from .common import Ctx, echo, emit_json, human_bytes, shown, store_command, warn
+from .filteropts import HostFilterOpt, PathFilterOpt, TagFilterOpt, snapshot_filter
 
 
 @store_command
@@ -33,18 +34,15 @@ def dump_cmd(
     ] = "tar",
     target: Annotated[str | None, typer.Option(
         "--target", "-t", help="Write to this file instead of stdout.")] = None,
-    host: Annotated[str | None, typer.Option(
-        "--host", help="With 'latest': the newest snapshot of this host.")] = None,
-    tag: Annotated[list[str] | None, typer.Option(
-        "--tag", help="With 'latest': only snapshots with these tags (a,b: both).")] = None,
-    paths: Annotated[list[str] | None, typer.Option(
-        "--path", help="With 'latest': only snapshots of this source path.")] = None,
+    host: HostFilterOpt = None,
+    tag: TagFilterOpt = None,
+    paths: PathFilterOpt = None,
 ) -> None:
     """Write a file of SNAPSHOT to stdout, or a directory as a tar or zip archive."""
     if archive not in ARCHIVES:
         raise UsageError(f"--archive {shown(archive)}: not one of {', '.join(ARCHIVES)}")
     ref, sub = split_ref(snapshot)
-    filters = Filters(host, tag_sets(tag or []), tuple(paths or []))
+    filters = snapshot_filter(host, tag, paths)
     with ctx.open() as st:
         snap = resolve(st, ref, filters)
         if target is None:

@@ -20,6 +20,7 @@ from .common import (
     human_bytes,
     store_command,
 )
+from .filteropts import HostFilterOpt, PathFilterOpt, TagFilterOpt, snapshot_filter
 from .metricsfile import MetricsFileOpt, MetricsJobOpt, job_metrics
 from .progress import CliObserver
 from .signals import on_interrupt
@@ -42,6 +43,9 @@ def restore_cmd(
         bool, typer.Option("--overwrite", help="Allow a non-empty target.")
     ] = False,
     verify_: Annotated[bool, typer.Option("--verify", help="Re-hash what was written.")] = False,
+    host: HostFilterOpt = None,
+    tag: TagFilterOpt = None,
+    path: PathFilterOpt = None,
     metrics_file: MetricsFileOpt = None,
     metrics_job: MetricsJobOpt = None,
 ) -> None:
@@ -58,6 +62,7 @@ def restore_cmd(
             overwrite=overwrite,
             verify=verify_,
             observer=obs,
+            filt=snapshot_filter(host, tag, path),
         )
         record(res, partial=f"{len(res.failed)} entries not restored" if res.failed else None)
     if ctx.json:

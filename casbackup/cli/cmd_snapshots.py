@@ -13,7 +13,7 @@ from ..errors import NothingMatched, UsageError
 from ..model.snapshot import Snapshot
 from ..model.tree import DIR, Node
 from ..ops.retention import GroupKey
-from ..ops.snapfilter import SnapshotFilter, group_snapshots, parse_group_by
+from ..ops.snapsel import SnapshotFilter, group_snapshots, parse_group_by, resolve
 from ..ops.treewalk import walk
 from .common import (
     Ctx,
@@ -23,7 +23,7 @@ from .common import (
     store_command,
     warn,
 )
-from .filteropts import PathFilterOpt, TagFilterOpt
+from .filteropts import HostFilterOpt, PathFilterOpt, TagFilterOpt, snapshot_filter
 
 
 @store_command
@@ -136,10 +136,13 @@ def ls_cmd(
         "--recursive", "-R", help="List the subdirectories too.")] = False,
     long: Annotated[bool, typer.Option(
         "--long", "-l", help="Mode, owner, size and time too.")] = False,
+    host: HostFilterOpt = None,
+    tag: TagFilterOpt = None,
+    filter_path: PathFilterOpt = None,
 ) -> None:
     """List the files of a snapshot."""
     with ctx.open() as st:
-        snap = st.find_snapshot(snapshot)
+        snap = resolve(st, snapshot, snapshot_filter(host, tag, filter_path))
         tree_id = snap.tree
         parts = [os.fsencode(p) for p in path.strip("/").split("/") if p]
         for i, p in enumerate(parts):

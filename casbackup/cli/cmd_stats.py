@@ -14,6 +14,7 @@ from .common import (
     human_bytes,
     store_command,
 )
+from .filteropts import HostFilterOpt, PathFilterOpt, TagFilterOpt, snapshot_filter
 
 
 @store_command
@@ -21,10 +22,13 @@ def stats_cmd(
     ctx: Ctx,
     snapshot: Annotated[str | None, typer.Argument(
         help="Snapshot id (prefix) or 'latest'; omitted: the whole store.")] = None,
+    host: HostFilterOpt = None,
+    tag: TagFilterOpt = None,
+    path: PathFilterOpt = None,
 ) -> None:
     """Show logical and stored sizes, dedup and compression ratios, blob and pack counts."""
     with ctx.open() as st:
-        s = stats(st, snapshot)
+        s = stats(st, snapshot, snapshot_filter(host, tag, path))
     if ctx.json:
         emit_json(s.to_map())
         return

@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from ..errors import NothingMatched
 from ..model.snapshot import Snapshot
 from ..ops.sync import Copied, Selection, SyncObserver, sync
 from ..ops.sync_watch import sync_watch
@@ -22,6 +23,7 @@ from .common import (
     human_bytes,
     read_password,
 )
+from .filteropts import HostFilterOpt, PathFilterOpt, TagFilterOpt
 from .metricsfile import MetricsFileOpt, MetricsJobOpt, job_metrics
 from .peer import FromPasswordCmdOpt, FromPasswordFileOpt, open_peer, peer_password
 from .progress import CliObserver
@@ -50,12 +52,9 @@ def sync_cmd(
     dst: Annotated[str, typer.Argument(help="Destination store URL (made with init --from SRC).")],
     snapshots: Annotated[list[str] | None, typer.Argument(
         help="Snapshot ids (prefixes) or 'latest'; default every snapshot.")] = None,
-    tag: Annotated[list[str] | None, typer.Option(
-        "--tag", help="Only snapshots with this tag (repeatable: all of them).")] = None,
-    host: Annotated[list[str] | None, typer.Option(
-        "--host", help="Only snapshots of this host (repeatable: any of them).")] = None,
-    path: Annotated[list[str] | None, typer.Option(
-        "--path", help="Only snapshots of this source path (repeatable: all of them).")] = None,
+    tag: TagFilterOpt = None,
+    host: HostFilterOpt = None,
+    path: PathFilterOpt = None,
     watch: Annotated[bool, typer.Option(
         "--watch", help="Keep DST current until SIGINT/SIGTERM.")] = False,
     interval: Annotated[float, typer.Option(
@@ -85,6 +84,8 @@ def sync_cmd(
         with job_metrics(metrics_file, d, metrics_job or "sync") as record:
             res = sync(s, d, sel, obs)
             record(res)
+    if sel.filter and res.listed and not res.selected:  # a typo must not pass as 0
+        raise NothingMatched(f"no snapshot matches {sel.filter.describe()}; nothing was copied")
     if json_out:
         emit_json({"type": "summary", "to": dst, "selected": res.selected,
                    "already_present": res.present, "copied": len(res.copied),

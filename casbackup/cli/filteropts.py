@@ -1,5 +1,11 @@
 """Options shared by the commands that select snapshots or files, parsed as restic does.
 
+Every command that takes a snapshot (restore, ls, dump, diff, find, stats, sync, forget,
+mount) takes ``--host``, ``--tag`` and ``--path`` as ``HostFilterOpt``, ``TagFilterOpt``
+and ``PathFilterOpt`` and turns them into one ``SnapshotFilter`` with
+``snapshot_filter``; ``ops.snapsel`` applies it to ``latest``, id prefixes and listings
+alike (a filter that leaves nothing is exit 4).
+
 Invariants: ``--tag`` values split on commas (``--tag a,b``: two tags on backup, "both"
 as a filter); ``--time`` is local wall-clock time unless it names an offset.
 """
@@ -12,13 +18,22 @@ from typing import Annotated
 import typer
 
 from ..errors import UsageError
+from ..ops.snapsel import SnapshotFilter
 
+HostFilterOpt = Annotated[list[str] | None, typer.Option(
+    "--host", metavar="HOST", help="Only snapshots of this host; repeat: any of them.")]
 TagFilterOpt = Annotated[list[str] | None, typer.Option(
     "--tag", metavar="TAG[,TAG…]",
     help="Only snapshots carrying all these tags; repeat for either group.")]
 PathFilterOpt = Annotated[list[str] | None, typer.Option(
     "--path", metavar="PATH",
     help="Only snapshots of this (absolute) source path; repeat: all of them.")]
+
+
+def snapshot_filter(host: list[str] | None, tag: list[str] | None,
+                    path: list[str] | None) -> SnapshotFilter:
+    """The selection ``--host``/``--tag``/``--path`` make (``snapsel.SnapshotFilter``)."""
+    return SnapshotFilter.of(host, tag, path)
 
 
 def parse_time(text: str, option: str = "--time") -> float:

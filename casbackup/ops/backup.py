@@ -38,6 +38,7 @@ from ..store import Store
 from ..store.commit import WriteSession
 from .archiver import ArchiveOptions, Archiver
 from .observer import NULL, Observer
+from .snapsel import resolve
 
 _Trie = dict[bytes, "_Trie | None"]
 
@@ -167,7 +168,7 @@ def backup(store: Store, paths: list[str], opts: BackupOptions,
     t0 = opts.time if opts.time is not None else now
     with WriteSession(store, "backup", clock=clock):
         store.load_index()
-        parent = (store.find_snapshot(opts.parent) if opts.parent
+        parent = (resolve(store, opts.parent) if opts.parent
                   else find_parent(store, opts.type, host, spaths))
         if parent is not None and parent.tree not in store.index:
             parent = None  # its tree is in a pack a gc condemned: a full scan (DESIGN §8)

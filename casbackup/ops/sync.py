@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from ..chunking import ChunkerParams
 from ..crypto.codec import TREE
 from ..crypto.keys import MasterKey
-from ..errors import CasError, IntegrityError, SnapshotNotFound, UsageError
+from ..errors import CasError, IntegrityError, NothingMatched, SnapshotNotFound, UsageError
 from ..faults import crash_point
 from ..model.snapshot import Snapshot
 from ..model.tree import DIR, Tree
@@ -46,6 +46,7 @@ from ..store.commit import WriteSession
 from ..store.locks import shared_lock
 from ..store.pack import PackEntry
 from .observer import Observer
+from .snapsel import SnapshotFilter, pick
 from .treewalk import Entry, walk
 
 _GAP = 256 * 1024  # read across gaps smaller than this rather than issuing two requests
@@ -71,6 +72,7 @@ class Copied:
 
 @dataclass
 class SyncResult:
+    listed: int = 0  # the source's snapshots
     selected: int = 0
     present: int = 0  # selected snapshots already in the destination
     copied: list[Copied] = field(default_factory=list)
@@ -95,8 +97,9 @@ class SyncObserver(Observer):
 
 @dataclass
 class Selection:
-    """Which source snapshots to copy: all, or those matching ids (prefixes) / ``latest``,
-    each also filtered by tags (all must match), hosts and paths (all must be present)."""
+    """Which source snapshots to copy: all those the filter (``snapsel.SnapshotFilter``:
+    ``--host`` any of, ``--tag a,b`` a group, ``--path`` all of) accepts, or the ones
+    ``ids`` (prefixes, ``latest``) name among them (``snapsel.pick``)."""
 
     ids: list[str] = field(default_factory=list)
     tags: list[str] = field(default_factory=list)
@@ -104,32 +107,23 @@ class Selection:
     paths: list[str] = field(default_factory=list)
     strict: bool = True  # an id that matches nothing is an error (False: skipped)
 
+    @property
+    def filter(self) -> SnapshotFilter:
+        return SnapshotFilter.of(self.hosts, self.tags, self.paths)
+
     def choose(self, snaps: list[Snapshot]) -> list[Snapshot]:
-        want = {p.rstrip("/") or "/" for p in self.paths}
-        out = [s for s in snaps
-               if (not self.hosts or s.hostname in self.hosts)
-               and set(self.tags) <= set(s.tags)
-               and want <= {p.rstrip("/") or "/" for p in s.paths}]
+        filt = self.filter
         if not self.ids:
-            return out
+            return [s for s in snaps if filt.match(s)]
         chosen: dict[str, Snapshot] = {}
         for ref in self.ids:
-            if ref == "latest":
-                if out:
-                    chosen[out[-1].id] = out[-1]
-                elif self.strict:
-                    raise SnapshotNotFound("no snapshot matches for 'latest'")
+            try:
+                s = pick(snaps, ref, filt)
+            except (SnapshotNotFound, NothingMatched):
+                if self.strict:
+                    raise
                 continue
-            ref = ref.lower()
-            if len(ref) < 4 or any(c not in "0123456789abcdef" for c in ref):
-                raise SnapshotNotFound(f"snapshot id {ref!r} is not a hex id prefix of 4+ digits")
-            hits = [s for s in out if s.id.startswith(ref)]
-            if len(hits) > 1:
-                raise SnapshotNotFound(f"snapshot id {ref} is ambiguous ({len(hits)} match)")
-            if hits:
-                chosen[hits[0].id] = hits[0]
-            elif self.strict:
-                raise SnapshotNotFound(f"no snapshot with id {ref} (matching the filters)")
+            chosen[s.id] = s
         return sorted(chosen.values(), key=lambda s: (s.time, s.id))
 
 
@@ -195,7 +189,8 @@ class Syncer:
             return self._run(selection or Selection())
 
     def _run(self, selection: Selection) -> SyncResult:
-        chosen = selection.choose(self.src_snaps.refresh())
+        listed = self.src_snaps.refresh()
+        chosen = selection.choose(listed)
         self.src.refresh_index()  # after listing: covers every listed snapshot
         self.dst_snaps.refresh()
         self.dst.refresh_index()
@@ -204,7 +199,7 @@ class Syncer:
             present[d.id] = d
             if d.original:
                 present[d.original] = d
-        res = SyncResult(selected=len(chosen))
+        res = SyncResult(listed=len(listed), selected=len(chosen))
         self.obs.start("sync")
         try:
             for s in chosen:

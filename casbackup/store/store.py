@@ -40,7 +40,6 @@ from ..errors import (
     AlreadyExists,
     IntegrityError,
     NotFound,
-    SnapshotNotFound,
     StoreNotFound,
     UsageError,
     WrongPassword,
@@ -530,32 +529,6 @@ class Store:
             self.on_warning(f"snapshots/{name} is damaged and was skipped ({why}); "
                             "`casbackup repair` or `forget` it to remove it")
         self.damaged_snapshots[name] = why
-
-    def find_snapshot(self, ref: str, *, host: str | None = None,
-                      paths: list[str] | None = None) -> Snapshot:
-        """Resolve ``latest`` (the newest readable one) or a unique id prefix (at least
-        4 hex digits)."""
-        if ref == "latest" or ref.startswith("latest"):
-            cands = [s for s in self.snapshots()
-                     if (host is None or s.hostname == host)
-                     and (paths is None or sorted(s.paths) == sorted(paths))]
-            if not cands:
-                raise SnapshotNotFound("no snapshot found (store is empty or nothing matches)")
-            return cands[-1]
-        return self.load_snapshot(self.snapshot_name(ref))
-
-    def snapshot_name(self, ref: str) -> str:
-        """The full name of the one snapshot object whose name starts with ``ref`` (4+ hex
-        digits), without reading it: a damaged snapshot can still be named (and forgotten)."""
-        ref = ref.lower()
-        if len(ref) < 4 or any(c not in "0123456789abcdef" for c in ref):
-            raise SnapshotNotFound(f"snapshot id {ref!r} is not a hex id prefix of 4+ digits")
-        matches = [n for n in self.snapshot_ids() if n.startswith(ref)]
-        if not matches:
-            raise SnapshotNotFound(f"no snapshot with id {ref}")
-        if len(matches) > 1:
-            raise SnapshotNotFound(f"snapshot id {ref} is ambiguous ({len(matches)} match)")
-        return matches[0]
 
     def delete_snapshot(self, name: str) -> None:
         self.backend.delete(f"snapshots/{name}")
