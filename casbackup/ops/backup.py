@@ -16,7 +16,6 @@ Invariants:
 
 from __future__ import annotations
 
-import getpass
 import os
 import socket
 import stat
@@ -36,6 +35,7 @@ from ..source.meta import node_from_stat
 from ..source.prefetch import Prefetcher
 from ..store import Store
 from ..store.commit import WriteSession
+from ..whoami import username
 from .archiver import ArchiveOptions, Archiver
 from .observer import NULL, Observer
 from .snapsel import resolve
@@ -183,25 +183,37 @@ def backup(store: Store, paths: list[str], opts: BackupOptions,
                 root = Tree([arch.save_stream(opts.stdin, node)])
                 if opts.stdin_check is not None:
                     opts.stdin_check()
+                root_id = arch._add_tree(root)
             else:
-                root = Tree(_build(arch, store, b"", _trie(bpaths), parent_root))
-            root_id = arch._add_tree(root)
+                root_id = build_root(arch, store, bpaths, parent_root)
         finally:
             arch.close()
             observer.finish()
         summary = arch.summary
         summary.duration = time.monotonic() - start
-        snap = Snapshot(
-            time=t0, hostname=host, username=_user(), paths=spaths, tree=root_id,
-            type=opts.type, tags=sorted(set(opts.tags)),
-            parent=parent.id if parent is not None else None, summary=summary,
-        )
+        snap = new_snapshot(t0, host, spaths, root_id, opts.type, opts.tags, parent, summary)
         if opts.archive.dry_run:
             return BackupResult(snap, False)
         store.flush()
         crash_point("backup:before-snapshot")
         store.save_snapshot(snap)
         return BackupResult(snap, True)
+
+
+def build_root(arch: Archiver, store: Store, sources: list[bytes],
+               parent_root: Tree | None) -> bytes:
+    """Archive SOURCES (absolute, from ``normalize_paths``) with ARCH and store the root
+    tree mirroring their paths; its id. PARENT_ROOT is the parent snapshot's root tree
+    (None: no parent). The one way a root tree is made: ``backup`` and ``watch``."""
+    return arch._add_tree(Tree(_build(arch, store, b"", _trie(sources), parent_root)))
+
+
+def new_snapshot(t: float, host: str, paths: list[str], tree: bytes, btype: str,
+                 tags: list[str], parent: Snapshot | None, summary: Summary) -> Snapshot:
+    """The manifest of a backup (not saved): this user, tags sorted without repeats."""
+    return Snapshot(time=t, hostname=host, username=username(), paths=paths, tree=tree,
+                    type=btype, tags=sorted(set(tags)),
+                    parent=parent.id if parent is not None else None, summary=summary)
 
 
 @dataclass(slots=True)
@@ -247,10 +259,3 @@ def _build(arch: Archiver, store: Store, prefix: bytes, trie: _Trie,
                  and pnode.subtree in store.index else None)  # not from a condemned pack
         stack.append(_Level(path, iter(sorted(sub)), sub, ptree,
                             node_from_stat(name, path, st)))
-
-
-def _user() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return str(os.getuid())

@@ -57,7 +57,7 @@ from ..store import gcrecords as gr
 from ..store import maintenance as mt
 from ..store.identity import Identity
 from ..store.index import Index, Location, PackInfo
-from ..store.locks import LockInfo, Session, by_session, session
+from ..store.locks import LockInfo, Session, by_session, live_sessions, session
 from ..store.store import pack_key
 from .observer import NULL, Observer
 from .treewalk import walk
@@ -250,8 +250,7 @@ class _Gc:
         locks, ref = self.lock.listing()
         now = self.clock.time()
         others = {s: lk for s, lk in by_session(locks).items() if s != self.lock.id}
-        return others, {s for s, lk in others.items()
-                        if not lk.stale(now, ref, self.lock.me)}
+        return others, set(live_sessions(locks, now, ref, self.lock.me)) - {self.lock.id}
 
     def run(self) -> GcReport:
         st, opts, rep = self.store, self.opts, self.rep
