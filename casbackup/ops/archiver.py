@@ -1,6 +1,6 @@
 """The archiver: walk a source tree, save new file content and trees, return a root tree.
 
-Pipeline (DESIGN §7): the walker thread scans directories with ``*at`` calls; a file
+Pipeline (DESIGN §11, backup): the walker thread scans directories with ``*at`` calls; a file
 whose (size, mtime_ns, ctime_ns, inode) match its node in the parent snapshot is not
 read — its content list is reused; any other regular file is opened by the walker and
 handed to a thread pool (the file saver) that reads, cuts, hashes, seals and packs it with

@@ -4,7 +4,7 @@ Invariants:
 - Every source path is checked before anything is written: a missing path is a
   ``UsageError`` and the store is unchanged.
 - The snapshot is written last, by ``Store.save_snapshot``, which flushes packs and index
-  first (DESIGN §5): a crash at any point before leaves only unreferenced packs.
+  first (DESIGN §9): a crash at any point before leaves only unreferenced packs.
 - The root tree mirrors absolute paths (``/home/u/src`` → ``home/u/src``), as restic and
   borg do; path prefixes above a source carry that directory's real metadata.
 - The store's own directory (a local store inside a source) is left out with a warning;

@@ -11,7 +11,7 @@ Invariants:
   its ``original`` equals the id or the ``original`` of a destination snapshot; present
   snapshots are never copied again. ``parent`` is mapped to the parent's copy when there is
   one, else kept.
-- Crash safety (DESIGN §5): blobs go through the destination's packer (pack, then index
+- Crash safety (DESIGN §9): blobs go through the destination's packer (pack, then index
   every few packs); the snapshot is written last by ``save_snapshot``, which flushes first.
   A kill leaves only unreferenced packs, and a rerun skips every blob already indexed.
 - Trust: a blob is present iff its id is in the destination's index (an index object is
@@ -22,7 +22,7 @@ Invariants:
   of the same host and paths): all of it is there. An incremental sync therefore costs
   O(changed directories), not O(tree).
 - Locks: shared on both stores for a whole run. The source's snapshots are listed before
-  its index is refreshed, so every listed snapshot's blobs are indexed (§5.2).
+  its index is refreshed, so every listed snapshot's blobs are indexed (§9.2).
 - Never prints: progress and each copied snapshot go to a ``SyncObserver``.
 """
 

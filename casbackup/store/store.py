@@ -13,7 +13,7 @@ Layout (identical on every backend)::
 Invariants:
 - The name of every pack, index and snapshot object is the BLAKE3 of its stored bytes
   (``ids.object_name``); puts of those are exclusive, so a name is never reused.
-- Writes follow DESIGN §5: packs, then the index naming them (``flush``), then the
+- Writes follow DESIGN §9: packs, then the index naming them (``flush``), then the
   snapshot. ``save_snapshot`` flushes first, so a caller cannot commit out of order.
 - Every byte read back is checked: pack/index/snapshot objects by their name when read
   whole, blobs by their keyed BlobId. Damage raises ``IntegrityError`` naming the object.
