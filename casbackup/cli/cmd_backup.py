@@ -132,7 +132,8 @@ def backup_cmd(
         )
         obs = CliObserver(json_lines=ctx.json, verbose=verbose)
         # The disk warms the sources' inodes while the key is unlocked and the index loaded.
-        stack.enter_context(warm_sources([] if stream is not None else paths or [], excluder, obs))
+        stack.enter_context(warm_sources([] if stream is not None else paths or [], excluder, obs,
+                                         one_file_system=one_file_system))
         st = stack.enter_context(ctx.open())
         with job_metrics(metrics_file, st, metrics_job or "backup") as record:
             res = backup(st, paths or [], opts, obs)

@@ -407,7 +407,9 @@ class Archiver:
                 if self._reuse_dir(path, node, pmap):
                     return node
                 psub = parent.subtree if parent is not None and parent.type == DIR else None
-                prefetch = (Prefetcher([path], self.opt.excluder, on_totals=self.obs.totals).start()
+                prefetch = (Prefetcher([path], self.opt.excluder, on_totals=self.obs.totals,
+                                       one_file_system=self.opt.one_file_system,
+                                       skip_dirs=self.opt.skip_dirs).start()
                             if self.opt.prefetch and self.opt.dirty is None else None)
                 return self._walk_root(open_dir_at(dfd, name), path, node, psub, st.st_dev,
                                        prefetch)

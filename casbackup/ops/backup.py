@@ -82,7 +82,8 @@ def normalize_paths(paths: list[str]) -> list[bytes]:
     return sorted(set(out))
 
 
-def warm_sources(paths: list[str], excluder: Excluder, observer: Observer = NULL) -> Prefetcher:
+def warm_sources(paths: list[str], excluder: Excluder, observer: Observer = NULL, *,
+                 one_file_system: bool = False) -> Prefetcher:
     """A prefetcher (not started) for PATHS, for a caller that wants the disk to work while
     it does something else first — the CLI starts it before unlocking the key, then runs
     the backup with ``ArchiveOptions(prefetch=False)``. Missing paths are left to
@@ -90,7 +91,8 @@ def warm_sources(paths: list[str], excluder: Excluder, observer: Observer = NULL
     roots = sorted({os.path.abspath(os.fsencode(p)) for p in paths})
     outer = [r for r in roots
              if not any(r.startswith(o.rstrip(b"/") + b"/") for o in roots if o != r)]
-    return Prefetcher(outer, excluder, on_totals=observer.totals)
+    return Prefetcher(outer, excluder, on_totals=observer.totals,
+                      one_file_system=one_file_system)
 
 
 def _store_dirs(store: Store, sources: list[bytes]) -> frozenset[tuple[int, int]]:
