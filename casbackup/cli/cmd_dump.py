@@ -16,12 +16,13 @@ import typer
 
 from ..errors import UsageError
 from ..ops.dump import ARCHIVES, dump
-from ..ops.snapsel import resolve, split_ref
+from ..ops.snapsel import SnapshotFilter, resolve, split_ref
 from .common import Ctx, echo, emit_json, human_bytes, shown, store_command, warn
-from .filteropts import HostFilterOpt, PathFilterOpt, TagFilterOpt, snapshot_filter
+from .filteropts import snapshot_filter_options
 
 
 @store_command
+@snapshot_filter_options
 def dump_cmd(
     ctx: Ctx,
     snapshot: Annotated[str, typer.Argument(
@@ -34,17 +35,15 @@ def dump_cmd(
     ] = "tar",
     target: Annotated[str | None, typer.Option(
         "--target", "-t", help="Write to this file instead of stdout.")] = None,
-    host: HostFilterOpt = None,
-    tag: TagFilterOpt = None,
-    paths: PathFilterOpt = None,
+    *,
+    filt: SnapshotFilter,
 ) -> None:
     """Write a file of SNAPSHOT to stdout, or a directory as a tar or zip archive."""
     if archive not in ARCHIVES:
         raise UsageError(f"--archive {shown(archive)}: not one of {', '.join(ARCHIVES)}")
     ref, sub = split_ref(snapshot)
-    filters = snapshot_filter(host, tag, paths)
     with ctx.open() as st:
-        snap = resolve(st, ref, filters)
+        snap = resolve(st, ref, filt)
         if target is None:
             out: BinaryIO = sys.stdout.buffer
             res = dump(st, snap, sub, path, out, archive=archive, warn=warn)

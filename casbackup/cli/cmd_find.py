@@ -17,9 +17,9 @@ import typer
 from ..errors import IntegrityError, NothingMatched, UsageError
 from ..model.tree import Node
 from ..ops.find import Match, find
-from ..ops.snapsel import select, st_mode
+from ..ops.snapsel import SnapshotFilter, select, st_mode
 from .common import Ctx, echo, emit_json, shown, store_command, warn
-from .filteropts import HostFilterOpt, PathFilterOpt, TagFilterOpt, snapshot_filter
+from .filteropts import snapshot_filter_options
 
 
 def parse_time(value: str | None, option: str) -> int | None:
@@ -55,6 +55,7 @@ def _json(m: Match) -> dict[str, Any]:
 
 
 @store_command
+@snapshot_filter_options
 def find_cmd(
     ctx: Ctx,
     patterns: Annotated[list[str], typer.Argument(
@@ -62,9 +63,6 @@ def find_cmd(
     snapshot: Annotated[list[str] | None, typer.Option(
         "--snapshot", help="Search only this snapshot (id prefix, 'latest', or "
         "SNAP:PATH for a subtree; repeatable). Default: every snapshot.")] = None,
-    host: HostFilterOpt = None,
-    tag: TagFilterOpt = None,
-    path: PathFilterOpt = None,
     newest: Annotated[str | None, typer.Option(
         "--newest", "-N", help="Only entries modified at or before this time.")] = None,
     oldest: Annotated[str | None, typer.Option(
@@ -73,9 +71,11 @@ def find_cmd(
         "--ignore-case", "-i", help="Match patterns regardless of case.")] = False,
     long: Annotated[bool, typer.Option("--long", "-l", help="Show mode, size, mtime.")
                     ] = False,
+    *,
+    filt: SnapshotFilter,
 ) -> None:
     """Find entries matching PATTERN… in all (or the selected) snapshots."""
-    filters = snapshot_filter(host, tag, path)
+    filters = filt
     newest_ns, oldest_ns = parse_time(newest, "--newest"), parse_time(oldest, "--oldest")
     with ctx.open() as st:
         targets = select(st, snapshot or [], filters)

@@ -23,7 +23,7 @@ from .common import (
     store_command,
     warn,
 )
-from .filteropts import HostFilterOpt, PathFilterOpt, TagFilterOpt, snapshot_filter
+from .filteropts import PathFilterOpt, TagFilterOpt, snapshot_filter_options
 
 
 @store_command
@@ -128,6 +128,7 @@ def _mode_str(n: Node) -> str:
 
 
 @store_command
+@snapshot_filter_options
 def ls_cmd(
     ctx: Ctx,
     snapshot: Annotated[str, typer.Argument(help="Snapshot id (prefix) or 'latest'.")],
@@ -136,13 +137,12 @@ def ls_cmd(
         "--recursive", "-R", help="List the subdirectories too.")] = False,
     long: Annotated[bool, typer.Option(
         "--long", "-l", help="Mode, owner, size and time too.")] = False,
-    host: HostFilterOpt = None,
-    tag: TagFilterOpt = None,
-    filter_path: PathFilterOpt = None,
+    *,
+    filt: SnapshotFilter,
 ) -> None:
     """List the files of a snapshot."""
     with ctx.open() as st:
-        snap = resolve(st, snapshot, snapshot_filter(host, tag, filter_path))
+        snap = resolve(st, snapshot, filt)
         tree_id = snap.tree
         parts = [os.fsencode(p) for p in path.strip("/").split("/") if p]
         for i, p in enumerate(parts):

@@ -12,6 +12,7 @@ import typer
 
 from ..errors import NothingMatched
 from ..model.snapshot import Snapshot
+from ..ops.snapsel import SnapshotFilter
 from ..ops.sync import Copied, Selection, SyncObserver, sync
 from ..ops.sync_watch import sync_watch
 from .common import (
@@ -23,7 +24,7 @@ from .common import (
     human_bytes,
     read_password,
 )
-from .filteropts import HostFilterOpt, PathFilterOpt, TagFilterOpt
+from .filteropts import snapshot_filter_options
 from .metricsfile import MetricsFileOpt, MetricsJobOpt, job_metrics
 from .peer import FromPasswordCmdOpt, FromPasswordFileOpt, open_peer, peer_password
 from .progress import CliObserver
@@ -47,14 +48,12 @@ class SyncCliObserver(CliObserver, SyncObserver):
                  f"{human_bytes(copied.bytes)} ({human_bytes(copied.stored)} stored)")
 
 
+@snapshot_filter_options
 def sync_cmd(
     src: Annotated[str, typer.Argument(help="Source store URL.")],
     dst: Annotated[str, typer.Argument(help="Destination store URL (made with init --from SRC).")],
     snapshots: Annotated[list[str] | None, typer.Argument(
         help="Snapshot ids (prefixes) or 'latest'; default every snapshot.")] = None,
-    tag: TagFilterOpt = None,
-    host: HostFilterOpt = None,
-    path: PathFilterOpt = None,
     watch: Annotated[bool, typer.Option(
         "--watch", help="Keep DST current until SIGINT/SIGTERM.")] = False,
     interval: Annotated[float, typer.Option(
@@ -66,10 +65,12 @@ def sync_cmd(
     json_out: JsonOpt = False,
     metrics_file: MetricsFileOpt = None,
     metrics_job: MetricsJobOpt = None,
+    *,
+    filt: SnapshotFilter,
 ) -> None:
     """Copy snapshots that DST lacks from SRC, moving only the blobs DST lacks."""
     on_interrupt(f"sync to {dst} did not finish: snapshots not reported as copied are not there")
-    sel = Selection(ids=snapshots or [], tags=tag or [], hosts=host or [], paths=path or [])
+    sel = Selection(ids=snapshots or [], filt=filt)
     src_pw = peer_password(from_password_file, from_password_command, password_file,
                            password_command, label=f"source store {src}")
     obs = SyncCliObserver(json_out, dst)
@@ -84,8 +85,8 @@ def sync_cmd(
         with job_metrics(metrics_file, d, metrics_job or "sync") as record:
             res = sync(s, d, sel, obs)
             record(res)
-    if sel.filter and res.listed and not res.selected:  # a typo must not pass as 0
-        raise NothingMatched(f"no snapshot matches {sel.filter.describe()}; nothing was copied")
+    if filt and res.listed and not res.selected:  # a typo must not pass as 0
+        raise NothingMatched(f"no snapshot matches {filt.describe()}; nothing was copied")
     if json_out:
         emit_json({"type": "summary", "to": dst, "selected": res.selected,
                    "already_present": res.present, "copied": len(res.copied),

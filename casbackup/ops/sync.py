@@ -46,7 +46,7 @@ from ..store.commit import WriteSession
 from ..store.locks import shared_lock
 from ..store.pack import PackEntry
 from .observer import Observer
-from .snapsel import SnapshotFilter, pick
+from .snapsel import ANY, SnapshotFilter, pick
 from .treewalk import Entry, walk
 
 _GAP = 256 * 1024  # read across gaps smaller than this rather than issuing two requests
@@ -102,17 +102,11 @@ class Selection:
     ``ids`` (prefixes, ``latest``) name among them (``snapsel.pick``)."""
 
     ids: list[str] = field(default_factory=list)
-    tags: list[str] = field(default_factory=list)
-    hosts: list[str] = field(default_factory=list)
-    paths: list[str] = field(default_factory=list)
+    filt: SnapshotFilter = ANY
     strict: bool = True  # an id that matches nothing is an error (False: skipped)
 
-    @property
-    def filter(self) -> SnapshotFilter:
-        return SnapshotFilter.of(self.hosts, self.tags, self.paths)
-
     def choose(self, snaps: list[Snapshot]) -> list[Snapshot]:
-        filt = self.filter
+        filt = self.filt
         if not self.ids:
             return [s for s in snaps if filt.match(s)]
         chosen: dict[str, Snapshot] = {}
