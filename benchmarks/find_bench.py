@@ -59,13 +59,13 @@ def main() -> None:
           + (f", restic {t_restic:.0f} s" if restic else ""))
     sys.path.insert(0, str(ROOT))
     from casbackup.ops.find import find
-    from casbackup.ops.snapsel import Filters, select
+    from casbackup.ops.snapsel import SnapshotFilter, select
     from casbackup.store import open_store
 
     for pattern in ("file-042-042.txt", "*7.txt"):
         t = _run([*cas, "find", "--store", store, pattern], env)
         with open_store(store, lambda: PASSWORD) as st:
-            res = find(st, [pattern], select(st, [], Filters()))
+            res = find(st, [pattern], select(st, [], SnapshotFilter()))
         hits = sum(len(g.matches) for g in res.groups)
         line = (f"find {pattern!r}: casbackup {t:.2f} s ({hits} matches in "
                 f"{len(res.groups)} snapshots, {res.trees_loaded} trees loaded)")

@@ -1,6 +1,6 @@
 """casbackup: a content-addressed, deduplicating backup store.
 
-Layers (dependencies point down only; see docs/design.md §6)::
+Layers (dependencies point down only; see docs/design.md §11)::
 
     cli/ daemon/          parse, schedule, render (only cli/ prints)
     ops/                  backup, restore, verify, forget, gc, sync, watch

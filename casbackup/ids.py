@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import blake3
 
+from .fields import HEX
+
 ID_LEN = 32
 
 # Kinds of sealed things; the byte values are part of the format (AEAD associated data).
@@ -38,4 +40,10 @@ def blob_id(id_key: bytes, data: bytes | memoryview) -> bytes:
 
 
 def is_hex_id(text: str) -> bool:
-    return len(text) == 2 * ID_LEN and all(c in "0123456789abcdef" for c in text)
+    """A whole id as lowercase hex: 64 digits."""
+    return len(text) == 2 * ID_LEN and all(c in HEX for c in text)
+
+
+def is_id_prefix(text: str, min_digits: int = 4) -> bool:
+    """An abbreviated id as the user may type it: 4 to 64 hex digits, either case."""
+    return min_digits <= len(text) <= 2 * ID_LEN and all(c in HEX for c in text.lower())

@@ -1,4 +1,5 @@
-"""The one reader of password files and password commands, for the CLI and the daemon.
+"""The one reader of passwords from files, commands and the environment, for the CLI
+and the daemon.
 
 Rule (both): the password is the file's bytes, or the command's standard output, decoded
 as UTF-8, without its trailing line ends: every ``\\n`` and ``\\r`` at the end goes, so
@@ -6,6 +7,11 @@ as UTF-8, without its trailing line ends: every ``\\n`` and ``\\r`` at the end g
 password ``pw``; spaces, tabs and anything before the end are part of it. (restic trims
 all surrounding white space; casbackup keeps spaces because earlier versions did and
 keys made with them must still open.) A password that is empty after this is an error.
+
+An environment variable's value is the password verbatim (there is no line end to
+drop); set but empty is an error too. The CLI's ``VAR`` falls back to the file
+``VAR_FILE`` names (``CASBACKUP_PASSWORD[_FILE]``, ``CASBACKUP_FROM_PASSWORD[_FILE]``);
+the daemon's ``{env: VAR}`` does not.
 
 A command line is split like a shell would (``shlex``) but run without one, with stdin
 from /dev/null and stderr passed through (its prompts and errors reach the user); it must
@@ -18,6 +24,7 @@ output of a failed command (no exception chaining that would carry it).
 
 from __future__ import annotations
 
+import os
 import shlex
 import subprocess
 
@@ -63,6 +70,22 @@ def run_password_command(command: str, label: str, timeout: float = 60.0) -> str
     if proc.returncode != 0:
         raise UsageError(f"password {label}: command exited with status {proc.returncode}")
     return _password(proc.stdout, label)
+
+
+def read_password_env(var: str, label: str) -> str | None:
+    """$VAR, or None when it is not set."""
+    value = os.environ.get(var)
+    if value is not None and not value:
+        raise UsageError(f"password {label}: the password is empty")
+    return value
+
+
+def read_password_env_or_file(var: str) -> str | None:
+    """$VAR, else the password in the file $VAR_FILE names; None when neither is set."""
+    value = read_password_env(var, f"${var}")
+    if value is None and (path := os.environ.get(var + "_FILE")):
+        value = read_password_file(path, f"file {path}")
+    return value
 
 
 def _password(data: bytes, label: str) -> str:

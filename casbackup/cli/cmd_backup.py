@@ -12,7 +12,7 @@ from ..errors import PartialError, UsageError
 from ..ops.archiver import ArchiveOptions
 from ..ops.backup import BackupOptions, backup, warm_sources
 from ..ops.backup import stdin_filename as stdin_filename_check
-from ..ops.snapfilter import split_commas
+from ..ops.snapsel import split_commas
 from ..source.command import CommandSource
 from ..source.exclude import Excluder, parse_size, pattern_lines
 from ..source.pathlist import read_paths
@@ -132,7 +132,8 @@ def backup_cmd(
         )
         obs = CliObserver(json_lines=ctx.json, verbose=verbose)
         # The disk warms the sources' inodes while the key is unlocked and the index loaded.
-        stack.enter_context(warm_sources([] if stream is not None else paths or [], excluder, obs))
+        stack.enter_context(warm_sources([] if stream is not None else paths or [], excluder, obs,
+                                         one_file_system=one_file_system))
         st = stack.enter_context(ctx.open())
         with job_metrics(metrics_file, st, metrics_job or "backup") as record:
             res = backup(st, paths or [], opts, obs)

@@ -7,6 +7,8 @@ from typing import Annotated, Any
 import typer
 
 from ..errors import UsageError
+from ..ids import is_hex_id
+from ..ops.snapsel import resolve
 from ..store import keyring
 from .common import Ctx, PasswordCmdOpt, PasswordFileOpt, StoreOpt, emit_json
 
@@ -53,10 +55,10 @@ def cat_cmd(
         elif kind == "keys":
             out = [{"id": k, **keyring.describe_key(st, k)} for k in keyring.key_names(st)]
         elif kind == "snapshot":
-            out = st.find_snapshot(obj_id or "").to_json()
+            out = resolve(st, obj_id or "").to_json()
         elif kind == "tree":
             ref = obj_id or ""
-            tid = st.find_snapshot(ref).tree if not _is_blob_id(ref) else bytes.fromhex(ref)
+            tid = resolve(st, ref).tree if not is_hex_id(ref) else bytes.fromhex(ref)
             out = {"id": tid.hex(), "nodes": [n.to_map() for n in st.load_tree(tid).nodes]}
         elif kind == "index":
             packs, sup = st.index_object(obj_id or "")
@@ -92,10 +94,6 @@ def cat_cmd(
                 for e in st.pack_entries(obj_id or "")
             ]
     emit_json(out)
-
-
-def _is_blob_id(s: str) -> bool:
-    return len(s) == 64 and all(c in "0123456789abcdef" for c in s)
 
 
 def register(app: typer.Typer) -> None:

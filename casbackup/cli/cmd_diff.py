@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from ..ops.diff import diff
+from ..ops.snapsel import SnapshotFilter
 from .common import (
     Ctx,
     echo,
@@ -14,19 +15,23 @@ from .common import (
     human_bytes,
     store_command,
 )
+from .filteropts import snapshot_filter_options
 
 _MARK = {"added": "+", "removed": "-", "modified": "M", "metadata": "U"}
 
 
 @store_command
+@snapshot_filter_options
 def diff_cmd(
     ctx: Ctx,
     snapshot1: Annotated[str, typer.Argument(help="The older snapshot (id prefix or latest).")],
     snapshot2: Annotated[str, typer.Argument(help="The newer snapshot (id prefix or latest).")],
+    *,
+    filt: SnapshotFilter,
 ) -> None:
     """Show changes from SNAPSHOT1 to SNAPSHOT2: + added, - removed, M modified, U metadata."""
     with ctx.open() as st:
-        res = diff(st, snapshot1, snapshot2)
+        res = diff(st, snapshot1, snapshot2, filt)
     summary = res.summary()
     if ctx.json:
         emit_json({"from": res.a.id, "to": res.b.id,

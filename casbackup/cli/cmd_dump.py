@@ -16,11 +16,13 @@ import typer
 
 from ..errors import UsageError
 from ..ops.dump import ARCHIVES, dump
-from ..ops.snapsel import Filters, resolve, split_ref, tag_sets
+from ..ops.snapsel import SnapshotFilter, resolve, split_ref
 from .common import Ctx, echo, emit_json, human_bytes, shown, store_command, warn
+from .filteropts import snapshot_filter_options
 
 
 @store_command
+@snapshot_filter_options
 def dump_cmd(
     ctx: Ctx,
     snapshot: Annotated[str, typer.Argument(
@@ -33,20 +35,15 @@ def dump_cmd(
     ] = "tar",
     target: Annotated[str | None, typer.Option(
         "--target", "-t", help="Write to this file instead of stdout.")] = None,
-    host: Annotated[str | None, typer.Option(
-        "--host", help="With 'latest': the newest snapshot of this host.")] = None,
-    tag: Annotated[list[str] | None, typer.Option(
-        "--tag", help="With 'latest': only snapshots with these tags (a,b: both).")] = None,
-    paths: Annotated[list[str] | None, typer.Option(
-        "--path", help="With 'latest': only snapshots of this source path.")] = None,
+    *,
+    filt: SnapshotFilter,
 ) -> None:
     """Write a file of SNAPSHOT to stdout, or a directory as a tar or zip archive."""
     if archive not in ARCHIVES:
         raise UsageError(f"--archive {shown(archive)}: not one of {', '.join(ARCHIVES)}")
     ref, sub = split_ref(snapshot)
-    filters = Filters(host, tag_sets(tag or []), tuple(paths or []))
     with ctx.open() as st:
-        snap = resolve(st, ref, filters)
+        snap = resolve(st, ref, filt)
         if target is None:
             out: BinaryIO = sys.stdout.buffer
             res = dump(st, snap, sub, path, out, archive=archive, warn=warn)

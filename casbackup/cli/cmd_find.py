@@ -17,8 +17,9 @@ import typer
 from ..errors import IntegrityError, NothingMatched, UsageError
 from ..model.tree import Node
 from ..ops.find import Match, find
-from ..ops.snapsel import Filters, select, st_mode, tag_sets
+from ..ops.snapsel import SnapshotFilter, select, st_mode
 from .common import Ctx, echo, emit_json, shown, store_command, warn
+from .filteropts import snapshot_filter_options
 
 
 def parse_time(value: str | None, option: str) -> int | None:
@@ -54,6 +55,7 @@ def _json(m: Match) -> dict[str, Any]:
 
 
 @store_command
+@snapshot_filter_options
 def find_cmd(
     ctx: Ctx,
     patterns: Annotated[list[str], typer.Argument(
@@ -61,13 +63,6 @@ def find_cmd(
     snapshot: Annotated[list[str] | None, typer.Option(
         "--snapshot", help="Search only this snapshot (id prefix, 'latest', or "
         "SNAP:PATH for a subtree; repeatable). Default: every snapshot.")] = None,
-    host: Annotated[str | None, typer.Option("--host", help="Only snapshots of this host.")
-                    ] = None,
-    tag: Annotated[list[str] | None, typer.Option(
-        "--tag", help="Only snapshots with these tags (a,b: both; repeatable: either).")
-    ] = None,
-    path: Annotated[list[str] | None, typer.Option(
-        "--path", help="Only snapshots of this source path (repeatable).")] = None,
     newest: Annotated[str | None, typer.Option(
         "--newest", "-N", help="Only entries modified at or before this time.")] = None,
     oldest: Annotated[str | None, typer.Option(
@@ -76,9 +71,11 @@ def find_cmd(
         "--ignore-case", "-i", help="Match patterns regardless of case.")] = False,
     long: Annotated[bool, typer.Option("--long", "-l", help="Show mode, size, mtime.")
                     ] = False,
+    *,
+    filt: SnapshotFilter,
 ) -> None:
     """Find entries matching PATTERN… in all (or the selected) snapshots."""
-    filters = Filters(host, tag_sets(tag or []), tuple(path or []))
+    filters = filt
     newest_ns, oldest_ns = parse_time(newest, "--newest"), parse_time(oldest, "--oldest")
     with ctx.open() as st:
         targets = select(st, snapshot or [], filters)

@@ -11,7 +11,7 @@ from ..errors import NothingMatched, UsageError
 from ..ops.forget import ForgetResult, forget, forget_ids
 from ..ops.gc import gc
 from ..ops.retention import Policy, parse_duration
-from ..ops.snapfilter import SnapshotFilter, parse_group_by
+from ..ops.snapsel import SnapshotFilter, parse_group_by
 from .common import (
     Ctx,
     echo,
@@ -84,9 +84,9 @@ def forget_cmd(
     if ids and not policy.is_empty():
         raise UsageError("give either snapshot ids or a --keep-* policy, not both")
     with ctx.open() as st, job_metrics(metrics_file, st, metrics_job or "forget") as record:
-        res = (forget_ids(st, ids, dry_run=dry_run) if ids
-               else forget(st, policy, dry_run=dry_run, hosts=host, tags=tag, paths=path))
         select = SnapshotFilter.of(host, tag, path)
+        res = (forget_ids(st, ids, dry_run=dry_run, filt=select) if ids
+               else forget(st, policy, dry_run=dry_run, hosts=host, tags=tag, paths=path))
         if select.active() and res.total and not res.snapshots:  # a typo must not pass as 0
             raise NothingMatched(f"no snapshot matches {select.describe()}; "
                                  "nothing was forgotten")

@@ -13,6 +13,7 @@ import typer
 
 from ..errors import PartialError
 from ..ops.restore import restore
+from ..ops.snapsel import SnapshotFilter
 from .common import (
     Ctx,
     echo,
@@ -20,12 +21,14 @@ from .common import (
     human_bytes,
     store_command,
 )
+from .filteropts import snapshot_filter_options
 from .metricsfile import MetricsFileOpt, MetricsJobOpt, job_metrics
 from .progress import CliObserver
 from .signals import on_interrupt
 
 
 @store_command
+@snapshot_filter_options
 def restore_cmd(
     ctx: Ctx,
     snapshot: Annotated[str, typer.Argument(help="Snapshot id (prefix) or 'latest'.")],
@@ -44,6 +47,8 @@ def restore_cmd(
     verify_: Annotated[bool, typer.Option("--verify", help="Re-hash what was written.")] = False,
     metrics_file: MetricsFileOpt = None,
     metrics_job: MetricsJobOpt = None,
+    *,
+    filt: SnapshotFilter,
 ) -> None:
     """Restore SNAPSHOT into TARGET."""
     on_interrupt(f"restore of {snapshot} into {target} is incomplete")
@@ -58,6 +63,7 @@ def restore_cmd(
             overwrite=overwrite,
             verify=verify_,
             observer=obs,
+            filt=filt,
         )
         record(res, partial=f"{len(res.failed)} entries not restored" if res.failed else None)
     if ctx.json:

@@ -13,7 +13,7 @@ from ..errors import NothingMatched, UsageError
 from ..model.snapshot import Snapshot
 from ..model.tree import DIR, Node
 from ..ops.retention import GroupKey
-from ..ops.snapfilter import SnapshotFilter, group_snapshots, parse_group_by
+from ..ops.snapsel import SnapshotFilter, group_snapshots, parse_group_by, resolve
 from ..ops.treewalk import walk
 from .common import (
     Ctx,
@@ -23,7 +23,7 @@ from .common import (
     store_command,
     warn,
 )
-from .filteropts import PathFilterOpt, TagFilterOpt
+from .filteropts import PathFilterOpt, TagFilterOpt, snapshot_filter_options
 
 
 @store_command
@@ -128,6 +128,7 @@ def _mode_str(n: Node) -> str:
 
 
 @store_command
+@snapshot_filter_options
 def ls_cmd(
     ctx: Ctx,
     snapshot: Annotated[str, typer.Argument(help="Snapshot id (prefix) or 'latest'.")],
@@ -136,10 +137,12 @@ def ls_cmd(
         "--recursive", "-R", help="List the subdirectories too.")] = False,
     long: Annotated[bool, typer.Option(
         "--long", "-l", help="Mode, owner, size and time too.")] = False,
+    *,
+    filt: SnapshotFilter,
 ) -> None:
     """List the files of a snapshot."""
     with ctx.open() as st:
-        snap = st.find_snapshot(snapshot)
+        snap = resolve(st, snapshot, filt)
         tree_id = snap.tree
         parts = [os.fsencode(p) for p in path.strip("/").split("/") if p]
         for i, p in enumerate(parts):

@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from ..ops.snapsel import SnapshotFilter
 from ..ops.stats import stats
 from .common import (
     Ctx,
@@ -14,17 +15,21 @@ from .common import (
     human_bytes,
     store_command,
 )
+from .filteropts import snapshot_filter_options
 
 
 @store_command
+@snapshot_filter_options
 def stats_cmd(
     ctx: Ctx,
     snapshot: Annotated[str | None, typer.Argument(
         help="Snapshot id (prefix) or 'latest'; omitted: the whole store.")] = None,
+    *,
+    filt: SnapshotFilter,
 ) -> None:
     """Show logical and stored sizes, dedup and compression ratios, blob and pack counts."""
     with ctx.open() as st:
-        s = stats(st, snapshot)
+        s = stats(st, snapshot, filt)
     if ctx.json:
         emit_json(s.to_map())
         return

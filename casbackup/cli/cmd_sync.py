@@ -10,7 +10,9 @@ from typing import Annotated
 
 import typer
 
+from ..errors import NothingMatched
 from ..model.snapshot import Snapshot
+from ..ops.snapsel import SnapshotFilter
 from ..ops.sync import Copied, Selection, SyncObserver, sync
 from ..ops.sync_watch import sync_watch
 from .common import (
@@ -22,6 +24,7 @@ from .common import (
     human_bytes,
     read_password,
 )
+from .filteropts import snapshot_filter_options
 from .metricsfile import MetricsFileOpt, MetricsJobOpt, job_metrics
 from .peer import FromPasswordCmdOpt, FromPasswordFileOpt, open_peer, peer_password
 from .progress import CliObserver
@@ -45,17 +48,12 @@ class SyncCliObserver(CliObserver, SyncObserver):
                  f"{human_bytes(copied.bytes)} ({human_bytes(copied.stored)} stored)")
 
 
+@snapshot_filter_options
 def sync_cmd(
     src: Annotated[str, typer.Argument(help="Source store URL.")],
     dst: Annotated[str, typer.Argument(help="Destination store URL (made with init --from SRC).")],
     snapshots: Annotated[list[str] | None, typer.Argument(
         help="Snapshot ids (prefixes) or 'latest'; default every snapshot.")] = None,
-    tag: Annotated[list[str] | None, typer.Option(
-        "--tag", help="Only snapshots with this tag (repeatable: all of them).")] = None,
-    host: Annotated[list[str] | None, typer.Option(
-        "--host", help="Only snapshots of this host (repeatable: any of them).")] = None,
-    path: Annotated[list[str] | None, typer.Option(
-        "--path", help="Only snapshots of this source path (repeatable: all of them).")] = None,
     watch: Annotated[bool, typer.Option(
         "--watch", help="Keep DST current until SIGINT/SIGTERM.")] = False,
     interval: Annotated[float, typer.Option(
@@ -67,10 +65,12 @@ def sync_cmd(
     json_out: JsonOpt = False,
     metrics_file: MetricsFileOpt = None,
     metrics_job: MetricsJobOpt = None,
+    *,
+    filt: SnapshotFilter,
 ) -> None:
     """Copy snapshots that DST lacks from SRC, moving only the blobs DST lacks."""
     on_interrupt(f"sync to {dst} did not finish: snapshots not reported as copied are not there")
-    sel = Selection(ids=snapshots or [], tags=tag or [], hosts=host or [], paths=path or [])
+    sel = Selection(ids=snapshots or [], filt=filt)
     src_pw = peer_password(from_password_file, from_password_command, password_file,
                            password_command, label=f"source store {src}")
     obs = SyncCliObserver(json_out, dst)
@@ -85,6 +85,8 @@ def sync_cmd(
         with job_metrics(metrics_file, d, metrics_job or "sync") as record:
             res = sync(s, d, sel, obs)
             record(res)
+    if filt and res.listed and not res.selected:  # a typo must not pass as 0
+        raise NothingMatched(f"no snapshot matches {filt.describe()}; nothing was copied")
     if json_out:
         emit_json({"type": "summary", "to": dst, "selected": res.selected,
                    "already_present": res.present, "copied": len(res.copied),

@@ -2,9 +2,9 @@
 
 Invariants: a password is read from exactly one source, in this order: ``--password-file``,
 ``--password-command``, ``$CASBACKUP_PASSWORD``, ``$CASBACKUP_PASSWORD_FILE``, then an
-interactive prompt (only on a TTY). Files and commands are read by ``casbackup.passwords``,
-the daemon's reader too (trailing line ends go). A password never reaches a log, an error
-or JSON.
+interactive prompt (only on a TTY). Files, commands and the environment are read by
+``casbackup.passwords``, the daemon's reader too (a file's trailing line ends go; an empty
+password is an error). A password never reaches a log, an error or JSON.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 import inspect
 import json
-import os
 import sys
 from collections.abc import Callable
 from typing import Annotated, Any, get_type_hints
@@ -20,7 +19,12 @@ from typing import Annotated, Any, get_type_hints
 import typer
 
 from ..errors import UsageError, WrongPassword
-from ..passwords import command_label, read_password_file, run_password_command
+from ..passwords import (
+    command_label,
+    read_password_env_or_file,
+    read_password_file,
+    run_password_command,
+)
 from ..store import Store, open_store
 
 StoreOpt = Annotated[
@@ -92,12 +96,9 @@ def read_password(
     if password_command:
         return run_password_command(password_command,
                                     f"command {command_label(password_command)}")
-    env = os.environ.get("CASBACKUP_PASSWORD")
+    env = read_password_env_or_file("CASBACKUP_PASSWORD")
     if env is not None:
         return env
-    pf = os.environ.get("CASBACKUP_PASSWORD_FILE")
-    if pf:
-        return read_password(pf, None)
     if not sys.stdin.isatty():
         raise WrongPassword(
             "no password given: set CASBACKUP_PASSWORD, --password-file or --password-command"

@@ -1,24 +1,64 @@
 """Options shared by the commands that select snapshots or files, parsed as restic does.
 
+Every command that takes a snapshot (restore, ls, dump, diff, find, stats, sync, mount)
+is decorated with ``snapshot_filter_options``: it gains ``--host``, ``--tag`` and
+``--path`` and receives them as one ``filt: SnapshotFilter`` keyword, which
+``ops.snapsel`` applies to ``latest``, id prefixes and listings alike (a filter that
+leaves nothing is exit 4). ``snapshots`` and ``forget`` declare the same options
+themselves (``HostFilterOpt``, ``TagFilterOpt``, ``PathFilterOpt``; ``snapshots`` adds
+``-H``).
+
 Invariants: ``--tag`` values split on commas (``--tag a,b``: two tags on backup, "both"
 as a filter); ``--time`` is local wall-clock time unless it names an offset.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
+from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any, get_type_hints
 
 import typer
 
 from ..errors import UsageError
+from ..ops.snapsel import SnapshotFilter
 
+HostFilterOpt = Annotated[list[str] | None, typer.Option(
+    "--host", metavar="HOST", help="Only snapshots of this host; repeat: any of them.")]
 TagFilterOpt = Annotated[list[str] | None, typer.Option(
     "--tag", metavar="TAG[,TAG…]",
     help="Only snapshots carrying all these tags; repeat for either group.")]
 PathFilterOpt = Annotated[list[str] | None, typer.Option(
     "--path", metavar="PATH",
     help="Only snapshots of this (absolute) source path; repeat: all of them.")]
+
+
+_FILTER_PARAMS = [
+    inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=ann)
+    for name, ann in (("filter_host", HostFilterOpt), ("filter_tag", TagFilterOpt),
+                      ("filter_path", PathFilterOpt))]
+
+
+def snapshot_filter_options(fn: Callable[..., None]) -> Callable[..., None]:
+    """Give command FN ``--host``, ``--tag`` and ``--path``, passed to it as one keyword
+    ``filt: SnapshotFilter`` (apply it below ``store_command``)."""
+    hints = get_type_hints(fn, include_extras=True)
+    own = [p.replace(annotation=hints[p.name])
+           for p in inspect.signature(fn).parameters.values() if p.name != "filt"]
+    params = own + _FILTER_PARAMS
+
+    @functools.wraps(fn)
+    def command(*args: Any, **kw: Any) -> None:
+        kw["filt"] = SnapshotFilter.of(kw.pop("filter_host", None), kw.pop("filter_tag", None),
+                                       kw.pop("filter_path", None))
+        fn(*args, **kw)
+
+    command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    command.__annotations__ = {p.name: p.annotation for p in params}
+    del command.__wrapped__  # typer (and store_command) must read the new signature
+    return command
 
 
 def parse_time(text: str, option: str = "--time") -> float:
@@ -30,3 +70,4 @@ def parse_time(text: str, option: str = "--time") -> float:
         raise UsageError(f"{option} '{text}': expected a time like '2026-01-02 03:04:05'"
                          ) from None
     return t.timestamp()
+

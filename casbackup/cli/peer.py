@@ -10,13 +10,13 @@ reported naming the store it failed for.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import Annotated
 
 import typer
 
 from ..errors import WrongPassword
+from ..passwords import read_password_env_or_file
 from ..store import Store, open_store
 from .common import read_password, warn
 
@@ -32,10 +32,8 @@ def peer_password(file: str | None, command: str | None, fallback_file: str | No
     def get() -> str:
         if file or command:
             return read_password(file, command)
-        if (pw := os.environ.get(env)) is not None:
+        if (pw := read_password_env_or_file(env)) is not None:
             return pw
-        if pf := os.environ.get(env + "_FILE"):
-            return read_password(pf, None)
         return read_password(fallback_file, fallback_command, prompt=f"Password for {label}")
     return get
 

@@ -25,7 +25,6 @@ import os
 import socket
 import time
 from dataclasses import dataclass
-from getpass import getuser
 from typing import Any
 
 import blake3
@@ -34,6 +33,7 @@ from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 from .. import serde
 from ..errors import IntegrityError, WrongPassword
 from ..fields import is_bytes, is_hex, is_int
+from ..whoami import username
 from .aead import OVERHEAD, Aead, cipher_names
 
 KEY_VERSION = 2  # 1: no store_id / binding (read, never written)
@@ -162,7 +162,7 @@ def wrap(master: MasterKey, passphrase: str, *, n: int = DEFAULT_SCRYPT_N,
     m: dict[str, Any] = {
         "version": 1, "kdf": "scrypt", "n": n, "r": r, "p": p, "salt": salt,
         "cipher": "aes-256-gcm", "wrapped": wrapped, "created": time.time(),
-        "hostname": socket.gethostname(), "username": _username(),
+        "hostname": socket.gethostname(), "username": username(),
     }
     if store_id is not None and config is not None:
         m["version"] = KEY_VERSION
@@ -190,8 +190,3 @@ def unwrap(key: bytes | KeyObject, passphrase: str) -> MasterKey:
     return MasterKey.from_bytes(plain)
 
 
-def _username() -> str:
-    try:
-        return getuser()
-    except (KeyError, OSError):
-        return str(os.getuid())

@@ -38,6 +38,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from casbackup.daemon.schedule import validate_cron
 from casbackup.errors import UsageError
+from casbackup.model.snapshot import BACKUP_TYPES
 from casbackup.ops.retention import Policy, parse_duration
 from casbackup.ops.verify import parse_subset
 from casbackup.source.exclude import parse_size
@@ -55,7 +56,6 @@ __all__ = ["CONFIG_ENV_VAR", "PasswordRef", "find_config_path", "resolve_passwor
 
 JobType = Literal["backup", "dump", "sync", "forget", "gc", "verify"]
 BackupType = Literal["full", "incremental", "differential", "snapshot"]
-BACKUP_TYPES: tuple[str, ...] = ("full", "incremental", "differential", "snapshot")
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,12 @@ from pathlib import Path
 from typing import Literal
 
 from casbackup.errors import UsageError
-from casbackup.passwords import command_label, read_password_file, run_password_command
+from casbackup.passwords import (
+    command_label,
+    read_password_env,
+    read_password_file,
+    run_password_command,
+)
 
 CONFIG_ENV_VAR = "CASBACKUP_CONFIG"
 
@@ -52,9 +57,7 @@ def resolve_password(ref: PasswordRef | None, timeout: float = 60.0) -> str | No
         return read_password_file(ref.value, str(ref))
     if ref.kind == "command":
         return run_password_command(ref.value, str(ref), timeout)
-    value = os.environ.get(ref.value)
+    value = read_password_env(ref.value, str(ref))
     if value is None:
         raise UsageError(f"password {ref}: environment variable is not set")
-    if not value:
-        raise UsageError(f"password {ref}: the password is empty")
     return value

@@ -1,6 +1,6 @@
 """The archiver: walk a source tree, save new file content and trees, return a root tree.
 
-Pipeline (DESIGN §7): the walker thread scans directories with ``*at`` calls; a file
+Pipeline (DESIGN §11, backup): the walker thread scans directories with ``*at`` calls; a file
 whose (size, mtime_ns, ctime_ns, inode) match its node in the parent snapshot is not
 read — its content list is reused; any other regular file is opened by the walker and
 handed to a thread pool (the file saver) that reads, cuts, hashes, seals and packs it with
@@ -407,7 +407,9 @@ class Archiver:
                 if self._reuse_dir(path, node, pmap):
                     return node
                 psub = parent.subtree if parent is not None and parent.type == DIR else None
-                prefetch = (Prefetcher([path], self.opt.excluder, on_totals=self.obs.totals).start()
+                prefetch = (Prefetcher([path], self.opt.excluder, on_totals=self.obs.totals,
+                                       one_file_system=self.opt.one_file_system,
+                                       skip_dirs=self.opt.skip_dirs).start()
                             if self.opt.prefetch and self.opt.dirty is None else None)
                 return self._walk_root(open_dir_at(dfd, name), path, node, psub, st.st_dev,
                                        prefetch)

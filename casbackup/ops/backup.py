@@ -4,7 +4,7 @@ Invariants:
 - Every source path is checked before anything is written: a missing path is a
   ``UsageError`` and the store is unchanged.
 - The snapshot is written last, by ``Store.save_snapshot``, which flushes packs and index
-  first (DESIGN §5): a crash at any point before leaves only unreferenced packs.
+  first (DESIGN §9): a crash at any point before leaves only unreferenced packs.
 - The root tree mirrors absolute paths (``/home/u/src`` → ``home/u/src``), as restic and
   borg do; path prefixes above a source carry that directory's real metadata.
 - The store's own directory (a local store inside a source) is left out with a warning;
@@ -16,7 +16,6 @@ Invariants:
 
 from __future__ import annotations
 
-import getpass
 import os
 import socket
 import stat
@@ -36,8 +35,10 @@ from ..source.meta import node_from_stat
 from ..source.prefetch import Prefetcher
 from ..store import Store
 from ..store.commit import WriteSession
+from ..whoami import username
 from .archiver import ArchiveOptions, Archiver
 from .observer import NULL, Observer
+from .snapsel import resolve
 
 _Trie = dict[bytes, "_Trie | None"]
 
@@ -81,7 +82,8 @@ def normalize_paths(paths: list[str]) -> list[bytes]:
     return sorted(set(out))
 
 
-def warm_sources(paths: list[str], excluder: Excluder, observer: Observer = NULL) -> Prefetcher:
+def warm_sources(paths: list[str], excluder: Excluder, observer: Observer = NULL, *,
+                 one_file_system: bool = False) -> Prefetcher:
     """A prefetcher (not started) for PATHS, for a caller that wants the disk to work while
     it does something else first — the CLI starts it before unlocking the key, then runs
     the backup with ``ArchiveOptions(prefetch=False)``. Missing paths are left to
@@ -89,7 +91,8 @@ def warm_sources(paths: list[str], excluder: Excluder, observer: Observer = NULL
     roots = sorted({os.path.abspath(os.fsencode(p)) for p in paths})
     outer = [r for r in roots
              if not any(r.startswith(o.rstrip(b"/") + b"/") for o in roots if o != r)]
-    return Prefetcher(outer, excluder, on_totals=observer.totals)
+    return Prefetcher(outer, excluder, on_totals=observer.totals,
+                      one_file_system=one_file_system)
 
 
 def _store_dirs(store: Store, sources: list[bytes]) -> frozenset[tuple[int, int]]:
@@ -167,7 +170,7 @@ def backup(store: Store, paths: list[str], opts: BackupOptions,
     t0 = opts.time if opts.time is not None else now
     with WriteSession(store, "backup", clock=clock):
         store.load_index()
-        parent = (store.find_snapshot(opts.parent) if opts.parent
+        parent = (resolve(store, opts.parent) if opts.parent
                   else find_parent(store, opts.type, host, spaths))
         if parent is not None and parent.tree not in store.index:
             parent = None  # its tree is in a pack a gc condemned: a full scan (DESIGN §8)
@@ -182,25 +185,37 @@ def backup(store: Store, paths: list[str], opts: BackupOptions,
                 root = Tree([arch.save_stream(opts.stdin, node)])
                 if opts.stdin_check is not None:
                     opts.stdin_check()
+                root_id = arch._add_tree(root)
             else:
-                root = Tree(_build(arch, store, b"", _trie(bpaths), parent_root))
-            root_id = arch._add_tree(root)
+                root_id = build_root(arch, store, bpaths, parent_root)
         finally:
             arch.close()
             observer.finish()
         summary = arch.summary
         summary.duration = time.monotonic() - start
-        snap = Snapshot(
-            time=t0, hostname=host, username=_user(), paths=spaths, tree=root_id,
-            type=opts.type, tags=sorted(set(opts.tags)),
-            parent=parent.id if parent is not None else None, summary=summary,
-        )
+        snap = new_snapshot(t0, host, spaths, root_id, opts.type, opts.tags, parent, summary)
         if opts.archive.dry_run:
             return BackupResult(snap, False)
         store.flush()
         crash_point("backup:before-snapshot")
         store.save_snapshot(snap)
         return BackupResult(snap, True)
+
+
+def build_root(arch: Archiver, store: Store, sources: list[bytes],
+               parent_root: Tree | None) -> bytes:
+    """Archive SOURCES (absolute, from ``normalize_paths``) with ARCH and store the root
+    tree mirroring their paths; its id. PARENT_ROOT is the parent snapshot's root tree
+    (None: no parent). The one way a root tree is made: ``backup`` and ``watch``."""
+    return arch._add_tree(Tree(_build(arch, store, b"", _trie(sources), parent_root)))
+
+
+def new_snapshot(t: float, host: str, paths: list[str], tree: bytes, btype: str,
+                 tags: list[str], parent: Snapshot | None, summary: Summary) -> Snapshot:
+    """The manifest of a backup (not saved): this user, tags sorted without repeats."""
+    return Snapshot(time=t, hostname=host, username=username(), paths=paths, tree=tree,
+                    type=btype, tags=sorted(set(tags)),
+                    parent=parent.id if parent is not None else None, summary=summary)
 
 
 @dataclass(slots=True)
@@ -246,10 +261,3 @@ def _build(arch: Archiver, store: Store, prefix: bytes, trie: _Trie,
                  and pnode.subtree in store.index else None)  # not from a condemned pack
         stack.append(_Level(path, iter(sorted(sub)), sub, ptree,
                             node_from_stat(name, path, st)))
-
-
-def _user() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return str(os.getuid())

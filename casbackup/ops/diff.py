@@ -25,6 +25,7 @@ from ..model.snapshot import Snapshot
 from ..model.tree import DIR, FILE, Node
 from ..store import Store
 from ..store.locks import shared_lock
+from .snapsel import ANY, SnapshotFilter, resolve
 from .treewalk import uncached, walk
 
 ADDED, REMOVED, MODIFIED, METADATA = "added", "removed", "modified", "metadata"
@@ -61,10 +62,10 @@ class DiffResult:
         }
 
 
-def diff(store: Store, ref_a: str, ref_b: str) -> DiffResult:
+def diff(store: Store, ref_a: str, ref_b: str, filt: SnapshotFilter = ANY) -> DiffResult:
     with shared_lock(store, "diff", read_only=True):
         store.load_index()
-        res = DiffResult(store.find_snapshot(ref_a), store.find_snapshot(ref_b))
+        res = DiffResult(resolve(store, ref_a, filt), resolve(store, ref_b, filt))
         _Differ(store, res).trees(res.a.tree, res.b.tree, "")
         res.changes.sort(key=lambda c: c.path)
         return res

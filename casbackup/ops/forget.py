@@ -9,7 +9,7 @@ Invariants:
 - A damaged snapshot object is never chosen by a policy (``Store.snapshots`` skips it
   with a warning) but can be forgotten by id.
 - The policy sees every snapshot that passes the ``hosts`` / ``tags`` / ``paths`` filters
-  (``ops/snapfilter.py``: each tags entry is a comma-separated group); the
+  (``ops/snapsel.py``: each tags entry is a comma-separated group); the
   decision for each is returned, with every rule that kept it, in ``dry_run`` too.
 - Snapshot times are UTC seconds in the store; buckets use ``tz`` (local by default).
 """
@@ -21,11 +21,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 
 from ..clock import SYSTEM, Clock
-from ..errors import IntegrityError, NotFound, UsageError
+from ..errors import IntegrityError, NotFound, NothingMatched, UsageError
 from ..model.snapshot import Snapshot
 from ..store import Store
 from .retention import Decision, GroupKey, Policy, SnapshotEntry, apply_policy
-from .snapfilter import SnapshotFilter
+from .snapsel import ANY, SnapshotFilter, snapshot_name
 
 
 @dataclass
@@ -65,19 +65,26 @@ def forget(store: Store, policy: Policy, *, dry_run: bool = False,
     return res
 
 
-def forget_ids(store: Store, refs: list[str], *, dry_run: bool = False) -> ForgetResult:
+def forget_ids(store: Store, refs: list[str], *, dry_run: bool = False,
+               filt: SnapshotFilter = ANY) -> ForgetResult:
     """Forget the snapshots named by id (prefixes of 4+ hex digits); every id must
-    resolve before anything is deleted. A damaged snapshot object is forgotten like any
-    other (it is named, not read; ``snapshots`` holds only the readable ones)."""
+    resolve (and, with an active FILT, name a snapshot it accepts: else
+    ``NothingMatched``) before anything is deleted. Without a filter a damaged snapshot
+    object is forgotten like any other (it is named, not read; ``snapshots`` holds only
+    the readable ones); a filter cannot accept a snapshot it cannot read."""
     if not refs:
         raise UsageError("no snapshot ids given")
     if any(r.startswith("latest") for r in refs):
         raise UsageError("forget takes snapshot ids, not 'latest'")
-    names = list(dict.fromkeys(store.snapshot_name(r) for r in refs))
+    names = list(dict.fromkeys(snapshot_name(store, r) for r in refs))
     res = ForgetResult(dry_run=dry_run, removed=names)
     for name in names:
         with contextlib.suppress(IntegrityError, NotFound):
             res.snapshots[name] = store.load_snapshot(name)
+        snap = res.snapshots.get(name)
+        if filt and (snap is None or not filt.match(snap)):
+            raise NothingMatched(f"snapshot {name[:8]} does not match {filt.describe()}; "
+                                 "nothing was forgotten")
     if not dry_run:
         _delete(store, res.removed)
     return res

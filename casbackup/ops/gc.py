@@ -55,9 +55,10 @@ from ..store import ObjectInfo, Store, maintainer, pack_key
 from ..store import gcrecords as gr
 from ..store.identity import Identity
 from ..store.index import Index, Location, PackInfo
-from ..store.locks import LockInfo, Session, by_session, session
+from ..store.locks import LockInfo, Session, by_session, live_sessions, session
 from .capabilities import Maintainer
 from .observer import NULL, Observer
+from .treewalk import walk
 
 DEFAULT_MAX_UNUSED = 0.05
 DEFAULT_KEEP_UNINDEXED = 3600.0  # the CLI option is accepted; the two-phase rule replaced it
@@ -195,15 +196,15 @@ class Marker:
                 self._walk(lk.intent, None)
 
     def _walk(self, root: bytes, what: str | None) -> None:
-        stack = [root]
-        while stack:
-            tid = stack.pop()
-            if tid in self.trees:
-                continue
+        """Mark every tree and data blob below ROOT (``treewalk.walk``, each distinct tree
+        once over all of this marker's walks). WHAT names a snapshot: a tree of it that
+        cannot be read ends gc; an intent's (WHAT None) is passed over, since its writer
+        fails its own check, and is not remembered as marked."""
+        def load(tid: bytes) -> Tree:
             loc = self.index.get(tid) or self._newer(tid)
             if loc is None:
                 if what is None:
-                    continue  # an intent's writer fails its own check
+                    return _EMPTY
                 raise IntegrityError(f"tree {tid.hex()[:16]} of {what} is in no index; gc "
                                      "cannot tell what is used: run `casbackup verify`, "
                                      "then `repair`")
@@ -213,17 +214,23 @@ class Marker:
                     e, self.store.read_pack_range(loc.pack, e.offset, e.length)))
             except IntegrityError as err:
                 if what is None:
-                    continue
+                    return _EMPTY
                 raise IntegrityError(f"{what}: {err}; gc stopped before changing "
                                      "anything: run `casbackup verify`") from None
             self.trees.add(tid)
             self.live.add(tid)
-            for node in tree.nodes:
-                if node.subtree is not None:
-                    stack.append(node.subtree)
-                for b in node.content or ():
-                    (self.live if b in self.index else self.missing).add(b)
             self.observer.progress(0, 1)
+            return tree
+
+        # a snapshot's walk shares the marked set; an intent's walks a copy, so a tree it
+        # could not read is still read (and fails) when a snapshot names it
+        seen = self.trees if what is not None else set(self.trees)
+        for e in walk(load, root, once=True, seen=seen):
+            for b in e.node.content or ():
+                (self.live if b in self.index else self.missing).add(b)
+
+
+_EMPTY = Tree([])
 
 
 class _Gc:
@@ -243,8 +250,7 @@ class _Gc:
         locks, ref = self.lock.listing()
         now = self.clock.time()
         others = {s: lk for s, lk in by_session(locks).items() if s != self.lock.id}
-        return others, {s for s, lk in others.items()
-                        if not lk.stale(now, ref, self.lock.me)}
+        return others, set(live_sessions(locks, now, ref, self.lock.me)) - {self.lock.id}
 
     def run(self) -> GcReport:
         st, opts, rep = self.store, self.opts, self.rep

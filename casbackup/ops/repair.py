@@ -8,7 +8,7 @@ index objects (superseding every old one) are written first, then the old ones g
 ``repair`` (``casbackup repair``): every indexed pack is read whole. A pack that is
 missing, has the wrong size or does not hash to its name is *damaged*: each blob the
 index places in it is unsealed and re-hashed; the good ones are copied into new packs,
-the bad ones are dropped. Then, as in gc (DESIGN §5.4): new packs → consolidated index
+the bad ones are dropped. Then, as in gc (DESIGN §9.4): new packs → consolidated index
 without the damaged packs → delete old index objects → delete damaged packs. Blobs that
 were lost are then in no index, so the next backup of a source that still has the data
 uploads them again (the archiver re-reads a file whose blobs are not all indexed), and

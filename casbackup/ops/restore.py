@@ -54,6 +54,7 @@ from .observer import NULL, Observer
 from .restore_fs import ROOT, DirFds, NotRestored, identity, open_dir, remove_at, show
 from .restore_meta import MetaFn, meta_fd, meta_special, meta_symlink
 from .restore_plan import Item, check_links, link_plan, select, walk
+from .snapsel import ANY, SnapshotFilter, resolve
 
 _CREATORS = 4  # threads creating files (file creation waits on the filesystem's journal)
 _HOLE = 64 * 1024  # zero runs of this many aligned bytes inside a blob become holes
@@ -108,9 +109,10 @@ def restore(
     verify: bool = False,
     observer: Observer = NULL,
     workers: int | None = None,  # packs read at once; None: Store.parallel_reads()
+    filt: SnapshotFilter = ANY,  # REF must name a snapshot this accepts (snapsel)
 ) -> RestoreResult:
     raise_fd_limit()
-    snap = store.find_snapshot(ref)
+    snap = resolve(store, ref, filt)
     tgt = os.path.abspath(os.fsencode(target))
     if os.path.lexists(tgt):
         if not os.path.isdir(tgt):

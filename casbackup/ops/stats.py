@@ -23,10 +23,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import IntegrityError
+from ..errors import IntegrityError, NothingMatched
 from ..model.tree import FILE, Tree
 from ..store import Store
 from ..store.locks import shared_lock
+from .snapsel import ANY, SnapshotFilter, resolve
 from .treewalk import Totals, fold, tree_totals, uncached
 
 
@@ -90,11 +91,19 @@ class _Blobs:
                 self.ids.add(loc.entry.id)
 
 
-def stats(store: Store, ref: str | None = None) -> Stats:
-    """Store-wide figures, or those of snapshot ``ref`` (an id prefix or ``latest``)."""
+def stats(store: Store, ref: str | None = None, filt: SnapshotFilter = ANY) -> Stats:
+    """Store-wide figures, or those of snapshot ``ref`` (an id prefix or ``latest``);
+    the snapshots' figures cover only those FILT accepts (``NothingMatched`` when it
+    accepts none of a store's snapshots)."""
     with shared_lock(store, "stats", read_only=True):
         store.load_index()
-        snaps = [store.find_snapshot(ref)] if ref else store.snapshots()
+        if ref:
+            snaps = [resolve(store, ref, filt)]
+        else:
+            every = store.snapshots()
+            snaps = [s for s in every if filt.match(s)]
+            if filt and every and not snaps:
+                raise NothingMatched(f"no snapshot matches {filt.describe()}")
         st = Stats(snapshot=snaps[0].id if ref else None, snapshots=len(snaps))
         w = _Blobs(store)
         memo: dict[bytes, Totals] = {}

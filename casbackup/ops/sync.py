@@ -11,7 +11,7 @@ Invariants:
   its ``original`` equals the id or the ``original`` of a destination snapshot; present
   snapshots are never copied again. ``parent`` is mapped to the parent's copy when there is
   one, else kept.
-- Crash safety (DESIGN §5): blobs go through the destination's packer (pack, then index
+- Crash safety (DESIGN §9): blobs go through the destination's packer (pack, then index
   every few packs); the snapshot is written last by ``save_snapshot``, which flushes first.
   A kill leaves only unreferenced packs, and a rerun skips every blob already indexed.
 - Trust: a blob is present iff its id is in the destination's index (an index object is
@@ -22,7 +22,7 @@ Invariants:
   of the same host and paths): all of it is there. An incremental sync therefore costs
   O(changed directories), not O(tree).
 - Locks: shared on both stores for a whole run. The source's snapshots are listed before
-  its index is refreshed, so every listed snapshot's blobs are indexed (§5.2).
+  its index is refreshed, so every listed snapshot's blobs are indexed (§9.2).
 - Never prints: progress and each copied snapshot go to a ``SyncObserver``.
 """
 
@@ -34,7 +34,7 @@ from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from ..errors import CasError, IntegrityError, SnapshotNotFound, UsageError
+from ..errors import CasError, IntegrityError, NothingMatched, SnapshotNotFound, UsageError
 from ..faults import crash_point
 from ..ids import TREE
 from ..model.snapshot import Snapshot
@@ -43,6 +43,7 @@ from ..store import PackEntry, Store, paired_key
 from ..store.commit import WriteSession
 from ..store.locks import shared_lock
 from .observer import Observer
+from .snapsel import ANY, SnapshotFilter, pick
 from .treewalk import Entry, walk
 
 _BATCH = 4096  # data blobs collected from trees before they are copied
@@ -66,6 +67,7 @@ class Copied:
 
 @dataclass
 class SyncResult:
+    listed: int = 0  # the source's snapshots
     selected: int = 0
     present: int = 0  # selected snapshots already in the destination
     copied: list[Copied] = field(default_factory=list)
@@ -90,41 +92,27 @@ class SyncObserver(Observer):
 
 @dataclass
 class Selection:
-    """Which source snapshots to copy: all, or those matching ids (prefixes) / ``latest``,
-    each also filtered by tags (all must match), hosts and paths (all must be present)."""
+    """Which source snapshots to copy: all those the filter (``snapsel.SnapshotFilter``:
+    ``--host`` any of, ``--tag a,b`` a group, ``--path`` all of) accepts, or the ones
+    ``ids`` (prefixes, ``latest``) name among them (``snapsel.pick``)."""
 
     ids: list[str] = field(default_factory=list)
-    tags: list[str] = field(default_factory=list)
-    hosts: list[str] = field(default_factory=list)
-    paths: list[str] = field(default_factory=list)
+    filt: SnapshotFilter = ANY
     strict: bool = True  # an id that matches nothing is an error (False: skipped)
 
     def choose(self, snaps: list[Snapshot]) -> list[Snapshot]:
-        want = {p.rstrip("/") or "/" for p in self.paths}
-        out = [s for s in snaps
-               if (not self.hosts or s.hostname in self.hosts)
-               and set(self.tags) <= set(s.tags)
-               and want <= {p.rstrip("/") or "/" for p in s.paths}]
+        filt = self.filt
         if not self.ids:
-            return out
+            return [s for s in snaps if filt.match(s)]
         chosen: dict[str, Snapshot] = {}
         for ref in self.ids:
-            if ref == "latest":
-                if out:
-                    chosen[out[-1].id] = out[-1]
-                elif self.strict:
-                    raise SnapshotNotFound("no snapshot matches for 'latest'")
+            try:
+                s = pick(snaps, ref, filt)
+            except (SnapshotNotFound, NothingMatched):
+                if self.strict:
+                    raise
                 continue
-            ref = ref.lower()
-            if len(ref) < 4 or any(c not in "0123456789abcdef" for c in ref):
-                raise SnapshotNotFound(f"snapshot id {ref!r} is not a hex id prefix of 4+ digits")
-            hits = [s for s in out if s.id.startswith(ref)]
-            if len(hits) > 1:
-                raise SnapshotNotFound(f"snapshot id {ref} is ambiguous ({len(hits)} match)")
-            if hits:
-                chosen[hits[0].id] = hits[0]
-            elif self.strict:
-                raise SnapshotNotFound(f"no snapshot with id {ref} (matching the filters)")
+            chosen[s.id] = s
         return sorted(chosen.values(), key=lambda s: (s.time, s.id))
 
 
@@ -185,7 +173,8 @@ class Syncer:
             return self._run(selection or Selection())
 
     def _run(self, selection: Selection) -> SyncResult:
-        chosen = selection.choose(self.src_snaps.refresh())
+        listed = self.src_snaps.refresh()
+        chosen = selection.choose(listed)
         self.src.refresh_index()  # after listing: covers every listed snapshot
         self.dst_snaps.refresh()
         self.dst.refresh_index()
@@ -194,7 +183,7 @@ class Syncer:
             present[d.id] = d
             if d.original:
                 present[d.original] = d
-        res = SyncResult(selected=len(chosen))
+        res = SyncResult(listed=len(listed), selected=len(chosen))
         self.obs.start("sync")
         try:
             for s in chosen:

@@ -24,6 +24,9 @@ Invariants:
   file's blobs (and re-reads the files that lost some).
 - ``stop`` ends the loop; a backup under way finishes first (a second signal, handled by
   the CLI, abandons it: only unreferenced packs remain).
+- Each round builds its snapshot as ``backup`` does, through its public
+  ``build_root`` (the root tree over the source paths) and ``new_snapshot`` (the
+  manifest); only the choice of parent and ``ArchiveOptions.dirty`` are watch's own.
 - Never prints: it reports through a ``WatchObserver``. Each snapshot's summary counts
   the reused subtrees too (from a memo of tree totals), so sizes match a full backup's.
 """
@@ -44,11 +47,10 @@ from watchdog.observers import Observer as FsObserver
 
 from ..errors import CasError, UsageError
 from ..model.snapshot import Snapshot
-from ..model.tree import Tree
 from ..store import Store
 from ..store.commit import WriteSession
 from .archiver import ArchiveOptions, Archiver
-from .backup import _build, _trie, _user, find_parent, normalize_paths
+from .backup import build_root, find_parent, new_snapshot, normalize_paths
 from .changes import Batch, ChangeSet, EventHandler, LostEvents, Sources
 from .sync import Cancelled, Copied, Selection, Syncer, SyncObserver, check_paired
 from .treewalk import Totals, fold, tree_totals
@@ -307,8 +309,7 @@ class Watcher:
             parent_root = self.store.load_tree(parent.tree) if parent is not None else None
             arch = Archiver(self.store, self.obs, replace(self.opts.archive, dirty=dirty))
             try:
-                root = Tree(_build(arch, self.store, b"", _trie(self.bpaths), parent_root))
-                root_id = arch._add_tree(root)
+                root_id = build_root(arch, self.store, self.bpaths, parent_root)
             finally:
                 arch.close()
             s = arch.summary
@@ -322,10 +323,8 @@ class Watcher:
             snap = None
             if parent is None or root_id != parent.tree:
                 s.duration = time.monotonic() - start
-                snap = Snapshot(time=t0, hostname=self.host, username=_user(),
-                                paths=self.spaths, tree=root_id, type="incremental",
-                                tags=sorted(set(self.opts.tags)),
-                                parent=parent.id if parent is not None else None, summary=s)
+                snap = new_snapshot(t0, self.host, self.spaths, root_id, "incremental",
+                                    self.opts.tags, parent, s)
                 self.store.save_snapshot(snap)
                 parent = snap
             else:

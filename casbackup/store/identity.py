@@ -14,7 +14,6 @@ Invariants:
 
 from __future__ import annotations
 
-import getpass
 import os
 import secrets
 import socket
@@ -22,6 +21,8 @@ import threading
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+
+from ..whoami import username
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,13 +104,6 @@ def _pidns() -> int:
         return 0
 
 
-def _user() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return str(os.getuid())
-
-
 @cache
 def _machine() -> str:
     etc = _read("/etc/machine-id")
@@ -131,4 +125,4 @@ def current() -> Identity:
         return who
     pid = os.getpid()  # not cached: a forked child is another process
     return Identity(_machine(), _read("/proc/sys/kernel/random/boot_id"), _pidns(), pid,
-                    pid_start(pid), socket.gethostname(), _user())
+                    pid_start(pid), socket.gethostname(), username())

@@ -1,7 +1,7 @@
 """The index: BlobId -> where the blob lives, in memory and as ``index/<id>`` objects.
 
 Invariants:
-- An index object names only packs that were completely written before it (§5.1).
+- An index object names only packs that were completely written before it (§9.1).
 - Index objects are immutable; gc writes a consolidated one listing the index objects it
   ``supersedes`` and deletes those only after the new one is durable.
 - When a blob appears in several packs (two writers raced, or a crash left a duplicate)

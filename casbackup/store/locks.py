@@ -134,6 +134,14 @@ def by_session(locks: list[LockInfo]) -> dict[str, LockInfo]:
     return out
 
 
+def live_sessions(locks: list[LockInfo], now: float, ref_mtime: float,
+                  me: Identity | None = None) -> dict[str, LockInfo]:
+    """The sessions of LOCKS that may still run (newest object of each, not
+    ``LockInfo.stale`` against REF_MTIME, the backend's "now"): the one liveness rule of
+    ``unlock``, lock conflicts and gc."""
+    return {s: lk for s, lk in by_session(locks).items() if not lk.stale(now, ref_mtime, me)}
+
+
 def probe_mtime(store: Store) -> float:
     """The backend's clock now: the mtime of a probe lock object we write and remove."""
     data = store.codec.seal(LOCK, serde.pack({"operation": "probe", "nonce": os.urandom(8)}))
@@ -153,7 +161,7 @@ def remove_stale(store: Store, clock: Clock = SYSTEM, all_locks: bool = False) -
     now = clock.time()
     locks = list_locks(store)
     ref = 0.0 if all_locks or not locks else probe_mtime(store)
-    live = {lk.session for lk in by_session(locks).values() if not lk.stale(now, ref)}
+    live = live_sessions(locks, now, ref)
     for lk in locks:
         if all_locks or lk.session not in live:
             with contextlib.suppress(NotFound):
@@ -215,9 +223,9 @@ class Session:
     def others(self, live_only: bool = True) -> list[LockInfo]:
         """Other sessions (newest object of each), live ones only unless told."""
         locks, ref = self.listing()
-        now = self.clock.time()
-        return [lk for lk in by_session(locks).values() if lk.session != self.id
-                and (not live_only or not lk.stale(now, ref, self.me))]
+        found = (live_sessions(locks, self.clock.time(), ref, self.me) if live_only
+                 else by_session(locks))
+        return [lk for lk in found.values() if lk.session != self.id]
 
     def _conflicts(self) -> list[LockInfo]:
         return [lk for lk in self.others()

@@ -8,10 +8,10 @@ Invariants:
 - ``Repacker`` writes packs through its own ``Packer`` on a *fresh* ``Index``: blobs
   that the store's index already knows are written again (that is the point of a
   repack), each at most once per repacker. It never writes index objects itself; the
-  caller lists ``Repacker.packs`` in the consolidated index (DESIGN §5.1: packs first).
+  caller lists ``Repacker.packs`` in the consolidated index (DESIGN §9.1: packs first).
 - ``write_index_objects`` splits a large index into objects of at most ``MAX_BLOBS``
   entries; each names every superseded object. Old index objects are deleted only by
-  the caller and only after this returned (DESIGN §5.4).
+  the caller and only after this returned (DESIGN §9.4).
 - ``read_pack_header`` reads only the trailer and the header of a pack (two ranged
   reads), never its data; ``read_live_blobs`` reads only the ranges of wanted blobs,
   through the one pack reader (``Store.stream_blobs``).

@@ -1,6 +1,6 @@
 """The packer: collects sealed blobs into packs and uploads them, then indexes them.
 
-Write order (DESIGN §5, the crash-safety contract):
+Write order (DESIGN §9, the crash-safety contract):
 1. a pack is put (atomically) **before** any index object names it: entries join the
    in-memory index and the "unflushed" list only after the pack's put returned;
 2. an index object is written every ``index_every`` packs and on ``flush()``, so a rerun

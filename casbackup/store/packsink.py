@@ -5,7 +5,7 @@ Invariants:
 - ``publish`` appends the sealed header and trailer, names the pack by the BLAKE3 of all
   its bytes and makes it durable under ``packs/<ab>/<name>`` with an exclusive put (an
   existing pack of that name holds the same bytes: success). Only after ``publish``
-  returns may anything name the pack (DESIGN §5.1).
+  returns may anything name the pack (DESIGN §9.1).
 - ``MemorySink`` holds the pack until ``publish`` (any backend); ``StreamSink`` writes
   each blob to a backend temp object as it comes and hashes incrementally, so a local
   store holds no pack in memory at all (backup peak RSS: no 16 MiB buffer per open or

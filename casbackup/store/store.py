@@ -4,7 +4,7 @@ Backend methods. Where each object lives is ``layout.py``'s.
 Invariants:
 - The name of every pack, index and snapshot object is the BLAKE3 of its stored bytes
   (``ids.object_name``); puts of those are exclusive, so a name is never reused.
-- Writes follow DESIGN §5: packs, then the index naming them (``flush``), then the
+- Writes follow DESIGN §9: packs, then the index naming them (``flush``), then the
   snapshot. ``save_snapshot`` flushes first, so a caller cannot commit out of order.
 - Every byte read back is checked: pack/index/snapshot objects by their name when read
   whole, blobs by their keyed BlobId. Damage raises ``IntegrityError`` naming the object.
@@ -33,7 +33,6 @@ from ..errors import (
     AlreadyExists,
     IntegrityError,
     NotFound,
-    SnapshotNotFound,
     StoreNotFound,
     UsageError,
     WrongPassword,
@@ -569,32 +568,6 @@ class Store:
             self.on_warning(f"{snapshot_key(name)} is damaged and was skipped ({why}); "
                             "`casbackup repair` or `forget` it to remove it")
         self.damaged_snapshots[name] = why
-
-    def find_snapshot(self, ref: str, *, host: str | None = None,
-                      paths: list[str] | None = None) -> Snapshot:
-        """Resolve ``latest`` (the newest readable one) or a unique id prefix (at least
-        4 hex digits)."""
-        if ref == "latest" or ref.startswith("latest"):
-            cands = [s for s in self.snapshots()
-                     if (host is None or s.hostname == host)
-                     and (paths is None or sorted(s.paths) == sorted(paths))]
-            if not cands:
-                raise SnapshotNotFound("no snapshot found (store is empty or nothing matches)")
-            return cands[-1]
-        return self.load_snapshot(self.snapshot_name(ref))
-
-    def snapshot_name(self, ref: str) -> str:
-        """The full name of the one snapshot object whose name starts with ``ref`` (4+ hex
-        digits), without reading it: a damaged snapshot can still be named (and forgotten)."""
-        ref = ref.lower()
-        if len(ref) < 4 or any(c not in "0123456789abcdef" for c in ref):
-            raise SnapshotNotFound(f"snapshot id {ref!r} is not a hex id prefix of 4+ digits")
-        matches = [n for n in self.snapshot_ids() if n.startswith(ref)]
-        if not matches:
-            raise SnapshotNotFound(f"no snapshot with id {ref}")
-        if len(matches) > 1:
-            raise SnapshotNotFound(f"snapshot id {ref} is ambiguous ({len(matches)} match)")
-        return matches[0]
 
     def delete_snapshot(self, name: str) -> None:
         self.backend.delete(snapshot_key(name))

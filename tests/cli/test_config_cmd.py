@@ -11,6 +11,7 @@ import pytest
 
 from casbackup.daemon.config import load_config, parse_config
 from casbackup.errors import UsageError
+from casbackup.ops.snapsel import resolve
 from tests.helpers import run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -177,7 +178,7 @@ def test_yaml_source_filters_reach_the_archiver(tmp_path: Path) -> None:
     out = run_job(config, "often")
     assert out.ok, out.error
     with open_test_store(tmp_path / "store") as st:
-        snap = st.find_snapshot("latest")
+        snap = resolve(st, "latest")
         names = []
         tree = st.load_tree(snap.tree)
         for part in str(src).strip("/").split("/"):
@@ -197,7 +198,7 @@ def _cache_is_empty(store: Path, src: Path) -> bool:
     from tests.helpers import open_test_store
 
     with open_test_store(store) as st:
-        tree = st.load_tree(st.find_snapshot("latest").tree)
+        tree = st.load_tree(resolve(st, "latest").tree)
         for part in (*str(src).strip("/").split("/"), "cache"):
             node = next(n for n in tree.nodes if n.name == part.encode())
             assert node.subtree is not None

@@ -1,4 +1,4 @@
-"""Bad input gets one clear line, the exit code of DESIGN §8, and changes nothing."""
+"""Bad input gets one clear line, the exit code the README documents, and changes nothing."""
 
 from __future__ import annotations
 

@@ -89,3 +89,30 @@ def test_a_file_ending_in_a_blank_line_opens_the_store_in_cli_and_daemon(
     r = run_cli("snapshots", "--store", str(store), "--password-file", str(pwfile), env=env)
     assert r.returncode == 12, r.stderr
     assert run_job(load_config(tmp_path / "casbackup.yaml"), "vf").exit_code == 12
+
+
+def test_environment_passwords_follow_one_rule(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from casbackup.cli.peer import peer_password
+
+    monkeypatch.setenv("CASBACKUP_PASSWORD", " spaced\n")  # verbatim: nothing is dropped
+    monkeypatch.setenv("CB_TEST_PW", " spaced\n")
+    assert read_password(None, None) == resolve_password(PasswordRef("env", "CB_TEST_PW"))
+    monkeypatch.setenv("CASBACKUP_PASSWORD", "")
+    monkeypatch.setenv("CB_TEST_PW", "")
+    for read in (lambda: read_password(None, None),
+                 lambda: resolve_password(PasswordRef("env", "CB_TEST_PW"))):
+        with pytest.raises(UsageError, match="the password is empty"):
+            read()
+    # a second store's password: $CASBACKUP_FROM_PASSWORD, else its _FILE, else the main one
+    pw = tmp_path / "from"
+    pw.write_text("from-file\r\n")
+    monkeypatch.setenv("CASBACKUP_PASSWORD", "main")
+    monkeypatch.delenv("CASBACKUP_FROM_PASSWORD", raising=False)
+    monkeypatch.delenv("CASBACKUP_FROM_PASSWORD_FILE", raising=False)
+    assert peer_password(None, None, None, None)() == "main"
+    monkeypatch.setenv("CASBACKUP_FROM_PASSWORD_FILE", str(pw))
+    assert peer_password(None, None, None, None)() == "from-file"
+    monkeypatch.setenv("CASBACKUP_FROM_PASSWORD", "")
+    with pytest.raises(UsageError, match=r"password \$CASBACKUP_FROM_PASSWORD: the password"):
+        peer_password(None, None, None, None)()

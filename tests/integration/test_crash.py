@@ -1,5 +1,5 @@
 """kill -9 a backup at several points; the rerun reuses the work and the store stays
-sound (issue #2, item 8; DESIGN §5)."""
+sound (issue #2, item 8; DESIGN §9)."""
 
 from __future__ import annotations
 

@@ -19,7 +19,7 @@ from casbackup.crypto.codec import DATA, TREE
 from casbackup.model.snapshot import Snapshot
 from casbackup.model.tree import DIR, FILE, Node, Tree
 from casbackup.ops.find import find
-from casbackup.ops.snapsel import Filters, select
+from casbackup.ops.snapsel import SnapshotFilter, select
 from casbackup.ops.treewalk import walk
 from tests.helpers import make_store, run_cli
 from tests.unit.ops.test_find_patterns import GLOB, _ref
@@ -68,7 +68,7 @@ def test_find_is_a_brute_force_walk_loading_each_tree_once(
             ids.append(s.add_blob(TREE, tree.encode()).id)
         for k, r in enumerate(roots):
             s.save_snapshot(Snapshot(1000.0 + k, "h", "u", ["/"], ids[r], type="full"))
-        targets = select(s, [], Filters())
+        targets = select(s, [], SnapshotFilter())
         read: list[bytes] = []
         get_blob = s.get_blob
 
@@ -170,7 +170,7 @@ def test_find_text_output_and_long(history: tuple[Path, Path, list[str]]) -> Non
     (["zzz*"], "no entry matches zzz* in 3 snapshot(s)"),
     (["/work/*.c"], "no entry matches /work/*.c in 3"),  # anchored at the root: no match
     (["*.c", "--host", "nobody"], "no snapshot matches --host nobody"),
-    (["*.txt", "--tag", "one,nope"], "no snapshot matches --tag nope,one")])
+    (["*.txt", "--tag", "one,nope"], "no snapshot matches --tag one,nope")])
 def test_nothing_matched_exits_4(history: tuple[Path, Path, list[str]], args: list[str],
                                  words: str) -> None:
     s, _, _ = history

@@ -1,4 +1,4 @@
-"""kill -9 gc at every step of its write/delete order (DESIGN §5.4); afterwards
+"""kill -9 gc at every step of its write/delete order (DESIGN §9.4); afterwards
 ``verify --read-data`` passes, every remaining snapshot restores exactly, and a rerun of
 gc finishes the job with no leftovers (issue #3, item 4)."""
 

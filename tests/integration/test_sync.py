@@ -18,6 +18,7 @@ import pytest
 
 from casbackup.ops.backup import BackupOptions, backup
 from casbackup.ops.restore import restore
+from casbackup.ops.snapsel import SnapshotFilter
 from casbackup.ops.sync import Selection, SyncObserver, paired_key, sync
 from casbackup.ops.sync_watch import sync_watch
 from casbackup.ops.verify import verify
@@ -144,10 +145,11 @@ def test_selection(tmp_path: Path) -> None:
     s2 = snap(a, other, host="elsewhere")
     s3 = snap(a, src)
     assert [c.src_id for c in sync(a, b, Selection(ids=[s2[:8]])).copied] == [s2]
-    assert [c.src_id for c in sync(a, b, Selection(tags=["daily"])).copied] == [s1]
-    assert [c.src_id for c in sync(a, b, Selection(ids=["latest"], hosts=["elsewhere"])).copied
+    daily, elsewhere = SnapshotFilter.of(tags=["daily"]), SnapshotFilter.of(["elsewhere"])
+    assert [c.src_id for c in sync(a, b, Selection(filt=daily)).copied] == [s1]
+    assert [c.src_id for c in sync(a, b, Selection(ids=["latest"], filt=elsewhere)).copied
             ] == []  # s2 is already there
-    assert sync(a, b, Selection(paths=[str(other)])).copied == []
+    assert sync(a, b, Selection(filt=SnapshotFilter.of(paths=[str(other)]))).copied == []
     assert [c.src_id for c in sync(a, b, Selection(ids=["latest"])).copied] == [s3]
 
 

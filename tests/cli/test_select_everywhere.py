@@ -1,0 +1,145 @@
+"""Snapshot selection everywhere (issue #14 point 3, issue #13 point 2: one resolver):
+``latest`` and id prefixes combine with ``--host``/``--tag``/``--path`` on restore, ls,
+dump, diff, find, stats, sync and forget by id, through the real CLI against real stores
+on disk. A filter that leaves nothing is one line and exit 4, and changes nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import run_cli
+
+NAMES = ("one", "two", "three")  # made by hosts a (tag t), b, a: latest is three
+
+
+@pytest.fixture(scope="module")
+def hist(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, list[str]]:
+    tmp = tmp_path_factory.mktemp("selall")
+    store, src = tmp / "store", tmp / "src"
+    src.mkdir()
+    assert run_cli("init", "--store", str(store)).returncode == 0
+    ids = []
+    for i, (name, args) in enumerate(zip(NAMES, (["--host", "a", "--tag", "t"],
+                                                  ["--host", "b"], ["--host", "a"]),
+                                         strict=True)):
+        for old in src.iterdir():
+            old.unlink()
+        (src / name).write_text(name)
+        r = run_cli("backup", "--store", str(store), str(src), *args, "--json",
+                    "--time", f"2026-01-0{i + 1} 10:00:00")
+        assert r.returncode == 0, r.stderr
+        ids.append(json.loads(r.stdout.splitlines()[-1])["snapshot_id"])
+    return store, src, ids
+
+
+def _ok(*args: str) -> subprocess.CompletedProcess[bytes]:
+    r = run_cli(*args)
+    assert r.returncode == 0, r.stderr
+    return r
+
+
+def _nothing(*args: str, words: str) -> None:
+    r = run_cli(*args)
+    err = r.stderr.decode()
+    assert r.returncode == 4, err
+    assert err.count("\n") == 1 and err.startswith("casbackup: ") and words in err, err
+
+
+def _tree(p: Path) -> dict[str, bytes]:
+    return {str(f.relative_to(p)): f.read_bytes() for f in p.rglob("*") if f.is_file()}
+
+
+def test_restore(hist: tuple[Path, Path, list[str]], tmp_path: Path) -> None:
+    store, src, ids = hist
+    _ok("restore", "--store", str(store), "latest", str(tmp_path / "b"), "--host", "b")
+    assert os.listdir(tmp_path / "b" / str(src).lstrip("/")) == ["two"]
+    _ok("restore", "--store", str(store), "latest", str(tmp_path / "t"), "--tag", "t")
+    assert os.listdir(tmp_path / "t" / str(src).lstrip("/")) == ["one"]
+    _nothing("restore", "--store", str(store), "latest", str(tmp_path / "x"), "--host", "c",
+             words="no snapshot matches --host c")
+    _nothing("restore", "--store", str(store), ids[0][:8], str(tmp_path / "y"), "--host", "b",
+             words=f"snapshot {ids[0][:8]} does not match --host b")
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def test_ls(hist: tuple[Path, Path, list[str]]) -> None:
+    store, src, ids = hist
+    out = _ok("ls", "--store", str(store), "latest", str(src), "--host", "b").stdout.decode()
+    assert out.split() == [f"{src}/two"]
+    out = _ok("ls", "--store", str(store), "latest", str(src), "--path", str(src) + "/",
+              "--tag", "nope", "--tag", "t").stdout.decode()
+    assert out.split() == [f"{src}/one"]
+    _nothing("ls", "--store", str(store), "latest", "--path", "/elsewhere",
+             words="no snapshot matches --path /elsewhere")
+    _nothing("ls", "--store", str(store), ids[1][:6], "--host", "a",
+             words=f"snapshot {ids[1][:8]} does not match --host a")
+
+
+def test_dump(hist: tuple[Path, Path, list[str]]) -> None:
+    store, src, ids = hist
+    r = _ok("dump", "--store", str(store), "latest", f"{src}/one", "--host", "a", "--tag", "t")
+    assert r.stdout == b"one"
+    _nothing("dump", "--store", str(store), ids[2], f"{src}/three", "--tag", "t",
+             words=f"snapshot {ids[2][:8]} does not match --tag t")
+
+
+def test_diff(hist: tuple[Path, Path, list[str]]) -> None:
+    store, _, ids = hist
+    r = _ok("diff", "--store", str(store), ids[0][:8], "latest", "--host", "a", "--json")
+    out = json.loads(r.stdout)
+    assert (out["from"], out["to"]) == (ids[0], ids[2])
+    _nothing("diff", "--store", str(store), ids[1][:8], "latest", "--host", "a",
+             words=f"snapshot {ids[1][:8]} does not match --host a")
+
+
+def test_find(hist: tuple[Path, Path, list[str]]) -> None:
+    store, _, ids = hist
+    r = _ok("find", "--store", str(store), "two", "three", "--host", "a", "--host", "b",
+            "--json")
+    assert [(g["snapshot"], len(g["matches"])) for g in json.loads(r.stdout)] == [
+        (ids[1], 1), (ids[2], 1)]
+    r = _ok("find", "--store", str(store), "*", "--snapshot", "latest", "--host", "b",
+            "--json")
+    assert [g["snapshot"] for g in json.loads(r.stdout)] == [ids[1]]
+    _nothing("find", "--store", str(store), "*", "--snapshot", "latest", "--host", "c",
+             words="no snapshot matches --host c")
+
+
+def test_stats(hist: tuple[Path, Path, list[str]]) -> None:
+    store, _, ids = hist
+    r = _ok("stats", "--store", str(store), "latest", "--host", "b", "--json")
+    assert json.loads(r.stdout)["snapshot"] == ids[1]
+    r = _ok("stats", "--store", str(store), "--host", "a", "--json")
+    assert json.loads(r.stdout)["snapshots"] == 2
+    _nothing("stats", "--store", str(store), "--tag", "nope",
+             words="no snapshot matches --tag nope")
+
+
+def test_sync(hist: tuple[Path, Path, list[str]], tmp_path: Path) -> None:
+    store, _, ids = hist
+    dst = tmp_path / "dst"
+    _ok("init", "--store", str(dst), "--from", str(store))
+    _nothing("sync", str(store), str(dst), "--host", "c",
+             words="no snapshot matches --host c; nothing was copied")
+    _nothing("sync", str(store), str(dst), ids[0][:8], "--host", "b",
+             words=f"snapshot {ids[0][:8]} does not match --host b")
+    assert not (dst / "snapshots").exists() or not os.listdir(dst / "snapshots")
+    r = _ok("sync", str(store), str(dst), "latest", "--host", "a", "--json")
+    assert [json.loads(x)["source_id"] for x in r.stdout.splitlines()
+            if json.loads(x)["type"] == "copied"] == [ids[2]]
+
+
+def test_forget_by_id(hist: tuple[Path, Path, list[str]]) -> None:
+    store, _, ids = hist
+    before = sorted(os.listdir(store / "snapshots"))
+    _nothing("forget", "--store", str(store), ids[1][:8], ids[0][:8], "--host", "b",
+             words=f"snapshot {ids[0][:8]} does not match --host b; nothing was forgotten")
+    assert sorted(os.listdir(store / "snapshots")) == before
+    r = _ok("forget", "--store", str(store), ids[1][:8], "--host", "b", "-n", "--json")
+    assert json.loads(r.stdout)["removed"] == [ids[1]]
+    assert sorted(os.listdir(store / "snapshots")) == before  # a dry run
