@@ -136,11 +136,11 @@ def repair(store: Store, *, retry_lock: float = 0.0, observer: Observer = NULL) 
         rep = RepairReport()
         mt.reset_index(store)
         try:
-            store.load_index()
+            store.load_full_index()
         except IntegrityError:
             rep.rebuilt = _rebuild(store, observer)
             mt.reset_index(store)
-            store.load_index()
+            store.load_full_index()
         _salvage(store, rep, observer)
         _drop_damaged_snapshots(store, rep)
     mt.reset_index(store)

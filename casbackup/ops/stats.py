@@ -93,7 +93,7 @@ class _Blobs:
 def stats(store: Store, ref: str | None = None) -> Stats:
     """Store-wide figures, or those of snapshot ``ref`` (an id prefix or ``latest``)."""
     with shared_lock(store, "stats", read_only=True):
-        store.load_index()
+        store.load_full_index()  # every pack's entries: the store-wide sums
         snaps = [store.find_snapshot(ref)] if ref else store.snapshots()
         st = Stats(snapshot=snaps[0].id if ref else None, snapshots=len(snaps))
         w = _Blobs(store)

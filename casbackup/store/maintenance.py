@@ -31,7 +31,7 @@ from ..errors import AlreadyExists, IntegrityError, NotFound
 from ..faults import crash_point
 from ..ids import object_name
 from ..model.snapshot import Snapshot
-from .index import Index, PackInfo
+from .index import Index, PackInfo, StoreIndex
 from .pack import MAGIC, PackEntry
 from .packer import Packer
 from .store import Store, pack_key
@@ -108,7 +108,7 @@ def reset_index(store: Store) -> None:
         store._packer.flush()
         store._packer.close()
         store._packer = None
-    store.index = Index()
+    store.index = StoreIndex()
     store._index_loaded = False
     with store._cache_lock:
         store._tree_cache.clear()
