@@ -26,6 +26,9 @@ Invariants:
 - Every pack of every source is present, condemned or not: exclusion is the reader's
   (``set_excluded``), so one file serves every process. A pack named by two sources is
   listed once.
+- Resident memory does not grow with the file: the fence and pack table are read into
+  memory (8 B per 1024 blobs, 48 B per pack); record pages are mapped and dropped again
+  every ``DROP_EVERY`` lookups.
 - Lookups take no lock: the mapping is read-only, the verified-block map only ever turns
   bytes from 0 to 1, and the excluded map is replaced whole.
 """
@@ -54,6 +57,10 @@ MAGIC = b"CBIX0001"
 SUFFIX = ".cbx"
 BLOCK = 1024  # records per checked block: 8 KiB of prefixes + 48 KiB of records
 KINDS = ("data", "tree")
+# a lookup touches a few pages of the mapping (a whole block the first time: 56 KiB);
+# every DROP_EVERY lookups they are dropped from this process's RSS again (they stay in
+# the page cache), so a full backup's RSS does not grow with the store's blob count
+DROP_EVERY = 512
 _HEADER = struct.Struct("<8sIIQI4x32s")
 _REC = struct.Struct("<24sIIQI4x")
 _PACK = struct.Struct("<32sQB7x")
@@ -152,12 +159,18 @@ def merge(parts: list[Columns]) -> Columns:
     allpacks = np.concatenate([p.packs for p in parts]) if parts else np.zeros(0, PACK_DTYPE)
     ptab = allpacks[first]
     recs_l, pre_l = [], []
+    claimed = np.zeros(len(uniq), bool)  # a pack in two parts: its records once
     for p in parts:
         r = p.records.copy()
         remap = np.searchsorted(uniq, p.packs["name"]).astype("<u4")
-        r["pack"] = remap[r["pack"]] if len(r) else r["pack"]
+        pre = p.prefixes
+        if len(r):
+            r["pack"] = remap[r["pack"]]
+            keep = ~claimed[r["pack"]]
+            r, pre = r[keep], pre[keep]
+        claimed[remap] = True
         recs_l.append(r)
-        pre_l.append(p.prefixes)
+        pre_l.append(pre)
     recs = np.concatenate(recs_l) if recs_l else np.zeros(0, REC_DTYPE)
     pre = np.concatenate(pre_l) if pre_l else np.zeros(0, "<u8")
     sources = sorted({s for p in parts for s in p.sources})
@@ -286,6 +299,7 @@ class CompactFile:
         self._prefix = (memoryview(self._mm)[self._pre_off:self._rec_off].cast("Q")
                         if self._mm is not None and n else memoryview(b"").cast("Q"))
         self._checked = bytearray(nb)
+        self._touched = 0  # lookups since the mapping's pages were last dropped
         self.excluded = bytearray(npk)  # replaced whole by set_excluded
         self._names = _PackNames(meta, self._packs_off, npk)
 
@@ -343,6 +357,10 @@ class CompactFile:
         i = bisect.bisect_left(self._prefix, p, lo, hi)
         excluded, rest, mm = self.excluded, blob_id[8:], self._mm
         assert mm is not None
+        self._touched += 1  # racy between threads: only an estimate
+        if self._touched >= DROP_EVERY:
+            self._touched = 0
+            mm.madvise(mmap.MADV_DONTNEED)
         while i < hi and self._prefix[i] == p:
             r, pack, length, offset, raw = _REC.unpack_from(mm, self._rec_off + i * 48)
             if r == rest and pack < len(excluded) and not excluded[pack]:

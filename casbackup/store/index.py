@@ -18,7 +18,9 @@ Invariants:
 - Packs excluded by the gc protocol (DESIGN §8) are never found in the files
   (``CompactFile.set_excluded``); the in-memory layer never holds them (``Store``).
 - Encoded as sealed msgpack ``{"packs": [{"id", "kind", "size", "blobs": [[id, offset,
-  length, raw_length], …]}], "supersedes": [names]}``.
+  length, raw_length], …]}], "supersedes": [names]}``, plus ``"exact": true`` on an
+  object that names exactly the packs of everything it supersedes (older readers ignore
+  the key: it only lets the compact cache keep files built from the superseded objects).
 """
 
 from __future__ import annotations
@@ -48,9 +50,9 @@ class Location:
     entry: PackEntry
 
 
-def encode_index(packs: Iterable[PackInfo], supersedes: Iterable[str] = ()) -> bytes:
-    return serde.pack(
-        {
+def encode_index(packs: Iterable[PackInfo], supersedes: Iterable[str] = (),
+                 exact: bool = False) -> bytes:
+    m: dict[str, Any] = {
             "packs": [
                 {
                     "id": p.name,
@@ -62,10 +64,19 @@ def encode_index(packs: Iterable[PackInfo], supersedes: Iterable[str] = ()) -> b
             ],
             "supersedes": list(supersedes),
         }
-    )
+    if exact:
+        m["exact"] = True
+    return serde.pack(m)
 
 
 def decode_index(data: bytes, name: str = "?") -> tuple[list[PackInfo], list[str]]:
+    packs, supersedes, _exact = decode_index_object(data, name)
+    return packs, supersedes
+
+
+def decode_index_object(data: bytes, name: str = "?") -> tuple[list[PackInfo], list[str], bool]:
+    """(packs, supersedes, exact): ``exact`` marks a consolidation (``consolidate.py``)
+    naming exactly every pack of the objects it supersedes."""
     m = serde.unpack(data, f"index {name[:16]}")
     try:
         packs = []
@@ -75,7 +86,8 @@ def decode_index(data: bytes, name: str = "?") -> tuple[list[PackInfo], list[str
                 PackEntry(kind, blob_id(i), int(o), int(n), int(r)) for i, o, n, r in p["blobs"]
             ]
             packs.append(PackInfo(str(p["id"]), kind, int(p["size"]), entries))
-        return packs, [str(s) for s in m.get("supersedes", [])]
+        return (packs, [str(s) for s in m.get("supersedes", [])],
+                m.get("exact", False) is True)
     except (KeyError, TypeError, ValueError, OverflowError) as e:
         raise IntegrityError(f"index {name[:16]} is malformed: {e}") from None
 
@@ -150,17 +162,16 @@ class StoreIndex(Index):
     rebuild: Callable[[CompactFile], CompactFile] | None = None
     _excluded: frozenset[str] = frozenset()
 
-    def set_bases(self, files: list[CompactFile]) -> None:
+    def set_bases(self, files: list[CompactFile], names: Iterable[str] = ()) -> None:
+        """Look blobs up in ``files`` from now on; ``names`` are the index objects they
+        cover (recorded in ``objects``). The files replaced are left to the garbage
+        collector: another thread may be inside a lookup in one of them."""
         for f in files:
             f.set_excluded(self._excluded)
         with self._lock:
-            for f in files:
-                for s in f.sources:
-                    self.objects.setdefault(s, [])
-            old, self.bases = self.bases, list(files)
-        for f in old:
-            if f not in files:
-                f.close()
+            for s in names:
+                self.objects.setdefault(s, [])
+            self.bases = list(files)
 
     def set_excluded(self, names: frozenset[str]) -> None:
         """Packs the files must not be found in (the in-memory layer is the caller's)."""
@@ -226,7 +237,7 @@ class StoreIndex(Index):
     def replace_with(self, other: Index) -> None:
         bases = other.take_bases() if isinstance(other, StoreIndex) else []
         super().replace_with(other)
-        self.set_bases(bases)
+        self.set_bases(bases)  # other's objects (taken above) already name their sources
 
     def stats(self) -> dict[str, Any]:
         out = super().stats()

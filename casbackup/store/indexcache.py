@@ -17,6 +17,11 @@ Invariants:
   gone (another merged it) looks again.
 - Files not usable for this listing are deleted once they are ``STALE_AFTER`` seconds
   old (a process with an older listing may still want them).
+- Readers apply ``supersedes`` of ``exact`` consolidations (``consolidate.py``): such an
+  object names exactly the packs of the objects it supersedes, so a file built from
+  those stays valid and the consolidation needs no file of its own when they are all in
+  kept files. A gc consolidation (not exact: it drops condemned packs) is never applied
+  this way: files built from what it superseded are not used again.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import contextlib
 import os
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from .compactindex import (
@@ -40,71 +46,106 @@ from .compactindex import (
 from .pack import PackEntry
 
 PackRows = list[tuple[str, str, int, list[PackEntry]]]
-Fetch = Callable[[str], PackRows]  # index object name -> its packs; raises to abort
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    """One index object as read: its packs, what it supersedes, and whether it names
+    exactly the packs of what it supersedes (an ``exact`` consolidation)."""
+
+    rows: PackRows
+    supersedes: tuple[str, ...] = ()
+    exact: bool = False
+
+
+Fetch = Callable[[str], Fetched]  # index object name -> its content; raises to abort
 STALE_AFTER = 600.0
 
 
-def build(directory: Path, names: Iterable[str], fetch: Fetch) -> CompactFile:
+def build(directory: Path, names: Iterable[str], fetch: Fetch,
+          fetched: dict[str, Fetched] | None = None) -> CompactFile:
     """Build (or rebuild) the file of exactly ``names`` from the objects."""
     srcs = sorted(set(names))
+    have = fetched or {}
     rows: PackRows = []
     for n in srcs:
-        rows.extend(fetch(n))
+        rows.extend((have.get(n) or fetch(n)).rows)
     path = write_file(directory, columns_from_packs(srcs, rows))
     return CompactFile(path, srcs)
 
 
 def cover(directory: Path, names: Iterable[str], fetch: Fetch,
-          warn: Callable[[str], None] | None = None) -> list[CompactFile]:
-    """Open files covering exactly ``names`` (see the module docstring)."""
+          warn: Callable[[str], None] | None = None) -> tuple[list[CompactFile], set[str]]:
+    """Open files covering exactly ``names`` (see the module docstring), and those names
+    (the objects now covered)."""
     want = frozenset(names)
     for _ in range(5):
-        files = _open_existing(directory, want, warn)
-        if files is not None:
-            break
-    else:
-        files = []
-    have = {s for f in files for s in f.sources}
-    missing = want - have
-    if missing:
-        files.append(build(directory, missing, fetch))
-    return _compact(directory, files)
+        got = _cover_once(directory, want, fetch, warn)
+        if got is not None:
+            files, covered = got
+            return _compact(directory, files), covered
+    return [build(directory, want, fetch)], set(want)  # files keep vanishing: our own
 
 
-def _open_existing(directory: Path, want: frozenset[str],
-                   warn: Callable[[str], None] | None) -> list[CompactFile] | None:
-    """The largest disjoint usable files, opened; None when one vanished meanwhile."""
-    found: list[tuple[int, Path, list[str]]] = []
-    now = time.time()
-    for path in _listing(directory):
-        srcs = read_sources(path)
-        if srcs is not None and srcs and want.issuperset(srcs):
-            found.append((len(srcs), path, srcs))
-        else:
-            with contextlib.suppress(OSError):
-                if srcs is None or now - path.stat().st_mtime > STALE_AFTER:
-                    path.unlink()
-    found.sort(key=lambda t: (-t[0], t[1].name))
+def _cover_once(directory: Path, want: frozenset[str], fetch: Fetch,
+                warn: Callable[[str], None] | None
+                ) -> tuple[list[CompactFile], set[str]] | None:
+    found = [(path, srcs) for path in _listing(directory)
+             if (srcs := read_sources(path)) is not None and srcs]
+    found.sort(key=lambda t: (-len(t[1]), t[0].name))
     taken: set[str] = set()
     out: list[CompactFile] = []
-    for _n, path, srcs in found:
-        if taken.intersection(srcs):
-            continue
+
+    def take(path: Path, srcs: list[str]) -> bool | None:
+        """Open and keep the file; False when damaged (deleted), None when gone."""
         try:
             f = CompactFile(path, srcs)
         except CacheDamaged as e:
-            if not path.exists():  # merged away by another process: look again
-                for g in out:
-                    g.close()
-                return None
+            if not path.exists():
+                return None  # merged away by another process: look again
             if warn is not None:
                 warn(f"local index cache: {e}; rebuilding it")
             with contextlib.suppress(OSError):
                 path.unlink()
-            continue
+            return False
         taken.update(srcs)
         out.append(f)
-    return out
+        return True
+
+    for path, srcs in found:
+        if (want.issuperset(srcs) and not taken.intersection(srcs)
+                and take(path, srcs) is None):
+            return None
+    fetched = {n: fetch(n) for n in sorted(want - taken)}
+    # a file built from objects since consolidated ``exact``ly (their packs all named by
+    # a listed object) still names only what the listing names: keep it
+    sup = {s for n, x in fetched.items() if x.exact for s in x.supersedes}
+    used_ext: list[CompactFile] = []
+    for path, srcs in found:
+        if (not want.issuperset(srcs) and sup.issuperset(set(srcs) - want)
+                and not taken.intersection(srcs)):
+            ok = take(path, srcs)
+            if ok is None:
+                return None
+            if ok:
+                used_ext.append(out[-1])
+    _drop_stale(found, want | taken)
+    # an exact consolidation whose every source is in a file we keep needs no file
+    todo = [n for n in want - taken
+            if not (fetched[n].exact and taken.issuperset(fetched[n].supersedes))]
+    if todo:
+        out.append(build(directory, todo, fetch, fetched))
+    return out, set(want)
+
+
+def _drop_stale(found: list[tuple[Path, list[str]]], usable: frozenset[str] | set[str]) -> None:
+    """Delete files naming objects no longer listed once they are STALE_AFTER old."""
+    now = time.time()
+    for path, srcs in found:
+        if not usable.issuperset(srcs):
+            with contextlib.suppress(OSError):
+                if now - path.stat().st_mtime > STALE_AFTER:
+                    path.unlink()
 
 
 def _listing(directory: Path) -> list[Path]:

@@ -56,7 +56,14 @@ from ..scratch import Scratch, for_thread
 from . import indexcache
 from .compactindex import CompactFile
 from .config import StoreConfig, config_problem
-from .index import Location, PackInfo, StoreIndex, decode_index, encode_index
+from .index import (
+    Location,
+    PackInfo,
+    StoreIndex,
+    decode_index,
+    decode_index_object,
+    encode_index,
+)
 from .pack import PackEntry, pack_key, parse_header
 from .packer import Packer
 from .packsink import PackSink, StreamSink
@@ -188,7 +195,7 @@ class Store:
             return self.index
         self.index.rebuild = self._rebuild_compact
         self.index.set_excluded(self.excluded)
-        self.index.set_bases(self._cover(()))
+        self.index.set_bases(*self._cover(()))
         self._index_loaded = True
         return self.index
 
@@ -218,7 +225,7 @@ class Store:
             weakref.finalize(self, shutil.rmtree, self._private_index_dir, True)
         return self._private_index_dir
 
-    def _cover(self, known: Iterable[str]) -> list[CompactFile]:
+    def _cover(self, known: Iterable[str]) -> tuple[list[CompactFile], set[str]]:
         """Compact files covering every index object listed now except ``known``. An
         object that vanishes while being read (a gc beside us consolidated it) means:
         list again -- its packs are in an object written before it was deleted."""
@@ -236,16 +243,18 @@ class Store:
     def _index_names(self) -> list[str]:
         return [i.key.rsplit("/", 1)[1] for i in self.backend.list("index/")]
 
-    def _index_rows(self, name: str) -> list[tuple[str, str, int, list[PackEntry]]]:
+    def _index_rows(self, name: str) -> indexcache.Fetched:
         try:
-            packs = self.read_index_object(name)
+            packs, supersedes, exact = decode_index_object(
+                self.read_object("index/", name, INDEX), name)
         except IntegrityError:
             try:
                 self.backend.stat(f"index/{name}")
             except NotFound:
                 raise _Vanished(name) from None
             raise  # present, so damaged
-        return [(p.name, p.kind, p.size, p.entries) for p in packs]
+        return indexcache.Fetched([(p.name, p.kind, p.size, p.entries) for p in packs],
+                                  tuple(supersedes), exact)
 
     def _rebuild_compact(self, damaged: CompactFile) -> CompactFile:
         """A lookup found ``damaged`` failing its checks: build it again from its
@@ -261,6 +270,14 @@ class Store:
         except _Vanished as e:
             raise IntegrityError(f"index object {str(e)[:16]} vanished while the local "
                                  "index cache was rebuilt (gc beside us?); try again") from None
+
+    def index_object_exists(self, name: str) -> bool:
+        """Whether ``index/<name>`` is listed now (False: gone, e.g. consolidated)."""
+        try:
+            self.backend.stat(f"index/{name}")
+        except NotFound:
+            return False
+        return True
 
     def read_index_object(self, name: str) -> list[PackInfo]:
         """The packs one index object names (all of them: no exclusion)."""
@@ -285,7 +302,7 @@ class Store:
             if p.name not in self.excluded:
                 fresh.add_pack(p)
         fresh.set_excluded(self.excluded)
-        fresh.set_bases(self.index.take_bases())
+        fresh.set_bases(self.index.take_bases())  # objects (above) name their sources
         self.index.replace_with(fresh)
 
     def refresh_index(self) -> StoreIndex:
@@ -301,10 +318,11 @@ class Store:
             self.index_rebuilds += 1
             fresh = StoreIndex(rebuild=self._rebuild_compact)
             fresh.set_excluded(self.excluded)
-            fresh.set_bases(self._cover(()))
+            fresh.set_bases(*self._cover(()))
             self.index.replace_with(fresh)
             return self.index
-        self.index.set_bases(self.index.bases + self._cover(known))
+        files, names = self._cover(known)
+        self.index.set_bases(self.index.bases + files, names)
         return self.index
 
     def add_new_index_objects(self) -> int:
@@ -315,11 +333,11 @@ class Store:
             return 0
         known = set(self.index.objects)
         try:
-            files = self._cover(known)
+            files, names = self._cover(known)
         except IntegrityError:
             return 0  # gone (gc) or damaged: verify reports it; dedup is only an economy
-        self.index.set_bases(self.index.bases + files)
-        return len({s for f in files for s in f.sources})
+        self.index.set_bases(self.index.bases + files, names)
+        return len(names)
 
     def local_path(self) -> str | None:
         """The root directory when the store is on the local backend (a hint for

@@ -24,6 +24,7 @@ from casbackup.store.compactindex import (
     file_name,
 )
 from casbackup.store.index import StoreIndex
+from casbackup.store.indexcache import Fetched
 from casbackup.store.pack import PackEntry
 from casbackup.store.store import Store
 from tests.helpers import PASSWORD, make_store
@@ -95,12 +96,12 @@ def test_equal_to_a_dict_model_across_add_exclude_and_reload(
     with tempfile.TemporaryDirectory() as d:
         fetched: list[str] = []
 
-        def fetch(name: str) -> Rows:
+        def fetch(name: str) -> Fetched:
             fetched.append(name)
-            return objs[name]
+            return Fetched(objs[name])
 
         index = StoreIndex()
-        index.set_bases(indexcache.cover(Path(d), objs, fetch))
+        index.set_bases(*indexcache.cover(Path(d), objs, fetch))
         _check(index, _model(objs, set()), universe)
         index.set_excluded(frozenset(ex))
         _check(index, _model(objs, ex), universe)
@@ -113,14 +114,14 @@ def test_equal_to_a_dict_model_across_add_exclude_and_reload(
         fetched.clear()
         again = StoreIndex()
         again.set_excluded(frozenset(ex))
-        again.set_bases(indexcache.cover(Path(d), objs, fetch))
+        again.set_bases(*indexcache.cover(Path(d), objs, fetch))
         _check(again, _model(objs, ex), universe)
         assert len(fetched) == len(set(fetched))
         assert {s for f in again.bases for s in f.sources} == set(objs)
         # a third load of the same set builds nothing
         fetched.clear()
         third = StoreIndex()
-        third.set_bases(indexcache.cover(Path(d), objs, fetch))
+        third.set_bases(*indexcache.cover(Path(d), objs, fetch))
         assert fetched == []
         _check(third, _model(objs, set()), universe)
 
@@ -136,7 +137,7 @@ def _big_rows(n_packs: int, per_pack: int, salt: str = "") -> Rows:
 
 def _one_file(d: Path, rows: Rows) -> tuple[str, Path]:
     name = _hexname(1, "source")
-    files = indexcache.cover(d, [name], lambda _n: rows)
+    files, _ = indexcache.cover(d, [name], lambda _n: Fetched(rows))
     assert len(files) == 1
     return name, files[0].path
 
@@ -171,11 +172,11 @@ def test_a_damaged_file_is_refused_at_open_and_rebuilt(tmp_path: Path, where: st
             CompactFile(path, [name])
     calls: list[str] = []
     warned: list[str] = []
-    files = indexcache.cover(tmp_path, [name], lambda n: calls.append(n) or rows,
-                             warned.append)
+    files, _ = indexcache.cover(tmp_path, [name],
+                                lambda n: calls.append(n) or Fetched(rows), warned.append)
     index = StoreIndex()
     index.set_bases(files)
-    index.rebuild = lambda f: indexcache.build(tmp_path, f.sources, lambda n: rows)
+    index.rebuild = lambda f: indexcache.build(tmp_path, f.sources, lambda n: Fetched(rows))
     for _pname, _k, _s, entries in rows:
         for e in entries:
             loc = index.lookup(e.id)
@@ -203,7 +204,7 @@ def test_a_flipped_record_byte_is_found_by_the_lookup_and_rebuilt(tmp_path: Path
     def rebuild(damaged: CompactFile) -> CompactFile:
         rebuilt.append(damaged.path.name)
         damaged.path.unlink()
-        return indexcache.build(tmp_path, damaged.sources, lambda _n: rows)
+        return indexcache.build(tmp_path, damaged.sources, lambda _n: Fetched(rows))
 
     index.rebuild = rebuild
     assert index.lookup(victim.id).entry == victim  # never the damaged offset
@@ -219,7 +220,7 @@ def test_a_file_of_another_set_is_never_used(tmp_path: Path) -> None:
     with pytest.raises(CacheDamaged):
         CompactFile(wrong, [other])
     other_rows = _big_rows(1, 5, "other")
-    files = indexcache.cover(tmp_path, [other], lambda _n: other_rows)
+    files, _ = indexcache.cover(tmp_path, [other], lambda _n: Fetched(other_rows))
     index = StoreIndex()
     index.set_bases(files)
     assert rows[0][3][0].id not in index
@@ -233,7 +234,7 @@ def test_files_merge_like_a_binary_counter(tmp_path: Path) -> None:
         n = _hexname(k, "counter")
         names.append(n)
         rows[n] = _big_rows(1, 20, str(k))
-        files = indexcache.cover(tmp_path, names, lambda x: rows[x])
+        files, _ = indexcache.cover(tmp_path, names, lambda x: Fetched(rows[x]))
         sizes = sorted((len(f) for f in files), reverse=True)
         assert all(sizes[i] >= 2 * sum(sizes[i + 1:]) for i in range(len(sizes) - 1))
         assert len(files) <= 4
@@ -263,14 +264,16 @@ def _reopen(path: Path) -> Store:
 
 
 def _counting(st: Store) -> list[str]:
+    """Names of the index objects ``st`` reads from now on (through its one read path)."""
     reads: list[str] = []
-    orig = st.read_index_object
+    orig = st.read_object
 
-    def counted(name: str) -> list:  # type: ignore[type-arg]
-        reads.append(name)
-        return orig(name)
+    def counted(prefix: str, name: str, kind: str) -> bytes:
+        if prefix == "index/":
+            reads.append(name)
+        return orig(prefix, name, kind)
 
-    st.read_index_object = counted  # type: ignore[method-assign]
+    st.read_object = counted  # type: ignore[method-assign]
     return reads
 
 
