@@ -63,15 +63,16 @@ STALE_AFTER = 600.0
 
 
 def build(directory: Path, names: Iterable[str], fetch: Fetch,
-          fetched: dict[str, Fetched] | None = None) -> CompactFile:
-    """Build (or rebuild) the file of exactly ``names`` from the objects."""
+          parts: dict[str, Columns] | None = None) -> CompactFile:
+    """Build (or rebuild) the file of exactly ``names`` from the objects (or from their
+    columns in ``parts``, already read)."""
     srcs = sorted(set(names))
-    have = fetched or {}
-    rows: PackRows = []
-    for n in srcs:
-        rows.extend((have.get(n) or fetch(n)).rows)
-    path = write_file(directory, columns_from_packs(srcs, rows))
-    return CompactFile(path, srcs)
+    have = parts or {}
+    # one object's Python objects at a time: columns hold 56 bytes per entry
+    cols = [have[n] if n in have else columns_from_packs([n], fetch(n).rows) for n in srcs]
+    merged = cols[0] if len(cols) == 1 else merge(cols)
+    del cols
+    return CompactFile(write_file(directory, merged), srcs)
 
 
 def cover(directory: Path, names: Iterable[str], fetch: Fetch,
@@ -116,10 +117,16 @@ def _cover_once(directory: Path, want: frozenset[str], fetch: Fetch,
         if (want.issuperset(srcs) and not taken.intersection(srcs)
                 and take(path, srcs) is None):
             return None
-    fetched = {n: fetch(n) for n in sorted(want - taken)}
+    parts: dict[str, Columns] = {}
+    exact: dict[str, tuple[str, ...]] = {}  # listed exact consolidation -> what it supersedes
+    for n in sorted(want - taken):
+        got = fetch(n)
+        parts[n] = columns_from_packs([n], got.rows)  # its Python objects go now
+        if got.exact:
+            exact[n] = got.supersedes
     # a file built from objects since consolidated ``exact``ly (their packs all named by
     # a listed object) still names only what the listing names: keep it
-    sup = {s for n, x in fetched.items() if x.exact for s in x.supersedes}
+    sup = {s for ss in exact.values() for s in ss}
     used_ext: list[CompactFile] = []
     for path, srcs in found:
         if (not want.issuperset(srcs) and sup.issuperset(set(srcs) - want)
@@ -131,10 +138,9 @@ def _cover_once(directory: Path, want: frozenset[str], fetch: Fetch,
                 used_ext.append(out[-1])
     _drop_stale(found, want | taken)
     # an exact consolidation whose every source is in a file we keep needs no file
-    todo = [n for n in want - taken
-            if not (fetched[n].exact and taken.issuperset(fetched[n].supersedes))]
+    todo = [n for n in want - taken if not (n in exact and taken.issuperset(exact[n]))]
     if todo:
-        out.append(build(directory, todo, fetch, fetched))
+        out.append(build(directory, todo, fetch, parts))
     return out, set(want)
 
 

@@ -178,6 +178,9 @@ class Store:
         if self._packer is not None:
             self._packer.close()
         self.backend.close()
+        if self._private_index_dir is not None:  # no cache: this process's own files
+            shutil.rmtree(self._private_index_dir, ignore_errors=True)
+            self._private_index_dir = None
 
     def __enter__(self) -> Store:
         return self
