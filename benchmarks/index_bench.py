@@ -144,6 +144,64 @@ def bench(store: Path, checkout: Path, label: str, runs: int, work: Path) -> dic
     return out
 
 
+def _rss_kib() -> int:
+    """This process's resident set now (VmRSS: anonymous and mapped file pages), KiB."""
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+
+
+def lookups(n: int, work: Path) -> None:
+    """Lookups straight on a compact index file of N entries (this checkout): the time per
+    lookup, and the peak RSS before and after looking up every entry once (the mapping's
+    pages are dropped every DROP_EVERY lookups, so RSS must not grow by ~56 B x N)."""
+    import random
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from casbackup.store import indexcache
+    from casbackup.store.indexcache import Fetched
+    from casbackup.store.pack import PackEntry
+
+    d = work / "lookup-cache"
+    if d.exists():
+        shutil.rmtree(d)
+    d.mkdir(parents=True)
+    ids = [os.urandom(32) for _ in range(n)]
+    per = 1000
+
+    def fetch(name: str) -> Fetched:
+        k = int(name, 16) - 1
+        chunk = ids[k * PER_OBJECT:(k + 1) * PER_OBJECT]
+        return Fetched([(f"{k:08x}{p:056x}", "data", per * 100,
+                         [PackEntry("data", b, i * 100, 100, 100)
+                          for i, b in enumerate(chunk[p:p + per])])
+                        for p in range(0, len(chunk), per)])
+
+    names = [f"{k + 1:064x}" for k in range((n + PER_OBJECT - 1) // PER_OBJECT)]
+    t0 = time.process_time()
+    files, _ = indexcache.cover(d, names, fetch)
+    build = time.process_time() - t0
+    del files
+    from casbackup.store.index import StoreIndex
+
+    idx = StoreIndex()
+    idx.set_bases(*indexcache.cover(d, names, fetch))
+    random.shuffle(ids)
+    kib0 = _rss_kib()
+    t0 = time.process_time()
+    assert all(b in idx for b in ids)
+    hit = (time.process_time() - t0) / n * 1e6
+    t0 = time.process_time()
+    miss = sum(os.urandom(32) in idx for _ in range(n // 10))
+    miss_us = (time.process_time() - t0) / (n // 10) * 1e6
+    kib1 = _rss_kib()
+    assert miss == 0
+    size = sum(p.stat().st_size for p in d.iterdir())
+    print(f"{n:,} entries: file {size / 2**20:.0f} MiB ({size / n:.0f} B/entry), built in "
+          f"{build:.1f} CPU s; lookup {hit:.1f} us (present), {miss_us:.1f} us (absent); "
+          f"RSS {kib0 / 1024:.0f} MiB before the lookups, {kib1 / 1024:.0f} MiB after "
+          f"({(kib1 - kib0) * 1024 / n:.1f} B per entry looked up)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--blobs", default="0,1000000", help="comma-separated index sizes")
@@ -151,9 +209,14 @@ def main() -> None:
                     help="LABEL=PATH of a casbackup checkout (repeatable)")
     ap.add_argument("--workdir", default="/tmp/index-bench")
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--lookups", type=int, default=0,
+                    help="only time N lookups on a compact index file of N entries")
     a = ap.parse_args()
     work = Path(a.workdir)
     work.mkdir(parents=True, exist_ok=True)
+    if a.lookups:
+        lookups(a.lookups, work)
+        return
     checkouts = [(c.split("=", 1)[0], Path(c.split("=", 1)[1]).resolve())
                  for c in a.checkout] or [("this", Path(__file__).resolve().parents[1])]
     rows = []
