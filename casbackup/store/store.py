@@ -214,10 +214,10 @@ class Store:
         return idx
 
     def _index_dir(self) -> Path:
-        """Where this store's compact index files live: ``<cache_dir>/index``, or a
+        """Where this store's compact index files live: ``<cache_dir>/compact-index``, or a
         directory of this process's own (deleted on ``close``) when there is no cache."""
         if self.cache_dir is not None:
-            path = self.cache_dir / "index"
+            path = self.cache_dir / "compact-index"
             try:
                 path.mkdir(mode=0o700, exist_ok=True)
                 return path

@@ -326,7 +326,7 @@ def test_a_damaged_cache_file_of_a_real_store_is_rebuilt(tmp_path: Path) -> None
     a.load_index()
     a.close()
     assert a.cache_dir is not None
-    (f,) = list((a.cache_dir / "index").iterdir())
+    (f,) = list((a.cache_dir / "compact-index").iterdir())
     _flip(f, f.stat().st_size - 5)  # inside the last record
     b = _reopen(tmp_path / "s")
     warned: list[str] = []
@@ -357,7 +357,7 @@ def test_two_processes_building_at_once(tmp_path: Path) -> None:
     code = _BUILDER.format(pw=PASSWORD)
     arg = ",".join(b.hex() for b in blobs)
     for _ in range(3):
-        for f in cache.glob("*/index/*"):
+        for f in cache.glob("*/compact-index/*"):
             f.unlink()
         procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "s"), str(cache),
                                    arg], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -366,7 +366,7 @@ def test_two_processes_building_at_once(tmp_path: Path) -> None:
             out, err = p.communicate(timeout=120)
             assert p.returncode == 0, err.decode()
             assert int(out) == 12
-        left = list(cache.glob("*/index/*"))
+        left = list(cache.glob("*/compact-index/*"))
         assert left and all(f.name.endswith(SUFFIX) for f in left)  # no temp files left
         for f in left:
             CompactFile(f)

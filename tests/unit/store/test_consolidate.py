@@ -86,7 +86,7 @@ def test_a_reader_with_a_warm_cache_reads_only_the_consolidated_object(
     warm = _open(tmp_path / "s")
     warm.load_index()  # the cache now holds a file built from the 8 small objects
     assert warm.cache_dir is not None
-    files = sorted(p.name for p in (warm.cache_dir / "index").iterdir())
+    files = sorted(p.name for p in (warm.cache_dir / "compact-index").iterdir())
     warm.close()
     st = _open(tmp_path / "s")
     consolidate.maybe_consolidate(st)
@@ -102,7 +102,7 @@ def test_a_reader_with_a_warm_cache_reads_only_the_consolidated_object(
     reader.read_object = counted  # type: ignore[method-assign]
     reader.load_index()
     assert len(reads) == 1  # the consolidated object: nothing rebuilt from the store
-    assert sorted(p.name for p in (reader.cache_dir / "index").iterdir()) == files
+    assert sorted(p.name for p in (reader.cache_dir / "compact-index").iterdir()) == files
     assert all(reader.get_blob(b) for b in blobs)
     new = reader.add_blob(DATA, b"after the consolidation" * 10).id
     reader.flush()
