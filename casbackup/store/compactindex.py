@@ -40,10 +40,11 @@ import contextlib
 import mmap
 import os
 import struct
+import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import blake3
 
@@ -198,11 +199,20 @@ def _sorted(sources: list[str], ptab: np.ndarray[Any, Any], prefixes: np.ndarray
     return Columns(sorted(sources), ptab, prefixes, recs)
 
 
-def write_file(directory: Path, cols: Columns) -> Path:
-    """Write ``cols`` as ``<digest>.cbx`` in ``directory``: to a temporary name, fsynced,
-    then renamed, so a reader sees a whole file or none. Returns the path."""
+def write_anonymous(cols: Columns) -> CompactFile:
+    """``cols`` as an unnamed temporary file (O_TMPFILE: no directory entry anywhere),
+    open: for a store without a cache directory."""
+    with tempfile.TemporaryFile() as f:  # the mapping keeps it alive once opened
+        for part in _parts(cols)[1]:
+            f.write(part)
+        f.flush()
+        return CompactFile(Path("<memory>" + SUFFIX), cols.sources, anonymous=f)
+
+
+def _parts(cols: Columns) -> tuple[bytes, list[bytes]]:
+    """(digest, the byte sections of the file in order)."""
     np = _numpy()
-    n, nb = len(cols.prefixes), _blocks(len(cols.prefixes))
+    nb = _blocks(len(cols.prefixes))
     pre = np.ascontiguousarray(cols.prefixes, "<u8").tobytes()
     rec = np.ascontiguousarray(cols.records).tobytes()
     fence = cols.prefixes[::BLOCK].astype("<u8").tobytes()
@@ -212,14 +222,22 @@ def write_file(directory: Path, cols: Columns) -> Path:
         h.update(rec[b * BLOCK * 48:(b + 1) * BLOCK * 48])
         sums += h.digest()[:_SUM]
     digest = sources_digest(cols.sources)
-    header = _HEADER.pack(MAGIC, len(cols.sources), len(cols.packs), n, BLOCK, digest)
+    header = _HEADER.pack(MAGIC, len(cols.sources), len(cols.packs), len(cols.prefixes),
+                          BLOCK, digest)
     meta = b"".join([header, b"".join(bytes.fromhex(s) for s in cols.sources),
                      np.ascontiguousarray(cols.packs).tobytes(), fence, bytes(sums)])
+    return digest, [meta, blake3.blake3(meta).digest(), pre, rec]
+
+
+def write_file(directory: Path, cols: Columns) -> Path:
+    """Write ``cols`` as ``<digest>.cbx`` in ``directory``: to a temporary name, fsynced,
+    then renamed, so a reader sees a whole file or none. Returns the path."""
+    digest, parts = _parts(cols)
     path = directory / (digest.hex() + SUFFIX)
     tmp = directory / f".{digest.hex()}.{os.getpid()}.{id(cols):x}.tmp"
     try:
         with open(tmp, "wb") as f:
-            for part in (meta, blake3.blake3(meta).digest(), pre, rec):
+            for part in parts:
                 f.write(part)
             f.flush()
             os.fsync(f.fileno())
@@ -262,10 +280,15 @@ def read_sources(path: Path) -> list[str] | None:
 class CompactFile:
     """An open, checked compact index file (see the module docstring)."""
 
-    def __init__(self, path: Path, expect: Iterable[str] | None = None) -> None:
+    def __init__(self, path: Path, expect: Iterable[str] | None = None,
+                 anonymous: BinaryIO | None = None) -> None:
+        """Open ``path`` -- or, with ``anonymous``, that unnamed file (``path`` is then
+        only a label)."""
         self.path = path
+        self.anonymous = anonymous is not None
         try:
-            with open(path, "rb") as f:
+            with contextlib.nullcontext(anonymous) if anonymous else open(path, "rb") as f:
+                f.seek(0)
                 size = os.fstat(f.fileno()).st_size
                 head = f.read(_HEADER.size)
                 if len(head) != _HEADER.size:
@@ -285,7 +308,8 @@ class CompactFile:
             raise CacheDamaged(f"{path.name}: {e}") from None
         off = _HEADER.size
         self.sources = [meta[i:i + 32].hex() for i in range(off, off + ns * 32, 32)]
-        if sources_digest(self.sources) != digest or path.name != digest.hex() + SUFFIX:
+        if sources_digest(self.sources) != digest or (
+                not self.anonymous and path.name != digest.hex() + SUFFIX):
             raise CacheDamaged(f"{path.name}: its sources do not hash to its name")
         if expect is not None and sources_digest(expect) != digest:
             raise CacheDamaged(f"{path.name}: built from another set of index objects")

@@ -41,6 +41,7 @@ from .compactindex import (
     columns_from_packs,
     merge,
     read_sources,
+    write_anonymous,
     write_file,
 )
 from .pack import PackEntry
@@ -62,7 +63,7 @@ Fetch = Callable[[str], Fetched]  # index object name -> its content; raises to 
 STALE_AFTER = 600.0
 
 
-def build(directory: Path, names: Iterable[str], fetch: Fetch,
+def build(directory: Path | None, names: Iterable[str], fetch: Fetch,
           parts: dict[str, Columns] | None = None) -> CompactFile:
     """Build (or rebuild) the file of exactly ``names`` from the objects (or from their
     columns in ``parts``, already read)."""
@@ -72,14 +73,19 @@ def build(directory: Path, names: Iterable[str], fetch: Fetch,
     cols = [have[n] if n in have else columns_from_packs([n], fetch(n).rows) for n in srcs]
     merged = cols[0] if len(cols) == 1 else merge(cols)
     del cols
+    if directory is None:
+        return write_anonymous(merged)
     return CompactFile(write_file(directory, merged), srcs)
 
 
-def cover(directory: Path, names: Iterable[str], fetch: Fetch,
+def cover(directory: Path | None, names: Iterable[str], fetch: Fetch,
           warn: Callable[[str], None] | None = None) -> tuple[list[CompactFile], set[str]]:
     """Open files covering exactly ``names`` (see the module docstring), and those names
-    (the objects now covered)."""
+    (the objects now covered). Without a directory (no cache) one unnamed file of this
+    process's own is built from the objects."""
     want = frozenset(names)
+    if directory is None:
+        return ([build(None, want, fetch)] if want else []), set(want)
     for _ in range(5):
         got = _cover_once(directory, want, fetch, warn)
         if got is not None:

@@ -25,10 +25,7 @@ Invariants:
 from __future__ import annotations
 
 import contextlib
-import shutil
-import tempfile
 import threading
-import weakref
 from collections import OrderedDict, deque
 from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, replace
@@ -97,7 +94,6 @@ class Store:
         self.key_name = key_name
         self.index = StoreIndex()
         self._index_loaded = False
-        self._private_index_dir: Path | None = None  # see _index_dir
         self._packer: Packer | None = None
         self._packer_lock = threading.Lock()
         self._tree_cache: OrderedDict[bytes, Tree] = OrderedDict()
@@ -178,9 +174,6 @@ class Store:
         if self._packer is not None:
             self._packer.close()
         self.backend.close()
-        if self._private_index_dir is not None:  # no cache: this process's own files
-            shutil.rmtree(self._private_index_dir, ignore_errors=True)
-            self._private_index_dir = None
 
     def __enter__(self) -> Store:
         return self
@@ -213,20 +206,18 @@ class Store:
                 idx.add_pack(p)
         return idx
 
-    def _index_dir(self) -> Path:
-        """Where this store's compact index files live: ``<cache_dir>/compact-index``, or a
-        directory of this process's own (deleted on ``close``) when there is no cache."""
-        if self.cache_dir is not None:
-            path = self.cache_dir / "compact-index"
-            try:
-                path.mkdir(mode=0o700, exist_ok=True)
-                return path
-            except OSError:
-                pass  # a read-only cache: work in a private directory
-        if self._private_index_dir is None:
-            self._private_index_dir = Path(tempfile.mkdtemp(prefix="casbackup-index-"))
-            weakref.finalize(self, shutil.rmtree, self._private_index_dir, True)
-        return self._private_index_dir
+    def _index_dir(self) -> Path | None:
+        """Where this store's compact index files live: ``<cache_dir>/compact-index``; None
+        when there is no cache (or it cannot be written): unnamed files of this process's
+        own, then, so nothing is written outside the store."""
+        if self.cache_dir is None:
+            return None
+        path = self.cache_dir / "compact-index"
+        try:
+            path.mkdir(mode=0o700, exist_ok=True)
+        except OSError:
+            return None
+        return path
 
     def _cover(self, known: Iterable[str]) -> tuple[list[CompactFile], set[str]]:
         """Compact files covering every index object listed now except ``known``. An
@@ -266,8 +257,9 @@ class Store:
         if self.on_warning is not None:
             self.on_warning(f"local index cache {damaged.path.name[:16]} is damaged; "
                             "rebuilding it from the store's index objects")
-        with contextlib.suppress(OSError):
-            damaged.path.unlink()
+        if not damaged.anonymous:
+            with contextlib.suppress(OSError):
+                damaged.path.unlink()
         try:
             return indexcache.build(self._index_dir(), damaged.sources, self._index_rows)
         except _Vanished as e:
