@@ -35,6 +35,7 @@ from ..source.meta import node_from_stat
 from ..source.prefetch import Prefetcher
 from ..store import Store
 from ..store.commit import WriteSession
+from ..store.consolidate import maybe_consolidate
 from ..whoami import username
 from .archiver import ArchiveOptions, Archiver
 from .observer import NULL, Observer
@@ -199,7 +200,10 @@ def backup(store: Store, paths: list[str], opts: BackupOptions,
         store.flush()
         crash_point("backup:before-snapshot")
         store.save_snapshot(snap)
-        return BackupResult(snap, True)
+    # committed and the session's lock released: merge small index objects if there
+    # are many (a maintenance lock of its own; never beside gc, never delaying a commit)
+    maybe_consolidate(store, clock=clock, warn=store.on_warning)
+    return BackupResult(snap, True)
 
 
 def build_root(arch: Archiver, store: Store, sources: list[bytes],

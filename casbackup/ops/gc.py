@@ -259,7 +259,7 @@ class _Gc:
         self.mt.reset_index()
         st.exclude_packs(())
         records = gr.list_records(st)
-        index = st.load_index()  # before the pack listing: every pack it names is listed
+        index = st.load_full_index()  # before the pack listing: every pack it names is listed
         listing = self.mt.pack_listing()
         old_index = list(index.objects)
         rep.index_before, rep.packs_before = len(old_index), len(listing)

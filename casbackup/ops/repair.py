@@ -133,11 +133,11 @@ def repair(store: Store, *, retry_lock: float = 0.0, observer: Observer = NULL) 
         rep = RepairReport()
         maintainer(store).reset_index()
         try:
-            store.load_index()
+            store.load_full_index()
         except IntegrityError:
             rep.rebuilt = _rebuild(store, observer)
             maintainer(store).reset_index()
-            store.load_index()
+            store.load_full_index()
         _salvage(store, rep, observer)
         _drop_damaged_snapshots(store, rep)
     maintainer(store).reset_index()

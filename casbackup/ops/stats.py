@@ -96,7 +96,7 @@ def stats(store: Store, ref: str | None = None, filt: SnapshotFilter = ANY) -> S
     the snapshots' figures cover only those FILT accepts (``NothingMatched`` when it
     accepts none of a store's snapshots)."""
     with shared_lock(store, "stats", read_only=True):
-        store.load_index()
+        store.load_full_index()  # every pack's entries: the store-wide sums
         if ref:
             snaps = [resolve(store, ref, filt)]
         else:

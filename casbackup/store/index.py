@@ -1,24 +1,38 @@
 """The index: BlobId -> where the blob lives, in memory and as ``index/<id>`` objects.
 
+``Index`` is a plain in-memory index (gc, repair and verify build their own working sets
+with it). ``StoreIndex``, the one a ``Store`` holds, adds read-only compact files
+(``compactindex.py``) under that in-memory layer: the index objects a command found at
+its start are looked up in the files (a few KiB touched per lookup, whatever the store's
+size), and only what this process added since lives in the dicts.
+
 Invariants:
 - An index object names only packs that were completely written before it (§9.1).
 - Index objects are immutable; gc writes a consolidated one listing the index objects it
   ``supersedes`` and deletes those only after the new one is durable.
 - When a blob appears in several packs (two writers raced, or a crash left a duplicate)
   the first entry loaded wins; any of them is a correct copy.
+- ``StoreIndex`` lookups take no lock: the dicts are read under the GIL, the list of
+  files is replaced whole, never changed in place. A file found damaged during a lookup
+  is rebuilt by the store's ``rebuild`` callback and the lookup is repeated.
+- Packs excluded by the gc protocol (DESIGN §8) are never found in the files
+  (``CompactFile.set_excluded``); the in-memory layer never holds them (``Store``).
 - Encoded as sealed msgpack ``{"packs": [{"id", "kind", "size", "blobs": [[id, offset,
-  length, raw_length], …]}], "supersedes": [names]}``.
+  length, raw_length], …]}], "supersedes": [names]}``, plus ``"exact": true`` on an
+  object that names exactly the packs of everything it supersedes (older readers ignore
+  the key: it only lets the compact cache keep files built from the superseded objects).
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from .. import serde
 from ..errors import IntegrityError
+from .compactindex import CacheDamaged, CompactFile
 from .pack import PackEntry, blob_id
 
 
@@ -36,9 +50,9 @@ class Location:
     entry: PackEntry
 
 
-def encode_index(packs: Iterable[PackInfo], supersedes: Iterable[str] = ()) -> bytes:
-    return serde.pack(
-        {
+def encode_index(packs: Iterable[PackInfo], supersedes: Iterable[str] = (),
+                 exact: bool = False) -> bytes:
+    m: dict[str, Any] = {
             "packs": [
                 {
                     "id": p.name,
@@ -50,10 +64,19 @@ def encode_index(packs: Iterable[PackInfo], supersedes: Iterable[str] = ()) -> b
             ],
             "supersedes": list(supersedes),
         }
-    )
+    if exact:
+        m["exact"] = True
+    return serde.pack(m)
 
 
 def decode_index(data: bytes, name: str = "?") -> tuple[list[PackInfo], list[str]]:
+    packs, supersedes, _exact = decode_index_object(data, name)
+    return packs, supersedes
+
+
+def decode_index_object(data: bytes, name: str = "?") -> tuple[list[PackInfo], list[str], bool]:
+    """(packs, supersedes, exact): ``exact`` marks a consolidation (``consolidate.py``)
+    naming exactly every pack of the objects it supersedes."""
     m = serde.unpack(data, f"index {name[:16]}")
     try:
         packs = []
@@ -63,7 +86,8 @@ def decode_index(data: bytes, name: str = "?") -> tuple[list[PackInfo], list[str
                 PackEntry(kind, blob_id(i), int(o), int(n), int(r)) for i, o, n, r in p["blobs"]
             ]
             packs.append(PackInfo(str(p["id"]), kind, int(p["size"]), entries))
-        return packs, [str(s) for s in m.get("supersedes", [])]
+        return (packs, [str(s) for s in m.get("supersedes", [])],
+                m.get("exact", False) is True)
     except (KeyError, TypeError, ValueError, OverflowError) as e:
         raise IntegrityError(f"index {name[:16]} is malformed: {e}") from None
 
@@ -126,3 +150,98 @@ class Index:
             "packs_by_kind": by_kind,
             "index_objects": len(self.objects),
         }
+
+
+@dataclass
+class StoreIndex(Index):
+    """Compact files (the index objects loaded at the start) under the in-memory layer.
+    ``objects`` names the files' sources too (with no packs listed for them)."""
+
+    bases: list[CompactFile] = field(default_factory=list)
+    # rebuilds a damaged file; set by the store
+    rebuild: Callable[[CompactFile], CompactFile] | None = None
+    _excluded: frozenset[str] = frozenset()
+
+    def set_bases(self, files: list[CompactFile], names: Iterable[str] = ()) -> None:
+        """Look blobs up in ``files`` from now on; ``names`` are the index objects they
+        cover (recorded in ``objects``). The files replaced are left to the garbage
+        collector: another thread may be inside a lookup in one of them."""
+        for f in files:
+            f.set_excluded(self._excluded)
+        with self._lock:
+            for s in names:
+                self.objects.setdefault(s, [])
+            self.bases = list(files)
+
+    def set_excluded(self, names: frozenset[str]) -> None:
+        """Packs the files must not be found in (the in-memory layer is the caller's)."""
+        self._excluded = names
+        for f in self.bases:
+            f.set_excluded(names)
+
+    def take_bases(self) -> list[CompactFile]:
+        """Detach the files (``Store.load_full_index`` copied them into the dicts)."""
+        with self._lock:
+            old, self.bases = self.bases, []
+        return old
+
+    def _find(self, blob_id: bytes) -> Location | None:
+        for f in self.bases:
+            try:
+                hit = f.find(blob_id)
+            except CacheDamaged:
+                self._replace(f)
+                return self._find(blob_id)
+            if hit is not None:
+                return Location(hit[0], hit[1])
+        return None
+
+    def _replace(self, damaged: CompactFile) -> None:
+        with self._lock:
+            if damaged not in self.bases:
+                return  # another thread rebuilt it already
+            if self.rebuild is None:
+                raise IntegrityError(f"local index cache {damaged.path.name} is damaged")
+            fresh = self.rebuild(damaged)
+            fresh.set_excluded(self._excluded)
+            self.bases = [fresh if f is damaged else f for f in self.bases]
+
+    def __contains__(self, blob_id: bytes) -> bool:
+        return blob_id in self.blobs or self._find(blob_id) is not None
+
+    def get(self, blob_id: bytes) -> Location | None:
+        loc = self.blobs.get(blob_id)
+        return loc if loc is not None else self._find(blob_id)
+
+    def lookup(self, blob_id: bytes) -> Location:
+        loc = self.get(blob_id)
+        if loc is None:
+            raise IntegrityError(f"blob {blob_id.hex()[:16]} is not in the index")
+        return loc
+
+    def __len__(self) -> int:
+        """Entries (a blob in two packs of different files counts twice)."""
+        return len(self.blobs) + sum(len(f) for f in self.bases)
+
+    def iter_packs(self) -> Iterator[PackInfo]:
+        """Every pack: the in-memory ones, then the files' (not excluded), read whole."""
+        mem = list(self.packs.values())
+        yield from mem
+        seen = {p.name for p in mem}
+        for f in list(self.bases):
+            for name, kind, size, entries in f.iter_packs():
+                if name not in seen and name not in self._excluded:
+                    seen.add(name)
+                    yield PackInfo(name, kind, size, entries)
+
+    def replace_with(self, other: Index) -> None:
+        bases = other.take_bases() if isinstance(other, StoreIndex) else []
+        super().replace_with(other)
+        self.set_bases(bases)  # other's objects (taken above) already name their sources
+
+    def stats(self) -> dict[str, Any]:
+        out = super().stats()
+        out["blobs"] = len(self)
+        out["packs"] += sum(f.n_packs for f in self.bases)
+        return out
+

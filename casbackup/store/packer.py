@@ -9,7 +9,9 @@ Write order (DESIGN §9, the crash-safety contract):
 
 Concurrency: ``add`` is called from many worker threads. One lock guards the open packs
 and the set of blob ids that are sealed but not yet indexed (``pending``), so a blob is
-sealed and stored once per backup even when two files share it. Sealing happens outside
+sealed and stored once per backup even when two files share it. Index lookups (the
+compact files' bisects) run before that lock is taken; under it only the in-memory layer,
+where this packer's own packs go, is checked again. Sealing happens outside
 the lock; uploads run on a small pool with a bounded number of packs in flight, so
 memory stays at about ``(in_flight + kinds) × pack_size``.
 
@@ -75,9 +77,12 @@ class Packer:
     def reserve(self, blob_id: bytes) -> bool:
         """True when the caller should seal and ``add`` this blob; False when it is
         already indexed or being stored by someone else."""
+        if blob_id in self.index:  # the index's lookups take no lock: not under ours
+            return False
         with self._lock:
             self._check()
-            if blob_id in self.index or blob_id in self._pending:
+            # what this packer indexed meanwhile is in the in-memory layer (``blobs``)
+            if blob_id in self.index.blobs or blob_id in self._pending:
                 return False
             self._pending.add(blob_id)
             return True
@@ -86,10 +91,11 @@ class Packer:
         """``reserve`` for many blobs under one lock round (small files come in batches);
         a repeated id is reserved once."""
         out = []
+        known = [bid in self.index for bid in blob_ids]  # lock-free lookups first
         with self._lock:
             self._check()
-            for bid in blob_ids:
-                new = bid not in self.index and bid not in self._pending
+            for bid, k in zip(blob_ids, known, strict=True):
+                new = not k and bid not in self.index.blobs and bid not in self._pending
                 if new:
                     self._pending.add(bid)
                 out.append(new)

@@ -42,8 +42,17 @@ from ..ids import DATA, INDEX, SNAPSHOT, TREE, object_name
 from ..model.snapshot import Snapshot
 from ..model.tree import Tree, decode_maps
 from ..scratch import Scratch, for_thread
+from . import indexcache
+from .compactindex import CompactFile
 from .config import StoreConfig, config_problem
-from .index import Index, Location, PackInfo, decode_index, encode_index
+from .index import (
+    Location,
+    PackInfo,
+    StoreIndex,
+    decode_index,
+    decode_index_object,
+    encode_index,
+)
 from .keyring import check_empty, key_object_names, unlock_master
 from .layout import (
     CONFIG,
@@ -63,6 +72,10 @@ from .packread import PackStream, read_header
 from .packsink import PackSink, StreamSink
 
 PasswordSource = Callable[[], str]
+
+
+class _Vanished(Exception):
+    """An index object listed a moment ago is gone (gc consolidated it): list again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +98,7 @@ class Store:
         self.codec = codec
         self.url = url
         self.key_name = key_name
-        self.index = Index()
+        self.index = StoreIndex()
         self._index_loaded = False
         self._packer: Packer | None = None
         self._packer_lock = threading.Lock()
@@ -172,32 +185,96 @@ class Store:
 
     # ----- index ------------------------------------------------------------------------
 
-    def load_index(self) -> Index:
+    def load_index(self) -> StoreIndex:
+        """The index of every object listed now: compact files in the cache directory
+        (built from the objects not yet in one: ``indexcache.py``) under the in-memory
+        layer. Per-command cost follows what was added since the last run, not the store."""
         if self._index_loaded:
             return self.index
-        for name, packs in self._read_index_objects(()).items():
-            self.index.add_object(name, packs)
+        self.index.rebuild = self._rebuild_compact
+        self.index.set_excluded(self.excluded)
+        self.index.set_bases(*self._cover(()))
         self._index_loaded = True
         return self.index
 
-    def _read_index_objects(self, known: Iterable[str]) -> dict[str, list[PackInfo]]:
-        """Every index object now listed, except ``known`` ones. An object that vanishes
-        between the listing and its read (a gc beside us consolidated it) means: list
-        again -- its packs are in an object written before it was deleted."""
+    def load_full_index(self) -> StoreIndex:
+        """``load_index`` with every pack and entry in memory (``.blobs``/``.packs``): for
+        gc, repair and stats, which walk every pack."""
+        idx = self.load_index()
+        if idx.bases:
+            packs = [p for p in idx.iter_packs() if p.name not in idx.packs]
+            idx.take_bases()
+            for p in packs:
+                idx.add_pack(p)
+        return idx
+
+    def _index_dir(self) -> Path | None:
+        """Where this store's compact index files live: ``<cache_dir>/compact-index``; None
+        when there is no cache (or it cannot be written): unnamed files of this process's
+        own, then, so nothing is written outside the store."""
+        if self.cache_dir is None:
+            return None
+        path = self.cache_dir / "compact-index"
+        try:
+            path.mkdir(mode=0o700, exist_ok=True)
+        except OSError:
+            return None
+        return path
+
+    def _cover(self, known: Iterable[str]) -> tuple[list[CompactFile], set[str]]:
+        """Compact files covering every index object listed now except ``known``. An
+        object that vanishes while being read (a gc beside us consolidated it) means:
+        list again -- its packs are in an object written before it was deleted."""
         skip = set(known)
         for _ in range(20):
-            names = [i.key.rsplit("/", 1)[1] for i in self.backend.list("index/")]
-            out: dict[str, list[PackInfo]] = {}
+            names = set(self._index_names()) - skip
             try:
-                for name in names:
-                    out[name] = [] if name in skip else self._index_packs(name)
-                return out
-            except IntegrityError:
-                with contextlib.suppress(NotFound):
-                    self.backend.stat(f"index/{name}")
-                    raise  # present, so damaged
+                return indexcache.cover(self._index_dir(), names, self._index_rows,
+                                        self.on_warning)
+            except _Vanished:
+                continue
         raise IntegrityError("index objects keep vanishing while being read (gc beside "
                              "us?); try again")
+
+    def _index_names(self) -> list[str]:
+        return [i.key.rsplit("/", 1)[1] for i in self.backend.list("index/")]
+
+    def _index_rows(self, name: str) -> indexcache.Fetched:
+        try:
+            packs, supersedes, exact = decode_index_object(
+                self.read_object("index/", name, INDEX), name)
+        except IntegrityError:
+            try:
+                self.backend.stat(f"index/{name}")
+            except NotFound:
+                raise _Vanished(name) from None
+            raise  # present, so damaged
+        return indexcache.Fetched([(p.name, p.kind, p.size, p.entries) for p in packs],
+                                  tuple(supersedes), exact)
+
+    def _rebuild_compact(self, damaged: CompactFile) -> CompactFile:
+        """A lookup found ``damaged`` failing its checks: build it again from its
+        sources (which were all listed when it was opened; one gone means gc replaced
+        it, and the rebuild fails with the object's error: run the command again)."""
+        if self.on_warning is not None:
+            self.on_warning(f"local index cache {damaged.path.name[:16]} is damaged; "
+                            "rebuilding it from the store's index objects")
+        if not damaged.anonymous:
+            with contextlib.suppress(OSError):
+                damaged.path.unlink()
+        try:
+            return indexcache.build(self._index_dir(), damaged.sources, self._index_rows)
+        except _Vanished as e:
+            raise IntegrityError(f"index object {str(e)[:16]} vanished while the local "
+                                 "index cache was rebuilt (gc beside us?); try again") from None
+
+    def index_object_exists(self, name: str) -> bool:
+        """Whether ``index/<name>`` is listed now (False: gone, e.g. consolidated)."""
+        try:
+            self.backend.stat(f"index/{name}")
+        except NotFound:
+            return False
+        return True
 
     def read_index_object(self, name: str) -> list[PackInfo]:
         """The packs one index object names (all of them: no exclusion)."""
@@ -211,18 +288,21 @@ class Store:
         """Leave these packs (condemned by gc) out of the index from now on; drops them
         from a loaded index in place. Call only when nothing is pending in the packer."""
         self.excluded = frozenset(names)
+        self.index.set_excluded(self.excluded)  # the compact files: at lookup time
         if not self._index_loaded or not self.excluded & self.index.packs.keys():
             return
-        fresh = Index()
+        fresh = StoreIndex()
         for obj, packs in self.index.objects.items():
             fresh.add_object(obj, [self.index.packs[p] for p in packs
                                    if p in self.index.packs and p not in self.excluded])
-        for p in self.index.iter_packs():  # stored by the packer, not yet in an object
+        for p in list(self.index.packs.values()):  # stored by the packer, not yet in an object
             if p.name not in self.excluded:
                 fresh.add_pack(p)
+        fresh.set_excluded(self.excluded)
+        fresh.set_bases(self.index.take_bases())  # objects (above) name their sources
         self.index.replace_with(fresh)
 
-    def refresh_index(self) -> Index:
+    def refresh_index(self) -> StoreIndex:
         """Pick up index objects other writers added since the index was loaded (sync and
         watch keep a store open for hours). If an index object we loaded is gone (gc
         consolidated it, or repair dropped damaged blobs), rebuild the whole index in
@@ -230,17 +310,16 @@ class Store:
         ``index_rebuilds``. Call only when nothing is pending in this store's packer."""
         if not self._index_loaded:
             return self.load_index()
-        objs = self._read_index_objects(self.index.objects)
-        if set(self.index.objects) - objs.keys():
+        known = set(self.index.objects)
+        if known - set(self._index_names()):
             self.index_rebuilds += 1
-            fresh = Index()
-            for name, packs in self._read_index_objects(()).items():
-                fresh.add_object(name, packs)
+            fresh = StoreIndex(rebuild=self._rebuild_compact)
+            fresh.set_excluded(self.excluded)
+            fresh.set_bases(*self._cover(()))
             self.index.replace_with(fresh)
             return self.index
-        for name, packs in objs.items():
-            if name not in self.index.objects:
-                self.index.add_object(name, packs)
+        files, names = self._cover(known)
+        self.index.set_bases(self.index.bases + files, names)
         return self.index
 
     def add_new_index_objects(self) -> int:
@@ -249,18 +328,13 @@ class Store:
         dedup against each other from each other's index flushes on. Returns how many."""
         if not self._index_loaded:
             return 0
-        n = 0
-        for info in self.backend.list("index/"):
-            name = info.key.rsplit("/", 1)[1]
-            if name in self.index.objects:
-                continue
-            try:
-                packs = self._index_packs(name)
-            except IntegrityError:
-                continue  # gone (gc) or damaged: verify reports it; dedup is only an economy
-            self.index.add_object(name, packs)
-            n += 1
-        return n
+        known = set(self.index.objects)
+        try:
+            files, names = self._cover(known)
+        except IntegrityError:
+            return 0  # gone (gc) or damaged: verify reports it; dedup is only an economy
+        self.index.set_bases(self.index.bases + files, names)
+        return len(names)
 
     def local_path(self) -> str | None:
         """The root directory when the store is on the local backend (a hint for
@@ -286,7 +360,7 @@ class Store:
         data = self.codec.seal(INDEX, encode_index(packs, supersedes))
         name = object_name(data)
         self.put_named(index_key(name), data)
-        self.index.objects[name] = [p.name for p in packs]
+        self.index.objects[name] = [p.name for p in packs]  # its packs are in memory
         return name
 
     def reset_index(self) -> None:
@@ -296,7 +370,7 @@ class Store:
             self._packer.flush()
             self._packer.close()
             self._packer = None
-        self.index = Index()
+        self.index = StoreIndex()
         self._index_loaded = False
         with self._cache_lock:
             self._tree_cache.clear()

@@ -93,7 +93,7 @@ def assert_tidy(store: Path) -> None:
     st = open_test_store(store)
     try:
         assert len(index_names(st)) == 1
-        st.load_index()
+        st.load_full_index()
         assert set(st.index.packs) == set(pack_listing(st))
     finally:
         st.close()
@@ -103,7 +103,7 @@ def locate_file_blob(h: History, rel: str) -> tuple[str, int, int, int]:
     """(pack, offset, length, blobs in that pack) of the first blob of ``src/rel`` in the
     latest snapshot."""
     st = open_test_store(h.store)
-    st.load_index()
+    st.load_full_index()
     tree = st.load_tree(st.load_snapshot(h.snapshots[-1]).tree)
     for part in [*str(h.src).strip("/").split("/"), *rel.split("/")]:
         node = tree.find(part.encode())

@@ -49,7 +49,7 @@ def test_second_backup_reuses_blobs_the_running_first_one_indexed(tmp_path: Path
         assert p.returncode == 0, err
         outs[name] = json.loads(out.splitlines()[-1])
     st = open_test_store(store)
-    st.load_index()
+    st.load_full_index()
     ids = _content_ids(st, outs["b"]["snapshot_id"], b, b"0-common.bin")
     assert ids == _content_ids(st, outs["a"]["snapshot_id"], a, b"0-common.bin")
     copies = sum(1 for p in st.index.packs.values() for e in p.entries if e.id in ids)

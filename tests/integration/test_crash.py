@@ -63,7 +63,7 @@ def test_backup_killed_at_point_then_rerun(tmp_path: Path, point: str) -> None:
     if indexed_before:
         # packs that were indexed before the crash were reused, not uploaded again
         st = open_test_store(store)
-        st.load_index()
+        st.load_full_index()
         assert packs_before & set(st.index.packs)
 
 

@@ -80,7 +80,7 @@ def test_two_concurrent_backups_share_the_store(tmp_path: Path) -> None:
     ids = [json.loads(out.splitlines()[-1])["snapshot_id"] for out, _ in outs]
 
     st = open_test_store(store)
-    st.load_index()
+    st.load_full_index()
     snap = st.load_snapshot(ids[0])
     tree = st.load_tree(snap.tree)
     for part in os.path.abspath(srcs[0]).strip("/").split("/"):
@@ -98,7 +98,7 @@ def test_two_concurrent_backups_share_the_store(tmp_path: Path) -> None:
     # yet): never more than twice, and gc keeps exactly one copy
     assert len(common_ids) <= copies() <= 2 * len(common_ids)
     gc(st)
-    st.load_index()
+    st.load_full_index()
     assert copies() == len(common_ids)
     for sid, src in zip(ids, srcs, strict=True):
         out = tmp_path / f"r-{sid[:8]}"

@@ -35,7 +35,7 @@ def _verify(store: Path, *extra: str) -> tuple[int, dict[str, object]]:
 
 def _biggest_data_pack(store: Path) -> tuple[str, list[tuple[int, int]]]:
     st = open_test_store(store)
-    st.load_index()
+    st.load_full_index()
     p = max((p for p in st.index.packs.values() if p.kind == "data"), key=lambda p: p.size)
     st.close()
     return p.name, [(e.offset, e.length) for e in p.entries]

@@ -1,0 +1,454 @@
+"""One compact index file: the blobs of a set of index objects as sorted fixed-width records.
+
+A file is derived from the store's index objects (the truth) and lives in the local cache
+(``indexcache.py`` decides which files exist and when they are built or merged); nothing
+in it is trusted before it is checked.
+
+Layout (little-endian; every section a multiple of 8 bytes)::
+
+    header   64 B   magic "CBIX0001", n_sources u32, n_packs u32, n_records u64,
+                    block u32, pad, digest 32 B = sources_digest(sources)
+    sources  n_sources × 32 B     raw names of the index objects it was built from, sorted
+    packs    n_packs × 48 B       [raw name 32 B, size u64, kind u8, pad], sorted by name
+    fence    n_blocks × u64       the first prefix of each block of ``block`` records
+    sums     n_blocks × 16 B      BLAKE3(prefix block ‖ record block)[:16]
+    metasum  32 B                 BLAKE3 of everything above
+    prefixes n_records × u64      the first 8 bytes of each blob id, big-endian as a number,
+                                  in ascending order
+    records  n_records × 48 B     [rest of the id 24 B, pack u32, length u32, offset u64,
+                                  raw_length u32, pad]
+
+Invariants:
+- ``open_file`` accepts a file only when its name, length, header digest (the set of
+  source names) and metasum agree; the prefix and record blocks are checked lazily, each
+  against its sum the first time a lookup touches it, so a lookup never returns a record
+  from a damaged block: it raises ``CacheDamaged`` and the caller rebuilds the file.
+- Every pack of every source is present, condemned or not: exclusion is the reader's
+  (``set_excluded``), so one file serves every process. A pack named by two sources is
+  listed once.
+- Resident memory does not grow with the file: the fence and pack table are read into
+  memory (8 B per 1024 blobs, 48 B per pack); record pages are mapped and dropped again
+  every ``DROP_EVERY`` lookups.
+- Lookups take no lock: the mapping is read-only, the verified-block map only ever turns
+  bytes from 0 to 1, and the excluded map is replaced whole.
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+import mmap
+import os
+import struct
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+import blake3
+
+if TYPE_CHECKING:
+    import numpy as np
+
+from ..errors import CasError
+from .pack import PackEntry
+
+MAGIC = b"CBIX0001"
+SUFFIX = ".cbx"
+BLOCK = 1024  # records per checked block: 8 KiB of prefixes + 48 KiB of records
+KINDS = ("data", "tree")
+# a lookup touches a few pages of the mapping (a whole block the first time: 56 KiB);
+# every DROP_EVERY lookups they are dropped from this process's RSS again (they stay in
+# the page cache), so a full backup's RSS does not grow with the store's blob count.
+# Measured on 1M entries (benchmarks/index_bench.py --lookups): never dropping, 9.5 us a
+# lookup and RSS +56 B per entry looked up; every 512, 22.7 us and +7 B; every 4096,
+# 10.0 us and +8 MiB in all (a window of pages, whatever the file's size)
+DROP_EVERY = 4096
+_HEADER = struct.Struct("<8sIIQI4x32s")
+_REC = struct.Struct("<24sIIQI4x")
+_PACK = struct.Struct("<32sQB7x")
+_SUM = 16
+assert _HEADER.size == 64 and _REC.size == _PACK.size == 48
+
+
+def _numpy() -> Any:
+    """numpy, imported only to build, merge or read a file whole (a lookup needs none of
+    it, and importing it costs a small command ~0.1 s)."""
+    import numpy
+
+    return numpy
+
+
+def _dtypes() -> tuple[Any, Any]:
+    np = _numpy()
+    pack = np.dtype([("name", "V32"), ("size", "<u8"), ("kind", "u1"), ("pad", "V7")])
+    rec = np.dtype([("rest", "V24"), ("pack", "<u4"), ("length", "<u4"),
+                    ("offset", "<u8"), ("raw", "<u4"), ("pad", "V4")])
+    assert rec.itemsize == pack.itemsize == 48
+    return pack, rec
+
+
+class CacheDamaged(CasError):
+    """A compact index file failed a check: delete it and build it again."""
+
+
+def sources_digest(names: Iterable[str]) -> bytes:
+    """The 32-byte digest naming the set of index objects ``names``."""
+    h = blake3.blake3(b"casbackup compact index sources\n")
+    for n in sorted(set(names)):
+        h.update(bytes.fromhex(n))
+    return h.digest()
+
+
+def file_name(names: Iterable[str]) -> str:
+    return sources_digest(names).hex() + SUFFIX
+
+
+@dataclass(slots=True)
+class Columns:
+    """The content of a file before it is written: sorted pack table, sorted records."""
+
+    sources: list[str]
+    packs: np.ndarray[Any, Any]  # PACK_DTYPE, sorted by name
+    prefixes: np.ndarray[Any, Any]  # <u8, ascending
+    records: np.ndarray[Any, Any]  # REC_DTYPE, in the order of prefixes
+
+
+def columns_from_packs(sources: Iterable[str],
+                       packs: Iterable[tuple[str, str, int, list[PackEntry]]]) -> Columns:
+    """Columns for ``packs`` ``(name, kind, size, entries)``; a repeated pack is kept once.
+    Raises ValueError for a kind or a number the format cannot hold."""
+    np = _numpy()
+    PACK_DTYPE, REC_DTYPE = _dtypes()
+    seen: dict[str, int] = {}
+    table: list[tuple[bytes, int, int]] = []
+    ids: list[bytes] = []
+    rows: list[tuple[int, int, int, int]] = []
+    for name, kind, size, entries in packs:
+        if name in seen:
+            continue
+        if kind not in KINDS:
+            raise ValueError(f"pack {name[:16]} has an unknown kind {kind!r}")
+        seen[name] = len(table)
+        table.append((bytes.fromhex(name), size, KINDS.index(kind)))
+        no = seen[name]
+        for e in entries:
+            ids.append(e.id)
+            rows.append((no, e.length, e.offset, e.raw_length))
+    ptab = np.zeros(len(table), PACK_DTYPE)
+    if table:
+        ptab["name"] = np.frombuffer(b"".join(t[0] for t in table), "V32")
+        ptab["size"] = [t[1] for t in table]
+        ptab["kind"] = [t[2] for t in table]
+    recs = np.zeros(len(rows), REC_DTYPE)
+    if rows:
+        raw = np.frombuffer(b"".join(ids), np.uint8).reshape(-1, 32)
+        prefixes = raw[:, :8].copy().view(">u8").ravel().astype("<u8")
+        recs["rest"] = raw[:, 8:].copy().view("V24").ravel()
+        arr = np.array(rows, dtype=np.uint64)
+        recs["pack"], recs["length"] = arr[:, 0], arr[:, 1]
+        recs["offset"], recs["raw"] = arr[:, 2], arr[:, 3]
+    else:
+        prefixes = np.zeros(0, "<u8")
+    return _sorted(list(sources), ptab, prefixes, recs)
+
+
+def merge(parts: list[Columns]) -> Columns:
+    """One set of columns holding every part's packs and records."""
+    np = _numpy()
+    PACK_DTYPE, REC_DTYPE = _dtypes()
+    names = np.concatenate([p.packs["name"] for p in parts]) if parts else np.zeros(0, "V32")
+    uniq, first = np.unique(names, return_index=True)
+    allpacks = np.concatenate([p.packs for p in parts]) if parts else np.zeros(0, PACK_DTYPE)
+    ptab = allpacks[first]
+    recs_l, pre_l = [], []
+    claimed = np.zeros(len(uniq), bool)  # a pack in two parts: its records once
+    for p in parts:
+        r = p.records.copy()
+        remap = np.searchsorted(uniq, p.packs["name"]).astype("<u4")
+        pre = p.prefixes
+        if len(r):
+            r["pack"] = remap[r["pack"]]
+            keep = ~claimed[r["pack"]]
+            r, pre = r[keep], pre[keep]
+        claimed[remap] = True
+        recs_l.append(r)
+        pre_l.append(pre)
+    recs = np.concatenate(recs_l) if recs_l else np.zeros(0, REC_DTYPE)
+    pre = np.concatenate(pre_l) if pre_l else np.zeros(0, "<u8")
+    sources = sorted({s for p in parts for s in p.sources})
+    return _sorted(sources, ptab, pre, recs, packs_sorted=True)
+
+
+def _sorted(sources: list[str], ptab: np.ndarray[Any, Any], prefixes: np.ndarray[Any, Any],
+            recs: np.ndarray[Any, Any], packs_sorted: bool = False) -> Columns:
+    np = _numpy()
+    if not packs_sorted and len(ptab):
+        order = np.argsort(ptab["name"], kind="stable")
+        ptab = ptab[order]
+        inverse = np.empty(len(order), "<u4")
+        inverse[order] = np.arange(len(order), dtype="<u4")
+        if len(recs):
+            recs["pack"] = inverse[recs["pack"]]
+    if len(recs):
+        order = np.argsort(prefixes, kind="stable")  # ties keep their first-loaded order
+        prefixes, recs = prefixes[order], recs[order]
+    if len(ptab) >= 2**32 or len(ptab) and np.any(ptab["name"][1:] == ptab["name"][:-1]):
+        raise ValueError("pack table is not a set")
+    return Columns(sorted(sources), ptab, prefixes, recs)
+
+
+def write_anonymous(cols: Columns) -> CompactFile:
+    """``cols`` as an unnamed temporary file (O_TMPFILE: no directory entry anywhere),
+    open: for a store without a cache directory."""
+    with tempfile.TemporaryFile() as f:  # the mapping keeps it alive once opened
+        for part in _parts(cols)[1]:
+            f.write(part)
+        f.flush()
+        return CompactFile(Path("<memory>" + SUFFIX), cols.sources, anonymous=f)
+
+
+def _parts(cols: Columns) -> tuple[bytes, list[bytes]]:
+    """(digest, the byte sections of the file in order)."""
+    np = _numpy()
+    nb = _blocks(len(cols.prefixes))
+    pre = np.ascontiguousarray(cols.prefixes, "<u8").tobytes()
+    rec = np.ascontiguousarray(cols.records).tobytes()
+    fence = cols.prefixes[::BLOCK].astype("<u8").tobytes()
+    sums = bytearray()
+    for b in range(nb):
+        h = blake3.blake3(pre[b * BLOCK * 8:(b + 1) * BLOCK * 8])
+        h.update(rec[b * BLOCK * 48:(b + 1) * BLOCK * 48])
+        sums += h.digest()[:_SUM]
+    digest = sources_digest(cols.sources)
+    header = _HEADER.pack(MAGIC, len(cols.sources), len(cols.packs), len(cols.prefixes),
+                          BLOCK, digest)
+    meta = b"".join([header, b"".join(bytes.fromhex(s) for s in cols.sources),
+                     np.ascontiguousarray(cols.packs).tobytes(), fence, bytes(sums)])
+    return digest, [meta, blake3.blake3(meta).digest(), pre, rec]
+
+
+def write_file(directory: Path, cols: Columns) -> Path:
+    """Write ``cols`` as ``<digest>.cbx`` in ``directory``: to a temporary name, fsynced,
+    then renamed, so a reader sees a whole file or none. Returns the path."""
+    digest, parts = _parts(cols)
+    path = directory / (digest.hex() + SUFFIX)
+    tmp = directory / f".{digest.hex()}.{os.getpid()}.{id(cols):x}.tmp"
+    try:
+        with open(tmp, "wb") as f:
+            for part in parts:
+                f.write(part)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    with contextlib.suppress(OSError):  # the rename's directory entry (best effort)
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    return path
+
+
+def _blocks(n: int) -> int:
+    return (n + BLOCK - 1) // BLOCK
+
+
+def read_sources(path: Path) -> list[str] | None:
+    """The source names a file claims (from its header alone: cheap, unchecked -- only
+    ``open_file`` checks), or None when it has no readable header."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(_HEADER.size)
+            if len(head) != _HEADER.size:
+                return None
+            magic, ns, _np, _n, _blk, _digest = _HEADER.unpack(head)
+            if magic != MAGIC:
+                return None
+            raw = f.read(ns * 32)
+    except OSError:
+        return None
+    if len(raw) != ns * 32:
+        return None
+    return [raw[i:i + 32].hex() for i in range(0, len(raw), 32)]
+
+
+class CompactFile:
+    """An open, checked compact index file (see the module docstring)."""
+
+    def __init__(self, path: Path, expect: Iterable[str] | None = None,
+                 anonymous: BinaryIO | None = None) -> None:
+        """Open ``path`` -- or, with ``anonymous``, that unnamed file (``path`` is then
+        only a label)."""
+        self.path = path
+        self.anonymous = anonymous is not None
+        try:
+            with contextlib.nullcontext(anonymous) if anonymous else open(path, "rb") as f:
+                f.seek(0)
+                size = os.fstat(f.fileno()).st_size
+                head = f.read(_HEADER.size)
+                if len(head) != _HEADER.size:
+                    raise CacheDamaged(f"{path.name}: truncated header")
+                magic, ns, npk, n, blk, digest = _HEADER.unpack(head)
+                if magic != MAGIC or blk != BLOCK:
+                    raise CacheDamaged(f"{path.name}: not a compact index of this version")
+                nb = _blocks(n)
+                meta_len = _HEADER.size + ns * 32 + npk * 48 + nb * (8 + _SUM)
+                if size != meta_len + 32 + n * 56:
+                    raise CacheDamaged(f"{path.name}: length {size} does not match its header")
+                meta = head + f.read(meta_len - _HEADER.size)
+                if blake3.blake3(meta).digest() != f.read(32):
+                    raise CacheDamaged(f"{path.name}: header checksum mismatch")
+                self._mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if size else None
+        except OSError as e:
+            raise CacheDamaged(f"{path.name}: {e}") from None
+        off = _HEADER.size
+        self.sources = [meta[i:i + 32].hex() for i in range(off, off + ns * 32, 32)]
+        if sources_digest(self.sources) != digest or (
+                not self.anonymous and path.name != digest.hex() + SUFFIX):
+            raise CacheDamaged(f"{path.name}: its sources do not hash to its name")
+        if expect is not None and sources_digest(expect) != digest:
+            raise CacheDamaged(f"{path.name}: built from another set of index objects")
+        off += ns * 32
+        self._meta = meta
+        self._packs_off, self.n_packs = off, npk
+        off += npk * 48
+        self._fence = memoryview(meta)[off:off + nb * 8].cast("Q").tolist()
+        off += nb * 8
+        self._sums = meta[off:off + nb * _SUM]
+        self.n: int = n
+        self._pre_off = meta_len + 32
+        self._rec_off = self._pre_off + n * 8
+        self._prefix = (memoryview(self._mm)[self._pre_off:self._rec_off].cast("Q")
+                        if self._mm is not None and n else memoryview(b"").cast("Q"))
+        self._checked = bytearray(nb)
+        self._touched = 0  # lookups since the mapping's pages were last dropped
+        self.excluded = bytearray(npk)  # replaced whole by set_excluded
+        self._names = _PackNames(meta, self._packs_off, npk)
+
+    def close(self) -> None:
+        self._prefix.release()
+        if self._mm is not None:
+            self._mm.close()
+
+    def __len__(self) -> int:
+        return self.n
+
+    # ----- packs --------------------------------------------------------------------
+
+    def pack(self, no: int) -> tuple[str, str, int]:
+        """(name, kind, size) of pack number ``no``."""
+        raw, size, kind = _PACK.unpack_from(self._meta, self._packs_off + no * 48)
+        return raw.hex(), KINDS[kind], size
+
+    def pack_no(self, name: str) -> int | None:
+        raw = bytes.fromhex(name)
+        i = bisect.bisect_left(self._names, raw)
+        return i if i < self.n_packs and self._names[i] == raw else None
+
+    def set_excluded(self, names: Iterable[str]) -> None:
+        ex = bytearray(self.n_packs)
+        for name in names:
+            no = self.pack_no(name)
+            if no is not None:
+                ex[no] = 1
+        self.excluded = ex
+
+    # ----- lookups ------------------------------------------------------------------
+
+    def _check_block(self, b: int) -> None:
+        assert self._mm is not None
+        lo, hi = b * BLOCK, min((b + 1) * BLOCK, self.n)
+        h = blake3.blake3(self._mm[self._pre_off + lo * 8:self._pre_off + hi * 8])
+        h.update(self._mm[self._rec_off + lo * 48:self._rec_off + hi * 48])
+        if h.digest()[:_SUM] != self._sums[b * _SUM:(b + 1) * _SUM]:
+            raise CacheDamaged(f"{self.path.name}: block {b} checksum mismatch")
+        self._checked[b] = 1
+
+    def find(self, blob_id: bytes) -> tuple[str, PackEntry] | None:
+        """(pack name, entry) of a copy of ``blob_id`` in a pack not excluded, or None."""
+        if not self.n or len(blob_id) != 32:
+            return None
+        p = int.from_bytes(blob_id[:8], "big")
+        fence = self._fence
+        b0 = max(bisect.bisect_left(fence, p) - 1, 0)
+        b1 = bisect.bisect_right(fence, p)
+        for b in range(b0, b1):
+            if not self._checked[b]:
+                self._check_block(b)
+        lo, hi = b0 * BLOCK, min(b1 * BLOCK, self.n)
+        i = bisect.bisect_left(self._prefix, p, lo, hi)
+        excluded, rest, mm = self.excluded, blob_id[8:], self._mm
+        assert mm is not None
+        self._touched += 1  # racy between threads: only an estimate
+        if self._touched >= DROP_EVERY:
+            self._touched = 0
+            mm.madvise(mmap.MADV_DONTNEED)
+        while i < hi and self._prefix[i] == p:
+            r, pack, length, offset, raw = _REC.unpack_from(mm, self._rec_off + i * 48)
+            if r == rest and pack < len(excluded) and not excluded[pack]:
+                name, kind, _size = self.pack(pack)
+                return name, PackEntry(kind, blob_id, offset, length, raw)
+            i += 1
+        return None
+
+    # ----- whole-file reads (merging, materializing) --------------------------------
+
+    def columns(self) -> Columns:
+        """Every record, checked block by block (CacheDamaged on a mismatch)."""
+        np = _numpy()
+        PACK_DTYPE, REC_DTYPE = _dtypes()
+        for b in range(_blocks(self.n)):
+            if not self._checked[b]:
+                self._check_block(b)
+        packs = np.frombuffer(self._meta, PACK_DTYPE, self.n_packs, self._packs_off).copy()
+        if packs.size and int(packs["kind"].max()) >= len(KINDS):
+            raise CacheDamaged(f"{self.path.name}: a pack of unknown kind")
+        if self._mm is None or not self.n:
+            return Columns(list(self.sources), packs, np.zeros(0, "<u8"),
+                           np.zeros(0, REC_DTYPE))
+        pre = np.frombuffer(self._mm, "<u8", self.n, self._pre_off).copy()
+        rec = np.frombuffer(self._mm, REC_DTYPE, self.n, self._rec_off).copy()
+        if len(rec) and int(rec["pack"].max()) >= self.n_packs:
+            raise CacheDamaged(f"{self.path.name}: a record names no pack")
+        return Columns(list(self.sources), packs, pre, rec)
+
+    def iter_packs(self) -> Iterator[tuple[str, str, int, list[PackEntry]]]:
+        """``(name, kind, size, entries)`` of every pack, excluded ones too."""
+        np = _numpy()
+        cols = self.columns()
+        order = np.argsort(cols.records["pack"], kind="stable")
+        packno = cols.records["pack"][order]
+        bounds = np.searchsorted(packno, np.arange(len(cols.packs) + 1))
+        raw = np.empty((len(order), 32), np.uint8)
+        raw[:, :8] = cols.prefixes[order].astype(">u8").view(np.uint8).reshape(-1, 8)
+        raw[:, 8:] = cols.records["rest"][order].view(np.uint8).reshape(-1, 24)
+        recs = cols.records[order]
+        for no in range(len(cols.packs)):
+            kind = KINDS[int(cols.packs["kind"][no])]
+            s, e = int(bounds[no]), int(bounds[no + 1])
+            entries = [PackEntry(kind, raw[k].tobytes(), int(recs["offset"][k]),
+                                 int(recs["length"][k]), int(recs["raw"][k]))
+                       for k in range(s, e)]
+            yield (bytes(cols.packs["name"][no]).hex(), kind, int(cols.packs["size"][no]),
+                   entries)
+
+
+class _PackNames:
+    """The sorted raw pack names of a file's pack table, as a sequence for ``bisect``."""
+
+    def __init__(self, meta: bytes, off: int, n: int) -> None:
+        self._meta, self._off, self._n = meta, off, n
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, i: int) -> bytes:
+        if not 0 <= i < self._n:
+            raise IndexError(i)
+        o = self._off + i * 48
+        return self._meta[o:o + 32]

@@ -1,0 +1,372 @@
+"""The compact index (store/compactindex.py, store/indexcache.py, StoreIndex): equal to a
+plain dict model, derived and checked (a damaged file is rebuilt, never trusted), safe
+with two processes building at once, and incremental on a real store."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from casbackup.crypto.codec import DATA
+from casbackup.store import indexcache
+from casbackup.store.compactindex import (
+    BLOCK,
+    SUFFIX,
+    CacheDamaged,
+    CompactFile,
+    file_name,
+)
+from casbackup.store.index import StoreIndex
+from casbackup.store.indexcache import Fetched
+from casbackup.store.pack import PackEntry
+from casbackup.store.store import Store
+from tests.helpers import PASSWORD, make_store
+
+Rows = list[tuple[str, str, int, list[PackEntry]]]
+
+
+def _hexname(i: int, salt: str) -> str:
+    import blake3
+
+    return blake3.blake3(f"{salt}{i}".encode()).hexdigest()
+
+
+# a small id space (with shared 8-byte prefixes) makes duplicates and prefix ties common
+ids = st.builds(lambda p, r: bytes([p]) * 8 + bytes([r]) * 24,
+                st.integers(0, 5), st.integers(0, 3))
+entry = st.tuples(ids, st.integers(0, 2**40), st.integers(0, 2**31), st.integers(0, 2**31))
+# a pack's name fixes its content (as in a store); index objects name packs
+packs = st.dictionaries(st.integers(0, 30), st.tuples(st.sampled_from(["data", "tree"]),
+                                                      st.lists(entry, max_size=6)),
+                        max_size=20)
+objects = st.dictionaries(st.integers(0, 12), st.lists(st.integers(0, 30), max_size=4),
+                          max_size=8)
+Packs = dict[int, tuple[str, list[tuple[bytes, int, int, int]]]]
+
+
+def _rows(content: Packs, numbers: list[int]) -> Rows:
+    out: Rows = []
+    for no in numbers:
+        if no in content:
+            kind, entries = content[no]
+            out.append((_hexname(no, "pack"), kind, 1000 + no,
+                        [PackEntry(kind, i, o, n, r) for i, o, n, r in entries]))
+    return out
+
+
+def _model(objs: dict[str, Rows], excluded: set[str]) -> dict[bytes, set[tuple[str, PackEntry]]]:
+    """blob id -> every (pack, entry) that may be answered."""
+    out: dict[bytes, set[tuple[str, PackEntry]]] = {}
+    for rows in objs.values():
+        for pname, _kind, _size, entries in rows:
+            if pname not in excluded:
+                for e in entries:
+                    out.setdefault(e.id, set()).add((pname, e))
+    return out
+
+
+def _check(index: StoreIndex, model: dict[bytes, set[tuple[str, PackEntry]]],
+           universe: set[bytes]) -> None:
+    for bid in universe:
+        loc = index.get(bid)
+        if bid in model:
+            assert loc is not None and (loc.pack, loc.entry) in model[bid]
+            assert bid in index
+        else:
+            assert loc is None and bid not in index
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(content=packs, first=objects, later=objects, dropped=st.sets(st.integers(0, 12)),
+       excluded=st.sets(st.integers(0, 30)))
+def test_equal_to_a_dict_model_across_add_exclude_and_reload(
+        content: Packs, first: dict[int, list[int]], later: dict[int, list[int]],
+        dropped: set[int], excluded: set[int]) -> None:
+    objs = {_hexname(k, "obj"): _rows(content, v) for k, v in first.items()}
+    universe = {i for _k, entries in content.values() for i, *_ in entries}
+    universe.add(b"\x07" * 32)
+    ex = {_hexname(i, "pack") for i in excluded}
+    with tempfile.TemporaryDirectory() as d:
+        fetched: list[str] = []
+
+        def fetch(name: str) -> Fetched:
+            fetched.append(name)
+            return Fetched(objs[name])
+
+        index = StoreIndex()
+        index.set_bases(*indexcache.cover(Path(d), objs, fetch))
+        _check(index, _model(objs, set()), universe)
+        index.set_excluded(frozenset(ex))
+        _check(index, _model(objs, ex), universe)
+        # other writers add objects and some are consolidated away: a reload reads only
+        # the objects it has no file for
+        for k, v in later.items():
+            objs.setdefault(_hexname(k + 100, "obj"), _rows(content, v))
+        for k in dropped:
+            objs.pop(_hexname(k, "obj"), None)
+        fetched.clear()
+        again = StoreIndex()
+        again.set_excluded(frozenset(ex))
+        again.set_bases(*indexcache.cover(Path(d), objs, fetch))
+        _check(again, _model(objs, ex), universe)
+        assert len(fetched) == len(set(fetched))
+        assert {s for f in again.bases for s in f.sources} == set(objs)
+        # a third load of the same set builds nothing
+        fetched.clear()
+        third = StoreIndex()
+        third.set_bases(*indexcache.cover(Path(d), objs, fetch))
+        assert fetched == []
+        _check(third, _model(objs, set()), universe)
+
+
+def _big_rows(n_packs: int, per_pack: int, salt: str = "") -> Rows:
+    out: Rows = []
+    for p in range(n_packs):
+        entries = [PackEntry("data", bytes.fromhex(_hexname(p * per_pack + i, "blob" + salt)),
+                             i * 100, 100, 90) for i in range(per_pack)]
+        out.append((_hexname(p, "bigpack" + salt), "data", per_pack * 100, entries))
+    return out
+
+
+def _one_file(d: Path, rows: Rows) -> tuple[str, Path]:
+    name = _hexname(1, "source")
+    files, _ = indexcache.cover(d, [name], lambda _n: Fetched(rows))
+    assert len(files) == 1
+    return name, files[0].path
+
+
+def _flip(path: Path, offset: int) -> None:
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        b = f.read(1)
+        f.seek(offset)
+        f.write(bytes([b[0] ^ 0x40]))
+
+
+@pytest.mark.parametrize("where", ["header", "pack table", "last byte", "truncated",
+                                   "appended"])
+def test_a_damaged_file_is_refused_at_open_and_rebuilt(tmp_path: Path, where: str) -> None:
+    rows = _big_rows(3, 50)
+    name, path = _one_file(tmp_path, rows)
+    size = path.stat().st_size
+    if where == "header":
+        _flip(path, 20)
+    elif where == "pack table":
+        _flip(path, 64 + 32 + 5)
+    elif where == "last byte":
+        _flip(path, size - 1)
+    elif where == "truncated":
+        os.truncate(path, size - 10)
+    else:
+        with open(path, "ab") as f:
+            f.write(b"x")
+    if where != "last byte":  # a record byte is only checked by the lookup touching it
+        with pytest.raises(CacheDamaged):
+            CompactFile(path, [name])
+    calls: list[str] = []
+    warned: list[str] = []
+    files, _ = indexcache.cover(tmp_path, [name],
+                                lambda n: calls.append(n) or Fetched(rows), warned.append)
+    index = StoreIndex()
+    index.set_bases(files)
+    index.rebuild = lambda f: indexcache.build(tmp_path, f.sources, lambda n: Fetched(rows))
+    for _pname, _k, _s, entries in rows:
+        for e in entries:
+            loc = index.lookup(e.id)
+            assert loc.entry == e
+    assert where == "last byte" or calls == [name]
+    assert CompactFile(path, [name]).n == 150
+
+
+def test_a_flipped_record_byte_is_found_by_the_lookup_and_rebuilt(tmp_path: Path) -> None:
+    rows = _big_rows(4, BLOCK)  # several blocks
+    name, path = _one_file(tmp_path, rows)
+    f = CompactFile(path, [name])
+    victim = rows[2][3][7]
+    # the record block holding ``victim``: damage a byte of its record
+    i = next(k for k in range(f.n) if f._prefix[k] == int.from_bytes(victim.id[:8], "big"))
+    f.close()
+    _flip(path, path.stat().st_size - (f.n - i) * 48 + 30)  # its length field
+    f = CompactFile(path, [name])  # the header is intact: opens
+    with pytest.raises(CacheDamaged):
+        f.find(victim.id)
+    rebuilt: list[str] = []
+    index = StoreIndex()
+    index.set_bases([f])
+
+    def rebuild(damaged: CompactFile) -> CompactFile:
+        rebuilt.append(damaged.path.name)
+        damaged.path.unlink()
+        return indexcache.build(tmp_path, damaged.sources, lambda _n: Fetched(rows))
+
+    index.rebuild = rebuild
+    assert index.lookup(victim.id).entry == victim  # never the damaged offset
+    assert rebuilt == [path.name]
+
+
+def test_a_file_of_another_set_is_never_used(tmp_path: Path) -> None:
+    rows = _big_rows(2, 10)
+    name, path = _one_file(tmp_path, rows)
+    other = _hexname(2, "source")
+    wrong = tmp_path / file_name([other])
+    path.rename(wrong)  # a file claiming to be the index of ``other``
+    with pytest.raises(CacheDamaged):
+        CompactFile(wrong, [other])
+    other_rows = _big_rows(1, 5, "other")
+    files, _ = indexcache.cover(tmp_path, [other], lambda _n: Fetched(other_rows))
+    index = StoreIndex()
+    index.set_bases(files)
+    assert rows[0][3][0].id not in index
+    assert index.lookup(other_rows[0][3][0].id).pack == other_rows[0][0]
+
+
+def test_files_merge_like_a_binary_counter(tmp_path: Path) -> None:
+    names: list[str] = []
+    rows: dict[str, Rows] = {}
+    for k in range(12):
+        n = _hexname(k, "counter")
+        names.append(n)
+        rows[n] = _big_rows(1, 20, str(k))
+        files, _ = indexcache.cover(tmp_path, names, lambda x: Fetched(rows[x]))
+        sizes = sorted((len(f) for f in files), reverse=True)
+        assert all(sizes[i] >= 2 * sum(sizes[i + 1:]) for i in range(len(sizes) - 1))
+        assert len(files) <= 4
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert len(left) == len(files) and all(p.endswith(SUFFIX) for p in left)
+
+
+# ----- a real store ------------------------------------------------------------------
+
+
+def _store_with_objects(path: Path, n: int) -> tuple[Store, list[bytes]]:
+    st = make_store(path)
+    st.cache_dir = path.parent / "cache"
+    st.cache_dir.mkdir(exist_ok=True)
+    blobs = []
+    for i in range(n):
+        blobs.append(st.add_blob(DATA, f"blob {i} ".encode() * 50).id)
+        st.flush()  # one index object each
+    return st, blobs
+
+
+def _reopen(path: Path) -> Store:
+    from casbackup.store import open_store
+    from casbackup.store.cachedir import CacheSettings
+
+    return open_store(str(path), lambda: PASSWORD, cache=CacheSettings(path.parent / "cache"))
+
+
+def _counting(st: Store) -> list[str]:
+    """Names of the index objects ``st`` reads from now on (through its one read path)."""
+    reads: list[str] = []
+    orig = st.read_object
+
+    def counted(prefix: str, name: str, kind: str) -> bytes:
+        if prefix == "index/":
+            reads.append(name)
+        return orig(prefix, name, kind)
+
+    st.read_object = counted  # type: ignore[method-assign]
+    return reads
+
+
+def test_a_second_command_reads_only_the_objects_added_since(tmp_path: Path) -> None:
+    st, blobs = _store_with_objects(tmp_path / "s", 5)
+    st.close()
+    a = _reopen(tmp_path / "s")
+    reads = _counting(a)
+    a.load_index()
+    assert len(reads) == 5 and all(a.has_blob(b) for b in blobs)
+    a.close()
+    b = _reopen(tmp_path / "s")
+    reads = _counting(b)
+    b.load_index()
+    assert reads == [] and all(b.get_blob(x) for x in blobs)
+    new = b.add_blob(DATA, b"another writer" * 10).id
+    b.flush()
+    b.close()
+    c = _reopen(tmp_path / "s")
+    reads = _counting(c)
+    c.load_index()
+    assert len(reads) == 1 and c.has_blob(new) and all(c.has_blob(x) for x in blobs)
+    c.close()
+
+
+def test_a_condemned_pack_is_not_found_in_the_cached_index(tmp_path: Path) -> None:
+    st, blobs = _store_with_objects(tmp_path / "s", 3)
+    st.close()
+    a = _reopen(tmp_path / "s")
+    a.load_index()
+    loc = a.locate(blobs[1])
+    a.exclude_packs([loc.pack])
+    assert not a.has_blob(blobs[1]) and a.index.get(blobs[1]) is None
+    assert a.has_blob(blobs[0]) and a.has_blob(blobs[2])
+    a.close()
+    b = _reopen(tmp_path / "s")  # excluded before the load, as a write session does
+    b.exclude_packs([loc.pack])
+    b.load_index()
+    assert not b.has_blob(blobs[1]) and b.has_blob(blobs[0])
+    assert loc.pack not in {p.name for p in b.index.iter_packs()}
+    b.exclude_packs([])
+    assert b.has_blob(blobs[1])
+    b.close()
+
+
+def test_a_damaged_cache_file_of_a_real_store_is_rebuilt(tmp_path: Path) -> None:
+    st, blobs = _store_with_objects(tmp_path / "s", 3)
+    st.close()
+    a = _reopen(tmp_path / "s")
+    a.load_index()
+    a.close()
+    assert a.cache_dir is not None
+    (f,) = list((a.cache_dir / "compact-index").iterdir())
+    _flip(f, f.stat().st_size - 5)  # inside the last record
+    b = _reopen(tmp_path / "s")
+    warned: list[str] = []
+    b.on_warning = warned.append
+    assert [b.get_blob(x) for x in blobs] == [f"blob {i} ".encode() * 50 for i in range(3)]
+    assert warned and "damaged" in warned[0]
+    b.close()
+    CompactFile(f, [s for s in CompactFile(f).sources])  # the rebuilt file is whole
+
+
+_BUILDER = """
+import sys
+from pathlib import Path
+from casbackup.store import open_store
+from casbackup.store.cachedir import CacheSettings
+st = open_store(sys.argv[1], lambda: {pw!r}, cache=CacheSettings(Path(sys.argv[2])))
+st.load_index()
+want = [bytes.fromhex(h) for h in sys.argv[3].split(",")]
+assert all(st.has_blob(b) for b in want)
+print(len(st.index))
+"""
+
+
+def test_two_processes_building_at_once(tmp_path: Path) -> None:
+    st, blobs = _store_with_objects(tmp_path / "s", 12)
+    st.close()
+    cache = tmp_path / "cache"
+    code = _BUILDER.format(pw=PASSWORD)
+    arg = ",".join(b.hex() for b in blobs)
+    for _ in range(3):
+        for f in cache.glob("*/compact-index/*"):
+            f.unlink()
+        procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "s"), str(cache),
+                                   arg], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                 for _ in range(2)]
+        for p in procs:
+            out, err = p.communicate(timeout=120)
+            assert p.returncode == 0, err.decode()
+            assert int(out) == 12
+        left = list(cache.glob("*/compact-index/*"))
+        assert left and all(f.name.endswith(SUFFIX) for f in left)  # no temp files left
+        for f in left:
+            CompactFile(f)
