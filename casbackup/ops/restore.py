@@ -30,6 +30,14 @@ Invariants:
   entry, removes the files not completely written, and propagates: no file whose
   metadata was applied is incomplete.
 - With ``verify`` every restored file is read back and re-hashed against its BlobIds.
+- In place (``overwrite`` a mode of ``restore_existing``): the target is surveyed first
+  (read only) and only the blobs of files that differ are fetched; a file updated in
+  place keeps its inode and gets only its differing ranges; an existing directory that
+  merely leads to a backed-up path (``--target /``: ``/``, ``/home``) keeps its own
+  metadata. ``--delete`` removes, after the content and before directories' metadata,
+  what the survey found that the snapshot does not have (fd-relative, never following).
+- Crash points (``faults``): ``restore:blob`` after each blob is written everywhere it
+  goes, ``restore:before-delete``, ``restore:before-metadata``.
 """
 
 from __future__ import annotations
@@ -711,6 +719,7 @@ class _Restorer:
                     except OSError as err:
                         self._fail(idx, err)
                 self.obs.progress(len(plain) * len(blobs[e.id][1]))
+                crash_point("restore:blob")
 
     def _create_write(self, i: int, data: bytes | memoryview,
                       runs: list[tuple[int, int]]) -> None:
@@ -807,8 +816,8 @@ class _Restorer:
     def dir_metadata(self) -> None:
         dirs = [i for i, it in enumerate(self.items) if it.node.type == DIR]
         for i in sorted(dirs, key=lambda d: self.items[d].depth, reverse=True):
-            if self._failed[i]:
-                continue
+            if self._failed[i] or (self.sv.verdict[i] == UNCHANGED and not self.items[i].own):
+                continue  # an existing directory only leading to backed-up paths: as it is
             fd = self.dirs.acquire(i)
             try:
                 self._meta(i, meta_fd, fd)
