@@ -708,6 +708,7 @@ class _Restorer:
                 except IntegrityError as err:
                     raise IntegrityError(f"pack {pack[:16]}: {err}") from None
                 runs = nonzero_runs(plain)
+                verdict = self.sv.verdict
                 for idx, off in blobs[e.id][1]:
                     if self._failed[idx]:
                         continue
@@ -715,7 +716,10 @@ class _Restorer:
                         if idx in self._in_fill:
                             self._create_write(idx, plain, runs)
                         elif self._wait_created(idx):
-                            self._pwrite(idx, plain, off, runs)
+                            # a file updated in place holds old bytes where zeros go
+                            whole = [(0, len(plain))] if plain else []
+                            self._pwrite(idx, plain, off,
+                                         whole if verdict[idx] == UPDATE else runs)
                     except OSError as err:
                         self._fail(idx, err)
                 self.obs.progress(len(plain) * len(blobs[e.id][1]))

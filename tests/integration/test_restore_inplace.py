@@ -172,6 +172,7 @@ def big(tmp_path: Path) -> tuple[Store, Path, Path]:
     src = tmp_path / "src"
     (src / "d").mkdir(parents=True)
     (src / "big").write_bytes(os.urandom(12 << 20))
+    (src / "zeros").write_bytes(os.urandom(1000) + bytes(3 << 20) + os.urandom(1000))
     for i in range(20):
         (src / "d" / f"f{i}").write_bytes(os.urandom(5000 + i))
     st_ = make_store(tmp_path / "store")
@@ -191,10 +192,13 @@ def test_one_changed_chunk_of_a_large_file_is_all_that_is_read_and_written(
         b = f.read(1)
         f.seek(6 << 20)
         f.write(bytes([b[0] ^ 1]))
+    with open(root / "zeros", "r+b") as f:  # data where the snapshot has zeros (a hole)
+        f.seek(1 << 20)
+        f.write(os.urandom(1 << 20))
     res = restore(st_, "latest", str(target), overwrite="if-changed")
     assert tree_state(root) == tree_state(src)
     assert os.stat(root / "big").st_ino == ino  # updated in place, not recreated
-    assert res.files == 1 and res.unchanged == 20
+    assert res.files == 2 and res.unchanged == 20
     assert 0 < res.bytes_written <= 8 << 20 and res.bytes_written < full.bytes_written / 2
     assert 0 < res.bytes_read < full.bytes_read / 2
 
@@ -206,7 +210,7 @@ def test_modes_never_and_if_newer(big: tuple[Store, Path, Path]) -> None:
     f.write_bytes(b"mine")
     os.utime(f, ns=(4_000_000_000 * 10**9, 4_000_000_000 * 10**9))  # newer than the snapshot
     res = restore(st_, "latest", str(target), overwrite="never")
-    assert f.read_bytes() == b"mine" and res.skipped == 21 and res.files == 0
+    assert f.read_bytes() == b"mine" and res.skipped == 22 and res.files == 0
     res = restore(st_, "latest", str(target), overwrite="if-newer")
     assert f.read_bytes() == b"mine" and res.files == 0
     os.utime(f, ns=(1, 1))  # now older than the snapshot's
@@ -238,9 +242,9 @@ def test_dry_run_json_names_each_action_and_writes_nothing(
     summary = lines[-1]
     assert summary["message_type"] == "summary" and summary["dry_run"] is True
     assert (summary["files_restored"], summary["files_skipped"], summary["files_deleted"]) \
-        == (2, 19, 1)
+        == (2, 20, 1)
     assert summary["bytes_restored"] == 5002 + 5003
-    assert summary["total_files"] == 21
+    assert summary["total_files"] == 22
 
 
 def test_delete_stays_inside_backed_up_paths_and_never_follows(
