@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
            "cache": "warm (not dropped)", **results}
     for k in ("wall_s", "cpu_s"):
         ip = [r[k] for r in results["inplace"]]
-        out[f"full_over_inplace_{k}"] = [round(f[k] / i, 1) for f, i in
+        out[f"full_over_inplace_{k}"] = [round(f / i, 1) for f, i in
                                          zip([r[k] for r in results["full"]], ip, strict=True)]
         if restic:
             out[f"restic_full_over_inplace_{k}"] = [
