@@ -10,7 +10,8 @@ which must give back the backed-up tree exactly (fingerprint checked) while read
 the store and writing only what the mutation changed. The same run times a full casbackup
 restore into an empty directory and a full ``restic restore`` (restic 0.14 has no
 ``--overwrite``; a restic 0.17+ on PATH is used in place as well). Each step is a child
-process measured with ``os.wait4``: wall and CPU seconds, peak RSS. The page cache is
+process measured with ``os.wait4`` (wall and CPU seconds) and ``/usr/bin/time``
+(peak RSS). The page cache is
 not dropped (the machine is shared): every figure is warm-cache.
 
 Usage::
@@ -39,9 +40,13 @@ PASSWORD = "bench-password"
 
 def run_child(cmd: list[str], env: dict[str, str]) -> dict[str, Any]:
     """Run CMD, return wall/CPU seconds and peak RSS (MiB) of that child alone."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+    # peak RSS from /usr/bin/time: a child forked from this (large) process reports at
+    # least this process's RSS as its own ru_maxrss
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
+            tempfile.NamedTemporaryFile("r") as rss:
         t0 = time.perf_counter()
-        p = subprocess.Popen(cmd, env=env, stdout=out, stderr=err)
+        p = subprocess.Popen(["/usr/bin/time", "-f", "%M", "-o", rss.name, *cmd], env=env,
+                             stdout=out, stderr=err)
         _, status, ru = os.wait4(p.pid, 0)
         wall = time.perf_counter() - t0
         p.returncode = code = os.waitstatus_to_exitcode(status)
@@ -50,7 +55,8 @@ def run_child(cmd: list[str], env: dict[str, str]) -> dict[str, Any]:
         if code != 0:
             raise SystemExit(f"{' '.join(cmd)} failed ({code}): {err.read().decode()[-2000:]}")
         return {"wall_s": round(wall, 3), "cpu_s": round(ru.ru_utime + ru.ru_stime, 3),
-                "peak_rss_mib": round(ru.ru_maxrss / 1024, 1), "stdout": out.read()}
+                "peak_rss_mib": round(int(rss.read().split()[-1]) / 1024, 1),
+                "stdout": out.read()}
 
 
 def summary(out: bytes) -> dict[str, Any]:
