@@ -68,10 +68,10 @@ def test_exclusive_put_raises_already_exists(backend: Backend) -> None:
 
 def test_overwrite_replaces(backend: Backend) -> None:
     backend.put("locks/l1", b"one")
-    backend.put("locks/l1", b"two-longer", overwrite="always")
+    backend.put("locks/l1", b"two-longer", overwrite=True)
     assert backend.get("locks/l1") == b"two-longer"
     assert backend.stat("locks/l1").size == 10
-    backend.put("locks/new", b"n", overwrite="always")  # overwrite=True also creates
+    backend.put("locks/new", b"n", overwrite=True)  # overwrite=True also creates
     assert backend.get("locks/new") == b"n"
 
 

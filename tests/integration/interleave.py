@@ -418,7 +418,7 @@ def schedule(seed: int, sources: list[Path], pause_p: float = 0.02,
     rnd = world.rnd
     start = _start(sources)
     for k, v in start.objects.items():
-        world.mem.put(k, v, overwrite="always")
+        world.mem.put(k, v, overwrite=True)
     master, config, side = start.master, start.config, start.side
     base = Store(world.mem, config, master)
     out = Outcome(dict(start.committed), set(start.forgotten))
