@@ -2,11 +2,16 @@
 
 Invariants: warnings and entries that could not be restored are printed as they happen
 (by the observer), each naming its path; when any entry could not be restored the
-command ends with ``PartialError`` (exit 3) after the summary.
+command ends with ``PartialError`` (exit 3) after the summary. ``--dry-run`` writes
+nothing: it prints each entry's action (restic's ``restored``, ``updated``,
+``unchanged``, ``deleted``; with ``--json`` one ``verbose_status`` line each) and the
+summary, whose field names are restic's (``files_restored``, ``bytes_restored``, ...).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from enum import StrEnum
 from typing import Annotated
 
 import typer
@@ -27,12 +32,21 @@ from .progress import CliObserver
 from .signals import on_interrupt
 
 
+class Overwrite(StrEnum):
+    always = "always"
+    if_changed = "if-changed"
+    if_newer = "if-newer"
+    never = "never"
+
+
 @store_command
 @snapshot_filter_options
 def restore_cmd(
     ctx: Ctx,
-    snapshot: Annotated[str, typer.Argument(help="Snapshot id (prefix) or 'latest'.")],
-    target: Annotated[str, typer.Argument(help="Directory to restore into.")],
+    snapshot: Annotated[str, typer.Argument(
+        help="Snapshot id (prefix) or 'latest', optionally with :PATH (that subtree).")],
+    target: Annotated[str, typer.Argument(
+        help="Directory to restore into ('/': where the files were backed up from).")],
     include: Annotated[
         list[str] | None,
         typer.Option("--include", "-i", help="Restore only paths matching (repeatable)."),
@@ -41,9 +55,25 @@ def restore_cmd(
         list[str] | None,
         typer.Option("--exclude", "-e", help="Leave out paths matching (repeatable)."),
     ] = None,
+    # --- in place (issue #14): what to do with what the target already holds ---
     overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="Allow a non-empty target.")
-    ] = False,
+        Overwrite | None,
+        typer.Option("--overwrite", metavar="MODE", help=(
+            "Restore into a non-empty target: always (compare every file's content), "
+            "if-changed (size and mtime, then content), if-newer (only entries older "
+            "than the snapshot's), never (leave existing entries). Only differing "
+            "chunks of a file are rewritten.")),
+    ] = None,
+    delete: Annotated[bool, typer.Option(
+        "--delete", help="Remove what the snapshot does not have (only inside "
+        "backed-up paths and selected ones; never follows symlinks).")] = False,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", "-n", help="Show what would be restored, updated and deleted; "
+        "write nothing.")] = False,
+    strip_components: Annotated[int, typer.Option(
+        "--strip-components", metavar="N", min=0,
+        help="Drop N leading path components (shallower entries are left out).")] = 0,
+    # --- end in place ---
     verify_: Annotated[bool, typer.Option("--verify", help="Re-hash what was written.")] = False,
     metrics_file: MetricsFileOpt = None,
     metrics_job: MetricsJobOpt = None,
@@ -60,36 +90,69 @@ def restore_cmd(
             target,
             include=include,
             exclude=exclude,
-            overwrite=overwrite,
+            overwrite=overwrite.value if overwrite is not None else None,
+            delete=delete,
+            dry_run=dry_run,
+            strip_components=strip_components,
             verify=verify_,
             observer=obs,
             filt=filt,
+            on_action=_print_action(ctx.json) if dry_run else None,
         )
         record(res, partial=f"{len(res.failed)} entries not restored" if res.failed else None)
     if ctx.json:
         emit_json(
             {
                 "type": "summary",
+                "message_type": "summary",
+                "dry_run": dry_run,
                 "snapshot_id": res.snapshot.id,
                 "files": res.files,
                 "dirs": res.dirs,
                 "bytes_written": res.bytes_written,
+                "bytes_read": res.bytes_read,
+                "total_files": res.total_files,
+                "total_bytes": res.total_bytes,
+                "files_restored": res.total_files - res.unchanged - res.skipped,
+                "files_skipped": res.unchanged + res.skipped,
+                "files_deleted": res.deleted,
+                "bytes_restored": res.bytes_planned,
+                "bytes_skipped": max(0, res.total_bytes - res.bytes_planned),
                 "warnings": res.warnings,
                 "failed": res.failed,
                 "verified": verify_,
             }
+        )
+    elif dry_run:
+        echo(
+            f"would restore {res.total_files - res.unchanged - res.skipped} of "
+            f"{res.total_files} files ({human_bytes(res.bytes_planned)}), leave "
+            f"{res.unchanged + res.skipped} unchanged, delete {res.deleted}"
         )
     else:
         echo(
             f"restored snapshot {res.snapshot.id[:8]}: {res.files} files, {res.dirs} "
             f"directories, {human_bytes(res.bytes_written)}"
             f"{' (verified)' if verify_ else ''}"
+            + (f"; {res.unchanged + res.skipped} unchanged" if res.unchanged + res.skipped
+               else "")
+            + (f", {res.deleted} deleted" if res.deleted else "")
         )
     if res.failed:
         raise PartialError(
             f"{len(res.failed)} entries could not be restored (first: {res.failed[0]}); "
             "everything else was restored"
         )
+
+
+def _print_action(json_lines: bool) -> Callable[[str, str, int], None]:
+    def show(path: str, action: str, size: int) -> None:
+        if json_lines:
+            emit_json({"message_type": "verbose_status", "action": action, "item": path,
+                       "size": size})
+        else:
+            echo(f"{action:<9} {path}" + (f" ({human_bytes(size)})" if size else ""))
+    return show
 
 
 def register(app: typer.Typer) -> None:

@@ -30,6 +30,14 @@ Invariants:
   entry, removes the files not completely written, and propagates: no file whose
   metadata was applied is incomplete.
 - With ``verify`` every restored file is read back and re-hashed against its BlobIds.
+- In place (``overwrite`` a mode of ``restore_existing``): the target is surveyed first
+  (read only) and only the blobs of files that differ are fetched; a file updated in
+  place keeps its inode and gets only its differing ranges; an existing directory that
+  merely leads to a backed-up path (``--target /``: ``/``, ``/home``) keeps its own
+  metadata. ``--delete`` removes, after the content and before directories' metadata,
+  what the survey found that the snapshot does not have (fd-relative, never following).
+- Crash points (``faults``): ``restore:blob`` after each blob is written everywhere it
+  goes, ``restore:before-delete``, ``restore:before-metadata``.
 """
 
 from __future__ import annotations
@@ -46,20 +54,34 @@ from typing import TypeVar
 from ..errors import IntegrityError, UsageError
 from ..faults import crash_point
 from ..model.snapshot import Snapshot
-from ..model.tree import BLOCKDEV, CHARDEV, DIR, FIFO, FILE, SYMLINK
+from ..model.tree import BLOCKDEV, CHARDEV, DIR, FIFO, FILE, SOCKET, SYMLINK
 from ..source.fs import raise_fd_limit
 from ..store import PackEntry, Store
 from ..store.locks import shared_lock
 from .observer import NULL, Observer
+from .restore_existing import (
+    ALWAYS,
+    MODES,
+    NEVER,
+    NEW,
+    REPLACE,
+    SKIP,
+    UNCHANGED,
+    UPDATE,
+    Survey,
+    all_new,
+    survey,
+)
 from .restore_fs import ROOT, DirFds, NotRestored, identity, open_dir, remove_at, show
 from .restore_meta import MetaFn, meta_fd, meta_special, meta_symlink
-from .restore_plan import Item, check_links, link_plan, select, walk
-from .snapsel import ANY, SnapshotFilter, resolve
+from .restore_plan import Item, Selection, check_links, link_plan, select, walk
+from .snapsel import ANY, SnapshotFilter, locate, resolve, split_ref
 
 _CREATORS = 4  # threads creating files (file creation waits on the filesystem's journal)
 _HOLE = 64 * 1024  # zero runs of this many aligned bytes inside a blob become holes
 _ZERO = bytes(_HOLE)
 _NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_EXISTING = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 _KIND = {stat.S_IFDIR: "a directory", stat.S_IFLNK: "a symlink", stat.S_IFREG: "a file"}
 _T = TypeVar("_T")
 
@@ -91,11 +113,51 @@ def nonzero_runs(data: bytes | memoryview) -> list[tuple[int, int]]:
 @dataclass
 class RestoreResult:
     snapshot: Snapshot
-    files: int = 0
+    files: int = 0  # files written (new, replaced or updated in place)
     dirs: int = 0
     bytes_written: int = 0
+    bytes_read: int = 0  # sealed bytes fetched from the store
+    unchanged: int = 0  # entries already as the snapshot has them (metadata applied)
+    skipped: int = 0  # existing entries the --overwrite mode left alone
+    deleted: int = 0  # entries --delete removed
+    total_files: int = 0  # non-directory entries planned
+    total_bytes: int = 0  # the sum of the planned files' sizes
+    bytes_planned: int = 0  # of those, what is (or with --dry-run: would be) written
     warnings: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)  # "path: reason", each not restored
+
+
+Action = Callable[[str, str, int], None]  # (path, restic action, size)
+_ACTION = {NEW: "restored", REPLACE: "updated", UPDATE: "updated", UNCHANGED: "unchanged",
+           SKIP: "unchanged"}
+
+
+def _below(paths: list[str]) -> Callable[[bytes], bool]:
+    """Whether a snapshot path is at or below one of the snapshot's backed-up PATHS."""
+    tops = [os.fsencode(p).rstrip(b"/") for p in paths]
+    if any(not t for t in tops):
+        return lambda p: True
+
+    def below(p: bytes) -> bool:
+        return any(p == t or p.startswith(t + b"/") for t in tops)
+    return below
+
+
+def plan_items(store: Store, snap: Snapshot, sub: str | None, strip: int,
+               ) -> tuple[list[Item], bool]:
+    """The entries to restore: the snapshot's tree, or the subtree (or one entry) at SUB
+    (``SNAP:PATH``), with STRIP leading components dropped; and whether the target's root
+    is at or below a backed-up path."""
+    below = _below(snap.paths)
+    if sub is None or sub.strip("/") == "":
+        return walk(store, snap.tree, strip=strip, below=below)
+    loc = locate(store.load_tree, snap, sub)
+    if loc.tree is not None:
+        return walk(store, loc.tree, base=loc.path, strip=strip, below=below)
+    assert loc.node is not None
+    if strip:
+        raise UsageError(f"--strip-components does not apply to the one entry {sub}")
+    return [Item(loc.node.name, loc.node, own=below(loc.path))], False
 
 
 def restore(
@@ -105,36 +167,59 @@ def restore(
     *,
     include: list[str] | None = None,
     exclude: list[str] | None = None,
-    overwrite: bool = False,
+    overwrite: str | None = None,  # None: the target must be empty; else one of MODES
+    delete: bool = False,
+    dry_run: bool = False,
+    strip_components: int = 0,
     verify: bool = False,
     observer: Observer = NULL,
     workers: int | None = None,  # packs read at once; None: Store.parallel_reads()
     filt: SnapshotFilter = ANY,  # REF must name a snapshot this accepts (snapsel)
+    on_action: Action | None = None,  # with dry_run: each entry's action
 ) -> RestoreResult:
+    if overwrite is not None and overwrite not in MODES:
+        raise UsageError(f"--overwrite {overwrite}: not one of {', '.join(MODES)}")
+    if strip_components < 0:
+        raise UsageError("--strip-components must be 0 or more")
     raise_fd_limit()
-    snap = resolve(store, ref, filt)
+    snap_ref, sub = split_ref(ref)
+    snap = resolve(store, snap_ref, filt)
     tgt = os.path.abspath(os.fsencode(target))
-    if os.path.lexists(tgt):
+    exists = os.path.lexists(tgt)
+    if exists:
         if not os.path.isdir(tgt):
             raise UsageError(f"restore target {show(tgt)} exists and is not a directory")
-        if os.listdir(tgt) and not overwrite:
-            raise UsageError(f"restore target {show(tgt)} is not empty (use --overwrite)")
+        if os.listdir(tgt):
+            if overwrite is None:
+                raise UsageError(f"restore target {show(tgt)} is not empty "
+                                 f"(use --overwrite {'|'.join(MODES)})")
+        else:
+            exists = False
     with shared_lock(store, "restore", read_only=True):
         store.load_index()
-        items = walk(store, snap.tree)
+        items, own_root = plan_items(store, snap, sub, strip_components)
         check_links(items)
-        items = select(items, include or [], exclude or [])
+        items, sel = select(items, include or [], exclude or [])
         link_plan(items)
-        plan, slots, short = fill_plan(store, items)  # a missing blob: nothing written yet
-        os.makedirs(tgt, exist_ok=True)
+        sv = _survey(store, tgt, items, overwrite or ALWAYS, sel,
+                     (lambda d: own_root if d == ROOT else items[d].own) if delete else None,
+                     exists)
+        plan, slots, short = fill_plan(store, items, sv)  # a missing blob: nothing written
         res = RestoreResult(snap)
-        r = _Restorer(store, tgt, items, observer, res, overwrite)
+        _count(res, items, sv, plan)
+        if dry_run:
+            _report(items, sv, tgt, on_action)
+            res.deleted = len(sv.extra)
+            return res
+        os.makedirs(tgt, exist_ok=True)
+        r = _Restorer(store, tgt, items, observer, res, overwrite, sv)
         for i, msg in short:
             r.warn(i, msg)
-        total = sum(it.node.size for it in items if it.node.type == FILE)
-        observer.start("restore", total_bytes=total, total_files=len(items))
+        observer.start("restore", total_bytes=res.bytes_planned, total_files=len(items))
         try:
             r.create_and_fill(plan, slots, workers or store.parallel_reads())
+            crash_point("restore:before-delete")
+            r.delete_extra()
             crash_point("restore:before-metadata")
             r.dir_metadata()
             if verify:
@@ -145,24 +230,79 @@ def restore(
         return res
 
 
-def fill_plan(store: Store, items: list[Item]) -> tuple[Plan, list[int], list[tuple[int, str]]]:
+def _survey(store: Store, tgt: bytes, items: list[Item], mode: str, sel: Selection,
+            deletable: Callable[[int], bool] | None, exists: bool) -> Survey:
+    if not exists:
+        return all_new(len(items))
+
+    def lengths(ids: list[bytes]) -> list[int]:
+        return [store.locate(b).entry.raw_length for b in ids]
+
+    root = os.open(tgt, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        return survey(root, items, mode, lengths, store.codec.blob_id, sel=sel,
+                      deletable=deletable)
+    finally:
+        os.close(root)
+
+
+def _count(res: RestoreResult, items: list[Item], sv: Survey, plan: Plan) -> None:
+    for i, it in enumerate(items):
+        n = it.node
+        if n.type == DIR:
+            continue
+        res.total_files += 1
+        res.total_bytes += n.size if n.type == FILE else 0
+        v = sv.verdict[i]
+        if v == SKIP:
+            res.skipped += 1
+        elif v == UNCHANGED:
+            res.unchanged += 1
+    res.bytes_planned = sum(e.raw_length * len(uses) for blobs in plan.values()
+                            for e, uses in blobs.values())
+
+
+def _report(items: list[Item], sv: Survey, tgt: bytes, on_action: Action | None) -> None:
+    """--dry-run: what each entry would get, then what --delete would remove."""
+    if on_action is None:
+        return
+    top = tgt.rstrip(b"/")
+    for i, it in enumerate(items):
+        if it.node.type == SOCKET:
+            continue
+        size = it.node.size if it.node.type == FILE else 0
+        on_action(show(top + b"/" + it.path), _ACTION[sv.verdict[i]], size)
+    for d, name, _, size in sv.extra:
+        base = top + b"/" + items[d].path if d != ROOT else top
+        on_action(show(base + b"/" + name), "deleted", size)
+
+
+def fill_plan(store: Store, items: list[Item], sv: Survey,
+              ) -> tuple[Plan, list[int], list[tuple[int, str]]]:
     """Where each needed blob goes, how many blob slots each item has, and the files
-    whose content does not add up to their size (warned about)."""
+    whose content does not add up to their size (warned about). Only the blobs of files
+    written (new, replaced: all; updated in place: those that differ) are planned."""
     plan: Plan = defaultdict(dict)
     slots = [0] * len(items)
     short: list[tuple[int, str]] = []
     for i, it in enumerate(items):
         if it.node.type != FILE or it.link_to is not None or not it.node.content:
             continue
-        off = 0
-        for bid in it.node.content:
+        v = sv.verdict[i]
+        if v in (UNCHANGED, SKIP):
+            continue
+        need = sv.need.get(i) if v == UPDATE else None
+        off = n = 0
+        for k, bid in enumerate(it.node.content):
             loc = store.locate(bid)
-            slot = plan[loc.pack].get(bid)
-            if slot is None:
-                slot = plan[loc.pack][bid] = (loc.entry, [])
-            slot[1].append((i, off))
+            if need is None or need[k]:
+                slot = plan[loc.pack].get(bid)
+                if slot is None:
+                    slot = plan[loc.pack][bid] = (loc.entry, [])
+                slot[1].append((i, off))
+                n += 1
             off += loc.entry.raw_length
-        slots[i] = len(it.node.content)
+        slots[i] = n
         if off != it.node.size:
             short.append((i, f"snapshot lists {off} bytes of content for size {it.node.size}"))
     return plan, slots, short
@@ -174,13 +314,14 @@ class _Stopped(Exception):
 
 class _Restorer:
     def __init__(self, store: Store, target: bytes, items: list[Item], obs: Observer,
-                 res: RestoreResult, overwrite: bool) -> None:
+                 res: RestoreResult, mode: str | None, sv: Survey) -> None:
         self.store = store
         self.target = target
         self.items = items
         self.obs = obs
         self.res = res
-        self.overwrite = overwrite
+        self.overwrite = mode is not None and mode != NEVER  # may remove what is in the way
+        self.sv = sv
         self.is_root = os.geteuid() == 0
         root = os.open(target, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         soft = int(os.sysconf("SC_OPEN_MAX"))
@@ -201,7 +342,7 @@ class _Restorer:
         self.dirs.close()
 
     def path(self, i: int) -> str:
-        return show(b"/".join((self.target, *self.items[i].parts)))
+        return show(self.target.rstrip(b"/") + b"/" + self.items[i].path)
 
     def warn(self, i: int, msg: str) -> None:
         path = self.path(i)
@@ -257,7 +398,8 @@ class _Restorer:
             mode = os.stat(name, dir_fd=pfd, follow_symlinks=False).st_mode
         except OSError:
             return "something is in the way"
-        return f"{_KIND.get(stat.S_IFMT(mode), 'an entry')} is in the way (use --overwrite)"
+        return (f"{_KIND.get(stat.S_IFMT(mode), 'an entry')} is in the way "
+                "(use --overwrite MODE)")
 
     def _replacing(self, pfd: int, name: bytes) -> None:
         """An entry is where items[i] goes: remove it with --overwrite, else refuse."""
@@ -268,7 +410,11 @@ class _Restorer:
     # 1. directories, in tree order (parents first)
     def make_dirs(self) -> None:
         for i, it in enumerate(self.items):
-            if it.node.type == DIR and not self._skip(i):
+            if it.node.type != DIR:
+                continue
+            if self.sv.verdict[i] == SKIP:  # --overwrite never: a non-directory is there
+                self._mark_failed(i)  # silently: its entries are skipped too
+            elif not self._skip(i):
                 self._in_parent(i, self._dir_one)
 
     def _in_parent(self, i: int, make: Callable[[int, int], None]) -> None:
@@ -317,18 +463,23 @@ class _Restorer:
             if it.link_to is not None:
                 self._links_of.setdefault(it.link_to, []).append(i)
         targets = self._links_of.keys()
+        verdict = self.sv.verdict
         self._in_fill = {
             i for i, it in enumerate(items)
             if it.node.type == FILE and it.link_to is None and i not in targets
-            and slots[i] == 1
+            and slots[i] == 1 and verdict[i] in (NEW, REPLACE)
         }
         for i in range(len(items)):
             self._left[i] = slots[i] + 1
+            if verdict[i] == SKIP:
+                self._done[i] = 1  # left as it is
         for i in self._in_fill:
             self._done[i] = 1
         rest = [i for i, it in enumerate(items)
-                if it.node.type != DIR and it.link_to is None and i not in self._in_fill]
-        links = [i for i, it in enumerate(items) if it.link_to is not None]
+                if it.node.type != DIR and it.link_to is None and i not in self._in_fill
+                and verdict[i] != SKIP]
+        links = [i for i, it in enumerate(items)
+                 if it.link_to is not None and verdict[i] != SKIP]
         creator = threading.Thread(target=self._create_all, args=(rest, links), name="create")
         creator.start()
         try:
@@ -352,7 +503,8 @@ class _Restorer:
         """After a stop: no file that did not get all its content stays behind."""
         for i, it in enumerate(self.items):
             if (it.node.type == FILE and it.link_to is None and i not in self._in_fill
-                    and i in self._ident and self._left[i] > 0 and not self._failed[i]):
+                    and i in self._ident and self._left[i] > 0 and not self._failed[i]
+                    and self.sv.verdict[i] != UPDATE):  # an update stays: a rerun uses it
                 self._unlink_own(i)
 
     def _create_all(self, rest: list[int], links: list[int]) -> None:
@@ -386,11 +538,19 @@ class _Restorer:
         if n.type == FILE and it.link_to is not None:
             self._link(pfd, i, it.link_to)
             return
+        v = self.sv.verdict[i]
+        if v == UNCHANGED:
+            self._unchanged(pfd, i)
+            return
         if n.type == FILE:
-            fd = self._replace(pfd, name, lambda: os.open(name, _NEW, 0o600, dir_fd=pfd))
+            if v == UPDATE:
+                fd = self._open_surveyed(pfd, i, os.O_WRONLY)
+            else:
+                fd = self._replace(pfd, name, lambda: os.open(name, _NEW, 0o600, dir_fd=pfd))
             try:
-                self._ident[i] = identity(os.fstat(fd))
-                if n.size:
+                st = os.fstat(fd)
+                self._ident[i] = identity(st)
+                if n.size != st.st_size:
                     os.ftruncate(fd, n.size)
                 with self._cond:
                     self._done[i] = 1
@@ -420,6 +580,35 @@ class _Restorer:
         # SOCKET: cannot be recreated meaningfully (as tar and restic)
         with self._cond:
             self._done[i] = 1
+
+    def _open_surveyed(self, pfd: int, i: int, flags: int) -> int:
+        """The existing regular file items[i], which must still be the single-link inode
+        the survey saw (else it was replaced meanwhile: not written through)."""
+        fd = os.open(self.items[i].node.name, flags | _EXISTING, dir_fd=pfd)
+        st = os.fstat(fd)
+        if (identity(st) != self.sv.ident.get(i) or not stat.S_ISREG(st.st_mode)
+                or st.st_nlink != 1):
+            os.close(fd)
+            raise NotRestored("the file was replaced during the restore")
+        return fd
+
+    def _unchanged(self, pfd: int, i: int) -> None:
+        """items[i] is already there as the snapshot has it: apply its metadata."""
+        n = self.items[i].node
+        if n.type == FILE:
+            fd = self._open_surveyed(pfd, i, os.O_RDONLY)
+            try:
+                self._ident[i] = identity(os.fstat(fd))
+                self._meta(i, meta_fd, fd)
+            finally:
+                os.close(fd)
+        elif n.type == SYMLINK:
+            self._meta(i, meta_symlink, pfd)
+        elif n.type in (FIFO, CHARDEV, BLOCKDEV):
+            self._meta(i, meta_special, pfd)
+        with self._cond:
+            self._done[i] = 1
+            self._left[i] = 0
 
     def _replace(self, pfd: int, name: bytes, make: Callable[[], _T]) -> _T:
         """``make()`` the entry; one already there is removed first (``_replacing``)."""
@@ -490,11 +679,15 @@ class _Restorer:
         self, pack: str, blobs: dict[bytes, tuple[PackEntry, list[tuple[int, int]]]]
     ) -> None:
         # one pack reader (store/packread.py): coalesced ranges, each blob checked
-        for blob in self.store.stream_blobs(pack, (e for e, _ in blobs.values())):
+        stream = self.store.stream_blobs(pack, (e for e, _ in blobs.values()))
+        with self._cond:
+            self.res.bytes_read += sum(end - start for start, end, _ in stream.reads)
+        for blob in stream:
             if self._stop:
                 raise _Stopped()
             plain = blob.checked()  # written out before the next blob reuses its buffer
             runs = nonzero_runs(plain)
+            verdict = self.sv.verdict
             for idx, off in blobs[blob.entry.id][1]:
                 if self._failed[idx]:
                     continue
@@ -502,10 +695,14 @@ class _Restorer:
                     if idx in self._in_fill:
                         self._create_write(idx, plain, runs)
                     elif self._wait_created(idx):
-                        self._pwrite(idx, plain, off, runs)
+                        # a file updated in place holds old bytes where zeros go
+                        whole = [(0, len(plain))] if plain else []
+                        self._pwrite(idx, plain, off,
+                                     whole if verdict[idx] == UPDATE else runs)
                 except OSError as err:
                     self._fail(idx, err)
             self.obs.progress(len(plain) * len(blobs[blob.entry.id][1]))
+            crash_point("restore:blob")
 
     def _create_write(self, i: int, data: bytes | memoryview,
                       runs: list[tuple[int, int]]) -> None:
@@ -575,11 +772,35 @@ class _Restorer:
     def _meta(self, i: int, apply: MetaFn, fd: int) -> None:
         apply(self.items[i].node, fd, self.is_root, lambda msg: self.warn(i, msg))
 
+    # 2b. --delete: what the snapshot does not have, found by the survey
+    def delete_extra(self) -> None:
+        for d, name, _, _ in self.sv.extra:
+            if d != ROOT and self._failed[d]:
+                continue
+            try:
+                pfd = self.dirs.acquire(d)
+            except OSError as e:
+                self._fail(d, e)
+                continue
+            try:
+                remove_at(pfd, name)  # fd-relative, iterative, never follows a symlink
+                self.res.deleted += 1
+            except FileNotFoundError:
+                pass
+            except OSError as e:
+                where = self.target.rstrip(b"/") + b"/" + (
+                    self.items[d].path + b"/" if d != ROOT else b"")
+                msg = f"not deleted: {e.strerror or e}"
+                self.res.failed.append(f"{show(where + name)}: {msg}")
+                self.obs.warn(show(where + name), msg)
+            finally:
+                self.dirs.release(d)
+
     def dir_metadata(self) -> None:
         dirs = [i for i, it in enumerate(self.items) if it.node.type == DIR]
-        for i in sorted(dirs, key=lambda d: len(self.items[d].parts), reverse=True):
-            if self._failed[i]:
-                continue
+        for i in sorted(dirs, key=lambda d: self.items[d].depth, reverse=True):
+            if self._failed[i] or (self.sv.verdict[i] == UNCHANGED and not self.items[i].own):
+                continue  # an existing directory only leading to backed-up paths: as it is
             fd = self.dirs.acquire(i)
             try:
                 self._meta(i, meta_fd, fd)
@@ -592,7 +813,7 @@ class _Restorer:
     def verify(self) -> None:
         for i, it in enumerate(self.items):
             n = it.node
-            if n.type != FILE or not n.content or self._failed[i]:
+            if n.type != FILE or not n.content or self._failed[i] or self.sv.verdict[i] == SKIP:
                 continue
             with open(self._open_own(i, os.O_RDONLY), "rb") as f:
                 for bid in n.content:

@@ -1,145 +1,108 @@
 """restore's plan: the snapshot's entries in tree order, checked before anything is written.
 
 Invariants:
-- The walk is iterative (an explicit stack): any depth of directories is planned, and
-  every entry's parent comes before it (``Item.parent`` is its index, ``ROOT`` for the top).
-- Every node restore reads is checked as restore will use it; anything else is refused
-  with ``IntegrityError`` naming the tree and path, before the target is touched: a name
-  that is not bytes, empty, ``.``/``..`` or holds ``/`` or NUL; names not strictly sorted
-  (a duplicate name would let a later entry, say a symlink, stand where an earlier one was
-  created); an unknown type; a mode, owner, time, size or device number out of range;
-  content that is not a list of 32-byte ids; a subtree that is not a 32-byte id; a symlink
-  target that is empty or holds NUL; xattrs that are not pairs of byte strings; hard-link
-  groups (same device and inode) whose members disagree about their content.
+- The entries come from the one tree walker (``treewalk.walk``, iterative: any depth),
+  each tree read once and not kept in the store's tree cache; every entry's parent comes
+  before it (``Item.parent`` is its index, ``ROOT`` for the target itself).
+- Every node was validated by the store's strict decoder (``model.tree``: safe, strictly
+  sorted, unique names; each field of its type and in range; a directory has a subtree,
+  a symlink a non-empty target). The plan checks only what the decoder cannot know:
+  uid/gid 2^32-1 (``chown``'s "unchanged"), hard-link groups (same device and inode)
+  whose members disagree about their content, and ``--strip-components`` mapping two
+  entries to one path. Anything else is refused with ``IntegrityError`` / ``UsageError``
+  before the target is touched.
+- An item holds its node and one ``path`` (bytes, ``/``-joined below the target), not a
+  tuple of components: a restore of many files holds one small object per entry.
 - Include/exclude matching costs one match per entry at any depth (an entry is selected
   when it or an ancestor matches: the ancestors' answers are reused, not recomputed).
+  ``Selection.wants`` answers the same question for a path that is not in the snapshot
+  (what ``--delete`` may remove).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from ..errors import IntegrityError
-from ..model.tree import DIR, FILE, SYMLINK, TYPES, Node
+from ..errors import IntegrityError, UsageError
+from ..model.fields import U32
+from ..model.tree import DIR, FILE, Node, Tree
 from ..store import Store
 from .restore_fs import ROOT, show
+from .treewalk import uncached
+from .treewalk import walk as tree_walk
 
 if TYPE_CHECKING:
     from pathspec import GitIgnoreSpec
 
-_ID_LEN = 32
-_U64 = 1 << 64
-_I64 = 1 << 63
-_OWNER = (1 << 32) - 1  # uid/gid 2^32-1 means "unchanged" to chown: not an owner
-
 
 @dataclass(slots=True)
 class Item:
-    parts: tuple[bytes, ...]  # path components below the target
+    path: bytes  # below the target, b"/"-joined (b"a/b")
     node: Node
     parent: int = ROOT  # index of the directory item holding this one
     link_to: int | None = None  # index of the item this one is a hard link of
+    own: bool = True  # at or below a backed-up path (``--delete`` may act inside it)
+
+    @property
+    def depth(self) -> int:
+        return self.path.count(b"/")
 
 
-def _int(v: Any, lo: int, hi: int) -> bool:
-    return type(v) is int and lo <= v < hi
-
-
-_RANGES = (("mode", 0, 0o10000), ("uid", 0, _OWNER), ("gid", 0, _OWNER),
-           ("mtime_ns", -_I64, _I64), ("size", 0, _I64), ("nlink", 0, _U64),
-           ("inode", 0, _U64), ("device", 0, _U64))
-
-
-def _bad_field(n: Node) -> str | None:
-    """What is wrong with node N's fields restore relies on, or None."""
-    if n.type not in TYPES:
-        return "an unknown type"
-    mode, uid, gid, mtime, size = n.mode, n.uid, n.gid, n.mtime_ns, n.size
-    # the usual case in one expression (a restore checks every node); then which field
-    if not (type(mode) is int and type(uid) is int and type(gid) is int
-            and type(mtime) is int and type(size) is int and type(n.nlink) is int
-            and type(n.inode) is int and type(n.device) is int
-            and 0 <= mode < 0o10000 and 0 <= uid < _OWNER and 0 <= gid < _OWNER
-            and -_I64 <= mtime < _I64 and 0 <= size < _I64 and 0 <= n.nlink < _U64
-            and 0 <= n.inode < _U64 and 0 <= n.device < _U64):
-        for f, lo, hi in _RANGES:
-            if not _int(getattr(n, f), lo, hi):
-                return f"a bad {f}"
-    if n.rdev is not None and not _int(n.rdev, 0, _U64):
-        return "a bad rdev"
-    if n.content is not None:
-        if type(n.content) is not list:
-            return "bad content ids"
-        for b in n.content:
-            if type(b) is not bytes or len(b) != _ID_LEN:
-                return "bad content ids"
-    if n.subtree is not None and not (type(n.subtree) is bytes and len(n.subtree) == _ID_LEN):
-        return "a bad subtree id"
-    if n.type == SYMLINK and not (type(n.target) is bytes and n.target
-                                  and b"\0" not in n.target):
-        return "a bad symlink target"
-    if n.xattrs is not None and not all(
-        type(k) is bytes and k and b"\0" not in k and type(v) is bytes
-        for k, v in n.xattrs.items()
-    ):
-        return "bad xattrs"
-    return None
-
-
-def _nodes(store: Store, tree_id: bytes, where: str) -> list[Node]:
-    """The nodes of a tree, each a map and with a well-formed, sorted, unique name."""
-    try:
-        maps = store.load_tree_maps(tree_id)  # the store's strict decoder checks first
-    except IntegrityError as e:
-        raise IntegrityError(f"{e} (at {where})") from None
-    nodes: list[Node] = []
-    prev = b""
-    for m in maps:
-        if not isinstance(m, dict):
-            raise IntegrityError(
-                f"tree {tree_id.hex()[:16]} ({where}) has a node that is not a map")
-        try:
-            n = Node.from_map(m)
-        except IntegrityError as e:
-            raise IntegrityError(f"tree {tree_id.hex()[:16]} ({where}): {e}") from None
-        name = n.name
-        if type(name) is not bytes or name in (b"", b".", b"..") or b"/" in name \
-                or b"\0" in name:
-            shown = f'"{show(name)}"' if type(name) is bytes else "(not bytes)"
-            raise IntegrityError(f"tree {tree_id.hex()[:16]} ({where}) has an unsafe name {shown}")
-        if nodes and name <= prev:
-            raise IntegrityError(
-                f"tree {tree_id.hex()[:16]} ({where}) has "
-                f"{'a duplicate' if name == prev else 'an unsorted'} name \"{show(name)}\"")
-        prev = name
-        nodes.append(n)
-    return nodes
-
-
-def walk(store: Store, tree_id: bytes) -> list[Item]:
-    """Every entry below ``tree_id`` in tree order (depth first), each node checked."""
+def walk(store: Store, tree_id: bytes, *, base: bytes = b"", strip: int = 0,
+         below: Callable[[bytes], bool] | None = None) -> tuple[list[Item], bool]:
+    """Every entry below ``tree_id`` (the directory at snapshot path BASE) in tree order
+    (depth first); with ``strip`` the first STRIP path components are dropped and
+    shallower entries left out (borg's ``--strip-components``). ``Item.own`` is
+    ``below(snapshot path)`` (default: True); the second value says the same of the
+    target's root (every directory that lands there)."""
+    base = b"" if base == b"/" else base
     out: list[Item] = []
-    # frames: (the tree's nodes not yet visited, its path, its directory's item index)
-    stack: list[tuple[Iterator[Node], tuple[bytes, ...], int, bytes]] = [
-        (iter(_nodes(store, tree_id, "/")), (), ROOT, tree_id)]
-    while stack:
-        nodes, parts, parent, tid = stack[-1]
-        n = next(nodes, None)
-        if n is None:
-            stack.pop()
-            continue
-        p = (*parts, n.name)
-        bad = _bad_field(n)
-        if bad is not None:
-            raise IntegrityError(f"tree {tid.hex()[:16]}: /{show(b'/'.join(p))} has {bad}")
-        out.append(Item(p, n, parent))
+    dirs: list[tuple[bytes, int]] = [(base, ROOT)]  # the directories leading to an entry
+    seen: set[bytes] | None = set() if strip else None
+    cut = len(base)
+    own_root = below is None or (strip == 0 and below(base or b"/"))
+    where = {tree_id: base or b"/"}  # a tree about to be loaded -> its path, for errors
+    plain = uncached(store)
+
+    def load(tid: bytes) -> Tree:
+        try:
+            return plain(tid)
+        except IntegrityError as err:
+            raise IntegrityError(f"{err} (at {show(where.get(tid, b'?'))})") from None
+        finally:
+            where.pop(tid, None)
+
+    for e in tree_walk(load, tree_id, path=base):
+        n = e.node
         if n.type == DIR and n.subtree is not None:
-            where = "/" + show(b"/".join(p))
-            stack.append((iter(_nodes(store, n.subtree, where)), p, len(out) - 1, n.subtree))
-    return out
+            where[n.subtree] = e.path
+        if n.uid == U32 or n.gid == U32:
+            raise IntegrityError(
+                f"tree {e.tree_id.hex()[:16]}: {show(e.path)} has a bad "
+                f"{'uid' if n.uid == U32 else 'gid'}")
+        parent_path = e.path.rpartition(b"/")[0]
+        while dirs[-1][0] != parent_path and len(dirs) > 1:
+            dirs.pop()
+        parts = e.path[cut:].split(b"/")[1 + strip:]  # e.path[cut:] is b"/a/b"
+        if not parts:
+            if n.type == DIR:
+                dirs.append((e.path, ROOT))  # stripped: its entries go one level up
+                if below is not None and e.path.count(b"/") - base.count(b"/") == strip:
+                    own_root = own_root and below(e.path)
+            continue
+        path = b"/".join(parts)
+        if seen is not None:
+            if path in seen:
+                raise UsageError(f"--strip-components {strip} puts two entries at "
+                                 f"{show(path)}")
+            seen.add(path)
+        out.append(Item(path, n, dirs[-1][1], own=below is None or below(e.path)))
+        if n.type == DIR:
+            dirs.append((e.path, len(out) - 1))
+    return out, own_root
 
 
 def check_links(items: list[Item]) -> None:
@@ -152,7 +115,7 @@ def check_links(items: list[Item]) -> None:
         f = first.setdefault((n.device, n.inode), it)
         if f is not it and (f.node.size, f.node.content) != (n.size, n.content):
             raise IntegrityError(
-                f"hard links /{show(b'/'.join(f.parts))} and /{show(b'/'.join(it.parts))} "
+                f"hard links /{show(f.path)} and /{show(it.path)} "
                 "of one inode disagree about its content")
 
 
@@ -179,29 +142,58 @@ def _matcher(patterns: Iterable[str]) -> GitIgnoreSpec | None:
     return pathspec.GitIgnoreSpec.from_lines(pats)
 
 
-def select(items: list[Item], include: list[str], exclude: list[str]) -> list[Item]:
-    """The items a restore with these patterns writes (with the directories leading to
-    them), in tree order with ``parent`` renumbered."""
-    inc, exc = _matcher(include), _matcher(exclude)
-    if inc is None and exc is None:
-        return items
+def _text(path: bytes, is_dir: bool) -> str:
+    return "/" + os.fsdecode(path) + ("/" if is_dir else "")
 
-    def text(it: Item) -> str:
-        return "/" + os.fsdecode(b"/".join(it.parts)) + ("/" if it.node.type == DIR else "")
+
+@dataclass
+class Selection:
+    """What include/exclude patterns select; ``inside[i]``: item i itself (not only a
+    directory leading to a selected entry) is selected."""
+
+    inc: GitIgnoreSpec | None
+    exc: GitIgnoreSpec | None
+    inside: list[bool] = field(default_factory=list)
+    inc_hit: list[bool] = field(default_factory=list)
+
+    def wants(self, parent: int, path: bytes, is_dir: bool) -> bool:
+        """Whether an entry at PATH in directory item PARENT (selected itself) would be
+        selected by the patterns."""
+        text = _text(path, is_dir)
+        if self.exc is not None and self.exc.match_file(text):
+            return False
+        if self.inc is None or (parent != ROOT and self.inc_hit[parent]):
+            return True
+        return self.inc.match_file(text)
+
+
+def select(items: list[Item], include: list[str], exclude: list[str],
+           ) -> tuple[list[Item], Selection]:
+    """The items a restore with these patterns writes (with the directories leading to
+    them), in tree order with ``parent`` renumbered, and the selection."""
+    inc, exc = _matcher(include), _matcher(exclude)
+    sel = Selection(inc, exc)
+    if inc is None and exc is None:
+        sel.inside = [True] * len(items)
+        sel.inc_hit = sel.inside
+        return items, sel
 
     def hits(spec: GitIgnoreSpec | None) -> list[bool]:
         # a path matches when it or any of its ancestors does (parents come first)
         out: list[bool] = []
         for it in items:
             up = it.parent != ROOT and out[it.parent]
-            out.append(up or (spec is not None and spec.match_file(text(it))))
+            out.append(up or (spec is not None
+                              and spec.match_file(_text(it.path, it.node.type == DIR))))
         return out
 
     inc_hit, exc_hit = hits(inc), hits(exc)
     keep = [False] * len(items)
+    inside = [False] * len(items)
     for i in range(len(items)):
         if exc_hit[i] or not (inc is None or inc_hit[i]):
             continue
+        inside[i] = True
         j = i
         while j != ROOT and not keep[j]:
             keep[j] = True  # it and the directories leading to it
@@ -213,4 +205,6 @@ def select(items: list[Item], include: list[str], exclude: list[str]) -> list[It
             new[i] = len(out)
             it.parent = new[it.parent]
             out.append(it)
-    return out
+            sel.inside.append(inside[i])
+            sel.inc_hit.append(inc is None or inc_hit[i])
+    return out, sel

@@ -122,7 +122,7 @@ def test_crafted_tree_is_refused_before_writing(
     target.mkdir()
     before = outside_state(outside)
     with pytest.raises(IntegrityError) as ei:
-        restore(st, snaps[case], str(target), overwrite=True)
+        restore(st, snaps[case], str(target), overwrite="always")
     msg = str(ei.value)
     assert "\n" not in msg and not BYTES_REPR.search(msg), msg
     assert "/dir" in msg, msg  # names where in the snapshot
@@ -138,7 +138,7 @@ def test_cli_exits_13_and_writes_nothing(
     base, outside, snaps = crafted
     target = tmp_path / "target"
     before = outside_state(outside)
-    r = run_cli("restore", "--store", str(base / "store"), "--overwrite", snaps[case],
+    r = run_cli("restore", "--store", str(base / "store"), "--overwrite", "always", snaps[case],
                 str(target), env=cli_env())
     assert r.returncode == 13, r.stderr
     line = r.stderr.decode()

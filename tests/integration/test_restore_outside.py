@@ -98,7 +98,7 @@ def test_planted_entry_at_every_level_is_replaced_not_followed(
         target = tmp_path / f"t{k}"
         _plant(env.outside, target, pos, kind)
         before = outside_state(env.outside)
-        res = restore(env.store, "latest", str(target), overwrite=True)
+        res = restore(env.store, "latest", str(target), overwrite="always")
         assert res.failed == []
         env.check(target, before)
         n += 1
@@ -121,7 +121,7 @@ def test_type_changes_are_replaced(env: Env, tmp_path: Path) -> None:
     shutil.rmtree(t / "a" / "b")
     os.symlink(env.outside, t / "a" / "b")  # a symlink where a directory belongs
     before = outside_state(env.outside)
-    restore(env.store, "latest", str(target), overwrite=True)
+    restore(env.store, "latest", str(target), overwrite="always")
     env.check(target, before)
 
 
@@ -130,7 +130,7 @@ def test_existing_real_directories_are_reused(env: Env, tmp_path: Path) -> None:
     restore(env.store, "latest", str(target))
     (restored_root(target, env.src) / "a" / "top").write_bytes(b"changed")
     before = outside_state(env.outside)
-    restore(env.store, "latest", str(target), overwrite=True)
+    restore(env.store, "latest", str(target), overwrite="always")
     env.check(target, before)
 
 
@@ -140,7 +140,7 @@ def test_cli_names_what_is_in_the_way_printably(env: Env, tmp_path: Path) -> Non
     r = run_cli("restore", "--store", str(env.base / "store"), "latest", str(target),
                 env=cli_env())
     assert r.returncode == 2
-    assert b"is not empty (use --overwrite)" in r.stderr
+    assert b"is not empty (use --overwrite always|if-changed|if-newer|never)" in r.stderr
     assert b"b'" not in r.stderr
 
 
@@ -202,7 +202,7 @@ def test_random_trees_over_random_junk(tmp_path: Path, tree: dict[str, object],
         if dst.parent.is_dir() and not dst.parent.is_symlink() and not os.path.lexists(dst):
             _plant(outside, root, str(p.relative_to(src)), kind)
     before = outside_state(outside)
-    res = restore(store, "latest", str(target), overwrite=True)
+    res = restore(store, "latest", str(target), overwrite="always")
     assert res.failed == []
     assert outside_state(outside) == before
     assert tree_state(root) == tree_state(src)
@@ -220,8 +220,8 @@ def test_without_overwrite_what_is_in_the_way_is_named_not_followed(
     top = restored_root(target, env.src) / "a" / "top"
     walk = restore_mod.walk
 
-    def walk_then_plant(*args: object) -> object:
-        out = walk(*args)  # type: ignore[arg-type]
+    def walk_then_plant(*args: object, **kw: object) -> object:
+        out = walk(*args, **kw)  # type: ignore[arg-type]
         top.parent.mkdir(parents=True)
         os.symlink(env.outside / "victim", top)
         os.symlink(env.outside, top.parent / "b")
@@ -233,8 +233,8 @@ def test_without_overwrite_what_is_in_the_way_is_named_not_followed(
     assert outside_state(env.outside) == before
     root = restored_root(target, env.src)
     assert sorted(res.failed) == [  # one is a hard link of a/b/one-link, made first
-        f"{top.parent / 'b'}: a symlink is in the way (use --overwrite)",
-        f"{top}: a symlink is in the way (use --overwrite)",
+        f"{top.parent / 'b'}: a symlink is in the way (use --overwrite MODE)",
+        f"{top}: a symlink is in the way (use --overwrite MODE)",
         f"{root / 'one'}: its hard link {top.parent / 'b' / 'one-link'} could not be restored",
     ]
     assert os.readlink(root / "a" / "sym") == "one"

@@ -144,6 +144,6 @@ def test_restore_refuses_nonempty_target(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="not empty"):
         restore(store, "latest", str(out))
     assert os.listdir(out) == ["precious"]
-    restore(store, "latest", str(out), overwrite=True)
+    restore(store, "latest", str(out), overwrite="always")
     assert (restored_root(out, src) / "f").read_text() == "x"
     assert (out / "precious").read_text() == "keep me"

@@ -1,0 +1,205 @@
+"""restore in place: what each entry already in the target needs (``--overwrite MODE``).
+
+Before anything is written, ``survey`` looks at the place of every planned item (read
+only: ``lstat`` and reads relative to directory fds opened ``O_DIRECTORY|O_NOFOLLOW``, as
+``restore_fs``) and gives it a verdict, with restic's modes:
+
+- ``always``: every existing file is compared with the snapshot by content (each blob's
+  range hashed with the store's keyed id); ``if-changed``: a file whose size and mtime
+  equal the snapshot's is taken as unchanged without reading it, others are compared by
+  content; ``if-newer``: an entry whose mtime is not older than the snapshot's is left
+  alone, others as ``always``; ``never``: nothing that exists is touched.
+- ``NEW``: nothing is there. ``REPLACE``: something else is there (another type, a file
+  with other hard links, one restore cannot open for writing that differs): it is removed
+  (never followed) and the entry created anew. ``UPDATE``: the same regular file with
+  some blob ranges or its size differing: only those ranges are rewritten, in place
+  (``need``). ``UNCHANGED``: the content is the snapshot's: only metadata is applied.
+  ``SKIP``: left exactly as it is (and everything below a skipped directory).
+
+Invariants: the survey writes nothing. A file is updated in place only if it is a regular
+file with one link (an inode shared with a file outside the target is never written
+through); the restorer reopens it with ``O_NOFOLLOW`` and checks it is the inode surveyed
+here (``ident``). A file written part-way (by a restore that was killed) never looks
+unchanged: its metadata (mtime) is applied only once all its content is there, so the next
+``if-changed`` run compares it by content and writes only what is missing.
+``--delete`` candidates (``extra``) are entries of existing directories that the snapshot
+does not have, only in directories at or below a backed-up path and selected themselves,
+and only if the include/exclude patterns would select them.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ..model.tree import BLOCKDEV, CHARDEV, DIR, FIFO, FILE, SOCKET, SYMLINK, Node
+from .restore_fs import ROOT, DirFds, identity, open_dir
+from .restore_plan import Item, Selection
+
+ALWAYS, IF_CHANGED, IF_NEWER, NEVER = "always", "if-changed", "if-newer", "never"
+MODES = (ALWAYS, IF_CHANGED, IF_NEWER, NEVER)
+NEW, REPLACE, UPDATE, UNCHANGED, SKIP = range(5)
+_READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+_RDWR = (_READ & ~os.O_RDONLY) | os.O_RDWR
+_SAME_TYPE = {FIFO: stat.S_ISFIFO, CHARDEV: stat.S_ISCHR, BLOCKDEV: stat.S_ISBLK}
+
+BlobLengths = Callable[[list[bytes]], list[int]]
+Hash = Callable[[bytes | memoryview], bytes]
+
+
+@dataclass
+class Survey:
+    verdict: bytearray  # per item: NEW, REPLACE, UPDATE, UNCHANGED or SKIP
+    need: dict[int, list[bool]] = field(default_factory=dict)  # UPDATE: blobs to write
+    ident: dict[int, tuple[int, int]] = field(default_factory=dict)  # files surveyed
+    extra: list[tuple[int, bytes, bool, int]] = field(default_factory=list)
+    # ^ --delete: (directory item, name, is a directory, size)
+
+
+def all_new(n: int) -> Survey:
+    return Survey(bytearray(n))
+
+
+def survey(root_fd: int | None, items: list[Item], mode: str, lengths: BlobLengths,
+           blob_id: Hash, *, sel: Selection | None = None,
+           deletable: Callable[[int], bool] | None = None) -> Survey:
+    """Each item's verdict under MODE (``root_fd`` None: the target does not exist);
+    with ``deletable`` (--delete) also what existing directories hold that the snapshot
+    does not."""
+    out = Survey(bytearray(len(items)))
+    if root_fd is None:
+        return out
+    dup = os.dup(root_fd)
+    fds = DirFds(dup, [it.parent for it in items], [it.node.name for it in items], cap=256)
+    absent: set[int] = set()  # directory items that are not (usable) directories there
+    names: dict[int, set[bytes]] = {}
+    if deletable is not None:
+        for it in items:
+            names.setdefault(it.parent, set()).add(it.node.name)
+    try:
+        if deletable is not None and deletable(ROOT):
+            _extras(out, fds, ROOT, items, names, sel)
+        for i, it in enumerate(items):
+            p = it.parent
+            if p != ROOT and (p in absent or out.verdict[p] == SKIP):
+                out.verdict[i] = out.verdict[p] if out.verdict[p] == SKIP else NEW
+                if it.node.type == DIR:
+                    absent.add(i)
+                continue
+            pfd = fds.acquire(p)
+            try:
+                v = _judge(pfd, i, it, mode, lengths, blob_id, out)
+                out.verdict[i] = v
+                if it.node.type == DIR and v != SKIP:
+                    if v == UNCHANGED and _register(fds, pfd, i, it.node.name):
+                        if deletable is not None and deletable(i):
+                            _extras(out, fds, i, items, names, sel)
+                    else:
+                        absent.add(i)
+            finally:
+                fds.release(p)
+    finally:
+        fds.close()
+    return out
+
+
+def _register(fds: DirFds, pfd: int, i: int, name: bytes) -> bool:
+    try:
+        fd = open_dir(pfd, name)
+    except OSError:
+        return False  # unreadable or replaced meanwhile: restore itself will say why
+    fds.add(i, fd, identity(os.fstat(fd)))
+    return True
+
+
+def _extras(out: Survey, fds: DirFds, d: int, items: list[Item],
+            names: dict[int, set[bytes]], sel: Selection | None) -> None:
+    """Entries of existing directory D that the snapshot does not have (--delete)."""
+    if d != ROOT and sel is not None and not sel.inside[d]:
+        return  # only a directory leading to what the patterns select
+    fd = fds.acquire(d)
+    try:
+        have = names.get(d, set())
+        base = items[d].path + b"/" if d != ROOT else b""
+        with os.scandir(fd) as it:
+            for e in it:
+                n = os.fsencode(e.name)
+                if n in have:
+                    continue
+                is_dir = e.is_dir(follow_symlinks=False)
+                if sel is not None and not sel.wants(d, base + n, is_dir):
+                    continue
+                size = 0 if is_dir else e.stat(follow_symlinks=False).st_size
+                out.extra.append((d, n, is_dir, size))
+    finally:
+        fds.release(d)
+
+
+def _judge(pfd: int, i: int, it: Item, mode: str, lengths: BlobLengths, blob_id: Hash,
+           out: Survey) -> int:
+    n = it.node
+    if n.type == SOCKET:
+        return SKIP  # never restored (as tar and restic)
+    try:
+        st = os.stat(n.name, dir_fd=pfd, follow_symlinks=False)
+    except FileNotFoundError:
+        return NEW
+    m = st.st_mode
+    if n.type == DIR:  # an existing directory is reused whatever the mode
+        if stat.S_ISDIR(m):
+            return UNCHANGED
+        return SKIP if mode == NEVER else REPLACE
+    if mode == NEVER or (mode == IF_NEWER and st.st_mtime_ns >= n.mtime_ns):
+        return SKIP
+    if n.type == FILE:
+        if it.link_to is not None or not stat.S_ISREG(m) or st.st_nlink > 1:
+            return REPLACE  # a hard link is made anew; never write through shared inodes
+        out.ident[i] = identity(st)
+        if mode == IF_CHANGED and st.st_size == n.size and st.st_mtime_ns == n.mtime_ns:
+            return UNCHANGED
+        return _compare(pfd, i, n, st, lengths, blob_id, out)
+    if n.type == SYMLINK:
+        same = stat.S_ISLNK(m) and os.readlink(n.name, dir_fd=pfd) == os.fsencode(n.target or b"")
+    else:
+        same = _SAME_TYPE[n.type](m) and (n.type == FIFO or st.st_rdev == (n.rdev or 0))
+    return UNCHANGED if same else REPLACE
+
+
+def _compare(pfd: int, i: int, n: Node, st: os.stat_result, lengths: BlobLengths,
+             blob_id: Hash, out: Survey) -> int:
+    """UNCHANGED, UPDATE (``out.need[i]``) or REPLACE for the regular file N's name in
+    PFD, by hashing its ranges where the snapshot's blobs go."""
+    writable = True
+    try:
+        fd = os.open(n.name, _RDWR, dir_fd=pfd)
+    except PermissionError:
+        writable = False
+        try:
+            fd = os.open(n.name, _READ, dir_fd=pfd)
+        except OSError:
+            return REPLACE
+    except OSError:
+        return REPLACE
+    try:
+        fst = os.fstat(fd)
+        if identity(fst) != identity(st) or not stat.S_ISREG(fst.st_mode) or fst.st_nlink > 1:
+            out.ident.pop(i, None)
+            return REPLACE  # changed under us: make it anew
+        content = n.content or []
+        need: list[bool] = []
+        off = 0
+        for bid, ln in zip(content, lengths(content), strict=True):
+            data = os.pread(fd, ln, off) if off < fst.st_size else b""
+            need.append(len(data) != ln or blob_id(data) != bid)
+            off += ln
+    finally:
+        os.close(fd)
+    if not any(need) and fst.st_size == n.size:
+        return UNCHANGED
+    if not writable:
+        out.ident.pop(i, None)
+        return REPLACE
+    out.need[i] = need
+    return UPDATE
