@@ -159,7 +159,7 @@ def test_mounted_snapshot_equals_the_restored_tree(
         a, b = os.stat(f / "hl-a"), os.stat(f / "sub" / "hl-c")
         assert (a.st_ino, a.st_nlink) == (b.st_ino, 3)
         with pytest.raises(OSError) as e:
-            open(f / "regular.txt", "r+b")
+            os.open(f / "regular.txt", os.O_RDWR)
         assert e.value.errno == errno.EROFS
         # ... and cp -a out of it makes the restored tree again (but deep/: its paths are
         # longer than cp can handle, on any filesystem)
@@ -177,11 +177,12 @@ def test_mounted_snapshot_equals_the_restored_tree(
 _files = st.dictionaries(
     st.sampled_from(["a", "b", "c.txt", "d\xe9", "e e", "f\nx"]),
     st.tuples(st.binary(max_size=3000), st.sampled_from([0o644, 0o600, 0o755, 0o4755]),
-              st.integers(0, 2**40) , st.booleans()),
+              st.integers(0, 2**40), st.booleans()),
     max_size=4)
-_trees = st.recursive(_files, lambda sub: st.dictionaries(
-    st.sampled_from(["dir1", "dir2", "sub"]), sub, max_size=2).map(lambda d: {"/" + k: v for k, v in d.items()}),
-    max_leaves=8)
+# a directory: files, and subdirectories (keys starting with "/")
+_trees = st.recursive(_files, lambda sub: st.tuples(_files, st.dictionaries(
+    st.sampled_from(["dir1", "dir2", "sub"]), sub, max_size=2)).map(
+        lambda t: {**t[0], **{"/" + k: v for k, v in t[1].items()}}), max_leaves=8)
 
 
 def _write_tree(root: Path, spec: dict, n: list[int]) -> None:  # type: ignore[type-arg]
