@@ -367,4 +367,4 @@ def node_attrs(n: Node, sid: bytes, rel: bytes) -> Attrs:
             "st_nlink": 1 if n.type == DIR else n.nlink, "st_uid": n.uid, "st_gid": n.gid,
             "st_size": size, "st_blocks": (size + 511) // 512, "st_rdev": n.rdev or 0,
             "st_mtime": n.mtime_ns, "st_ctime": n.ctime_ns, "st_atime": n.mtime_ns,
-            "st_blksize": 1 << 17}
+            "st_blksize": 1 << 20}  # cp and cat read 1 MiB at a time

@@ -79,7 +79,9 @@ def _operations(fs: MountFS, on_ready: Callable[[], None]) -> Any:
     class Ops(mfusepy.Operations):  # type: ignore[misc,name-defined]
         use_ns = True  # times are integer nanoseconds
 
-        def init(self, path: str) -> None:
+        def init_with_config(self, conn: Any, config: Any) -> None:
+            if conn is not None:  # requests of up to 1 MiB (libfuse derives max_pages from it)
+                conn.max_write = 1 << 20
             on_ready()
 
         def getattr(self, path: str, fh: int | None = None) -> dict[str, int]:
@@ -113,6 +115,7 @@ def _operations(fs: MountFS, on_ready: Callable[[], None]) -> Any:
     return Ops()
 
 
+CACHE_SECONDS = 60
 _SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
@@ -132,6 +135,9 @@ def run(fs: MountFS, mountpoint: str, *, allow_other: bool = False,
         "foreground": True, "ro": True, "nosuid": True, "nodev": True,
         "default_permissions": True, "fsname": "casbackup", "subtype": "casbackup",
         "use_ino": True, "kernel_cache": True, "debug": debug,
+        # a snapshot never changes: the kernel may keep names and attributes for a minute
+        # (listings are not cached, so new snapshots still appear at once)
+        "entry_timeout": CACHE_SECONDS, "attr_timeout": CACHE_SECONDS,
     }
     if allow_other:
         options["allow_other"] = True
