@@ -276,6 +276,36 @@ def test_unmounts_cleanly_and_releases_its_lock(tmp_path: Path, how: str) -> Non
         assert "Traceback" not in m.stderr()
 
 
+def test_the_reader_lock_is_refreshed_while_mounted(tmp_path: Path) -> None:
+    st_ = make_store(tmp_path / "store")
+    st_.close()
+    store = tmp_path / "store"
+    # STALE 5 s: the heartbeat rewrites the lock every 0.5 s
+    with mounted(store, tmp_path / "mnt", env=cli_env(CASBACKUP_TEST_LOCK_STALE="5")):
+        first = _locks(store)
+        assert len(first) == 1
+        _wait(lambda: _locks(store) and _locks(store) != first, timeout=20,
+              what="a heartbeat")  # (for a moment two: the new one is written first)
+    assert _locks(store) == []
+
+
+def test_host_and_tag_select_the_snapshots_shown(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    st_ = make_store(tmp_path / "store")
+    a = backup(st_, [str(src)], BackupOptions(host="web1", tags=["x"], time=1e9)).snapshot
+    backup(st_, [str(src)], BackupOptions(host="web2", tags=["x"], time=1e9 + 1))
+    backup(st_, [str(src)], BackupOptions(host="web1", time=1e9 + 2))
+    st_.close()
+    with mounted(tmp_path / "store", tmp_path / "mnt", "--host", "web1", "--tag", "x") as m:
+        assert os.listdir(m.mnt / "ids") == [a.id[:8]]
+        assert os.listdir(m.mnt / "hosts") == ["web1"]
+        assert sorted(os.listdir(m.mnt / "tags" / "x")) == ["2001-09-09T01:46:40Z", "latest"]
+    with mounted(tmp_path / "store", tmp_path / "mnt", "--tag", "nope") as m:
+        assert os.listdir(m.mnt / "ids") == []
+    assert "warning: no snapshot matches --tag nope yet" in m.stderr()
+
+
 _SLOW_READER = textwrap.dedent("""
     import sys, time
     with open(sys.argv[1], "rb", buffering=0) as f:
