@@ -21,7 +21,9 @@ only those for what it expects, and mfusepy turns anything else into ``EINVAL`` 
 
 from __future__ import annotations
 
+import ctypes
 import os
+import platform
 import signal
 import stat
 from collections.abc import Callable
@@ -116,6 +118,33 @@ def _operations(fs: MountFS, on_ready: Callable[[], None]) -> Any:
 
 
 CACHE_SECONDS = 60
+# libfuse 3.14's fuse_main prints this on every mount (its old-API entry leaves the value
+# unset, then uses its default): not a problem of the user's, so not shown
+_LIBFUSE_NOISE = (b"Ignoring invalid max threads value",)
+_log_func: list[Any] = []  # keeps the ctypes callback alive for the process
+
+
+def _filter_libfuse_log(mfusepy: Any) -> None:
+    """Route libfuse's messages to stderr as before, less ``_LIBFUSE_NOISE`` (x86-64
+    only, where a ``va_list`` argument is a pointer that vsnprintf takes as is)."""
+    lib = getattr(mfusepy, "_libfuse", None)
+    if _log_func or platform.machine() != "x86_64" or lib is None \
+            or not hasattr(lib, "fuse_set_log_func"):
+        return
+    vsnprintf = ctypes.CDLL(None).vsnprintf
+    vsnprintf.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_char_p, ctypes.c_void_p]
+
+    def log(level: int, fmt: bytes, ap: int) -> None:
+        buf = ctypes.create_string_buffer(4096)
+        vsnprintf(buf, len(buf), fmt, ap)
+        if not any(n in buf.value for n in _LIBFUSE_NOISE):
+            os.write(2, buf.value)
+
+    cb = ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p)(log)
+    lib.fuse_set_log_func.argtypes = [ctypes.c_void_p]
+    lib.fuse_set_log_func(ctypes.cast(cb, ctypes.c_void_p))
+    _log_func.append(cb)
+
 _SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
@@ -123,6 +152,7 @@ def run(fs: MountFS, mountpoint: str, *, allow_other: bool = False,
         on_ready: Callable[[], None] | None = None, debug: bool = False) -> str:
     """Serve FS at MOUNTPOINT until unmounted; ``"signal"`` or ``"unmounted"``."""
     mfusepy = _binding()
+    _filter_libfuse_log(mfusepy)
     ready: list[bool] = []
 
     def mounted() -> None:

@@ -422,6 +422,7 @@ def test_a_1gib_file_reads_with_bounded_memory_and_random_reads_fetch_only_their
                 h.update(b)
         assert h.hexdigest() == digest.hexdigest()
         peak = _vm_hwm(m.proc.pid)
+        print(f"mount server peak RSS: {peak >> 20} MiB after reading 1 GiB")
         assert peak < 400 << 20, (before, peak)
         got = [ids[h] for h in fetched.read_text().split() if h in ids]
         assert sorted(set(got)) == list(range(len(lengths)))
