@@ -14,6 +14,9 @@ installed too (``FUSE_LIBRARY_NAME``).
   and returns only once unmounted: by SIGINT, SIGTERM or SIGHUP (libfuse's own handlers,
   which unmount and return) or by ``fusermount3 -u`` from outside. It returns how it
   ended. The process's Python handlers of those signals are put back afterwards.
+- The kernel keeps file pages across opens (``kernel_cache``) and names and attributes
+  for ``CACHE_SECONDS``; requests carry up to 1 MiB. libfuse's own messages go to stderr
+  as usual, less one line libfuse 3.14 prints on every mount (``_LIBFUSE_NOISE``).
 
 Invariant: a request never sees an exception other than ``OSError``: ``MountFS`` raises
 only those for what it expects, and mfusepy turns anything else into ``EINVAL`` and logs it.
