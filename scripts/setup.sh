@@ -2,8 +2,8 @@
 # Set up casbackup on a fresh Debian machine with Python 3.11: a virtualenv in .venv with
 # casbackup installed (editable) and, with --test, the test tools and the Debian packages
 # the tests need (openssh-server for the SFTP tests, postgresql for the dump-job test,
-# chromium for the status page's browser test, faketime for clock skew). Idempotent; safe
-# to run again.
+# chromium for the status page's browser test, faketime for clock skew, fuse3 for the
+# mount tests). Idempotent; safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,6 +21,8 @@ fi
 if [ "$want_test" = 1 ] && ! command -v chromium >/dev/null; then need_apt+=(chromium); fi
 # faketime: the gc-beside-backup tests run a backup whose clock is hours off
 if [ "$want_test" = 1 ] && ! command -v faketime >/dev/null; then need_apt+=(faketime); fi
+# fuse3 (fusermount3 and libfuse3, which mfusepy loads) for the mount tests
+if [ "$want_test" = 1 ] && ! command -v fusermount3 >/dev/null; then need_apt+=(fuse3); fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
   $SUDO apt-get update -qq
