@@ -116,6 +116,7 @@ _Child = Node | PendingDir | Pending | dict[str, Any]
 _REFRESH_EVERY = 5.0  # seconds between looks at other writers' new index objects
 _BATCH_FILES = 64
 _BATCH_BYTES = 4 << 20
+_PROGRESS_EVERY = 256  # entries per observer.progress call
 
 
 @dataclass
@@ -146,11 +147,25 @@ class Archiver:
         self._batch_bytes = 0
         self._last_refresh = time.monotonic()
         self._small = store.config.chunker.min_size
+        self._ticks = self._tick_bytes = 0  # progress not yet told (see _tick)
         self.reused: list[Node] = []  # directory nodes kept from the parent (dirty mode)
         self._above_dirty: set[bytes] = set()
         for d in options.dirty or ():
             while d not in (b"/", b"") and (d := os.path.dirname(d)) not in self._above_dirty:
                 self._above_dirty.add(d)
+
+    def _tick(self, nbytes: int) -> None:
+        """One more entry done (NBYTES of it not read): told to the observer in bunches
+        of ``_PROGRESS_EVERY`` (its lock and bar update cost more than the entry)."""
+        self._ticks += 1
+        self._tick_bytes += nbytes
+        if self._ticks >= _PROGRESS_EVERY:
+            self._flush_ticks()
+
+    def _flush_ticks(self) -> None:
+        if self._ticks:
+            self.obs.progress(self._tick_bytes, self._ticks)
+            self._ticks = self._tick_bytes = 0
 
     def _add(self, kind: str, data: bytes | memoryview) -> bytes:
         return self.saver.add(kind, data)
@@ -304,7 +319,7 @@ class Archiver:
                 s.total_size += st.st_size
                 s.files_unchanged += 1
                 self.obs.file(path, "unchanged")
-            self.obs.progress(st.st_size if pnode["type"] == FILE else 0, 1)
+            self._tick(st.st_size if pnode["type"] == FILE else 0)
             return pnode
         try:
             node = node_from_stat(name, short_path(path, dir_fd, name), st)
@@ -322,7 +337,7 @@ class Archiver:
                 return None
         if node.type == FILE:
             return self._file(dir_fd, path, node, pnode)
-        self.obs.progress(0, 1)
+        self._tick(0)
         return node
 
     def _reuse_dir(self, path: bytes, node: Node, parent: dict[str, Any] | None) -> bool:
@@ -352,7 +367,7 @@ class Archiver:
                 self.summary.bytes_read += r.bytes_read
                 if r.changed:
                     self.summary.changed_during_read += 1
-            self.obs.progress(0, 1)
+            self._tick(0)
             return node
         if isinstance(c, dict):
             return c
@@ -389,6 +404,7 @@ class Archiver:
                 return
             q.popleft()
             self._finalize(pd)
+        self._flush_ticks()
 
     # ----- entry points -----------------------------------------------------------------
 
@@ -424,6 +440,7 @@ class Archiver:
             return Node.from_map(done) if isinstance(done, dict) else done
         finally:
             os.close(dfd)
+            self._flush_ticks()
 
     def _walk_root(self, fd: int, path: bytes, node: Node, parent_subtree: bytes | None,
                    root_dev: int, prefetch: Prefetcher | None = None) -> Node:
