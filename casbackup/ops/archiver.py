@@ -363,10 +363,11 @@ class Archiver:
             if c.link_of is not None:
                 r = FileResult(r.content, 0, False)  # read once, counted once
             node.content = r.content
-            with self._lock:
-                self.summary.bytes_read += r.bytes_read
-                if r.changed:
-                    self.summary.changed_during_read += 1
+            # bytes_read and changed_during_read are written by the walker's thread only
+            # (the savers count blobs, under the lock): no lock round per file here
+            self.summary.bytes_read += r.bytes_read
+            if r.changed:
+                self.summary.changed_during_read += 1
             self._tick(0)
             return node
         if isinstance(c, dict):
@@ -394,13 +395,29 @@ class Archiver:
     def _add_tree(self, tree: Tree) -> bytes:
         return self._add(TREE, tree.encode())
 
+    @staticmethod
+    def _all_saved(pd: PendingDir) -> bool:
+        """Are all of PD's files saved? One look per batch (its files share a future),
+        not one lock round per file."""
+        seen: Future[list[FileResult]] | None = None
+        for c in pd.children:
+            if isinstance(c, Pending):
+                fut = (c.link_of or c).fut
+                if fut is None:  # its batch is not submitted yet
+                    return False
+                if fut is not seen:
+                    if not fut.done():
+                        return False
+                    seen = fut
+        return True
+
     def _drain(self, block: bool) -> None:
         if block:
             self._submit_batch()
         q = self._queue
         while q:
             pd = q[0]
-            if not block and not all(c.done() for c in pd.children if isinstance(c, Pending)):
+            if not block and not self._all_saved(pd):
                 return
             q.popleft()
             self._finalize(pd)
