@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import random
+import shlex
 import shutil
 import subprocess
 import sys
@@ -61,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--workdir", type=Path, default=Path("/dev/shm/cb-small"))
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--casbackup-cmd", help="command prefix (default: the checkout's .venv)")
     a = ap.parse_args(argv)
     work = a.workdir
     if work.exists():
@@ -69,13 +71,14 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     build(data, a.files, a.seed)
     print(f"{a.files} files in {time.perf_counter() - t0:.1f} s under {data}", flush=True)
-    cas = REPO / ".venv" / "bin" / "casbackup"
+    cas = shlex.split(a.casbackup_cmd) if a.casbackup_cmd else [str(REPO / ".venv" / "bin" /
+                                                                 "casbackup")]
     env = {**os.environ, "CASBACKUP_PASSWORD": PASSWORD, "RESTIC_PASSWORD": PASSWORD,
            "CASBACKUP_CACHE_DIR": str(work / "cb-cache"),
            "RESTIC_CACHE_DIR": str(work / "restic-cache")}
     tools = {
-        "casbackup": ([str(cas), "init", "--store", str(work / "cb")],
-                      [str(cas), "backup", "-q", "--store", str(work / "cb"), str(data)]),
+        "casbackup": ([*cas, "init", "--store", str(work / "cb")],
+                      [*cas, "backup", "-q", "--store", str(work / "cb"), str(data)]),
         "restic": (["restic", "init", "-q", "-r", str(work / "restic")],
                    ["restic", "backup", "-q", "--host", "bench", "-r", str(work / "restic"),
                     str(data)]),
