@@ -24,6 +24,8 @@ Invariants:
   changed since the parent snapshot), a directory that is neither dirty nor above a dirty
   one and whose (mtime_ns, ctime_ns, inode, device) match its parent node keeps the
   parent's subtree without being read (listed in ``reused``). ``dirty=None`` scans all.
+- The parent's trees of the subdirectories of a directory being entered are fetched
+  ahead on threads (tree_ahead.py): the same bytes and checks as reading them in turn.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from ..source.prefetch import Prefetcher
 from ..store import Store
 from .file_saver import FileResult, FileSaver
 from .observer import Observer
+from .tree_ahead import TreeAhead
 
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0) | os.O_NONBLOCK
 
@@ -147,6 +150,7 @@ class Archiver:
         self._batch_bytes = 0
         self._last_refresh = time.monotonic()
         self._small = store.config.chunker.min_size
+        self._ahead = TreeAhead(store)
         self._ticks = self._tick_bytes = 0  # progress not yet told (see _tick)
         self.reused: list[Node] = []  # directory nodes kept from the parent (dirty mode)
         self._above_dirty: set[bytes] = set()
@@ -228,8 +232,12 @@ class Archiver:
         parent_tree: dict[bytes, dict[str, Any]] | None = None
         if parent_subtree is not None and parent_subtree in self.store.index:
             # (not indexed: condemned by a gc beside us -- read this directory afresh)
-            pd.parent_maps = self.store.load_tree_maps(parent_subtree)
+            pd.parent_maps = self._ahead.maps(parent_subtree)
             parent_tree = {m["name"]: m for m in pd.parent_maps}
+            if self.opt.dirty is None:  # (watch enters only dirty directories)
+                index = self.store.index
+                self._ahead.want([m["subtree"] for m in pd.parent_maps
+                                  if m["type"] == DIR and m["subtree"] in index])
         skip = (self.opt.one_file_system and node.device != root_dev) or (
             self.opt.excluder.skips_contents(short_path(path, dir_fd, b"."))
         )
@@ -493,4 +501,7 @@ class Archiver:
         return node
 
     def close(self) -> None:
-        self.saver.close()
+        try:
+            self.saver.close()
+        finally:
+            self._ahead.close()
