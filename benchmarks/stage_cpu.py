@@ -16,6 +16,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import shutil
 import sys
@@ -26,7 +27,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+if importlib.util.find_spec("casbackup") is None:  # run from a checkout without install
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 _tls = threading.local()
 _totals: dict[str, float] = defaultdict(float)
@@ -95,7 +97,7 @@ def instrument() -> None:
     from casbackup.chunking.fastcdc import FastCDCChunker
     from casbackup.crypto.aead import Aead
     from casbackup.crypto.compress import Compressor
-    from casbackup.ops import archiver, file_saver
+    from casbackup.ops import archiver, file_saver, tree_ahead
     from casbackup.store import packer, store
 
     wrap(archiver.Archiver, "_walk", "walk: listdir, lstat, compare (walker)")
@@ -103,8 +105,11 @@ def instrument() -> None:
     wrap(archiver.Archiver, "_file", "hand-off: open + batch (walker)")
     wrap(archiver.Archiver, "_finalize", "trees: build maps (walker)")
     wrap(archiver, "encode_maps", "trees: encode (walker)")
-    wrap(store.Store, "load_tree_maps", "trees: read parent (walker)")
+    wrap(store.Store, "load_tree_maps", "trees: read parent (walker, not fetched ahead)")
     wrap(store, "decode_maps", "trees: decode + validate parent (walker)")
+    wrap(tree_ahead, "decode_maps", "trees: decode + validate parent (walker)")
+    wrap(tree_ahead.TreeAhead, "want", "trees: start fetching ahead (walker)")
+    wrap(tree_ahead.TreeAhead, "_fetch", "trees: read parent (tree-ahead threads)")
     wrap(file_saver.FileSaver, "_save_batch", "saver: read, fstat, bookkeeping")
     wrap_gen(FastCDCChunker, "cut_reader", "cut (FastCDC) + read of big files")
     wrap(store.Codec, "blob_id", "hash (keyed BLAKE3)")
