@@ -24,6 +24,8 @@ Invariants:
   changed since the parent snapshot), a directory that is neither dirty nor above a dirty
   one and whose (mtime_ns, ctime_ns, inode, device) match its parent node keeps the
   parent's subtree without being read (listed in ``reused``). ``dirty=None`` scans all.
+- The parent's trees of the subdirectories of a directory being entered are fetched
+  ahead on threads (tree_ahead.py): the same bytes and checks as reading them in turn.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from ..source.prefetch import Prefetcher
 from ..store import Store
 from .file_saver import FileResult, FileSaver
 from .observer import Observer
+from .tree_ahead import TreeAhead
 
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0) | os.O_NONBLOCK
 
@@ -116,6 +119,7 @@ _Child = Node | PendingDir | Pending | dict[str, Any]
 _REFRESH_EVERY = 5.0  # seconds between looks at other writers' new index objects
 _BATCH_FILES = 64
 _BATCH_BYTES = 4 << 20
+_PROGRESS_EVERY = 256  # entries per observer.progress call
 
 
 @dataclass
@@ -146,11 +150,26 @@ class Archiver:
         self._batch_bytes = 0
         self._last_refresh = time.monotonic()
         self._small = store.config.chunker.min_size
+        self._ahead = TreeAhead(store)
+        self._ticks = self._tick_bytes = 0  # progress not yet told (see _tick)
         self.reused: list[Node] = []  # directory nodes kept from the parent (dirty mode)
         self._above_dirty: set[bytes] = set()
         for d in options.dirty or ():
             while d not in (b"/", b"") and (d := os.path.dirname(d)) not in self._above_dirty:
                 self._above_dirty.add(d)
+
+    def _tick(self, nbytes: int) -> None:
+        """One more entry done (NBYTES of it not read): told to the observer in bunches
+        of ``_PROGRESS_EVERY`` (its lock and bar update cost more than the entry)."""
+        self._ticks += 1
+        self._tick_bytes += nbytes
+        if self._ticks >= _PROGRESS_EVERY:
+            self._flush_ticks()
+
+    def _flush_ticks(self) -> None:
+        if self._ticks:
+            self.obs.progress(self._tick_bytes, self._ticks)
+            self._ticks = self._tick_bytes = 0
 
     def _add(self, kind: str, data: bytes | memoryview) -> bytes:
         return self.saver.add(kind, data)
@@ -213,8 +232,12 @@ class Archiver:
         parent_tree: dict[bytes, dict[str, Any]] | None = None
         if parent_subtree is not None and parent_subtree in self.store.index:
             # (not indexed: condemned by a gc beside us -- read this directory afresh)
-            pd.parent_maps = self.store.load_tree_maps(parent_subtree)
+            pd.parent_maps = self._ahead.maps(parent_subtree)
             parent_tree = {m["name"]: m for m in pd.parent_maps}
+            if self.opt.dirty is None:  # (watch enters only dirty directories)
+                index = self.store.index
+                self._ahead.want([m["subtree"] for m in pd.parent_maps
+                                  if m["type"] == DIR and m["subtree"] in index])
         skip = (self.opt.one_file_system and node.device != root_dev) or (
             self.opt.excluder.skips_contents(short_path(path, dir_fd, b"."))
         )
@@ -304,7 +327,7 @@ class Archiver:
                 s.total_size += st.st_size
                 s.files_unchanged += 1
                 self.obs.file(path, "unchanged")
-            self.obs.progress(st.st_size if pnode["type"] == FILE else 0, 1)
+            self._tick(st.st_size if pnode["type"] == FILE else 0)
             return pnode
         try:
             node = node_from_stat(name, short_path(path, dir_fd, name), st)
@@ -322,7 +345,7 @@ class Archiver:
                 return None
         if node.type == FILE:
             return self._file(dir_fd, path, node, pnode)
-        self.obs.progress(0, 1)
+        self._tick(0)
         return node
 
     def _reuse_dir(self, path: bytes, node: Node, parent: dict[str, Any] | None) -> bool:
@@ -348,11 +371,12 @@ class Archiver:
             if c.link_of is not None:
                 r = FileResult(r.content, 0, False)  # read once, counted once
             node.content = r.content
-            with self._lock:
-                self.summary.bytes_read += r.bytes_read
-                if r.changed:
-                    self.summary.changed_during_read += 1
-            self.obs.progress(0, 1)
+            # bytes_read and changed_during_read are written by the walker's thread only
+            # (the savers count blobs, under the lock): no lock round per file here
+            self.summary.bytes_read += r.bytes_read
+            if r.changed:
+                self.summary.changed_during_read += 1
+            self._tick(0)
             return node
         if isinstance(c, dict):
             return c
@@ -379,16 +403,33 @@ class Archiver:
     def _add_tree(self, tree: Tree) -> bytes:
         return self._add(TREE, tree.encode())
 
+    @staticmethod
+    def _all_saved(pd: PendingDir) -> bool:
+        """Are all of PD's files saved? One look per batch (its files share a future),
+        not one lock round per file."""
+        seen: Future[list[FileResult]] | None = None
+        for c in pd.children:
+            if isinstance(c, Pending):
+                fut = (c.link_of or c).fut
+                if fut is None:  # its batch is not submitted yet
+                    return False
+                if fut is not seen:
+                    if not fut.done():
+                        return False
+                    seen = fut
+        return True
+
     def _drain(self, block: bool) -> None:
         if block:
             self._submit_batch()
         q = self._queue
         while q:
             pd = q[0]
-            if not block and not all(c.done() for c in pd.children if isinstance(c, Pending)):
+            if not block and not self._all_saved(pd):
                 return
             q.popleft()
             self._finalize(pd)
+        self._flush_ticks()
 
     # ----- entry points -----------------------------------------------------------------
 
@@ -426,6 +467,7 @@ class Archiver:
             return Node.from_map(done) if isinstance(done, dict) else done
         finally:
             os.close(dfd)
+            self._flush_ticks()
 
     def _walk_root(self, fd: int, path: bytes, node: Node, parent_subtree: bytes | None,
                    root_dev: int, prefetch: Prefetcher | None = None) -> Node:
@@ -461,4 +503,7 @@ class Archiver:
         return node
 
     def close(self) -> None:
-        self.saver.close()
+        try:
+            self.saver.close()
+        finally:
+            self._ahead.close()

@@ -1,0 +1,102 @@
+"""TreeAhead gives the walker exactly what Store.load_tree_maps gives, errors included,
+holds at most ``limit`` trees, and a re-backup through it stores the same trees."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from casbackup.errors import IntegrityError
+from casbackup.model.tree import DIR
+from casbackup.ops.archiver import ArchiveOptions
+from casbackup.ops.backup import BackupOptions, backup
+from casbackup.ops.tree_ahead import TreeAhead
+from casbackup.store import Store
+from casbackup.store.pack import pack_key
+from tests.helpers import make_store
+
+
+def _tree(root: Path, dirs: int) -> None:
+    for i in range(dirs):
+        d = root / f"d{i:03d}" / "sub"
+        d.mkdir(parents=True)
+        (d / "f").write_bytes(b"x%d" % i)
+
+
+def _dir_trees(store: Store, tree_id: bytes) -> list[bytes]:
+    """Every subtree id below TREE_ID, depth first."""
+    out = []
+    for m in store.load_tree_maps(tree_id):
+        if m["type"] == DIR:
+            out.append(m["subtree"])
+            out += _dir_trees(store, m["subtree"])
+    return out
+
+
+def _backup(store: Store, src: Path) -> bytes:
+    """The tree id of SRC itself in a new snapshot (the path prefixes above it, /tmp
+    and the like, change whenever anything is created there)."""
+    res = backup(store, [str(src)], BackupOptions(archive=ArchiveOptions(prefetch=False)))
+    tid = res.snapshot.tree
+    for part in [c for c in os.fsencode(src).split(b"/") if c]:
+        node = next(n for n in store.load_tree(tid).nodes if n.name == part)
+        assert node.subtree is not None
+        tid = node.subtree
+    return tid
+
+
+def test_same_maps_as_the_store_and_bounded(tmp_path: Path) -> None:
+    store = make_store(tmp_path / "store")
+    src = tmp_path / "src"
+    _tree(src, 40)
+    root = _backup(store, src)
+    ids = _dir_trees(store, root)
+    ahead = TreeAhead(store, limit=16)
+    ahead.want(ids)
+    assert len(ahead._ahead) == 16  # the rest is read by the walker itself
+    ahead.want(ids)  # already wanted: nothing more
+    assert len(ahead._ahead) == 16
+    for tid in ids:
+        assert ahead.maps(tid) == store.load_tree_maps(tid)
+    assert not ahead._ahead
+    ahead.want(ids[:5])
+    ahead.close()  # fetched, never asked for: dropped
+    assert not ahead._ahead
+
+
+def test_a_damaged_tree_fails_when_asked_for_like_the_store(tmp_path: Path) -> None:
+    store = make_store(tmp_path / "store")
+    src = tmp_path / "src"
+    _tree(src, 3)
+    root = _backup(store, src)
+    victim = _dir_trees(store, root)[0]
+    loc = store.load_index().lookup(victim)
+    path = tmp_path / "store" / pack_key(loc.pack)
+    data = bytearray(path.read_bytes())
+    data[loc.entry.offset + loc.entry.length // 2] ^= 0xFF
+    os.chmod(path, 0o644)
+    path.write_bytes(bytes(data))
+    store._maps_cache.clear()
+    with pytest.raises(IntegrityError) as plain:
+        store.load_tree_maps(victim)
+    ahead = TreeAhead(store)
+    ahead.want([victim])  # the fetch fails on a pool thread: nothing raised yet
+    with pytest.raises(IntegrityError) as fetched:
+        ahead.maps(victim)
+    assert str(fetched.value) == str(plain.value)
+    ahead.close()
+
+
+def test_rebackup_through_tree_ahead_keeps_every_tree(tmp_path: Path) -> None:
+    store = make_store(tmp_path / "store")
+    src = tmp_path / "src"
+    _tree(src, 30)
+    first = _backup(store, src)
+    assert _backup(store, src) == first  # unchanged: every tree read ahead and reused
+    (src / "d007" / "sub" / "f").write_bytes(b"changed")
+    third = _backup(store, src)
+    assert third != first
+    kept = set(_dir_trees(store, first)) & set(_dir_trees(store, third))
+    assert len(kept) == 2 * 29  # every d### and its sub but d007's
