@@ -44,9 +44,8 @@ from ..errors import CasError, IntegrityError, NotFound
 from ..model.fields import show
 from ..model.snapshot import Snapshot
 from ..model.tree import DIR, FILE, SYMLINK, Node, Tree
-from ..ops.snapsel import SnapshotFilter
-from ..ops.snapsel import st_mode
-from ..store import Store
+from ..ops.snapsel import SnapshotFilter, st_mode
+from ..store import Store, snapshot_key
 from . import layout
 from .content import BlobCache, Content, Handle
 
@@ -139,9 +138,9 @@ class MountFS:
                     self._known[n] = self.store.load_snapshot(n)
                 except NotFound:
                     continue
-                except CasError as e:  # damaged: left out (design §7), said once
+                except CasError as e:  # a damaged snapshot: left out (design §7), said once
                     self._unreadable.add(n)
-                    self._warn_once(n, f"snapshots/{n} is damaged and not shown ({e})")
+                    self._warn_once(n, f"{snapshot_key(n)} is damaged and not shown ({e})")
             gone = self._known.keys() - names
             for n in gone:
                 del self._known[n]

@@ -33,9 +33,8 @@ from ..model.tree import DIR, FILE, Node, Tree, name_problem
 from ..source.exclude import Excluder
 from ..source.meta import node_from_stat
 from ..source.prefetch import Prefetcher
-from ..store import Store
+from ..store import Store, maybe_consolidate
 from ..store.commit import WriteSession
-from ..store.consolidate import maybe_consolidate
 from ..whoami import username
 from .archiver import ArchiveOptions, Archiver
 from .observer import NULL, Observer

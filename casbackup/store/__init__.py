@@ -26,6 +26,7 @@ from ..crypto import keys as keymod
 from ..errors import UsageError
 from .cachedir import CacheSettings, store_cache_dir
 from .config import StoreConfig
+from .consolidate import maybe_consolidate
 from .layout import index_key, pack_key, snapshot_key
 from .maintenance import LiveBlob, Maintenance, Repacker
 from .pack import PackEntry
@@ -113,6 +114,7 @@ def backend_retries() -> int:
 
 
 __all__ = ["Store", "AddResult", "StoreConfig", "open_store", "init_store", "ENCRYPTIONS",
+           "maybe_consolidate",
            "check_url", "backend_retries", "CacheSettings", "PackEntry", "BlobRead", "PackEnd",
            "PackStream", "pack_key", "index_key", "snapshot_key", "maintainer", "ObjectInfo",
            "Maintenance", "Repacker", "LiveBlob", "paired_key"]

@@ -27,10 +27,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ..clock import SYSTEM, Clock
-from ..crypto.codec import INDEX
 from ..errors import CasError, Locked, NotFound
-from ..ids import object_name
+from ..ids import INDEX, object_name
 from .index import PackInfo, decode_index_object, encode_index
+from .layout import INDEX_DIR, index_key, name_of
 from .locks import maintenance_lock
 
 if TYPE_CHECKING:
@@ -43,7 +43,7 @@ MAX_PER_RUN = 1024  # small objects merged by one run (bounds its time and memor
 
 def small_objects(store: Store) -> list[str]:
     """Names of the index objects under ``SMALL`` bytes, oldest name order."""
-    return sorted(i.key.rsplit("/", 1)[1] for i in store.backend.list("index/")
+    return sorted(name_of(i.key) for i in store.backend.list(INDEX_DIR)
                   if i.size < SMALL)
 
 
@@ -74,10 +74,10 @@ def consolidate(store: Store, names: list[str]) -> str | None:
     read: list[str] = []
     for name in names:
         try:
-            data = store.read_object("index/", name, INDEX)
+            data = store.read_object(INDEX_DIR, name, INDEX)
         except CasError:
             with contextlib.suppress(NotFound):
-                store.backend.stat(f"index/{name}")
+                store.backend.stat(index_key(name))
                 raise  # present, so damaged: leave everything as it is
             continue  # gone meanwhile
         got, sup, exact = decode_index_object(data, name)
@@ -92,9 +92,9 @@ def consolidate(store: Store, names: list[str]) -> str | None:
     sealed = store.codec.seal(INDEX, encode_index(list(packs.values()), sorted(supersedes),
                                                   exact=True))
     new = object_name(sealed)
-    store._put(f"index/{new}", sealed)  # durable (puts are atomic and synced) ...
+    store.put_named(index_key(new), sealed)  # durable (puts are atomic and synced) ...
     for name in read:  # ... before anything it supersedes goes
         if name != new:
             with contextlib.suppress(NotFound):
-                store.backend.delete(f"index/{name}")
+                store.backend.delete(index_key(name))
     return new

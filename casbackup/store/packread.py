@@ -25,10 +25,10 @@ Invariants:
   other header reader.
 
 Why ``GAP`` = 256 KiB and ``CAP`` = 4 MiB (measured; see ``benchmarks/packread_bench.py``
-and docs/design.md §11): a ranged request costs about as much as reading a few hundred
-KiB more on a remote store, and on a local one the skipped bytes cost a copy; 4 MiB is
-what a ``Scratch`` keeps between uses, so every read reuses the same resident buffer
-(a larger cap allocated, and faulted in, a fresh buffer per read).
+and the implementation notes, docs/design.md §11): a ranged request costs about as much as
+reading a few hundred KiB more on a remote store, and on a local one the skipped bytes
+cost a copy; 4 MiB is what a ``Scratch`` keeps between uses, so every read reuses the same
+resident buffer (a larger cap allocated, and faulted in, a fresh buffer per read).
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
-"""Index consolidation (store/consolidate.py) beside backups, syncs, forgets and gcs,
-paused and killed at any backend call, never loses a committed snapshot's blobs: the
-seeded scheduler of ``interleave.py`` (DESIGN §8) with every backup consolidating as soon
-as two small index objects exist. The second test proves the checker sees a consolidation
-that is not exact."""
+"""Index consolidation (store/consolidate.py) beside backups, syncs, forgets and gcs, paused
+and killed at any backend call, never loses a committed snapshot's blobs: the seeded
+scheduler of ``interleave.py`` (the gc protocol, DESIGN §8) with every backup
+consolidating as soon as two small index objects exist. The second test proves the checker
+sees a consolidation that is not exact."""
 
 from __future__ import annotations
 

@@ -28,12 +28,13 @@ ROOT = Path(casbackup.__file__).parent
 # own layer and the ones below it.
 LAYERS: dict[str, int] = {
     **dict.fromkeys(["__init__", "ids", "errors", "serde", "fields", "clock", "faults",
-                     "scratch", "passwords", "model", "chunking", "crypto"], 0),
+                     "scratch", "passwords", "whoami", "model", "chunking", "crypto"], 0),
     "backends": 1,
     "store": 2,
     "source": 3,
     "ops": 4,
     "daemon": 5,
+    "mount": 5,  # the FUSE view: over ops (snapshot selection) and the store, below cli
     "cli": 6,
     "__main__": 7,
 }

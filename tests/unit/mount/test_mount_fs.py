@@ -10,10 +10,10 @@ import stat
 from pathlib import Path
 
 import pytest
+from casbackup.ops.snapfilter import SnapshotFilter
 
 from casbackup.mount.fs import MountFS
 from casbackup.ops.backup import BackupOptions, backup
-from casbackup.ops.snapfilter import SnapshotFilter
 from tests.helpers import make_store
 
 
