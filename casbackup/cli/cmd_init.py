@@ -12,10 +12,10 @@ from ..store import ENCRYPTIONS, init_store
 from .common import (
     Ctx,
     echo,
-    emit_json,
     read_password,
     store_command,
 )
+from .output import emit
 from .peer import FromPasswordCmdOpt, FromPasswordFileOpt, open_peer, peer_password
 
 
@@ -52,7 +52,7 @@ def init(
                     compression_level=compression_level, master=master,
                     chunker=chunker) as st:
         if ctx.json:
-            emit_json({"store_id": st.config.store_id, "url": ctx.url,
+            emit("initialized", {"id": st.config.store_id, "repository": ctx.url,
                        "encryption": st.config.encryption, "paired_with": from_url})
         else:
             echo(f"created store {st.config.store_id[:8]} at {ctx.url} "

@@ -15,12 +15,13 @@ from ..errors import PartialError
 from ..ops.restore import restore
 from .common import (
     Ctx,
+    VerboseOpt,
     echo,
-    emit_json,
     human_bytes,
     store_command,
 )
 from .metricsfile import MetricsFileOpt, MetricsJobOpt, job_metrics
+from .output import emit
 from .progress import CliObserver
 from .signals import on_interrupt
 
@@ -44,10 +45,11 @@ def restore_cmd(
     verify_: Annotated[bool, typer.Option("--verify", help="Re-hash what was written.")] = False,
     metrics_file: MetricsFileOpt = None,
     metrics_job: MetricsJobOpt = None,
+    verbose: VerboseOpt = 0,
 ) -> None:
-    """Restore SNAPSHOT into TARGET."""
+    """Restore SNAPSHOT into TARGET (-v: list each file restored)."""
     on_interrupt(f"restore of {snapshot} into {target} is incomplete")
-    obs = CliObserver(json_lines=ctx.json)
+    obs = CliObserver(json_lines=ctx.json, verbose=verbose)
     with ctx.open() as st, job_metrics(metrics_file, st, metrics_job or "restore") as record:
         res = restore(
             st,
@@ -61,18 +63,19 @@ def restore_cmd(
         )
         record(res, partial=f"{len(res.failed)} entries not restored" if res.failed else None)
     if ctx.json:
-        emit_json(
-            {
-                "type": "summary",
-                "snapshot_id": res.snapshot.id,
-                "files": res.files,
-                "dirs": res.dirs,
-                "bytes_written": res.bytes_written,
-                "warnings": res.warnings,
-                "failed": res.failed,
-                "verified": verify_,
-            }
-        )
+        done = obs.status()
+        emit("summary", {
+            "snapshot_id": res.snapshot.id,
+            "seconds_elapsed": done["seconds_elapsed"],
+            "total_files": done["total_files"],
+            "files_restored": res.files,
+            "dirs_restored": res.dirs,
+            "total_bytes": done["total_bytes"],
+            "bytes_restored": res.bytes_written,
+            "warnings": res.warnings,
+            "failed": res.failed,
+            "verified": verify_,
+        })
     else:
         echo(
             f"restored snapshot {res.snapshot.id[:8]}: {res.files} files, {res.dirs} "

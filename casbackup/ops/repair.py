@@ -105,7 +105,7 @@ def _rebuild(store: Store, observer: Observer) -> RebuildReport:
     old = _load_old(store, old_names, rep.problems)
     listing = mt.pack_listing(store)
     packs: list[PackInfo] = []
-    observer.start("repair: index", total_files=len(listing))
+    observer.start("repair: index", total_files=len(listing), unit="packs")
     for name in sorted(listing):
         size = listing[name].size
         try:
@@ -163,7 +163,8 @@ def _salvage(store: Store, rep: RepairReport, observer: Observer) -> None:
     listing = mt.pack_listing(store)
     repacker = mt.Repacker(store)
     damaged: list[str] = []
-    observer.start("repair: read", total_bytes=sum(p.size for p in index.packs.values()))
+    observer.start("repair: read", total_bytes=sum(p.size for p in index.packs.values()),
+                   total_files=len(index.packs), unit="packs")
     for name, info in sorted(index.packs.items()):
         rep.packs_checked += 1
         on = listing.get(name)
@@ -174,7 +175,7 @@ def _salvage(store: Store, rep: RepairReport, observer: Observer) -> None:
             except CasError:
                 data = None
         if data is not None and len(data) == info.size and object_name(data) == name:
-            observer.progress(info.size)
+            observer.progress(info.size, 1)
             continue
         damaged.append(name)
         for e in info.entries:
@@ -184,7 +185,7 @@ def _salvage(store: Store, rep: RepairReport, observer: Observer) -> None:
                 rep.blobs_salvaged += 1
             elif not good:
                 rep.lost_blobs.add(e.id)
-        observer.progress(info.size)
+        observer.progress(info.size, 1)
     observer.finish()
     new_packs = repacker.finish()
     rep.packs_written = len(new_packs)

@@ -134,7 +134,8 @@ def restore(
         for i, msg in short:
             r.warn(i, msg)
         total = sum(it.node.size for it in items if it.node.type == FILE)
-        observer.start("restore", total_bytes=total, total_files=len(items))
+        observer.start("restore", total_bytes=total,
+                       total_files=sum(1 for it in items if it.node.type == FILE))
         try:
             r.create_and_fill(plan, slots, workers or store.parallel_reads())
             crash_point("restore:before-metadata")
@@ -592,6 +593,8 @@ class _Restorer:
         self._meta(i, meta_fd, fd)
         with self._cond:
             self.res.files += 1
+        self.obs.progress(0, 1)
+        self.obs.file(b"/".join((self.target, *self.items[i].parts)), "restored")
 
     def _meta(self, i: int, apply: MetaFn, fd: int) -> None:
         apply(self.items[i].node, fd, self.is_root, lambda msg: self.warn(i, msg))
