@@ -92,7 +92,7 @@ def check_cmd(config: ConfigOpt = None, json_out: JsonOpt = False) -> None:
     now = datetime.now().astimezone()
     s = summary(path, cfg, now)
     if json_out:
-        emit("config", s)
+        emit("config", {"path": s.pop("config"), **s})
         return
     w = max([len(n) for n in (*cfg.stores, *cfg.sources, *cfg.jobs)] + [8]) + 2
     echo(f"{path}: valid")

@@ -1,6 +1,6 @@
 """``casbackup watch PATH… --store URL``: snapshot changes as they happen.
 
-Output: a line per snapshot (``--json``: JSON lines ``watching``, ``ready``, ``snapshot``
+Output: a line per snapshot (``--json``: JSON lines ``watching``, ``ready``, ``saved``
 with ``id`` and ``latency_seconds``, ``unchanged``, ``synced``, ``error``; docs/json.md). SIGINT or
 SIGTERM stops after the backup under way (a second one abandons it); SIGUSR1 asks for a
 full rescan.
@@ -54,7 +54,7 @@ class WatchCliObserver(WatchObserver):
     def snapshot(self, info: WatchSnapshot) -> None:
         s = info.snapshot
         m: dict[str, Any] = {
-            "type": "snapshot" if s is not None else "unchanged",
+            "type": "saved" if s is not None else "unchanged",
             "id": s.id if s is not None else None,
             "latency_seconds": None if info.latency_s is None else round(info.latency_s, 4),
             "duration_seconds": round(info.duration_s, 4), "scan": info.scan,

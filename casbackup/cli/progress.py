@@ -31,6 +31,8 @@ from . import output
 if TYPE_CHECKING:  # rich is imported only when a bar is drawn (~25 ms of startup)
     from rich.progress import Progress, TaskID
 
+    from ..store import RetryEvent
+
 
 QUIET = False  # -q of the command being run (``common.store_command`` sets it)
 _active: list[CliObserver] = []  # observers whose bar is live (at most one is drawn)
@@ -49,6 +51,16 @@ def notice(line: str) -> None:
             sys.stderr.flush()
     except (OSError, ValueError):
         pass  # a closed stderr must not fail the operation
+
+
+def retry_line(ev: RetryEvent) -> None:
+    """One line per backend retry: the store, why, how long until which try."""
+    if output.JSON:
+        output.emit("retry", {"store": ev.store, "reason": ev.reason,
+                              "delay_seconds": round(ev.delay, 3), "attempt": ev.attempt,
+                              "attempts": ev.attempts})
+    notice(f"casbackup: retrying {ev.store} in {ev.delay:.1f} s (try {ev.attempt} of "
+           f"{ev.attempts}): {ev.reason}")
 
 
 def _listing(line: str, bar: Progress | None) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from ..chunking import ChunkerParams
 from ..crypto import keys as keymod
@@ -15,6 +16,9 @@ from ..errors import UsageError
 from .cachedir import CacheSettings, store_cache_dir
 from .config import StoreConfig
 from .store import AddResult, PasswordSource, Store
+
+if TYPE_CHECKING:
+    from ..backends.retry import RetryEvent
 
 ENCRYPTIONS = ("repokey", "repokey-aes", "repokey-chacha", "none")
 
@@ -73,6 +77,13 @@ def init_store(
     return Store.create(backend, config, password, master=master, url=url, kdf_n=kdf_n)
 
 
+def on_retry(fn: Callable[[RetryEvent], None] | None) -> None:
+    """Report every backend retry of this process to ``fn`` (``cli`` prints them)."""
+    from ..backends.retry import set_retry_listener
+
+    set_retry_listener(fn)
+
+
 def backend_retries() -> int:
     """Backend requests retried in this process so far (the job metrics count them)."""
     from ..backends.retry import retries_so_far
@@ -81,4 +92,4 @@ def backend_retries() -> int:
 
 
 __all__ = ["Store", "AddResult", "StoreConfig", "open_store", "init_store", "ENCRYPTIONS",
-           "check_url", "backend_retries", "CacheSettings"]
+           "check_url", "backend_retries", "on_retry", "CacheSettings", "RetryEvent"]
