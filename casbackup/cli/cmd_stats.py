@@ -35,7 +35,7 @@ def stats_cmd(
             "tree_blobs": s.tree_blobs, "missing_blobs": s.missing_blobs,
             "packs": s.packs, "packs_by_kind": s.packs_by_kind, "pack_bytes": s.pack_bytes,
             "index_objects": s.index_objects, "index_blobs": s.index_blobs,
-            "unreferenced_blobs": s.unreferenced,
+            "unreferenced_bytes": s.unreferenced,
             "dedup_ratio": round(s.dedup_ratio, 4),
             "compression_ratio": round(s.compression_ratio, 4)})
         return
