@@ -23,7 +23,8 @@ from .peer import FromPasswordCmdOpt, FromPasswordFileOpt, open_peer, peer_passw
 def init(
     ctx: Ctx,
     encryption: Annotated[str, typer.Option(
-        "--encryption", "-e", help=f"One of {', '.join(ENCRYPTIONS)}.")] = "repokey",
+        "--encryption", help=f"One of {', '.join(ENCRYPTIONS)} (no short flag: -e is "
+        "--exclude elsewhere, as in restic).")] = "repokey",
     pack_size_mib: Annotated[int, typer.Option("--pack-size", help="Target pack size, MiB.")] = 16,
     compression_level: Annotated[int, typer.Option(
         "--compression-level", metavar="LEVEL", help="zstd level, 1 (fast) to 22.")] = 3,
