@@ -111,8 +111,21 @@ def test_backup_restore_verify_bars_on_a_terminal(big: tuple[str, Path],
     assert frames[-1][-1] == "" or "no problems found" in "\n".join(frames[-1])
 
 
-def test_quiet_draws_no_bar(big: tuple[str, Path]) -> None:
+def test_quiet_draws_no_bar(big: tuple[str, Path], tmp_path: Path) -> None:
     store, src = big
     code, frames = in_pty("backup", "--store", store, str(src), "-q")
     assert code == 0
     assert not bar_lines(frames, "backup") and not any(ln for f in frames for ln in f)
+    for name, quiet in (("copy", []), ("quiet-copy", ["-q"])):
+        dst = str(tmp_path / name)
+        assert run_cli("init", "--store", dst, "--from", store).returncode == 0
+        code, frames = in_pty("sync", store, dst, *quiet)
+        assert code == 0, frames[-1:]
+        shown = [ln for ln in (frames[-1] if frames else []) if ln]
+        if quiet:
+            assert not shown and not any(ln for f in frames for ln in f), frames[-1:]
+        else:
+            bars = bar_lines(frames, "sync")
+            assert all(re.search(r"[01]/1 snapshots", b) for b in bars), bars
+            assert shown[0].startswith("copied snapshot ") and "144.0 MiB" in shown[0]
+            assert shown[-1].startswith("1 snapshot(s) copied, 0 already present")
