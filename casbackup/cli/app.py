@@ -138,10 +138,11 @@ def main(argv: list[str] | None = None) -> None:
         output.emit("version", {"version": __version__})
         return
     register_for(args)
-    from ..store import on_retry
-    from .progress import retry_line
+    if word != "daemon":  # the daemon logs its own events (one JSON object a line)
+        from ..store import on_retry
+        from .progress import retry_line
 
-    on_retry(retry_line)
+        on_retry(retry_line)
     if COMPLETE_VAR in os.environ:
         from typer._completion_classes import completion_init
 
