@@ -143,10 +143,13 @@ class CliObserver(Observer):
     def start(self, what: str, total_bytes: int | None = None,
               total_files: int | None = None, unit: str = "files") -> None:
         with self._lock:
+            if self._what:  # a later phase (gc: mark, then repack): its own numbers
+                self._total_bytes = self._total_files = 0
+            # before the first phase, totals may have come first (the prefetcher): kept
             self._what, self._unit = what, unit
             self._started = time.monotonic()
             self._bytes = self._files = 0
-            # totals may have come first (the prefetcher starts early): keep them
+            self._current = None
             if total_bytes is not None:
                 self._total_bytes = total_bytes
             if total_files is not None:
