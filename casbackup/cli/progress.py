@@ -162,14 +162,23 @@ class CliObserver(Observer):
 
     def _start_bar(self, what: str) -> None:
         from rich.console import Console
-        from rich.progress import BarColumn, Progress, TextColumn
+        from rich.progress import BarColumn, Progress, ProgressColumn, TextColumn
+        from rich.text import Text
+
+        observer = self
+
+        class Numbers(ProgressColumn):
+            """The numbers, formatted only when rich redraws (4 times a second), never
+            on the byte path."""
+
+            def render(self, task: object) -> Text:
+                return Text(observer._line())
 
         self._progress = Progress(
-            TextColumn(f"[bold]{what}"), BarColumn(bar_width=24),
-            TextColumn("{task.fields[line]}"),
+            TextColumn(f"[bold]{what}"), BarColumn(bar_width=24), Numbers(),
             console=Console(stderr=True), transient=True, refresh_per_second=4,
         )
-        self._task = self._progress.add_task(what, total=None, line=self._line())
+        self._task = self._progress.add_task(what, total=None)
         with _active_lock:
             _active.append(self)
         self._progress.start()
@@ -191,7 +200,7 @@ class CliObserver(Observer):
         if self._progress is not None and self._task is not None:
             total = self._total_bytes or self._total_files or None
             done = self._bytes if self._total_bytes else self._files
-            self._progress.update(self._task, total=total, completed=done, line=self._line())
+            self._progress.update(self._task, total=total, completed=done)
         elif self.json and not self.quiet and self._what:  # totals may precede start
             now = time.monotonic()
             if force or now - self._last >= 1.0:
