@@ -213,7 +213,7 @@ def test_concurrent_backups_share_a_remote_store(remote_url: str, tmp_path: Path
         copies = _copies(st, ids + own)
         assert all(1 <= copies[i] <= 2 for i in ids), copies
         assert all(copies[i] == 1 for i in own), copies
-    v = json_out(cli(remote_url, "verify", "--read-data", "--json"))
+    v = summary(cli(remote_url, "verify", "--read-data", "--json"))
     assert v["ok"] and v["snapshots"] == 2, v
     for src, snap in ((a, sa), (b, sb)):
         t = tmp_path / f"restore-{src.name}"
@@ -225,7 +225,7 @@ def test_concurrent_backups_share_a_remote_store(remote_url: str, tmp_path: Path
     c.mkdir()
     shutil.copyfile(a / "00-shared.bin", c / "shared-copy.bin")
     sc = summary(cli(remote_url, "backup", str(c), "--json"))
-    assert sc["bytes_added"] < 10_000  # only the tree blobs
+    assert sc["data_added"] < 10_000  # only the tree blobs
 
 
 def test_overlapping_backup_dedups_against_indexed_work(remote_url: str, tmp_path: Path) -> None:
@@ -246,7 +246,7 @@ def test_overlapping_backup_dedups_against_indexed_work(remote_url: str, tmp_pat
         sb, sa = _finish(pb), _finish(pa)
         copies = _copies(st, ids)
     assert all(n == 1 for n in copies.values()), copies
-    assert sb["bytes_added"] < len(shared) // 2, sb
-    v = json_out(cli(remote_url, "verify", "--json"))
+    assert sb["data_added"] < len(shared) // 2, sb
+    v = summary(cli(remote_url, "verify", "--json"))
     assert v["ok"] and v["snapshots"] == 2, v
     assert sa["snapshot_id"] and sb["snapshot_id"]
