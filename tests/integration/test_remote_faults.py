@@ -249,7 +249,11 @@ def _kill_mid_backup(
         time.sleep(1.0)
         start()
     out, err = proc.communicate(timeout=120)
-    lines = err.decode().strip().splitlines()
+    every = err.decode().strip().splitlines()
+    retries = [ln for ln in every if ln.startswith("casbackup: retrying ")]
+    lines = [ln for ln in every if ln not in retries]
+    assert retries, "the outage was retried, visibly"  # one line per retry, with its reason
+    assert all(" (try " in ln and " s " in ln for ln in retries), retries
     if outage == "restart":
         assert proc.returncode == 0 and lines == [], err.decode()
         assert b"saved" in out
