@@ -279,7 +279,7 @@ class Pool:
     def _translate(self, exc: Exception, conn: Conn, op: str, key: str) -> BackendError | _Broken:
         import paramiko
 
-        msg = f"{self.params.where} {op} {key}: {type(exc).__name__}: {exc}"
+        msg = f"{self.params.where} {op} {key}: {_why(exc)}"
         if isinstance(exc, OSError) and not isinstance(exc, socket.timeout | ConnectionError):
             if exc.errno == errno.ENOENT:
                 if op == "put":  # a parent directory vanished under us: recreate and retry
