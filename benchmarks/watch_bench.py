@@ -109,7 +109,7 @@ class Watch:
                     err = self.p.stderr.read().decode() if self.p.stderr else ""
                     raise SystemExit(f"watch exited: {err[-2000:]}") from None
                 continue
-            if line["type"] == kind:
+            if line["message_type"] == kind:
                 return t, line
         raise SystemExit(f"timed out waiting for {kind}")
 
@@ -134,11 +134,11 @@ def latency(work: Path, debounce: float, writes: int) -> dict[str, Any]:
         for i in range(writes):
             t0 = time.perf_counter()
             (src / "p0000" / "l00" / f"w{i}.txt").write_text(f"write {i}\n")
-            t1, line = w.wait("snapshot")
+            t1, line = w.wait("saved")
             t2, _ = w.wait("synced")
             snap.append(t1 - t0)
             synced.append(t2 - t0)
-            inner.append(line["latency_s"])
+            inner.append(line["latency_seconds"])
             time.sleep(0.3)
     finally:
         w.stop()
@@ -173,9 +173,9 @@ def cost(work: Path, files: int, changes: int, idle: float) -> dict[str, Any]:
             time.sleep(0.5)
             c0 = cpu_of(w.p.pid)
             (leaf / f"f{i:03d}.txt").write_bytes(os.urandom(300))
-            _, line = w.wait("snapshot")
+            _, line = w.wait("saved")
             time.sleep(0.3)  # let the replica-less loop go idle again
-            snaps.append({"duration_s": line["duration_s"], "cpu_s": cpu_of(w.p.pid) - c0,
+            snaps.append({"duration_s": line["duration_seconds"], "cpu_s": cpu_of(w.p.pid) - c0,
                           "dirs_scanned": line["dirs_scanned"],
                           "dirs_reused": line["dirs_reused"]})
         time.sleep(1.0)
@@ -189,16 +189,16 @@ def cost(work: Path, files: int, changes: int, idle: float) -> dict[str, Any]:
     med_cpu = statistics.median(s["cpu_s"] for s in steady)
     return {
         "files": files,
-        "backup_first": {"duration_s": first["duration"], "wall_s": first_wall,
+        "backup_first": {"duration_s": first["total_duration"], "wall_s": first_wall,
                          "cpu_s": first_cpu},
-        "backup_unchanged": {"duration_s": again["duration"], "wall_s": again_wall,
+        "backup_unchanged": {"duration_s": again["total_duration"], "wall_s": again_wall,
                              "cpu_s": again_cpu},
         "watch_startup_s": startup,
         "watch_snapshots": snaps,
         "watch_snapshot_median_s": med,
         "watch_snapshot_median_cpu_s": med_cpu,
-        "ratio_vs_first_backup": first["duration"] / med,
-        "ratio_vs_unchanged_backup": again["duration"] / med,
+        "ratio_vs_first_backup": first["total_duration"] / med,
+        "ratio_vs_unchanged_backup": again["total_duration"] / med,
         "idle": {"seconds": idle_wall, "cpu_s": idle_cpu,
                  "percent_of_one_core": 100 * idle_cpu / idle_wall},
     }

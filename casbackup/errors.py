@@ -102,5 +102,11 @@ class TransientError(BackendError):
     pass
 
 
+class Unreachable(TransientError):
+    """Nothing answered at the store's address (connection refused, no route): transient
+    once the store has been reached, but on the very first contact a wrong URL or a
+    stopped server, so ``RetryingBackend`` fails at once instead of retrying."""
+
+
 class PermanentError(BackendError):
     pass

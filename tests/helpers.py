@@ -60,6 +60,26 @@ def run_cli(*args: str, env: dict[str, str] | None = None, input: bytes | None =
                           capture_output=True, input=input, timeout=timeout)
 
 
+def json_lines(stdout: bytes | str, message_type: str | None = None) -> list[dict[str, Any]]:
+    """The NDJSON lines of a ``--json`` run (docs/json.md), each a dict; only those of
+    ``message_type`` if given. A line that is not a JSON object fails the test."""
+    import json
+
+    text = stdout.decode() if isinstance(stdout, bytes) else stdout
+    out = []
+    for line in text.splitlines():
+        obj = json.loads(line)
+        assert isinstance(obj, dict) and "message_type" in obj, line
+        out.append(obj)
+    return [o for o in out if message_type is None or o["message_type"] == message_type]
+
+
+def json_result(stdout: bytes | str, message_type: str = "summary") -> dict[str, Any]:
+    """The one ``message_type`` line (default: the summary) of a ``--json`` run."""
+    (obj,) = json_lines(stdout, message_type)
+    return obj
+
+
 def _digest(path: bytes) -> str:
     h = hashlib.blake2b()
     with open(path, "rb") as f:

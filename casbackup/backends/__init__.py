@@ -123,8 +123,25 @@ def open_backend(url: str, *, retry: bool = True) -> Backend:
 
         if remote:
             backend = RetryingBackend(
-                backend, attempts=remote_attempts(), base_delay=0.5, max_delay=10.0
-            )
+                backend, attempts=remote_attempts(), base_delay=0.5, max_delay=10.0,
+                label=_label(url))
         else:
-            backend = RetryingBackend(backend)
+            backend = RetryingBackend(backend, label=_label(url))
     return backend
+
+
+def _label(url: str) -> str:
+    """``url`` fit for a message: no password, no query; an S3 store names its endpoint."""
+    from urllib.parse import parse_qs, urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if not parts.scheme or "://" not in url:
+        return url
+    netloc = parts.hostname or ""
+    if parts.port:
+        netloc += f":{parts.port}"
+    if parts.username:
+        netloc = f"{parts.username}@{netloc}"
+    out = urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+    endpoint = parse_qs(parts.query).get("endpoint")
+    return f"{out} (endpoint {endpoint[0]})" if endpoint else out

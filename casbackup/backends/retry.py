@@ -16,7 +16,14 @@ Invariants:
     which is what the caller asked for).
   * ``put(overwrite=True)`` is idempotent and simply retried.
 - Every retry (a try after a ``TransientError``) is counted process-wide
-  (``retries_so_far``) for the metrics.
+  (``retries_so_far``) for the metrics, and reported, before its delay, to the listener
+  set with ``set_retry_listener`` (the CLI prints one line per retry: what, why, how
+  long it waits, which try).
+- **Fast failure.** ``Unreachable`` (connection refused, no route) before this backend
+  has ever completed a call is not retried: the URL is wrong or the server is down, and
+  retrying would only make the user wait ~30 s for the same answer. The error names the
+  store and what to check. Once a call succeeded, ``Unreachable`` is retried like any
+  ``TransientError`` (a server restarting under a running backup).
 - ``list`` is resumable: if the listing fails part-way, it is restarted and the keys up to
   and including the last one already yielded are skipped (listings are sorted), so the
   caller sees every key once, in order. The try budget resets whenever a key is yielded.
@@ -24,20 +31,42 @@ Invariants:
 
 from __future__ import annotations
 
+import contextlib
 import random
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from ..errors import AlreadyExists, NotFound, TransientError
+from ..errors import AlreadyExists, NotFound, TransientError, Unreachable
 from .base import Backend, ObjectInfo, Properties
 
 T = TypeVar("T")
 
 
+@dataclass(frozen=True)
+class RetryEvent:
+    """One retry about to happen: ``attempt`` (2…``attempts``) starts after ``delay``
+    seconds because the try before failed with ``reason``."""
+
+    store: str
+    reason: str
+    delay: float
+    attempt: int
+    attempts: int
+
+
 _retries = 0
 _retries_mu = threading.Lock()
+_listener: Callable[[RetryEvent], None] | None = None
+
+
+def set_retry_listener(fn: Callable[[RetryEvent], None] | None) -> None:
+    """Call ``fn`` before every retry of every ``RetryingBackend`` in this process; it
+    must not raise (an exception from it is dropped)."""
+    global _listener
+    _listener = fn
 
 
 def retries_so_far() -> int:
@@ -62,6 +91,7 @@ class RetryingBackend:
         max_delay: float = 5.0,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
+        label: str | None = None,
     ) -> None:
         if attempts < 1:
             raise ValueError("attempts must be >= 1")
@@ -71,6 +101,8 @@ class RetryingBackend:
         self.max_delay = max_delay
         self._sleep = sleep
         self._rng = rng or random.Random()
+        self.label = label or repr(inner)
+        self._reached = False  # some call completed: the store exists at this address
 
     def __repr__(self) -> str:
         return f"RetryingBackend({self.inner!r})"
@@ -92,8 +124,14 @@ class RetryingBackend:
         """Run ``fn`` up to ``attempts`` times; ``retried[0]`` is set once a retry happens."""
         for failures in range(1, self.attempts + 1):
             try:
-                return fn()
+                out = fn()
+                self._reached = True
+                return out
+            except (NotFound, AlreadyExists):
+                self._reached = True  # the store answered
+                raise
             except TransientError as exc:
+                self._give_up_early(exc)
                 if failures == self.attempts:
                     if self.attempts == 1:
                         raise
@@ -102,9 +140,24 @@ class RetryingBackend:
                     ) from exc
                 if retried is not None:
                     retried[0] = True
-                _count_retry()
-                self._sleep(self._delay(failures))
+                self._wait(exc, failures)
         raise AssertionError("unreachable")
+
+    def _give_up_early(self, exc: TransientError) -> None:
+        if isinstance(exc, Unreachable) and not self._reached:
+            raise Unreachable(
+                f"{exc}; nothing answers at {self.label}: check the store URL (host, port, "
+                "endpoint) and that the server is running", exc.key) from exc
+
+    def _wait(self, exc: TransientError, failures: int) -> None:
+        """Count, report and sleep before try ``failures + 1``."""
+        _count_retry()
+        delay = self._delay(failures)
+        listener = _listener
+        if listener is not None:
+            with contextlib.suppress(Exception):  # a listener must not break the retry
+                listener(RetryEvent(self.label, str(exc), delay, failures + 1, self.attempts))
+        self._sleep(delay)
 
     def put(self, key: str, data: bytes | memoryview, *, overwrite: bool = False) -> None:
         retried = [False]
@@ -137,17 +190,19 @@ class RetryingBackend:
                     if last is not None and info.key <= last:
                         continue
                     last = info.key
+                    self._reached = True
                     failures = 0  # progress: a later hiccup gets a fresh budget
                     yield info
+                self._reached = True
                 return
             except TransientError as exc:
+                self._give_up_early(exc)
                 failures += 1
                 if failures >= self.attempts:
                     raise TransientError(
                         f"{exc} (gave up after {self.attempts} attempts)", exc.key
                     ) from exc
-                _count_retry()
-                self._sleep(self._delay(failures))
+                self._wait(exc, failures)
 
     def delete(self, key: str) -> None:
         retried = [False]

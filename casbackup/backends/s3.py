@@ -45,6 +45,7 @@ from ..errors import (
     NotFound,
     PermanentError,
     TransientError,
+    Unreachable,
     UsageError,
 )
 from .base import ObjectInfo, Properties, check_range, list_start, validate_key
@@ -188,9 +189,14 @@ class S3Backend:
         first = _first_line(exc)
         status = _status(exc)
         detail = f"HTTP {status}" if status else self._scrub(first.split(" - ")[-1])[:200]
+        refused = False
         if status is None and re.search(r"kind: (Connect|Timeout)", str(exc)):
-            detail = self._scrub(f"cannot reach {self._where}: {_reason(str(exc))}")
+            why = _reason(str(exc))
+            refused = bool(re.search(r"refused|unreachable|no route", why, re.I))
+            detail = self._scrub(f"cannot reach {self._where}: {why}")
         msg = f"s3 {op} {key}: {detail}"
+        if refused:
+            return Unreachable(msg, key)
         if isinstance(exc, ox.AlreadyExistsError | ox.PreconditionError) or status == 412:
             return AlreadyExists(f"object {key} already exists", key)
         if isinstance(exc, FileNotFoundError) or status == 404:

@@ -32,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from ..errors import BackendError, NotFound, PermanentError, TransientError
+from ..errors import BackendError, NotFound, PermanentError, TransientError, Unreachable
 
 T = TypeVar("T")
 _READS = ("get", "stat", "list")
@@ -166,7 +166,29 @@ def connect(params: SSHParams) -> Conn:
         raise PermanentError(f"{where}: {exc.filename or exc}: file not found") from None
     except (OSError, EOFError, paramiko.SSHException) as exc:
         ssh.close()
-        raise TransientError(f"{where}: cannot connect: {type(exc).__name__}: {exc}") from None
+        refused = isinstance(exc, ConnectionRefusedError | paramiko.ssh_exception.
+                             NoValidConnectionsError)
+        if refused or (isinstance(exc, OSError) and exc.errno in _UNREACHABLE):
+            raise Unreachable(f"{where}: cannot connect: {_why(exc)}") from None
+        raise TransientError(f"{where}: cannot connect: {_why(exc)}") from None
+
+
+_UNREACHABLE = {errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH}
+
+
+def _why(exc: BaseException) -> str:
+    """A connection failure in words: never a library's class name or ``[Errno None]``."""
+    import paramiko
+
+    if isinstance(exc, ConnectionRefusedError | paramiko.ssh_exception.NoValidConnectionsError):
+        return "connection refused"
+    if isinstance(exc, socket.timeout | TimeoutError):
+        return "timed out"
+    if isinstance(exc, EOFError):
+        return "the server closed the connection"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror[0].lower() + exc.strerror[1:]
+    return str(exc) or "connection failed"
 
 
 class Pool:
@@ -257,7 +279,7 @@ class Pool:
     def _translate(self, exc: Exception, conn: Conn, op: str, key: str) -> BackendError | _Broken:
         import paramiko
 
-        msg = f"{self.params.where} {op} {key}: {type(exc).__name__}: {exc}"
+        msg = f"{self.params.where} {op} {key}: {_why(exc)}"
         if isinstance(exc, OSError) and not isinstance(exc, socket.timeout | ConnectionError):
             if exc.errno == errno.ENOENT:
                 if op == "put":  # a parent directory vanished under us: recreate and retry

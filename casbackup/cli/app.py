@@ -4,7 +4,9 @@ Every ``cli/cmd_*.py`` module defines ``register(app)``; they are discovered by 
 new command is a new module and nothing else changes.
 
 Invariant: ``main`` is the only place that turns exceptions into output: a ``CasError``
-prints ``casbackup: <message>`` (one line) and exits with its ``exit_code``; SIGINT and
+prints ``casbackup: <message>`` (one line, stderr) and exits with its ``exit_code``; with
+``--json`` the same message and code also go to stdout as one ``exit_error`` line
+(docs/json.md), whatever the error (usage, interrupt, bug); SIGINT and
 SIGTERM (``signals``) print ``casbackup: interrupted: <what is left undone>`` and exit 130
 or 143, never 0; anything else is a bug and prints a traceback only with ``--debug``
 (``CASBACKUP_DEBUG=1``).
@@ -14,7 +16,6 @@ from __future__ import annotations
 
 import copy
 import importlib
-import json
 import os
 import pkgutil
 import signal
@@ -25,7 +26,7 @@ import typer
 
 from .. import __version__
 from ..errors import CasError, Interrupted, Locked, Terminated
-from . import signals
+from . import output, signals
 from .clitree import fill_metavars
 from .cmd_generate import COMPLETE_VAR
 from .runtime import tune_process
@@ -132,10 +133,16 @@ def main(argv: list[str] | None = None) -> None:
         args.remove("--debug")
         debug = True
     word = command_word(args)
-    if args[:1] == ["--version"] and set(args) <= {"--version", "--json"} and "--json" in args:
-        sys.stdout.write(json.dumps({"version": __version__}) + "\n")
+    output.JSON = "--json" in args[: args.index("--") if "--" in args else len(args)]
+    if args[:1] == ["--version"] and set(args) <= {"--version", "--json"} and output.JSON:
+        output.emit("version", {"version": __version__})
         return
     register_for(args)
+    if word != "daemon":  # the daemon logs its own events (one JSON object a line)
+        from ..store import on_retry
+        from .progress import retry_line
+
+        on_retry(retry_line)
     if COMPLETE_VAR in os.environ:
         from typer._completion_classes import completion_init
 
@@ -152,23 +159,34 @@ def main(argv: list[str] | None = None) -> None:
     except CasError as e:
         if debug:
             raise
-        typer.echo(f"casbackup: {_explain(e, word)}", err=True)
-        sys.exit(e.exit_code)
+        _fail(e.exit_code, _explain(e, word))
     except typer.Abort:
-        typer.echo("casbackup: aborted", err=True)
-        sys.exit(130)
+        _fail(130, "aborted")
     except typer.Exit as e:
+        if e.exit_code and output.JSON:
+            output.exit_error(e.exit_code, f"{word or 'casbackup'} exited {e.exit_code}")
         sys.exit(e.exit_code)
     except Exception as e:  # usage errors of typer's (vendored) click, and bugs
         show = getattr(e, "show", None)
         if callable(show) and isinstance(getattr(e, "exit_code", None), int):
             show()  # "Usage: … Error: No such option: --x" (click's own format)
+            if output.JSON:
+                fmt = getattr(e, "format_message", None)
+                output.exit_error(2, f"usage: {fmt() if callable(fmt) else e}")
             sys.exit(2)
         if debug:
             raise
         if isinstance(e, OSError):
-            typer.echo(f"casbackup: {e.strerror or e}: {e.filename or ''}", err=True)
-        else:  # one line, as for every error; the traceback is for the bug report
-            typer.echo(f"casbackup: internal error ({type(e).__name__}: {e}); please report "
-                       "it with the output of --debug", err=True)
-        sys.exit(1)
+            _fail(1, f"{e.strerror or e}: {e.filename or ''}")
+        # one line, as for every error; the traceback is for the bug report
+        _fail(1, f"internal error ({type(e).__name__}: {e}); please report it with the "
+                 "output of --debug")
+
+
+def _fail(code: int, message: str) -> None:
+    """The one way a command ends in error: a line on stderr (and ``exit_error`` on stdout
+    with ``--json``), then exit ``code``."""
+    typer.echo(f"casbackup: {message}", err=True)
+    if output.JSON:
+        output.exit_error(code, message)
+    sys.exit(code)

@@ -20,7 +20,6 @@ from .common import (
     Ctx,
     VerboseOpt,
     echo,
-    emit_json,
     human_bytes,
     shown,
     store_command,
@@ -29,6 +28,7 @@ from .common import (
 )
 from .filteropts import parse_time
 from .metricsfile import MetricsFileOpt, MetricsJobOpt, job_metrics
+from .output import backup_summary, emit, rfc3339
 from .progress import CliObserver
 from .signals import on_interrupt
 
@@ -143,15 +143,15 @@ def backup_cmd(
             warn(f"exclude pattern {shown(pat)} matched nothing")
     s = res.summary
     if ctx.json:
-        out = {
-            "type": "summary",
+        emit("summary", {
             "snapshot_id": res.snapshot.id if res.saved else None,
             "dry_run": dry_run,
             "backup_type": res.snapshot.type,
             "parent": res.snapshot.parent,
-            **s.to_map(),
-        }
-        emit_json(out)
+            "backup_start": rfc3339(res.snapshot.datetime),
+            "backup_end": rfc3339(res.snapshot.time + s.duration),
+            **backup_summary(s),
+        })
     elif not ctx.quiet:
         if res.saved:
             echo(

@@ -10,7 +10,9 @@ from ..errors import UsageError
 from ..ids import is_hex_id
 from ..ops.snapsel import resolve
 from ..store import keyring
-from .common import Ctx, PasswordCmdOpt, PasswordFileOpt, StoreOpt, emit_json
+from . import output
+from .common import Ctx, PasswordCmdOpt, PasswordFileOpt, StoreOpt
+from .output import emit, snapshot_fields
 
 KINDS = ("config", "snapshot", "tree", "index", "pack", "keys")
 
@@ -28,6 +30,7 @@ def cat_cmd(
     ] = True,
 ) -> None:
     """Print an internal object as JSON (for debugging)."""
+    output.JSON = True  # output is always JSON (an ``object`` line), errors too
     if kind not in KINDS:
         raise UsageError(f"cat: unknown kind {kind!r} (choose {', '.join(KINDS)})")
     if kind not in ("config", "keys") and not obj_id:
@@ -55,7 +58,7 @@ def cat_cmd(
         elif kind == "keys":
             out = [{"id": k, **keyring.describe_key(st, k)} for k in keyring.key_names(st)]
         elif kind == "snapshot":
-            out = resolve(st, obj_id or "").to_json()
+            out = snapshot_fields(resolve(st, obj_id or ""))
         elif kind == "tree":
             ref = obj_id or ""
             tid = resolve(st, ref).tree if not is_hex_id(ref) else bytes.fromhex(ref)
@@ -93,7 +96,7 @@ def cat_cmd(
                 }
                 for e in st.pack_entries(obj_id or "")
             ]
-    emit_json(out)
+    emit("object", {"kind": kind, "id": obj_id, "object": out})
 
 
 def register(app: typer.Typer) -> None:

@@ -16,7 +16,8 @@ import typer
 
 from ..errors import UsageError
 from ..ops.status import display_url
-from .common import JsonOpt, echo, emit_json
+from .common import JsonOpt, echo
+from .output import emit
 
 if TYPE_CHECKING:  # yaml and croniter load only when a daemon command runs
     from ..daemon.config import Config, JobConfig
@@ -91,7 +92,7 @@ def check_cmd(config: ConfigOpt = None, json_out: JsonOpt = False) -> None:
     now = datetime.now().astimezone()
     s = summary(path, cfg, now)
     if json_out:
-        emit_json(s)
+        emit("config", {"path": s.pop("config"), **s})
         return
     w = max([len(n) for n in (*cfg.stores, *cfg.sources, *cfg.jobs)] + [8]) + 2
     echo(f"{path}: valid")

@@ -1,7 +1,8 @@
 """``casbackup daemon``: run the configured jobs on their schedules until SIGTERM.
 
 Logs one line per event on stderr: ``TIME EVENT key=value …``, or with ``--json`` a JSON
-object ``{"ts", "event", "job", "store", …}`` per line. Events: ``daemon-start``,
+object ``{"message_type": "event", "ts", "event", "job", "store", …}`` per line. Events:
+``daemon-start``,
 ``job-scheduled``, ``job-start``, ``job-success``, ``job-partial``, ``job-warning``,
 ``job-retry``, ``job-failure``, ``job-stopped``, ``watch-start``, ``watch-ready``,
 ``watch-snapshot``, ``watch-sync``, ``watch-warning``, ``watch-error``, ``config-reload``,
@@ -63,7 +64,8 @@ class EventLog:
         ts = datetime.now(UTC).isoformat(timespec="milliseconds")
         level = level_of(event)
         if self.json:
-            record = {"ts": ts, "level": level, "event": event, "job": fields.pop("job", None),
+            record = {"message_type": "event", "ts": ts, "level": level, "event": event,
+                      "job": fields.pop("job", None),
                       "store": fields.pop("store", None), **fields}  # fmt: skip
             line = json.dumps(record, default=str)
         else:

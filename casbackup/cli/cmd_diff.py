@@ -11,11 +11,11 @@ from ..ops.snapsel import SnapshotFilter
 from .common import (
     Ctx,
     echo,
-    emit_json,
     human_bytes,
     store_command,
 )
 from .filteropts import snapshot_filter_options
+from .output import emit
 
 _MARK = {"added": "+", "removed": "-", "modified": "M", "metadata": "U"}
 
@@ -34,10 +34,15 @@ def diff_cmd(
         res = diff(st, snapshot1, snapshot2, filt)
     summary = res.summary()
     if ctx.json:
-        emit_json({"from": res.a.id, "to": res.b.id,
-                   "changes": [{"path": c.path, "change": c.change, "type": c.type,
-                                "size": c.size} for c in res.changes],
-                   "summary": summary})
+        for c in res.changes:  # restic's diff --json: a ``change`` line per path
+            emit("change", {"path": c.path, "modifier": _MARK[c.change], "change": c.change,
+                            "type": c.type, "size": c.size})
+        emit("summary", {"source_snapshot": res.a.id, "target_snapshot": res.b.id,
+                         "added": summary["added"], "removed": summary["removed"],
+                         "modified": summary["modified"], "metadata": summary["metadata"],
+                         "added_bytes": summary["bytes_added"],
+                         "removed_bytes": summary["bytes_removed"],
+                         "trees_skipped": summary["trees_skipped"]})
         return
     echo(f"comparing snapshot {res.a.id[:8]} to {res.b.id[:8]}:")
     for c in res.changes:

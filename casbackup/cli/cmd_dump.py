@@ -17,8 +17,9 @@ import typer
 from ..errors import UsageError
 from ..ops.dump import ARCHIVES, dump
 from ..ops.snapsel import SnapshotFilter, resolve, split_ref
-from .common import Ctx, echo, emit_json, human_bytes, shown, store_command, warn
+from .common import Ctx, echo, human_bytes, shown, store_command, warn
 from .filteropts import snapshot_filter_options
+from .output import emit
 
 
 @store_command
@@ -41,6 +42,8 @@ def dump_cmd(
     """Write a file of SNAPSHOT to stdout, or a directory as a tar or zip archive."""
     if archive not in ARCHIVES:
         raise UsageError(f"--archive {shown(archive)}: not one of {', '.join(ARCHIVES)}")
+    if ctx.json and target is None:
+        raise UsageError("--json needs --target FILE: stdout carries the dump itself")
     ref, sub = split_ref(snapshot)
     with ctx.open() as st:
         snap = resolve(st, ref, filt)
@@ -57,9 +60,10 @@ def dump_cmd(
                 os.unlink(target)
             raise
     if ctx.json:
-        emit_json({"snapshot_id": snap.id, "path": os.fsdecode(res.path),
-                   "archive": res.archive, "entries": res.entries, "bytes": res.bytes,
-                   "skipped": res.skipped, "target": target})
+        emit("summary", {"snapshot_id": snap.id, "path": shown(os.fsdecode(res.path)),
+                         "archive": res.archive, "entries": res.entries,
+                         "written_bytes": res.bytes, "skipped": res.skipped,
+                         "target": target})
     else:
         what = f"{res.entries} entries as {res.archive}" if res.archive else "1 file"
         echo(f"dumped {shown(os.fsdecode(res.path))} of snapshot {snap.id[:8]}: {what}, "

@@ -10,16 +10,16 @@ from __future__ import annotations
 import os
 import stat
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from ..errors import IntegrityError, NothingMatched, UsageError
-from ..model.tree import Node
 from ..ops.find import Match, find
 from ..ops.snapsel import SnapshotFilter, select, st_mode
-from .common import Ctx, echo, emit_json, shown, store_command, warn
+from .common import Ctx, echo, shown, store_command, warn
 from .filteropts import snapshot_filter_options
+from .output import emit, node_fields, rfc3339
 
 
 def parse_time(value: str | None, option: str) -> int | None:
@@ -43,15 +43,6 @@ def _long(m: Match) -> str:
     target = f" -> {shown(os.fsdecode(n.target))}" if n.target is not None else ""
     return (f"{stat.filemode(st_mode(n))} {n.user or n.uid:>8} {n.group or n.gid:>8} "
             f"{n.size:>12} {_stamp(n.mtime_ns / 1e9)} {shown(os.fsdecode(m.path))}{target}")
-
-
-def _json(m: Match) -> dict[str, Any]:
-    n: Node = m.node
-    return {"path": os.fsdecode(m.path), "type": n.type, "mode": n.mode,
-            "permissions": stat.filemode(st_mode(n)), "size": n.size,
-            "mtime_ns": n.mtime_ns, "uid": n.uid, "gid": n.gid, "user": n.user,
-            "group": n.group,
-            "target": os.fsdecode(n.target) if n.target is not None else None}
 
 
 @store_command
@@ -84,9 +75,10 @@ def find_cmd(
     for e in res.errors:
         warn(e)
     if ctx.json:
-        emit_json([{"snapshot": g.snapshot.id, "time": g.snapshot.time,
-                    "hostname": g.snapshot.hostname, "hits": len(g.matches),
-                    "matches": [_json(m) for m in g.matches]} for g in res.groups])
+        for g in res.groups:  # one line per snapshot, as restic's find --json groups
+            emit("matches", {"snapshot_id": g.snapshot.id, "time": rfc3339(g.snapshot.time),
+                             "hostname": g.snapshot.hostname, "hits": len(g.matches),
+                             "matches": [node_fields(m.node, m.path) for m in g.matches]})
     else:
         for i, g in enumerate(res.groups):
             s = g.snapshot

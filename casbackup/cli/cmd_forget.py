@@ -9,13 +9,12 @@ import typer
 
 from ..errors import NothingMatched, UsageError
 from ..ops.forget import ForgetResult, forget, forget_ids
-from ..ops.gc import gc
+from ..ops.gc import GcReport, gc
 from ..ops.retention import Policy, parse_duration
 from ..ops.snapsel import SnapshotFilter, parse_group_by
 from .common import (
     Ctx,
     echo,
-    emit_json,
     store_command,
     warn,
 )
@@ -25,10 +24,12 @@ from .maintopts import (
     MaxUnusedOpt,
     RetryLockOpt,
     default_keep_unindexed,
+    gc_fields,
     gc_options,
     render_gc,
 )
 from .metricsfile import MetricsFileOpt, MetricsJobOpt, job_metrics
+from .output import emit, rfc3339
 from .progress import CliObserver
 from .signals import on_interrupt
 
@@ -83,6 +84,7 @@ def forget_cmd(
     )
     if ids and not policy.is_empty():
         raise UsageError("give either snapshot ids or a --keep-* policy, not both")
+    rep: GcReport | None = None
     with ctx.open() as st, job_metrics(metrics_file, st, metrics_job or "forget") as record:
         select = SnapshotFilter.of(host, tag, path)
         res = (forget_ids(st, ids, dry_run=dry_run, filt=select) if ids
@@ -100,24 +102,24 @@ def forget_cmd(
                 gopts.assume_forgotten = frozenset(res.removed)
             rep = gc(st, gopts, CliObserver(json_lines=ctx.json))
             record(rep)
-            if ctx.json:
-                emit_json({"type": "gc", **rep.to_map()})
-            else:
+            if not ctx.json and rep is not None:
                 render_gc(rep)
+    if ctx.json:
+        emit("summary", {"dry_run": res.dry_run, "removed": res.removed, "kept": res.kept,
+                         "prune": gc_fields(rep) if rep is not None else None})
 
 
 def _render(res: ForgetResult, json_out: bool) -> None:
     if json_out:
-        groups = []
-        for key, decisions in res.groups.items():
-            groups.append({
+        for key, decisions in res.groups.items():  # restic's forget --json: one per group
+            emit("forget_group", {
                 "host": key.hostname, "paths": list(key.paths) if key.paths is not None else None,
                 "tags": list(key.tags) if key.tags is not None else None,
-                "snapshots": [{"id": d.snapshot.id, "time": d.snapshot.time.isoformat(),
+                "keep": [d.snapshot.id for d in decisions if d.keep],
+                "remove": [d.snapshot.id for d in decisions if not d.keep],
+                "snapshots": [{"id": d.snapshot.id, "time": rfc3339(d.snapshot.time),
                                "keep": d.keep, "reasons": list(d.reasons)} for d in decisions],
             })
-        emit_json({"type": "forget", "dry_run": res.dry_run, "groups": groups,
-                   "removed": res.removed, "kept": res.kept})
         return
     verb = "to remove (dry run)" if res.dry_run else "removed"
     if not res.groups:  # by id

@@ -9,7 +9,6 @@ import typer
 from ..ops.gc import gc
 from .common import (
     Ctx,
-    emit_json,
     store_command,
 )
 from .maintopts import (
@@ -17,11 +16,13 @@ from .maintopts import (
     MaxUnusedOpt,
     RetryLockOpt,
     default_keep_unindexed,
+    gc_fields,
     gc_options,
     parse_span,
     render_gc,
 )
 from .metricsfile import MetricsFileOpt, MetricsJobOpt, job_metrics
+from .output import emit
 from .progress import CliObserver
 from .signals import on_interrupt
 
@@ -47,7 +48,7 @@ def gc_cmd(
         rep = gc(st, opts, CliObserver(json_lines=ctx.json))
         record(rep)
     if ctx.json:
-        emit_json({"type": "gc", **rep.to_map()})
+        emit("summary", gc_fields(rep))
     else:
         render_gc(rep)
 

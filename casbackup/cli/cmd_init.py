@@ -12,10 +12,10 @@ from ..store import ENCRYPTIONS, init_store
 from .common import (
     Ctx,
     echo,
-    emit_json,
     read_password,
     store_command,
 )
+from .output import emit
 from .peer import FromPasswordCmdOpt, FromPasswordFileOpt, open_peer, peer_password
 
 
@@ -23,7 +23,8 @@ from .peer import FromPasswordCmdOpt, FromPasswordFileOpt, open_peer, peer_passw
 def init(
     ctx: Ctx,
     encryption: Annotated[str, typer.Option(
-        "--encryption", "-e", help=f"One of {', '.join(ENCRYPTIONS)}.")] = "repokey",
+        "--encryption", help=f"One of {', '.join(ENCRYPTIONS)} (no short flag: -e is "
+        "--exclude elsewhere, as in restic).")] = "repokey",
     pack_size_mib: Annotated[int, typer.Option("--pack-size", help="Target pack size, MiB.")] = 16,
     compression_level: Annotated[int, typer.Option(
         "--compression-level", metavar="LEVEL", help="zstd level, 1 (fast) to 22.")] = 3,
@@ -52,7 +53,7 @@ def init(
                     compression_level=compression_level, master=master,
                     chunker=chunker) as st:
         if ctx.json:
-            emit_json({"store_id": st.config.store_id, "url": ctx.url,
+            emit("initialized", {"id": st.config.store_id, "repository": ctx.url,
                        "encryption": st.config.encryption, "paired_with": from_url})
         else:
             echo(f"created store {st.config.store_id[:8]} at {ctx.url} "

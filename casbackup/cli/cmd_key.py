@@ -15,10 +15,10 @@ from ..store import keyring
 from .common import (
     Ctx,
     echo,
-    emit_json,
     read_password,
     store_command,
 )
+from .output import emit, rfc3339
 
 key_app = typer.Typer(help="Manage the passphrases (key objects) of a store.", no_args_is_help=True)
 
@@ -61,8 +61,11 @@ def key_list(
             {"id": k, "current": k == st.key_name, **keyring.describe_key(st, k)}
             for k in keyring.key_names(st)
         ]
-    if ctx.json:
-        emit_json(rows)
+    if ctx.json:  # one ``key`` line each; ``created`` as RFC 3339
+        for r in rows:
+            c = r.get("created")
+            emit("key", {**r, "created": rfc3339(float(c)) if isinstance(c, int | float)
+                         else None})
         return
     for r in rows:
         created = datetime.fromtimestamp(float(r.get("created", 0))).strftime("%Y-%m-%d %H:%M")  # type: ignore[arg-type]
@@ -90,7 +93,7 @@ def key_add(
     new = _new_password(new_password_file)
     with ctx.open() as st:
         name = keyring.add_key(st, new())
-    emit_json({"added": name}) if ctx.json else echo(f"added key {name[:8]}")
+    emit("summary", {"added": name, "removed": None}) if ctx.json else echo(f"added key {name[:8]}")
 
 
 @key_app.command("remove")
@@ -105,7 +108,10 @@ def key_remove(
         if len(matches) != 1:
             raise UsageError(f"key id {key_id} matches {len(matches)} keys")
         keyring.remove_key(st, matches[0])
-    emit_json({"removed": matches[0]}) if ctx.json else echo(f"removed key {matches[0][:8]}")
+    if ctx.json:
+        emit("summary", {"added": None, "removed": matches[0]})
+    else:
+        echo(f"removed key {matches[0][:8]}")
 
 
 @key_app.command("passwd")
@@ -121,7 +127,7 @@ def key_passwd(
         name = keyring.add_key(st, new())  # the new key first ...
         if old:
             keyring.remove_key(st, old)  # ... then the old one: never a moment without a key
-    emit_json({"added": name, "removed": old}) if ctx.json else echo(
+    emit("summary", {"added": name, "removed": old}) if ctx.json else echo(
         f"password changed (key {name[:8]})"
     )
 

@@ -13,12 +13,12 @@ from ..store import Store
 from .common import (
     Ctx,
     echo,
-    emit_json,
     store_command,
     warn,
 )
 from .maintopts import RetryLockOpt, parse_span
 from .metricsfile import MetricsFileOpt, MetricsJobOpt, job_metrics
+from .output import emit
 from .progress import CliObserver
 from .signals import on_interrupt
 
@@ -44,7 +44,7 @@ def repair_cmd(
     rebuilt = rebuilt or rep.rebuilt
     lost = [{"snapshot": s, "path": p} for s, p in after.affected]
     if ctx.json:
-        emit_json({"type": "repair", "packs_checked": rep.packs_checked,
+        emit("summary", {"packs_checked": rep.packs_checked,
                    "damaged_packs": rep.damaged_packs, "blobs_salvaged": rep.blobs_salvaged,
                    "lost_blobs": len(rep.lost_blobs), "packs_written": rep.packs_written,
                    "index_before": rep.index_before, "index_after": rep.index_after,
@@ -85,6 +85,6 @@ def rebuild_and_report(st: Store, json_out: bool) -> None:
     """``verify --repair-index``: rebuild, report, then verify goes on."""
     rep = rebuild_index(st, observer=CliObserver(json_lines=json_out))
     if json_out:
-        emit_json({"type": "repair-index", **rep.__dict__})
+        emit("index_rebuilt", dict(rep.__dict__))
     else:
         render_rebuild(rep)

@@ -21,13 +21,14 @@ from ..ops.restore import restore
 from ..ops.snapsel import SnapshotFilter
 from .common import (
     Ctx,
+    VerboseOpt,
     echo,
-    emit_json,
     human_bytes,
     store_command,
 )
 from .filteropts import snapshot_filter_options
 from .metricsfile import MetricsFileOpt, MetricsJobOpt, job_metrics
+from .output import emit
 from .progress import CliObserver
 from .signals import on_interrupt
 
@@ -77,12 +78,13 @@ def restore_cmd(
     verify_: Annotated[bool, typer.Option("--verify", help="Re-hash what was written.")] = False,
     metrics_file: MetricsFileOpt = None,
     metrics_job: MetricsJobOpt = None,
+    verbose: VerboseOpt = 0,
     *,
     filt: SnapshotFilter,
 ) -> None:
-    """Restore SNAPSHOT into TARGET."""
+    """Restore SNAPSHOT into TARGET (-v: list each file restored)."""
     on_interrupt(f"restore of {snapshot} into {target} is incomplete")
-    obs = CliObserver(json_lines=ctx.json)
+    obs = CliObserver(json_lines=ctx.json, verbose=verbose)
     with ctx.open() as st, job_metrics(metrics_file, st, metrics_job or "restore") as record:
         res = restore(
             st,
@@ -101,28 +103,25 @@ def restore_cmd(
         )
         record(res, partial=f"{len(res.failed)} entries not restored" if res.failed else None)
     if ctx.json:
-        emit_json(
-            {
-                "type": "summary",
-                "message_type": "summary",
-                "dry_run": dry_run,
-                "snapshot_id": res.snapshot.id,
-                "files": res.files,
-                "dirs": res.dirs,
-                "bytes_written": res.bytes_written,
-                "bytes_read": res.bytes_read,
-                "total_files": res.total_files,
-                "total_bytes": res.total_bytes,
-                "files_restored": res.total_files - res.unchanged - res.skipped,
-                "files_skipped": res.unchanged + res.skipped,
-                "files_deleted": res.deleted,
-                "bytes_restored": res.bytes_planned,
-                "bytes_skipped": max(0, res.total_bytes - res.bytes_planned),
-                "warnings": res.warnings,
-                "failed": res.failed,
-                "verified": verify_,
-            }
-        )
+        done = obs.status()
+        emit("summary", {
+            "snapshot_id": res.snapshot.id,
+            "dry_run": dry_run,
+            "seconds_elapsed": done["seconds_elapsed"],
+            "total_files": res.total_files,
+            "files_restored": res.total_files - res.unchanged - res.skipped,
+            "files_skipped": res.unchanged + res.skipped,
+            "files_deleted": res.deleted,
+            "dirs_restored": res.dirs,
+            "total_bytes": res.total_bytes,
+            "bytes_restored": res.bytes_planned,
+            "bytes_skipped": max(0, res.total_bytes - res.bytes_planned),
+            "read_bytes": res.bytes_read,  # from the store
+            "written_bytes": res.bytes_written,  # into the target
+            "warnings": res.warnings,
+            "failed": res.failed,
+            "verified": verify_,
+        })
     elif dry_run:
         echo(
             f"would restore {res.total_files - res.unchanged - res.skipped} of "
@@ -148,8 +147,7 @@ def restore_cmd(
 def _print_action(json_lines: bool) -> Callable[[str, str, int], None]:
     def show(path: str, action: str, size: int) -> None:
         if json_lines:
-            emit_json({"message_type": "verbose_status", "action": action, "item": path,
-                       "size": size})
+            emit("verbose_status", {"action": action, "item": path, "size": size})
         else:
             echo(f"{action:<9} {path}" + (f" ({human_bytes(size)})" if size else ""))
     return show

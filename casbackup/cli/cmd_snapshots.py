@@ -18,12 +18,12 @@ from ..ops.treewalk import walk
 from .common import (
     Ctx,
     echo,
-    emit_json,
     human_bytes,
     store_command,
     warn,
 )
 from .filteropts import PathFilterOpt, TagFilterOpt, snapshot_filter_options
+from .output import emit, node_fields, snapshot_fields
 
 
 @store_command
@@ -61,13 +61,12 @@ def snapshots_cmd(
     if not fields:  # --latest alone: one list, still oldest first
         groups = {GroupKey(): sorted((s for v in groups.values() for s in v),
                                      key=lambda s: (s.time, s.id))}
-    if ctx.json:
-        if fields:
-            emit_json([{"group_key": {"hostname": k.hostname, "paths": _opt(k.paths),
-                                      "tags": _opt(k.tags)},
-                        "snapshots": [s.to_json() for s in v]} for k, v in groups.items()])
-        else:
-            emit_json([s.to_json() for v in groups.values() for s in v])
+    if ctx.json:  # one ``snapshot`` line each (with --group-by: and its group_key)
+        for k, v in groups.items():
+            gkey = ({"group_key": {"hostname": k.hostname, "paths": _opt(k.paths),
+                                  "tags": _opt(k.tags)}} if fields else {})
+            for s in v:
+                emit("snapshot", {**snapshot_fields(s), **gkey})
         return
     for key, group in groups.items():
         if fields:
@@ -154,23 +153,14 @@ def ls_cmd(
                 )
             tree_id = node.subtree
         base = "/" + "/".join(os.fsdecode(p) for p in parts)
+        if ctx.json:
+            emit("snapshot", snapshot_fields(snap))
 
         for e in walk(st.load_tree, tree_id, path=os.fsencode(base),
                       descend=lambda e: recursive):
             n, full = e.node, os.fsdecode(e.path)
             if ctx.json:
-                emit_json(
-                    {
-                        "path": full,
-                        "type": n.type,
-                        "size": n.size,
-                        "mode": n.mode,
-                        "uid": n.uid,
-                        "gid": n.gid,
-                        "mtime_ns": n.mtime_ns,
-                        "target": os.fsdecode(n.target) if n.target is not None else None,
-                    }
-                )
+                emit("node", node_fields(n, e.path))
             elif long:
                 t = datetime.fromtimestamp(n.mtime_ns / 1e9).strftime("%Y-%m-%d %H:%M:%S")
                 echo(

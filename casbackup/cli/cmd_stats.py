@@ -11,11 +11,11 @@ from ..ops.stats import stats
 from .common import (
     Ctx,
     echo,
-    emit_json,
     human_bytes,
     store_command,
 )
 from .filteropts import snapshot_filter_options
+from .output import emit
 
 
 @store_command
@@ -31,7 +31,18 @@ def stats_cmd(
     with ctx.open() as st:
         s = stats(st, snapshot, filt)
     if ctx.json:
-        emit_json(s.to_map())
+        emit("stats", {  # restic's stats --json names where it has the number
+            "snapshot_id": s.snapshot, "snapshots_count": s.snapshots,
+            "total_file_count": s.files, "total_dir_count": s.dirs,
+            "total_size": s.logical_size, "unique_bytes": s.unique_size,
+            "total_uncompressed_size": s.raw_size, "stored_bytes": s.stored_size,
+            "total_blob_count": s.data_blobs + s.tree_blobs, "data_blobs": s.data_blobs,
+            "tree_blobs": s.tree_blobs, "missing_blobs": s.missing_blobs,
+            "packs": s.packs, "packs_by_kind": s.packs_by_kind, "pack_bytes": s.pack_bytes,
+            "index_objects": s.index_objects, "index_blobs": s.index_blobs,
+            "unreferenced_bytes": s.unreferenced,
+            "dedup_ratio": round(s.dedup_ratio, 4),
+            "compression_ratio": round(s.compression_ratio, 4)})
         return
     echo(f"snapshot {s.snapshot[:8]}" if s.snapshot else f"store: {s.snapshots} snapshot(s)")
     echo(f"  files:             {s.files} in {s.dirs} directories")

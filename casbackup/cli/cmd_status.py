@@ -27,9 +27,9 @@ from .common import (
     PasswordFileOpt,
     StoreOpt,
     echo,
-    emit_json,
     human_bytes,
 )
+from .output import emit, rfc3339
 
 if TYPE_CHECKING:  # yaml and croniter load only when a daemon command runs
     from ..daemon.config import Config
@@ -128,7 +128,7 @@ def status_cmd(
             }
     report["stores"] = {n: st.to_map(now.timestamp()) for n, st in stores.items()}
     if json_out:
-        emit_json(report)
+        emit("status_report", _json_report(report))
     else:
         _render(report, stores, now)
     failed = [name for name, st in stores.items() if not st.reachable]
@@ -136,6 +136,23 @@ def status_cmd(
         err = CasError(f"{len(failed)} of {len(stores)} store(s) unreachable: {', '.join(failed)}")
         err.exit_code = stores[failed[0]].exit_code or 1
         raise err
+
+
+def _json_report(report: dict[str, Any]) -> dict[str, Any]:
+    """The report under docs/json.md's units: RFC 3339 times, ``*_seconds``; the
+    logical-to-stored ratio is named for what it is (``stats``' dedup_ratio is another
+    number: logical size over unique data)."""
+    stores = {}
+    for name, m in report["stores"].items():
+        m = dict(m)
+        m["last_snapshot_time"] = rfc3339(m["last_snapshot_time"])
+        m["last_snapshot_age_seconds"] = m.pop("last_snapshot_age")
+        m["logical_to_stored_ratio"] = m.pop("dedup_ratio")
+        m["locks"] = [{**lk, "time": rfc3339(lk["time"])} for lk in m["locks"]]
+        stores[name] = m
+    jobs = [{**{k: v for k, v in j.items() if k != "last_duration"},
+             "last_duration_seconds": j["last_duration"]} for j in report["jobs"]]
+    return {**report, "stores": stores, "jobs": jobs}
 
 
 def _render(report: dict[str, Any], stores: dict[str, StoreStatus], now: datetime) -> None:
@@ -146,7 +163,7 @@ def _render(report: dict[str, Any], stores: dict[str, StoreStatus], now: datetim
         if not st.reachable:
             echo(f"  {name}: UNREACHABLE: {st.error}")
             continue
-        ratio = f", dedup {st.dedup_ratio:.2f}x" if st.dedup_ratio else ""
+        ratio = f", logical/stored {st.dedup_ratio:.2f}x" if st.dedup_ratio else ""
         last = now.timestamp() - st.last_snapshot_time if st.last_snapshot_time else None
         echo(f"  {name}: reachable, {human_bytes(st.size_bytes)} in {st.packs} packs{ratio}, "
              f"{st.snapshots} snapshots, last {_age(last)}")

@@ -1,7 +1,8 @@
 """``casbackup sync SRC DST``: copy snapshots between paired stores; ``--watch`` keeps going.
 
-Output: one line per copied snapshot and a summary (``--json``: a ``copied`` JSON line per
-snapshot, then a ``summary`` line). Exit 0 when everything selected is in DST.
+Output: one line per copied snapshot (above the progress bar) and a summary (``--json``:
+``status`` lines, a ``copied`` line per snapshot, then a ``summary`` line; -q: only
+warnings and errors). Exit 0 when everything selected is in DST.
 """
 
 from __future__ import annotations
@@ -15,37 +16,45 @@ from ..model.snapshot import Snapshot
 from ..ops.snapsel import SnapshotFilter
 from ..ops.sync import Copied, Selection, SyncObserver, sync
 from ..ops.sync_watch import sync_watch
+from . import output
 from .common import (
     JsonOpt,
     PasswordCmdOpt,
     PasswordFileOpt,
+    QuietOpt,
     echo,
-    emit_json,
     human_bytes,
     read_password,
 )
 from .filteropts import snapshot_filter_options
 from .metricsfile import MetricsFileOpt, MetricsJobOpt, job_metrics
+from .output import emit, rfc3339
 from .peer import FromPasswordCmdOpt, FromPasswordFileOpt, open_peer, peer_password
 from .progress import CliObserver
 from .signals import graceful_stop, on_interrupt
 
 
 class SyncCliObserver(CliObserver, SyncObserver):
-    def __init__(self, json_lines: bool, to: str) -> None:
-        super().__init__(json_lines=json_lines)
+    def __init__(self, json_lines: bool, to: str, quiet: bool = False) -> None:
+        super().__init__(json_lines=json_lines, quiet=quiet)
         self.to = to
 
     def copied(self, copied: Copied, snapshot: Snapshot) -> None:
         if self.json:
-            emit_json({"type": "copied", "to": self.to, "source_id": copied.src_id,
-                       "id": copied.dst_id, "time": snapshot.datetime.isoformat(),
-                       "paths": snapshot.paths, "blobs": copied.blobs, "trees": copied.trees,
-                       "bytes": copied.bytes, "bytes_stored": copied.stored})
-        else:
-            echo(f"copied snapshot {copied.src_id[:8]} -> {copied.dst_id[:8]} "
-                 f"({', '.join(snapshot.paths)}): {copied.blobs} blobs, "
-                 f"{human_bytes(copied.bytes)} ({human_bytes(copied.stored)} stored)")
+            emit("copied", {"to": self.to, "source_id": copied.src_id,
+                            "id": copied.dst_id, "time": rfc3339(snapshot.datetime),
+                            "paths": snapshot.paths, "blobs": copied.blobs,
+                            "trees": copied.trees, "copied_bytes": copied.bytes,
+                            "stored_bytes": copied.stored})
+        elif not self.quiet:  # on stdout, above the bar (which is on stderr)
+            line = (f"copied snapshot {copied.src_id[:8]} -> {copied.dst_id[:8]} "
+                    f"({', '.join(snapshot.paths)}): {copied.blobs} blobs, "
+                    f"{human_bytes(copied.bytes)} ({human_bytes(copied.stored)} stored)")
+            bar = self._progress
+            if bar is not None:
+                bar.console.print(line, markup=False, highlight=False, soft_wrap=True)
+            else:
+                echo(line)
 
 
 @snapshot_filter_options
@@ -63,6 +72,7 @@ def sync_cmd(
     from_password_file: FromPasswordFileOpt = None,
     from_password_command: FromPasswordCmdOpt = None,
     json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
     metrics_file: MetricsFileOpt = None,
     metrics_job: MetricsJobOpt = None,
     *,
@@ -73,11 +83,12 @@ def sync_cmd(
     sel = Selection(ids=snapshots or [], filt=filt)
     src_pw = peer_password(from_password_file, from_password_command, password_file,
                            password_command, label=f"source store {src}")
-    obs = SyncCliObserver(json_out, dst)
+    output.JSON = json_out
+    obs = SyncCliObserver(json_out, dst, quiet)
     with open_peer(src, src_pw, "source store") as s, open_peer(
             dst, lambda: read_password(password_file, password_command), "destination store") as d:
         if watch:
-            if not json_out:
+            if not json_out and not quiet:
                 echo(f"watching {src} -> {dst} (Ctrl-C to stop)")
             with graceful_stop() as stop:
                 sync_watch(s, d, sel, obs, stop, interval)
@@ -88,10 +99,11 @@ def sync_cmd(
     if filt and res.listed and not res.selected:  # a typo must not pass as 0
         raise NothingMatched(f"no snapshot matches {filt.describe()}; nothing was copied")
     if json_out:
-        emit_json({"type": "summary", "to": dst, "selected": res.selected,
-                   "already_present": res.present, "copied": len(res.copied),
-                   "blobs": res.blobs, "bytes": res.bytes, "bytes_stored": res.stored})
-    else:
+        emit("summary", {"to": dst, "selected": res.selected,
+                         "already_present": res.present, "copied": len(res.copied),
+                         "blobs": res.blobs, "copied_bytes": res.bytes,
+                         "stored_bytes": res.stored})
+    elif not quiet:
         echo(f"{len(res.copied)} snapshot(s) copied, {res.present} already present; "
              f"{res.blobs} blobs, {human_bytes(res.bytes)} ({human_bytes(res.stored)} stored)")
 

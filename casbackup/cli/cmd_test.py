@@ -24,7 +24,8 @@ from ..ops.verify import verify
 from ..store import open_store
 from .cmd_config import ConfigOpt, load_checked
 from .cmd_verify import verify_cmd
-from .common import JsonOpt, PasswordCmdOpt, PasswordFileOpt, StoreOpt, echo, emit_json
+from .common import JsonOpt, PasswordCmdOpt, PasswordFileOpt, StoreOpt, echo
+from .output import emit
 
 QUICK_SUBSET = "1%"
 
@@ -79,7 +80,7 @@ def test_cmd(
         if not json_out:
             _render(name, r)
     if json_out:
-        emit_json({"config": str(path), "ok": first is None, "stores": results})
+        emit("summary", {"config": str(path), "ok": first is None, "stores": results})
     if first is not None:
         failed = [n for n, r in results.items() if "error" in r]
         err = CasError(f"self-test failed for {len(failed)} of {len(results)} store(s): "

@@ -10,9 +10,9 @@ from ..store.locks import list_locks, remove_stale
 from .common import (
     Ctx,
     echo,
-    emit_json,
     store_command,
 )
+from .output import emit
 
 
 @store_command
@@ -37,7 +37,7 @@ def unlock_cmd(
         for lk in removed
     ]
     if ctx.json:
-        emit_json({"removed": rows, "remaining": len(left)})
+        emit("summary", {"removed": rows, "remaining": len(left)})
         return
     for r in rows:
         echo(

@@ -11,10 +11,10 @@ from ..ops.verify import verify
 from .common import (
     Ctx,
     echo,
-    emit_json,
     store_command,
 )
 from .metricsfile import MetricsFileOpt, MetricsJobOpt, job_metrics
+from .output import emit
 from .progress import CliObserver
 from .signals import on_interrupt
 
@@ -48,7 +48,8 @@ def verify_cmd(
         )
         record(rep, failure=None if rep.ok else f"{len(rep.problems)} problem(s)")
     if ctx.json:
-        emit_json(
+        emit(
+            "summary",
             {
                 "ok": rep.ok,
                 "problems": rep.problems,

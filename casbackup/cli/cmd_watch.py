@@ -1,7 +1,7 @@
 """``casbackup watch PATH… --store URL``: snapshot changes as they happen.
 
-Output: a line per snapshot (``--json``: JSON lines ``watching``, ``ready``, ``snapshot``
-with ``id`` and ``latency_s``, ``unchanged``, ``synced``; warnings on stderr). SIGINT or
+Output: a line per snapshot (``--json``: JSON lines ``watching``, ``ready``, ``saved``
+with ``id`` and ``latency_seconds``, ``unchanged``, ``synced``, ``error``; docs/json.md). SIGINT or
 SIGTERM stops after the backup under way (a second one abandons it); SIGUSR1 asks for a
 full rescan.
 """
@@ -9,9 +9,7 @@ full rescan.
 from __future__ import annotations
 
 import contextlib
-import json
 import signal
-import sys
 import threading
 from typing import Annotated, Any
 
@@ -24,11 +22,12 @@ from ..source.exclude import Excluder
 from .common import (
     Ctx,
     echo,
-    emit_json,
     human_bytes,
     store_command,
 )
+from .output import backup_summary, emit
 from .peer import open_peer, peer_password
+from .progress import notice
 from .signals import graceful_stop
 
 
@@ -41,7 +40,7 @@ class WatchCliObserver(WatchObserver):
     def _out(self, obj: dict[str, Any], text: str | None) -> None:
         with self._lock:
             if self.json:
-                emit_json(obj)
+                emit(obj.pop("type"), obj)
             elif text is not None:
                 echo(text)
 
@@ -55,17 +54,18 @@ class WatchCliObserver(WatchObserver):
     def snapshot(self, info: WatchSnapshot) -> None:
         s = info.snapshot
         m: dict[str, Any] = {
-            "type": "snapshot" if s is not None else "unchanged",
+            "type": "saved" if s is not None else "unchanged",
             "id": s.id if s is not None else None,
-            "latency_s": None if info.latency_s is None else round(info.latency_s, 4),
-            "duration_s": round(info.duration_s, 4), "scan": info.scan, "reason": info.reason,
+            "latency_seconds": None if info.latency_s is None else round(info.latency_s, 4),
+            "duration_seconds": round(info.duration_s, 4), "scan": info.scan,
+            "reason": info.reason,
             "events": info.events, "dirs_scanned": info.dirs_scanned,
             "dirs_reused": info.dirs_reused,
         }
         if s is None:
             self._out(m, None)
             return
-        m.update(s.summary.to_map())
+        m.update(backup_summary(s.summary))
         lat = "" if info.latency_s is None else f", {info.latency_s:.2f} s after the change"
         self._out(m, f"snapshot {s.id[:8]} saved ({info.scan} scan: {info.dirs_scanned} "
                      f"dirs read, {info.dirs_reused} kept; +{human_bytes(s.summary.bytes_added)}"
@@ -73,18 +73,16 @@ class WatchCliObserver(WatchObserver):
 
     def synced(self, replica: str, copied: Copied, latency_s: float | None) -> None:
         self._out({"type": "synced", "to": replica, "source_id": copied.src_id,
-                   "id": copied.dst_id, "blobs": copied.blobs, "bytes": copied.bytes,
-                   "latency_s": None if latency_s is None else round(latency_s, 4)},
+                   "id": copied.dst_id, "blobs": copied.blobs, "copied_bytes": copied.bytes,
+                   "latency_seconds": None if latency_s is None else round(latency_s, 4)},
                   f"  -> {replica}: {copied.dst_id[:8]} ({copied.blobs} blobs)")
 
     def warn(self, path: str, message: str) -> None:
         with self._lock:
             if self.json:
-                sys.stderr.write(json.dumps({"type": "warning", "path": path,
-                                             "message": message}) + "\n")
-            else:
-                sys.stderr.write(f"casbackup: warning: {path}: {message}\n")
-            sys.stderr.flush()
+                emit("error", {"error": {"message": message}, "during": "watch",
+                               "item": path})
+        notice(f"casbackup: warning: {path}: {message}")
 
 
 @store_command
@@ -107,13 +105,13 @@ def watch_cmd(
         "--sync-password-command", help="Command printing the replicas' password.")] = None,
     tag: Annotated[list[str] | None, typer.Option("--tag", help="Tag the snapshots.")] = None,
     exclude: Annotated[list[str] | None, typer.Option(
-        "--exclude", "-x", help="gitignore-style pattern to leave out (repeatable).")] = None,
+        "--exclude", "-e", help="gitignore-style pattern to leave out (repeatable).")] = None,
     exclude_file: Annotated[list[str] | None, typer.Option(
         "--exclude-file", help="File of gitignore-style patterns (repeatable).")] = None,
     exclude_caches: Annotated[bool, typer.Option(
         "--exclude-caches", help="Skip directories holding a CACHEDIR.TAG.")] = False,
     one_file_system: Annotated[bool, typer.Option(
-        "--one-file-system", help="Do not cross filesystem boundaries.")] = False,
+        "--one-file-system", "-x", help="Do not cross filesystem boundaries.")] = False,
     host: Annotated[str | None, typer.Option("--host", help="Record this hostname.")] = None,
 ) -> None:
     """Watch PATHS and snapshot every burst of changes into the store."""

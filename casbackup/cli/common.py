@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import json
 import sys
 from collections.abc import Callable
 from typing import Annotated, Any, get_type_hints
@@ -48,7 +47,8 @@ PasswordFileOpt = Annotated[
 PasswordCmdOpt = Annotated[
     str | None, typer.Option("--password-command", help="Run this command to get the password.")
 ]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
+JsonOpt = Annotated[bool, typer.Option(
+    "--json", help="Machine-readable output: JSON lines on stdout (docs/json.md).")]
 VerboseOpt = Annotated[int, typer.Option(
     "--verbose", "-v", count=True, help="List files as they are processed (-vv: every file).")]
 QuietOpt = Annotated[bool, typer.Option(
@@ -125,19 +125,6 @@ def shown(text: str) -> str:
         return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def emit_json(obj: Any) -> None:
-    sys.stdout.write(json.dumps(obj, default=_default) + "\n")
-    sys.stdout.flush()
-
-
-def _default(o: Any) -> Any:
-    if isinstance(o, bytes):
-        return o.hex()
-    if isinstance(o, set):
-        return sorted(o)
-    raise TypeError(type(o).__name__)
-
-
 def human_bytes(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if abs(n) < 1024 or unit == "TiB":
@@ -151,7 +138,13 @@ def echo(msg: str = "") -> None:
 
 
 def warn(msg: str) -> None:
-    typer.echo(f"casbackup: warning: {msg}", err=True)
+    """One warning line on stderr (above a live progress bar); with ``--json`` also a
+    ``warning`` line on stdout."""
+    from . import output, progress
+
+    progress.notice(f"casbackup: warning: {msg}")
+    if output.JSON:
+        output.emit("warning", {"message": msg})
 
 
 _STORE_PARAMS = [
@@ -183,6 +176,9 @@ def store_command(fn: Callable[..., None]) -> Callable[..., None]:
         ctx = Ctx(kw.pop("store"), kw.pop("password_file"), kw.pop("password_command"),
                   kw.pop("json_out"), kw.pop("no_lock", False))
         ctx.quiet = kw.pop("quiet", False)  # cmd_test calls verify_cmd without it
+        from . import output
+
+        output.JSON = ctx.json  # errors and warnings of this command as JSON lines too
         if ctx.quiet:
             from . import progress
 

@@ -7,7 +7,7 @@ Invariant: parsing errors are ``UsageError`` (exit 2) with one line naming the o
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -64,6 +64,15 @@ def gc_options(max_unused: str, keep_unindexed_for: str, retry_lock: str,
 
 def default_keep_unindexed() -> str:
     return f"{DEFAULT_KEEP_UNINDEXED / 3600:g}h"
+
+
+_GC_RENAMED = {"bytes_before": "before_bytes", "bytes_after": "after_bytes",
+               "bytes_freed": "freed_bytes", "bytes_written": "written_bytes"}
+
+
+def gc_fields(rep: GcReport) -> dict[str, Any]:
+    """A gc report for ``--json`` (docs/json.md: sizes end in ``_bytes``)."""
+    return {_GC_RENAMED.get(k, k): v for k, v in rep.to_map().items()}
 
 
 def render_gc(rep: GcReport) -> None:

@@ -281,7 +281,7 @@ class _Gc:
         for r in records:
             for p in r.packs.values():
                 full.add_pack(p)
-        self.obs.start("gc: mark")
+        self.obs.start("gc: mark", unit="trees")
         marker = Marker(st, full, self.obs)
         marker.snapshots_now(opts.assume_forgotten)
         marker.intents(others.values())
@@ -440,14 +440,15 @@ class _Gc:
         try:
             if plan.repack:
                 self.obs.start("gc: repack",
-                               total_bytes=sum(listing[n].size for n in plan.repack))
+                               total_bytes=sum(listing[n].size for n in plan.repack),
+                               total_files=len(plan.repack), unit="packs")
                 for name in plan.repack:
                     wanted = [e for e in clean.packs[name].entries
                               if clean.blobs[e.id].pack == name and e.id in self._live]
                     for blob in self.mt.read_live_blobs(name, wanted):
                         if rp.add(blob):
                             rep.blobs_repacked += 1
-                    self.obs.progress(listing[name].size)
+                    self.obs.progress(listing[name].size, 1)
                 self.obs.finish()
             new_packs = rp.finish()
             rep.packs_written, rep.bytes_written = len(new_packs), rp.bytes_written

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 class Observer:
     def start(self, what: str, total_bytes: int | None = None,
-              total_files: int | None = None) -> None:
-        """An operation begins; totals may be unknown (None)."""
+              total_files: int | None = None, unit: str = "files") -> None:
+        """An operation begins; totals may be unknown (None). ``unit`` names what the file
+        counter counts where it is not files (``packs``, ``snapshots``)."""
 
     def totals(self, total_bytes: int, total_files: int) -> None:
         """More work became known (a scanner finished one source): add it to the totals."""
@@ -20,7 +21,8 @@ class Observer:
         """``nbytes`` more bytes / ``nfiles`` more files were processed."""
 
     def file(self, path: bytes, action: str) -> None:
-        """A file was processed: ``action`` is ``new``, ``changed`` or ``unchanged``."""
+        """A file was processed: ``action`` is ``new``, ``changed`` or ``unchanged``
+        (backup), ``restored`` (restore)."""
 
     def warn(self, path: str, message: str) -> None:
         """A non-fatal problem with one path (unreadable, changed while read, …)."""

@@ -102,7 +102,7 @@ def _rebuild(store: Store, observer: Observer) -> RebuildReport:
     old = _load_old(store, old_names, rep.problems)
     listing = maintainer(store).pack_listing()
     packs: list[PackInfo] = []
-    observer.start("repair: index", total_files=len(listing))
+    observer.start("repair: index", total_files=len(listing), unit="packs")
     for name in sorted(listing):
         size = listing[name].size
         try:
@@ -160,7 +160,8 @@ def _salvage(store: Store, rep: RepairReport, observer: Observer) -> None:
     listing = maintainer(store).pack_listing()
     repacker = maintainer(store).repacker()
     damaged: list[str] = []
-    observer.start("repair: read", total_bytes=sum(p.size for p in index.packs.values()))
+    observer.start("repair: read", total_bytes=sum(p.size for p in index.packs.values()),
+                   total_files=len(index.packs), unit="packs")
     for name, info in sorted(index.packs.items()):
         rep.packs_checked += 1
         on = listing.get(name)
@@ -169,7 +170,7 @@ def _salvage(store: Store, rep: RepairReport, observer: Observer) -> None:
             damaged.append(name)
             _rescue(store, name, info.entries, on.size if on is not None else None,
                     repacker, rep)
-        observer.progress(info.size)
+        observer.progress(info.size, 1)
     observer.finish()
     new_packs = repacker.finish()
     rep.packs_written = len(new_packs)

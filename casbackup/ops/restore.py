@@ -215,7 +215,8 @@ def restore(
         r = _Restorer(store, tgt, items, observer, res, overwrite, sv)
         for i, msg in short:
             r.warn(i, msg)
-        observer.start("restore", total_bytes=res.bytes_planned, total_files=len(items))
+        observer.start("restore", total_bytes=res.bytes_planned,
+                       total_files=sum(1 for it in items if it.node.type == FILE))
         try:
             r.create_and_fill(plan, slots, workers or store.parallel_reads())
             crash_point("restore:before-delete")
@@ -768,6 +769,8 @@ class _Restorer:
         self._meta(i, meta_fd, fd)
         with self._cond:
             self.res.files += 1
+        self.obs.progress(0, 1)
+        self.obs.file(self.target + b"/" + self.items[i].path, "restored")
 
     def _meta(self, i: int, apply: MetaFn, fd: int) -> None:
         apply(self.items[i].node, fd, self.is_root, lambda msg: self.warn(i, msg))

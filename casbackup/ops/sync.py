@@ -184,7 +184,9 @@ class Syncer:
             if d.original:
                 present[d.original] = d
         res = SyncResult(listed=len(listed), selected=len(chosen))
-        self.obs.start("sync")
+        todo = sum(1 for s in chosen if s.id not in present
+                   and (s.original is None or s.original not in present))
+        self.obs.start("sync", total_files=todo, unit="snapshots")
         try:
             for s in chosen:
                 if s.id in present or (s.original is not None and s.original in present):
@@ -195,6 +197,7 @@ class Syncer:
                     if k:
                         present[k] = new
                 res.copied.append(copy)
+                self.obs.progress(0, 1)
                 self.obs.copied(copy, new)
         finally:
             self.obs.finish()

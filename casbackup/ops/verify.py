@@ -86,7 +86,8 @@ def verify(
         packs = sorted(store.index.packs)
         if read_data or sel is not None:
             chosen = _choose(packs, sel)
-            observer.start("verify", total_bytes=sum(store.index.packs[p].size for p in chosen))
+            observer.start("verify", total_bytes=sum(store.index.packs[p].size for p in chosen),
+                           total_files=len(chosen), unit="packs")
             # packs are read, hashed and unsealed on a few threads (all of it releases the
             # GIL); each returns its own partial report, merged here in order
             with ThreadPoolExecutor(workers, thread_name_prefix="verify") as pool:
@@ -96,7 +97,7 @@ def verify(
                         rep.bad_blobs), chosen)
                 ):
                     _merge(rep, part)
-                    observer.progress(store.index.packs[p].size)
+                    observer.progress(store.index.packs[p].size, 1)
             observer.finish()
         _check_snapshots(store, rep)
     return rep

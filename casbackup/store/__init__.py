@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from ..backends.base import ObjectInfo
 from ..chunking import ChunkerParams
@@ -32,6 +33,9 @@ from .maintenance import LiveBlob, Maintenance, Repacker
 from .pack import PackEntry
 from .packread import BlobRead, PackEnd, PackStream
 from .store import AddResult, PasswordSource, Store
+
+if TYPE_CHECKING:
+    from ..backends.retry import RetryEvent
 
 ENCRYPTIONS = ("repokey", "repokey-aes", "repokey-chacha", "none")
 
@@ -104,6 +108,11 @@ def paired_key(src: Store, copy_master_key: bool = False
     m = src.master
     enc = m.enc_key if copy_master_key and m.enc_key else os.urandom(32)
     return keymod.MasterKey(enc, m.id_key, m.chunker_seed), src.config.chunker
+def on_retry(fn: Callable[[RetryEvent], None] | None) -> None:
+    """Report every backend retry of this process to ``fn`` (``cli`` prints them)."""
+    from ..backends.retry import set_retry_listener
+
+    set_retry_listener(fn)
 
 
 def backend_retries() -> int:
@@ -114,7 +123,7 @@ def backend_retries() -> int:
 
 
 __all__ = ["Store", "AddResult", "StoreConfig", "open_store", "init_store", "ENCRYPTIONS",
-           "maybe_consolidate",
+           "maybe_consolidate", "on_retry", "RetryEvent",
            "check_url", "backend_retries", "CacheSettings", "PackEntry", "BlobRead", "PackEnd",
            "PackStream", "pack_key", "index_key", "snapshot_key", "maintainer", "ObjectInfo",
            "Maintenance", "Repacker", "LiveBlob", "paired_key"]

@@ -5,7 +5,6 @@ a pattern that matched nothing."""
 
 from __future__ import annotations
 
-import json
 import os
 from datetime import datetime
 from pathlib import Path
@@ -16,7 +15,7 @@ from hypothesis import strategies as st
 
 from casbackup.cli.progress import CliObserver
 from casbackup.source.exclude import parse_size
-from tests.helpers import run_cli
+from tests.helpers import json_lines, run_cli
 
 
 @pytest.fixture
@@ -39,14 +38,13 @@ def tree(tmp_path: Path) -> tuple[Path, Path]:
 def _files(s: Path, src: Path) -> set[str]:
     r = run_cli("ls", "--store", str(s), "latest", str(src), "--recursive", "--json")
     assert r.returncode == 0, r.stderr
-    return {json.loads(x)["path"][len(str(src)) + 1:] for x in r.stdout.decode().splitlines()}
+    return {x["path"][len(str(src)) + 1:] for x in json_lines(r.stdout, "node")}
 
 
 def _snap(s: Path) -> dict[str, object]:
     r = run_cli("snapshots", "--store", str(s), "--json", "--latest", "1")
     assert r.returncode == 0, r.stderr
-    out: dict[str, object] = json.loads(r.stdout)[-1]
-    return out
+    return json_lines(r.stdout, "snapshot")[-1]
 
 
 def test_absolute_case_insensitive_marker_and_size_filters(tree: tuple[Path, Path]) -> None:
@@ -113,12 +111,11 @@ def test_verbose_lists_new_and_changed_files_and_quiet_prints_no_status(
         "tagged/deep/f", "big/large.bin", "big/small.bin")}
     (src / "a.txt").write_text("changed")
     r = run_cli("backup", "--store", str(s), str(src), "-vv", "--json")
-    lines = [json.loads(x) for x in r.stdout.decode().splitlines()]
-    acts = {x["item"]: x["action"] for x in lines if x.get("type") == "verbose_status"}
+    acts = {x["item"]: x["action"] for x in json_lines(r.stdout, "verbose_status")}
     assert acts[str(src / "a.txt")] == "changed" and acts[str(src / "work/keep")] == "unchanged"
     r = run_cli("backup", "--store", str(s), str(src), "-q", "--json")
     assert r.returncode == 0 and r.stderr == b""
-    assert [json.loads(x)["type"] for x in r.stdout.decode().splitlines()] == ["summary"]
+    assert [x["message_type"] for x in json_lines(r.stdout)] == ["summary"]
     r = run_cli("backup", "--store", str(s), str(src), "-q")
     assert (r.returncode, r.stdout, r.stderr) == (0, b"", b"")
 

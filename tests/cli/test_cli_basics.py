@@ -17,7 +17,7 @@ import pytest
 from casbackup import __version__
 from casbackup.cli.app import build_command
 from casbackup.cli.clitree import options, takes_value, walk
-from tests.helpers import run_cli
+from tests.helpers import json_result, run_cli
 
 GENERIC = {"TEXT", "INTEGER", "FLOAT", "BOOLEAN", "FILENAME", "<STR>", "<INT>",
            "<FLOAT>", "STR", "INT"}
@@ -27,7 +27,8 @@ def test_version_plain_and_json() -> None:
     r = run_cli("--version")
     assert r.returncode == 0 and r.stdout.decode() == f"casbackup {__version__}\n"
     r = run_cli("--version", "--json")
-    assert r.returncode == 0 and json.loads(r.stdout) == {"version": __version__}
+    assert r.returncode == 0
+    assert json.loads(r.stdout) == {"message_type": "version", "version": __version__}
 
 
 def test_every_option_has_help_and_a_real_metavar() -> None:
@@ -57,7 +58,7 @@ def test_check_is_verify(tmp_path: Path) -> None:
     a = run_cli("verify", "--store", str(s), "--json")
     b = run_cli("check", "--store", str(s), "--json")
     assert a.returncode == b.returncode == 0
-    strip = lambda out: {k: v for k, v in json.loads(out).items() if "duration" not in k}  # noqa: E731
+    strip = lambda out: {k: v for k, v in json_result(out).items() if "duration" not in k}  # noqa: E731
     assert strip(a.stdout) == strip(b.stdout)
     packs = [p for p in (s / "packs").rglob("*") if p.is_file()]
     assert packs

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from casbackup.store import init_store
 from tests.conftest import MotoS3
-from tests.helpers import FAST_KDF, PASSWORD, run_cli
+from tests.helpers import FAST_KDF, PASSWORD, json_lines, run_cli
 
 
 def _one_line(stderr: bytes) -> str:
@@ -128,7 +128,8 @@ def test_credentials_in_a_url_are_refused_without_echoing_them(
     assert SECRET.encode() not in out and quote(SECRET).encode() not in out
     if command[0] == "status":
         assert r.returncode != 0
-        rows = json.loads(r.stdout)
+        rows = json_lines(r.stdout)
+        assert rows[-1]["message_type"] == "exit_error"
         assert "credentials" in json.dumps(rows) or "password" in json.dumps(rows)
     else:
         assert r.returncode == 2, out

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.helpers import PASSWORD, cli_env, run_cli
+from tests.helpers import PASSWORD, cli_env, json_lines, json_result, run_cli
 
 
 @pytest.fixture
@@ -26,17 +26,25 @@ def store(tmp_path: Path) -> tuple[Path, Path]:
     return s, src
 
 
-def _json(*args: str) -> object:
+def _json(*args: str) -> list[dict[str, Any]]:
     r = run_cli(*args)
     assert r.returncode == 0, r.stderr
-    return json.loads(r.stdout)
+    return json_lines(r.stdout)
+
+
+def _cat(*args: str) -> Any:
+    """The decoded object ``cat`` prints (inside its ``object`` line)."""
+    r = run_cli("cat", *args)
+    assert r.returncode == 0, r.stderr
+    return json_result(r.stdout, "object")["object"]
 
 
 def test_snapshots_and_list_backups_agree(store: tuple[Path, Path]) -> None:
     s, src = store
     snaps = _json("snapshots", "--store", str(s), "--json")
     assert isinstance(snaps, list) and len(snaps) == 2
-    assert [x["type"] for x in snaps] == ["incremental", "full"]
+    assert [x["message_type"] for x in snaps] == ["snapshot", "snapshot"]
+    assert [x["backup_type"] for x in snaps] == ["incremental", "full"]
     assert snaps[0]["tags"] == ["one"] and snaps[1]["parent"] is None
     assert snaps[0]["paths"] == [str(src)]
     assert _json("list", "backups", "--store", str(s), "--json") == snaps
@@ -50,7 +58,7 @@ def test_ls_lists_paths_types_and_targets(store: tuple[Path, Path]) -> None:
     s, src = store
     r = run_cli("ls", "--store", str(s), "latest", str(src), "--recursive", "--json")
     assert r.returncode == 0, r.stderr
-    rows = {x["path"]: x for x in map(json.loads, r.stdout.decode().splitlines())}
+    rows = {x["path"]: x for x in json_lines(r.stdout, "node")}
     assert set(rows) == {f"{src}/{n}" for n in ("a.txt", "c.txt", "link", "sub", "sub/b.bin")}
     assert rows[f"{src}/link"]["type"] == "symlink" and rows[f"{src}/link"]["target"] == "a.txt"
     assert rows[f"{src}/sub/b.bin"]["size"] == 1000
@@ -63,17 +71,17 @@ def test_ls_lists_paths_types_and_targets(store: tuple[Path, Path]) -> None:
 
 def test_cat_dumps_every_kind(store: tuple[Path, Path]) -> None:
     s, _ = store
-    cfg = _json("cat", "config", "--store", str(s))
+    cfg = _cat("config", "--store", str(s))
     assert cfg["encryption"] == "aes-256-gcm" and cfg["chunker"]["algorithm"] == "fastcdc2020"  # type: ignore[index]
-    snap = _json("cat", "snapshot", "latest", "--store", str(s))
-    tree = _json("cat", "tree", snap["tree"], "--store", str(s))  # type: ignore[index]
+    snap = _cat("snapshot", "latest", "--store", str(s))
+    tree = _cat("tree", snap["tree"], "--store", str(s))  # type: ignore[index]
     assert tree["id"] == snap["tree"]  # type: ignore[index]
     idx_name = next((s / "index").iterdir()).name
-    idx = _json("cat", "index", idx_name, "--store", str(s))
+    idx = _cat("index", idx_name, "--store", str(s))
     pack = idx["packs"][0]  # type: ignore[index]
-    blobs = _json("cat", "pack", pack["id"], "--store", str(s))
+    blobs = _cat("pack", pack["id"], "--store", str(s))
     assert {b["id"] for b in blobs} == {b["id"] for b in pack["blobs"]}  # type: ignore[union-attr]
-    keys = _json("cat", "keys", "--store", str(s))
+    keys = _cat("keys", "--store", str(s))
     assert len(keys) == 1 and "wrapped" not in keys[0]  # type: ignore[arg-type,index]
     assert run_cli("cat", "bogus", "--store", str(s)).returncode == 2
 

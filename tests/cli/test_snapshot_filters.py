@@ -4,12 +4,11 @@ real CLI against a real store: comma tag groups, --host/-H, --path, --latest,
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import run_cli
+from tests.helpers import json_lines, json_result, run_cli
 
 LONG_HOST = "a-very-long-hostname.example.org"
 
@@ -37,7 +36,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
 def _ids(s: Path, *args: str) -> list[str]:
     r = run_cli("snapshots", "--store", str(s), "--json", *args)
     assert r.returncode == 0, r.stderr
-    return [x["time"][:10] for x in json.loads(r.stdout)]
+    return [x["time"][:10] for x in json_lines(r.stdout, "snapshot")]
 
 
 def test_tags_split_on_commas_and_repeats_mean_either(store: tuple[Path, Path, Path]) -> None:
@@ -53,11 +52,10 @@ def test_latest_and_group_by(store: tuple[Path, Path, Path]) -> None:
     s, one, two = store
     assert _ids(s, "--latest", "1") == ["2026-01-02", "2026-01-03", "2026-01-04"]
     r = run_cli("snapshots", "--store", str(s), "--json", "-g", "host", "--latest", "2")
-    groups = json.loads(r.stdout)
-    assert [(g["group_key"]["hostname"], [x["time"][:10] for x in g["snapshots"]])
-            for g in groups] == [(LONG_HOST, ["2026-01-04"]),
-                                 ("box", ["2026-01-02", "2026-01-03"])]
-    assert all(g["group_key"]["paths"] is None for g in groups)
+    snaps = json_lines(r.stdout, "snapshot")
+    assert [(x["group_key"]["hostname"], x["time"][:10]) for x in snaps] == [
+        (LONG_HOST, "2026-01-04"), ("box", "2026-01-02"), ("box", "2026-01-03")]
+    assert all(x["group_key"]["paths"] is None for x in snaps)
     r = run_cli("snapshots", "--store", str(s), "--group-by", "hosts")
     assert r.returncode == 2 and b"unknown field hosts" in r.stderr
 
@@ -78,7 +76,7 @@ def test_a_filter_that_matches_nothing_exits_4(store: tuple[Path, Path, Path]) -
     assert r.returncode == 4 and r.stderr.decode().strip() == (
         "casbackup: no snapshot matches --host nohost")
     r = run_cli("snapshots", "--store", str(s), "--json", "--host", "box", "--host", "typo")
-    assert r.returncode == 0 and len(json.loads(r.stdout)) == 3
+    assert r.returncode == 0 and len(json_lines(r.stdout, "snapshot")) == 3
     assert "--host typo matched no snapshot" in r.stderr.decode()
     r = run_cli("forget", "--store", str(s), "--keep-last", "1", "--tag", "nope,a", "-n")
     assert r.returncode == 4 and b"--tag nope,a" in r.stderr
@@ -90,11 +88,11 @@ def test_forget_selects_with_tag_groups_paths_and_short_flags(
     r = run_cli("forget", "--store", str(s), "-l", "1", "--tag", "a", "--tag", "c", "-n",
                 "--json", "-g", "")
     assert r.returncode == 0, r.stderr
-    out = json.loads(r.stdout)
-    (group,) = out["groups"]
+    (group,) = json_lines(r.stdout, "forget_group")
+    out = json_result(r.stdout)
     assert [x["time"][:10] for x in group["snapshots"]] == [
         "2026-01-03", "2026-01-02", "2026-01-01"]
     assert len(out["removed"]) == 2
     r = run_cli("forget", "--store", str(s), "-l", "1", "--path", str(one), "-n", "--json")
-    kept = json.loads(r.stdout)["kept"]
+    kept = json_result(r.stdout)["kept"]
     assert len(kept) == 2  # one per host among the snapshots of ONE

@@ -2,23 +2,29 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from casbackup.ops.backup import BackupOptions, backup
 from casbackup.ops.diff import diff
-from tests.helpers import make_store, open_test_store, run_cli
+from tests.helpers import json_lines, make_store, open_test_store, run_cli
 
 KIB = 1024
 
 
-def _json(*args: str) -> dict[str, object]:
+def _json(*args: str) -> list[dict[str, Any]]:
     r = run_cli(*args, "--json")
     assert r.returncode == 0, r.stderr
-    return json.loads(r.stdout)  # type: ignore[no-any-return]
+    return json_lines(r.stdout)
+
+
+def _stats(*args: str) -> dict[str, Any]:
+    (s,) = _json("stats", *args)
+    assert s["message_type"] == "stats"
+    return s
 
 
 @pytest.fixture
@@ -42,15 +48,15 @@ def test_store_stats(two: tuple[Path, Path, list[str]]) -> None:
     store, src, ids = two
     size = sum(p.stat().st_size for p in src.iterdir())
     unique = size - 100 * KIB
-    s = _json("stats", "--store", str(store))
-    assert s["snapshot"] is None and s["snapshots"] == 2 and s["files"] == 10
-    assert s["logical_size"] == 2 * size
-    assert s["unique_size"] == unique and s["data_blobs"] == 4
+    s = _stats("--store", str(store))
+    assert s["snapshot_id"] is None and s["snapshots_count"] == 2
+    assert s["total_file_count"] == 10 and s["total_size"] == 2 * size
+    assert s["unique_bytes"] == unique and s["data_blobs"] == 4
     assert s["dedup_ratio"] == pytest.approx(2 * size / unique, rel=1e-3)
     assert 1.0 < s["compression_ratio"] < 1.5  # random data, one very compressible file
-    assert s["stored_size"] < s["raw_size"]  # type: ignore[operator]
+    assert s["stored_bytes"] < s["total_uncompressed_size"]
     assert s["packs"] == 2 and s["packs_by_kind"] == {"data": 1, "tree": 1}
-    assert s["unreferenced"] == 0
+    assert s["unreferenced_bytes"] == 0
     r = run_cli("stats", "--store", str(store))
     text = r.stdout.decode()
     assert "dedup ratio:" in text and "compression ratio:" in text and "packs:" in text
@@ -59,9 +65,9 @@ def test_store_stats(two: tuple[Path, Path, list[str]]) -> None:
 def test_snapshot_stats_and_unreferenced_after_forget(two: tuple[Path, Path, list[str]]) -> None:
     store, src, ids = two
     size = sum(p.stat().st_size for p in src.iterdir())
-    s = _json("stats", "--store", str(store), ids[0][:8])
-    assert s["snapshot"] == ids[0] and s["snapshots"] == 1
-    assert s["files"] == 5 and s["logical_size"] == size
+    s = _stats("--store", str(store), ids[0][:8])
+    assert s["snapshot_id"] == ids[0] and s["snapshots_count"] == 1
+    assert s["total_file_count"] == 5 and s["total_size"] == size
     assert s["dedup_ratio"] == pytest.approx(size / (size - 100 * KIB), rel=1e-3)
     (src / "r2").unlink()
     st = open_test_store(store)
@@ -69,10 +75,10 @@ def test_snapshot_stats_and_unreferenced_after_forget(two: tuple[Path, Path, lis
     st.close()
     for sid in ids:
         assert run_cli("forget", "--store", str(store), sid).returncode == 0
-    s = _json("stats", "--store", str(store))
-    assert s["unreferenced"] > 100 * KIB  # type: ignore[operator]
+    s = _stats("--store", str(store))
+    assert s["unreferenced_bytes"] > 100 * KIB
     assert run_cli("gc", "--store", str(store), "--max-unused", "0").returncode == 0
-    assert _json("stats", "--store", str(store))["unreferenced"] == 0
+    assert _stats("--store", str(store))["unreferenced_bytes"] == 0
 
 
 def test_diff_kinds_of_change(tmp_path: Path) -> None:
@@ -106,9 +112,13 @@ def test_diff_kinds_of_change(tmp_path: Path) -> None:
     assert res.trees_skipped >= 1  # "same" was not walked
 
     out = _json("diff", "--store", str(tmp_path / "store"), one[:8], two)
-    assert out["summary"] == {"added": 3, "removed": 1, "modified": 2, "metadata": 1,
-                              "bytes_added": 1006, "bytes_removed": 14,
-                              "trees_skipped": res.trees_skipped}
+    assert out[-1] == {"message_type": "summary", "source_snapshot": res.a.id,
+                       "target_snapshot": res.b.id, "added": 3, "removed": 1,
+                       "modified": 2, "metadata": 1, "added_bytes": 1006,
+                       "removed_bytes": 14, "trees_skipped": res.trees_skipped}
+    assert {(c["path"].removeprefix(base), c["modifier"]) for c in out[:-1]} == {
+        ("/a", "M"), ("/b", "U"), ("/d/c", "-"), ("/d/e", "+"), ("/n", "+"),
+        ("/n/f", "+"), ("/l", "M")}
     r = run_cli("diff", "--store", str(tmp_path / "store"), one, two)
     lines = r.stdout.decode().splitlines()
     assert f"+    {base}/n/" in lines and f"M    {base}/a" in lines
@@ -117,8 +127,9 @@ def test_diff_kinds_of_change(tmp_path: Path) -> None:
 
 def test_diff_of_a_snapshot_with_itself_is_empty(two: tuple[Path, Path, list[str]]) -> None:
     store, _, ids = two
-    out = _json("diff", "--store", str(store), ids[0], ids[1])
-    assert out["changes"] == [] and out["summary"]["trees_skipped"] == 1  # type: ignore[index]
+    lines = _json("diff", "--store", str(store), ids[0], ids[1])
+    assert [o["message_type"] for o in lines] == ["summary"], lines
+    assert lines[0]["trees_skipped"] == 1
 
 
 def test_unknown_snapshot_exits_2(two: tuple[Path, Path, list[str]]) -> None:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from casbackup.daemon.state import JobState, State, save_state
 from casbackup.store.locks import shared_lock
-from tests.helpers import cli_env, make_store, open_test_store, run_cli
+from tests.helpers import cli_env, json_result, make_store, open_test_store, run_cli
 
 CONFIG = """\
 stores:
@@ -42,10 +41,11 @@ def test_status_of_one_store_with_a_lock(site: Path) -> None:
     with open_test_store(site / "local") as st, shared_lock(st, "backup"):
         r = run_cli("status", "--store", str(site / "local"), "--json")
     assert r.returncode == 0, r.stderr
-    (name, s), = json.loads(r.stdout)["stores"].items()
+    (name, s), = json_result(r.stdout, "status_report")["stores"].items()
     assert name == str(site / "local") and s["reachable"]
     assert s["snapshots"] == 1 and s["size_bytes"] > 0 and s["logical_bytes"] == 10000
-    assert 0 <= s["last_snapshot_age"] < 120
+    assert 0 <= s["last_snapshot_age_seconds"] < 120
+    assert datetime.fromisoformat(s["last_snapshot_time"]).tzinfo is not None
     (lock,) = s["locks"]
     assert lock["operation"] == "backup" and not lock["exclusive"] and not lock["stale"]
     r = run_cli("status", "--store", str(site / "local"))
@@ -60,7 +60,7 @@ def test_status_from_config_and_state_file(site: Path) -> None:
     save_state(site / "state.json", state)
     r = run_cli("status", "--config", str(site / "casbackup.yaml"), "--json")
     assert r.returncode == 0, r.stderr
-    rep = json.loads(r.stdout)
+    rep = json_result(r.stdout, "status_report")
     assert rep["stores"]["local"]["reachable"] and rep["stores"]["local"]["snapshots"] == 1
     jobs = {j["name"]: j for j in rep["jobs"]}
     assert jobs["nightly"]["last_result"] == "failure"
@@ -91,7 +91,7 @@ def test_test_with_config_checks_config_stores_and_data(site: Path) -> None:
     assert "valid (1 stores, 2 jobs)" in out and "reachable; 1 snapshots" in out
     assert out.strip().endswith("self-test passed")
     r = run_cli("test", "--config", str(cfg), "--json")
-    assert json.loads(r.stdout)["stores"]["local"]["packs_read"] >= 1
+    assert json_result(r.stdout)["stores"]["local"]["packs_read"] >= 1
     # damaged data: the quick verify reads at least one pack, so with one pack it is found
     for p in (site / "local" / "packs").rglob("*"):
         if p.is_file():
@@ -116,7 +116,7 @@ def test_test_with_store_is_verify(site: Path, tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     assert r.stdout.decode().endswith("no problems found\n")
     r = run_cli("test", "--store", str(site / "local"), "--json", "--read-data")
-    assert json.loads(r.stdout)["ok"] is True
+    assert json_result(r.stdout)["ok"] is True
     assert run_cli("test", "--store", str(tmp_path / "none")).returncode == 10
     env = cli_env(XDG_CONFIG_HOME=str(tmp_path / "xdg"))
     env.pop("CASBACKUP_CONFIG", None)

@@ -210,16 +210,28 @@ def restore_and_compare(store: Path, snap: str, expected: dict[str, Any]) -> Non
                 raise SystemExit(f"restore of {snap} {path}: sparse files differ")
 
 
+def _shown(out: str) -> list[Any]:
+    """The --json lines of a command without ``message_type`` (``cat``: its object)."""
+    lines = [json.loads(x) for x in out.splitlines()]
+    return [x["object"] if x["message_type"] == "object" else
+            {k: v for k, v in x.items() if k != "message_type"} for x in lines]
+
+
 def pinned_outputs(store: Path) -> dict[str, Any]:
-    snaps = json.loads(cli(store, "snapshots", "--json"))
+    snaps = _shown(cli(store, "snapshots", "--json"))
     index_names = sorted(p.name for p in (store / "index").iterdir())
+
+    def cat(*args: str) -> Any:
+        (obj,) = _shown(cli(store, "cat", *args))
+        return obj
+
     return {
         "snapshots": snaps,
-        "config": json.loads(cli(store, "cat", "config")),
-        "keys": json.loads(cli(store, "cat", "keys")),
-        "index": {n: json.loads(cli(store, "cat", "index", n)) for n in index_names},
-        "snapshot": {s["id"]: json.loads(cli(store, "cat", "snapshot", s["id"])) for s in snaps},
-        "root_tree": {s["id"]: json.loads(cli(store, "cat", "tree", s["tree"])) for s in snaps},
+        "config": cat("config"),
+        "keys": cat("keys"),
+        "index": {n: cat("index", n) for n in index_names},
+        "snapshot": {s["id"]: cat("snapshot", s["id"]) for s in snaps},
+        "root_tree": {s["id"]: cat("tree", s["tree"]) for s in snaps},
     }
 
 
@@ -244,7 +256,7 @@ def main() -> int:
             tag_args = [a for t in tags for a in ("--tag", t)]
             out = cli(path, "backup", "--json", "--host", HOST, "--type", btype, *tag_args,
                       *map(str, paths))
-            ids[name][stage] = json.loads(out.strip().splitlines()[-1])["snapshot_id"]
+            ids[name][stage] = json.loads(out.strip().splitlines()[-1])["snapshot_id"]  # summary
             if stage == FORGOTTEN:
                 cli(path, "forget", ids[name][stage])
                 cli(path, "gc")

@@ -3,14 +3,13 @@ a writer picks up the other's index objects when it starts and every few seconds
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from tests.helpers import cli_env, make_store, open_test_store
+from tests.helpers import cli_env, json_result, make_store, open_test_store
 
 
 def _content_ids(st: object, snap_id: str, src: Path, name: bytes) -> set[bytes]:
@@ -47,11 +46,11 @@ def test_second_backup_reuses_blobs_the_running_first_one_indexed(tmp_path: Path
     for name, p in (("a", pa), ("b", pb)):
         out, err = p.communicate(timeout=120)
         assert p.returncode == 0, err
-        outs[name] = json.loads(out.splitlines()[-1])
+        outs[name] = json_result(out)
     st = open_test_store(store)
     st.load_full_index()
     ids = _content_ids(st, outs["b"]["snapshot_id"], b, b"0-common.bin")
     assert ids == _content_ids(st, outs["a"]["snapshot_id"], a, b"0-common.bin")
     copies = sum(1 for p in st.index.packs.values() for e in p.entries if e.id in ids)
     assert copies == len(ids), "B stored the common file again"
-    assert outs["b"]["bytes_added"] < 2 << 20  # its own 1 MiB and trees, not the 6 MiB
+    assert outs["b"]["data_added"] < 2 << 20  # its own 1 MiB and trees, not the 6 MiB

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import pytest
 from casbackup.errors import IntegrityError
 from casbackup.ops.backup import BackupOptions, backup
 from casbackup.ops.restore import restore
-from tests.helpers import make_store, run_cli
+from tests.helpers import json_result, make_store, run_cli
 
 
 @pytest.fixture
@@ -41,7 +40,7 @@ def _data_pack(store: Path) -> Path:
 
 def _verify(store: Path, *extra: str) -> tuple[int, dict[str, object]]:
     r = run_cli("verify", "--store", str(store), "--read-data", "--json", *extra)
-    return r.returncode, json.loads(r.stdout)
+    return r.returncode, json_result(r.stdout)
 
 
 def test_clean_store_verifies(store_dir: Path) -> None:

@@ -4,14 +4,13 @@ without it; ``forget <id>`` and ``repair`` remove it."""
 
 from __future__ import annotations
 
-import json
 import os
 import random
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import restored_root, run_cli
+from tests.helpers import json_lines, json_result, restored_root, run_cli
 
 DAMAGE = ["truncate", "flip", "empty", "other-object"]
 
@@ -36,7 +35,8 @@ def _ok(*args: str) -> str:
 
 
 def _ids(store: Path) -> list[str]:
-    return [s["id"] for s in json.loads(_ok("snapshots", "--store", str(store), "--json"))]
+    return [s["id"] for s in json_lines(_ok("snapshots", "--store", str(store), "--json"),
+                                        "snapshot")]
 
 
 @pytest.fixture
@@ -74,7 +74,7 @@ def test_a_damaged_snapshot_is_skipped_with_one_warning(
 
     r = run_cli("snapshots", "--store", str(store), "--json")
     assert r.returncode == 0, r.stderr
-    assert [s["id"] for s in json.loads(r.stdout)] == good
+    assert [s["id"] for s in json_lines(r.stdout, "snapshot")] == good
     _warning_about(r.stderr, bad)
 
     out = tmp_path / "out"
@@ -87,14 +87,14 @@ def test_a_damaged_snapshot_is_skipped_with_one_warning(
     r = run_cli("backup", "--store", str(store), str(src), "--json")
     assert r.returncode == 0, r.stderr
     _warning_about(r.stderr, bad)
-    summary = json.loads(r.stdout.decode().strip().splitlines()[-1])
+    summary = json_result(r.stdout)
     assert summary["parent"] == newest
     new = summary["snapshot_id"]
 
     r = run_cli("forget", "--store", str(store), "--keep-last", "2", "--json")
     assert r.returncode == 0, r.stderr
     _warning_about(r.stderr, bad)
-    assert set(json.loads(r.stdout)["kept"]) == {newest, new}
+    assert set(json_result(r.stdout)["kept"]) == {newest, new}
     assert sorted(p.name for p in (store / "snapshots").iterdir()) == sorted({newest, new, bad})
 
     r = run_cli("forget", "--store", str(store), bad[:8])

@@ -4,14 +4,13 @@ iterative. The deep directory is removed iteratively afterwards (shutil.rmtree r
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import deep_chain, run_cli
+from tests.helpers import deep_chain, json_lines, json_result, run_cli
 
 
 def _make_chain(root: Path, depth: int) -> None:
@@ -56,8 +55,8 @@ def test_deep_tree_backs_up_and_every_reading_command_works(
     src, depth = deep
     store, copy = str(tmp_path / "store"), str(tmp_path / "copy")
     _ok("init", "--store", store)
-    first = json.loads(_ok("backup", "--store", store, str(src), "--json").splitlines()[-1])
-    assert first["dirs"] >= depth and first["unreadable"] == 0
+    first = json_result(_ok("backup", "--store", store, str(src), "--json"))
+    assert first["dirs"] >= depth and first["unreadable_files"] == 0
     (src / "top.txt").write_text("changed")
     _ok("backup", "--store", store, str(src))
 
@@ -66,12 +65,12 @@ def test_deep_tree_backs_up_and_every_reading_command_works(
     assert len(listing) == depth + 2  # the d chain, leaf.txt and top.txt
     assert listing[-2].endswith("/d" * depth + "/leaf.txt") and listing[-1].endswith("/top.txt")
 
-    stats = json.loads(_ok("stats", "--store", store, "latest", "--json"))
-    assert stats["files"] == 2 and stats["dirs"] >= depth
-    assert json.loads(_ok("stats", "--store", store, "--json"))["snapshots"] == 2
+    stats = json_result(_ok("stats", "--store", store, "latest", "--json"), "stats")
+    assert stats["total_file_count"] == 2 and stats["total_dir_count"] >= depth
+    assert json_result(_ok("stats", "--store", store, "--json"), "stats")["snapshots_count"] == 2
 
-    ids = [s["id"] for s in json.loads(_ok("snapshots", "--store", store, "--json"))]
-    changes = json.loads(_ok("diff", "--store", store, ids[0], ids[1], "--json"))["changes"]
+    ids = [s["id"] for s in json_lines(_ok("snapshots", "--store", store, "--json"), "snapshot")]
+    changes = json_lines(_ok("diff", "--store", store, ids[0], ids[1], "--json"), "change")
     assert [(c["path"], c["change"]) for c in changes] == [(prefix + "/top.txt", "modified")]
 
     (src / "d").rename(src / "e")  # every level below is removed and added
@@ -79,7 +78,7 @@ def test_deep_tree_backs_up_and_every_reading_command_works(
         _ok("backup", "--store", store, str(src))
     finally:
         (src / "e").rename(src / "d")
-    moved = json.loads(_ok("diff", "--store", store, ids[1], "latest", "--json"))["summary"]
+    moved = json_result(_ok("diff", "--store", store, ids[1], "latest", "--json"))
     assert (moved["added"], moved["removed"]) == (depth + 1, depth + 1)
     assert "no problems found" in _ok("verify", "--store", store, "--read-data")
 
@@ -101,7 +100,7 @@ def test_source_path_of_1200_components_backs_up_and_lists(tmp_path: Path) -> No
         _ok("backup", "--store", store, source)
         listing = _ok("ls", "--store", store, "-R", "latest").splitlines()
         assert listing[-1] == source + "/leaf.txt" and len(listing) == source.count("/") + 1
-        snap = json.loads(_ok("snapshots", "--store", store, "--json"))[0]
+        snap = json_lines(_ok("snapshots", "--store", store, "--json"), "snapshot")[0]
         assert snap["paths"] == [source]
     finally:
         _remove_chain(top)

@@ -6,7 +6,6 @@ distinct tree once; through the CLI: selection (--snapshot, SNAP:PATH, --host, -
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from pathlib import Path
@@ -21,7 +20,7 @@ from casbackup.model.tree import DIR, FILE, Node, Tree
 from casbackup.ops.find import find
 from casbackup.ops.snapsel import SnapshotFilter, select
 from casbackup.ops.treewalk import walk
-from tests.helpers import make_store, run_cli
+from tests.helpers import json_lines, make_store, run_cli
 from tests.unit.ops.test_find_patterns import GLOB, _ref
 
 NAMES = st.sampled_from([b"a", b"b.c", b"ab", b"c", b".a", b"x.c"])
@@ -117,19 +116,18 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, list[
             (src / "work" / "new.c").write_text("new\n")
         r = run_cli("backup", "--store", str(s), str(src), *args)
         assert r.returncode == 0, r.stderr
-    snaps = json.loads(run_cli("snapshots", "--store", str(s), "--json").stdout)
+    snaps = json_lines(run_cli("snapshots", "--store", str(s), "--json").stdout, "snapshot")
     return s, src, [x["id"] for x in snaps]
 
 
 def _find(s: Path, *args: str) -> list[dict[str, object]]:
     r = run_cli("find", "--store", str(s), "--json", *args)
     assert r.returncode == 0, r.stderr
-    out: list[dict[str, object]] = json.loads(r.stdout)
-    return out
+    return json_lines(r.stdout, "matches")
 
 
 def _paths(groups: list[dict[str, object]]) -> list[tuple[str, list[str]]]:
-    return [(str(g["snapshot"])[:8], [m["path"] for m in g["matches"]])  # type: ignore[attr-defined]
+    return [(str(g["snapshot_id"])[:8], [m["path"] for m in g["matches"]])  # type: ignore[attr-defined]
             for g in groups]
 
 
@@ -152,7 +150,7 @@ def test_find_groups_matches_by_snapshot(history: tuple[Path, Path, list[str]]) 
     oldest = _paths(_find(s, "*", "--snapshot", f"latest:{w}", "--oldest", "2002-01-01"))
     assert oldest == [(last[:8], [f"{w}/Main.C", f"{w}/deep", f"{w}/new.c"])]  # below work/
     m = _find(s, "notes.txt", "--snapshot", "latest")[0]["matches"][0]  # type: ignore[index]
-    assert m["size"] == 6 and m["type"] == "file" and m["mtime_ns"] == 10**18
+    assert m["size"] == 6 and m["type"] == "file" and m["mtime"] == "2001-09-09T01:46:40Z"
 
 
 def test_find_text_output_and_long(history: tuple[Path, Path, list[str]]) -> None:

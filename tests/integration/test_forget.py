@@ -3,16 +3,16 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from casbackup.model.snapshot import Snapshot
 from casbackup.ops.gc import gc
 from casbackup.store import Store
-from tests.helpers import make_store, open_test_store, run_cli
+from tests.helpers import json_lines, json_result, make_store, open_test_store, run_cli
 from tests.integration.history import assert_sound, build_history, stored_files
 
 DAY = 86400.0
@@ -46,10 +46,11 @@ def store(tmp_path: Path) -> tuple[Path, list[str]]:
     return p, ids
 
 
-def _forget(store: Path, *args: str) -> dict[str, object]:
+def _forget(store: Path, *args: str) -> dict[str, Any]:
+    """forget's summary with its ``forget_group`` lines as ``groups``."""
     r = run_cli("forget", "--store", str(store), "--json", *args)
     assert r.returncode == 0, r.stderr
-    return json.loads(r.stdout.splitlines()[0])  # type: ignore[no-any-return]
+    return {**json_result(r.stdout), "groups": json_lines(r.stdout, "forget_group")}
 
 
 def test_dry_run_shows_every_snapshot_with_its_rule(store: tuple[Path, list[str]]) -> None:
@@ -122,15 +123,16 @@ def test_forget_prune_frees_data_and_keeps_the_rest_sound(tmp_path: Path) -> Non
     r = run_cli("forget", "--store", str(h.store), "--keep-last", "1", "--prune",
                 "--dry-run", "--json")
     assert r.returncode == 0, r.stderr
-    fg, dry = (json.loads(x) for x in r.stdout.splitlines())
-    assert len(fg["removed"]) == 2 and dry["type"] == "gc" and dry["bytes_freed"] > 0
+    fg = json_result(r.stdout)
+    dry = fg["prune"]
+    assert len(fg["removed"]) == 2 and dry["dry_run"] and dry["freed_bytes"] > 0
     assert stored_files(h.store, "packs") == files
     assert len(stored_files(h.store, "snapshots")) == 3
     r = run_cli("forget", "--store", str(h.store), "--keep-last", "1", "--prune",
                 "--retry-lock", "5s", "--json")
     assert r.returncode == 0, r.stderr
-    fg, real = (json.loads(x) for x in r.stdout.splitlines())
-    assert real["bytes_freed"] == pytest.approx(dry["bytes_freed"], abs=4096)
+    real = json_result(r.stdout)["prune"]
+    assert real["freed_bytes"] == pytest.approx(dry["freed_bytes"], abs=4096)
     assert real["snapshots"] == 1
     assert_sound(h, tmp_path, h.snapshots[-1:])
     st = open_test_store(h.store)

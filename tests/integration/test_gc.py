@@ -3,7 +3,6 @@ removes unindexed leftovers, refuses to guess on a damaged store (issue #3, item
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
@@ -19,7 +18,7 @@ from casbackup.ops.gc import GcOptions, gc, header_bound
 from casbackup.store import Store
 from casbackup.store.locks import maintenance_lock
 from casbackup.store.store import pack_key
-from tests.helpers import index_names, open_test_store, pack_listing, run_cli
+from tests.helpers import index_names, json_result, open_test_store, pack_listing, run_cli
 from tests.integration.history import (
     History,
     assert_sound,
@@ -85,15 +84,15 @@ def test_gc_dry_run_writes_nothing_and_predicts(hist: History) -> None:
     files = _all_files(hist.store)
     r = run_cli("gc", "--store", str(hist.store), "--dry-run", "--json")
     assert r.returncode == 0, r.stderr
-    dry = json.loads(r.stdout)
-    assert dry["dry_run"] is True and dry["bytes_freed"] > 0
+    dry = json_result(r.stdout)
+    assert dry["dry_run"] is True and dry["freed_bytes"] > 0
     assert _all_files(hist.store) == files
     r = run_cli("gc", "--store", str(hist.store), "--json")
-    real = json.loads(r.stdout)
+    real = json_result(r.stdout)
     for k in ("packs_deleted", "packs_repacked", "orphans_deleted", "index_after"):
         assert dry[k] == real[k], k
     # the estimate of the repacked bytes is an upper bound within a few header bytes
-    assert abs(dry["bytes_freed"] - real["bytes_freed"]) < header_bound(50)
+    assert abs(dry["freed_bytes"] - real["freed_bytes"]) < header_bound(50)
 
 
 def test_gc_text_output(hist: History) -> None:

@@ -7,7 +7,6 @@ one line and commits nothing; and gc itself never fails or waits for it."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -20,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from casbackup.store.locks import shared_lock
-from tests.helpers import cli_env, make_store, open_test_store, run_cli
+from tests.helpers import cli_env, json_lines, json_result, make_store, open_test_store, run_cli
 
 STALE = "3"  # seconds (CASBACKUP_TEST_LOCK_STALE), for the paused backup and the gc
 
@@ -43,8 +42,7 @@ def _cli(*args: str, **env: str) -> subprocess.CompletedProcess[bytes]:
 def _snapshots(url: str) -> list[dict[str, object]]:
     r = _cli("snapshots", "--store", url, "--json")
     assert r.returncode == 0, r.stderr
-    out = json.loads(r.stdout)
-    return list(out if isinstance(out, list) else out["snapshots"])
+    return json_lines(r.stdout, "snapshot")
 
 
 class Stopped:
@@ -105,7 +103,7 @@ def stopped() -> Iterator[list[Stopped]]:
 
 def _restores_exactly(url: str, sid: str, src: Path, tmp: Path) -> None:
     r = _cli("verify", "--store", url, "--read-data", "--json")
-    assert r.returncode == 0 and json.loads(r.stdout)["ok"] is True, r.stdout
+    assert r.returncode == 0 and json_result(r.stdout)["ok"] is True, r.stdout
     out = tmp / f"restore-{time.monotonic_ns()}"
     assert _cli("restore", "--store", url, sid, str(out)).returncode == 0
     got = out / str(src).lstrip("/")
@@ -151,7 +149,7 @@ def test_backup_stopped_past_the_stale_age_with_a_skewed_clock(
     r = _cli("gc", "--store", url, "--max-wait", "0", "--json",
              CASBACKUP_TEST_LOCK_STALE=STALE)
     assert r.returncode == 0, r.stderr
-    rep = json.loads(r.stdout)
+    rep = json_result(r.stdout)
     assert rep["packs_removed"] > 0 and rep["records_waiting"] == 0
     code, err = b.resume()
     assert code == 11, err
@@ -183,7 +181,7 @@ def test_gc_beside_a_live_backup_it_condemns_the_reused_packs_of(
     stopped.append(b)
     r = _cli("gc", "--store", url, "--max-wait", "0", "--json")
     assert r.returncode == 0, r.stderr
-    rep = json.loads(r.stdout)
+    rep = json_result(r.stdout)
     assert rep["packs_condemned"] > 0 and rep["packs_removed"] == 0, rep
     assert rep["records_waiting"] == 1 and "backup" in rep["waiting"][0]
     code, err = b.resume()
@@ -191,7 +189,7 @@ def test_gc_beside_a_live_backup_it_condemns_the_reused_packs_of(
     (snap,) = _snapshots(url)
     _restores_exactly(url, str(snap["id"]), new, tmp_path)
     r = _cli("gc", "--store", url, "--json")
-    assert r.returncode == 0 and json.loads(r.stdout)["packs_removed"] > 0, r.stdout
+    assert r.returncode == 0 and json_result(r.stdout)["packs_removed"] > 0, r.stdout
     _restores_exactly(url, str(snap["id"]), new, tmp_path)
 
 
@@ -206,14 +204,14 @@ def test_gc_deletes_safe_packs_while_a_backup_runs(tmp_path: Path,
     with open_test_store(url) as st, shared_lock(st, "restore"):
         r = _cli("gc", "--store", url, "--max-wait", "0", "--json")
     assert r.returncode == 0, r.stderr
-    first = json.loads(r.stdout)
+    first = json_result(r.stdout)
     assert first["packs_condemned"] > 0 and first["records_waiting"] == 1
     b = Stopped(url, new, "backup:before-snapshot")
     stopped.append(b)
     t0 = time.monotonic()
     r = _cli("gc", "--store", url, "--max-wait", "0", "--json")
     assert r.returncode == 0, r.stderr
-    second = json.loads(r.stdout)
+    second = json_result(r.stdout)
     assert second["packs_removed"] >= first["packs_condemned"], second
     assert time.monotonic() - t0 < 60  # it did not wait for the backup
     code, err = b.resume()

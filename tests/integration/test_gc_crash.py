@@ -4,7 +4,6 @@ gc finishes the job with no leftovers (issue #3, item 4)."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 from pathlib import Path
@@ -14,7 +13,7 @@ import pytest
 from casbackup.ids import object_name
 from casbackup.ops.forget import forget_ids
 from casbackup.store.store import pack_key
-from tests.helpers import cli_env, open_test_store, run_cli
+from tests.helpers import cli_env, json_result, open_test_store, run_cli
 from tests.integration.history import assert_sound, assert_tidy, build_history, stored_files
 
 POINTS = [
@@ -50,18 +49,18 @@ def test_gc_killed_then_sound_then_rerun_finishes(tmp_path: Path, point: str,
     # the store is consistent right after the crash
     r = run_cli("verify", "--store", str(h.store), "--read-data", "--json")
     assert r.returncode == 0, r.stdout
-    assert json.loads(r.stdout)["ok"] is True
+    assert json_result(r.stdout)["ok"] is True
     assert_sound(h, tmp_path, left)
 
     # the dead gc's lock does not block the rerun, which finishes the job
     r = run_cli("gc", "--store", str(h.store), "--json")
     assert r.returncode == 0, r.stderr
-    rerun = json.loads(r.stdout)
+    rerun = json_result(r.stdout)
     assert rerun["orphans_kept"] == 0
     assert rerun["packs_after"] == len(stored_files(h.store, "packs"))
     assert_tidy(h.store)
     assert object_name(leftover) not in stored_files(h.store, "packs")
     assert_sound(h, tmp_path, left)
     r = run_cli("gc", "--store", str(h.store), "--json")
-    again = json.loads(r.stdout)
-    assert (again["packs_deleted"], again["packs_repacked"], again["bytes_freed"]) == (0, 0, 0)
+    again = json_result(r.stdout)
+    assert (again["packs_deleted"], again["packs_repacked"], again["freed_bytes"]) == (0, 0, 0)

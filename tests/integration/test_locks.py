@@ -5,7 +5,6 @@ later, repair excludes backups, and unlock removes a dead pid's lock."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -19,6 +18,7 @@ from casbackup.ops.restore import restore
 from tests.helpers import (
     PASSWORD,
     cli_env,
+    json_result,
     make_store,
     open_test_store,
     restored_root,
@@ -77,7 +77,7 @@ def test_two_concurrent_backups_share_the_store(tmp_path: Path) -> None:
     outs = [p.communicate(timeout=60) for p in procs]
     for p, (_, err) in zip(procs, outs, strict=True):
         assert p.returncode == 0, err
-    ids = [json.loads(out.splitlines()[-1])["snapshot_id"] for out, _ in outs]
+    ids = [json_result(out)["snapshot_id"] for out, _ in outs]
 
     st = open_test_store(store)
     st.load_full_index()
@@ -171,6 +171,6 @@ def test_unlock_removes_the_lock_of_a_dead_process(store: Path) -> None:
     assert len(stored_files(store, "locks")) == 1
     r = run_cli("unlock", "--store", str(store), "--json")
     assert r.returncode == 0, r.stderr
-    out = json.loads(r.stdout)
+    out = json_result(r.stdout)
     assert out["remaining"] == 0 and out["removed"][0]["pid"] == holder.pid
     assert stored_files(store, "locks") == set()

@@ -4,7 +4,6 @@ malformed node and exits 13; ls, stats and diff exit 13 with one line; never a t
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ from casbackup import serde
 from casbackup.crypto.codec import DATA, TREE
 from casbackup.model.snapshot import Snapshot
 from casbackup.model.tree import DIR, FILE, Node, Tree
-from tests.helpers import make_store, run_cli
+from tests.helpers import json_result, make_store, run_cli
 
 # (a malformed node, the label verify names it by, words of the problem)
 MALFORMED: list[tuple[Any, str, str]] = [
@@ -66,7 +65,7 @@ def test_verify_names_every_malformed_node_and_exits_13(tmp_path: Path) -> None:
     r = run_cli("verify", "--store", str(store), "--json")
     assert r.returncode == 13, r.stderr
     _no_traceback(r)
-    rep = json.loads(r.stdout)
+    rep = json_result(r.stdout)
     where = f"tree {bad_tree.hex()[:16]} (snapshot {bad[:8]}): node "
     for _, label, words in MALFORMED:
         assert any(p.startswith(where + label + ":") and words in p

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import cli_env, make_store, run_cli, tree_state
+from tests.helpers import cli_env, json_lines, make_store, run_cli, tree_state
 
 READERS = [["verify", "--read-data"], ["stats"], ["snapshots"], ["ls", "latest"],
            ["diff", "FIRST", "latest"]]
@@ -59,9 +59,8 @@ def _run(store: Path, args: list[str], *extra: str, prefix: list[str] | None = N
     first = subprocess.run([sys.executable, "-m", "casbackup", "snapshots", "--json",
                             "--store", str(store), "--no-lock"], env=cli_env(),
                            capture_output=True, timeout=120)
-    import json
-
-    ids = [s["id"] for s in json.loads(first.stdout)] if first.returncode == 0 else []
+    ids = ([s["id"] for s in json_lines(first.stdout, "snapshot")]
+           if first.returncode == 0 else [])
     args = [ids[0] if a == "FIRST" and ids else a for a in args]
     return subprocess.run([*(prefix or []), sys.executable, "-m", "casbackup", *args,
                            "--store", str(store), *extra], env=cli_env(),

@@ -9,7 +9,6 @@ shared content is deduplicated.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -25,6 +24,8 @@ from tests.helpers import (
     PASSWORD,
     assert_same_tree,
     cli_env,
+    json_lines,
+    json_result,
     restored_root,
     run_cli,
     tree_state,
@@ -55,17 +56,13 @@ def cli(
     return p
 
 
-def json_out(p: subprocess.CompletedProcess[bytes]) -> Any:
-    """The last JSON document on stdout (progress lines come first with --json)."""
-    return json.loads(p.stdout.decode().strip().splitlines()[-1])
+def json_out(p: subprocess.CompletedProcess[bytes], message_type: str) -> Any:
+    """The one ``message_type`` line of a --json run (docs/json.md)."""
+    return json_result(p.stdout, message_type)
 
 
 def summary(p: subprocess.CompletedProcess[bytes]) -> dict[str, Any]:
-    for line in reversed(p.stdout.decode().splitlines()):
-        doc = json.loads(line)
-        if isinstance(doc, dict) and doc.get("type") == "summary":
-            return doc
-    raise AssertionError(f"no summary line in {p.stdout!r}")
+    return json_result(p.stdout)
 
 
 def build_source(root: Path, seed: int = 0) -> None:
@@ -94,9 +91,9 @@ def test_every_command_round_trips(store_url: str, tmp_path: Path) -> None:
     build_source(src)
     first_state = tree_state(src)
 
-    init = json_out(cli(store_url, "init", "--json"))
+    init = json_out(cli(store_url, "init", "--json"), "initialized")
     assert init["encryption"] == "aes-256-gcm"
-    assert len(init["store_id"]) >= 8
+    assert len(init["id"]) >= 8
 
     s1 = summary(cli(store_url, "backup", str(src), "--json", "--tag", "one"))
     assert s1["snapshot_id"] and s1["parent"] is None
@@ -107,9 +104,9 @@ def test_every_command_round_trips(store_url: str, tmp_path: Path) -> None:
     (src / "empty-dir" / "x").write_bytes(b"x" * 10)
     s2 = summary(cli(store_url, "backup", str(src), "--json"))
     assert s2["parent"] == s1["snapshot_id"]
-    assert s2["bytes_added"] < 100_000
+    assert s2["data_added"] < 100_000
 
-    snaps = json_out(cli(store_url, "snapshots", "--json"))
+    snaps = json_lines(cli(store_url, "snapshots", "--json").stdout, "snapshot")
     assert [s["id"] for s in snaps] == [s1["snapshot_id"], s2["snapshot_id"]]
     assert all(s["paths"] == [str(src)] for s in snaps)
     assert snaps[0]["tags"] == ["one"]
@@ -122,21 +119,21 @@ def test_every_command_round_trips(store_url: str, tmp_path: Path) -> None:
     assert r2["snapshot_id"] == s2["snapshot_id"] and r2["verified"]
     assert_same_tree(src, restored_root(t2, src))
 
-    v = json_out(cli(store_url, "verify", "--read-data", "--json"))
+    v = summary(cli(store_url, "verify", "--read-data", "--json"))
     assert v["ok"] and v["problems"] == [] and v["snapshots"] == 2 and v["packs_read"] >= 2
 
-    cfg = json_out(cli(store_url, "cat", "config"))
-    assert cfg["store_id"] == init["store_id"]
-    assert len(json_out(cli(store_url, "cat", "keys"))) == 1
+    cfg = json_out(cli(store_url, "cat", "config"), "object")["object"]
+    assert cfg["store_id"] == init["id"]
+    assert len(json_out(cli(store_url, "cat", "keys"), "object")["object"]) == 1
     ls = cli(store_url, "ls", "latest", str(src), "--recursive")
     assert b"new.txt" in ls.stdout
 
     if has_command("forget") and has_command("gc"):
         cli(store_url, "forget", "--keep-last", "1", "--json")
         cli(store_url, "gc", "--json")
-        snaps = json_out(cli(store_url, "snapshots", "--json"))
+        snaps = json_lines(cli(store_url, "snapshots", "--json").stdout, "snapshot")
         assert [s["id"] for s in snaps] == [s2["snapshot_id"]]
-        v = json_out(cli(store_url, "verify", "--read-data", "--json"))
+        v = summary(cli(store_url, "verify", "--read-data", "--json"))
         assert v["ok"], v["problems"]
         t3 = tmp_path / "r3"
         cli(store_url, "restore", "latest", str(t3))
@@ -216,7 +213,7 @@ def test_concurrent_backups_share_a_remote_store(remote_url: str, tmp_path: Path
         copies = _copies(st, ids + own)
         assert all(1 <= copies[i] <= 2 for i in ids), copies
         assert all(copies[i] == 1 for i in own), copies
-    v = json_out(cli(remote_url, "verify", "--read-data", "--json"))
+    v = summary(cli(remote_url, "verify", "--read-data", "--json"))
     assert v["ok"] and v["snapshots"] == 2, v
     for src, snap in ((a, sa), (b, sb)):
         t = tmp_path / f"restore-{src.name}"
@@ -228,7 +225,7 @@ def test_concurrent_backups_share_a_remote_store(remote_url: str, tmp_path: Path
     c.mkdir()
     shutil.copyfile(a / "00-shared.bin", c / "shared-copy.bin")
     sc = summary(cli(remote_url, "backup", str(c), "--json"))
-    assert sc["bytes_added"] < 10_000  # only the tree blobs
+    assert sc["data_added"] < 10_000  # only the tree blobs
 
 
 def test_overlapping_backup_dedups_against_indexed_work(remote_url: str, tmp_path: Path) -> None:
@@ -249,7 +246,7 @@ def test_overlapping_backup_dedups_against_indexed_work(remote_url: str, tmp_pat
         sb, sa = _finish(pb), _finish(pa)
         copies = _copies(st, ids)
     assert all(n == 1 for n in copies.values()), copies
-    assert sb["bytes_added"] < len(shared) // 2, sb
-    v = json_out(cli(remote_url, "verify", "--json"))
+    assert sb["data_added"] < len(shared) // 2, sb
+    v = summary(cli(remote_url, "verify", "--json"))
     assert v["ok"] and v["snapshots"] == 2, v
     assert sa["snapshot_id"] and sb["snapshot_id"]

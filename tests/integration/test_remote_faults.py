@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import http.server
-import json
 import os
 import re
 import select
@@ -49,6 +48,8 @@ from tests.helpers import (
     PASSWORD,
     assert_same_tree,
     cli_env,
+    json_lines,
+    json_result,
     restored_root,
     run_cli,
 )
@@ -248,7 +249,11 @@ def _kill_mid_backup(
         time.sleep(1.0)
         start()
     out, err = proc.communicate(timeout=120)
-    lines = err.decode().strip().splitlines()
+    every = err.decode().strip().splitlines()
+    retries = [ln for ln in every if ln.startswith("casbackup: retrying ")]
+    lines = [ln for ln in every if ln not in retries]
+    assert retries, "the outage was retried, visibly"  # one line per retry, with its reason
+    assert all(" (try " in ln and " s " in ln for ln in retries), retries
     if outage == "restart":
         assert proc.returncode == 0 and lines == [], err.decode()
         assert b"saved" in out
@@ -394,8 +399,11 @@ def test_secrets_never_appear_in_output(
         for secret in (SECRET, STORE_PASSWORD):
             assert secret.encode() not in p.stdout + p.stderr, (args, p.stdout, p.stderr)
     # JSON outputs are JSON
-    json.loads(outputs[0][1].stdout)
-    assert json.loads(outputs[3][1].stdout.splitlines()[-1])
+    assert json_result(outputs[0][1].stdout, "initialized")
+    assert json_lines(outputs[3][1].stdout, "snapshot")
+    for args, p in outputs[len(runs):]:  # every failure with --json ends with exit_error
+        if "--json" in args:
+            assert json_lines(p.stdout)[-1]["code"] == p.returncode, (args, p.stdout)
 
 
 def test_debug_traceback_has_no_secrets(s3_server: MotoS3, echo_endpoint: str) -> None:

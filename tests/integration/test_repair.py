@@ -5,14 +5,13 @@ store verifies clean; the index can be rebuilt from pack headers alone."""
 
 from __future__ import annotations
 
-import json
 import signal
 from pathlib import Path
 
 import pytest
 
 from casbackup.store.store import pack_key
-from tests.helpers import cli_env, index_names, open_test_store, run_cli
+from tests.helpers import cli_env, index_names, json_lines, json_result, open_test_store, run_cli
 from tests.integration.history import (
     History,
     assert_sound,
@@ -30,7 +29,7 @@ def hist(tmp_path: Path) -> History:
 
 def _verify(store: Path, *extra: str) -> tuple[int, dict[str, object]]:
     r = run_cli("verify", "--store", str(store), "--read-data", "--json", *extra)
-    return r.returncode, json.loads(r.stdout.splitlines()[-1])
+    return r.returncode, json_result(r.stdout)
 
 
 def _biggest_data_pack(store: Path) -> tuple[str, list[tuple[int, int]]]:
@@ -60,7 +59,7 @@ def test_flip_verify_repair_backup_verify_restore(hist: History, tmp_path: Path)
 
     r = run_cli("repair", "--store", str(hist.store), "--json")
     assert r.returncode == 0, r.stderr
-    rep = json.loads(r.stdout)
+    rep = json_result(r.stdout)
     assert rep["damaged_packs"] == [name]
     assert rep["lost_blobs"] == 1 and rep["blobs_salvaged"] == in_pack - 1
     assert {a["path"] for a in rep["affected"]} == paths
@@ -72,8 +71,8 @@ def test_flip_verify_repair_backup_verify_restore(hist: History, tmp_path: Path)
 
     r = run_cli("backup", "--store", str(hist.store), str(hist.src), "--json")
     assert r.returncode == 0, r.stderr
-    summary = json.loads(r.stdout.splitlines()[-1])
-    assert summary["blobs_added"] >= 1  # the lost blob was uploaded again
+    summary = json_result(r.stdout)
+    assert summary["data_blobs"] >= 1  # the lost blob was uploaded again
     sid = summary["snapshot_id"]
     hist.states[sid] = hist.states[hist.snapshots[-1]]
 
@@ -128,13 +127,14 @@ def test_repair_index_keeps_old_entries_of_a_pack_with_a_damaged_header(
     pack = hist.store / pack_key(name)
     _flip(pack, pack.stat().st_size - 20)  # inside the sealed header
     r = run_cli("verify", "--store", str(hist.store), "--repair-index", "--json")
-    first = json.loads(r.stdout.splitlines()[0])
-    assert first["type"] == "repair-index" and first["from_old_index"] == 1
+    kinds = [o["message_type"] for o in json_lines(r.stdout)]
+    assert kinds.index("index_rebuilt") < kinds.index("summary")  # rebuilt, then verified
+    assert json_result(r.stdout, "index_rebuilt")["from_old_index"] == 1
     assert r.returncode == 0  # structure is fine: blobs are intact, only the header is not
     # read-data names the header; repair salvages every blob into a fresh pack
     assert _verify(hist.store)[0] == 13
     r = run_cli("repair", "--store", str(hist.store), "--json")
-    rep = json.loads(r.stdout)
+    rep = json_result(r.stdout)
     assert rep["damaged_packs"] == [name] and rep["lost_blobs"] == 0
     assert _verify(hist.store)[0] == 0
     assert_sound(hist, tmp_path, hist.snapshots)
@@ -146,7 +146,7 @@ def test_damaged_index_object_is_rebuilt_by_repair(hist: History, tmp_path: Path
     assert _verify(hist.store)[0] == 13
     r = run_cli("repair", "--store", str(hist.store), "--json")
     assert r.returncode == 0, r.stderr
-    rep = json.loads(r.stdout)
+    rep = json_result(r.stdout)
     assert rep["rebuilt"] is not None and rep["rebuilt"]["problems"]
     assert idx.name not in stored_files(hist.store, "index")
     assert _verify(hist.store)[0] == 0

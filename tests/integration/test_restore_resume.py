@@ -74,11 +74,11 @@ def test_killed_restore_rerun_if_changed_finishes_only_what_is_missing(
     assert r.returncode == 0, r.stderr
     again = _summary(r.stdout)
     assert tree_state(root) == tree_state(src)
-    assert again["bytes_written"] <= total - done
-    assert again["bytes_read"] < total * 1.01 - done + 4096
+    assert again["written_bytes"] <= total - done
+    assert again["read_bytes"] < total * 1.01 - done + 4096
     if crash == "restore:before-metadata":
-        assert again["bytes_read"] == again["bytes_written"] == 0
+        assert again["read_bytes"] == again["written_bytes"] == 0
     r = run_cli(*args, "--overwrite", "if-changed", "latest", str(target))
     assert r.returncode == 0, r.stderr
     third = _summary(r.stdout)
-    assert (third["bytes_read"], third["bytes_written"], third["files"]) == (0, 0, 0)
+    assert (third["read_bytes"], third["written_bytes"], third["files_restored"]) == (0, 0, 0)

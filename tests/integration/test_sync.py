@@ -28,6 +28,7 @@ from tests.helpers import (
     PASSWORD,
     assert_same_tree,
     cli_env,
+    json_result,
     make_store,
     open_test_store,
     restored_root,
@@ -73,7 +74,7 @@ def test_init_from_pairs_stores(tmp_path: Path) -> None:
         r = run_cli("init", "--store", str(tmp_path / name), "--from", str(tmp_path / "a"),
                     *extra, "--json")
         assert r.returncode == 0, r.stderr
-        assert json.loads(r.stdout)["paired_with"] == str(tmp_path / "a")
+        assert json_result(r.stdout, "initialized")["paired_with"] == str(tmp_path / "a")
     a, b, c = (open_test_store(tmp_path / n) for n in "abc")
     d = open_test_store(tmp_path / "d")
     for s in (b, c, d):
@@ -120,7 +121,7 @@ def test_sync_copies_missing_blobs_once_and_is_idempotent(tmp_path: Path) -> Non
     b.close()
     r = run_cli("sync", str(tmp_path / "a"), str(tmp_path / "b"), "--json")
     assert r.returncode == 0, r.stderr
-    summary = json.loads(r.stdout.splitlines()[-1])
+    summary = json_result(r.stdout)
     assert summary["copied"] == 0 and summary["already_present"] == 2
 
 
@@ -195,7 +196,7 @@ def _rerun_and_check(tmp_path: Path, src: Path, total_blobs: int) -> int:
     assert not list((tmp_path / "b").glob("snapshots/*")), "the snapshot is the commit point"
     r = run_cli("sync", str(tmp_path / "a"), str(tmp_path / "b"), "--json")
     assert r.returncode == 0, r.stderr
-    summary = json.loads(r.stdout.splitlines()[-1])
+    summary = json_result(r.stdout)
     assert summary["copied"] == 1
     b = open_test_store(tmp_path / "b")
     b.load_full_index()
@@ -245,7 +246,9 @@ def _lines(proc: subprocess.Popen[bytes], want: int, timeout: float) -> list[dic
         line = proc.stdout.readline()
         if not line:
             break
-        out.append(json.loads(line))
+        obj = json.loads(line)
+        if obj["message_type"] != "status":  # each sync round reports its progress
+            out.append(obj)
     return out
 
 
@@ -258,7 +261,7 @@ def test_sync_watch_local_follows_new_snapshots(tmp_path: Path) -> None:
                              str(tmp_path / "a"), str(tmp_path / "b")], env=cli_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        assert [x["type"] for x in _lines(proc, 1, 15)] == ["copied"]
+        assert [x["message_type"] for x in _lines(proc, 1, 15)] == ["copied"]
         for i in range(2):
             (src / f"n{i}").write_text(f"new {i}\n")
             t0 = time.monotonic()

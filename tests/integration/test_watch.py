@@ -83,18 +83,19 @@ class WatchProc:
 
 
 def _is(kind: str) -> Callable[[Line], bool]:
-    return lambda x: x["type"] == kind
+    return lambda x: x["message_type"] == kind
 
 
 def settle(w: WatchProc, replica: bool = False, quiet: float = 1.5) -> Line:
     """Wait for the burst's snapshot (and its replication), then for silence."""
-    last = w.wait_for(_is("snapshot"))
+    last = w.wait_for(_is("saved"))
     if replica:
-        w.wait_for(lambda x: x["type"] == "synced" and x["source_id"] == last["id"])
-    while more := [x for x in w.quiet(quiet) if x["type"] == "snapshot"]:
+        w.wait_for(lambda x: x["message_type"] == "synced" and x["source_id"] == last["id"])
+    while more := [x for x in w.quiet(quiet) if x["message_type"] == "saved"]:
         last = more[-1]
         if replica:
-            w.wait_for(lambda x, sid=last["id"]: x["type"] == "synced" and x["source_id"] == sid)
+            w.wait_for(lambda x, sid=last["id"]: x["message_type"] == "synced"
+                       and x["source_id"] == sid)
     return last
 
 
@@ -157,12 +158,12 @@ def test_burst_of_changes_restores_exactly_and_replicates(tmp_path: Path) -> Non
                   str(tmp_path / "replica"), "--debounce", "0.3", "--exclude", "*.tmp",
                   "--exclude", "/build/")
     try:
-        first = w.wait_for(_is("snapshot"))
+        first = w.wait_for(_is("saved"))
         assert first["scan"] == "full" and first["reason"] == "initial"
         w.wait_for(_is("ready"))
         burst(src)
         last = settle(w, replica=True)
-        assert last["scan"] == "partial" and last["latency_s"] < 5
+        assert last["scan"] == "partial" and last["latency_seconds"] < 5
         # more churn on top: the watcher keeps following
         (src / "d4" / "moved-dir" / "f0.txt").write_text("second round\n")
         os.rename(src / "fresh", src / "d0" / "fresh-moved")
@@ -194,7 +195,7 @@ def test_one_change_reads_one_directory(tmp_path: Path) -> None:
     assert code == 0, err
     # read: the source root, d17 and d17/inner; kept: the other 29 directories unread
     assert snap["dirs_scanned"] == 3 and snap["dirs_reused"] == 29, snap
-    assert snap["files_unchanged"] == 30 * 6 - 1 and snap["files_changed"] == 1
+    assert snap["files_unmodified"] == 30 * 6 - 1 and snap["files_changed"] == 1
     check_restores(open_test_store(tmp_path / "store"), snap["id"], src, tmp_path)
 
 
@@ -211,9 +212,9 @@ def test_constant_changes_still_get_snapshots(tmp_path: Path) -> None:
             (src / "d0" / "busy.txt").write_text(f"write {i}\n")
             i += 1
             time.sleep(0.1)
-        during = [x for x in w.seen + w.quiet(0.01) if x["type"] == "snapshot"][1:]
+        during = [x for x in w.seen + w.quiet(0.01) if x["message_type"] == "saved"][1:]
         assert len(during) >= 2, "max-delay forces snapshots while changes continue"
-        assert all(x["latency_s"] < 2.5 for x in during)
+        assert all(x["latency_seconds"] < 2.5 for x in during)
         settle(w, quiet=1.0)
     finally:
         code, err = w.stop()
@@ -232,9 +233,9 @@ def test_rescan_request_catches_what_events_cannot(tmp_path: Path) -> None:
         with mmap.mmap(fd, os.fstat(fd).st_size) as m:  # a write through a shared mapping
             m[:4] = b"MMAP"  # ... raises no inotify event while the file stays open
             m.flush()
-        assert not [x for x in w.quiet(1.0) if x["type"] == "snapshot"]
+        assert not [x for x in w.quiet(1.0) if x["message_type"] == "saved"]
         w.proc.send_signal(signal.SIGUSR1)
-        snap = w.wait_for(_is("snapshot"))
+        snap = w.wait_for(_is("saved"))
         assert snap["scan"] == "full" and "rescan" in snap["reason"]
     finally:
         os.close(fd)
@@ -252,7 +253,7 @@ def test_store_inside_the_source_is_refused_unless_excluded(tmp_path: Path) -> N
                   "--debounce", "0.2")
     try:
         w.wait_for(_is("ready"))
-        assert not [x for x in w.quiet(1.0) if x["type"] == "snapshot"], "no feedback loop"
+        assert not [x for x in w.quiet(1.0) if x["message_type"] == "saved"], "no feedback loop"
     finally:
         code, err = w.stop()
     assert code == 0, err
@@ -315,7 +316,7 @@ def test_source_replaced_wholesale_is_watched_again(tmp_path: Path) -> None:
         shutil.rmtree(src)
         time.sleep(0.5)
         make_tree(src, dirs=3, files=2)
-        snap = w.wait_for(lambda x: x["type"] == "snapshot" and x["scan"] == "full", 20)
+        snap = w.wait_for(lambda x: x["message_type"] == "saved" and x["scan"] == "full", 20)
         assert "watcher error" in snap["reason"]
         (src / "d2" / "after.txt").write_text("seen by the new observer\n")
         snap = settle(w, quiet=1.0)
