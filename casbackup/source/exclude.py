@@ -59,6 +59,9 @@ class _Pattern:
     regex: re.Pattern[str]
     absolute: bool  # also matched against the absolute path
     hit: bool = False
+    # pathspec leaves a few regexes unanchored (``*/``: any directory, at any depth, is
+    # ``(?P<ps_d>/)``): those are searched for a match that ends with the entry
+    anywhere: bool = False
 
 
 def _compile(lines: list[str], icase: bool) -> list[_Pattern]:
@@ -77,18 +80,23 @@ def _compile(lines: list[str], icase: bool) -> list[_Pattern]:
             if p.include is None or regex is None:
                 continue
             flags = re.IGNORECASE if icase else 0
-            out.append(_Pattern(line.strip(), bool(p.include), re.compile(regex.pattern, flags),
-                                line.lstrip().lstrip("!").startswith("/")))
+            anywhere = not regex.pattern.startswith("^")
+            source = f"(?:{regex.pattern})\\Z" if anywhere else regex.pattern
+            out.append(_Pattern(line.strip(), bool(p.include), re.compile(source, flags),
+                                line.lstrip().lstrip("!").startswith("/"), anywhere=anywhere))
     return out
 
 
-def _matches_itself(regex: re.Pattern[str], text: str) -> bool:
+def _matches_itself(p: _Pattern, text: str) -> bool:
     """Does the pattern match the entry ``text`` itself? pathspec's regex also matches
     the paths below a directory it matches (its match then ends at that directory's
     ``/``); those are the walker's business, which does not descend into an excluded
-    directory. A regex without the directory group (``a/**``) matches everything below."""
-    m = regex.match(text)
-    return m is not None and (m.end() == len(text) or _DIR_MARK not in regex.groupindex)
+    directory. A regex without the directory group (``a/**``) matches everything below.
+    An unanchored one (``anywhere``) was compiled to end at the entry's end."""
+    if p.anywhere:
+        return p.regex.search(text) is not None
+    m = p.regex.match(text)
+    return m is not None and (m.end() == len(text) or _DIR_MARK not in p.regex.groupindex)
 
 
 def pattern_lines(files: Iterable[str]) -> list[str]:
@@ -143,8 +151,8 @@ class Excluder:
                 if path is not None and self._absolute else None)
         result = False
         for p in self._pats:
-            if _matches_itself(p.regex, text) or (
-                    p.absolute and full is not None and _matches_itself(p.regex, full)):
+            if _matches_itself(p, text) or (
+                    p.absolute and full is not None and _matches_itself(p, full)):
                 p.hit = True
                 result = p.include
         return result
