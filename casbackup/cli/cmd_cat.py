@@ -10,7 +10,16 @@ from ..crypto.codec import INDEX
 from ..errors import UsageError
 from ..store import keyring
 from ..store.index import decode_index
-from .common import Ctx, PasswordCmdOpt, PasswordFileOpt, StoreOpt, emit_json
+from .common import (
+    CacheDirOpt,
+    Ctx,
+    NoCacheOpt,
+    PasswordCmdOpt,
+    PasswordFileOpt,
+    StoreOpt,
+    cache_settings,
+    emit_json,
+)
 
 KINDS = ("config", "snapshot", "tree", "index", "pack", "keys")
 
@@ -26,13 +35,16 @@ def cat_cmd(
     json_out: Annotated[
         bool, typer.Option("--json", help="Accepted; output is always JSON.")
     ] = True,
+    cache_dir: CacheDirOpt = None,
+    no_cache: NoCacheOpt = False,
 ) -> None:
     """Print an internal object as JSON (for debugging)."""
     if kind not in KINDS:
         raise UsageError(f"cat: unknown kind {kind!r} (choose {', '.join(KINDS)})")
     if kind not in ("config", "keys") and not obj_id:
         raise UsageError(f"cat {kind} needs an id")
-    ctx = Ctx(store, password_file, password_command, True)
+    ctx = Ctx(store, password_file, password_command, True,
+              cache=cache_settings(cache_dir, no_cache))
     with ctx.open() as st:
         out: Any
         if kind == "config":

@@ -14,9 +14,12 @@ from ..model.snapshot import Snapshot
 from ..ops.sync import Copied, Selection, SyncObserver, sync
 from ..ops.sync_watch import sync_watch
 from .common import (
+    CacheDirOpt,
     JsonOpt,
+    NoCacheOpt,
     PasswordCmdOpt,
     PasswordFileOpt,
+    cache_settings,
     echo,
     emit_json,
     human_bytes,
@@ -67,6 +70,8 @@ def sync_cmd(
     json_out: JsonOpt = False,
     metrics_file: MetricsFileOpt = None,
     metrics_job: MetricsJobOpt = None,
+    cache_dir: CacheDirOpt = None,
+    no_cache: NoCacheOpt = False,
 ) -> None:
     """Copy snapshots that DST lacks from SRC, moving only the blobs DST lacks."""
     on_interrupt(f"sync to {dst} did not finish: snapshots not reported as copied are not there")
@@ -74,8 +79,10 @@ def sync_cmd(
     src_pw = peer_password(from_password_file, from_password_command, password_file,
                            password_command, label=f"source store {src}")
     obs = SyncCliObserver(json_out, dst)
-    with open_peer(src, src_pw, "source store") as s, open_peer(
-            dst, lambda: read_password(password_file, password_command), "destination store") as d:
+    cache = cache_settings(cache_dir, no_cache)
+    with open_peer(src, src_pw, "source store", cache) as s, open_peer(
+            dst, lambda: read_password(password_file, password_command), "destination store",
+            cache) as d:
         if watch:
             if not json_out:
                 echo(f"watching {src} -> {dst} (Ctrl-C to stop)")

@@ -109,7 +109,8 @@ def _check_index(store: Store, rep: VerifyReport) -> None:
     for info in store.list_keys("index/"):
         name = info.key.rsplit("/", 1)[1]
         try:
-            packs, _ = decode_index(store.read_object("index/", name, INDEX), name)
+            packs, _ = decode_index(store.read_object("index/", name, INDEX, cached=False),
+                                    name)  # the store's copy, not the cache's
         except CasError as e:
             rep.problems.append(f"index/{name}: {e}")
             continue
@@ -210,7 +211,7 @@ def _check_snapshots(store: Store, rep: VerifyReport) -> None:
     seen: dict[bytes, list[str]] = {}
     for sid in store.snapshot_ids():
         try:
-            snap = store.load_snapshot(sid)
+            snap = store.load_snapshot(sid, cached=False)
         except CasError as e:
             rep.problems.append(f"snapshots/{sid}: {e}")
             continue

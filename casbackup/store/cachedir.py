@@ -22,13 +22,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..fields import is_hex
+from .cache import DEFAULT_TREE_LIMIT
 
 
 @dataclass(frozen=True, slots=True)
 class CacheSettings:
-    """The cache root for every store a process opens, or None for no cache."""
+    """The cache root for every store a process opens, or None for no cache, and the
+    bytes of tree blobs each store's cache keeps (store/cache.py evicts beyond it)."""
 
     directory: Path | None
+    tree_limit: int = DEFAULT_TREE_LIMIT
 
     @classmethod
     def default(cls) -> CacheSettings:
