@@ -17,6 +17,8 @@ Invariants:
   snapshot. ``save_snapshot`` flushes first, so a caller cannot commit out of order.
 - Every byte read back is checked: pack/index/snapshot objects by their name when read
   whole, blobs by their keyed BlobId. Damage raises ``IntegrityError`` naming the object.
+  Index and snapshot objects and tree blobs may come from the object cache of a remote
+  store (``store/cache.py``), checked the same way; ``verify`` and ``repair`` bypass it.
 - ``open`` uses a config only if the key objects bind it (``keyring.unlock_master``,
   docs/design.md §4) and never opens as unencrypted a store that has key objects.
   ``create`` validates the parameters and refuses a non-empty target before writing.
