@@ -72,3 +72,30 @@ def test_a_local_store_gets_no_object_cache(tmp_path: Path) -> None:
     assert run_cli("backup", str(src), "--store", str(store), env=env).returncode == 0
     assert run_cli("snapshots", "--store", str(store), env=env).returncode == 0
     assert [p for p in cached_files(cache) if "objects" in p.parts or "trees" in p.parts] == []
+
+
+def test_cache_cleanup_removes_only_unused_store_caches(tmp_path: Path) -> None:
+    import json
+    import os
+    import time
+
+    root = tmp_path / "cache"
+    old, new = root / ("a" * 32), root / ("b" * 32)
+    other = root / "not-a-store"
+    for d in (old, new, other):
+        (d / "trees" / "ab").mkdir(parents=True)
+        (d / "trees" / "ab" / "entry").write_bytes(b"x" * 100)
+    past = time.time() - 40 * 86400
+    for p in [old, *old.rglob("*")]:
+        os.utime(p, (past, past))
+    p = run_cli("cache", "--cache-dir", str(root), "--json")
+    assert p.returncode == 0, p.stderr
+    rows = json.loads(p.stdout)["caches"]
+    assert [(r["store_id"], r["files"], r["bytes"], r["removed"]) for r in rows] == [
+        ("a" * 32, 1, 100, False), ("b" * 32, 1, 100, False)]  # oldest use first
+    p = run_cli("cache", "--cleanup", "--cache-dir", str(root))
+    assert p.returncode == 0, p.stderr
+    assert "2 cache(s), 1 removed" in p.stdout.decode()
+    assert not old.exists() and new.exists() and other.exists()
+    p = run_cli("cache", "--cleanup", "--max-age", "-1", "--cache-dir", str(root))
+    assert p.returncode == 2 and new.exists()
