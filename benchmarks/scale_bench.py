@@ -16,8 +16,9 @@ for casbackup, restic and borg in the same run, on repositories also in /dev/shm
 Every step is one process run under ``/usr/bin/time -v``: wall seconds, CPU seconds
 (user + sys) and peak RSS. The report gives, per size and tool, each step's figures and,
 between consecutive sizes, the growth per blob (bytes of peak RSS and microseconds of
-wall time per added blob). A baseline size (``--baseline``, 1k files) is always run
-too, so the growth leaves out what a command costs at any size (startup, key derivation).
+CPU time per added blob: wall time on a shared machine is mostly noise). A baseline size
+(``--baseline``, 1k files) is always run too, so the growth leaves out what a command
+costs at any size (startup, key derivation).
 
 Memory: a tmpfs file takes a 4 KiB page plus its inode, so N files need about
 N x 5 KiB of RAM, plus the three repositories; the run refuses a size that would
@@ -278,7 +279,8 @@ def report(sizes: list[int], res: dict[int, dict[str, Any]], tools: list[str]) -
     lines = []
     for n in sizes:
         lines.append(f"\n### {n:,} files (≈ {n:,} data blobs)\n")
-        lines.append("| step | " + " | ".join(f"{t} s | {t} MiB" for t in tools) + " |")
+        lines.append("| step | " + " | ".join(f"{t} wall s (CPU s) | {t} MiB" for t in tools)
+                     + " |")
         lines.append("|---|" + "---:|---:|" * len(tools))
         for step in STEPS[1:]:
             cells = []
@@ -287,11 +289,13 @@ def report(sizes: list[int], res: dict[int, dict[str, Any]], tools: list[str]) -
                 if r is None or not r["ok"]:
                     cells += ["failed" if r else "-", "-"]
                 else:
-                    cells += [f"{r['wall_s']:.2f}", f"{(r['rss_kib'] or 0) / 1024:.0f}"]
+                    cells += [f"{r['wall_s']:.2f} ({r.get('cpu_s') or 0:.2f})",
+                              f"{(r['rss_kib'] or 0) / 1024:.0f}"]
             lines.append(f"| {step} | " + " | ".join(cells) + " |")
     if len(sizes) >= 1:
         lines.append("\nGrowth per blob between consecutive sizes (with one size: "
-                     "figure / N): µs of wall time, bytes of peak RSS\n")
+                     "figure / N): µs of CPU time (user + sys; wall time on a shared "
+                     "machine is noise), bytes of peak RSS\n")
         lines.append("| step | sizes | " + " | ".join(f"{t} µs | {t} B" for t in tools) + " |")
         lines.append("|---|---|" + "---:|---:|" * len(tools))
         pairs = list(zip(sizes, sizes[1:], strict=False)) or [(0, sizes[0])]
@@ -300,13 +304,13 @@ def report(sizes: list[int], res: dict[int, dict[str, Any]], tools: list[str]) -
                 cells = []
                 for t in tools:
                     rb = res[b].get(t, {}).get(step)
-                    ra = res[a].get(t, {}).get(step) if a else {"ok": True, "wall_s": 0,
+                    ra = res[a].get(t, {}).get(step) if a else {"ok": True, "cpu_s": 0,
                                                                "rss_kib": 0}
                     if not rb or not ra or not rb["ok"] or not ra["ok"]:
                         cells += ["-", "-"]
                         continue
                     dn = b - a
-                    us = (rb["wall_s"] - ra["wall_s"]) * 1e6 / dn
+                    us = ((rb.get("cpu_s") or 0) - (ra.get("cpu_s") or 0)) * 1e6 / dn
                     by = ((rb["rss_kib"] or 0) - (ra["rss_kib"] or 0)) * 1024 / dn
                     cells += [f"{us:.1f}", f"{by:.0f}"]
                 lines.append(f"| {step} | {a:,}→{b:,} | " + " | ".join(cells) + " |")
@@ -328,7 +332,14 @@ def main() -> None:
     ap.add_argument("--keep", action="store_true", help="keep the trees and repositories")
     ap.add_argument("--results", default=str(ROOT / "benchmarks" / "results"))
     ap.add_argument("--label", default="", help="a label for the JSON file name")
+    ap.add_argument("--report", metavar="JSON", help="print the tables of an earlier run")
     args = ap.parse_args()
+    if args.report:
+        doc = json.loads(Path(args.report).read_text())
+        res_ = {int(k): v for k, v in doc["results"].items()}
+        names = [t for t in TOOLS if any(t in r for r in res_.values())]
+        print(report(sorted(res_), res_, names))
+        return
     sizes = sorted({parse_count(s) for s in args.sizes.split(",")}
                    | ({parse_count(args.baseline)} if args.baseline != "0" else set()))
     work = Path(args.workdir)
