@@ -317,6 +317,26 @@ def report(sizes: list[int], res: dict[int, dict[str, Any]], tools: list[str]) -
     return "\n".join(lines)
 
 
+_LOG_RE = re.compile(r"^\[(\d+)\] (\S+)\s+(\S+)\s+([\d.]+) s  cpu\s+([\d.]+) s  rss\s+([\d.]+) MiB"
+                     r"(  FAILED)?")
+
+
+def read_results(path: Path) -> dict[int, dict[str, Any]]:
+    """The results of a run from its JSON file or from the lines it printed."""
+    text = path.read_text()
+    if path.suffix == ".json":
+        return {int(k): v for k, v in json.loads(text)["results"].items()}
+    res: dict[int, dict[str, Any]] = {}
+    for line in text.splitlines():
+        m = _LOG_RE.match(line)
+        if m:
+            n, tool, step, wall, cpu, rss, failed = m.groups()
+            res.setdefault(int(n), {}).setdefault(tool, {})[step] = {
+                "ok": not failed, "wall_s": float(wall), "cpu_s": float(cpu),
+                "rss_kib": float(rss) * 1024}
+    return res
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -332,11 +352,11 @@ def main() -> None:
     ap.add_argument("--keep", action="store_true", help="keep the trees and repositories")
     ap.add_argument("--results", default=str(ROOT / "benchmarks" / "results"))
     ap.add_argument("--label", default="", help="a label for the JSON file name")
-    ap.add_argument("--report", metavar="JSON", help="print the tables of an earlier run")
+    ap.add_argument("--report", metavar="FILE", help="print the tables of an earlier run: "
+                    "its JSON, or its printed log (a run stopped part-way)")
     args = ap.parse_args()
     if args.report:
-        doc = json.loads(Path(args.report).read_text())
-        res_ = {int(k): v for k, v in doc["results"].items()}
+        res_ = read_results(Path(args.report))
         names = [t for t in TOOLS if any(t in r for r in res_.values())]
         print(report(sorted(res_), res_, names))
         return
