@@ -11,7 +11,15 @@ from ..ids import is_hex_id
 from ..ops.snapsel import resolve
 from ..store import keyring
 from . import output
-from .common import Ctx, PasswordCmdOpt, PasswordFileOpt, StoreOpt
+from .common import (
+    CacheDirOpt,
+    Ctx,
+    NoCacheOpt,
+    PasswordCmdOpt,
+    PasswordFileOpt,
+    StoreOpt,
+    cache_settings,
+)
 from .output import emit, snapshot_fields
 
 KINDS = ("config", "snapshot", "tree", "index", "pack", "keys")
@@ -28,6 +36,8 @@ def cat_cmd(
     json_out: Annotated[
         bool, typer.Option("--json", help="Accepted; output is always JSON.")
     ] = True,
+    cache_dir: CacheDirOpt = None,
+    no_cache: NoCacheOpt = False,
 ) -> None:
     """Print an internal object as JSON (for debugging)."""
     output.JSON = True  # output is always JSON (an ``object`` line), errors too
@@ -35,7 +45,8 @@ def cat_cmd(
         raise UsageError(f"cat: unknown kind {kind!r} (choose {', '.join(KINDS)})")
     if kind not in ("config", "keys") and not obj_id:
         raise UsageError(f"cat {kind} needs an id")
-    ctx = Ctx(store, password_file, password_command, True)
+    ctx = Ctx(store, password_file, password_command, True,
+              cache=cache_settings(cache_dir, no_cache))
     with ctx.open() as st:
         out: Any
         if kind == "config":

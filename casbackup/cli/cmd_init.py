@@ -42,7 +42,7 @@ def init(
     if from_url:
         pw_src = peer_password(from_password_file, from_password_command,
                                ctx.password_file, ctx.password_command)
-        with open_peer(from_url, pw_src, "source store") as src:
+        with open_peer(from_url, pw_src, "source store", ctx.cache) as src:
             master, chunker = paired_key(src, copy_master_key)
     elif copy_master_key:
         raise UsageError("--copy-master-key needs --from SRC")

@@ -17,7 +17,16 @@ import typer
 
 from ..errors import CasError, UsageError
 from .cmd_config import ConfigOpt, load_checked
-from .common import Ctx, PasswordCmdOpt, PasswordFileOpt, StoreOpt, echo
+from .common import (
+    CacheDirOpt,
+    Ctx,
+    NoCacheOpt,
+    PasswordCmdOpt,
+    PasswordFileOpt,
+    StoreOpt,
+    cache_settings,
+    echo,
+)
 
 
 def report_cmd(
@@ -28,6 +37,8 @@ def report_cmd(
     password_file: PasswordFileOpt = None,
     password_command: PasswordCmdOpt = None,
     title: Annotated[str, typer.Option("--title", help="The page's title.")] = "casbackup",
+    cache_dir: CacheDirOpt = None,
+    no_cache: NoCacheOpt = False,
 ) -> None:
     """Write an HTML status page: sizes, dedup and durations per snapshot, jobs, runs."""
     from ..daemon.page import PageData, render_timed
@@ -44,7 +55,8 @@ def report_cmd(
         data = PageData(title, now.timestamp(), reports, job_rows(cfg, state, now),
                         list(state.history))
     else:
-        ctx = Ctx(store or os.environ.get("CASBACKUP_STORE"), password_file, password_command)
+        ctx = Ctx(store or os.environ.get("CASBACKUP_STORE"), password_file, password_command,
+                  cache=cache_settings(cache_dir, no_cache))
         try:
             with ctx.open() as st:
                 reports = [store_report(ctx.url, st)]

@@ -21,11 +21,14 @@ from ..errors import CasError, UsageError
 from ..ops.status import StoreStatus, display_url, probe
 from .cmd_config import ConfigOpt, load_checked, next_runs
 from .common import (
+    CacheDirOpt,
     Ctx,
     JsonOpt,
+    NoCacheOpt,
     PasswordCmdOpt,
     PasswordFileOpt,
     StoreOpt,
+    cache_settings,
     echo,
     human_bytes,
 )
@@ -64,7 +67,10 @@ def _probe_configured(cfg: Config, name: str) -> StoreStatus:
         pw = resolve_password(sc.password) if sc.password is not None else None
     except UsageError as e:
         return StoreStatus(sc.url, reachable=False, error=str(e), exit_code=e.exit_code)
-    return probe(sc.url, (lambda: pw) if pw is not None else None)
+    from ..daemon.jobs import cache_settings as configured_cache
+
+    return probe(sc.url, (lambda: pw) if pw is not None else None,
+                 cache=configured_cache(sc))
 
 
 def _jobs(cfg: Config, state: State, now: datetime) -> list[dict[str, Any]]:
@@ -93,14 +99,17 @@ def status_cmd(
     password_file: PasswordFileOpt = None,
     password_command: PasswordCmdOpt = None,
     json_out: JsonOpt = False,
+    cache_dir: CacheDirOpt = None,
+    no_cache: NoCacheOpt = False,
 ) -> None:
     """Show each store (reachable, size, snapshots, last snapshot age, locks), the daemon's
     jobs (last run, result, next run) and watches."""
     now = SYSTEM.now()
     report: dict[str, Any] = {"stores": {}, "jobs": [], "watches": [], "daemon": None}
     if store and not config:
-        ctx = Ctx(store, password_file, password_command, json_out)
-        stores = {display_url(store): probe(store, ctx.password_source())}
+        ctx = Ctx(store, password_file, password_command, json_out,
+                  cache=cache_settings(cache_dir, no_cache))
+        stores = {display_url(store): probe(store, ctx.password_source(), cache=ctx.cache)}
     else:
         from ..daemon.state import State, load_state, state_path
 

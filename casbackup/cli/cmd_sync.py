@@ -18,10 +18,13 @@ from ..ops.sync import Copied, Selection, SyncObserver, sync
 from ..ops.sync_watch import sync_watch
 from . import output
 from .common import (
+    CacheDirOpt,
     JsonOpt,
+    NoCacheOpt,
     PasswordCmdOpt,
     PasswordFileOpt,
     QuietOpt,
+    cache_settings,
     echo,
     human_bytes,
     read_password,
@@ -75,6 +78,8 @@ def sync_cmd(
     quiet: QuietOpt = False,
     metrics_file: MetricsFileOpt = None,
     metrics_job: MetricsJobOpt = None,
+    cache_dir: CacheDirOpt = None,
+    no_cache: NoCacheOpt = False,
     *,
     filt: SnapshotFilter,
 ) -> None:
@@ -85,8 +90,10 @@ def sync_cmd(
                            password_command, label=f"source store {src}")
     output.JSON = json_out
     obs = SyncCliObserver(json_out, dst, quiet)
-    with open_peer(src, src_pw, "source store") as s, open_peer(
-            dst, lambda: read_password(password_file, password_command), "destination store") as d:
+    cache = cache_settings(cache_dir, no_cache)
+    with open_peer(src, src_pw, "source store", cache) as s, open_peer(
+            dst, lambda: read_password(password_file, password_command), "destination store",
+            cache) as d:
         if watch:
             if not json_out and not quiet:
                 echo(f"watching {src} -> {dst} (Ctrl-C to stop)")

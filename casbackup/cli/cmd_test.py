@@ -24,7 +24,15 @@ from ..ops.verify import verify
 from ..store import open_store
 from .cmd_config import ConfigOpt, load_checked
 from .cmd_verify import verify_cmd
-from .common import JsonOpt, PasswordCmdOpt, PasswordFileOpt, StoreOpt, echo
+from .common import (
+    CacheDirOpt,
+    JsonOpt,
+    NoCacheOpt,
+    PasswordCmdOpt,
+    PasswordFileOpt,
+    StoreOpt,
+    echo,
+)
 from .output import emit
 
 QUICK_SUBSET = "1%"
@@ -44,14 +52,18 @@ def test_cmd(
     password_file: PasswordFileOpt = None,
     password_command: PasswordCmdOpt = None,
     json_out: JsonOpt = False,
+    cache_dir: CacheDirOpt = None,
+    no_cache: NoCacheOpt = False,
 ) -> None:
     """Self-test: the configuration, every store reachable, a quick verify of each.
     With --store (and no configuration): the same as `casbackup verify`."""
     from ..daemon.config import find_config_path, resolve_password
+    from ..daemon.jobs import cache_settings as configured_cache
 
     if store and not config:
         verify_cmd(read_data, read_data_subset, store=store, password_file=password_file,
-                   password_command=password_command, json_out=json_out)  # fmt: skip
+                   password_command=password_command, json_out=json_out,
+                   cache_dir=cache_dir, no_cache=no_cache)  # fmt: skip
         return
     if not config and not find_config_path(None).exists():
         raise UsageError("nothing to test: give --config PATH (self-test) or --store URL (verify)")
@@ -65,7 +77,8 @@ def test_cmd(
         r: dict[str, Any] = {"url": display_url(sc.url), "reachable": False, "ok": False}
         try:
             pw = resolve_password(sc.password) if sc.password is not None else None
-            with open_store(sc.url, _fixed(pw) if pw is not None else None) as st:
+            with open_store(sc.url, _fixed(pw) if pw is not None else None,
+                            cache=configured_cache(sc)) as st:
                 r["reachable"] = True
                 rep = verify(st, read_data=read_data, subset=subset)
             r.update(ok=rep.ok, problems=rep.problems, notes=rep.notes,

@@ -129,7 +129,8 @@ def watch_cmd(
             pw = peer_password(sync_password_file, sync_password_command, ctx.password_file,
                                ctx.password_command, env="CASBACKUP_SYNC_PASSWORD",
                                label=f"replica {url}")
-            replicas.append(Replica(stack.enter_context(open_peer(url, pw, "replica")), url))
+            replicas.append(Replica(stack.enter_context(open_peer(url, pw, "replica",
+                                                                ctx.cache)), url))
         stop = stack.enter_context(graceful_stop())
         watcher = Watcher(st, paths, opts, obs, stop, replicas)
         old = signal.signal(signal.SIGUSR1, lambda *_: threading.Thread(

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import functools
 import inspect
+import os
 import sys
 from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
 from typing import Annotated, Any, get_type_hints
 
 import typer
@@ -24,7 +27,7 @@ from ..passwords import (
     read_password_file,
     run_password_command,
 )
-from ..store import Store, open_store
+from ..store import CacheSettings, Store, open_store
 
 StoreOpt = Annotated[
     str | None,
@@ -41,6 +44,12 @@ StoreOpt = Annotated[
 NoLockOpt = Annotated[bool, typer.Option(
     "--no-lock", help="Write no lock (reading commands only, e.g. on a read-only store); "
     "gc on other hosts then cannot see this command.")]
+CacheDirOpt = Annotated[str | None, typer.Option(
+    "--cache-dir", help="Keep the local cache of remote stores here (default: "
+    "$CASBACKUP_CACHE_DIR, else $XDG_CACHE_HOME/casbackup, else ~/.cache/casbackup).")]
+NoCacheOpt = Annotated[bool, typer.Option(
+    "--no-cache", help="Use no local cache: read every index, snapshot and tree object "
+    "from the store.")]
 PasswordFileOpt = Annotated[
     str | None, typer.Option("--password-file", help="Read the password from this file.")
 ]
@@ -65,10 +74,12 @@ class Ctx:
         password_command: str | None = None,
         json_out: bool = False,
         no_lock: bool = False,
+        cache: CacheSettings | None = None,
     ) -> None:
         if not store:
             raise UsageError("no store given: use --store PATH or set CASBACKUP_STORE")
         self.url = store
+        self.cache = cache or cache_settings(None, False)
         self.password_file = password_file
         self.password_command = password_command
         self.json = json_out
@@ -79,10 +90,27 @@ class Ctx:
         return lambda: read_password(self.password_file, self.password_command, confirm)
 
     def open(self) -> Store:
-        st = open_store(self.url, self.password_source(), warn)
+        st = open_store(self.url, self.password_source(), warn, self.cache)
         st.on_warning = warn  # e.g. a damaged snapshot object that listing skips
         st.no_lock = self.no_lock
         return st
+
+
+def cache_settings(cache_dir: str | None, no_cache: bool) -> CacheSettings:
+    """The cache of ``--cache-dir`` / ``--no-cache``; its tree-blob bound is
+    ``$CASBACKUP_CACHE_LIMIT`` (a size such as 512M; default 1G)."""
+    from ..source.exclude import parse_size
+
+    if no_cache and cache_dir:
+        raise UsageError("--cache-dir and --no-cache exclude each other")
+    if no_cache:
+        return CacheSettings.disabled()
+    if cache_dir is not None and not cache_dir.strip():
+        raise UsageError("--cache-dir needs a directory")
+    base = (CacheSettings(Path(cache_dir).expanduser().absolute()) if cache_dir
+            else CacheSettings.default())
+    limit = os.environ.get("CASBACKUP_CACHE_LIMIT", "").strip()
+    return replace(base, tree_limit=parse_size(limit)) if limit else base
 
 
 def read_password(
@@ -160,12 +188,17 @@ _STORE_PARAMS = [
                       annotation=NoLockOpt),
     inspect.Parameter("quiet", inspect.Parameter.KEYWORD_ONLY, default=False,
                       annotation=QuietOpt),
+    inspect.Parameter("cache_dir", inspect.Parameter.KEYWORD_ONLY, default=None,
+                      annotation=CacheDirOpt),
+    inspect.Parameter("no_cache", inspect.Parameter.KEYWORD_ONLY, default=False,
+                      annotation=NoCacheOpt),
 ]
 
 
 def store_command(fn: Callable[..., None]) -> Callable[..., None]:
     """Give a command the options every store command has (``--store``,
-    ``--password-file``, ``--password-command``, ``--json``, ``-q``) and call it with the ``Ctx``
+    ``--password-file``, ``--password-command``, ``--json``, ``-q``, ``--cache-dir``,
+    ``--no-cache``) and call it with the ``Ctx``
     they make as its first argument: ``def cmd(ctx: Ctx, …own options…)``."""
     hints = get_type_hints(fn, include_extras=True)
     own = list(inspect.signature(fn).parameters.values())[1:]  # without ctx
@@ -173,8 +206,9 @@ def store_command(fn: Callable[..., None]) -> Callable[..., None]:
 
     @functools.wraps(fn)
     def command(*args: Any, **kw: Any) -> None:
+        cache = cache_settings(kw.pop("cache_dir", None), kw.pop("no_cache", False))
         ctx = Ctx(kw.pop("store"), kw.pop("password_file"), kw.pop("password_command"),
-                  kw.pop("json_out"), kw.pop("no_lock", False))
+                  kw.pop("json_out"), kw.pop("no_lock", False), cache)
         ctx.quiet = kw.pop("quiet", False)  # cmd_test calls verify_cmd without it
         from . import output
 

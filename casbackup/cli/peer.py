@@ -17,7 +17,7 @@ import typer
 
 from ..errors import WrongPassword
 from ..passwords import read_password_env_or_file
-from ..store import Store, open_store
+from ..store import CacheSettings, Store, open_store
 from .common import read_password, warn
 
 FromPasswordFileOpt = Annotated[str | None, typer.Option(
@@ -38,8 +38,9 @@ def peer_password(file: str | None, command: str | None, fallback_file: str | No
     return get
 
 
-def open_peer(url: str, password: Callable[[], str], label: str) -> Store:
+def open_peer(url: str, password: Callable[[], str], label: str,
+              cache: CacheSettings | None = None) -> Store:
     try:
-        return open_store(url, password, lambda msg: warn(f"{label}: {msg}"))
+        return open_store(url, password, lambda msg: warn(f"{label}: {msg}"), cache)
     except WrongPassword as e:
         raise WrongPassword(f"{label} {url}: {e}") from None

@@ -63,6 +63,11 @@ class StoreConfig:
     name: str
     url: str
     password: PasswordRef | None = None
+    # the local cache of a remote store (store/cache.py): ``cache_dir`` (None: the
+    # default place), ``no_cache: true`` for none, ``cache_limit`` for its tree blobs
+    cache_dir: str | None = None
+    no_cache: bool = False
+    cache_limit: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -405,7 +410,8 @@ class _Loader:
 
     def store(self, name: str, node: Node) -> StoreConfig:
         where = f"stores.{name}"
-        m = self.mapping(node, where, ("url", "password"), ("url",))
+        m = self.mapping(node, where, ("url", "password", "cache_dir", "no_cache",
+                                       "cache_limit"), ("url",))
         url = self.string(m["url"], f"{where}.url")
         try:
             check_url(url)  # s3://KEY:SECRET@…: refused here, without echoing it
@@ -414,7 +420,13 @@ class _Loader:
         if "://" not in url:
             url = self.path(m["url"], f"{where}.url")
         password = self.password(m["password"], f"{where}.password") if "password" in m else None
-        return StoreConfig(name, url, password)
+        cache_dir = _opt(m, "cache_dir", where, self.path, None)
+        no_cache = _opt(m, "no_cache", where, self.boolean, False)
+        if cache_dir is not None and no_cache:
+            raise self.error(m["no_cache"], f"{where}.no_cache",
+                             "cache_dir and no_cache exclude each other")
+        limit = _opt(m, "cache_limit", where, self.size, None)
+        return StoreConfig(name, url, password, cache_dir, no_cache, limit)
 
     def password(self, node: Node, where: str, what: str = "password") -> PasswordRef:
         if isinstance(node, ScalarNode):  # never echo the value: it may be the secret

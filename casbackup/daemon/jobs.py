@@ -20,14 +20,15 @@ from __future__ import annotations
 import threading
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..clock import SYSTEM, Clock
 from ..errors import CasError, IntegrityError, UsageError
 from ..ops.observer import Observer
 from ..ops.status import StoreStatus, collect
-from ..store import Store, backend_retries, open_store
+from ..store import CacheSettings, Store, backend_retries, open_store
 from .config import Config, JobConfig, SourceConfig, StoreConfig, resolve_password
 from .hooks import HookLog, run_phase
 
@@ -92,7 +93,16 @@ class CollectingObserver(Observer):
 
 def open_configured(cfg: StoreConfig) -> Store:
     password = resolve_password(cfg.password) if cfg.password is not None else None
-    return open_store(cfg.url, (lambda: password) if password is not None else None)
+    return open_store(cfg.url, (lambda: password) if password is not None else None,
+                      cache=cache_settings(cfg))
+
+
+def cache_settings(cfg: StoreConfig) -> CacheSettings:
+    """The local cache of a configured store (``cache_dir``, ``no_cache``, ``cache_limit``)."""
+    if cfg.no_cache:
+        return CacheSettings.disabled()
+    base = CacheSettings(Path(cfg.cache_dir)) if cfg.cache_dir else CacheSettings.default()
+    return replace(base, tree_limit=cfg.cache_limit) if cfg.cache_limit is not None else base
 
 
 def run_job(config: Config, name: str, clock: Clock = SYSTEM) -> JobOutcome:

@@ -79,7 +79,8 @@ def _load_old(store: Store, names: list[str], problems: list[str]) -> Index:
     old = Index()
     for name in names:
         try:
-            packs, _ = decode_index(store.read_object("index/", name, INDEX), name)
+            packs, _ = decode_index(store.read_object("index/", name, INDEX, cached=False),
+                                    name)
         except CasError as e:
             problems.append(f"{index_key(name)}: {e}")
             continue

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from ..clock import SYSTEM, Clock
 from ..errors import CasError
-from ..store import Store, open_store
+from ..store import CacheSettings, Store, open_store
 from ..store.locks import LockInfo, list_locks
 
 
@@ -106,11 +106,12 @@ def collect(store: Store, clock: Clock = SYSTEM,
 
 
 def probe(
-    url: str, password: Callable[[], str] | None, clock: Clock = SYSTEM
+    url: str, password: Callable[[], str] | None, clock: Clock = SYSTEM,
+    cache: CacheSettings | None = None,
 ) -> StoreStatus:
     """Open the store at ``url`` and collect its status; errors become the status."""
     try:
-        with open_store(url, password) as store:
+        with open_store(url, password, cache=cache) as store:
             return collect(store, clock)
     except CasError as e:
         return StoreStatus(url, reachable=False, error=str(e), exit_code=e.exit_code)

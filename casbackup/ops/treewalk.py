@@ -42,9 +42,10 @@ class Entry(NamedTuple):
 
 
 def uncached(store: Store) -> Loader:
-    """A loader that reads each tree from the store without filling ``Store``'s tree
-    cache (for walks that memoise per tree themselves, or see each tree once)."""
-    return lambda tid: Tree.decode(store.get_blob(tid), tid)
+    """A loader that reads each tree from the store (or its object cache) without
+    filling ``Store``'s in-memory tree cache (for walks that memoise per tree
+    themselves, or see each tree once)."""
+    return lambda tid: Tree.decode(store.tree_blob(tid), tid)
 
 
 def join(path: bytes, name: bytes) -> bytes:

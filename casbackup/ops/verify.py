@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from ..errors import CasError, IntegrityError, UsageError
 from ..ids import INDEX, TREE
 from ..model.tree import DIR, FILE, Tree, scan_tree
-from ..store import PackEntry, Store, pack_key, snapshot_key
+from ..store import PackEntry, Store, index_key, pack_key, snapshot_key
 from ..store.index import decode_index
 from ..store.locks import shared_lock
 from .capabilities import PackReader
@@ -112,13 +112,14 @@ def _check_index(store: Store, rep: VerifyReport) -> None:
             if name in seen:
                 continue
             seen.add(name)
-            try:
-                packs, _ = decode_index(store.read_object("index/", name, INDEX), name)
+            try:  # the store's copy, not the cache's
+                packs, _ = decode_index(store.read_object("index/", name, INDEX, cached=False),
+                                        name)
             except CasError as e:
                 if not store.index_object_exists(name):
                     vanished = True  # consolidated meanwhile: its packs are in a newer one
                     continue
-                rep.problems.append(f"index/{name}: {e}")
+                rep.problems.append(f"{index_key(name)}: {e}")
                 continue
             store.index.add_object(name, packs)
         if not vanished:
@@ -202,7 +203,7 @@ def _check_snapshots(store: Store, rep: VerifyReport) -> None:
     seen: dict[bytes, list[str]] = {}
     for sid in store.snapshot_ids():
         try:
-            snap = store.load_snapshot(sid)
+            snap = store.load_snapshot(sid, cached=False)
         except CasError as e:
             rep.problems.append(f"{snapshot_key(sid)}: {e}")
             continue

@@ -25,7 +25,8 @@ from ..backends.base import ObjectInfo
 from ..chunking import ChunkerParams
 from ..crypto import keys as keymod
 from ..errors import UsageError
-from .cachedir import CacheSettings, store_cache_dir
+from .cache import ObjectCache
+from .cachedir import CacheSettings, list_store_caches, remove_store_cache, store_cache_dir
 from .config import StoreConfig
 from .consolidate import maybe_consolidate
 from .layout import index_key, pack_key, snapshot_key
@@ -59,9 +60,14 @@ def open_store(url: str, password: PasswordSource | None,
                cache: CacheSettings | None = None) -> Store:
     """Open the store at URL; WARN gets one line per key object skipped on the way.
     CACHE is where its local cache lives (``CacheSettings.default()`` when None; pass
-    ``CacheSettings.disabled()`` for none)."""
+    ``CacheSettings.disabled()`` for none). Only a remote store gets an object cache
+    (store/cache.py): for a local directory reading the store costs what reading the
+    cache would, and writing the copies only slowed backups (measured: docs/design.md)."""
     store = Store.open(open_backend(url), password, url, warn)
-    store.cache_dir = store_cache_dir(cache or CacheSettings.default(), store.config.store_id)
+    settings = cache or CacheSettings.default()
+    store.cache_dir = store_cache_dir(settings, store.config.store_id)
+    if store.cache_dir is not None and not store.backend.properties().is_local:
+        store.object_cache = ObjectCache(store.cache_dir, settings.tree_limit)
     return store
 
 
@@ -123,7 +129,7 @@ def backend_retries() -> int:
 
 
 __all__ = ["Store", "AddResult", "StoreConfig", "open_store", "init_store", "ENCRYPTIONS",
-           "maybe_consolidate", "on_retry", "RetryEvent",
+           "maybe_consolidate", "on_retry", "RetryEvent", "list_store_caches", "remove_store_cache",
            "check_url", "backend_retries", "CacheSettings", "PackEntry", "BlobRead", "PackEnd",
            "PackStream", "pack_key", "index_key", "snapshot_key", "maintainer", "ObjectInfo",
            "Maintenance", "Repacker", "LiveBlob", "paired_key"]

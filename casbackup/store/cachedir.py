@@ -22,13 +22,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..fields import is_hex
+from .cache import DEFAULT_TREE_LIMIT
 
 
 @dataclass(frozen=True, slots=True)
 class CacheSettings:
-    """The cache root for every store a process opens, or None for no cache."""
+    """The cache root for every store a process opens, or None for no cache, and the
+    bytes of tree blobs each store's cache keeps (store/cache.py evicts beyond it)."""
 
     directory: Path | None
+    tree_limit: int = DEFAULT_TREE_LIMIT
 
     @classmethod
     def default(cls) -> CacheSettings:
@@ -60,3 +63,50 @@ def store_cache_dir(settings: CacheSettings | None, store_id: str) -> Path | Non
     except OSError:
         return None
     return path
+
+
+@dataclass(frozen=True, slots=True)
+class StoreCache:
+    """One store's cache directory as found under a cache root (for ``casbackup cache``)."""
+
+    store_id: str
+    path: Path
+    files: int
+    size: int
+    last_used: float  # the newest mtime of anything in it (a tree hit touches its entry)
+
+
+def list_store_caches(settings: CacheSettings) -> list[StoreCache]:
+    """Every store cache under the root, oldest use first; entries that are not a store
+    id's directory (a hand-made file, another tool's) are left alone."""
+    if settings.directory is None:
+        return []
+    try:
+        entries = list(os.scandir(settings.directory))
+    except OSError:
+        return []
+    out = []
+    for e in entries:
+        if not is_hex(e.name, 32) or not e.is_dir(follow_symlinks=False):
+            continue
+        files = size = 0
+        last = e.stat(follow_symlinks=False).st_mtime
+        for dirpath, _dirs, names in os.walk(e.path):
+            for n in names:
+                try:
+                    st = os.lstat(os.path.join(dirpath, n))
+                except OSError:
+                    continue
+                files += 1
+                size += st.st_size
+                last = max(last, st.st_mtime)
+        out.append(StoreCache(e.name, Path(e.path), files, size, last))
+    out.sort(key=lambda c: c.last_used)
+    return out
+
+
+def remove_store_cache(cache: StoreCache) -> None:
+    """Delete one store's cache (only ever a copy: the next command refetches)."""
+    import shutil
+
+    shutil.rmtree(cache.path, ignore_errors=True)

@@ -8,6 +8,8 @@ Invariants:
   snapshot. ``save_snapshot`` flushes first, so a caller cannot commit out of order.
 - Every byte read back is checked: pack/index/snapshot objects by their name when read
   whole, blobs by their keyed BlobId. Damage raises ``IntegrityError`` naming the object.
+  Index and snapshot objects and tree blobs may come from the object cache of a remote
+  store (``store/cache.py``), checked the same way; ``verify`` and ``repair`` bypass it.
 - ``open`` uses a config only if the key objects bind it (``keyring.unlock_master``,
   docs/design.md §4) and never opens as unencrypted a store that has key objects.
   ``create`` validates the parameters and refuses a non-empty target before writing.
@@ -43,6 +45,8 @@ from ..model.snapshot import Snapshot
 from ..model.tree import Tree, decode_maps
 from ..scratch import Scratch, for_thread
 from . import indexcache
+from .cache import PREFIXES as CACHED_PREFIXES
+from .cache import ObjectCache
 from .compactindex import CompactFile
 from .config import StoreConfig, config_problem
 from .index import (
@@ -117,6 +121,9 @@ class Store:
         # this store's local cache directory (store/cachedir.py), or None for no cache;
         # set by ``open_store`` before the first command reads anything
         self.cache_dir: Path | None = None
+        # the cache of index/snapshot objects and tree blobs (store/cache.py), or None;
+        # set by ``open_store`` for remote stores only
+        self.object_cache: ObjectCache | None = None
 
     # ----- creation / opening ---------------------------------------------------------
 
@@ -175,6 +182,8 @@ class Store:
     def close(self) -> None:
         if self._packer is not None:
             self._packer.close()
+        if self.object_cache is not None:
+            self.object_cache.trim()
         self.backend.close()
 
     def __enter__(self) -> Store:
@@ -228,6 +237,8 @@ class Store:
         skip = set(known)
         for _ in range(20):
             names = set(self._index_names()) - skip
+            if self.object_cache is not None and not skip:
+                self.object_cache.retain(INDEX_DIR, names)
             try:
                 return indexcache.cover(self._index_dir(), names, self._index_rows,
                                         self.on_warning)
@@ -237,7 +248,7 @@ class Store:
                              "us?); try again")
 
     def _index_names(self) -> list[str]:
-        return [i.key.rsplit("/", 1)[1] for i in self.backend.list("index/")]
+        return [name_of(i.key) for i in self.backend.list(INDEX_DIR)]
 
     def _index_rows(self, name: str) -> indexcache.Fetched:
         try:
@@ -360,6 +371,8 @@ class Store:
         data = self.codec.seal(INDEX, encode_index(packs, supersedes))
         name = object_name(data)
         self.put_named(index_key(name), data)
+        if self.object_cache is not None:
+            self.object_cache.put_object(INDEX_DIR, name, data)
         self.index.objects[name] = [p.name for p in packs]  # its packs are in memory
         return name
 
@@ -428,6 +441,8 @@ class Store:
         # Sealed in this thread's reused buffer (scratch.py; a blob too big for it to keep
         # gets a buffer of its own); the packer copies the bytes out before ``add`` returns.
         view = self.codec.seal_into(kind, data, for_thread("seal"))
+        if kind == TREE and self.object_cache is not None:
+            self.object_cache.put_tree(bid, len(data), view)
         packer.add(kind, bid, view, len(data))
         return AddResult(bid, True, len(view))
 
@@ -441,6 +456,8 @@ class Store:
         for bid, data, is_new in zip(ids, datas, new, strict=True):
             if is_new:
                 s = self.codec.seal(kind, data)
+                if kind == TREE and self.object_cache is not None:
+                    self.object_cache.put_tree(bid, len(data), s)
                 sealed.append((bid, s, len(data)))
                 out.append(AddResult(bid, True, len(s)))
             else:
@@ -571,7 +588,7 @@ class Store:
             if t is not None:
                 self._tree_cache.move_to_end(tree_id)
                 return t
-        t = Tree.decode(self.get_blob(tree_id), tree_id)
+        t = Tree.decode(self.tree_blob(tree_id), tree_id)
         with self._cache_lock:
             self._tree_cache[tree_id] = t
             if len(self._tree_cache) > 4096:
@@ -584,20 +601,53 @@ class Store:
             t = self._maps_cache.get(tree_id)
             if t is not None:
                 return t
-        t = decode_maps(self.get_blob(tree_id), tree_id)
+        t = decode_maps(self.tree_blob(tree_id), tree_id)
         with self._cache_lock:
             self._maps_cache[tree_id] = t
             if len(self._maps_cache) > 64:  # a backup reads each parent tree once: a
                 self._maps_cache.popitem(last=False)  # big cache only held the whole tree
         return t
 
+    def tree_blob(self, tree_id: bytes) -> bytes:
+        """The checked plaintext of tree blob TREE_ID: from the object cache when it
+        holds the blob and it passes the BlobId check (else the entry is dropped), from
+        the store otherwise (and then kept in the cache)."""
+        cache = self.object_cache
+        if cache is None:
+            return self.get_blob(tree_id)
+        hit = cache.get_tree(tree_id)
+        if hit is not None:
+            try:
+                return self.codec.unseal_blob(TREE, tree_id, hit[1], hit[0])
+            except IntegrityError:
+                cache.drop_tree(tree_id)  # damaged or of another key: refetch
+        loc = self.load_index().lookup(tree_id)
+        e = loc.entry
+        sealed = self._get(pack_key(loc.pack), offset=e.offset, length=e.length)
+        try:
+            out = self.codec.unseal_blob(e.kind, tree_id, sealed, e.raw_length)
+        except IntegrityError as err:
+            raise IntegrityError(f"pack {loc.pack[:16]}: {err}") from None
+        if e.kind == TREE:
+            cache.put_tree(tree_id, e.raw_length, sealed)
+        return out
+
     # ----- whole objects ---------------------------------------------------------------
 
-    def read_object(self, prefix: str, name: str, kind: str) -> bytes:
-        """Read a sealed, content-named object, check its name, and unseal it."""
-        data = self._get(f"{prefix}{name}")
-        if object_name(data) != name:
-            raise IntegrityError(f"object {prefix}{name} does not hash to its name (damaged)")
+    def read_object(self, prefix: str, name: str, kind: str, *, cached: bool = True) -> bytes:
+        """Read a sealed, content-named object, check its name, and unseal it. Index and
+        snapshot objects come from the object cache when it holds a copy that hashes to
+        NAME (and go into it when read from the store); CACHED=False reads the store
+        (verify and repair check what the store holds)."""
+        cache = self.object_cache if cached and prefix in CACHED_PREFIXES else None
+        data = cache.get_object(prefix, name) if cache is not None else None
+        if data is None:
+            data = self._get(f"{prefix}{name}")
+            if object_name(data) != name:
+                raise IntegrityError(f"object {prefix}{name} does not hash to its name "
+                                     "(damaged)")
+            if cache is not None:
+                cache.put_object(prefix, name, data)
         try:
             return self.codec.unseal(kind, data)
         except IntegrityError as e:
@@ -612,22 +662,28 @@ class Store:
         data = self.codec.seal(SNAPSHOT, snap.encode())
         name = object_name(data)
         self.put_named(snapshot_key(name), data)
+        if self.object_cache is not None:
+            self.object_cache.put_object(SNAPSHOTS_DIR, name, data)
         snap.id = name
         return name
 
     def snapshot_ids(self) -> list[str]:
         return [name_of(i.key) for i in self.backend.list(SNAPSHOTS_DIR)]
 
-    def load_snapshot(self, name: str) -> Snapshot:
+    def load_snapshot(self, name: str, *, cached: bool = True) -> Snapshot:
         crash_point("store:load-snapshot")
-        return Snapshot.decode(self.read_object(SNAPSHOTS_DIR, name, SNAPSHOT), name)
+        return Snapshot.decode(self.read_object(SNAPSHOTS_DIR, name, SNAPSHOT, cached=cached),
+                               name)
 
     def snapshots(self) -> list[Snapshot]:
         """Every readable snapshot, oldest first. A damaged snapshot object (it does not
         hash to its name, unseal or decode) is left out, recorded in ``damaged_snapshots``
         and reported once through ``on_warning``; one deleted meanwhile is left out."""
         snaps = []
-        for name in self.snapshot_ids():
+        names = self.snapshot_ids()
+        if self.object_cache is not None:
+            self.object_cache.retain("snapshots/", names)
+        for name in names:
             try:
                 snaps.append(self.load_snapshot(name))
             except NotFound:

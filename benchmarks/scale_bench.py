@@ -1,0 +1,409 @@
+"""Scale benchmark (issue #12 item 5): what a command costs as the store grows.
+
+For each size N (``--sizes 100k,1M``), builds a tree of N small *unique* files in
+/dev/shm (so the disk is not what is measured; each file becomes one data blob), then,
+for casbackup, restic and borg in the same run, on repositories also in /dev/shm::
+
+    init          create an encrypted repository
+    backup-big    first backup of the N-file tree
+    backup-small  backup of a separate 200-file tree (into the same repository)
+    restore-small restore of that 200-file snapshot into an empty directory
+    snapshots     list snapshots (casbackup snapshots / restic snapshots / borg list)
+    rebackup-big  unchanged re-backup of the N-file tree
+    verify        casbackup verify / restic check / borg check (metadata, no data read)
+    gc            casbackup gc / restic prune / borg compact (nothing to free)
+
+Every step is one process run under ``/usr/bin/time -v``: wall seconds, CPU seconds
+(user + sys) and peak RSS. The report gives, per size and tool, each step's figures and,
+between consecutive sizes, the growth per blob (bytes of peak RSS and microseconds of
+CPU time per added blob: wall time on a shared machine is mostly noise). A baseline size
+(``--baseline``, 1k files) is always run too, so the growth leaves out what a command
+costs at any size (startup, key derivation).
+
+Memory: a tmpfs file takes a 4 KiB page plus its inode, so N files need about
+N x 5 KiB of RAM, plus the three repositories; the run refuses a size that would
+leave less than 2 GiB of ``MemAvailable``. Everything is deleted after each size
+(``--keep`` keeps it).
+
+Usage::
+
+    python benchmarks/scale_bench.py                      # 20k files: a few minutes
+    python benchmarks/scale_bench.py --sizes 100k,1M --tools casbackup,restic,borg
+
+Writes JSON to ``benchmarks/results/scale-<date>.json`` and prints a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import random
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+PASSWORD = "scale-bench-password"
+SMALL_FILES = 200
+PER_DIR = 1000
+STEPS = ("init", "backup-big", "backup-small", "restore-small", "snapshots", "rebackup-big",
+         "verify", "gc")
+TOOLS = ("casbackup", "restic", "borg")
+
+
+def parse_count(text: str) -> int:
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)([kKmM]?)", text.strip())
+    if m is None:
+        raise SystemExit(f"scale_bench: bad size {text!r} (e.g. 100k, 1M)")
+    return int(float(m.group(1)) * {"": 1, "k": 10**3, "m": 10**6}[m.group(2).lower()])
+
+
+def mem_available() -> int:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def build_tree(root: Path, n: int, seed: int) -> None:
+    """N unique files of 64-192 bytes, PER_DIR to a directory."""
+    rnd = random.Random(seed)
+    for d in range((n + PER_DIR - 1) // PER_DIR):
+        dpath = root / f"d{d:05d}"
+        dpath.mkdir(parents=True)
+        for i in range(d * PER_DIR, min(n, (d + 1) * PER_DIR)):
+            body = f"file {seed} {i}\n".encode() + rnd.randbytes(rnd.randint(48, 176))
+            with open(dpath / f"f{i:08d}", "wb") as f:
+                f.write(body)
+
+
+# ----- tools ---------------------------------------------------------------------------
+
+
+class Tool:
+    name = ""
+
+    def __init__(self, work: Path) -> None:
+        self.work = work
+        self.repo = work / "repos" / self.name
+        self.env = dict(os.environ)
+
+    def available(self) -> str | None:
+        return None
+
+    def argv(self, step: str, big: Path, small: Path, target: Path) -> list[str]:
+        raise NotImplementedError
+
+    def after(self, step: str, out: str) -> None:
+        """Remember what a step printed (a snapshot id)."""
+
+
+class Casbackup(Tool):
+    name = "casbackup"
+
+    def __init__(self, work: Path, cmd: list[str]) -> None:
+        super().__init__(work)
+        self.cmd = cmd
+        self.env.update(CASBACKUP_PASSWORD=PASSWORD,
+                        CASBACKUP_CACHE_DIR=str(work / "cache" / "casbackup"),
+                        PYTHONPATH=str(ROOT))
+        self.small_id = ""
+
+    def argv(self, step: str, big: Path, small: Path, target: Path) -> list[str]:
+        s = ["--store", str(self.repo)]
+        c = self.cmd
+        return {
+            "init": [*c, "init", *s],
+            "backup-big": [*c, "backup", str(big), "-q", *s],
+            "backup-small": [*c, "backup", str(small), "--json", "-q", *s],
+            "restore-small": [*c, "restore", self.small_id, str(target), *s],
+            "snapshots": [*c, "snapshots", *s],
+            "rebackup-big": [*c, "backup", str(big), "-q", *s],
+            "verify": [*c, "verify", *s],
+            "gc": [*c, "gc", *s],
+        }[step]
+
+    def after(self, step: str, out: str) -> None:
+        if step == "backup-small":
+            for line in reversed(out.splitlines()):
+                doc = json.loads(line)
+                if isinstance(doc, dict) and doc.get("snapshot_id"):
+                    self.small_id = str(doc["snapshot_id"])
+                    return
+
+
+class Restic(Tool):
+    name = "restic"
+
+    def __init__(self, work: Path, binary: str) -> None:
+        super().__init__(work)
+        self.binary = binary
+        self.env.update(RESTIC_PASSWORD=PASSWORD, RESTIC_CACHE_DIR=str(work / "cache" / "restic"))
+        self.small_id = ""
+
+    def available(self) -> str | None:
+        return None if shutil.which(self.binary) else f"{self.binary} not found"
+
+    def argv(self, step: str, big: Path, small: Path, target: Path) -> list[str]:
+        r = [self.binary, "-r", str(self.repo)]
+        return {
+            "init": [*r, "init"],
+            "backup-big": [*r, "backup", "-q", str(big)],
+            "backup-small": [*r, "backup", "--json", "-q", str(small)],
+            "restore-small": [*r, "restore", self.small_id, "--target", str(target)],
+            "snapshots": [*r, "snapshots"],
+            "rebackup-big": [*r, "backup", "-q", str(big)],
+            "verify": [*r, "check"],
+            "gc": [*r, "prune"],
+        }[step]
+
+    def after(self, step: str, out: str) -> None:
+        if step == "backup-small":
+            for line in reversed(out.splitlines()):
+                doc = json.loads(line)
+                if doc.get("message_type") == "summary":
+                    self.small_id = str(doc["snapshot_id"])
+                    return
+
+
+class Borg(Tool):
+    name = "borg"
+
+    def __init__(self, work: Path, binary: str) -> None:
+        super().__init__(work)
+        self.binary = binary
+        self.env.update(BORG_PASSPHRASE=PASSWORD, BORG_BASE_DIR=str(work / "cache" / "borg"),
+                        BORG_RELOCATED_REPO_ACCESS_IS_OK="yes")
+
+    def available(self) -> str | None:
+        return None if shutil.which(self.binary) else f"{self.binary} not found"
+
+    def argv(self, step: str, big: Path, small: Path, target: Path) -> list[str]:
+        b, r = self.binary, str(self.repo)
+        return {
+            "init": [b, "init", "-e", "repokey-blake2", r],
+            "backup-big": [b, "create", "--compression", "zstd,3", f"{r}::big", str(big)],
+            "backup-small": [b, "create", "--compression", "zstd,3", f"{r}::small", str(small)],
+            # borg extracts into the working directory (set to the target by ``run_step``)
+            "restore-small": [b, "extract", f"{r}::small"],
+            "snapshots": [b, "list", r],
+            "rebackup-big": [b, "create", "--compression", "zstd,3", f"{r}::big2", str(big)],
+            "verify": [b, "check", r],
+            "gc": [b, "compact", r],
+        }[step]
+
+
+# ----- measuring -----------------------------------------------------------------------
+
+
+def run_step(tool: Tool, step: str, big: Path, small: Path, work: Path) -> dict[str, Any]:
+    target = work / "restore" / tool.name
+    if step == "restore-small":
+        shutil.rmtree(target, ignore_errors=True)
+        target.mkdir(parents=True)
+    argv = tool.argv(step, big, small, target)
+    tfile = work / "logs" / f"{tool.name}-{step}.time"
+    tfile.parent.mkdir(parents=True, exist_ok=True)
+    t0 = time.monotonic()
+    p = subprocess.run(["/usr/bin/time", "-v", "-o", str(tfile), *argv], env=tool.env,
+                       cwd=target if step == "restore-small" else work,
+                       capture_output=True, text=True, errors="replace")
+    wall = time.monotonic() - t0
+    out: dict[str, Any] = {"ok": p.returncode == 0, "wall_s": round(wall, 3)}
+    if p.returncode != 0:
+        out["error"] = (p.stderr or p.stdout)[-500:]
+    text = tfile.read_text() if tfile.exists() else ""
+    for key, pat in (("user_s", r"User time \(seconds\): ([\d.]+)"),
+                     ("sys_s", r"System time \(seconds\): ([\d.]+)"),
+                     ("rss_kib", r"Maximum resident set size \(kbytes\): (\d+)")):
+        m = re.search(pat, text)
+        out[key] = float(m.group(1)) if m else None
+    if out["user_s"] is not None and out["sys_s"] is not None:
+        out["cpu_s"] = round(out["user_s"] + out["sys_s"], 3)
+    if step == "restore-small" and p.returncode == 0:
+        files = sum(len(f) for _, _, f in os.walk(target))
+        out["files_restored"] = files
+        if files != SMALL_FILES:
+            out["ok"] = False
+            out["error"] = f"restored {files} files, expected {SMALL_FILES}"
+    if p.returncode == 0:
+        try:
+            tool.after(step, p.stdout)
+        except (ValueError, KeyError) as e:
+            out["ok"] = False
+            out["error"] = f"could not read the step's output: {e}"
+    return out
+
+
+def bench_size(n: int, tools: list[Tool], work: Path, keep: bool) -> dict[str, Any]:
+    need = n * 5 * 1024 + (1 << 30)
+    if mem_available() - need < (2 << 30):
+        raise SystemExit(f"scale_bench: {n} files need about {need >> 20} MiB of "
+                         f"/dev/shm but only {mem_available() >> 20} MiB are available")
+    big, small = work / "data" / "big", work / "data" / "small"
+    t0 = time.monotonic()
+    build_tree(big, n, seed=1)
+    build_tree(small, SMALL_FILES, seed=2)
+    print(f"[{n}] built {n} + {SMALL_FILES} files in {time.monotonic() - t0:.1f} s", flush=True)
+    results: dict[str, Any] = {}
+    try:
+        for tool in tools:
+            res: dict[str, Any] = {}
+            for step in STEPS:
+                r = run_step(tool, step, big, small, work)
+                res[step] = r
+                print(f"[{n}] {tool.name:9s} {step:13s} {r['wall_s']:8.2f} s  "
+                      f"cpu {r.get('cpu_s') or 0:7.2f} s  rss {(r['rss_kib'] or 0) / 1024:7.1f} MiB"
+                      + ("" if r["ok"] else f"  FAILED: {r.get('error', '')[-200:]}"),
+                      flush=True)
+                if not r["ok"] and step == "init":
+                    break
+            results[tool.name] = res
+            if not keep:  # the next tool gets the memory back
+                shutil.rmtree(tool.repo, ignore_errors=True)
+                shutil.rmtree(work / "cache" / tool.name, ignore_errors=True)
+    finally:
+        if not keep:
+            for sub in ("data", "restore", "repos", "cache"):
+                shutil.rmtree(work / sub, ignore_errors=True)
+    return results
+
+
+def report(sizes: list[int], res: dict[int, dict[str, Any]], tools: list[str]) -> str:
+    lines = []
+    for n in sizes:
+        lines.append(f"\n### {n:,} files (≈ {n:,} data blobs)\n")
+        lines.append("| step | " + " | ".join(f"{t} wall s (CPU s) | {t} MiB" for t in tools)
+                     + " |")
+        lines.append("|---|" + "---:|---:|" * len(tools))
+        for step in STEPS[1:]:
+            cells = []
+            for t in tools:
+                r = res[n].get(t, {}).get(step)
+                if r is None or not r["ok"]:
+                    cells += ["failed" if r else "-", "-"]
+                else:
+                    cells += [f"{r['wall_s']:.2f} ({r.get('cpu_s') or 0:.2f})",
+                              f"{(r['rss_kib'] or 0) / 1024:.0f}"]
+            lines.append(f"| {step} | " + " | ".join(cells) + " |")
+    if len(sizes) >= 1:
+        lines.append("\nGrowth per blob between consecutive sizes (with one size: "
+                     "figure / N): µs of CPU time (user + sys; wall time on a shared "
+                     "machine is noise), bytes of peak RSS\n")
+        lines.append("| step | sizes | " + " | ".join(f"{t} µs | {t} B" for t in tools) + " |")
+        lines.append("|---|---|" + "---:|---:|" * len(tools))
+        pairs = list(zip(sizes, sizes[1:], strict=False)) or [(0, sizes[0])]
+        for step in STEPS[1:]:
+            for a, b in pairs:
+                cells = []
+                for t in tools:
+                    rb = res[b].get(t, {}).get(step)
+                    ra = res[a].get(t, {}).get(step) if a else {"ok": True, "cpu_s": 0,
+                                                               "rss_kib": 0}
+                    if not rb or not ra or not rb["ok"] or not ra["ok"]:
+                        cells += ["-", "-"]
+                        continue
+                    dn = b - a
+                    us = ((rb.get("cpu_s") or 0) - (ra.get("cpu_s") or 0)) * 1e6 / dn
+                    by = ((rb["rss_kib"] or 0) - (ra["rss_kib"] or 0)) * 1024 / dn
+                    cells += [f"{us:.1f}", f"{by:.0f}"]
+                lines.append(f"| {step} | {a:,}→{b:,} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+_LOG_RE = re.compile(r"^\[(\d+)\] (\S+)\s+(\S+)\s+([\d.]+) s  cpu\s+([\d.]+) s  rss\s+([\d.]+) MiB"
+                     r"(  FAILED)?")
+
+
+def read_results(path: Path) -> dict[int, dict[str, Any]]:
+    """The results of a run from its JSON file or from the lines it printed."""
+    text = path.read_text()
+    if path.suffix == ".json":
+        return {int(k): v for k, v in json.loads(text)["results"].items()}
+    res: dict[int, dict[str, Any]] = {}
+    for line in text.splitlines():
+        m = _LOG_RE.match(line)
+        if m:
+            n, tool, step, wall, cpu, rss, failed = m.groups()
+            res.setdefault(int(n), {}).setdefault(tool, {})[step] = {
+                "ok": not failed, "wall_s": float(wall), "cpu_s": float(cpu),
+                "rss_kib": float(rss) * 1024}
+    return res
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", default="20k", help="comma-separated file counts (default 20k)")
+    ap.add_argument("--tools", default=",".join(TOOLS))
+    ap.add_argument("--workdir", default="/dev/shm/casbackup-scale-bench")
+    ap.add_argument("--casbackup-cmd", default=f"{sys.executable} -m casbackup")
+    ap.add_argument("--restic", default="restic")
+    ap.add_argument("--borg", default="/work/borgvenv/bin/borg")
+    ap.add_argument("--baseline", default="1k",
+                    help="a small size always run too, so growth per blob leaves out the "
+                    "fixed cost of a command (0: none)")
+    ap.add_argument("--keep", action="store_true", help="keep the trees and repositories")
+    ap.add_argument("--results", default=str(ROOT / "benchmarks" / "results"))
+    ap.add_argument("--label", default="", help="a label for the JSON file name")
+    ap.add_argument("--report", metavar="FILE", help="print the tables of an earlier run: "
+                    "its JSON, or its printed log (a run stopped part-way)")
+    args = ap.parse_args()
+    if args.report:
+        res_ = read_results(Path(args.report))
+        names = [t for t in TOOLS if any(t in r for r in res_.values())]
+        print(report(sorted(res_), res_, names))
+        return
+    sizes = sorted({parse_count(s) for s in args.sizes.split(",")}
+                   | ({parse_count(args.baseline)} if args.baseline != "0" else set()))
+    work = Path(args.workdir)
+    if work.exists():
+        raise SystemExit(f"scale_bench: {work} exists (a run in progress, or left by "
+                         "--keep): remove it first")
+    work.mkdir(parents=True)
+    tools: list[Tool] = []
+    for name in args.tools.split(","):
+        tool: Tool
+        if name == "casbackup":
+            tool = Casbackup(work, args.casbackup_cmd.split())
+        elif name == "restic":
+            tool = Restic(work, args.restic)
+        elif name == "borg":
+            tool = Borg(work, args.borg)
+        else:
+            raise SystemExit(f"scale_bench: unknown tool {name!r}")
+        why = tool.available()
+        if why:
+            print(f"skipping {name}: {why}", file=sys.stderr)
+            continue
+        tools.append(tool)
+    res: dict[int, dict[str, Any]] = {}
+    try:
+        for n in sizes:
+            for t in tools:  # fresh repositories per size
+                t.repo.parent.mkdir(parents=True, exist_ok=True)
+            res[n] = bench_size(n, tools, work, args.keep)
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    table = report(sizes, res, [t.name for t in tools])
+    print(table)
+    out = Path(args.results)
+    out.mkdir(parents=True, exist_ok=True)
+    stamp = dt.date.today().isoformat()
+    path = out / f"scale-{stamp}{'-' + args.label if args.label else ''}.json"
+    rev = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+                         capture_output=True, text=True).stdout.strip()
+    path.write_text(json.dumps({"sizes": sizes, "commit": rev, "results":
+                                {str(k): v for k, v in res.items()}}, indent=1) + "\n")
+    print(f"\nwrote {path}")
+
+
+if __name__ == "__main__":
+    main()
