@@ -120,6 +120,7 @@ _REFRESH_EVERY = 5.0  # seconds between looks at other writers' new index object
 _BATCH_FILES = 64
 _BATCH_BYTES = 4 << 20
 _PROGRESS_EVERY = 256  # entries per observer.progress call
+_PROGRESS_SECONDS = 0.2  # ... or sooner, so a few large files still count up on the bar
 
 
 @dataclass
@@ -152,6 +153,7 @@ class Archiver:
         self._small = store.config.chunker.min_size
         self._ahead = TreeAhead(store)
         self._ticks = self._tick_bytes = 0  # progress not yet told (see _tick)
+        self._ticked = time.monotonic()
         self.reused: list[Node] = []  # directory nodes kept from the parent (dirty mode)
         self._above_dirty: set[bytes] = set()
         for d in options.dirty or ():
@@ -160,16 +162,19 @@ class Archiver:
 
     def _tick(self, nbytes: int) -> None:
         """One more entry done (NBYTES of it not read): told to the observer in bunches
-        of ``_PROGRESS_EVERY`` (its lock and bar update cost more than the entry)."""
+        of ``_PROGRESS_EVERY`` (its lock and bar update cost more than the entry), or after
+        ``_PROGRESS_SECONDS``, whichever comes first."""
         self._ticks += 1
         self._tick_bytes += nbytes
-        if self._ticks >= _PROGRESS_EVERY:
+        if (self._ticks >= _PROGRESS_EVERY
+                or time.monotonic() - self._ticked >= _PROGRESS_SECONDS):
             self._flush_ticks()
 
     def _flush_ticks(self) -> None:
         if self._ticks:
             self.obs.progress(self._tick_bytes, self._ticks)
             self._ticks = self._tick_bytes = 0
+        self._ticked = time.monotonic()
 
     def _add(self, kind: str, data: bytes | memoryview) -> bytes:
         return self.saver.add(kind, data)

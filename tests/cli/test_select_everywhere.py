@@ -5,14 +5,13 @@ on disk. A filter that leaves nothing is one line and exit 4, and changes nothin
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import run_cli
+from tests.helpers import json_lines, json_result, run_cli
 
 NAMES = ("one", "two", "three")  # made by hosts a (tag t), b, a: latest is three
 
@@ -33,7 +32,7 @@ def hist(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, list[str
         r = run_cli("backup", "--store", str(store), str(src), *args, "--json",
                     "--time", f"2026-01-0{i + 1} 10:00:00")
         assert r.returncode == 0, r.stderr
-        ids.append(json.loads(r.stdout.splitlines()[-1])["snapshot_id"])
+        ids.append(json_result(r.stdout)["snapshot_id"])
     return store, src, ids
 
 
@@ -91,8 +90,8 @@ def test_dump(hist: tuple[Path, Path, list[str]]) -> None:
 def test_diff(hist: tuple[Path, Path, list[str]]) -> None:
     store, _, ids = hist
     r = _ok("diff", "--store", str(store), ids[0][:8], "latest", "--host", "a", "--json")
-    out = json.loads(r.stdout)
-    assert (out["from"], out["to"]) == (ids[0], ids[2])
+    out = json_result(r.stdout)
+    assert (out["source_snapshot"], out["target_snapshot"]) == (ids[0], ids[2])
     _nothing("diff", "--store", str(store), ids[1][:8], "latest", "--host", "a",
              words=f"snapshot {ids[1][:8]} does not match --host a")
 
@@ -101,11 +100,11 @@ def test_find(hist: tuple[Path, Path, list[str]]) -> None:
     store, _, ids = hist
     r = _ok("find", "--store", str(store), "two", "three", "--host", "a", "--host", "b",
             "--json")
-    assert [(g["snapshot"], len(g["matches"])) for g in json.loads(r.stdout)] == [
-        (ids[1], 1), (ids[2], 1)]
+    assert [(g["snapshot_id"], len(g["matches"])) for g in json_lines(r.stdout, "matches")
+            ] == [(ids[1], 1), (ids[2], 1)]
     r = _ok("find", "--store", str(store), "*", "--snapshot", "latest", "--host", "b",
             "--json")
-    assert [g["snapshot"] for g in json.loads(r.stdout)] == [ids[1]]
+    assert [g["snapshot_id"] for g in json_lines(r.stdout, "matches")] == [ids[1]]
     _nothing("find", "--store", str(store), "*", "--snapshot", "latest", "--host", "c",
              words="no snapshot matches --host c")
 
@@ -113,9 +112,9 @@ def test_find(hist: tuple[Path, Path, list[str]]) -> None:
 def test_stats(hist: tuple[Path, Path, list[str]]) -> None:
     store, _, ids = hist
     r = _ok("stats", "--store", str(store), "latest", "--host", "b", "--json")
-    assert json.loads(r.stdout)["snapshot"] == ids[1]
+    assert json_result(r.stdout, "stats")["snapshot_id"] == ids[1]
     r = _ok("stats", "--store", str(store), "--host", "a", "--json")
-    assert json.loads(r.stdout)["snapshots"] == 2
+    assert json_result(r.stdout, "stats")["snapshots_count"] == 2
     _nothing("stats", "--store", str(store), "--tag", "nope",
              words="no snapshot matches --tag nope")
 
@@ -130,8 +129,7 @@ def test_sync(hist: tuple[Path, Path, list[str]], tmp_path: Path) -> None:
              words=f"snapshot {ids[0][:8]} does not match --host b")
     assert not (dst / "snapshots").exists() or not os.listdir(dst / "snapshots")
     r = _ok("sync", str(store), str(dst), "latest", "--host", "a", "--json")
-    assert [json.loads(x)["source_id"] for x in r.stdout.splitlines()
-            if json.loads(x)["type"] == "copied"] == [ids[2]]
+    assert [c["source_id"] for c in json_lines(r.stdout, "copied")] == [ids[2]]
 
 
 def test_forget_by_id(hist: tuple[Path, Path, list[str]]) -> None:
@@ -141,5 +139,5 @@ def test_forget_by_id(hist: tuple[Path, Path, list[str]]) -> None:
              words=f"snapshot {ids[0][:8]} does not match --host b; nothing was forgotten")
     assert sorted(os.listdir(store / "snapshots")) == before
     r = _ok("forget", "--store", str(store), ids[1][:8], "--host", "b", "-n", "--json")
-    assert json.loads(r.stdout)["removed"] == [ids[1]]
+    assert json_result(r.stdout)["removed"] == [ids[1]]
     assert sorted(os.listdir(store / "snapshots")) == before  # a dry run
