@@ -10,7 +10,7 @@ import stat
 from pathlib import Path
 
 import pytest
-from casbackup.ops.snapfilter import SnapshotFilter
+from casbackup.ops.snapsel import SnapshotFilter
 
 from casbackup.mount.fs import MountFS
 from casbackup.ops.backup import BackupOptions, backup
