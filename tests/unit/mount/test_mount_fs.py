@@ -10,10 +10,10 @@ import stat
 from pathlib import Path
 
 import pytest
-from casbackup.ops.snapsel import SnapshotFilter
 
 from casbackup.mount.fs import MountFS
 from casbackup.ops.backup import BackupOptions, backup
+from casbackup.ops.snapsel import SnapshotFilter
 from tests.helpers import make_store
 
 
