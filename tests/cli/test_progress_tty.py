@@ -129,3 +129,31 @@ def test_quiet_draws_no_bar(big: tuple[str, Path], tmp_path: Path) -> None:
             assert all(re.search(r"[01]/1 snapshots", b) for b in bars), bars
             assert shown[0].startswith("copied snapshot ") and "144.0 MiB" in shown[0]
             assert shown[-1].startswith("1 snapshot(s) copied, 0 already present")
+
+
+def test_maintenance_bars_on_a_terminal(big: tuple[str, Path]) -> None:
+    """forget --prune (gc's mark and repack) and repair draw the same bar: packs done of
+    the total, IEC bytes done of the total, a rate and an ETA; each is gone from the final
+    screen, which ends with the command's summary."""
+    store, src = big
+    assert run_cli("backup", "--store", store, str(src)).returncode == 0
+    for i in range(3):
+        (src / f"f{i}.bin").unlink()
+    assert run_cli("backup", "--store", store, str(src)).returncode == 0
+    code, frames = in_pty("forget", "--store", store, "--keep-last", "1", "--prune",
+                          "--max-unused", "0")
+    assert code == 0, frames[-1]
+    assert bar_lines(frames, "gc: mark"), frames[-1]
+    repack = bar_lines(frames, "gc: repack")
+    assert repack and all(re.search(rf"\d+/\d+ packs  {SIZE}/{SIZE}  {SIZE}/s  ETA", b)
+                          for b in repack), repack
+    final = [ln for ln in frames[-1] if ln]
+    assert not any("ETA" in ln for ln in final), final
+    assert any(re.match(r"freed \S+ \S+, kept", ln) for ln in final), final
+    code, frames = in_pty("repair", "--store", store)
+    assert code == 0, frames[-1]
+    read = bar_lines(frames, "repair: read")
+    assert read and all(re.search(rf"\d+/\d+ packs  {SIZE}/{SIZE}  {SIZE}/s  ETA", b)
+                        for b in read), read
+    final = [ln for ln in frames[-1] if ln]
+    assert not any("ETA" in ln for ln in final) and final[-1] == "nothing to repair", final
