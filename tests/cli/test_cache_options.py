@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from casbackup.cli.app import build_command
-from tests.helpers import cli_env, run_cli
+from tests.helpers import cli_env, json_lines, json_result, run_cli
 
 
 def cached_files(root: Path) -> list[Path]:
@@ -75,7 +75,6 @@ def test_a_local_store_gets_no_object_cache(tmp_path: Path) -> None:
 
 
 def test_cache_cleanup_removes_only_unused_store_caches(tmp_path: Path) -> None:
-    import json
     import os
     import time
 
@@ -90,8 +89,9 @@ def test_cache_cleanup_removes_only_unused_store_caches(tmp_path: Path) -> None:
         os.utime(p, (past, past))
     p = run_cli("cache", "--cache-dir", str(root), "--json")
     assert p.returncode == 0, p.stderr
-    rows = json.loads(p.stdout)["caches"]
-    assert [(r["store_id"], r["files"], r["bytes"], r["removed"]) for r in rows] == [
+    rows = json_lines(p.stdout, "cache")
+    assert json_result(p.stdout)["caches"] == 2
+    assert [(r["store_id"], r["files"], r["size_bytes"], r["removed"]) for r in rows] == [
         ("a" * 32, 1, 100, False), ("b" * 32, 1, 100, False)]  # oldest use first
     p = run_cli("cache", "--cleanup", "--cache-dir", str(root))
     assert p.returncode == 0, p.stderr
