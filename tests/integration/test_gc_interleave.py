@@ -72,7 +72,10 @@ def test_the_checker_finds_the_loss_the_old_staleness_rule_allowed(
     monkeypatch.setattr(LockInfo, "stale", _old_stale)
     # hosts that share our hostname, and no pauses: the old rule alone loses data
     loss = _first_loss(make_sources(tmp_path), 600, pause_p=0.0, crash_p=0.0, who="clone")
-    assert loss is not None and ("no pack" in loss or "does not restore" in loss)
+    # the loss shows as a blob in no pack, a snapshot that does not restore, or the final
+    # gc refusing to run over packs that blobs in use need (whichever check sees it first)
+    assert loss is not None and any(w in loss for w in (
+        "no pack", "does not restore", "the final gc finds damage"))
 
 
 def test_the_checker_finds_the_loss_without_the_writers_commit_check(
