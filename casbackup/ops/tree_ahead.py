@@ -40,7 +40,7 @@ class TreeAhead:
         out: list[bytes | Exception] = []
         for tid in tree_ids:
             try:
-                out.append(self.store.get_blob(tid))
+                out.append(self.store.tree_blob(tid))  # through the object cache
             except Exception as e:  # raised to the walker if it asks for this tree
                 out.append(e)
         return out
