@@ -30,9 +30,9 @@ from dataclasses import dataclass, field
 
 from ..errors import CasError, IntegrityError
 from ..faults import crash_point
-from ..ids import DATA, INDEX
+from ..ids import DATA
 from ..store import PackEntry, Repacker, Store, index_key, maintainer, pack_key
-from ..store.index import Index, PackInfo, decode_index
+from ..store.index import Index, PackInfo
 from ..store.locks import exclusive_lock
 from .capabilities import PackReader
 from .observer import NULL, Observer
@@ -79,8 +79,7 @@ def _load_old(store: Store, names: list[str], problems: list[str]) -> Index:
     old = Index()
     for name in names:
         try:
-            packs, _ = decode_index(store.read_object("index/", name, INDEX, cached=False),
-                                    name)
+            packs, _ = store.index_object(name, cached=False)
         except CasError as e:
             problems.append(f"{index_key(name)}: {e}")
             continue

@@ -29,10 +29,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from ..errors import CasError, IntegrityError, UsageError
-from ..ids import INDEX, TREE
+from ..ids import TREE
 from ..model.tree import DIR, FILE, Tree, scan_tree
 from ..store import PackEntry, Store, index_key, pack_key, snapshot_key
-from ..store.index import decode_index
 from ..store.locks import shared_lock
 from .capabilities import PackReader
 from .observer import NULL, Observer
@@ -107,14 +106,12 @@ def _check_index(store: Store, rep: VerifyReport) -> None:
     seen: set[str] = set()
     for _ in range(20):
         vanished = False
-        for info in store.list_keys("index/"):
-            name = info.key.rsplit("/", 1)[1]
+        for name in store.index_object_names():
             if name in seen:
                 continue
             seen.add(name)
             try:  # the store's copy, not the cache's
-                packs, _ = decode_index(store.read_object("index/", name, INDEX, cached=False),
-                                        name)
+                packs, _ = store.index_object(name, cached=False)
             except CasError as e:
                 if not store.index_object_exists(name):
                     vanished = True  # consolidated meanwhile: its packs are in a newer one

@@ -38,8 +38,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..ids import object_name
+from .layout import INDEX_DIR, SNAPSHOTS_DIR
 
-PREFIXES = ("index/", "snapshots/")  # the object kinds that are cached
+PREFIXES = (INDEX_DIR, SNAPSHOTS_DIR)  # the object kinds that are cached
 DEFAULT_TREE_LIMIT = 1 << 30  # bytes of tree entries kept (1 GiB)
 _TEMP = ".tmp-"
 _TEMP_AGE = 3600.0  # seconds before a temporary file is taken for a crash's leftover

@@ -253,10 +253,10 @@ class Store:
     def _index_rows(self, name: str) -> indexcache.Fetched:
         try:
             packs, supersedes, exact = decode_index_object(
-                self.read_object("index/", name, INDEX), name)
+                self.read_object(INDEX_DIR, name, INDEX), name)
         except IntegrityError:
             try:
-                self.backend.stat(f"index/{name}")
+                self.backend.stat(index_key(name))
             except NotFound:
                 raise _Vanished(name) from None
             raise  # present, so damaged
@@ -282,17 +282,17 @@ class Store:
     def index_object_exists(self, name: str) -> bool:
         """Whether ``index/<name>`` is listed now (False: gone, e.g. consolidated)."""
         try:
-            self.backend.stat(f"index/{name}")
+            self.backend.stat(index_key(name))
         except NotFound:
             return False
         return True
 
     def read_index_object(self, name: str) -> list[PackInfo]:
         """The packs one index object names (all of them: no exclusion)."""
-        return decode_index(self.read_object("index/", name, INDEX), name)[0]
+        return decode_index(self.read_object(INDEX_DIR, name, INDEX), name)[0]
 
     def _index_packs(self, name: str) -> list[PackInfo]:
-        packs, _ = decode_index(self.read_object("index/", name, INDEX), name)
+        packs, _ = decode_index(self.read_object(INDEX_DIR, name, INDEX), name)
         return [p for p in packs if p.name not in self.excluded]
 
     def exclude_packs(self, names: Iterable[str]) -> None:
@@ -682,7 +682,7 @@ class Store:
         snaps = []
         names = self.snapshot_ids()
         if self.object_cache is not None:
-            self.object_cache.retain("snapshots/", names)
+            self.object_cache.retain(SNAPSHOTS_DIR, names)
         for name in names:
             try:
                 snaps.append(self.load_snapshot(name))
@@ -707,9 +707,15 @@ class Store:
     def raw(self, key: str) -> bytes:
         return self._get(key)
 
-    def index_object(self, name: str) -> tuple[list[PackInfo], list[str]]:
-        """One index object as stored: the packs it names and what it supersedes."""
-        return decode_index(self.read_object(INDEX_DIR, name, INDEX), name)
+    def index_object(self, name: str, *, cached: bool = True
+                     ) -> tuple[list[PackInfo], list[str]]:
+        """One index object as stored: the packs it names and what it supersedes
+        (CACHED=False: the store's copy, never the object cache's)."""
+        return decode_index(self.read_object(INDEX_DIR, name, INDEX, cached=cached), name)
+
+    def index_object_names(self) -> list[str]:
+        """The names of the index objects listed now."""
+        return self._index_names()
 
     def list_keys(self, prefix: str) -> Iterator[ObjectInfo]:
         return self.backend.list(prefix)

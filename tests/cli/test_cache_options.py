@@ -63,7 +63,7 @@ def test_a_remote_store_caches_where_told_and_not_at_all_with_no_cache(
 
 
 def test_a_local_store_gets_no_object_cache(tmp_path: Path) -> None:
-    """For a local directory the cache only costs (docs/design.md §11)."""
+    """For a local directory the cache only costs (the implementation notes, design.md §11)."""
     store, src, cache = tmp_path / "store", tmp_path / "src", tmp_path / "cache"
     src.mkdir()
     (src / "f").write_text("x\n")

@@ -37,7 +37,8 @@ def test_consolidating_backups_lose_no_committed_blobs(
         out = schedule(seed, sources, pause_p=(0.02, 0.05, 0.08)[seed % 3],
                        crash_p=(0.01, 0.03)[seed % 2])
         committed += len(out.committed)
-    assert committed > SCHEDULES and len(ran) > SCHEDULES / 10  # it ran, often
+    # the schedules exercised it: backups committed, and consolidation ran many times
+    assert committed > SCHEDULES and len(ran) >= 10
 
 
 def test_the_checker_finds_a_consolidation_that_drops_packs(

@@ -58,7 +58,6 @@ EXCEPTIONS = {
     # use it: these go when the read-only index view replaces ``store.index``.
     ("casbackup.ops.gc", "casbackup.store.index"),
     ("casbackup.ops.repair", "casbackup.store.index"),
-    ("casbackup.ops.verify", "casbackup.store.index"),
     # the Maintainer capability names the index's PackInfo (write_index_objects)
     ("casbackup.ops.capabilities", "casbackup.store.index"),
 }
@@ -66,14 +65,7 @@ EXCEPTIONS = {
 KEY_PREFIXES = ("config/", "keys/", "packs/", "index/", "snapshots/", "locks/", "gc/")
 LAYOUT = "casbackup.store.layout"
 # module -> how many key-name literals (or ``rsplit("/", 1)``) it may still hold.
-LITERAL_EXCEPTIONS = {
-    # Store's index-loading methods (owned by wave3-index: load_index,
-    # _read_index_objects, read_index_object, add_new_index_objects)
-    "casbackup.store.store": 7,
-    # the index checks of verify and repair (wave3-index owns ops' index use)
-    "casbackup.ops.verify": 4,
-    "casbackup.ops.repair": 1,
-}
+LITERAL_EXCEPTIONS: dict[str, int] = {}
 
 
 def _modules() -> Iterator[tuple[str, Path]]:
