@@ -175,23 +175,14 @@ def warn(msg: str) -> None:
         output.emit("warning", {"message": msg})
 
 
-_STORE_PARAMS = [
-    inspect.Parameter("store", inspect.Parameter.KEYWORD_ONLY, default=None,
-                      annotation=StoreOpt),
-    inspect.Parameter("password_file", inspect.Parameter.KEYWORD_ONLY, default=None,
-                      annotation=PasswordFileOpt),
-    inspect.Parameter("password_command", inspect.Parameter.KEYWORD_ONLY, default=None,
-                      annotation=PasswordCmdOpt),
-    inspect.Parameter("json_out", inspect.Parameter.KEYWORD_ONLY, default=False,
-                      annotation=JsonOpt),
-    inspect.Parameter("no_lock", inspect.Parameter.KEYWORD_ONLY, default=False,
-                      annotation=NoLockOpt),
-    inspect.Parameter("quiet", inspect.Parameter.KEYWORD_ONLY, default=False,
-                      annotation=QuietOpt),
-    inspect.Parameter("cache_dir", inspect.Parameter.KEYWORD_ONLY, default=None,
-                      annotation=CacheDirOpt),
-    inspect.Parameter("no_cache", inspect.Parameter.KEYWORD_ONLY, default=False,
-                      annotation=NoCacheOpt),
+_STORE_PARAMS = [  # the options ``store_command`` gives every command that opens a store
+    inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=opt)
+    for name, default, opt in (
+        ("store", None, StoreOpt), ("password_file", None, PasswordFileOpt),
+        ("password_command", None, PasswordCmdOpt), ("json_out", False, JsonOpt),
+        ("no_lock", False, NoLockOpt), ("quiet", False, QuietOpt),
+        ("cache_dir", None, CacheDirOpt), ("no_cache", False, NoCacheOpt),
+    )
 ]
 
 
