@@ -51,10 +51,13 @@ def in_pty(*args: str, timeout: float = 300) -> tuple[int, list[list[str]]]:
             break
         if not data:
             break
-        stream.feed(data)
-        shown = [line.rstrip() for line in screen.display]
-        if not frames or frames[-1] != shown:
-            frames.append(shown)
+        # One frame per carriage return: a short phase's bar and the sequence that
+        # clears it often arrive in one read, and the bar was on the screen in between.
+        for piece in re.split(rb"(?=\r)", data):
+            stream.feed(piece)
+            shown = [line.rstrip() for line in screen.display]
+            if not frames or frames[-1] != shown:
+                frames.append(shown)
     os.close(fd)
     _, status = os.waitpid(pid, 0)
     return os.waitstatus_to_exitcode(status), frames
@@ -87,7 +90,7 @@ def test_backup_restore_verify_bars_on_a_terminal(big: tuple[str, Path],
                          r"ETA (\d+:\d\d|-:--)")
     assert all(pattern.search(b) for b in bars if "%" in b), bars
     assert any("%" in b for b in bars), bars
-    assert any(re.search(r"\b[1-5]/6 files", b) for b in bars) or len(bars) == 1
+    assert any(re.search(r"\b[1-6]/6 files", b) for b in bars), bars  # it counts
     final = frames[-1]
     assert not any("ETA" in ln for ln in final), final  # the bar is gone
     assert any(re.fullmatch(r"Files: 6 new, 0 changed, 0 unchanged; \d+ directories", ln)
