@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -48,7 +49,7 @@ def _locks(store: Path) -> list[Path]:
     return [p for p in (store / "locks").rglob("*") if p.is_file()]
 
 
-@pytest.mark.parametrize("size, kill_grace", [(2 << 30, 30.0), (64 << 30, 0.5)])
+@pytest.mark.parametrize("size, kill_grace", [(2 << 30, 120.0), (64 << 30, 0.5)])
 def test_worker_timeout_stops_the_job_and_leaves_no_lock(
     config: Config, tmp_path: Path, size: int, kill_grace: float
 ) -> None:
@@ -58,6 +59,12 @@ def test_worker_timeout_stops_the_job_and_leaves_no_lock(
         f.truncate(size)
     p = JobProcess(config, "slow", kill_grace=kill_grace)
     p.start()
+    # The timeout counts from when the child holds its lock (it is reading then): on a
+    # loaded machine its start alone can take longer than the job's 0.6 s.
+    deadline = time.monotonic() + 120
+    while not _locks(tmp_path / "local") and p.proc.is_alive():
+        assert time.monotonic() < deadline, "the job never took its lock"
+        time.sleep(0.01)
     out = p.wait(config.jobs["slow"].timeout)
     assert out.result == "failure" and out.error is not None
     assert out.error.startswith("timed out after 0.6s")
