@@ -16,8 +16,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from casbackup.errors import IntegrityError
-from casbackup.model.tree import DIR, FILE, Node, Tree
 from casbackup.model import treewalk as core
+from casbackup.model.tree import DIR, FILE, Node, Tree
 from casbackup.ops import treewalk
 from casbackup.ops.treewalk import Entry, Pair, Totals, fold, tree_totals, walk, walk_pair
 
