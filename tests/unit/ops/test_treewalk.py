@@ -12,7 +12,7 @@ import sys
 from collections.abc import Mapping
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from casbackup.errors import IntegrityError
@@ -20,6 +20,8 @@ from casbackup.model import treewalk as core
 from casbackup.model.tree import DIR, FILE, Node, Tree
 from casbackup.ops import treewalk
 from casbackup.ops.treewalk import Entry, Pair, Totals, fold, tree_totals, walk, walk_pair
+
+untimed = settings(deadline=None)  # no per-example time limit: a loaded 2-core machine runs these
 
 
 def _tid(i: int) -> bytes:
@@ -65,6 +67,7 @@ class Counting:
         return self.trees[tid]
 
 
+@untimed
 @given(dags(), st.sampled_from([b"", b"/snap/x"]))
 def test_walk_is_a_recursive_listing_in_order(trees: dict[bytes, Tree], base: bytes) -> None:
     root = _tid(len(trees) - 1)
@@ -72,6 +75,7 @@ def test_walk_is_a_recursive_listing_in_order(trees: dict[bytes, Tree], base: by
     assert got == _listing(trees, root, base)
 
 
+@untimed
 @given(dags())
 def test_once_descends_each_distinct_tree_once(trees: dict[bytes, Tree]) -> None:
     root = _tid(len(trees) - 1)
@@ -87,6 +91,7 @@ def _all_entries(trees: dict[bytes, Tree], root: bytes) -> list[Entry]:
     return list(walk(trees.__getitem__, root))
 
 
+@untimed
 @given(dags(), st.lists(st.integers(0, 11), min_size=1, max_size=4))
 def test_a_shared_seen_set_loads_each_tree_once_over_many_walks(
         trees: dict[bytes, Tree], roots: list[int]) -> None:
@@ -98,6 +103,7 @@ def test_a_shared_seen_set_loads_each_tree_once_over_many_walks(
     assert set(load.loads) == seen
 
 
+@untimed
 @given(dags())
 def test_descend_false_prunes_exactly_that_subtree(trees: dict[bytes, Tree]) -> None:
     root = _tid(len(trees) - 1)
@@ -116,6 +122,7 @@ def _totals(trees: dict[bytes, Tree], tid: bytes) -> Totals:
     return Totals(f, d, s)
 
 
+@untimed
 @given(dags())
 def test_fold_totals_each_tree_once_and_match_recursion(trees: dict[bytes, Tree]) -> None:
     root = _tid(len(trees) - 1)
@@ -207,6 +214,7 @@ def _pairs(trees: dict[bytes, Tree], a: bytes, b: bytes, path: bytes
     return out
 
 
+@untimed
 @given(dags(), st.data())
 def test_walk_pair_is_a_recursive_merge_and_skips_equal_subtrees(
         trees: dict[bytes, Tree], data: st.DataObject) -> None:
