@@ -11,33 +11,23 @@ from ..ids import is_hex_id
 from ..ops.snapsel import resolve
 from ..store import keyring
 from . import output
-from .common import (
-    CacheDirOpt,
-    Ctx,
-    NoCacheOpt,
-    PasswordCmdOpt,
-    PasswordFileOpt,
-    StoreOpt,
-    cache_settings,
-)
+from .common import StoreArgs, store_options
 from .output import emit, snapshot_fields
 
 KINDS = ("config", "snapshot", "tree", "index", "pack", "keys")
 
 
+@store_options()
 def cat_cmd(
     kind: Annotated[str, typer.Argument(help=" | ".join(KINDS))],
     obj_id: Annotated[
         str | None, typer.Argument(help="Object or blob id (snapshot: prefix)")
     ] = None,
-    store: StoreOpt = None,
-    password_file: PasswordFileOpt = None,
-    password_command: PasswordCmdOpt = None,
     json_out: Annotated[
         bool, typer.Option("--json", help="Accepted; output is always JSON.")
     ] = True,
-    cache_dir: CacheDirOpt = None,
-    no_cache: NoCacheOpt = False,
+    *,
+    so: StoreArgs,
 ) -> None:
     """Print an internal object as JSON (for debugging)."""
     output.JSON = True  # output is always JSON (an ``object`` line), errors too
@@ -45,9 +35,7 @@ def cat_cmd(
         raise UsageError(f"cat: unknown kind {kind!r} (choose {', '.join(KINDS)})")
     if kind not in ("config", "keys") and not obj_id:
         raise UsageError(f"cat {kind} needs an id")
-    ctx = Ctx(store, password_file, password_command, True,
-              cache=cache_settings(cache_dir, no_cache))
-    with ctx.open() as st:
+    with so.ctx(json_out=True).open() as st:
         out: Any
         if kind == "config":
             c = st.config

@@ -17,28 +17,17 @@ import typer
 
 from ..errors import CasError, UsageError
 from .cmd_config import ConfigOpt, load_checked
-from .common import (
-    CacheDirOpt,
-    Ctx,
-    NoCacheOpt,
-    PasswordCmdOpt,
-    PasswordFileOpt,
-    StoreOpt,
-    cache_settings,
-    echo,
-)
+from .common import StoreArgs, echo, store_options
 
 
+@store_options()
 def report_cmd(
     html_path: Annotated[str, typer.Option("--html", metavar="FILE",
                                            help="Write the status page to FILE.")],
     config: ConfigOpt = None,
-    store: StoreOpt = None,
-    password_file: PasswordFileOpt = None,
-    password_command: PasswordCmdOpt = None,
     title: Annotated[str, typer.Option("--title", help="The page's title.")] = "casbackup",
-    cache_dir: CacheDirOpt = None,
-    no_cache: NoCacheOpt = False,
+    *,
+    so: StoreArgs,
 ) -> None:
     """Write an HTML status page: sizes, dedup and durations per snapshot, jobs, runs."""
     from ..daemon.page import PageData, render_timed
@@ -48,15 +37,14 @@ def report_cmd(
     from ..ops.status import StoreStatus
 
     now = datetime.now().astimezone()
-    if config is not None or (store is None and not os.environ.get("CASBACKUP_STORE")):
+    if config is not None or (so.store is None and not os.environ.get("CASBACKUP_STORE")):
         path, cfg = load_checked(config)
         state = load_state(state_path(path, cfg.state)) if cfg.jobs else State()
         reports = StatusPage(max_age=0).reports(cfg)
         data = PageData(title, now.timestamp(), reports, job_rows(cfg, state, now),
                         list(state.history))
     else:
-        ctx = Ctx(store or os.environ.get("CASBACKUP_STORE"), password_file, password_command,
-                  cache=cache_settings(cache_dir, no_cache))
+        ctx = so.ctx(default_store=os.environ.get("CASBACKUP_STORE"))
         try:
             with ctx.open() as st:
                 reports = [store_report(ctx.url, st)]

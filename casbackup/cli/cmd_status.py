@@ -20,18 +20,7 @@ from ..clock import SYSTEM
 from ..errors import CasError, UsageError
 from ..ops.status import StoreStatus, display_url, probe
 from .cmd_config import ConfigOpt, load_checked, next_runs
-from .common import (
-    CacheDirOpt,
-    Ctx,
-    JsonOpt,
-    NoCacheOpt,
-    PasswordCmdOpt,
-    PasswordFileOpt,
-    StoreOpt,
-    cache_settings,
-    echo,
-    human_bytes,
-)
+from .common import JsonOpt, StoreArgs, echo, human_bytes, store_options
 from .output import emit, rfc3339
 
 if TYPE_CHECKING:  # yaml and croniter load only when a daemon command runs
@@ -93,23 +82,15 @@ def _jobs(cfg: Config, state: State, now: datetime) -> list[dict[str, Any]]:
     return out
 
 
-def status_cmd(
-    config: ConfigOpt = None,
-    store: StoreOpt = None,
-    password_file: PasswordFileOpt = None,
-    password_command: PasswordCmdOpt = None,
-    json_out: JsonOpt = False,
-    cache_dir: CacheDirOpt = None,
-    no_cache: NoCacheOpt = False,
-) -> None:
+@store_options()
+def status_cmd(config: ConfigOpt = None, json_out: JsonOpt = False, *, so: StoreArgs) -> None:
     """Show each store (reachable, size, snapshots, last snapshot age, locks), the daemon's
     jobs (last run, result, next run) and watches."""
     now = SYSTEM.now()
     report: dict[str, Any] = {"stores": {}, "jobs": [], "watches": [], "daemon": None}
-    if store and not config:
-        ctx = Ctx(store, password_file, password_command, json_out,
-                  cache=cache_settings(cache_dir, no_cache))
-        stores = {display_url(store): probe(store, ctx.password_source(), cache=ctx.cache)}
+    if so.store and not config:
+        ctx = so.ctx(json_out)
+        stores = {display_url(ctx.url): probe(ctx.url, ctx.password_source(), cache=ctx.cache)}
     else:
         from ..daemon.state import State, load_state, state_path
 

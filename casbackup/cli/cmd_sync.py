@@ -17,18 +17,7 @@ from ..ops.snapsel import SnapshotFilter
 from ..ops.sync import Copied, Selection, SyncObserver, sync
 from ..ops.sync_watch import sync_watch
 from . import output
-from .common import (
-    CacheDirOpt,
-    JsonOpt,
-    NoCacheOpt,
-    PasswordCmdOpt,
-    PasswordFileOpt,
-    QuietOpt,
-    cache_settings,
-    echo,
-    human_bytes,
-    read_password,
-)
+from .common import JsonOpt, QuietOpt, StoreArgs, echo, human_bytes, store_options
 from .filteropts import snapshot_filter_options
 from .metricsfile import MetricsFileOpt, MetricsJobOpt, job_metrics
 from .output import emit, rfc3339
@@ -60,6 +49,7 @@ class SyncCliObserver(CliObserver, SyncObserver):
                 echo(line)
 
 
+@store_options(store=False)
 @snapshot_filter_options
 def sync_cmd(
     src: Annotated[str, typer.Argument(help="Source store URL.")],
@@ -70,30 +60,26 @@ def sync_cmd(
         "--watch", help="Keep DST current until SIGINT/SIGTERM.")] = False,
     interval: Annotated[float, typer.Option(
         "--interval", help="--watch: seconds between checks of a non-local SRC.")] = 10.0,
-    password_file: PasswordFileOpt = None,
-    password_command: PasswordCmdOpt = None,
     from_password_file: FromPasswordFileOpt = None,
     from_password_command: FromPasswordCmdOpt = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
     metrics_file: MetricsFileOpt = None,
     metrics_job: MetricsJobOpt = None,
-    cache_dir: CacheDirOpt = None,
-    no_cache: NoCacheOpt = False,
     *,
     filt: SnapshotFilter,
+    so: StoreArgs,
 ) -> None:
     """Copy snapshots that DST lacks from SRC, moving only the blobs DST lacks."""
     on_interrupt(f"sync to {dst} did not finish: snapshots not reported as copied are not there")
     sel = Selection(ids=snapshots or [], filt=filt)
-    src_pw = peer_password(from_password_file, from_password_command, password_file,
-                           password_command, label=f"source store {src}")
+    src_pw = peer_password(from_password_file, from_password_command, so.password_file,
+                           so.password_command, label=f"source store {src}")
     output.JSON = json_out
     obs = SyncCliObserver(json_out, dst, quiet)
-    cache = cache_settings(cache_dir, no_cache)
+    cache = so.cache()
     with open_peer(src, src_pw, "source store", cache) as s, open_peer(
-            dst, lambda: read_password(password_file, password_command), "destination store",
-            cache) as d:
+            dst, so.password, "destination store", cache) as d:
         if watch:
             if not json_out and not quiet:
                 echo(f"watching {src} -> {dst} (Ctrl-C to stop)")

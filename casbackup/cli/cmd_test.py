@@ -24,23 +24,15 @@ from ..ops.verify import verify
 from ..store import open_store
 from .cmd_config import ConfigOpt, load_checked
 from .cmd_verify import verify_cmd
-from .common import (
-    CacheDirOpt,
-    JsonOpt,
-    NoCacheOpt,
-    PasswordCmdOpt,
-    PasswordFileOpt,
-    StoreOpt,
-    echo,
-)
+from .common import JsonOpt, StoreArgs, echo, store_options
 from .output import emit
 
 QUICK_SUBSET = "1%"
 
 
+@store_options()
 def test_cmd(
     config: ConfigOpt = None,
-    store: StoreOpt = None,
     read_data: Annotated[
         bool, typer.Option("--read-data", help="Read and re-hash every blob.")
     ] = False,
@@ -49,21 +41,17 @@ def test_cmd(
             "--read-data-subset",
             help=f"Read only packs N/M or P% of them (with a config: {QUICK_SUBSET}).")
     ] = None,  # fmt: skip
-    password_file: PasswordFileOpt = None,
-    password_command: PasswordCmdOpt = None,
     json_out: JsonOpt = False,
-    cache_dir: CacheDirOpt = None,
-    no_cache: NoCacheOpt = False,
+    *,
+    so: StoreArgs,
 ) -> None:
     """Self-test: the configuration, every store reachable, a quick verify of each.
     With --store (and no configuration): the same as `casbackup verify`."""
     from ..daemon.config import find_config_path, resolve_password
     from ..daemon.jobs import cache_settings as configured_cache
 
-    if store and not config:
-        verify_cmd(read_data, read_data_subset, store=store, password_file=password_file,
-                   password_command=password_command, json_out=json_out,
-                   cache_dir=cache_dir, no_cache=no_cache)  # fmt: skip
+    if so.store and not config:
+        verify_cmd(read_data, read_data_subset, json_out=json_out, **so._asdict())
         return
     if not config and not find_config_path(None).exists():
         raise UsageError("nothing to test: give --config PATH (self-test) or --store URL (verify)")

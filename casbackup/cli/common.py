@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, Any, get_type_hints
+from typing import Annotated, Any, NamedTuple, get_type_hints
 
 import typer
 
@@ -186,17 +186,34 @@ _STORE_PARAMS = [  # the options ``store_command`` gives every command that open
 ]
 
 
+def with_params(fn: Callable[..., None], extra: list[inspect.Parameter],
+                call: Callable[[tuple[Any, ...], dict[str, Any]], None], *,
+                drop: tuple[str, ...] = (), skip: int = 0) -> Callable[..., None]:
+    """FN as a typer command whose parameters are FN's own (annotations resolved; the first
+    SKIP and those named in DROP left out) followed by EXTRA; ``call(args, keywords)``
+    receives what typer passes and calls FN (the one way this package rewrites a
+    command's signature: ``store_command``, ``store_options``, the snapshot filters)."""
+    hints = get_type_hints(fn, include_extras=True)
+    own = [p.replace(annotation=hints[p.name])
+           for p in list(inspect.signature(fn).parameters.values())[skip:] if p.name not in drop]
+    params = own + extra
+
+    @functools.wraps(fn)
+    def command(*args: Any, **kw: Any) -> None:
+        call(args, kw)
+
+    command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    command.__annotations__ = {p.name: p.annotation for p in params}
+    del command.__wrapped__  # typer must read the new signature, not fn's
+    return command
+
+
 def store_command(fn: Callable[..., None]) -> Callable[..., None]:
     """Give a command the options every store command has (``--store``,
     ``--password-file``, ``--password-command``, ``--json``, ``-q``, ``--cache-dir``,
     ``--no-cache``) and call it with the ``Ctx``
     they make as its first argument: ``def cmd(ctx: Ctx, …own options…)``."""
-    hints = get_type_hints(fn, include_extras=True)
-    own = list(inspect.signature(fn).parameters.values())[1:]  # without ctx
-    params = [p.replace(annotation=hints[p.name]) for p in own] + _STORE_PARAMS
-
-    @functools.wraps(fn)
-    def command(*args: Any, **kw: Any) -> None:
+    def command(args: tuple[Any, ...], kw: dict[str, Any]) -> None:
         cache = cache_settings(kw.pop("cache_dir", None), kw.pop("no_cache", False))
         ctx = Ctx(kw.pop("store"), kw.pop("password_file"), kw.pop("password_command"),
                   kw.pop("json_out"), kw.pop("no_lock", False), cache)
@@ -210,7 +227,46 @@ def store_command(fn: Callable[..., None]) -> Callable[..., None]:
             progress.QUIET = True  # every CliObserver of this process: no progress output
         fn(ctx, *args, **kw)
 
-    command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
-    command.__annotations__ = {p.name: p.annotation for p in params}
-    del command.__wrapped__  # typer must read the new signature, not fn's
-    return command
+    return with_params(fn, _STORE_PARAMS, command, skip=1)  # without ctx
+
+
+class StoreArgs(NamedTuple):
+    """``--store``, ``--password-file``, ``--password-command``, ``--cache-dir`` and
+    ``--no-cache`` as one value, for the commands ``store_command`` does not fit: a store
+    that may be absent (``status``, ``report``, ``test`` read a configuration instead) or
+    given as arguments (``sync``), or a different ``--json`` (``cat``)."""
+
+    store: str | None
+    password_file: str | None
+    password_command: str | None
+    cache_dir: str | None
+    no_cache: bool
+
+    def cache(self) -> CacheSettings:
+        return cache_settings(self.cache_dir, self.no_cache)
+
+    def ctx(self, json_out: bool = False, default_store: str | None = None) -> Ctx:
+        """The ``Ctx`` of ``--store`` (``default_store`` without one)."""
+        return Ctx(self.store or default_store, self.password_file, self.password_command,
+                   json_out, cache=self.cache())
+
+    def password(self) -> str:
+        return read_password(self.password_file, self.password_command)
+
+
+def store_options(*, store: bool = True) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Give a command the store options of ``StoreArgs`` (without ``--store`` when STORE
+    is false), passed to it as one keyword ``so: StoreArgs``."""
+    table = [p for p in _STORE_PARAMS
+             if p.name in StoreArgs._fields and (store or p.name != "store")]
+
+    def decorate(fn: Callable[..., None]) -> Callable[..., None]:
+        def command(args: tuple[Any, ...], kw: dict[str, Any]) -> None:
+            kw["so"] = StoreArgs(kw.pop("store", None), kw.pop("password_file"),
+                                 kw.pop("password_command"), kw.pop("cache_dir"),
+                                 kw.pop("no_cache"))
+            fn(*args, **kw)
+
+        return with_params(fn, table, command, drop=("so",))
+
+    return decorate

@@ -14,16 +14,16 @@ as a filter); ``--time`` is local wall-clock time unless it names an offset.
 
 from __future__ import annotations
 
-import functools
 import inspect
 from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, Any, get_type_hints
+from typing import Annotated, Any
 
 import typer
 
 from ..errors import UsageError
 from ..ops.snapsel import SnapshotFilter
+from .common import with_params
 
 HostFilterOpt = Annotated[list[str] | None, typer.Option(
     "--host", metavar="HOST", help="Only snapshots of this host; repeat: any of them.")]
@@ -44,21 +44,12 @@ _FILTER_PARAMS = [
 def snapshot_filter_options(fn: Callable[..., None]) -> Callable[..., None]:
     """Give command FN ``--host``, ``--tag`` and ``--path``, passed to it as one keyword
     ``filt: SnapshotFilter`` (apply it below ``store_command``)."""
-    hints = get_type_hints(fn, include_extras=True)
-    own = [p.replace(annotation=hints[p.name])
-           for p in inspect.signature(fn).parameters.values() if p.name != "filt"]
-    params = own + _FILTER_PARAMS
-
-    @functools.wraps(fn)
-    def command(*args: Any, **kw: Any) -> None:
+    def command(args: tuple[Any, ...], kw: dict[str, Any]) -> None:
         kw["filt"] = SnapshotFilter.of(kw.pop("filter_host", None), kw.pop("filter_tag", None),
                                        kw.pop("filter_path", None))
         fn(*args, **kw)
 
-    command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
-    command.__annotations__ = {p.name: p.annotation for p in params}
-    del command.__wrapped__  # typer (and store_command) must read the new signature
-    return command
+    return with_params(fn, _FILTER_PARAMS, command, drop=("filt",))
 
 
 def parse_time(text: str, option: str = "--time") -> float:

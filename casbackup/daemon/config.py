@@ -1,5 +1,8 @@
-"""The daemon's configuration file ``casbackup.yaml``: load it and validate it (finding
-the file and resolving password references live in ``secrets.py``).
+"""The daemon's configuration file ``casbackup.yaml``: its schema (the keys of every
+section and job type) and the validation of each section into the job model
+(``config_model.py``). The YAML reader with line-numbered errors is ``config_nodes.py``;
+finding the file and resolving password references live in ``secrets.py``. This module
+is the configuration's public API: the model's classes are re-exported here.
 
 Invariants:
 
@@ -23,27 +26,36 @@ Invariants:
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 import shlex
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal, TypeVar, cast
+from typing import Any, TypeVar, cast
 
 import yaml
-from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from yaml.nodes import Node, ScalarNode
 
 from casbackup.daemon.schedule import validate_cron
 from casbackup.errors import UsageError
 from casbackup.model.snapshot import BACKUP_TYPES
 from casbackup.ops.retention import Policy, parse_duration
 from casbackup.ops.verify import parse_subset
-from casbackup.source.exclude import parse_size
 from casbackup.store import check_url
 
+from .config_model import (  # re-exported: the config's public API
+    BackupType,
+    Config,
+    JobConfig,
+    JobType,
+    MetricsConfig,
+    NotifyConfig,
+    SourceConfig,
+    StoreConfig,
+    WatchConfig,
+)
+from .config_nodes import Broken, ConfigErrors, NodeReader, line_of, opt
 from .hooks import Hooks
 from .secrets import (  # re-exported: the config's public API
     CONFIG_ENV_VAR,
@@ -52,103 +64,12 @@ from .secrets import (  # re-exported: the config's public API
     resolve_password,
 )
 
-__all__ = ["CONFIG_ENV_VAR", "PasswordRef", "find_config_path", "resolve_password"]
+__all__ = ["CONFIG_ENV_VAR", "BackupType", "Config", "ConfigErrors", "JobConfig", "JobType",
+           "MetricsConfig", "NotifyConfig", "PasswordRef", "SourceConfig", "StoreConfig",
+           "WatchConfig", "find_config_path", "load_config", "missing_paths", "parse_config",
+           "resolve_password"]
 
-JobType = Literal["backup", "dump", "sync", "forget", "gc", "verify"]
-BackupType = Literal["full", "incremental", "differential", "snapshot"]
-
-
-@dataclass(frozen=True, slots=True)
-class StoreConfig:
-    name: str
-    url: str
-    password: PasswordRef | None = None
-    # the local cache of a remote store (store/cache.py): ``cache_dir`` (None: the
-    # default place), ``no_cache: true`` for none, ``cache_limit`` for its tree blobs
-    cache_dir: str | None = None
-    no_cache: bool = False
-    cache_limit: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class SourceConfig:
-    name: str
-    paths: tuple[str, ...]
-    excludes: tuple[str, ...] = ()
-    exclude_file: str | None = None
-    one_file_system: bool = False
-    exclude_caches: bool = False  # skip directories holding a CACHEDIR.TAG (as --exclude-caches)
-    exclude_files: tuple[str, ...] = ()  # more pattern files (as repeated --exclude-file)
-    iexcludes: tuple[str, ...] = ()  # case-insensitive patterns (as --iexclude)
-    exclude_if_present: tuple[str, ...] = ()  # marker file names (as --exclude-if-present)
-    exclude_larger_than: int | None = None  # bytes (as --exclude-larger-than)
-
-    def pattern_files(self) -> list[str]:
-        return ([self.exclude_file] if self.exclude_file else []) + list(self.exclude_files)
-
-
-@dataclass(frozen=True, slots=True)
-class JobConfig:
-    name: str
-    type: JobType
-    cron: str
-    store: str
-    source: str | None = None  # backup
-    backup_type: BackupType = "incremental"  # backup
-    tags: tuple[str, ...] = ()  # backup
-    to: str | None = None  # sync
-    policy: Policy | None = None  # forget
-    prune: bool = False  # forget
-    read_data_subset: str | None = None  # verify: "5%" or "1/7"
-    retries: int = 0
-    retry_delay: float = 60.0
-    catch_up: bool = False
-    timeout: float | None = None
-    command: str | None = None  # dump: the command whose stdout is saved
-    filename: str | None = None  # dump: the file name it is saved under
-    hooks: Hooks | None = None
-    notify: NotifyConfig | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class NotifyConfig:
-    """Where a job's results are announced (``daemon/notify.py``); every URL is a
-    reference like a password, since notification URLs carry tokens."""
-
-    events: tuple[str, ...] = ("failure",)  # of start, success, failure
-    urls: tuple[PasswordRef, ...] = ()  # apprise URLs
-    webhooks: tuple[PasswordRef, ...] = ()  # plain JSON POSTs
-    healthchecks: PasswordRef | None = None  # a ping URL: /start, success, /fail
-
-
-@dataclass(frozen=True, slots=True)
-class WatchConfig:
-    source: str
-    store: str
-    debounce: float = 2.0
-    max_delay: float = 60.0
-    sync_to: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class MetricsConfig:
-    host: str
-    port: int
-    health_slack: float = 0.5  # /healthz: a job is overdue this share of its interval late
-
-
-@dataclass(frozen=True, slots=True)
-class Config:
-    path: str
-    stores: Mapping[str, StoreConfig]
-    sources: Mapping[str, SourceConfig]
-    jobs: Mapping[str, JobConfig]
-    watches: tuple[WatchConfig, ...] = ()
-    metrics: MetricsConfig | None = None
-    state: str | None = None  # the daemon's state file (default: see daemon.state)
-    hooks: Hooks | None = None  # around every job
-    notify: NotifyConfig | None = None  # for every job without its own
-    lines: Mapping[str, int] = field(default_factory=dict, compare=False)  # key -> line
+T = TypeVar("T")
 
 
 def missing_paths(config: Config) -> list[str]:
@@ -195,20 +116,6 @@ def parse_config(text: str, name: str = "casbackup.yaml", base_dir: Path | None 
     return _Loader(name, base_dir or Path.cwd()).config(root)
 
 
-class ConfigErrors(UsageError):
-    """Every problem of one configuration file, one line each (``problems``)."""
-
-    def __init__(self, problems: list[UsageError]) -> None:
-        self.problems = [str(p) for p in problems]
-        super().__init__("\n".join(self.problems))
-
-
-def _did_you_mean(word: str, choices: Iterable[str]) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f"; did you mean {close[0]!r}?" if close else ""
-
-
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")  # no ".": names sit in dotted keys
 _LISTEN_RE = re.compile(r"^(?:\[([0-9A-Fa-f:.]+)\]|([^:\[\]]+)):(\d{1,5})$")
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 _PW_FORMS = "{env: VAR}, {file: PATH} or {command: CMD}"
@@ -237,132 +144,8 @@ _POLICY_KEYS = (
 )  # fmt: skip
 
 
-class _Loader:
-    """Walks the composed YAML nodes, so that every error can name its line."""
-
-    def __init__(self, name: str, base_dir: Path) -> None:
-        self.name = name
-        self.base = base_dir
-        self.constructor = yaml.SafeLoader("")  # turns scalar nodes into Python values
-        self.problems: list[UsageError] = []
-        self.broken: set[tuple[str, str]] = set()  # (kind, name) of entries found invalid
-        self.lines: dict[str, int] = {}  # "sources.home" -> its line, for later messages
-
-    def collect(self, kind: str, name: str, read: Callable[[], T]) -> T | None:
-        """``read()``, or None with its error recorded (and ``name`` marked broken)."""
-        try:
-            return read()
-        except ConfigErrors as e:
-            self.problems.extend(UsageError(p) for p in e.problems)
-        except UsageError as e:
-            self.problems.append(e)
-        self.broken.add((kind, name))
-        return None
-
-    def error(self, node: Node, where: str, message: str) -> UsageError:
-        return UsageError(f"{self.name}:{node.start_mark.line + 1}: {where}: {message}")
-
-    # --- typed accessors ------------------------------------------------------------------
-
-    def mapping(
-        self, node: Node, where: str, keys: tuple[str, ...] | None, required: tuple[str, ...] = ()
-    ) -> dict[str, Node]:
-        """A mapping's value nodes by key; ``keys=None`` is a table of names (any name)."""
-        if not isinstance(node, MappingNode):
-            raise self.error(node, where, "expected a mapping")
-        seen: set[str] = set()
-        for key_node, _ in node.value:
-            if key_node.tag != _MERGE_TAG:
-                key = self.key(key_node, where)
-                if key in seen:
-                    raise self.error(key_node, f"{where}.{key}", "duplicate key")
-                seen.add(key)
-        self.constructor.flatten_mapping(node)  # YAML merge keys: <<: *defaults
-        out: dict[str, Node] = {}
-        for key_node, value in node.value:
-            key = self.key(key_node, where)
-            if keys is not None and key not in keys:
-                raise self.error(
-                    key_node, f"{where}.{key}",
-                    f"unknown key (expected {_one_of(keys)}){_did_you_mean(key, keys)}",
-                )  # fmt: skip
-            if keys is None and not _NAME_RE.match(key):
-                raise self.error(
-                    key_node, f"{where}.{key}", "invalid name (use letters, digits, _ and -)"
-                )
-            out[key] = value
-        for key in required:
-            if key not in out:
-                raise self.error(node, where, f"missing required key {key!r}")
-        return out
-
-    def key(self, node: Node, where: str) -> str:
-        key = self.scalar(node, where)
-        if not isinstance(key, str):
-            raise self.error(node, where, f"key {key!r} is not a string")
-        return key
-
-    def scalar(self, node: Node, where: str) -> Any:
-        if not isinstance(node, ScalarNode):
-            raise self.error(node, where, "expected a single value")
-        return self.constructor.construct_object(node, deep=True)
-
-    def string(self, node: Node, where: str, choices: tuple[str, ...] = ()) -> str:
-        value = self.scalar(node, where)
-        if not isinstance(value, str) or not value.strip():
-            raise self.error(node, where, f"expected a non-empty string, not {value!r}")
-        if choices and value not in choices:
-            raise self.error(node, where, f"{value!r} is not {_one_of(choices)}")
-        return value
-
-    def items(self, node: Node, where: str) -> list[tuple[Node, str]]:
-        if not isinstance(node, SequenceNode):
-            raise self.error(node, where, "expected a list")
-        return [(item, f"{where}[{i}]") for i, item in enumerate(node.value)]
-
-    def strings(self, node: Node, where: str) -> tuple[str, ...]:
-        return tuple(self.string(item, at) for item, at in self.items(node, where))
-
-    def boolean(self, node: Node, where: str) -> bool:
-        value = self.scalar(node, where)
-        if not isinstance(value, bool):
-            raise self.error(node, where, f"expected true or false, not {value!r}")
-        return value
-
-    def count(self, node: Node, where: str) -> int:
-        value = self.scalar(node, where)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise self.error(node, where, f"expected an integer >= 0, not {value!r}")
-        return value
-
-    def seconds(self, node: Node, where: str, zero_ok: bool = False) -> float:
-        value = self.scalar(node, where)
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-            raise self.error(node, where, f"expected a number of seconds, not {value!r}")
-        if value == 0 and not zero_ok:
-            raise self.error(node, where, "must be more than 0 seconds")
-        return float(value)
-
-    def fraction(self, node: Node, where: str) -> float:
-        value = self.scalar(node, where)
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-            raise self.error(node, where, f"expected a number >= 0 (0.5 = 50%), not {value!r}")
-        return float(value)
-
-    def path(self, node: Node, where: str) -> str:
-        return os.path.normpath(self.base / os.path.expanduser(self.string(node, where)))
-
-    def ref(self, node: Node, where: str, table: Mapping[str, object], kind: str) -> str:
-        name = self.string(node, where)
-        if (kind, name) in self.broken:  # reported where it is defined
-            raise _Broken()
-        if name not in table:
-            defined = ", ".join(table) or "none"
-            raise self.error(node, where, f"unknown {kind} {name!r} (defined: {defined})"
-                             f"{_did_you_mean(name, table)}")  # fmt: skip
-        return name
-
-    # --- sections -------------------------------------------------------------------------
+class _Loader(NodeReader):
+    """The sections of one file, read through ``NodeReader``'s typed accessors."""
 
     def config(self, root: Node) -> Config:
         top = self.mapping(root, "<top>", _TOP_KEYS, ("stores",))
@@ -387,9 +170,9 @@ class _Loader:
                  if "hooks" in top else None)  # fmt: skip
         notify = (self.collect("section", "notify", lambda: self.notify(top["notify"], "notify"))
                   if "notify" in top else None)  # fmt: skip
-        problems = [p for p in self.problems if not isinstance(p, _Broken)]
+        problems = [p for p in self.problems if not isinstance(p, Broken)]
         if problems:
-            raise ConfigErrors(sorted(problems, key=_line_of))
+            raise ConfigErrors(sorted(problems, key=line_of))
         return Config(self.name, stores, sources, jobs, tuple(watches), metrics, state,
                       hooks, notify, self.lines)
 
@@ -420,12 +203,12 @@ class _Loader:
         if "://" not in url:
             url = self.path(m["url"], f"{where}.url")
         password = self.password(m["password"], f"{where}.password") if "password" in m else None
-        cache_dir = _opt(m, "cache_dir", where, self.path, None)
-        no_cache = _opt(m, "no_cache", where, self.boolean, False)
+        cache_dir = opt(m, "cache_dir", where, self.path, None)
+        no_cache = opt(m, "no_cache", where, self.boolean, False)
         if cache_dir is not None and no_cache:
             raise self.error(m["no_cache"], f"{where}.no_cache",
                              "cache_dir and no_cache exclude each other")
-        limit = _opt(m, "cache_limit", where, self.size, None)
+        limit = opt(m, "cache_limit", where, self.size, None)
         return StoreConfig(name, url, password, cache_dir, no_cache, limit)
 
     def password(self, node: Node, where: str, what: str = "password") -> PasswordRef:
@@ -458,28 +241,15 @@ class _Loader:
         return SourceConfig(
             name,
             paths,
-            excludes=_opt(m, "excludes", where, self.strings, ()),
-            exclude_file=_opt(m, "exclude_file", where, self.path, None),
-            one_file_system=_opt(m, "one_file_system", where, self.boolean, False),
-            exclude_caches=_opt(m, "exclude_caches", where, self.boolean, False),
-            exclude_files=_opt(m, "exclude_files", where, self.paths, ()),
-            iexcludes=_opt(m, "iexcludes", where, self.strings, ()),
-            exclude_if_present=_opt(m, "exclude_if_present", where, self.strings, ()),
-            exclude_larger_than=_opt(m, "exclude_larger_than", where, self.size, None),
+            excludes=opt(m, "excludes", where, self.strings, ()),
+            exclude_file=opt(m, "exclude_file", where, self.path, None),
+            one_file_system=opt(m, "one_file_system", where, self.boolean, False),
+            exclude_caches=opt(m, "exclude_caches", where, self.boolean, False),
+            exclude_files=opt(m, "exclude_files", where, self.paths, ()),
+            iexcludes=opt(m, "iexcludes", where, self.strings, ()),
+            exclude_if_present=opt(m, "exclude_if_present", where, self.strings, ()),
+            exclude_larger_than=opt(m, "exclude_larger_than", where, self.size, None),
         )
-
-    def size(self, node: Node, where: str) -> int:
-        """A size: bytes, or a string with a K/M/G/T suffix (as --exclude-larger-than)."""
-        value = self.scalar(node, where)
-        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-            return value
-        try:
-            return parse_size(str(value))
-        except UsageError as e:
-            raise self.error(node, where, str(e)) from None
-
-    def paths(self, node: Node, where: str) -> tuple[str, ...]:
-        return tuple(self.path(item, at) for item, at in self.items(node, where))
 
     def job(
         self, name: str, node: Node, stores: Mapping[str, object], sources: Mapping[str, object]
@@ -500,11 +270,11 @@ class _Loader:
         except UsageError as e:
             raise self.error(m["cron"], f"{where}.cron", str(e)) from None
         store = self.ref(m["store"], f"{where}.store", stores, "store")
-        to = _opt(m, "to", where, lambda n, at: self.ref(n, at, stores, "store"), None)
+        to = opt(m, "to", where, lambda n, at: self.ref(n, at, stores, "store"), None)
         if to == store:
             raise self.error(m["to"], f"{where}.to", "a sync job needs two different stores")
-        source = _opt(m, "source", where, lambda n, at: self.ref(n, at, sources, "source"), None)
-        backup_type = _opt(
+        source = opt(m, "source", where, lambda n, at: self.ref(n, at, sources, "source"), None)
+        backup_type = opt(
             m, "backup_type", where, lambda n, at: self.string(n, at, BACKUP_TYPES), "incremental"
         )
         return JobConfig(
@@ -514,26 +284,26 @@ class _Loader:
             store=store,
             source=source,
             backup_type=cast(BackupType, backup_type),
-            tags=_opt(m, "tags", where, self.strings, ()),
+            tags=opt(m, "tags", where, self.strings, ()),
             to=to,
-            policy=_opt(m, "policy", where, self.policy, None),
-            prune=_opt(m, "prune", where, self.boolean, False),
-            read_data_subset=_opt(m, "read_data_subset", where, self.subset, None),
-            retries=_opt(m, "retries", where, self.count, 0),
-            retry_delay=_opt(m, "retry_delay", where, partial(self.seconds, zero_ok=True), 60.0),
-            catch_up=_opt(m, "catch_up", where, self.boolean, False),
-            timeout=_opt(m, "timeout", where, self.seconds, None),
-            command=_opt(m, "command", where, self.string, None),
-            filename=_opt(m, "filename", where, self.filename, None),
-            hooks=_opt(m, "hooks", where, self.hooks, None),
-            notify=_opt(m, "notify", where, self.notify, None),
+            policy=opt(m, "policy", where, self.policy, None),
+            prune=opt(m, "prune", where, self.boolean, False),
+            read_data_subset=opt(m, "read_data_subset", where, self.subset, None),
+            retries=opt(m, "retries", where, self.count, 0),
+            retry_delay=opt(m, "retry_delay", where, partial(self.seconds, zero_ok=True), 60.0),
+            catch_up=opt(m, "catch_up", where, self.boolean, False),
+            timeout=opt(m, "timeout", where, self.seconds, None),
+            command=opt(m, "command", where, self.string, None),
+            filename=opt(m, "filename", where, self.filename, None),
+            hooks=opt(m, "hooks", where, self.hooks, None),
+            notify=opt(m, "notify", where, self.notify, None),
         )
 
     def hooks(self, node: Node, where: str) -> Hooks:
         m = self.mapping(node, where, _HOOK_KEYS)
         cmds = {k: self.commands(v, f"{where}.{k}") for k, v in m.items() if k != "timeout"}
         return Hooks(cmds.get("before", ()), cmds.get("after", ()), cmds.get("on_error", ()),
-                     cmds.get("finally", ()), _opt(m, "timeout", where, self.seconds, 300.0))
+                     cmds.get("finally", ()), opt(m, "timeout", where, self.seconds, 300.0))
 
     def commands(self, node: Node, where: str) -> tuple[str, ...]:
         """One shell command, or a list of them."""
@@ -556,7 +326,7 @@ class _Loader:
             events = tuple(self.string(n, at, _NOTIFY_EVENTS) for n, at in items)
         refs = {k: tuple(self.password(n, at, "URL") for n, at in self.items(m[k], f"{where}.{k}"))
                 for k in ("urls", "webhooks") if k in m}  # fmt: skip
-        hc = _opt(m, "healthchecks", where, partial(self.password, what="URL"), None)
+        hc = opt(m, "healthchecks", where, partial(self.password, what="URL"), None)
         if not refs and hc is None:
             raise self.error(node, where, "give urls, webhooks or healthchecks")
         return NotifyConfig(events, refs.get("urls", ()), refs.get("webhooks", ()), hc)
@@ -599,8 +369,8 @@ class _Loader:
         m = self.mapping(node, where, _WATCH_KEYS, ("source", "store"))
         source = self.ref(m["source"], f"{where}.source", sources, "source")
         store = self.ref(m["store"], f"{where}.store", stores, "store")
-        debounce = _opt(m, "debounce", where, self.seconds, 2.0)
-        max_delay = _opt(m, "max_delay", where, self.seconds, 60.0)
+        debounce = opt(m, "debounce", where, self.seconds, 2.0)
+        max_delay = opt(m, "max_delay", where, self.seconds, 60.0)
         if max_delay < debounce:
             raise self.error(
                 m.get("max_delay", node),
@@ -620,31 +390,5 @@ class _Loader:
         match = _LISTEN_RE.match(listen)
         if not match or int(match.group(3)) > 65535:
             raise self.error(m["listen"], "metrics.listen", f"expected HOST:PORT, not {listen!r}")
-        slack = _opt(m, "health_slack", "metrics", self.fraction, 0.5)
+        slack = opt(m, "health_slack", "metrics", self.fraction, 0.5)
         return MetricsConfig(match.group(1) or match.group(2), int(match.group(3)), slack)
-
-
-T = TypeVar("T")
-D = TypeVar("D")
-
-
-class _Broken(UsageError):
-    """A reference to an entry that is itself invalid (already reported: not again)."""
-
-    def __init__(self) -> None:
-        super().__init__("")
-
-
-def _line_of(e: UsageError) -> int:
-    m = re.match(r"^[^:]*:(\d+):", str(e))
-    return int(m.group(1)) if m else 0
-
-
-def _opt(
-    m: Mapping[str, Node], key: str, where: str, read: Callable[[Node, str], T], default: D
-) -> T | D:
-    return read(m[key], f"{where}.{key}") if key in m else default
-
-
-def _one_of(choices: tuple[str, ...]) -> str:
-    return "one of " + ", ".join(choices)

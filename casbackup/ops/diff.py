@@ -8,12 +8,13 @@ Each change is one of:
 - ``metadata``: same content, but mode, owner (ids or names), mtime or xattrs differ.
   A directory whose entries changed is not reported for its own mtime.
 
-Invariants: read-only, under a shared lock; iterative (an explicit stack, and
-``treewalk.walk`` below added or removed directories), so depth is unlimited. Both trees
-are walked together in name order; a subtree whose id is equal on both sides is skipped
-without being loaded, so diffing two snapshots of a large, mostly unchanged tree costs
-only the changed paths. Paths are ``/``-joined, names decoded with ``os.fsdecode``
-(undecodable bytes survive as surrogate escapes). Changes come out sorted by path.
+Invariants: read-only, under a shared lock; the walk is the one tree walker's
+(``treewalk.walk_pair`` for both trees together in name order, ``treewalk.walk`` below
+added or removed directories; iterative, so depth is unlimited). A subtree whose id is
+equal on both sides is skipped without being loaded, so diffing two snapshots of a large,
+mostly unchanged tree costs only the changed paths. Paths are ``/``-joined, names decoded
+with ``os.fsdecode`` (undecodable bytes survive as surrogate escapes). Changes come out
+sorted by path.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from ..model.tree import DIR, FILE, Node
 from ..store import Store
 from ..store.locks import shared_lock
 from .snapsel import ANY, SnapshotFilter, resolve
-from .treewalk import uncached, walk
+from .treewalk import uncached, walk, walk_pair
 
 ADDED, REMOVED, MODIFIED, METADATA = "added", "removed", "modified", "metadata"
 _META = ("mode", "uid", "gid", "user", "group", "mtime_ns", "xattrs")
@@ -66,7 +67,7 @@ def diff(store: Store, ref_a: str, ref_b: str, filt: SnapshotFilter = ANY) -> Di
     with shared_lock(store, "diff", read_only=True):
         store.load_index()
         res = DiffResult(resolve(store, ref_a, filt), resolve(store, ref_b, filt))
-        _Differ(store, res).trees(res.a.tree, res.b.tree, "")
+        _Differ(store, res).trees(res.a.tree, res.b.tree)
         res.changes.sort(key=lambda c: c.path)
         return res
 
@@ -77,61 +78,49 @@ class _Differ:
         self.res = res
         self.load = uncached(store)
 
-    def _load(self, tid: bytes | None) -> list[Node]:
-        return [] if tid is None else self.load(tid).nodes
+    def trees(self, ta: bytes, tb: bytes) -> None:
+        if ta == tb:
+            self.res.trees_skipped += 1
+            return
+        for p in walk_pair(self.load, ta, tb):
+            if p.b is None and p.a is not None:
+                self._all(p.a, p.path, REMOVED)
+            elif p.a is None and p.b is not None:
+                self._all(p.b, p.path, ADDED)
+            elif p.a is not None and p.b is not None:
+                self._node(p.a, p.b, p.path)
 
-    def trees(self, ta: bytes | None, tb: bytes | None, prefix: str) -> None:
-        stack = [(ta, tb, prefix)]
-        while stack:
-            a_id, b_id, pre = stack.pop()
-            if a_id == b_id:
-                self.res.trees_skipped += 1
-                continue
-            a = {n.name: n for n in self._load(a_id)}
-            b = {n.name: n for n in self._load(b_id)}
-            for name in sorted(a.keys() | b.keys()):
-                path = f"{pre}/{os.fsdecode(name)}"
-                na, nb = a.get(name), b.get(name)
-                if nb is None and na is not None:
-                    self._all(na, path, REMOVED)
-                elif na is None and nb is not None:
-                    self._all(nb, path, ADDED)
-                elif na is not None and nb is not None:
-                    sub = self._node(na, nb, path)
-                    if sub:
-                        stack.append((na.subtree, nb.subtree, path))
-
-    def _node(self, a: Node, b: Node, path: str) -> bool:
-        """Record the change of one entry present on both sides; True to recurse."""
+    def _node(self, a: Node, b: Node, bpath: bytes) -> None:
+        """Record the change of one entry present on both sides (the walker descends
+        into two directories whose subtrees differ)."""
         add = self.res.changes.append
+        path = os.fsdecode(bpath)
         if a.type != b.type:
             add(Change(path, MODIFIED, b.type, b.size))
             if a.type == DIR:  # the old directory's entries are gone
-                self._below(a, path, REMOVED)
+                self._below(a, bpath, REMOVED)
             if b.type == DIR:
-                self._below(b, path, ADDED)
-            return False
+                self._below(b, bpath, ADDED)
+            return
         if a.type == DIR:
             if any(getattr(a, f) != getattr(b, f) for f in _DIR_META) or (
                     a.subtree == b.subtree and a.mtime_ns != b.mtime_ns):
                 add(Change(path, METADATA, DIR))
             if a.subtree == b.subtree:
                 self.res.trees_skipped += 1
-                return False
-            return True
+            return
         if (a.content, a.target, a.rdev, a.size) != (b.content, b.target, b.rdev, b.size):
             add(Change(path, MODIFIED, b.type, b.size))
         elif any(getattr(a, f) != getattr(b, f) for f in _META):
             add(Change(path, METADATA, b.type, b.size))
-        return False
 
-    def _all(self, n: Node, path: str, change: str) -> None:
-        self.res.changes.append(Change(path, change, n.type, n.size))
+    def _all(self, n: Node, path: bytes, change: str) -> None:
+        self.res.changes.append(Change(os.fsdecode(path), change, n.type, n.size))
         if n.type == DIR:
             self._below(n, path, change)
 
-    def _below(self, n: Node, path: str, change: str) -> None:
+    def _below(self, n: Node, path: bytes, change: str) -> None:
         if n.subtree is None:
             return
-        for e in walk(self.load, n.subtree, path=os.fsencode(path)):
+        for e in walk(self.load, n.subtree, path=path):
             self.res.changes.append(Change(os.fsdecode(e.path), change, e.node.type, e.node.size))

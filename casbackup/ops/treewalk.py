@@ -1,44 +1,18 @@
-"""The one tree walker: every walk over a snapshot's trees goes through here.
+"""The one tree walker, for ops: ``model.treewalk``'s walks (``walk``, ``walk_pair``,
+``fold``, ``tree_totals``; their invariants are stated there) and the store's loaders.
 
-Two shapes of walk, both iterative (an explicit stack: a tree 5,000 levels deep is walked
-like a flat one; nothing here recurses):
-
-- ``walk(load, root)`` yields every entry below ``root`` as an ``Entry`` (its path, its
-  node, and the id of the tree holding it), depth first in name order: a directory comes
-  right before its own entries, exactly the order of a recursive listing (``ls -R``,
-  restore, diff's added/removed subtrees, sync's and gc's descent). ``descend`` decides
-  per directory whether to go below it; ``once`` descends into each distinct tree once.
-- ``fold(load, root, total, memo)`` computes a value per tree in post-order, each
-  distinct tree loaded once: ``total(tree_id, tree, memo)`` is called when the values of
-  all the tree's subtrees are in ``memo`` (stats' totals, verify's lost paths, watch's
-  progress totals). ``on_error`` turns a tree that cannot be loaded into a value instead
-  of ending the walk.
-
-Invariants: the walker only reads, through ``load`` (``Store.load_tree`` or a wrapper),
-which returns validated trees (``model.tree``: names are safe path components, a
-directory always has a subtree), so paths built here never contain ``/`` or ``..``
-components of their own. A tree that contains itself (impossible with real BlobIds,
-since ids are hashes; possible only through a broken loader) is an ``IntegrityError``,
-never an endless walk.
+Invariant: no walk is implemented here; this module only binds the walker to a ``Store``
+(``uncached``) and re-exports it, so an operation imports its walker from ``ops``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
-from typing import NamedTuple, TypeVar
-
-from ..errors import CasError, IntegrityError
-from ..model.tree import DIR, FILE, Node, Tree
+from ..model.tree import Tree
+from ..model.treewalk import Entry, Loader, Pair, Totals, fold, join, tree_totals, walk, walk_pair
 from ..store import Store
 
-Loader = Callable[[bytes], Tree]
-T = TypeVar("T")
-
-
-class Entry(NamedTuple):
-    path: bytes  # b"/"-joined from the walk's ``path`` argument (b"" for a snapshot root)
-    node: Node
-    tree_id: bytes  # the tree this entry is listed in
+__all__ = ["Entry", "Loader", "Pair", "Totals", "fold", "join", "tree_totals", "uncached",
+           "walk", "walk_pair"]
 
 
 def uncached(store: Store) -> Loader:
@@ -46,100 +20,3 @@ def uncached(store: Store) -> Loader:
     filling ``Store``'s in-memory tree cache (for walks that memoise per tree
     themselves, or see each tree once)."""
     return lambda tid: Tree.decode(store.tree_blob(tid), tid)
-
-
-def join(path: bytes, name: bytes) -> bytes:
-    return path + b"/" + name if path != b"/" else b"/" + name
-
-
-def walk(load: Loader, root: bytes, *, path: bytes = b"", once: bool = False,
-         seen: set[bytes] | None = None,
-         descend: Callable[[Entry], bool] | None = None) -> Iterator[Entry]:
-    """Every entry below tree ``root`` (whose own path is ``path``), depth first in name
-    order. A directory entry is descended into unless ``descend(entry)`` says no, or
-    ``once`` is set and its subtree was already descended into during this walk. With
-    ``once``, ``seen`` (updated in place) holds trees descended by earlier walks too, so
-    walks over many snapshots (gc's mark) load each distinct tree once in all; a root in
-    it yields nothing."""
-    if seen is None:
-        seen = set()
-    elif once and root in seen:
-        return
-    seen.add(root)
-    stack: list[tuple[bytes, bytes, Iterator[Node]]] = [(path, root, iter(load(root).nodes))]
-    on_stack: set[bytes] = {root}
-    while stack:
-        dir_path, tid, it = stack[-1]
-        node = next(it, None)
-        if node is None:
-            stack.pop()
-            on_stack.discard(tid)
-            continue
-        e = Entry(join(dir_path, node.name), node, tid)
-        yield e
-        sub = node.subtree
-        if node.type != DIR or sub is None or (once and sub in seen):
-            continue
-        if descend is not None and not descend(e):
-            continue
-        if sub in on_stack:
-            raise IntegrityError(f"tree {sub.hex()[:16]} contains itself")
-        seen.add(sub)
-        on_stack.add(sub)
-        stack.append((e.path, sub, iter(load(sub).nodes)))
-
-
-def fold(load: Loader, root: bytes, total: Callable[[bytes, Tree, Mapping[bytes, T]], T],
-         memo: dict[bytes, T], *,
-         on_error: Callable[[bytes, CasError], T] | None = None) -> T:
-    """``memo[root]``, computing in post-order the value of every tree below it that is
-    not in ``memo`` yet (each loaded once). A tree that fails to load with a ``CasError``
-    gets ``on_error(tree_id, error)`` as its value, or the error propagates."""
-    loaded: dict[bytes, Tree] = {}
-    stack: list[bytes] = [root]
-    while stack:
-        tid = stack[-1]
-        if tid in memo:
-            stack.pop()
-            continue
-        tree = loaded.get(tid)
-        if tree is None:
-            try:
-                tree = load(tid)
-            except CasError as e:
-                if on_error is None:
-                    raise
-                memo[tid] = on_error(tid, e)
-                stack.pop()
-                continue
-            loaded[tid] = tree
-            todo = [n.subtree for n in tree.nodes
-                    if n.type == DIR and n.subtree is not None and n.subtree not in memo]
-            for s in todo:
-                if s in loaded:
-                    raise IntegrityError(f"tree {s.hex()[:16]} contains itself")
-            if todo:
-                stack.extend(todo)
-                continue
-        stack.pop()
-        del loaded[tid]
-        memo[tid] = total(tid, tree, memo)
-    return memo[root]
-
-
-class Totals(NamedTuple):
-    files: int
-    dirs: int
-    size: int  # the sum of the files' sizes
-
-
-def tree_totals(tid: bytes, tree: Tree, memo: Mapping[bytes, Totals]) -> Totals:
-    """``fold``'s ``total`` for files, directories and file bytes below a tree."""
-    files = dirs = size = 0
-    for n in tree.nodes:
-        if n.type == DIR and n.subtree is not None:
-            f, d, s = memo[n.subtree]
-            files, dirs, size = files + f, dirs + d + 1, size + s
-        elif n.type == FILE:
-            files, size = files + 1, size + n.size
-    return Totals(files, dirs, size)

@@ -24,6 +24,7 @@ from ..clock import SYSTEM, Clock
 from ..errors import IntegrityError, Locked
 from ..model.snapshot import Snapshot
 from ..model.tree import Tree
+from ..model.treewalk import walk
 from . import gcrecords as gr
 from .identity import Identity
 from .index import Index, Location, PackInfo
@@ -106,10 +107,11 @@ class WriteSession:
 
     def _walk(self, root: bytes, lookup: Index, cond: set[str]
               ) -> tuple[dict[str, list[Location]], set[str]]:
-        """(condemned pack -> the locations of blobs we need from it, packs we use)."""
+        """(condemned pack -> the locations of blobs we need from it, packs we use): every
+        tree and data blob below ROOT, each distinct tree read once (the one walker,
+        ``model.treewalk.walk``), located in LOOKUP, which still lists condemned packs."""
         needed: dict[str, dict[bytes, Location]] = {}
         used: set[str] = set()
-        trees: set[bytes] = set()
 
         def where(bid: bytes) -> Location:
             loc = lookup.get(bid)
@@ -120,23 +122,17 @@ class WriteSession:
                 needed.setdefault(loc.pack, {})[bid] = loc
             return loc
 
-        stack = [root]
-        while stack:
-            tid = stack.pop()
-            if tid in trees:
-                continue
-            trees.add(tid)
+        def load(tid: bytes) -> Tree:
             loc = where(tid)
             try:
                 raw = self.store.read_pack_range(loc.pack, loc.entry.offset, loc.entry.length)
             except IntegrityError:
                 raise Locked(GONE.format(op=self.operation)) from None
-            tree = Tree.decode(self.store.unseal_entry(loc.entry, raw))
-            for node in tree.nodes:
-                if node.subtree is not None:
-                    stack.append(node.subtree)
-                for b in node.content or ():
-                    where(b)
+            return Tree.decode(self.store.unseal_entry(loc.entry, raw))
+
+        for e in walk(load, root, once=True):
+            for b in e.node.content or ():
+                where(b)
         return {p: list(m.values()) for p, m in needed.items()}, used
 
     def _copy(self, needed: dict[str, list[Location]]) -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import http.server
 import json
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,7 +27,7 @@ from casbackup.backends.retry import RetryingBackend, set_retry_listener
 from casbackup.cli import output, progress
 from casbackup.errors import TransientError, Unreachable
 from tests.conftest import free_port
-from tests.helpers import cli_env, json_lines, run_cli
+from tests.helpers import cli_env, json_lines, loopback_http, run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = json.loads((ROOT / "docs" / "json-schema" / "casbackup-1.schema.json").read_text())
@@ -48,13 +47,8 @@ class _Busy(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def busy_endpoint() -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Busy)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with loopback_http(_Busy) as url:
+        yield url
 
 
 def _s3(endpoint: str) -> str:

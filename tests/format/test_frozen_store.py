@@ -4,7 +4,9 @@ Every test works on a copy. The CLI must list the pinned snapshots, print the pi
 ``cat`` outputs, restore every snapshot to exactly the recorded tree and verify clean;
 an independent reader written from docs/design.md (``specreader.py``) must find the
 same trees, contents and index in the bytes. A later change of the format has to keep
-passing these, or refuse the old version by number (pinned here too).
+passing these, or refuse the old version by number (pinned here too). The stores' bytes
+themselves are pinned here, outside their folder, so that regenerating or editing them
+(which would make every other test here pass against new bytes) fails.
 """
 
 from __future__ import annotations
@@ -36,6 +38,12 @@ M = load_manifest()
 STAGES = {s["name"]: s for s in M["stages"]}
 KEPT = [s["name"] for s in M["stages"] if s["name"] != M["forgotten"]]
 _MODE_TYPES = {"file", "dir", "symlink", "fifo", "chardev", "blockdev", "socket"}
+FROZEN = Path(__file__).parents[1] / "data" / "frozen-v1"
+# BLAKE2b-256 over every file of tests/data/frozen-v1 but its README (path, NUL, BLAKE2b of
+# its bytes, in path order), as committed with the stores: never update it to follow
+# changed bytes
+FROZEN_FILES = 36
+FROZEN_DIGEST = "db06ba9fc0fe25d5fa8fb15e2bd6992027632cfed6d6bed6d45ef994101a8ebe"
 
 
 def cli(store: Path, *args: str, password: str = PASSPHRASE) -> subprocess.CompletedProcess[bytes]:
@@ -64,6 +72,33 @@ def as_shown(pinned: dict[str, Any]) -> dict[str, Any]:
     out["backup_type"] = pinned["type"]
     out["summary"] = backup_summary(Summary.from_map(pinned["summary"]))
     return out
+
+
+def frozen_digest(root: Path) -> tuple[int, str]:
+    h = hashlib.blake2b(digest_size=32)
+    files = sorted(p for p in root.rglob("*") if p.is_file() and p != root / "README.md")
+    for p in files:
+        h.update(p.relative_to(root).as_posix().encode() + b"\0"
+                 + hashlib.blake2b(p.read_bytes()).digest())
+    return len(files), h.hexdigest()
+
+
+def test_the_frozen_bytes_never_change(tmp_path: Path) -> None:
+    assert frozen_digest(FROZEN) == (FROZEN_FILES, FROZEN_DIGEST), (
+        "tests/data/frozen-v1 changed: the frozen stores must never be regenerated or "
+        "edited (see its README); add a new frozen store for a new format instead")
+    # the digest sees one flipped byte in any file
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for name in STORES:
+        copy_store(name, copy)
+    (copy / "manifest.json").write_bytes((FROZEN / "manifest.json").read_bytes())
+    assert frozen_digest(copy) == (FROZEN_FILES, FROZEN_DIGEST)
+    pack = next(p for p in sorted((copy / "plain" / "packs").rglob("*")) if p.is_file())
+    data = bytearray(pack.read_bytes())
+    data[len(data) // 2] ^= 1
+    pack.write_bytes(bytes(data))
+    assert frozen_digest(copy)[1] != FROZEN_DIGEST
 
 
 @pytest.fixture(params=STORES)

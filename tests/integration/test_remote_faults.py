@@ -50,6 +50,7 @@ from tests.helpers import (
     cli_env,
     json_lines,
     json_result,
+    loopback_http,
     restored_root,
     run_cli,
 )
@@ -342,13 +343,8 @@ class _EchoHandler(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def echo_endpoint() -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _EchoHandler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with loopback_http(_EchoHandler) as url:
+        yield url
 
 
 def test_secrets_never_appear_in_output(
