@@ -50,6 +50,7 @@ from . import layout
 from .content import BlobCache, Content, Handle
 
 Attrs = dict[str, int]
+PATH_CACHE = 1 << 16  # resolved paths kept (a lookup, open and xattr read resolve each)
 _LINK_MODE = stat.S_IFLNK | 0o777
 
 
@@ -111,11 +112,17 @@ class MountFS:
         self._built = False
         self._refresh_mu = threading.Lock()
         self.layout = layout.build([])
+        # told the mount paths of the links whose target changed (the binding drops the
+        # kernel's cached copy of each: it caches link targets)
+        self.on_links_changed: Callable[[list[bytes]], None] = lambda _paths: None
         self.uid, self.gid = os.getuid(), os.getgid()
         cache = BlobCache(self._get_blob, *(() if cache_bytes is None else (cache_bytes,)))
         self.content = Content(cache, self._blob_length)
         self._handles: dict[int, Handle] = {}
         self._fh = itertools.count(1)
+        # mount path -> its entry in a snapshot (immutable); emptied when the layout
+        # changes, as a name above the snapshots may then name another snapshot
+        self._paths: dict[bytes, _InSnap] = {}
 
     # ----- the snapshot list ----------------------------------------------------------
 
@@ -149,7 +156,13 @@ class MountFS:
             if not new and not gone and self._built:
                 return False
             self._built = True
+            old = layout.links(self.layout)
             self.layout = layout.build(s for s in self._known.values() if self.select.match(s))
+            self._paths = {}
+            after = layout.links(self.layout)
+            changed = [p for p, t in old.items() if after.get(p) != t]
+            if changed:
+                self.on_links_changed(changed)
             return True
 
     def snapshots(self) -> list[Snapshot]:
@@ -165,9 +178,15 @@ class MountFS:
     # ----- resolving paths ------------------------------------------------------------
 
     def _resolve(self, path: bytes) -> _Entry:
+        hit = self._paths.get(path)
+        if hit is not None:
+            return hit
         comps = [c for c in path.split(b"/") if c]
         entry = self._resolve_in(self.layout, comps, path)
         if isinstance(entry, _InSnap):
+            if len(self._paths) >= PATH_CACHE:
+                self._paths = {}
+            self._paths[path] = entry
             return entry
         # a listing or lookup above the snapshots: refresh
         if (entry is None or isinstance(entry, _Meta)) and self.refresh():
@@ -248,8 +267,8 @@ class MountFS:
         return self._attrs(self._resolve(path))
 
     def readdir(self, path: bytes) -> list[tuple[bytes, Attrs]]:
-        """The entries of directory PATH (without ``.`` and ``..``), each with the
-        attributes a listing needs (``st_mode``, ``st_ino``)."""
+        """The entries of directory PATH (without ``.`` and ``..``), each with its
+        complete attributes (the kernel's READDIRPLUS caches them: no LOOKUP follows)."""
         e = self._resolve(path)
         if isinstance(e, _Meta):
             out: list[tuple[bytes, Attrs]] = []
@@ -266,8 +285,7 @@ class MountFS:
             raise _err(errno.ENOTDIR)
         sid = e.snap.id.encode()
         prefix = e.rel + b"/" if e.rel else b""
-        return [(n.name, {"st_mode": st_mode(n), "st_ino": _node_ino(n, sid, prefix + n.name)})
-                for n in self._tree(tree, path).nodes]
+        return [(n.name, node_attrs(n, sid, prefix + n.name)) for n in self._tree(tree, path).nodes]
 
     def readlink(self, path: bytes) -> bytes:
         e = self._resolve(path)
