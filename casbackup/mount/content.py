@@ -88,6 +88,7 @@ class Handle:
 
     ids: list[bytes]
     starts: list[int]  # starts[i] = offset of blob i; starts[-1] = size
+    what: str = ""  # the file, for messages
     last_end: int = -1
     run: int = 0  # bytes read sequentially up to last_end
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -114,7 +115,7 @@ class Content:
         if starts[-1] != size:
             raise IntegrityError(f"{what}: its blobs hold {starts[-1]} bytes, the tree says "
                                  f"{size}")
-        return Handle(list(ids), starts)
+        return Handle(list(ids), starts, what)
 
     def read(self, h: Handle, offset: int, size: int) -> bytes:
         end = min(offset + size, h.size)

@@ -232,10 +232,10 @@ class MountFS:
                     return self.store.load_tree(tree_id)
                 except IntegrityError as e2:
                     e = e2
-            self._warn_once(tree_id.hex(), f"{show(path, 200)}: {e}")
+            self._warn_once(tree_id.hex(), f"{show(path, 200)}: tree {tree_id.hex()[:16]}: {e}")
             raise _err(errno.EIO) from None
         except CasError as e:  # a backend failure (after its retries)
-            self._warn_once(tree_id.hex(), f"{show(path, 200)}: {e}")
+            self._warn_once(tree_id.hex(), f"{show(path, 200)}: tree {tree_id.hex()[:16]}: {e}")
             raise _err(errno.EIO) from None
 
     def _warn_once(self, key: str, msg: str) -> None:
@@ -343,8 +343,8 @@ class MountFS:
             raise _err(errno.EBADF)
         try:
             return self.content.read(h, offset, size)
-        except CasError as e:
-            self._warn_once(f"read:{e}", f"read failed: {e}")
+        except CasError as e:  # said once per file
+            self._warn_once(f"read:{h.what}", f"{h.what}: cannot read: {e}")
             raise _err(errno.EIO) from None
 
     def release(self, fh: int) -> None:
