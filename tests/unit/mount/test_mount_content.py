@@ -58,7 +58,7 @@ def test_the_cache_keeps_at_most_its_bound() -> None:
     h = content.open(list(blobs.by_id), 50_000, "f")
     for off in range(0, 50_000, 700):
         assert content.read(h, off, 700) == b"".join(blobs.by_id.values())[off:off + 700]
-    assert cache._held <= 5000
+    assert cache.held <= 5000
     assert len(blobs.fetches) == 50
 
 
