@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import CasError, IntegrityError, NotFound
+from ..lru import LRU
 from ..model.fields import show
 from ..model.snapshot import Snapshot
 from ..model.tree import DIR, FILE, SYMLINK, Node, Tree
@@ -51,6 +52,7 @@ from .content import BlobCache, Content, Handle
 
 Attrs = dict[str, int]
 PATH_CACHE = 1 << 16  # resolved paths kept (a lookup, open and xattr read resolve each)
+OPEN_FILES = 1024  # files read through read_path whose blob placement is kept
 _LINK_MODE = stat.S_IFLNK | 0o777
 
 
@@ -120,6 +122,7 @@ class MountFS:
         self.content = Content(cache, self._blob_length)
         self._handles: dict[int, Handle] = {}
         self._fh = itertools.count(1)
+        self._by_path: LRU[bytes, Handle] = LRU(OPEN_FILES)  # for read_path
         # mount path -> its entry in a snapshot (immutable); emptied when the layout
         # changes, as a name above the snapshots may then name another snapshot
         self._paths: dict[bytes, _InSnap] = {}
@@ -315,6 +318,11 @@ class MountFS:
     def open(self, path: bytes, flags: int) -> int:
         if flags & os.O_ACCMODE != os.O_RDONLY:
             raise _err(errno.EROFS)
+        fh = next(self._fh)
+        self._handles[fh] = self._handle(path)
+        return fh
+
+    def _handle(self, path: bytes) -> Handle:
         e = self._resolve(path)
         if not isinstance(e, _InSnap) or e.node is None or e.node.type == DIR:
             raise _err(errno.EISDIR if not isinstance(e, _Link) else errno.EINVAL)
@@ -333,14 +341,24 @@ class MountFS:
             except CasError as err2:
                 self._warn_once(path.hex(), f"{show(path, 200)}: {err2}")
                 raise _err(errno.EIO) from None
-        fh = next(self._fh)
-        self._handles[fh] = h
-        return fh
+        return h
 
     def read(self, fh: int, size: int, offset: int) -> bytes:
         h = self._handles.get(fh)
         if h is None:
             raise _err(errno.EBADF)
+        return self._read(h, size, offset)
+
+    def read_path(self, path: bytes, size: int, offset: int) -> bytes:
+        """``read`` of a file that was never opened here (the kernel opens files itself
+        when the binding declined OPEN: no OPEN or RELEASE per file)."""
+        h = self._by_path.get(path)
+        if h is None:
+            h = self._handle(path)
+            self._by_path.put(path, h)
+        return self._read(h, size, offset)
+
+    def _read(self, h: Handle, size: int, offset: int) -> bytes:
         try:
             return self.content.read(h, offset, size)
         except CasError as e:  # said once per file
@@ -352,6 +370,7 @@ class MountFS:
 
     def close(self) -> None:
         self._handles.clear()
+        self._by_path.clear()
         self.content.close()
 
     # ----- store access (counted by tests through the cache) ---------------------------

@@ -94,6 +94,7 @@ def _not_called(*_args: Any) -> Any:
 
 
 FUSE_CAP_CACHE_SYMLINKS = 1 << 23  # the kernel keeps link targets in its page cache
+FUSE_CAP_NO_OPEN_SUPPORT = 1 << 17  # an OPEN answered ENOSYS: the kernel opens files itself
 
 
 class _Invalidator:
@@ -128,10 +129,13 @@ class _Invalidator:
             self._lib.fuse_invalidate_path(self._fuse, path)
 
 
-def _operations(mfusepy: Any, on_ready: Callable[[], None], inval: _Invalidator) -> Any:
+def _operations(mfusepy: Any, on_ready: Callable[[], None], inval: _Invalidator,
+                no_open: list[bool]) -> Any:
     def init_with_config(self: Any, conn: Any, config: Any) -> None:
         if conn is not None:  # requests of up to 1 MiB (libfuse derives max_pages from it)
             conn.max_write = 1 << 20
+            if conn.capable & FUSE_CAP_NO_OPEN_SUPPORT:
+                no_open.append(True)
             if conn.capable & FUSE_CAP_CACHE_SYMLINKS:
                 conn.want |= FUSE_CAP_CACHE_SYMLINKS
                 inval.start(mfusepy._libfuse.fuse_get_context().contents.fuse)
@@ -146,7 +150,7 @@ def _operations(mfusepy: Any, on_ready: Callable[[], None], inval: _Invalidator)
     return type("Ops", (mfusepy.Operations,), ns)()
 
 
-def _server(mfusepy: Any, fs: MountFS) -> Any:
+def _server(mfusepy: Any, fs: MountFS, no_open: list[bool]) -> Any:
     """mfusepy's FUSE with the requests ``_SERVED`` answered here from bytes paths (no
     decoding and re-encoding of each path, no per-request wrapper objects), and readdir
     answering the kernel's READDIRPLUS with every entry's complete attributes, so that a
@@ -191,18 +195,22 @@ def _server(mfusepy: Any, fs: MountFS) -> Any:
             return 0
 
         def open(self, path: bytes, fip: Any) -> int:
+            if no_open:  # the kernel opens (read-only: the mount is ro) and keeps the cache
+                return -errno.ENOSYS
             fi = fip.contents
             fi.fh = fs.open(path, fi.flags)
             return 0
 
         def read(self, path: bytes | None, buf: Any, size: int, offset: int,
                  fip: Any) -> int:
-            data = fs.read(fip.contents.fh, size, offset)
+            fh = fip.contents.fh
+            data = fs.read(fh, size, offset) if fh or path is None else \
+                fs.read_path(path, size, offset)
             memmove(buf, data, len(data))
             return len(data)
 
         def release(self, path: bytes | None, fip: Any) -> int:
-            fs.release(fip.contents.fh)
+            fs.release(fip.contents.fh)  # (never sent once OPEN was declined)
             return 0
 
         def getxattr(self, path: bytes, name: bytes, value: Any, size: int,
@@ -219,14 +227,20 @@ def _server(mfusepy: Any, fs: MountFS) -> Any:
 
         def readdir_fuse_3(self, path: bytes | None, buf: Any, filler: Any, offset: int,
                            fip: Any, flags: int) -> int:
+            # Entries carry offsets (1, 2 for . and .., then 3, 4, ...): libfuse 3.14 keeps
+            # the attributes of READDIRPLUS entries only in this mode (given offset 0 it
+            # gathers the names and sends them with no attributes), and calls again from
+            # OFFSET when the kernel's buffer was full.
             plus = FUSE_FILL_DIR_PLUS if flags & FUSE_READDIR_PLUS else 0
             entries = fs.readdir(path or b"/")
-            filler(buf, b".", None, 0, 0)
-            filler(buf, b"..", None, 0, 0)
+            for off, name in ((1, b"."), (2, b"..")):
+                if offset < off and filler(buf, name, None, off, 0) != 0:
+                    return 0
             st = c_stat()
-            for name, attrs in entries:
+            first = max(0, offset - 2)
+            for off, (name, attrs) in enumerate(entries[first:], first + 3):
                 fill(ctypes.pointer(st), attrs)
-                if filler(buf, name, st, 0, plus) != 0:
+                if filler(buf, name, st, off, plus) != 0:
                     break
             return 0
 
@@ -278,7 +292,8 @@ def run(fs: MountFS, mountpoint: str, *, allow_other: bool = False,
 
     inval = _Invalidator(mfusepy._libfuse)
     fs.on_links_changed = inval
-    ops = _operations(mfusepy, mounted, inval)
+    no_open: list[bool] = []  # the kernel opens files itself (set in init)
+    ops = _operations(mfusepy, mounted, inval, no_open)
     options: dict[str, Any] = {
         "foreground": True, "ro": True, "nosuid": True, "nodev": True,
         "default_permissions": True, "fsname": "casbackup", "subtype": "casbackup",
@@ -292,7 +307,7 @@ def run(fs: MountFS, mountpoint: str, *, allow_other: bool = False,
     # libfuse installs its handlers (unmount and return) only over the default ones
     old = {s: signal.signal(s, signal.SIG_DFL) for s in _SIGNALS}
     try:
-        _server(mfusepy, fs)(ops, mountpoint, **options)
+        _server(mfusepy, fs, no_open)(ops, mountpoint, **options)
     except RuntimeError as e:  # libfuse returned non-zero: it exited by a signal, or
         if ready:              # never mounted (it printed why on stderr)
             return "signal"
