@@ -19,7 +19,12 @@ relative to the mount's root.
   snapshot id and the path, or for a file with several links of the snapshot id and its
   stored device and inode, so the hard links of one snapshot share an inode (``cp -a``
   and ``tar`` keep them linked) and no two snapshots ever do.
-- Contents are read on demand by ``content.py``.
+- Contents are read on demand by ``content.py``: through a handle of ``open``, or by path
+  (``read_path``, when the kernel opens files itself), the placement of the last
+  ``OPEN_FILES`` files so read kept.
+- Resolved paths inside snapshots are kept (``PATH_CACHE`` of them; a snapshot never
+  changes) until the layout changes; ``on_links_changed`` is told which ``latest``
+  links moved.
 
 Invariants: nothing is ever written to the store or anywhere else. A malformed tree
 (``model/tree.py`` refuses it), a missing blob or a failed backend read is ``EIO`` for

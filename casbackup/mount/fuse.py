@@ -20,11 +20,15 @@ installed too (``FUSE_LIBRARY_NAME``).
   ``latest``, its cached target is dropped (``_Invalidator``). Requests carry up to 1 MiB.
   libfuse's own messages go to stderr as usual, less one line libfuse 3.14 prints on
   every mount (``_LIBFUSE_NOISE``).
-- Cost per request (measured, ``benchmarks/README.md``): ``_server`` answers requests
-  from the bytes paths libfuse gives (mfusepy's own methods decode and re-encode each),
-  fills READDIRPLUS entries with complete attributes (a walk then sends no LOOKUP), and
-  keeps one Python thread state per libfuse worker (else every request makes and drops
-  one, and every thread-local with it, such as the zstd context of a read).
+- Fewer requests, each cheaper (measured: ``benchmarks/README.md``): READDIRPLUS entries
+  carry complete attributes (with offsets: libfuse 3.14 drops them otherwise), so a walk
+  or ``cp -a`` sends no LOOKUP for a listed directory's entries; OPEN is answered ENOSYS
+  where the kernel supports that (``FUSE_CAP_NO_OPEN_SUPPORT``), so it opens files itself
+  and sends no OPEN or RELEASE, and reads come by path (``MountFS.read_path``);
+  ``_server`` answers from the bytes paths libfuse gives (mfusepy's own methods decode
+  and re-encode each) and keeps one Python thread state per libfuse worker (else every
+  request makes and drops one, and every thread-local with it, such as the zstd context
+  of a read).
 
 Invariant: a request never sees an exception other than ``OSError``: ``MountFS`` raises
 only those for what it expects, and mfusepy turns anything else into ``EINVAL`` and logs it.

@@ -5,7 +5,11 @@ for an exotic tree and for generated ones; the layout (snapshots/, ids/, hosts/,
 latest); new snapshots appear; a 1 GiB file is read with a bounded RSS and random reads
 fetch only the blobs they touch; SIGINT, SIGTERM and ``fusermount3 -u`` unmount and
 release the lock, also with a reader in the middle of a file; gc beside a mount does not
-delete data the mount can still read; a crafted tree is EIO, not a crash.
+delete data the mount can still read; a crafted tree is EIO, not a crash; a mount point
+that is not an empty directory (/proc/self) or a dead mount left by kill -9 is one line
+and exit 2 at once, and gc deletes what the killed mount held; names that are not UTF-8
+or hold newlines list and read; a damaged tree or data blob is EIO with one warning each
+while the rest is served.
 
 The tests skip only where /dev/fuse or the binding is absent, and fail in CI there."""
 
