@@ -274,14 +274,15 @@ class MountFS:
     def getattr(self, path: bytes) -> Attrs:
         return self._attrs(self._resolve(path))
 
-    def readdir(self, path: bytes) -> list[tuple[bytes, Attrs]]:
-        """The entries of directory PATH (without ``.`` and ``..``), each with its
-        complete attributes (the kernel's READDIRPLUS caches them: no LOOKUP follows)."""
+    def readdir(self, path: bytes, skip: int = 0) -> list[tuple[bytes, Attrs]]:
+        """The entries of directory PATH (without ``.`` and ``..``) after the first SKIP,
+        each with its complete attributes (the kernel's READDIRPLUS caches them: no LOOKUP
+        follows)."""
         e = self._resolve(path)
         if isinstance(e, _Meta):
             out: list[tuple[bytes, Attrs]] = []
             base = path.rstrip(b"/")
-            for name in e.dir.names():
+            for name in e.dir.names()[skip:]:
                 child = self._resolve_in(e.dir, [name], base + b"/" + name)
                 assert child is not None
                 out.append((name, self._attrs(child)))  # reads no tree
@@ -293,7 +294,8 @@ class MountFS:
             raise _err(errno.ENOTDIR)
         sid = e.snap.id.encode()
         prefix = e.rel + b"/" if e.rel else b""
-        return [(n.name, node_attrs(n, sid, prefix + n.name)) for n in self._tree(tree, path).nodes]
+        return [(n.name, node_attrs(n, sid, prefix + n.name))
+                for n in self._tree(tree, path).nodes[skip:]]
 
     def readlink(self, path: bytes) -> bytes:
         e = self._resolve(path)

@@ -236,13 +236,13 @@ def _server(mfusepy: Any, fs: MountFS, no_open: list[bool]) -> Any:
             # gathers the names and sends them with no attributes), and calls again from
             # OFFSET when the kernel's buffer was full.
             plus = FUSE_FILL_DIR_PLUS if flags & FUSE_READDIR_PLUS else 0
-            entries = fs.readdir(path or b"/")
+            first = max(0, offset - 2)
+            entries = fs.readdir(path or b"/", first)
             for off, name in ((1, b"."), (2, b"..")):
                 if offset < off and filler(buf, name, None, off, 0) != 0:
                     return 0
             st = c_stat()
-            first = max(0, offset - 2)
-            for off, (name, attrs) in enumerate(entries[first:], first + 3):
+            for off, (name, attrs) in enumerate(entries, first + 3):
                 fill(ctypes.pointer(st), attrs)
                 if filler(buf, name, st, off, plus) != 0:
                     break

@@ -591,12 +591,19 @@ def test_names_that_are_not_utf8_or_hold_newlines_list_and_read(tmp_path: Path) 
             f.write(data)
     os.setxattr(d + b"/caf\xe9", b"user.\xfe\n", b"v\xff")
     os.symlink(b"caf\xe9", d + b"/link-\xfd")
+    many = src / "many"  # a listing the kernel asks for in several requests
+    many.mkdir()
+    for i in range(500):
+        (many / f"{i:04d}-{'x' * 60}").write_bytes(b"y" * i)
     st_ = make_store(tmp_path / "store")
     backup(st_, [str(src)], BackupOptions())
     st_.close()
     with mounted(tmp_path / "store", tmp_path / "mnt") as m:
         top = bytes(m.mnt) + b"/snapshots/latest" + bytes(src)
-        assert os.listdir(top) == [b"dir-\xff\nx"]
+        assert sorted(os.listdir(top)) == [b"dir-\xff\nx", b"many"]
+        with os.scandir(top + b"/many") as it:
+            sizes = sorted((e.name, e.stat(follow_symlinks=False).st_size) for e in it)
+        assert sizes == [(f"{i:04d}-{'x' * 60}".encode(), i) for i in range(500)]
         view = top + b"/dir-\xff\nx"
         assert sorted(os.listdir(view)) == sorted([*files, b"link-\xfd"])
         for name, data in files.items():

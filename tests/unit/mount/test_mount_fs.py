@@ -71,6 +71,8 @@ def test_answers_and_errnos(tmp_path: Path) -> None:
     # a listing carries each entry's complete attributes, as getattr gives them
     assert dict(fs.readdir(base)) == {n: fs.getattr(base + b"/" + n)
                                       for n in (b"f", b"g", b"l", b"p")}
+    assert [n for n, _ in fs.readdir(base, 3)] == [b"p"]  # (a listing resumed at 3)
+    assert [n for n, _ in fs.readdir(b"/", 2)] == [b"snapshots", b"tags"]
     assert fs.readlink(b"/snapshots/latest") == b"2001-09-09T01:46:41Z"
     assert _err(fs.getattr, b"/snapshots/latest/x") == errno.ENOTDIR  # the kernel follows
     assert sorted(n for n, _ in fs.readdir(b"/")) == [b"hosts", b"ids", b"snapshots", b"tags"]
