@@ -22,9 +22,9 @@ relative to the mount's root.
 - Contents are read on demand by ``content.py``: through a handle of ``open``, or by path
   (``read_path``, when the kernel opens files itself), the placement of the last
   ``OPEN_FILES`` files so read kept.
-- Resolved paths inside snapshots are kept (``PATH_CACHE`` of them; a snapshot never
-  changes) until the layout changes; ``on_links_changed`` is told which ``latest``
-  links moved.
+- Resolved paths inside snapshots, and the placements of ``read_path``, are kept
+  (``PATH_CACHE`` of them; a snapshot never changes) until the layout changes;
+  ``on_links_changed`` is told which ``latest`` links moved.
 
 Invariants: nothing is ever written to the store or anywhere else. A malformed tree
 (``model/tree.py`` refuses it), a missing blob or a failed backend read is ``EIO`` for
@@ -167,6 +167,7 @@ class MountFS:
             old = layout.links(self.layout)
             self.layout = layout.build(s for s in self._known.values() if self.select.match(s))
             self._paths = {}
+            self._by_path.clear()
             after = layout.links(self.layout)
             changed = [p for p, t in old.items() if after.get(p) != t]
             if changed:
