@@ -139,8 +139,9 @@ def one_run(tool: Tool, data: Path, mnt: Path, out: Path) -> dict[str, float]:
     mnt.mkdir(exist_ok=True)
     shutil.rmtree(out, ignore_errors=True)
     env = _env() | {"BORG_BASE_DIR": str(tool.work / "borg-base")}
+    # cwd: ``python -m casbackup`` imports casbackup from the working directory first
     proc = subprocess.Popen(tool.mount_cmd(mnt), env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+                            stderr=subprocess.DEVNULL, cwd=ROOT)
     try:
         deadline = time.monotonic() + 300
         snap = tool.snapdir(mnt, data)

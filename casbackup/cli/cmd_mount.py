@@ -2,8 +2,10 @@
 
 Invariants: runs in the foreground until unmounted (Ctrl-C, SIGTERM, or ``fusermount3 -u
 MOUNTPOINT`` from elsewhere) and then exits 0 with one line on stderr; FUSE missing (the
-mfusepy binding, libfuse 3 or /dev/fuse) is one line and exit 1, a bad mount point exit
-2, both before the store is opened. A ``--host/--tag/--path`` selection that matches no
+mfusepy binding, libfuse 3 or /dev/fuse) is one line and exit 1, a bad mount point (not
+an empty directory, already a mount point, a dead FUSE mount left by a killed server: the
+line names ``fusermount3 -u``, or not writable by a non-root user) exit 2, both before the
+store is opened. A ``--host/--tag/--path`` selection that matches no
 snapshot yet is a warning, not an error: the mount shows snapshots as they come.
 """
 
@@ -24,7 +26,7 @@ from .filteropts import PathFilterOpt, TagFilterOpt
 @store_command
 def mount_cmd(
     ctx: Ctx,
-    mountpoint: Annotated[str, typer.Argument(help="An existing directory to mount on.")],
+    mountpoint: Annotated[str, typer.Argument(help="An existing empty directory to mount on.")],
     host: Annotated[list[str] | None, typer.Option(
         "--host", "-H", metavar="HOST", help="Only snapshots of this host (repeatable).")
     ] = None,

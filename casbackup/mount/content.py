@@ -4,10 +4,10 @@
   index, no data is read) and checks they add up to the node's size; ``read(h, off, n)``
   then finds the blobs covering ``[off, off + n)`` by bisection and reads those, and only
   those, through ``BlobCache``.
-- ``BlobCache`` keeps recently read plaintexts up to ``max_bytes`` (least recently used
-  go first) and reads each blob once however many threads want it at the same moment (the
-  kernel sends reads of one file in parallel): a second reader waits for the first's
-  result. ``fetched`` counts the blobs read from the store.
+- ``BlobCache`` keeps recently read plaintexts up to ``max_bytes`` in an ``LRU`` (the
+  one the store's tree cache uses) and reads each blob once however many threads want it
+  at the same moment (the kernel sends reads of one file in parallel): a second reader
+  waits for the first's result. ``fetched`` counts the blobs read from the store.
 - A sequential reader (reads that each start where the previous one ended, 1 MiB of them
   in a row) gets the blob after the last one it touched read ahead on a thread; a random
   reader gets no read-ahead, so it fetches exactly the blobs its reads cover.
@@ -22,12 +22,12 @@ from __future__ import annotations
 import bisect
 import contextlib
 import threading
-from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from ..errors import IntegrityError
+from ..lru import LRU
 
 DEFAULT_CACHE = 64 << 20  # restic mount's blob cache is 64 MiB too
 # a reader that read this much without a jump is sequential (the kernel's own read-ahead
@@ -41,17 +41,20 @@ class BlobCache:
     def __init__(self, fetch: Callable[[bytes], bytes], max_bytes: int = DEFAULT_CACHE) -> None:
         self._fetch = fetch
         self.max_bytes = max_bytes
-        self._blobs: OrderedDict[bytes, bytes] = OrderedDict()
-        self._held = 0
+        self._blobs: LRU[bytes, bytes] = LRU(max_bytes, len)
         self._pending: dict[bytes, Future[bytes]] = {}
         self._mu = threading.Lock()
         self.fetched = 0  # blobs read from the store (not from the cache)
+
+    @property
+    def held(self) -> int:
+        """The bytes of plaintext cached."""
+        return self._blobs.held
 
     def get(self, blob_id: bytes) -> bytes:
         with self._mu:
             data = self._blobs.get(blob_id)
             if data is not None:
-                self._blobs.move_to_end(blob_id)
                 return data
             fut = self._pending.get(blob_id)
             mine = fut is None
@@ -69,11 +72,7 @@ class BlobCache:
         with self._mu:
             del self._pending[blob_id]
             self.fetched += 1
-            self._blobs[blob_id] = data
-            self._held += len(data)
-            while self._held > self.max_bytes and len(self._blobs) > 1:
-                _, old = self._blobs.popitem(last=False)
-                self._held -= len(old)
+            self._blobs.put(blob_id, data)
         fut.set_result(data)
         return data
 
@@ -88,6 +87,7 @@ class Handle:
 
     ids: list[bytes]
     starts: list[int]  # starts[i] = offset of blob i; starts[-1] = size
+    what: str = ""  # the file, for messages
     last_end: int = -1
     run: int = 0  # bytes read sequentially up to last_end
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -114,7 +114,7 @@ class Content:
         if starts[-1] != size:
             raise IntegrityError(f"{what}: its blobs hold {starts[-1]} bytes, the tree says "
                                  f"{size}")
-        return Handle(list(ids), starts)
+        return Handle(list(ids), starts, what)
 
     def read(self, h: Handle, offset: int, size: int) -> bytes:
         end = min(offset + size, h.size)

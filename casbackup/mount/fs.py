@@ -19,7 +19,12 @@ relative to the mount's root.
   snapshot id and the path, or for a file with several links of the snapshot id and its
   stored device and inode, so the hard links of one snapshot share an inode (``cp -a``
   and ``tar`` keep them linked) and no two snapshots ever do.
-- Contents are read on demand by ``content.py``.
+- Contents are read on demand by ``content.py``: through a handle of ``open``, or by path
+  (``read_path``, when the kernel opens files itself), the placement of the last
+  ``OPEN_FILES`` files so read kept.
+- Resolved paths inside snapshots, and the placements of ``read_path``, are kept
+  (``PATH_CACHE`` of them; a snapshot never changes) until the layout changes;
+  ``on_links_changed`` is told which ``latest`` links moved.
 
 Invariants: nothing is ever written to the store or anywhere else. A malformed tree
 (``model/tree.py`` refuses it), a missing blob or a failed backend read is ``EIO`` for
@@ -41,6 +46,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import CasError, IntegrityError, NotFound
+from ..lru import LRU
 from ..model.fields import show
 from ..model.snapshot import Snapshot
 from ..model.tree import DIR, FILE, SYMLINK, Node, Tree
@@ -50,6 +56,8 @@ from . import layout
 from .content import BlobCache, Content, Handle
 
 Attrs = dict[str, int]
+PATH_CACHE = 1 << 16  # resolved paths kept (a lookup, open and xattr read resolve each)
+OPEN_FILES = 1024  # files read through read_path whose blob placement is kept
 _LINK_MODE = stat.S_IFLNK | 0o777
 
 
@@ -111,11 +119,18 @@ class MountFS:
         self._built = False
         self._refresh_mu = threading.Lock()
         self.layout = layout.build([])
+        # told the mount paths of the links whose target changed (the binding drops the
+        # kernel's cached copy of each: it caches link targets)
+        self.on_links_changed: Callable[[list[bytes]], None] = lambda _paths: None
         self.uid, self.gid = os.getuid(), os.getgid()
         cache = BlobCache(self._get_blob, *(() if cache_bytes is None else (cache_bytes,)))
         self.content = Content(cache, self._blob_length)
         self._handles: dict[int, Handle] = {}
         self._fh = itertools.count(1)
+        self._by_path: LRU[bytes, Handle] = LRU(OPEN_FILES)  # for read_path
+        # mount path -> its entry in a snapshot (immutable); emptied when the layout
+        # changes, as a name above the snapshots may then name another snapshot
+        self._paths: dict[bytes, _InSnap] = {}
 
     # ----- the snapshot list ----------------------------------------------------------
 
@@ -149,7 +164,14 @@ class MountFS:
             if not new and not gone and self._built:
                 return False
             self._built = True
+            old = layout.links(self.layout)
             self.layout = layout.build(s for s in self._known.values() if self.select.match(s))
+            self._paths = {}
+            self._by_path.clear()
+            after = layout.links(self.layout)
+            changed = [p for p, t in old.items() if after.get(p) != t]
+            if changed:
+                self.on_links_changed(changed)
             return True
 
     def snapshots(self) -> list[Snapshot]:
@@ -165,9 +187,15 @@ class MountFS:
     # ----- resolving paths ------------------------------------------------------------
 
     def _resolve(self, path: bytes) -> _Entry:
+        hit = self._paths.get(path)
+        if hit is not None:
+            return hit
         comps = [c for c in path.split(b"/") if c]
         entry = self._resolve_in(self.layout, comps, path)
         if isinstance(entry, _InSnap):
+            if len(self._paths) >= PATH_CACHE:
+                self._paths = {}
+            self._paths[path] = entry
             return entry
         # a listing or lookup above the snapshots: refresh
         if (entry is None or isinstance(entry, _Meta)) and self.refresh():
@@ -213,10 +241,10 @@ class MountFS:
                     return self.store.load_tree(tree_id)
                 except IntegrityError as e2:
                     e = e2
-            self._warn_once(tree_id.hex(), f"{show(path, 200)}: {e}")
+            self._warn_once(tree_id.hex(), f"{show(path, 200)}: tree {tree_id.hex()[:16]}: {e}")
             raise _err(errno.EIO) from None
         except CasError as e:  # a backend failure (after its retries)
-            self._warn_once(tree_id.hex(), f"{show(path, 200)}: {e}")
+            self._warn_once(tree_id.hex(), f"{show(path, 200)}: tree {tree_id.hex()[:16]}: {e}")
             raise _err(errno.EIO) from None
 
     def _warn_once(self, key: str, msg: str) -> None:
@@ -247,14 +275,15 @@ class MountFS:
     def getattr(self, path: bytes) -> Attrs:
         return self._attrs(self._resolve(path))
 
-    def readdir(self, path: bytes) -> list[tuple[bytes, Attrs]]:
-        """The entries of directory PATH (without ``.`` and ``..``), each with the
-        attributes a listing needs (``st_mode``, ``st_ino``)."""
+    def readdir(self, path: bytes, skip: int = 0) -> list[tuple[bytes, Attrs]]:
+        """The entries of directory PATH (without ``.`` and ``..``) after the first SKIP,
+        each with its complete attributes (the kernel's READDIRPLUS caches them: no LOOKUP
+        follows)."""
         e = self._resolve(path)
         if isinstance(e, _Meta):
             out: list[tuple[bytes, Attrs]] = []
             base = path.rstrip(b"/")
-            for name in e.dir.names():
+            for name in e.dir.names()[skip:]:
                 child = self._resolve_in(e.dir, [name], base + b"/" + name)
                 assert child is not None
                 out.append((name, self._attrs(child)))  # reads no tree
@@ -266,8 +295,8 @@ class MountFS:
             raise _err(errno.ENOTDIR)
         sid = e.snap.id.encode()
         prefix = e.rel + b"/" if e.rel else b""
-        return [(n.name, {"st_mode": st_mode(n), "st_ino": _node_ino(n, sid, prefix + n.name)})
-                for n in self._tree(tree, path).nodes]
+        return [(n.name, node_attrs(n, sid, prefix + n.name))
+                for n in self._tree(tree, path).nodes[skip:]]
 
     def readlink(self, path: bytes) -> bytes:
         e = self._resolve(path)
@@ -297,6 +326,11 @@ class MountFS:
     def open(self, path: bytes, flags: int) -> int:
         if flags & os.O_ACCMODE != os.O_RDONLY:
             raise _err(errno.EROFS)
+        fh = next(self._fh)
+        self._handles[fh] = self._handle(path)
+        return fh
+
+    def _handle(self, path: bytes) -> Handle:
         e = self._resolve(path)
         if not isinstance(e, _InSnap) or e.node is None or e.node.type == DIR:
             raise _err(errno.EISDIR if not isinstance(e, _Link) else errno.EINVAL)
@@ -315,18 +349,28 @@ class MountFS:
             except CasError as err2:
                 self._warn_once(path.hex(), f"{show(path, 200)}: {err2}")
                 raise _err(errno.EIO) from None
-        fh = next(self._fh)
-        self._handles[fh] = h
-        return fh
+        return h
 
     def read(self, fh: int, size: int, offset: int) -> bytes:
         h = self._handles.get(fh)
         if h is None:
             raise _err(errno.EBADF)
+        return self._read(h, size, offset)
+
+    def read_path(self, path: bytes, size: int, offset: int) -> bytes:
+        """``read`` of a file that was never opened here (the kernel opens files itself
+        when the binding declined OPEN: no OPEN or RELEASE per file)."""
+        h = self._by_path.get(path)
+        if h is None:
+            h = self._handle(path)
+            self._by_path.put(path, h)
+        return self._read(h, size, offset)
+
+    def _read(self, h: Handle, size: int, offset: int) -> bytes:
         try:
             return self.content.read(h, offset, size)
-        except CasError as e:
-            self._warn_once(f"read:{e}", f"read failed: {e}")
+        except CasError as e:  # said once per file
+            self._warn_once(f"read:{h.what}", f"{h.what}: cannot read: {e}")
             raise _err(errno.EIO) from None
 
     def release(self, fh: int) -> None:
@@ -334,6 +378,7 @@ class MountFS:
 
     def close(self) -> None:
         self._handles.clear()
+        self._by_path.clear()
         self.content.close()
 
     # ----- store access (counted by tests through the cache) ---------------------------

@@ -94,3 +94,12 @@ def build(snapshots: Iterable[Snapshot]) -> Dir:
                  *(int(s.time * 1e9) for s in d.snaps.values())]
         d.mtime_ns = max(times)
     return root
+
+
+def links(root: Dir, prefix: bytes = b"") -> dict[bytes, bytes]:
+    """Every link of the layout below ROOT: its mount path (``/snapshots/latest``) ->
+    its target."""
+    out = {prefix + b"/" + n: t for n, t in root.links.items()}
+    for n, d in root.dirs.items():
+        out.update(links(d, prefix + b"/" + n))
+    return out

@@ -2,7 +2,8 @@
 
 ``serve(store, mountpoint, select, …)``:
 
-1. checks that FUSE is usable and MOUNTPOINT is a directory (``FuseUnavailable``, exit 1;
+1. checks that FUSE is usable and MOUNTPOINT an empty directory that is not a mount point
+   (nor a dead one) and that this user may mount on (``FuseUnavailable``, exit 1;
    ``UsageError``, exit 2), before anything is read;
 2. takes a shared (reader) session lock (design §8) for as long as the filesystem is
    mounted; its heartbeat rewrites it every minute, so gc beside the mount sees a live
@@ -24,7 +25,9 @@ stale; reads of packs deleted after that are ``EIO``, never wrong bytes.
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from collections.abc import Callable
 
 from ..errors import UsageError
@@ -37,11 +40,32 @@ from .fs import MountFS
 
 
 def check_mountpoint(mountpoint: str) -> None:
-    if not os.path.isdir(mountpoint):
-        what = "does not exist" if not os.path.lexists(mountpoint) else "is not a directory"
-        raise UsageError(f"mount point {mountpoint} {what}")
+    """MOUNTPOINT is an empty directory, not a mount point, that this user may mount on;
+    else ``UsageError`` (exit 2) saying which, changing nothing. A FUSE mount whose server
+    was killed (``ENOTCONN`` on any access) is named, with the command that removes it."""
+    try:
+        st = os.stat(mountpoint)
+        empty = True
+        if stat.S_ISDIR(st.st_mode):
+            with os.scandir(mountpoint) as entries:
+                empty = next(entries, None) is None
+    except FileNotFoundError:
+        raise UsageError(f"mount point {mountpoint} does not exist") from None
+    except OSError as e:
+        if e.errno == errno.ENOTCONN:
+            raise UsageError(f"{mountpoint} is a dead FUSE mount (its server was killed); "
+                             f"remove it with `fusermount3 -u {mountpoint}`") from None
+        raise UsageError(f"cannot use mount point {mountpoint}: {e.strerror}") from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise UsageError(f"mount point {mountpoint} is not a directory")
     if os.path.ismount(mountpoint):
         raise UsageError(f"{mountpoint} is already a mount point")
+    if not empty:  # (/proc/self, say: mounting there hangs the mount's own process)
+        raise UsageError(f"mount point {mountpoint} is not empty: mount on an empty "
+                         "directory")
+    if os.geteuid() != 0 and not os.access(mountpoint, os.W_OK):
+        raise UsageError(f"mount point {mountpoint} is not writable by this user, so "
+                         "fusermount3 would refuse it")
 
 
 def serve(store: Store, mountpoint: str, select: SnapshotFilter | None = None, *,

@@ -41,6 +41,7 @@ from ..errors import (
 )
 from ..faults import crash_point
 from ..ids import DATA, INDEX, SNAPSHOT, TREE, object_name
+from ..lru import LRU
 from ..model.snapshot import Snapshot
 from ..model.tree import Tree, decode_maps
 from ..scratch import Scratch, for_thread
@@ -106,7 +107,7 @@ class Store:
         self._index_loaded = False
         self._packer: Packer | None = None
         self._packer_lock = threading.Lock()
-        self._tree_cache: OrderedDict[bytes, Tree] = OrderedDict()
+        self._tree_cache: LRU[bytes, Tree] = LRU(4096)
         self._maps_cache: OrderedDict[bytes, list[dict[str, Any]]] = OrderedDict()
         self._cache_lock = threading.Lock()
         self.index_rebuilds = 0  # times refresh_index found index objects gone
@@ -385,8 +386,7 @@ class Store:
             self._packer = None
         self.index = StoreIndex()
         self._index_loaded = False
-        with self._cache_lock:
-            self._tree_cache.clear()
+        self._tree_cache.clear()
 
     def put_named(self, key: str, data: bytes | memoryview) -> None:
         """Exclusive put of a content-named object (its name is the BLAKE3 of DATA): an
@@ -583,16 +583,10 @@ class Store:
     # ----- trees -----------------------------------------------------------------------
 
     def load_tree(self, tree_id: bytes) -> Tree:
-        with self._cache_lock:
-            t = self._tree_cache.get(tree_id)
-            if t is not None:
-                self._tree_cache.move_to_end(tree_id)
-                return t
-        t = Tree.decode(self.tree_blob(tree_id), tree_id)
-        with self._cache_lock:
-            self._tree_cache[tree_id] = t
-            if len(self._tree_cache) > 4096:
-                self._tree_cache.popitem(last=False)
+        t = self._tree_cache.get(tree_id)
+        if t is None:
+            t = Tree.decode(self.tree_blob(tree_id), tree_id)
+            self._tree_cache.put(tree_id, t)
         return t
 
     def load_tree_maps(self, tree_id: bytes) -> list[dict[str, Any]]:

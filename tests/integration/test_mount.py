@@ -5,7 +5,11 @@ for an exotic tree and for generated ones; the layout (snapshots/, ids/, hosts/,
 latest); new snapshots appear; a 1 GiB file is read with a bounded RSS and random reads
 fetch only the blobs they touch; SIGINT, SIGTERM and ``fusermount3 -u`` unmount and
 release the lock, also with a reader in the middle of a file; gc beside a mount does not
-delete data the mount can still read; a crafted tree is EIO, not a crash.
+delete data the mount can still read; a crafted tree is EIO, not a crash; a mount point
+that is not an empty directory (/proc/self) or a dead mount left by kill -9 is one line
+and exit 2 at once, and gc deletes what the killed mount held; names that are not UTF-8
+or hold newlines list and read; a damaged tree or data blob is EIO with one warning each
+while the rest is served.
 
 The tests skip only where /dev/fuse or the binding is absent, and fail in CI there."""
 
@@ -58,8 +62,8 @@ def _need_fuse() -> None:
 
 
 def _unmount(mnt: Path) -> None:
-    if os.path.ismount(mnt):
-        subprocess.run(["fusermount3", "-u", "-z", str(mnt)], capture_output=True)
+    # (also a dead mount, which os.path.ismount does not see: its stat fails)
+    subprocess.run(["fusermount3", "-u", "-z", str(mnt)], capture_output=True)
 
 
 class Mounted:
@@ -514,3 +518,148 @@ def test_check_available_names_a_missing_dev_fuse(tmp_path: Path) -> None:
     (tmp_path / "plain").write_text("")
     with pytest.raises(FuseUnavailable, match="not a character device"):
         check_available(str(tmp_path / "plain"))
+
+
+# -- the attacks of wave 3: odd mount points, kill -9, odd names, damaged trees ---------
+
+
+def test_a_mount_point_that_is_not_an_empty_directory_is_refused_at_once(
+        tmp_path: Path) -> None:
+    st_ = make_store(tmp_path / "store")
+    st_.close()
+    store = str(tmp_path / "store")
+    full = tmp_path / "full"
+    full.mkdir()
+    (full / "x").write_text("")
+    # /proc/self: not empty (mounting there used to hang the mount's own process)
+    for bad, why in ((str(full), "is not empty"), ("/proc/self", "is not empty")):
+        t0 = time.monotonic()
+        r = run_cli("mount", "--store", store, bad, timeout=60)
+        lines = r.stderr.decode().strip().splitlines()
+        assert r.returncode == 2 and len(lines) == 1 and why in lines[0], r.stderr
+        assert time.monotonic() - t0 < 30
+    assert os.listdir(full) == ["x"] and _locks(tmp_path / "store") == []
+    with mounted(tmp_path / "store", tmp_path / "mnt") as m:
+        r = run_cli("mount", "--store", store, str(m.mnt))
+        assert r.returncode == 2 and b"is already a mount point" in r.stderr, r.stderr
+
+
+def test_kill_9_leaves_a_dead_mount_that_the_next_mount_names_and_gc_goes_on(
+        tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_bytes(os.urandom(3 << 20))
+    st_ = make_store(tmp_path / "store")
+    snap = backup(st_, [str(src)], BackupOptions()).snapshot
+    st_.close()
+    store = tmp_path / "store"
+    with mounted(store, tmp_path / "mnt", "--refresh", "0") as m:
+        assert (m.mnt / "ids" / snap.id[:8] / str(src / "f").lstrip("/")).stat().st_size
+        assert run_cli("forget", "--store", str(store), snap.id).returncode == 0
+        before = _packs(store)
+        r = run_cli("gc", "--store", str(store), "--max-wait", "1s")
+        assert r.returncode == 0 and _packs(store) == before, r.stderr  # the mount holds them
+        m.proc.kill()
+        m.proc.wait(30)
+        with pytest.raises(OSError) as e:
+            os.listdir(m.mnt)
+        assert e.value.errno == errno.ENOTCONN  # a dead mount: its server is gone
+        assert len(_locks(store)) == 1  # and so is its lock's holder
+        # the next mount there says what to do, at once, and opens nothing
+        r = run_cli("mount", "--store", str(store), str(m.mnt), timeout=60)
+        lines = r.stderr.decode().strip().splitlines()
+        assert r.returncode == 2 and len(lines) == 1, r.stderr
+        assert "dead FUSE mount" in lines[0] and f"fusermount3 -u {m.mnt}" in lines[0]
+        # gc is not held up by the killed mount's lock: its holder is provably dead
+        r = run_cli("gc", "--store", str(store), "--max-wait", "1s")
+        assert r.returncode == 0, r.stderr
+        assert _packs(store) < before
+        subprocess.run(["fusermount3", "-u", str(m.mnt)], check=True)
+        assert os.listdir(m.mnt) == []
+    with mounted(store, tmp_path / "mnt") as m:  # and the mount point serves again
+        assert sorted(os.listdir(m.mnt)) == ["hosts", "ids", "snapshots", "tags"]
+
+
+def test_names_that_are_not_utf8_or_hold_newlines_list_and_read(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    d = bytes(src) + b"/dir-\xff\nx"
+    os.makedirs(d)
+    files = {b"caf\xe9": b"latin-1", b"two\nlines": b"newline", b"\x01\x7f \t": b"ctl",
+             "ünï".encode(): b"utf-8"}
+    for name, data in files.items():
+        with open(d + b"/" + name, "wb") as f:
+            f.write(data)
+    os.setxattr(d + b"/caf\xe9", b"user.\xfe\n", b"v\xff")
+    os.symlink(b"caf\xe9", d + b"/link-\xfd")
+    many = src / "many"  # a listing the kernel asks for in several requests
+    many.mkdir()
+    for i in range(500):
+        (many / f"{i:04d}-{'x' * 60}").write_bytes(b"y" * i)
+    st_ = make_store(tmp_path / "store")
+    backup(st_, [str(src)], BackupOptions())
+    st_.close()
+    with mounted(tmp_path / "store", tmp_path / "mnt") as m:
+        top = bytes(m.mnt) + b"/snapshots/latest" + bytes(src)
+        assert sorted(os.listdir(top)) == [b"dir-\xff\nx", b"many"]
+        with os.scandir(top + b"/many") as it:
+            sizes = sorted((e.name, e.stat(follow_symlinks=False).st_size) for e in it)
+        assert sizes == [(f"{i:04d}-{'x' * 60}".encode(), i) for i in range(500)]
+        view = top + b"/dir-\xff\nx"
+        assert sorted(os.listdir(view)) == sorted([*files, b"link-\xfd"])
+        for name, data in files.items():
+            with open(view + b"/" + name, "rb") as f:
+                assert f.read() == data
+        assert os.listxattr(view + b"/caf\xe9") == ["user.\udcfe\n"]
+        assert os.getxattr(view + b"/caf\xe9", b"user.\xfe\n") == b"v\xff"
+        assert os.readlink(view + b"/link-\xfd") == b"caf\xe9"
+        with open(view + b"/link-\xfd", "rb") as f:
+            assert f.read() == b"latin-1"
+        # find prints every name, byte for byte (-print0: names may hold newlines)
+        out = subprocess.run(["find", view, "-print0"], capture_output=True, check=True)
+        assert sorted(out.stdout.split(b"\0")[1:-1]) == sorted(
+            view + b"/" + n for n in [*files, b"link-\xfd"])
+
+
+def test_a_damaged_tree_or_blob_is_eio_with_one_warning_and_the_rest_is_served(
+        tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    for sub in ("good", "bad", "worse"):
+        (src / sub).mkdir(parents=True)
+        (src / sub / "f").write_bytes(sub.encode() * 1000)
+    st_ = make_store(tmp_path / "store")
+    snap = backup(st_, [str(src)], BackupOptions()).snapshot
+    bad_tree = locate(st_.load_tree, snap, str(src / "bad")).node
+    worse = locate(st_.load_tree, snap, str(src / "worse" / "f")).node
+    assert bad_tree is not None and bad_tree.subtree is not None
+    assert worse is not None and worse.content
+    for blob in (bad_tree.subtree, worse.content[0]):
+        loc = st_.locate(blob)
+        (pack,) = (tmp_path / "store" / "packs").rglob(loc.pack)
+        with open(pack, "r+b") as f:  # one byte flipped in the middle of the sealed blob
+            f.seek(loc.entry.offset + loc.entry.length // 2)
+            b = f.read(1)
+            f.seek(-1, 1)
+            f.write(bytes([b[0] ^ 0xFF]))
+    st_.close()
+    # --no-cache: the tree comes from the pack (the backup left a good copy in the cache)
+    with mounted(tmp_path / "store", tmp_path / "mnt", "--no-cache") as m:
+        view = m.mnt / "snapshots" / "latest" / str(src).lstrip("/")
+        assert sorted(os.listdir(view)) == ["bad", "good", "worse"]
+        for _ in range(2):
+            with pytest.raises(OSError) as e:
+                os.listdir(view / "bad")
+            assert e.value.errno == errno.EIO
+            with pytest.raises(OSError) as e:
+                (view / "worse" / "f").read_bytes()
+            assert e.value.errno == errno.EIO
+        assert (view / "good" / "f").read_bytes() == b"good" * 1000
+        assert os.stat(view / "worse" / "f").st_size == 5000  # its tree is fine
+        find = subprocess.run(["find", str(view)], capture_output=True)
+        assert find.returncode == 1 and str(view / "good" / "f").encode() in find.stdout
+        assert m.proc.poll() is None  # still serving
+        assert m.stop() == 0
+    warnings = [ln for ln in m.stderr().splitlines() if "warning" in ln]
+    assert len(warnings) == 2, warnings  # one per damaged object, however often it is read
+    assert f"/src/bad: tree {bad_tree.subtree.hex()[:16]}: pack " in warnings[0], warnings
+    assert "/src/worse/f: cannot read: pack " in warnings[1], warnings
+    assert "Traceback" not in m.stderr()

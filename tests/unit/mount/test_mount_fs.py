@@ -38,6 +38,8 @@ def test_answers_and_errnos(tmp_path: Path) -> None:
     s2 = backup(st, [str(src)], BackupOptions(time=1_000_000_001.0)).snapshot
     now = [0.0]
     fs = MountFS(st, SnapshotFilter(), refresh=10, clock=lambda: now[0])
+    moved: list[list[bytes]] = []
+    fs.on_links_changed = moved.append
     fs.refresh(force=True)
     rel = os.fsencode(src).lstrip(b"/")
     base = b"/ids/" + s1.id[:8].encode() + b"/" + rel
@@ -62,6 +64,15 @@ def test_answers_and_errnos(tmp_path: Path) -> None:
     fh = fs.open(base + b"/f", os.O_RDONLY)
     assert fs.read(fh, 10, 3998) == b"ta"
     fs.release(fh)
+    # a read without an open (the kernel opened the file itself) reads the same bytes
+    assert fs.read_path(base + b"/f", 10, 3998) == b"ta"
+    assert fs.read_path(base + b"/g", 4096, 0) == b"data" * 1000
+    assert _err(fs.read_path, base, 10, 0) == errno.EISDIR
+    # a listing carries each entry's complete attributes, as getattr gives them
+    assert dict(fs.readdir(base)) == {n: fs.getattr(base + b"/" + n)
+                                      for n in (b"f", b"g", b"l", b"p")}
+    assert [n for n, _ in fs.readdir(base, 3)] == [b"p"]  # (a listing resumed at 3)
+    assert [n for n, _ in fs.readdir(b"/", 2)] == [b"snapshots", b"tags"]
     assert fs.readlink(b"/snapshots/latest") == b"2001-09-09T01:46:41Z"
     assert _err(fs.getattr, b"/snapshots/latest/x") == errno.ENOTDIR  # the kernel follows
     assert sorted(n for n, _ in fs.readdir(b"/")) == [b"hosts", b"ids", b"snapshots", b"tags"]
@@ -71,5 +82,8 @@ def test_answers_and_errnos(tmp_path: Path) -> None:
     now[0] = 11.0
     assert {n for n, _ in fs.readdir(b"/ids")} == {s.id[:8].encode() for s in (s1, s2, s3)}
     assert fs.readlink(b"/snapshots/latest") == b"2001-09-09T01:46:42Z"
+    # the links that moved are named (for the kernel's cached targets to be dropped)
+    host = b"/hosts/" + s3.hostname.encode() + b"/latest"
+    assert moved == [[host, b"/snapshots/latest"]] or moved == [[b"/snapshots/latest", host]]
     fs.close()
     st.close()
