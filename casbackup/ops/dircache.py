@@ -111,7 +111,7 @@ class DirCache:
                               [[d, r.subtree, r.blobs, [list(s) for s in r.subdirs]]
                                for d, r in self.new.items()]], use_bin_type=True)
         data = _MAGIC + hashlib.blake2b(body, digest_size=_SUM).digest() + body
-        tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
+        tmp = self.path.with_name(f"{self.path.name}.{os.urandom(8).hex()}.tmp")  # (threads)
         try:
             self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             tmp.write_bytes(data)
