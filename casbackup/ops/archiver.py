@@ -142,6 +142,7 @@ _BATCH_FILES = 64
 _BATCH_BYTES = 4 << 20
 _PROGRESS_EVERY = 256  # entries per observer.progress call
 _PROGRESS_SECONDS = 0.2  # ... or sooner, so a few large files still count up on the bar
+_STAT_IN_INODE_ORDER = True  # (False: in readdir's order, for comparison)
 
 
 @dataclass
@@ -154,6 +155,26 @@ class ArchiveOptions:
     dirty: set[bytes] | None = None  # watch: only these directories (and above) are read
     prefetch: bool = True  # warm the inode cache ahead of the walk (False: the caller does)
     skip_dirs: frozenset[tuple[int, int]] = frozenset()  # (st_dev, st_ino): the store itself
+
+
+def _lstat_all(dir_fd: int) -> list[tuple[bytes, os.stat_result | OSError]]:
+    """Every entry of the directory open at DIR_FD with its lstat (or the error of it),
+    in name order. The lstat calls go in inode order (``d_ino`` from readdir, as borg's
+    ``scandir_inorder``): on a cold cache the inode table is read in one sweep rather
+    than in the names' order."""
+    if _STAT_IN_INODE_ORDER:
+        with os.scandir(dir_fd) as it:
+            found = sorted((e.inode(), os.fsencode(e.name)) for e in it)
+    else:
+        found = [(0, os.fsencode(n)) for n in os.listdir(dir_fd)]
+    got: list[tuple[bytes, os.stat_result | OSError]] = []
+    for _, name in found:
+        try:
+            got.append((name, os.stat(name, dir_fd=dir_fd, follow_symlinks=False)))
+        except OSError as e:
+            got.append((name, e))
+    got.sort(key=lambda e: e[0])
+    return got
 
 
 class Archiver:
@@ -260,20 +281,14 @@ class Archiver:
         skip = (self.opt.one_file_system and node.device != root_dev) or (
             self.opt.excluder.skips_contents(short_path(path, dir_fd, b"."))
         )
-        names: list[bytes] = []
+        entries: list[tuple[bytes, os.stat_result | OSError]] = []
         listed = True
         if not skip:
             try:
-                names = sorted(os.fsencode(n) for n in os.listdir(dir_fd))
+                entries = _lstat_all(dir_fd)
             except OSError as e:
                 self._warn_unreadable(path, e)
                 listed = False
-        entries: list[tuple[bytes, os.stat_result | OSError]] = []
-        for n in names:
-            try:
-                entries.append((n, os.stat(n, dir_fd=dir_fd, follow_symlinks=False)))
-            except OSError as e:
-                entries.append((n, e))
         dc = self.dircache
         if dc is not None and listed:
             stats = [(n, st) for n, st in entries if not isinstance(st, OSError)]

@@ -175,8 +175,9 @@ def test_random_mutations_never_skip_changed_content(
         spy = _Spy(store, mp)
         _check(store, src, _run(store, src, clock))
         assert spy.calls == 0  # unchanged: not one parent tree decoded
-    for n, muts in enumerate(rounds):
-        for on_file, pick, kind in muts:
+    for r, muts in enumerate(rounds):
+        for j, (on_file, pick, kind) in enumerate(muts):
+            n = 10 * r + j  # a tag no other mutation uses
             files = _files(src)
             if on_file and files:
                 _FILE_MUTATIONS[kind](files[pick % len(files)], n)
