@@ -7,10 +7,13 @@ per-stage counter, whichever thread runs them. Prints a table per backup: stage,
 CPU-seconds, share of the process CPU; "other" is what no wrapped stage accounts for
 (thread hand-offs, the interpreter, the wrappers themselves: about 1 us per call).
 ``--plain`` disables nothing and wraps nothing: the same backups, for the overhead.
+The store gets a cache directory under WORKDIR, so the unchanged re-backup uses the
+directory cache (ops/dircache.py) the first one wrote; ``--no-dircache``: no cache
+directory, every directory compared with its parent tree (the code before the cache).
 
 Usage::
 
-    python benchmarks/stage_cpu.py SRC [--workdir /tmp/cb-stages] [--json OUT]
+    python benchmarks/stage_cpu.py SRC [--workdir /tmp/cb-stages] [--json OUT] [--no-dircache]
 """
 
 from __future__ import annotations
@@ -97,13 +100,17 @@ def instrument() -> None:
     from casbackup.chunking.fastcdc import FastCDCChunker
     from casbackup.crypto.aead import Aead
     from casbackup.crypto.compress import Compressor
-    from casbackup.ops import archiver, file_saver, tree_ahead
+    from casbackup.ops import archiver, dircache, file_saver, tree_ahead
+    from casbackup.ops import backup as backup_mod
     from casbackup.store import packer, store
 
     wrap(archiver.Archiver, "_walk", "walk: listdir, lstat, compare (walker)")
     wrap(archiver, "node_from_stat", "metadata: node_from_stat, xattrs (walker)")
     wrap(archiver.Archiver, "_file", "hand-off: open + batch (walker)")
     wrap(archiver.Archiver, "_finalize", "trees: build maps (walker)")
+    wrap(archiver, "listing_digest", "dircache: listing digest (walker)")
+    wrap(backup_mod, "open_cache", "dircache: read + check the file")
+    wrap(dircache.DirCache, "write", "dircache: write the file")
     wrap(archiver, "encode_maps", "trees: encode (walker)")
     wrap(store.Store, "load_tree_maps", "trees: read parent (walker, not fetched ahead)")
     wrap(store, "decode_maps", "trees: decode + validate parent (walker)")
@@ -122,7 +129,7 @@ def instrument() -> None:
     wrap(packer.Packer, "_upload", "pack: publish, fsync, index")
 
 
-def run(src: str, workdir: Path, stages: bool) -> list[dict[str, Any]]:
+def run(src: str, workdir: Path, stages: bool, dcache: bool = True) -> list[dict[str, Any]]:
     from casbackup.ops.archiver import ArchiveOptions
     from casbackup.ops.backup import BackupOptions, backup
     from casbackup.store import init_store
@@ -134,6 +141,8 @@ def run(src: str, workdir: Path, stages: bool) -> list[dict[str, Any]]:
     workdir.mkdir(parents=True)
     store = init_store(str(workdir / "store"), "stage-cpu", kdf_n=1 << 10)
     store.load_index()
+    if dcache:
+        store.cache_dir = workdir / "cache"
     out = []
     for label in ("first backup", "unchanged re-backup"):
         _totals.clear()
@@ -169,8 +178,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/cb-stages"))
     ap.add_argument("--plain", action="store_true", help="no wrappers: the overhead")
     ap.add_argument("--json", type=Path, help="write the figures here")
+    ap.add_argument("--no-dircache", action="store_true",
+                    help="no cache directory: the re-backup decodes every parent tree")
     a = ap.parse_args(argv)
-    results = run(a.src, a.workdir, not a.plain)
+    results = run(a.src, a.workdir, not a.plain, not a.no_dircache)
     show(results)
     if a.json:
         a.json.write_text(json.dumps(results, indent=1) + "\n")

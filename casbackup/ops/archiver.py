@@ -26,6 +26,12 @@ Invariants:
   parent's subtree without being read (listed in ``reused``). ``dirty=None`` scans all.
 - The parent's trees of the subdirectories of a directory being entered are fetched
   ahead on threads (tree_ahead.py): the same bytes and checks as reading them in turn.
+- A directory's entries are lstat-ed when it is entered, before any is visited. With a
+  directory cache (dircache.py) whose record matches the listing's digest, its files are
+  counted as unchanged without the parent tree: its tree id is the recorded one when its
+  subdirectories' tree ids are the recorded ones, else the recorded tree's file maps are
+  reused beside the new subdirectory nodes -- the same bits the comparison with the
+  parent tree gives (tests/integration/test_dircache.py).
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ from ..source.fs import open_dir_at, raise_fd_limit, short_path
 from ..source.meta import node_from_stat, node_type
 from ..source.prefetch import Prefetcher
 from ..store import Store
+from .dircache import DirCache, DirRecord, listing_digest
 from .file_saver import FileResult, FileSaver
 from .observer import Observer
 from .tree_ahead import TreeAhead
@@ -65,6 +72,9 @@ class PendingDir:
     done: bool = False
     parent_subtree: bytes | None = None
     parent_maps: list[dict[str, Any]] | None = None
+    digest: bytes | None = None  # its listing's (dircache.py), if a cache is kept
+    rec: DirRecord | None = None  # the cache's record of that listing: the fast path
+    recordable: bool = False  # no racy, unreadable or changed-while-read entry
 
 
 @dataclass(slots=True)
@@ -96,8 +106,9 @@ class _Frame:
     fd: int
     path: bytes
     rel: bytes
-    names: Iterator[bytes]
+    entries: Iterator[tuple[bytes, os.stat_result | OSError]]
     parent_tree: dict[bytes, dict[str, Any]] | None
+    subdirs: dict[bytes, bytes] | None  # the cache record's subdirectory tree ids
 
 
 @dataclass(slots=True)
@@ -111,11 +122,21 @@ class _Descend:
     rel: bytes
 
 
+@dataclass(slots=True)
+class _Kept:
+    """An entry of a directory on the cache's fast path: unchanged, its map is in the
+    recorded tree (read only if a subdirectory changed)."""
+
+    name: bytes
+
+
 # A child is a new Node, a directory or file still being saved, or — the fast path — the
 # parent snapshot's node map, reused verbatim for an entry whose (type, size, mtime, ctime,
 # inode, device) are unchanged: any change to mode, owner, xattrs, link count or a symlink
 # target updates ctime, so nothing else needs reading (not even listxattr).
-_Child = Node | PendingDir | Pending | dict[str, Any]
+_Child = Node | PendingDir | Pending | dict[str, Any] | _Kept
+
+
 _REFRESH_EVERY = 5.0  # seconds between looks at other writers' new index objects
 _BATCH_FILES = 64
 _BATCH_BYTES = 4 << 20
@@ -135,9 +156,24 @@ class ArchiveOptions:
     skip_dirs: frozenset[tuple[int, int]] = frozenset()  # (st_dev, st_ino): the store itself
 
 
+def _lstat_all(dir_fd: int) -> list[tuple[bytes, os.stat_result | OSError]]:
+    """Every entry of the directory open at DIR_FD with its lstat (or the error of it),
+    in name order. (lstat in inode order, as borg's ``scandir_inorder``, was measured:
+    no faster on a cold cache here, benchmarks/README.md.)"""
+    got: list[tuple[bytes, os.stat_result | OSError]] = []
+    for name in sorted(os.fsencode(n) for n in os.listdir(dir_fd)):
+        try:
+            got.append((name, os.stat(name, dir_fd=dir_fd, follow_symlinks=False)))
+        except OSError as e:
+            got.append((name, e))
+    return got
+
+
 class Archiver:
-    def __init__(self, store: Store, observer: Observer, options: ArchiveOptions) -> None:
+    def __init__(self, store: Store, observer: Observer, options: ArchiveOptions,
+                 dircache: DirCache | None = None) -> None:
         self.store = store
+        self.dircache = dircache if options.dirty is None else None
         self.obs = observer
         self.opt = options
         self.summary = Summary()
@@ -234,6 +270,30 @@ class Archiver:
         if now - self._last_refresh > _REFRESH_EVERY:
             self._last_refresh = now
             self.store.add_new_index_objects()  # dedup against concurrent writers
+        skip = (self.opt.one_file_system and node.device != root_dev) or (
+            self.opt.excluder.skips_contents(short_path(path, dir_fd, b"."))
+        )
+        entries: list[tuple[bytes, os.stat_result | OSError]] = []
+        listed = True
+        if not skip:
+            try:
+                entries = _lstat_all(dir_fd)
+            except OSError as e:
+                self._warn_unreadable(path, e)
+                listed = False
+        dc = self.dircache
+        if dc is not None and listed:
+            stats = [(n, st) for n, st in entries if not isinstance(st, OSError)]
+            if len(stats) == len(entries):
+                pd.digest = listing_digest(node.device, node.inode, stats)
+                pd.recordable = not any(dc.racy(st) for _, st in stats)
+                rec = dc.old.get(pd.digest)
+                index = self.store.index
+                if rec is not None and rec.subtree in index and all(
+                        b in index for b in rec.blob_ids()):
+                    pd.rec = rec
+                    return _Frame(pd, dir_fd, path, rel, iter(entries), None,
+                                  dict(rec.subdirs))
         parent_tree: dict[bytes, dict[str, Any]] | None = None
         if parent_subtree is not None and parent_subtree in self.store.index:
             # (not indexed: condemned by a gc beside us -- read this directory afresh)
@@ -243,16 +303,7 @@ class Archiver:
                 index = self.store.index
                 self._ahead.want([m["subtree"] for m in pd.parent_maps
                                   if m["type"] == DIR and m["subtree"] in index])
-        skip = (self.opt.one_file_system and node.device != root_dev) or (
-            self.opt.excluder.skips_contents(short_path(path, dir_fd, b"."))
-        )
-        names: list[bytes] = []
-        if not skip:
-            try:
-                names = sorted(os.fsencode(n) for n in os.listdir(dir_fd))
-            except OSError as e:
-                self._warn_unreadable(path, e)
-        return _Frame(pd, dir_fd, path, rel, iter(names), parent_tree)
+        return _Frame(pd, dir_fd, path, rel, iter(entries), parent_tree, None)
 
     def _walk(self, fd: int, path: bytes, node: Node, parent_subtree: bytes | None,
               root_dev: int) -> PendingDir:
@@ -266,15 +317,19 @@ class Archiver:
         try:
             while stack:
                 f = stack[-1]
-                name = next(f.names, None)
-                if name is None:
+                ent = next(f.entries, None)
+                if ent is None:
                     stack.pop()
                     if f is not root:
                         os.close(f.fd)
                     self._queue.append(f.pd)
                     self._drain(block=False)
                     continue
-                child = self._entry(f.fd, f.path, name, f.parent_tree, root_dev, f.rel)
+                unreadable = self.summary.unreadable
+                child = self._entry(f.fd, f.path, ent[0], ent[1], f.parent_tree, root_dev,
+                                    f.rel, f.subdirs)
+                if self.summary.unreadable != unreadable:
+                    f.pd.recordable = False
                 if isinstance(child, _Descend):
                     try:
                         sub = self._enter(child.fd, child.path, child.node, child.parent_subtree,
@@ -306,17 +361,18 @@ class Archiver:
         return t != DIR and node_type(st.st_mode) == t and pm.get("size", 0) == (
             st.st_size if t == SYMLINK else 0)
 
-    def _entry(self, dir_fd: int, dir_path: bytes, name: bytes,
-               parent_tree: dict[bytes, dict[str, Any]] | None,
-               root_dev: int, rel: bytes) -> Node | Pending | dict[str, Any] | _Descend | None:
-        """One entry of a directory: a finished node, a file being saved, the parent's
-        map, a directory to walk into (``_Descend``, its fd open), or None (left out)."""
+    def _entry(self, dir_fd: int, dir_path: bytes, name: bytes, st: os.stat_result | OSError,
+               parent_tree: dict[bytes, dict[str, Any]] | None, root_dev: int, rel: bytes,
+               subdirs: dict[bytes, bytes] | None = None,
+               ) -> Node | Pending | dict[str, Any] | _Descend | _Kept | None:
+        """One entry of a directory (its lstat ST, or the error of it): a finished node, a
+        file being saved, the parent's map, a directory to walk into (``_Descend``, its
+        fd open), an unchanged entry of a cached directory (``_Kept``; SUBDIRS is not
+        None there), or None (left out)."""
         path = dir_path + b"/" + name if dir_path != b"/" else b"/" + name
         crel = rel + b"/" + name if rel else name
-        try:
-            st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-        except OSError as e:
-            self._warn_unreadable(path, e)
+        if isinstance(st, OSError):
+            self._warn_unreadable(path, st)
             return None
         is_dir = stat.S_ISDIR(st.st_mode)
         if self.opt.excluder.excluded(crel, is_dir, path, st.st_size):
@@ -324,6 +380,16 @@ class Archiver:
         if is_dir and (st.st_dev, st.st_ino) in self.opt.skip_dirs:
             self.obs.warn(os.fsdecode(path), "is the store being written to: left out")
             return None
+        if subdirs is not None and not is_dir:  # the cache's fast path: as _unchanged
+            if stat.S_ISREG(st.st_mode):
+                s = self.summary
+                s.total_size += st.st_size
+                s.files_unchanged += 1
+                self.obs.file(path, "unchanged")
+                self._tick(st.st_size)
+            else:
+                self._tick(0)
+            return _Kept(name)
         pnode = parent_tree.get(name) if parent_tree is not None else None
         if self._unchanged(pnode, st):
             assert pnode is not None
@@ -340,7 +406,9 @@ class Archiver:
             self._warn_unreadable(path, e)
             return None
         if is_dir:
-            psub = pnode.get("subtree") if pnode is not None and pnode["type"] == DIR else None
+            psub = (subdirs.get(name) if subdirs is not None
+                    else pnode.get("subtree") if pnode is not None and pnode["type"] == DIR
+                    else None)
             if self._reuse_dir(path, node, pnode):
                 return node
             try:
@@ -368,7 +436,7 @@ class Archiver:
         self.reused.append(node)
         return True
 
-    def _resolve(self, c: Node | Pending | dict[str, Any]) -> Node | dict[str, Any] | None:
+    def _resolve(self, c: _Child) -> Node | dict[str, Any] | None:
         """The finished node of a file, waiting for its content; None if unreadable."""
         if isinstance(c, Pending):
             node = c.node
@@ -385,11 +453,17 @@ class Archiver:
             return node
         if isinstance(c, dict):
             return c
+        assert isinstance(c, Node)  # (a _Kept is finished by _finalize_kept)
         return c if c.type != FILE or c.content is not None else None
 
     def _finalize(self, pd: PendingDir) -> None:
+        if pd.rec is not None:
+            self._finalize_kept(pd, pd.rec)
+            return
         maps: list[dict[str, Any]] = []
         for c in pd.children:
+            if isinstance(c, Pending) and c.result().changed:
+                pd.recordable = False
             n = c.node if isinstance(c, PendingDir) else self._resolve(c)
             if n is not None:
                 maps.append(n if isinstance(n, dict) else n.to_map())
@@ -398,6 +472,32 @@ class Archiver:
             pd.node.subtree = pd.parent_subtree  # identical bytes: no encode, no hash
         else:
             pd.node.subtree = self._add(TREE, encode_maps(maps))
+        if self.dircache is not None and pd.digest is not None and pd.recordable:
+            self.dircache.new[pd.digest] = DirRecord(
+                pd.node.subtree,
+                b"".join(b for m in maps if m["type"] == FILE for b in m["content"] or ()),
+                tuple((m["name"], m["subtree"]) for m in maps if m["type"] == DIR))
+        self._done(pd)
+
+    def _finalize_kept(self, pd: PendingDir, rec: DirRecord) -> None:
+        """Finish a directory of the cache's fast path: its recorded tree id when every
+        subdirectory kept its recorded tree id, else the recorded tree's maps of its
+        other entries beside the new subdirectory nodes."""
+        subs = tuple((c.node.name, c.node.subtree or b"") for c in pd.children
+                     if isinstance(c, PendingDir))
+        if subs == rec.subdirs:
+            pd.node.subtree = rec.subtree
+        else:
+            old = {m["name"]: m for m in self._ahead.maps(rec.subtree)}
+            maps = [old[c.name] if isinstance(c, _Kept) else c.node.to_map()
+                    for c in pd.children if isinstance(c, _Kept | PendingDir)]
+            pd.node.subtree = self._add(TREE, encode_maps(maps))
+        assert self.dircache is not None and pd.digest is not None
+        if pd.recordable:
+            self.dircache.new[pd.digest] = DirRecord(pd.node.subtree, rec.blobs, subs)
+        self._done(pd)
+
+    def _done(self, pd: PendingDir) -> None:
         pd.done = True
         # The parent needs only pd.node now: drop the entries' maps, or every finished
         # directory keeps them (and the parent snapshot's) until the root is done --
@@ -459,7 +559,7 @@ class Archiver:
                             if self.opt.prefetch and self.opt.dirty is None else None)
                 return self._walk_root(open_dir_at(dfd, name), path, node, psub, st.st_dev,
                                        prefetch)
-            child = self._entry(dfd, head, name,
+            child = self._entry(dfd, head, name, st,
                                 None if parent is None else {parent.name: parent.to_map()},
                                 st.st_dev, b"")
             if isinstance(child, _Descend):  # it became a directory since the stat above

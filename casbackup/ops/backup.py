@@ -12,6 +12,9 @@ Invariants:
 - ``--type`` chooses the parent: ``incremental``/``snapshot`` the latest snapshot of the
   same host and paths, ``differential`` the latest ``full`` one, ``full`` none (every file
   is read and hashed). Every type yields a complete snapshot.
+- The directory cache (dircache.py) is read for the parent snapshot only and replaced
+  after the snapshot is saved (never on --dry-run, for --stdin or in watch's dirty mode):
+  a crash before leaves the old file, which names a snapshot no longer the parent.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from ..store import Store, maybe_consolidate
 from ..store.commit import WriteSession
 from ..whoami import username
 from .archiver import ArchiveOptions, Archiver
+from .dircache import DirCache, open_cache
 from .observer import NULL, Observer
 from .snapsel import resolve
 
@@ -177,7 +181,9 @@ def backup(store: Store, paths: list[str], opts: BackupOptions,
         parent_root = store.load_tree(parent.tree) if parent is not None else None
         observer.start("backup")
         archive = replace(opts.archive, skip_dirs=_store_dirs(store, bpaths))
-        arch = Archiver(store, observer, archive)
+        dcache = _dircache(store, host, spaths, archive, parent, now) if (
+            opts.stdin is None and not archive.dry_run) else None
+        arch = Archiver(store, observer, archive, dcache)
         try:
             if opts.stdin is not None:
                 node = Node(stdin_name, FILE, mode=0o644,
@@ -199,10 +205,24 @@ def backup(store: Store, paths: list[str], opts: BackupOptions,
         store.flush()
         crash_point("backup:before-snapshot")
         store.save_snapshot(snap)
+        if dcache is not None and snap.id:
+            dcache.write(snap.id, int(clock.time() * 1e9))
     # committed and the session's lock released: merge small index objects if there
     # are many (a maintenance lock of its own; never beside gc, never delaying a commit)
     maybe_consolidate(store, clock=clock, warn=store.on_warning)
     return BackupResult(snap, True)
+
+
+def _dircache(store: Store, host: str, paths: list[str], archive: ArchiveOptions,
+              parent: Snapshot | None, now: float) -> DirCache | None:
+    """This backup's directory cache, or None (no cache directory, or watch's dirty mode,
+    which has a shortcut of its own)."""
+    if archive.dirty is not None:
+        return None
+    options = repr((archive.excluder.fingerprint(), archive.one_file_system,
+                    sorted(archive.skip_dirs))).encode()
+    return open_cache(store.cache_dir, host, paths, options,
+                      parent.id if parent is not None else None, now, store.on_warning)
 
 
 def build_root(arch: Archiver, store: Store, sources: list[bytes],

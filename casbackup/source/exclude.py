@@ -157,6 +157,12 @@ class Excluder:
                 result = p.include
         return result
 
+    def fingerprint(self) -> bytes:
+        """What decides which entries are left out, as bytes (equal for equal rules): the
+        directory cache (ops/dircache.py) is kept per set of rules."""
+        return repr(([(p.regex.pattern, p.regex.flags, p.include, p.absolute, p.anywhere)
+                      for p in self._pats], self._markers, self.larger_than)).encode()
+
     def unmatched(self) -> list[str]:
         """The patterns that have matched no entry yet."""
         return [p.text for p in self._pats if not p.hit]

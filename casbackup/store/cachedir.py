@@ -4,8 +4,9 @@ The cache holds only what is derived from, or a copy of, the store's immutable,
 content-addressed objects (index objects, snapshots, tree blobs, and the compact index
 built from index objects), so an entry can never be stale, only missing or damaged; every
 reader checks an entry against its content-addressed name before trusting it and
-refetches or rebuilds it otherwise. The cache is never the truth and may be deleted at
-any time.
+refetches or rebuilds it otherwise. The one exception is the backup's directory cache
+(``dirs/``, ops/dircache.py), derived from the source's lstat as well and checked against
+it. The cache is never the truth and may be deleted at any time.
 
 Invariants:
 - ``CacheSettings.directory is None`` means no cache: nothing is written outside the
