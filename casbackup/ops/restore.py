@@ -76,6 +76,7 @@ from .restore_fs import ROOT, DirFds, NotRestored, identity, open_dir, remove_at
 from .restore_meta import MetaFn, meta_fd, meta_special, meta_symlink
 from .restore_plan import Item, Selection, check_links, link_plan, select, walk
 from .snapsel import ANY, SnapshotFilter, locate, resolve, split_ref
+from .strip import check_strip
 
 _CREATORS = 4  # threads creating files (file creation waits on the filesystem's journal)
 _HOLE = 64 * 1024  # zero runs of this many aligned bytes inside a blob become holes
@@ -179,8 +180,7 @@ def restore(
 ) -> RestoreResult:
     if overwrite is not None and overwrite not in MODES:
         raise UsageError(f"--overwrite {overwrite}: not one of {', '.join(MODES)}")
-    if strip_components < 0:
-        raise UsageError("--strip-components must be 0 or more")
+    check_strip(strip_components)
     raise_fd_limit()
     snap_ref, sub = split_ref(ref)
     snap = resolve(store, snap_ref, filt)
