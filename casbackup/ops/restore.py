@@ -470,15 +470,19 @@ class _Restorer:
             if it.node.type == FILE and it.link_to is None and i not in targets
             and slots[i] == 1 and verdict[i] in (NEW, REPLACE)
         }
+        settled = self.sv.settled
         for i in range(len(items)):
             self._left[i] = slots[i] + 1
             if verdict[i] == SKIP:
                 self._done[i] = 1  # left as it is
+            elif settled[i]:  # unchanged, its metadata too: not even opened
+                self._done[i], self._left[i] = 1, 0
+                self._ident[i] = self.sv.ident[i]
         for i in self._in_fill:
             self._done[i] = 1
         rest = [i for i, it in enumerate(items)
                 if it.node.type != DIR and it.link_to is None and i not in self._in_fill
-                and verdict[i] != SKIP]
+                and verdict[i] != SKIP and not settled[i]]
         links = [i for i, it in enumerate(items)
                  if it.link_to is not None and verdict[i] != SKIP]
         creator = threading.Thread(target=self._create_all, args=(rest, links), name="create")
