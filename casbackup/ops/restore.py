@@ -16,6 +16,7 @@ Invariants:
   of the wrong type (a symlink, a file where a directory belongs, a directory where a
   file belongs) is removed and replaced, never followed. A file is always created anew
   (``O_EXCL``), so an existing hard link to an outside file is never written through.
+- A target on a read-only filesystem is refused before anything is read (exit 2).
 - The target must be empty or missing unless ``overwrite``: restore never mixes a
   snapshot into unrelated files by accident; without it an entry in the way is named.
 - Files are created at their final size with ``ftruncate``; all-zero blobs are not
@@ -26,7 +27,11 @@ Invariants:
   chown (which clears them). Any depth works: no path string is ever built for a call.
 - An entry that cannot be written (ENOSPC, EIO, EROFS, ...) is named in
   ``RestoreResult.failed``, its partial file removed, and the rest restored; the CLI
-  exits 3. An interrupt or fatal error stops every worker thread at its next blob or
+  exits 3. A file updated in place is never removed: its ranges are reserved
+  (``fallocate``) before the first write, so a full disk leaves its old content and
+  size; it is shrunk only once all its content is written; an error after that (EIO,
+  EROFS) leaves a mix whose mtime is not the snapshot's (never applied), which a rerun
+  compares by content. An interrupt or fatal error stops every worker thread at its next blob or
   entry, removes the files not completely written, and propagates: no file whose
   metadata was applied is incomplete.
 - With ``verify`` every restored file is read back and re-hashed against its BlobIds.
@@ -72,7 +77,16 @@ from .restore_existing import (
     all_new,
     survey,
 )
-from .restore_fs import ROOT, DirFds, NotRestored, identity, open_dir, remove_at, show
+from .restore_fs import (
+    ROOT,
+    DirFds,
+    NotRestored,
+    identity,
+    open_dir,
+    remove_at,
+    reserve,
+    show,
+)
 from .restore_meta import MetaFn, meta_fd, meta_special, meta_symlink
 from .restore_plan import Item, Selection, check_links, link_plan, select, walk
 from .snapsel import ANY, SnapshotFilter, locate, resolve, split_ref
@@ -195,6 +209,8 @@ def restore(
                                  f"(use --overwrite {'|'.join(MODES)})")
         else:
             exists = False
+    if not dry_run:
+        _check_writable(tgt)
     with shared_lock(store, "restore", read_only=True):
         store.load_index()
         items, own_root = plan_items(store, snap, sub, strip_components)
@@ -229,6 +245,19 @@ def restore(
             r.close()
             observer.finish()
         return res
+
+
+def _check_writable(tgt: bytes) -> None:
+    """Refuse a target on a read-only filesystem before anything is read or written."""
+    p = tgt
+    while not os.path.lexists(p) and p != os.path.dirname(p):
+        p = os.path.dirname(p)
+    try:
+        ro = bool(os.statvfs(p).f_flag & os.ST_RDONLY)
+    except OSError:
+        return  # the writes themselves will say what is wrong
+    if ro:
+        raise UsageError(f"restore target {show(tgt)} is on a read-only filesystem")
 
 
 def _survey(store: Store, tgt: bytes, items: list[Item], mode: str, sel: Selection,
@@ -352,7 +381,10 @@ class _Restorer:
         self.obs.warn(path, msg)
 
     def _fail(self, i: int, why: OSError) -> None:
-        """items[i] could not be restored: say so once, remove a partial file."""
+        """items[i] could not be restored: say so once, remove a partial file (one this
+        restore created; a file being updated in place stays: its old content, or -- after
+        an error mid-way such as EIO or EROFS -- a mix whose mtime is not the snapshot's,
+        so it never looks restored and a rerun compares it by content)."""
         msg = why.strerror or str(why)
         with self._cond:
             if self._failed[i]:
@@ -363,7 +395,8 @@ class _Restorer:
             self.res.failed.append(f"{self.path(i)}: {msg}")
         self.obs.warn(self.path(i), f"not restored: {msg}")
         if self.items[i].node.type == FILE:
-            self._unlink_own(i)
+            if self.sv.verdict[i] != UPDATE:
+                self._unlink_own(i)
             for j in self._links_of.get(i, ()):
                 if j in self._ident:  # linked already: it holds the same partial content
                     self._fail(j, NotRestored(
@@ -555,7 +588,9 @@ class _Restorer:
             try:
                 st = os.fstat(fd)
                 self._ident[i] = identity(st)
-                if n.size != st.st_size:
+                if v == UPDATE:  # room first (old content intact if there is none);
+                    self._reserve(fd, i, st.st_size)  # a shrink waits for _complete
+                elif n.size != st.st_size:
                     os.ftruncate(fd, n.size)
                 with self._cond:
                     self._done[i] = 1
@@ -585,6 +620,30 @@ class _Restorer:
         # SOCKET: cannot be recreated meaningfully (as tar and restic)
         with self._cond:
             self._done[i] = 1
+
+    def _reserve(self, fd: int, i: int, size: int) -> None:
+        """Before file items[i] is updated in place: allocate every range it will get
+        (``restore_fs.reserve``) and grow it to its new size if larger; an error (a
+        full disk) leaves its content and size as they were."""
+        n, need = self.items[i].node, self.sv.need.get(i, [])
+        ranges: list[tuple[int, int]] = []
+        off = 0
+        for k, bid in enumerate(n.content or []):
+            ln = self.store.locate(bid).entry.raw_length
+            if k < len(need) and need[k]:
+                if ranges and ranges[-1][0] + ranges[-1][1] == off:
+                    ranges[-1] = (ranges[-1][0], ranges[-1][1] + ln)
+                else:
+                    ranges.append((off, ln))
+            off += ln
+        try:
+            reserve(fd, ranges)
+            if n.size > size:
+                os.ftruncate(fd, n.size)
+        except OSError:
+            if os.fstat(fd).st_size != size:
+                os.ftruncate(fd, size)  # only what fallocate appended goes again
+            raise
 
     def _open_surveyed(self, pfd: int, i: int, flags: int) -> int:
         """The existing regular file items[i], which must still be the single-link inode
@@ -769,7 +828,11 @@ class _Restorer:
     # 3. metadata: files (on their fd, once complete) and other entries as they are
     # made, then directories deepest first
     def _complete(self, i: int, fd: int) -> None:
-        """File items[i] has all its content: its metadata makes it restored."""
+        """File items[i] has all its content: its metadata makes it restored (a file
+        updated in place is cut to its size first: a shrink never precedes the writes)."""
+        n = self.items[i].node
+        if self.sv.verdict[i] == UPDATE and os.fstat(fd).st_size > n.size:
+            os.ftruncate(fd, n.size)
         self._meta(i, meta_fd, fd)
         with self._cond:
             self.res.files += 1
