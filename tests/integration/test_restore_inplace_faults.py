@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from casbackup.ops import restore as restore_mod
+from casbackup.ops import restore_blobs
 from casbackup.ops.backup import BackupOptions, backup
 from casbackup.ops.restore import restore
 from casbackup.store import Store
@@ -187,9 +187,9 @@ def test_write_error_part_way_through_an_update_never_looks_complete(
             raise OSError(errno.EROFS, os.strerror(errno.EROFS))
         return real(fd, data, off)
 
-    monkeypatch.setattr(restore_mod.os, "pwrite", pwrite)
+    monkeypatch.setattr(restore_blobs.os, "pwrite", pwrite)
     res = restore(st_, "latest", str(target), overwrite="if-changed")
-    monkeypatch.setattr(restore_mod.os, "pwrite", real)
+    monkeypatch.setattr(restore_blobs.os, "pwrite", real)
     assert res.failed and all("Read-only file system" in f for f in res.failed)
     _old_or_new(root, old, new, snap_mtime)
     res = restore(st_, "latest", str(target), overwrite="if-changed")
