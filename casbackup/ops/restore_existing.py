@@ -203,11 +203,13 @@ def _compare(pfd: int, i: int, n: Node, st: os.stat_result, lengths: BlobLengths
             out.ident.pop(i, None)
             return REPLACE  # changed under us: make it anew
         content = n.content or []
-        need: list[bool] = []
+        lens = lengths(content)
+        buf = memoryview(bytearray(max(lens, default=0)))  # one buffer per file, reused:
+        need: list[bool] = []  # no allocation, page faults and unmapping per blob
         off = 0
-        for bid, ln in zip(content, lengths(content), strict=True):
-            data = os.pread(fd, ln, off) if off < fst.st_size else b""
-            need.append(len(data) != ln or blob_id(data) != bid)
+        for bid, ln in zip(content, lens, strict=True):
+            got = _read_at(fd, buf[:ln], off) if off < fst.st_size else 0
+            need.append(got != ln or blob_id(buf[:ln]) != bid)
             off += ln
     finally:
         os.close(fd)
@@ -218,3 +220,14 @@ def _compare(pfd: int, i: int, n: Node, st: os.stat_result, lengths: BlobLengths
         return REPLACE
     out.need[i] = need
     return UPDATE
+
+
+def _read_at(fd: int, into: memoryview, off: int) -> int:
+    """Fill INTO from FD at OFF (short only at end of file); the bytes read."""
+    got = 0
+    while got < len(into):
+        n = os.preadv(fd, [into[got:]], off + got)
+        if n == 0:
+            break
+        got += n
+    return got
