@@ -102,8 +102,8 @@ def main(argv: list[str] | None = None) -> int:
         s = summary(r.pop("stdout"))
         if corpus.fingerprint(data) != base_fp:
             raise SystemExit("in-place restore did not give back the backed-up tree")
-        r.update(bytes_read=s.get("bytes_read"), bytes_written=s.get("bytes_written"),
-                 files_written=s.get("files"), deleted=s.get("files_deleted"),
+        r.update(bytes_read=s.get("read_bytes"), bytes_written=s.get("written_bytes"),
+                 files_written=s.get("files_restored"), deleted=s.get("files_deleted"),
                  mutation=m.get("last_mutation"))
         results["inplace"].append(r)
         tgt = work / "full"
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         r = run_child([*cb, "restore", "--store", str(store), "--json",
                        f"latest:{data}", str(tgt)], env)
         s = summary(r.pop("stdout"))
-        r.update(bytes_read=s.get("bytes_read"), bytes_written=s.get("bytes_written"))
+        r.update(bytes_read=s.get("read_bytes"), bytes_written=s.get("written_bytes"))
         results["full"].append(r)
         shutil.rmtree(tgt)
         if restic:

@@ -20,6 +20,7 @@ from ..ops.snapsel import SnapshotFilter, resolve, split_ref
 from .common import Ctx, echo, human_bytes, shown, store_command, warn
 from .filteropts import snapshot_filter_options
 from .output import emit
+from .stripopt import StripOpt
 
 
 @store_command
@@ -36,6 +37,7 @@ def dump_cmd(
     ] = "tar",
     target: Annotated[str | None, typer.Option(
         "--target", "-t", help="Write to this file instead of stdout.")] = None,
+    strip: StripOpt = 0,
     *,
     filt: SnapshotFilter,
 ) -> None:
@@ -49,12 +51,12 @@ def dump_cmd(
         snap = resolve(st, ref, filt)
         if target is None:
             out: BinaryIO = sys.stdout.buffer
-            res = dump(st, snap, sub, path, out, archive=archive, warn=warn)
+            res = dump(st, snap, sub, path, out, archive=archive, warn=warn, strip=strip)
             out.flush()
             return
         try:
             with open(target, "wb") as f:
-                res = dump(st, snap, sub, path, f, archive=archive, warn=warn)
+                res = dump(st, snap, sub, path, f, archive=archive, warn=warn, strip=strip)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(target)

@@ -15,11 +15,13 @@ from typing import Annotated
 import typer
 
 from ..errors import IntegrityError, NothingMatched, UsageError
-from ..ops.find import Match, find
+from ..ops.find import Match, SnapshotMatches, find
 from ..ops.snapsel import SnapshotFilter, select, st_mode
+from ..ops.strip import check_strip, strip_components
 from .common import Ctx, echo, shown, store_command, warn
 from .filteropts import snapshot_filter_options
 from .output import emit, node_fields, rfc3339
+from .stripopt import StripOpt
 
 
 def parse_time(value: str | None, option: str) -> int | None:
@@ -45,6 +47,18 @@ def _long(m: Match) -> str:
             f"{n.size:>12} {_stamp(n.mtime_ns / 1e9)} {shown(os.fsdecode(m.path))}{target}")
 
 
+def _stripped(groups: list[SnapshotMatches], n: int) -> list[SnapshotMatches]:
+    """--strip-components: the matches' paths without N leading components; a match
+    with nothing left is left out, and so is a snapshot with no match left."""
+    out = []
+    for g in groups:
+        kept = [Match(p, m.node) for m in g.matches
+                if (p := strip_components(m.path, n)) is not None]
+        if kept:
+            out.append(SnapshotMatches(g.snapshot, kept))
+    return out
+
+
 @store_command
 @snapshot_filter_options
 def find_cmd(
@@ -62,16 +76,20 @@ def find_cmd(
         "--ignore-case", "-i", help="Match patterns regardless of case.")] = False,
     long: Annotated[bool, typer.Option("--long", "-l", help="Show mode, size, mtime.")
                     ] = False,
+    strip: StripOpt = 0,
     *,
     filt: SnapshotFilter,
 ) -> None:
     """Find entries matching PATTERN… in all (or the selected) snapshots."""
     filters = filt
+    check_strip(strip)
     newest_ns, oldest_ns = parse_time(newest, "--newest"), parse_time(oldest, "--oldest")
     with ctx.open() as st:
         targets = select(st, snapshot or [], filters)
         res = find(st, patterns, targets, ignore_case=ignore_case, newest_ns=newest_ns,
                    oldest_ns=oldest_ns)
+    if strip:
+        res.groups = _stripped(res.groups, strip)
     for e in res.errors:
         warn(e)
     if ctx.json:

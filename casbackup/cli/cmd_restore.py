@@ -31,6 +31,7 @@ from .metricsfile import MetricsFileOpt, MetricsJobOpt, job_metrics
 from .output import emit
 from .progress import CliObserver
 from .signals import on_interrupt
+from .stripopt import StripOpt
 
 
 class Overwrite(StrEnum):
@@ -71,9 +72,7 @@ def restore_cmd(
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", "-n", help="Show what would be restored, updated and deleted; "
         "write nothing.")] = False,
-    strip_components: Annotated[int, typer.Option(
-        "--strip-components", metavar="N", min=0,
-        help="Drop N leading path components (shallower entries are left out).")] = 0,
+    strip_components: StripOpt = 0,
     # --- end in place ---
     verify_: Annotated[bool, typer.Option("--verify", help="Re-hash what was written.")] = False,
     metrics_file: MetricsFileOpt = None,

@@ -14,6 +14,7 @@ from ..model.snapshot import Snapshot
 from ..model.tree import DIR, Node
 from ..ops.retention import GroupKey
 from ..ops.snapsel import SnapshotFilter, group_snapshots, parse_group_by, resolve
+from ..ops.strip import check_strip, strip_components
 from ..ops.treewalk import walk
 from .common import (
     Ctx,
@@ -24,6 +25,7 @@ from .common import (
 )
 from .filteropts import PathFilterOpt, TagFilterOpt, snapshot_filter_options
 from .output import emit, node_fields, snapshot_fields
+from .stripopt import StripOpt
 
 
 @store_command
@@ -136,10 +138,12 @@ def ls_cmd(
         "--recursive", "-R", help="List the subdirectories too.")] = False,
     long: Annotated[bool, typer.Option(
         "--long", "-l", help="Mode, owner, size and time too.")] = False,
+    strip: StripOpt = 0,
     *,
     filt: SnapshotFilter,
 ) -> None:
     """List the files of a snapshot."""
+    check_strip(strip)
     with ctx.open() as st:
         snap = resolve(st, snapshot, filt)
         tree_id = snap.tree
@@ -158,9 +162,12 @@ def ls_cmd(
 
         for e in walk(st.load_tree, tree_id, path=os.fsencode(base),
                       descend=lambda e: recursive):
-            n, full = e.node, os.fsdecode(e.path)
+            shown_path = strip_components(e.path, strip)
+            if shown_path is None:
+                continue  # shallower than --strip-components
+            n, full = e.node, os.fsdecode(shown_path)
             if ctx.json:
-                emit("node", node_fields(n, e.path))
+                emit("node", node_fields(n, shown_path))
             elif long:
                 t = datetime.fromtimestamp(n.mtime_ns / 1e9).strftime("%Y-%m-%d %H:%M:%S")
                 echo(

@@ -41,6 +41,7 @@ from ..model.tree import BLOCKDEV, CHARDEV, DIR, FIFO, FILE, SYMLINK, Node
 from ..store import Store
 from ..store.locks import shared_lock
 from .snapsel import join_paths, locate, st_mode
+from .strip import check_strip, strip_components
 from .treewalk import uncached, walk
 
 ARCHIVES = ("tar", "zip")
@@ -201,22 +202,29 @@ def _content(st: Store, node: Node, path: bytes) -> Iterator[bytes]:
 
 
 def dump(st: Store, snap: Snapshot, sub: str | None, path: str, out: BinaryIO, *,
-         archive: str = "tar", warn: Callable[[str], None] | None = None) -> DumpResult:
+         archive: str = "tar", warn: Callable[[str], None] | None = None,
+         strip: int = 0) -> DumpResult:
     """Write PATH (inside SUB of a ``SNAP:SUB`` reference) of SNAP to OUT: a file's bytes,
-    or a directory as an ARCHIVE. Symlinks and special files alone are refused."""
+    or a directory as an ARCHIVE whose member names lose STRIP leading components
+    (``--strip-components``; shallower entries are left out). Symlinks and special files
+    alone are refused."""
     if archive not in ARCHIVES:
         raise UsageError(f"unknown archive format {archive!r} (tar or zip)")
+    check_strip(strip)
     with shared_lock(st, "dump"):
-        return _dump(st, snap, sub, path, out, archive, warn)
+        return _dump(st, snap, sub, path, out, archive, warn, strip)
 
 
 def _dump(st: Store, snap: Snapshot, sub: str | None, path: str, out: BinaryIO,
-          archive: str, warn: Callable[[str], None] | None) -> DumpResult:
+          archive: str, warn: Callable[[str], None] | None, strip: int) -> DumpResult:
     load = uncached(st)
     loc = locate(load, snap, join_paths(sub, path))
     node = loc.node
     if loc.tree is None:
         assert node is not None
+        if strip:
+            raise UsageError(f"--strip-components does not apply to the one file "
+                             f"{show(loc.path, 200)}")
         if node.type != FILE:
             raise UsageError(f"{show(loc.path, 200)} is a {node.type} in snapshot "
                              f"{snap.id[:8]}: only files and directories can be dumped")
@@ -232,7 +240,10 @@ def _dump(st: Store, snap: Snapshot, sub: str | None, path: str, out: BinaryIO,
     links: dict[tuple[int, int], str] = {}
 
     def add(rel: bytes, n: Node) -> None:
-        name = os.fsdecode(rel[1:])
+        kept = strip_components(rel[1:], strip)
+        if kept is None:
+            return  # shallower than --strip-components: left out (borg's export-tar)
+        name = os.fsdecode(kept)
         where = full + (rel[1 + len(prefix):] if prefix else rel)
         linked = n.type == FILE and n.nlink > 1 and writer.links
         link_to = links.get((n.device, n.inode)) if linked else None

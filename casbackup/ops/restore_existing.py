@@ -13,7 +13,10 @@ only: ``lstat`` and reads relative to directory fds opened ``O_DIRECTORY|O_NOFOL
   with other hard links, one restore cannot open for writing that differs): it is removed
   (never followed) and the entry created anew. ``UPDATE``: the same regular file with
   some blob ranges or its size differing: only those ranges are rewritten, in place
-  (``need``). ``UNCHANGED``: the content is the snapshot's: only metadata is applied.
+  (``need``). ``UNCHANGED``: the content is the snapshot's: only metadata is applied,
+  and not even that to a file whose ``lstat`` already shows the snapshot's mode, mtime
+  (and owner, as root) and whose node has no xattrs (``settled``: restic's if-changed
+  leaves such a file alone; the restorer does not open it).
   ``SKIP``: left exactly as it is (and everything below a skipped directory).
 
 Invariants: the survey writes nothing. A file is updated in place only if it is a regular
@@ -56,10 +59,12 @@ class Survey:
     ident: dict[int, tuple[int, int]] = field(default_factory=dict)  # files surveyed
     extra: list[tuple[int, bytes, bool, int]] = field(default_factory=list)
     # ^ --delete: (directory item, name, is a directory, size)
+    settled: bytearray = field(default_factory=bytearray)  # per item: 1 = UNCHANGED with
+    # its metadata already the snapshot's (nothing to do at all)
 
 
 def all_new(n: int) -> Survey:
-    return Survey(bytearray(n))
+    return Survey(bytearray(n), settled=bytearray(n))
 
 
 def survey(root_fd: int | None, items: list[Item], mode: str, lengths: BlobLengths,
@@ -68,7 +73,7 @@ def survey(root_fd: int | None, items: list[Item], mode: str, lengths: BlobLengt
     """Each item's verdict under MODE (``root_fd`` None: the target does not exist);
     with ``deletable`` (--delete) also what existing directories hold that the snapshot
     does not."""
-    out = Survey(bytearray(len(items)))
+    out = Survey(bytearray(len(items)), settled=bytearray(len(items)))
     if root_fd is None:
         return out
     dup = os.dup(root_fd)
@@ -158,6 +163,8 @@ def _judge(pfd: int, i: int, it: Item, mode: str, lengths: BlobLengths, blob_id:
             return REPLACE  # a hard link is made anew; never write through shared inodes
         out.ident[i] = identity(st)
         if mode == IF_CHANGED and st.st_size == n.size and st.st_mtime_ns == n.mtime_ns:
+            if _meta_same(n, st):
+                out.settled[i] = 1
             return UNCHANGED
         return _compare(pfd, i, n, st, lengths, blob_id, out)
     if n.type == SYMLINK:
@@ -165,6 +172,14 @@ def _judge(pfd: int, i: int, it: Item, mode: str, lengths: BlobLengths, blob_id:
     else:
         same = _SAME_TYPE[n.type](m) and (n.type == FIFO or st.st_rdev == (n.rdev or 0))
     return UNCHANGED if same else REPLACE
+
+
+def _meta_same(n: Node, st: os.stat_result) -> bool:
+    """Whether restoring N's metadata onto the file ST describes would change nothing
+    (mode, mtime, owner as root; a node with xattrs always gets them set)."""
+    if n.xattrs or stat.S_IMODE(st.st_mode) != n.mode or st.st_mtime_ns != n.mtime_ns:
+        return False
+    return os.geteuid() != 0 or (st.st_uid, st.st_gid) == (n.uid, n.gid)
 
 
 def _compare(pfd: int, i: int, n: Node, st: os.stat_result, lengths: BlobLengths,
@@ -188,11 +203,13 @@ def _compare(pfd: int, i: int, n: Node, st: os.stat_result, lengths: BlobLengths
             out.ident.pop(i, None)
             return REPLACE  # changed under us: make it anew
         content = n.content or []
-        need: list[bool] = []
+        lens = lengths(content)
+        buf = memoryview(bytearray(max(lens, default=0)))  # one buffer per file, reused:
+        need: list[bool] = []  # no allocation, page faults and unmapping per blob
         off = 0
-        for bid, ln in zip(content, lengths(content), strict=True):
-            data = os.pread(fd, ln, off) if off < fst.st_size else b""
-            need.append(len(data) != ln or blob_id(data) != bid)
+        for bid, ln in zip(content, lens, strict=True):
+            got = _read_at(fd, buf[:ln], off) if off < fst.st_size else 0
+            need.append(got != ln or blob_id(buf[:ln]) != bid)
             off += ln
     finally:
         os.close(fd)
@@ -203,3 +220,14 @@ def _compare(pfd: int, i: int, n: Node, st: os.stat_result, lengths: BlobLengths
         return REPLACE
     out.need[i] = need
     return UPDATE
+
+
+def _read_at(fd: int, into: memoryview, off: int) -> int:
+    """Fill INTO from FD at OFF (short only at end of file); the bytes read."""
+    got = 0
+    while got < len(into):
+        n = os.preadv(fd, [into[got:]], off + got)
+        if n == 0:
+            break
+        got += n
+    return got

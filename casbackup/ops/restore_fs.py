@@ -11,10 +11,16 @@ Invariants:
   unlinks symlinks, never follows them, and any depth of directories is removed without
   recursion.
 - ``show`` renders a path for a message: printable, one line, never a bytes repr.
+- ``reserve`` allocates a file's blocks (``fallocate(2)``, mode 0: the data already there
+  is never changed) before restore overwrites them in place, so a full filesystem fails
+  the update before its first byte is written; a filesystem without ``fallocate`` is
+  not reserved on (never glibc's emulation, which writes).
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import errno
 import os
 import stat
@@ -23,6 +29,23 @@ from collections import OrderedDict
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 ROOT = -1  # the index of the target directory itself in a DirFds
+
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+_fallocate = _libc.fallocate
+_fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+_fallocate.restype = ctypes.c_int
+
+
+def reserve(fd: int, ranges: list[tuple[int, int]]) -> None:
+    """Allocate the byte RANGES ((offset, length), a file may grow) of FD, or raise the
+    OSError (ENOSPC, EDQUOT, ...) having changed no byte of the file's content."""
+    for off, ln in ranges:
+        if ln > 0 and _fallocate(fd, 0, off, ln) != 0:
+            err = ctypes.get_errno()
+            if err in (errno.EOPNOTSUPP, errno.ENOSYS):
+                return  # not supported here: the writes themselves will say
+            raise OSError(err, os.strerror(err))
 
 
 class NotRestored(OSError):

@@ -31,6 +31,7 @@ from ..model.fields import U32
 from ..model.tree import DIR, FILE, Node, Tree
 from ..store import Store
 from .restore_fs import ROOT, show
+from .strip import strip_components
 from .treewalk import uncached
 from .treewalk import walk as tree_walk
 
@@ -86,14 +87,14 @@ def walk(store: Store, tree_id: bytes, *, base: bytes = b"", strip: int = 0,
         parent_path = e.path.rpartition(b"/")[0]
         while dirs[-1][0] != parent_path and len(dirs) > 1:
             dirs.pop()
-        parts = e.path[cut:].split(b"/")[1 + strip:]  # e.path[cut:] is b"/a/b"
-        if not parts:
+        rel = strip_components(e.path[cut:], strip)  # e.path[cut:] is b"/a/b"
+        if rel is None:
             if n.type == DIR:
                 dirs.append((e.path, ROOT))  # stripped: its entries go one level up
                 if below is not None and e.path.count(b"/") - base.count(b"/") == strip:
                     own_root = own_root and below(e.path)
             continue
-        path = b"/".join(parts)
+        path = rel[1:]
         if seen is not None:
             if path in seen:
                 raise UsageError(f"--strip-components {strip} puts two entries at "

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from casbackup.ops import restore as restore_mod
+from casbackup.ops import restore_write
 from casbackup.ops.backup import BackupOptions, backup
 from casbackup.ops.restore import restore
 from tests.helpers import assert_same_tree, make_store, restored_root
@@ -29,13 +29,13 @@ def test_slow_creation_is_waited_for(tmp_path: Path, monkeypatch: pytest.MonkeyP
     src = _source(tmp_path / "src")
     st = make_store(tmp_path / "store")
     backup(st, [str(src)], BackupOptions())
-    original = restore_mod._Restorer._create_one
+    original = restore_write.Restorer._create_one
 
     def slow(self: Any, pfd: int, i: int) -> None:
         time.sleep(0.005)  # writers get ahead of the creator and must wait
         original(self, pfd, i)
 
-    monkeypatch.setattr(restore_mod._Restorer, "_create_one", slow)
+    monkeypatch.setattr(restore_write.Restorer, "_create_one", slow)
     target = tmp_path / "restore"
     restore(st, "latest", str(target))
     assert_same_tree(src, restored_root(target, src))
@@ -53,7 +53,7 @@ def test_creation_failure_is_reported_not_hung(
     src = _source(tmp_path / "src")
     st = make_store(tmp_path / "store")
     backup(st, [str(src)], BackupOptions())
-    original = getattr(restore_mod._Restorer, method)
+    original = getattr(restore_write.Restorer, method)
 
     def failing(self: Any, *args: Any) -> None:
         i = args[0] if method == "_create_write" else args[1]
@@ -61,7 +61,7 @@ def test_creation_failure_is_reported_not_hung(
             raise OSError(28, "No space left on device")
         original(self, *args)
 
-    monkeypatch.setattr(restore_mod._Restorer, method, failing)
+    monkeypatch.setattr(restore_write.Restorer, method, failing)
     res = restore(st, "latest", str(tmp_path / "restore"))
     assert len(res.failed) == 1
     assert res.failed[0].endswith(os.fsdecode(b"/" + name) + ": No space left on device")
@@ -82,7 +82,7 @@ def test_failed_file_takes_its_hard_links_with_it(
     src = _source(tmp_path / "src")
     st = make_store(tmp_path / "store")
     backup(st, [str(src)], BackupOptions())
-    original = restore_mod._Restorer._pwrite
+    original = restore_write.Restorer._pwrite
 
     def failing(self: Any, i: int, *rest: Any) -> None:
         if self.items[i].node.name == b"link-to-f1":
@@ -90,7 +90,7 @@ def test_failed_file_takes_its_hard_links_with_it(
             raise OSError(28, "No space left on device")
         original(self, i, *rest)
 
-    monkeypatch.setattr(restore_mod._Restorer, "_pwrite", failing)
+    monkeypatch.setattr(restore_write.Restorer, "_pwrite", failing)
     res = restore(st, "latest", str(tmp_path / "restore"))
     got = restored_root(tmp_path / "restore", src)
     assert sorted(f.split(": ")[0].rsplit("/", 1)[1] for f in res.failed) == ["f1", "link-to-f1"]
