@@ -206,7 +206,7 @@ def dump(st: Store, snap: Snapshot, sub: str | None, path: str, out: BinaryIO, *
     or a directory as an ARCHIVE. Symlinks and special files alone are refused."""
     if archive not in ARCHIVES:
         raise UsageError(f"unknown archive format {archive!r} (tar or zip)")
-    with shared_lock(st, "dump"):
+    with shared_lock(st, "dump", read_only=True):
         return _dump(st, snap, sub, path, out, archive, warn)
 
 
