@@ -205,7 +205,7 @@ class Sshd:
             [self.binary, "-D", "-e", "-f", str(self.config)], stdout=log, stderr=log
         )
         log.close()
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"sshd exited: {(self.dir / 'sshd.log').read_text()[-2000:]}")
