@@ -18,6 +18,8 @@
         ├── AlreadyExists                  exclusive put of an existing key
         ├── TransientError                 worth retrying (timeouts, 5xx, dropped connections)
         └── PermanentError                 not worth retrying (auth, permissions, bad request)
+            └── OutOfRange                 a ranged read past the object's end (store/ makes
+                                           it an IntegrityError: an index or header lied)
 
 The numbers are restic's where restic has the meaning (0, 1, 3, 10, 11, 12, 130);
 2, 4 and 13 are casbackup's own (restic uses none of them with another meaning that a
@@ -110,3 +112,7 @@ class Unreachable(TransientError):
 
 class PermanentError(BackendError):
     pass
+
+
+class OutOfRange(PermanentError):
+    """A ranged read reaching past the end of the object (``backends.base.check_range``)."""

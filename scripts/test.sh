@@ -8,4 +8,5 @@ scripts/setup.sh --test
 export CI="${CI:-1}"   # the S3/SFTP suites fail instead of skipping when a server is missing
 .venv/bin/ruff check casbackup tests benchmarks
 .venv/bin/mypy
-exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
+# --durations: every CI log says where the time went (the slowest 30 tests)
+exec .venv/bin/python -m pytest -q -p no:cacheprovider --durations=30 "$@"

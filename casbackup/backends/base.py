@@ -8,7 +8,7 @@ Required semantics of every backend (the contract suite in tests/contract checks
 - **Durability**: after ``put`` returns the bytes survive a crash of this process and of
   the machine (local: fsync file and directory).
 - ``get(key, offset=o, length=n)`` returns exactly ``data[o:o+n]`` (``length=None``: to the
-  end); a range past the end raises ``PermanentError``.
+  end); a range past the end raises ``OutOfRange`` (a ``PermanentError``).
 - ``list(prefix)`` yields every object whose key starts with ``prefix``, sorted by key,
   and never temporary files.
 - ``delete`` of a missing key raises ``NotFound``.
@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
-from ..errors import PermanentError
+from ..errors import OutOfRange, PermanentError
 
 _KEY_RE = re.compile(r"^[a-z0-9_-]+(/[a-z0-9_.-]+)*$")
 
@@ -86,13 +86,13 @@ def check_range(key: str, offset: int, length: int | None, size: int) -> int:
     """Validate a ranged read of an object of ``size`` bytes; return the byte count to read.
 
     ``offset == size`` with ``length`` None or 0 is an empty read, not an error; anything
-    reaching past the end, or negative, raises ``PermanentError``.
+    reaching past the end raises ``OutOfRange``, a negative one ``PermanentError``.
     """
     if offset < 0 or (length is not None and length < 0):
         raise PermanentError(f"invalid range offset={offset} length={length} for {key}", key)
     n = size - offset if length is None else length
     if offset > size or offset + n > size:
-        raise PermanentError(
+        raise OutOfRange(
             f"range offset={offset} length={length} past the end of {key} ({size} bytes)", key
         )
     return n

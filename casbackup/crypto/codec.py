@@ -7,6 +7,14 @@ Invariants:
   its exact inverse and raises ``IntegrityError`` on any damage.
 - ``unseal_blob`` also re-checks the BlobId, so a blob can never be returned under the
   wrong id.
+- An object read without a length from an index (index, snapshot, pack header, lock, gc
+  record) may expand on decompression to at most ``_EXPANSION[kind]`` times its sealed
+  size plus ``_SLACK``: more is an ``IntegrityError`` before anything that large is
+  allocated (a few KiB of zstd can claim gigabytes). The bounds are far above what
+  casbackup writes: index objects and pack headers hold a random 32-byte id per entry
+  (they compress less than 2:1); snapshots hold paths and names (well under 100:1). A
+  tree's length from the index may be at most ``_TREE_EXPANSION`` times its sealed size
+  (a tree of 100,000 alike empty files compresses about 150:1).
 - All heavy work (BLAKE3, zstd, AES) runs in C/Rust and releases the GIL, so a codec is
   shared by every worker thread.
 """
@@ -24,6 +32,9 @@ from .compress import Compressor
 # the kinds (``ids.KINDS``) are re-exported for the store's own modules and old callers
 __all__ = ["Codec", "DATA", "TREE", "HEADER", "INDEX", "SNAPSHOT", "LOCK", "GC_RECORD", "KINDS"]
 _AD = {k: b"casbackup:" + k.encode() for k in KINDS}
+_EXPANSION = {INDEX: 8, HEADER: 8, SNAPSHOT: 256, LOCK: 64, GC_RECORD: 64}
+_TREE_EXPANSION = 4096  # trees of many alike empty files compress ~150:1
+_SLACK = 1 << 20
 _Plain = TypeVar("_Plain", bytes, bytes | memoryview)
 
 
@@ -63,7 +74,14 @@ class Codec:
 
     def unseal(self, kind: str, data: bytes | memoryview, raw_length: int | None = None) -> bytes:
         body = self._aead.open(data, _AD[kind]) if self._aead is not None else data
-        return self._checked(kind, None, self._comp.decompress(body, raw_length), raw_length)
+        limit = (None if raw_length is not None or kind not in _EXPANSION
+                 else _EXPANSION[kind] * len(body) + _SLACK)
+        if kind == TREE and raw_length is not None and raw_length > _TREE_EXPANSION * len(
+                body) + _SLACK:
+            raise IntegrityError(f"tree blob of {len(body)} bytes claims {raw_length} "
+                                 "bytes of plaintext")
+        return self._checked(kind, None, self._comp.decompress(body, raw_length, limit),
+                             raw_length)
 
     def unseal_blob(
         self, kind: str, expected: bytes, data: bytes | memoryview, raw_length: int | None = None

@@ -10,6 +10,12 @@ Invariants:
   whole blob (not just its head) keeps a chunk that starts with random bytes and ends in
   a zero run from being stored raw.
 - Compressor objects are not thread-safe, so each thread gets its own (thread-local).
+- ``decompress`` never allocates more than it was told to expect: with ``raw_length``
+  (the index's length) or ``limit`` (an upper bound the caller derives), a frame whose
+  header declares more, or that produces more, is an ``IntegrityError`` before or instead
+  of the allocation (zstandard itself sizes its output by the frame header and ignores
+  ``max_output_size`` when the header has a size: a 2 KiB hostile frame could claim
+  gigabytes).
 """
 
 from __future__ import annotations
@@ -67,13 +73,16 @@ class Compressor:
             return _RAW_TAG, data
         return _ZSTD_TAG, out
 
-    def decompress(self, data: bytes | memoryview, raw_length: int | None = None) -> bytes:
-        out = self.decompress_view(data, raw_length)
+    def decompress(self, data: bytes | memoryview, raw_length: int | None = None,
+                   limit: int | None = None) -> bytes:
+        out = self.decompress_view(data, raw_length, limit)
         return out if isinstance(out, bytes) else bytes(out)
 
-    def decompress_view(self, data: bytes | memoryview,
-                        raw_length: int | None = None) -> bytes | memoryview:
-        """``decompress``, but a raw body comes back as a view of DATA, not a copy."""
+    def decompress_view(self, data: bytes | memoryview, raw_length: int | None = None,
+                        limit: int | None = None) -> bytes | memoryview:
+        """``decompress``, but a raw body comes back as a view of DATA, not a copy.
+        RAW_LENGTH: the exact plaintext length expected; LIMIT: at most this many bytes
+        (either bounds the allocation; see the module's invariants)."""
         if not data:
             raise IntegrityError("empty blob body")
         tag = data[0]
@@ -81,10 +90,18 @@ class Compressor:
         if tag == RAW:
             return body
         if tag == ZSTD:
+            cap = raw_length if raw_length is not None else limit
             try:
-                if raw_length is not None:
-                    return self._dctx().decompress(body, max_output_size=raw_length)
-                return self._dctx().decompress(body)
+                if cap is None:
+                    return self._dctx().decompress(body)
+                declared = zstandard.frame_content_size(body)
+                if declared > cap:
+                    raise IntegrityError(f"zstd frame declares {declared} bytes, more than "
+                                         f"the {cap} expected")
+                return self._dctx().decompress(body, max_output_size=cap)
             except zstandard.ZstdError as e:
                 raise IntegrityError(f"zstd frame is damaged: {e}") from e
+            except MemoryError:
+                raise IntegrityError(f"zstd frame claims {cap} bytes, more than can be "
+                                     "allocated here") from None
         raise IntegrityError(f"unknown compression tag {tag}")

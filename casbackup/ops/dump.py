@@ -211,7 +211,7 @@ def dump(st: Store, snap: Snapshot, sub: str | None, path: str, out: BinaryIO, *
     if archive not in ARCHIVES:
         raise UsageError(f"unknown archive format {archive!r} (tar or zip)")
     check_strip(strip)
-    with shared_lock(st, "dump"):
+    with shared_lock(st, "dump", read_only=True):
         return _dump(st, snap, sub, path, out, archive, warn, strip)
 
 

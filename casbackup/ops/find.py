@@ -209,7 +209,7 @@ def find(st: Store, patterns: list[str], targets: list[tuple[Snapshot, str | Non
          oldest_ns: int | None = None) -> FindResult:
     """The entries matching any of PATTERNS in each (snapshot, sub-path) of TARGETS."""
     s = _Search(st, [compile_pattern(p, ignore_case) for p in patterns], newest_ns, oldest_ns)
-    with shared_lock(st, "find"):
+    with shared_lock(st, "find", read_only=True):
         for snap, sub in targets:
             s.search(snap, sub)
     return s.result

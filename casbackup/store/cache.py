@@ -19,9 +19,10 @@ Invariants:
   writers of one name write the same bytes. Temporary files a crash left behind are
   removed by ``trim`` once an hour old.
 - Tree entries are bounded: ``trim`` evicts the least recently used ones (a hit touches
-  the entry's mtime) until they take at most ``tree_limit`` bytes. Object copies are not
-  evicted by size; ``retain`` drops those the store no longer lists (forgotten snapshots,
-  consolidated index objects).
+  the entry's mtime) until they take at most ``tree_limit`` bytes. Ages and touches use
+  the filesystem's clock (``_now``), so processes with skewed clocks share one order.
+  Object copies are not evicted by size; ``retain`` drops those the store no longer
+  lists (forgotten snapshots, consolidated index objects).
 - Cache I/O errors never fail a command: a read that fails is a miss, a write that fails
   is skipped.
 """
@@ -68,6 +69,7 @@ class ObjectCache:
         self.stats = CacheStats()
         self._lock = threading.Lock()
         self._added = 0  # tree bytes this process wrote (trim runs only if some)
+        self._skew: float | None = None  # the filesystem's clock minus ours (_now)
 
     # ----- object copies ------------------------------------------------------------
 
@@ -133,7 +135,8 @@ class ObjectCache:
             self.drop_tree(blob_id)
             return None
         with contextlib.suppress(OSError):
-            os.utime(path)  # most recently used
+            t = self._now()
+            os.utime(path, (t, t))  # most recently used
         self._count(hits=1)
         return raw_length, data[_LEN:]
 
@@ -150,6 +153,20 @@ class ObjectCache:
 
     # ----- size bound ---------------------------------------------------------------
 
+    def _now(self) -> float:
+        """Now by the clock that stamps the cache's files (a new file's mtime), not this
+        process's: a process whose clock is hours off (or faked) must neither age other
+        writers' fresh temporary files past ``_TEMP_AGE`` nor touch its hits into the
+        past or future of the LRU order. Measured once per cache."""
+        if self._skew is None:
+            try:
+                self.root.mkdir(parents=True, exist_ok=True)
+                with tempfile.NamedTemporaryFile(dir=self.root, prefix=_TEMP) as f:
+                    self._skew = os.fstat(f.fileno()).st_mtime - time.time()
+            except OSError:
+                self._skew = 0.0
+        return time.time() + self._skew
+
     def trim(self, *, force: bool = False) -> int:
         """Evict least recently used tree entries until they take at most
         ``tree_limit`` bytes, and remove stale temporary files. Runs only if this
@@ -159,7 +176,7 @@ class ObjectCache:
             if not force and not self._added:
                 return 0
             self._added = 0
-        now = time.time()
+        now = self._now()
         entries: list[tuple[float, int, str]] = []
         total = 0
         for sub in _scandir(self.root / "trees"):

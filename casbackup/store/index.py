@@ -17,6 +17,9 @@ Invariants:
   is rebuilt by the store's ``rebuild`` callback and the lookup is repeated.
 - Packs excluded by the gc protocol (DESIGN §8) are never found in the files
   (``CompactFile.set_excluded``); the in-memory layer never holds them (``Store``).
+- A decoded pack is named by 64 hex digits and holds data or tree blobs; a decoded entry
+  lies inside its pack (``offset + length <= size``) and its lengths fit
+  u32; an object with any other entry is malformed (``IntegrityError``) as a whole.
 - Encoded as sealed msgpack ``{"packs": [{"id", "kind", "size", "blobs": [[id, offset,
   length, raw_length], …]}], "supersedes": [names]}``, plus ``"exact": true`` on an
   object that names exactly the packs of everything it supersedes (older readers ignore
@@ -32,6 +35,7 @@ from typing import Any
 
 from .. import serde
 from ..errors import IntegrityError
+from ..ids import DATA, TREE, is_hex_id
 from .compactindex import CacheDamaged, CompactFile
 from .pack import PackEntry, blob_id
 
@@ -81,16 +85,36 @@ def decode_index_object(data: bytes, name: str = "?") -> tuple[list[PackInfo], l
     try:
         packs = []
         for p in m["packs"]:
-            kind = str(p["kind"])
+            pack, kind, size = p["id"], p["kind"], int(p["size"])
+            if type(pack) is not str or not is_hex_id(pack):
+                raise ValueError(f"pack name {str(pack)[:70]!r} is not 64 hex digits")
+            if kind not in _PACK_KINDS:
+                raise ValueError(f"pack {pack[:16]} has kind {str(kind)[:20]!r}")
+            if not 0 <= size < 2**63:
+                raise ValueError(f"pack size {size}")
             entries = [
-                PackEntry(kind, blob_id(i), int(o), int(n), int(r)) for i, o, n, r in p["blobs"]
+                _entry(kind, size, blob_id(i), int(o), int(n), int(r))
+                for i, o, n, r in p["blobs"]
             ]
-            packs.append(PackInfo(str(p["id"]), kind, int(p["size"]), entries))
+            packs.append(PackInfo(pack, kind, size, entries))
         return (packs, [str(s) for s in m.get("supersedes", [])],
                 m.get("exact", False) is True)
     except (KeyError, TypeError, ValueError, OverflowError) as e:
         raise IntegrityError(f"index {name[:16]} is malformed: {e}") from None
 
+
+_PACK_KINDS = (DATA, TREE)  # what packs hold (pack headers, locks: no)
+_U32 = 2**32  # lengths are u32 in the compact files (compactindex.py): a blob is < 4 GiB
+
+
+def _entry(kind: str, size: int, id_: bytes, offset: int, length: int, raw: int) -> PackEntry:
+    """One entry, refused (ValueError) unless it lies inside its pack: a hostile index
+    must not send a reader past a pack's end or make it allocate what no blob can be."""
+    if not (offset >= 0 and 0 < length < _U32 and 0 <= raw < _U32
+            and offset + length <= size):
+        raise ValueError(f"entry [offset {offset}, length {length}, raw length {raw}] "
+                         f"does not fit its pack of {size} bytes")
+    return PackEntry(kind, id_, offset, length, raw)
 
 
 @dataclass

@@ -82,7 +82,11 @@ class Maintenance:
             return None
         if object_name(data) != name:
             raise IntegrityError(f"object {key} does not hash to its name (damaged)")
-        return Snapshot.decode(self.store.codec.unseal(SNAPSHOT, data), name)
+        try:
+            plain = self.store.codec.unseal(SNAPSHOT, data)
+        except IntegrityError as e:
+            raise IntegrityError(f"object {key}: {e}") from None
+        return Snapshot.decode(plain, name)
 
     def write_index_objects(self, packs: Iterable[PackInfo], supersedes: Iterable[str],
                             names: list[str] | None = None) -> list[str]:

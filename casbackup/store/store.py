@@ -35,6 +35,7 @@ from ..errors import (
     AlreadyExists,
     IntegrityError,
     NotFound,
+    OutOfRange,
     StoreNotFound,
     UsageError,
     WrongPassword,
@@ -717,12 +718,15 @@ class Store:
 
 @contextlib.contextmanager
 def _present(key: str) -> Iterator[None]:
-    """A read of KEY: an object that is not there is damage (``IntegrityError`` naming
-    it), for every read path alike."""
+    """A read of KEY: an object that is not there, or shorter than the range an index
+    entry or pack header gives, is damage (``IntegrityError`` naming it), for every read
+    path alike."""
     try:
         yield
     except NotFound:
         raise IntegrityError(f"object {key} is missing") from None
+    except OutOfRange as e:
+        raise IntegrityError(f"object {key} is shorter than its index says ({e})") from None
 
 
 def _codec(config: StoreConfig, master: keymod.MasterKey) -> Codec:

@@ -57,7 +57,7 @@ class DaemonProcess:
                     self.events.append(json.loads(text))
                 self._cond.notify_all()
 
-    def wait_for(self, pred: Callable[[list[Event]], bool], timeout: float = 20.0) -> None:
+    def wait_for(self, pred: Callable[[list[Event]], bool], timeout: float = 120.0) -> None:
         deadline = time.monotonic() + timeout
         with self._cond:
             while not pred(self.events):

@@ -85,7 +85,7 @@ state: state.json
         for i in range(4):  # a few snapshots with growing content while the daemon runs
             (tmp_path / "src" / f"f{i}").write_bytes(os.urandom(20000 * (i + 1)))
             time.sleep(2.2)
-        deadline = time.monotonic() + 40
+        deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
             page = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10).read()
             if b"run failure" in page and page.count(b'class="run success"') >= 3:

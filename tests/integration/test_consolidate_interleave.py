@@ -14,8 +14,11 @@ import pytest
 from casbackup.store import consolidate
 from tests.integration.interleave import make_sources, schedule
 
-SCHEDULES = int(os.environ.get("CASBACKUP_INTERLEAVINGS") or (600 if os.environ.get("CI")
-                                                             else 120))
+# CASBACKUP_DEEP=1 explores (README "Testing"); the default is a sample CI can afford,
+# FOUND first: the seeds whose schedules found the lossy consolidation below.
+SCHEDULES = int(os.environ.get("CASBACKUP_INTERLEAVINGS") or (
+    600 if os.environ.get("CASBACKUP_DEEP") else 120))
+FOUND = (0, 14, 15, 16, 19)
 
 
 def test_consolidating_backups_lose_no_committed_blobs(
@@ -33,7 +36,7 @@ def test_consolidating_backups_lose_no_committed_blobs(
     monkeypatch.setattr(consolidate, "consolidate", counted)
     sources = make_sources(tmp_path)
     committed = 0
-    for seed in range(SCHEDULES):
+    for seed in [*FOUND, *(s for s in range(SCHEDULES) if s not in FOUND)]:
         out = schedule(seed, sources, pause_p=(0.02, 0.05, 0.08)[seed % 3],
                        crash_p=(0.01, 0.03)[seed % 2])
         committed += len(out.committed)

@@ -111,7 +111,7 @@ def mounted(store: Path, mnt: Path, *args: str, launcher: list[str] | None = Non
         _unmount(mnt)
 
 
-def _wait(pred: object, timeout: float = 20, what: str = "") -> None:
+def _wait(pred: object, timeout: float = 120, what: str = "") -> None:
     deadline = time.monotonic() + timeout
     while not pred():  # type: ignore[operator]
         if time.monotonic() > deadline:

@@ -103,3 +103,26 @@ def test_write_protected_store_without_dac_override(store: Path, tmp_path: Path)
         assert not any((store / "locks").iterdir()) if (store / "locks").exists() else True
     finally:
         subprocess.run(["chmod", "-R", "u+w", str(store)], check=True)
+
+
+def test_read_only_mount_serves_dump_find_cat_and_refuses_writers(
+        ro_mount: Path, store: Path, tmp_path: Path) -> None:
+    """The other readers work too (a lock warning at most); gc and forget, which must
+    write, fail with one line, a documented code and no traceback; nothing is written."""
+    before = _tree(store)
+    f1 = str(tmp_path / "src" / "f1")
+    r = _run(ro_mount, ["dump", "latest", f1])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == (tmp_path / "src" / "f1").read_bytes()
+    for args in (["find", "f1"], ["cat", "config"], ["cat", "snapshot", "FIRST"]):
+        r = _run(ro_mount, args)
+        assert r.returncode == 0, (args, r.stderr)
+        assert len(r.stderr.decode().splitlines()) <= 1, (args, r.stderr)
+    assert f1.encode() in _run(ro_mount, ["find", "f1"]).stdout
+    for args in (["gc"], ["forget", "--keep-last", "1"], ["forget", "FIRST"]):
+        r = _run(ro_mount, args)
+        err = r.stderr.decode().strip().splitlines()
+        assert r.returncode in (1, 11), (args, r.returncode, err)
+        assert len(err) == 1 and err[0].startswith("casbackup: "), (args, err)
+        assert "Traceback" not in r.stderr.decode()
+    assert _tree(store) == before

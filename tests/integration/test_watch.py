@@ -48,7 +48,7 @@ class WatchProc:
         for raw in self.proc.stdout:
             self.lines.put(json.loads(raw))
 
-    def wait_for(self, pred: Callable[[Line], bool], timeout: float = 15) -> Line:
+    def wait_for(self, pred: Callable[[Line], bool], timeout: float = 120) -> Line:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
@@ -274,7 +274,7 @@ def watching(st: Store, src: Path) -> Iterator[tuple[list[WatchSnapshot], Callab
             snaps.append(info)
 
     def wait_for_second() -> None:
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 60
         while len(snaps) < 2 and time.monotonic() < deadline:
             time.sleep(0.05)
 
@@ -283,7 +283,7 @@ def watching(st: Store, src: Path) -> Iterator[tuple[list[WatchSnapshot], Callab
                                         stop).run)
     t.start()
     try:
-        assert ready.wait(10)
+        assert ready.wait(60)
         yield snaps, wait_for_second
     finally:
         stop.set()
@@ -316,7 +316,7 @@ def test_source_replaced_wholesale_is_watched_again(tmp_path: Path) -> None:
         shutil.rmtree(src)
         time.sleep(0.5)
         make_tree(src, dirs=3, files=2)
-        snap = w.wait_for(lambda x: x["message_type"] == "saved" and x["scan"] == "full", 20)
+        snap = w.wait_for(lambda x: x["message_type"] == "saved" and x["scan"] == "full", 120)
         assert "watcher error" in snap["reason"]
         (src / "d2" / "after.txt").write_text("seen by the new observer\n")
         snap = settle(w, quiet=1.0)

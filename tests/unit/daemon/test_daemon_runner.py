@@ -78,7 +78,7 @@ class Harness:
     def finish(self, name: str) -> None:
         n = self.d.done.qsize()
         FakeProc.gates.setdefault(name, threading.Event()).set()
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 60
         while self.d.done.qsize() == n:
             assert time.monotonic() < deadline, f"{name} did not finish"
             time.sleep(0.005)

@@ -1,10 +1,14 @@
 """Every decoder of stored bytes, fed arbitrary bytes and arbitrary msgpack values (issue
 #11): it returns a value or raises IntegrityError (config: StoreNotFound for "not a
 casbackup config"), never another exception. Tree and snapshot decoders are fuzzed in
-tests/unit/model/test_validate.py; an atheris harness is tests/fuzz/fuzz_tree.py."""
+tests/unit/model/test_validate.py; an atheris harness is tests/fuzz/fuzz_tree.py. The last
+two tests mutate one place of a real store's index object (then load the index and read
+every blob) and of a real tree (then read it through the store)."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import struct
 from collections.abc import Callable
 from pathlib import Path
@@ -15,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from casbackup import serde
-from casbackup.crypto.codec import HEADER, LOCK, Codec
+from casbackup.crypto.codec import DATA, HEADER, INDEX, LOCK, TREE, Codec
 from casbackup.crypto.keys import MasterKey, describe
 from casbackup.errors import IntegrityError, StoreNotFound
 from casbackup.ids import object_name
@@ -24,7 +28,7 @@ from casbackup.store.config import StoreConfig
 from casbackup.store.index import decode_index
 from casbackup.store.locks import list_locks
 from casbackup.store.pack import MAGIC, parse_header
-from tests.helpers import make_store
+from tests.helpers import make_store, open_test_store
 
 scalars = (st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.floats()
            | st.text(max_size=8) | st.binary(max_size=40))
@@ -127,3 +131,103 @@ def _list_with_lock(store: Store, v: Any) -> None:
 def test_lock_objects(lock_store: Store, v: Any) -> None:
     _list_with_lock(lock_store, LOCK_BAD)
     _list_with_lock(lock_store, v)
+
+
+# -- mutations of real objects in a real store ---------------------------------------------
+
+HOSTILE = st.sampled_from([2**40, 2**63 - 1, 2**64 - 1, -1, 0, 10**9, "", b"", [], {}, None,
+                           True, 1.5, b"\0" * 32]) | values
+
+
+def _paths(v: Any, at: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Every place in a decoded msgpack value: map values and list items, nested."""
+    out = [at]
+    items = v.items() if isinstance(v, dict) else enumerate(v) if isinstance(v, list) else ()
+    for k, sub in items:
+        out += _paths(sub, (*at, k))
+    return out
+
+
+def _mutated(v: Any, at: tuple[Any, ...], new: Any) -> Any:
+    if not at:
+        return new
+    copy = dict(v) if isinstance(v, dict) else list(v)
+    copy[at[0]] = _mutated(v[at[0]], at[1:], new)
+    return copy
+
+
+class Real:
+    """A real local store holding five data blobs and a tree, in one index object."""
+
+    def __init__(self, path: Path) -> None:
+        from casbackup.model.tree import FILE, Node, Tree
+
+        self.path = path
+        s = make_store(path)
+        self.blobs = {s.add_blob(DATA, d).id: d for d in (os.urandom(3000 + i)
+                                                          for i in range(5))}
+        self.tree = Tree([Node(b"f%d" % i, FILE, mode=0o644, size=len(d), content=[b])
+                          for i, (b, d) in enumerate(sorted(self.blobs.items()))]).encode()
+        self.blobs[s.add_blob(TREE, self.tree).id] = self.tree
+        s.flush()
+        (self.index_key,) = [i.key for i in s.backend.list("index/")]
+        s.close()
+
+    def __repr__(self) -> str:
+        return f"Real({self.path})"
+
+
+@pytest.fixture(scope="module")
+def real_store(tmp_path_factory: pytest.TempPathFactory) -> Real:
+    return Real(Path(tmp_path_factory.mktemp("real")) / "s")
+
+
+@given(data=st.data())
+@settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_mutations_of_a_real_index_object(real_store: Real, data: st.DataObject) -> None:
+    """One place of the store's real index object replaced by a hostile value: loading
+    the index (the compact index build) and reading every blob return the true bytes or
+    raise IntegrityError, never anything else."""
+    path, blobs, index_key = real_store.path, real_store.blobs, real_store.index_key
+    s = open_test_store(path)
+    original = s.backend.get(index_key)
+    m = serde.unpack(s.codec.unseal(INDEX, original))
+    at = data.draw(st.sampled_from(_paths(m)[1:]))
+    sealed = s.codec.seal(INDEX, serde.pack(_mutated(m, at, data.draw(HOSTILE))))
+    key = f"index/{object_name(sealed)}"
+    s.backend.delete(index_key)
+    s.backend.put(key, sealed, overwrite=True)
+    s.close()
+    try:
+        s = open_test_store(path)
+        try:
+            s.load_index()
+            for bid, plain in blobs.items():
+                with contextlib.suppress(IntegrityError):
+                    assert s.get_blob(bid) == plain
+        except IntegrityError as e:
+            assert "\n" not in str(e)
+        finally:
+            s.close()
+    finally:
+        s.backend.delete(key)
+        s.backend.put(index_key, original, overwrite=True)
+
+
+@given(data=st.data())
+@settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_mutations_of_a_real_tree(real_store: Real, data: st.DataObject) -> None:
+    """One place of a real tree replaced by a hostile value, stored as a tree blob: the
+    store's tree read gives a Tree or IntegrityError."""
+    path = real_store.path
+    m = serde.unpack(real_store.tree)
+    at = data.draw(st.sampled_from(_paths(m)[1:]))
+    s = open_test_store(path)
+    try:
+        tid = s.add_blob(TREE, serde.pack(_mutated(m, at, data.draw(HOSTILE)))).id
+        s.flush()
+        with contextlib.suppress(IntegrityError):
+            s.load_tree(tid)
+    finally:
+        s.close()
+
