@@ -2,7 +2,7 @@
 indexed, condemned, live and surviving, at one byte per index record, not a Python
 object per blob (issue #12: gc and verify at <= 32 B per blob).
 
-Three views of where a blob is (DESIGN §8):
+Three views of where a blob is for gc (DESIGN §8: records condemn packs):
 
 - *full*: every indexed pack and every pack a gc record condemned (mark resolves trees
   through it, and a blob in none of it is *missing*);
