@@ -13,6 +13,12 @@ for casbackup, restic and borg in the same run, on repositories also in /dev/shm
     verify        casbackup verify / restic check / borg check (metadata, no data read)
     gc            casbackup gc / restic prune / borg compact (nothing to free)
 
+``--steps verify,gc`` runs only those (with ``init`` and ``backup-big``, which build the
+repository). ``--base-root DIR`` measures casbackup's verify and gc twice in the same run:
+first with the code of another checkout (``DIR``, e.g. main: the column
+``casbackup-base``), then with this one -- each gc on its own copy of the repository
+(and of its cache), so both start from the same store.
+
 Every step is one process run under ``/usr/bin/time -v``: wall seconds, CPU seconds
 (user + sys) and peak RSS. The report gives, per size and tool, each step's figures and,
 between consecutive sizes, the growth per blob (bytes of peak RSS and microseconds of
@@ -29,6 +35,8 @@ Usage::
 
     python benchmarks/scale_bench.py                      # 20k files: a few minutes
     python benchmarks/scale_bench.py --sizes 100k,1M --tools casbackup,restic,borg
+    python benchmarks/scale_bench.py --sizes 1M --tools casbackup,restic \
+        --steps verify,gc --base-root /work/main        # gc/verify before and after
 
 Writes JSON to ``benchmarks/results/scale-<date>.json`` and prints a Markdown table.
 """
@@ -107,12 +115,15 @@ class Tool:
 class Casbackup(Tool):
     name = "casbackup"
 
-    def __init__(self, work: Path, cmd: list[str]) -> None:
+    def __init__(self, work: Path, cmd: list[str], root: Path = ROOT,
+                 repo: Path | None = None, cache: Path | None = None) -> None:
         super().__init__(work)
         self.cmd = cmd
+        if repo is not None:
+            self.repo = repo
         self.env.update(CASBACKUP_PASSWORD=PASSWORD,
-                        CASBACKUP_CACHE_DIR=str(work / "cache" / "casbackup"),
-                        PYTHONPATH=str(ROOT))
+                        CASBACKUP_CACHE_DIR=str(cache or work / "cache" / "casbackup"),
+                        PYTHONPATH=str(root))
         self.small_id = ""
 
     def argv(self, step: str, big: Path, small: Path, target: Path) -> list[str]:
@@ -241,7 +252,32 @@ def run_step(tool: Tool, step: str, big: Path, small: Path, work: Path) -> dict[
     return out
 
 
-def bench_size(n: int, tools: list[Tool], work: Path, keep: bool) -> dict[str, Any]:
+BASE = "casbackup-base"  # the column of ``--base-root``'s code
+
+
+def _base_step(tool: Casbackup, base_root: Path, step: str, big: Path, small: Path,
+               work: Path) -> dict[str, Any]:
+    """``step`` (verify or gc) with the code of ``base_root``, on a copy of the repository
+    and cache for gc (it writes), so this checkout's step then starts from the same store."""
+    repo, cache = tool.repo, work / "cache" / "casbackup"
+    if step == "gc":
+        repo, cache = tool.repo.with_name("casbackup-base"), work / "cache" / BASE
+        shutil.copytree(tool.repo, repo, symlinks=True)
+        if (work / "cache" / "casbackup").exists():
+            shutil.copytree(work / "cache" / "casbackup", cache, symlinks=True)
+    base = Casbackup(work, tool.cmd, base_root, repo, cache)
+    base.name = BASE
+    try:
+        return run_step(base, step, big, small, work)
+    finally:
+        if step == "gc":
+            shutil.rmtree(repo, ignore_errors=True)
+            shutil.rmtree(cache, ignore_errors=True)
+
+
+def bench_size(n: int, tools: list[Tool], work: Path, keep: bool,
+               steps: tuple[str, ...] = STEPS, base_root: Path | None = None
+               ) -> dict[str, Any]:
     need = n * 5 * 1024 + (1 << 30)
     if mem_available() - need < (2 << 30):
         raise SystemExit(f"scale_bench: {n} files need about {need >> 20} MiB of "
@@ -255,13 +291,15 @@ def bench_size(n: int, tools: list[Tool], work: Path, keep: bool) -> dict[str, A
     try:
         for tool in tools:
             res: dict[str, Any] = {}
-            for step in STEPS:
+            for step in steps:
+                if (base_root is not None and isinstance(tool, Casbackup)
+                        and step in ("verify", "gc")):
+                    r = _base_step(tool, base_root, step, big, small, work)
+                    results.setdefault(BASE, {})[step] = r
+                    _print(n, BASE, step, r)
                 r = run_step(tool, step, big, small, work)
                 res[step] = r
-                print(f"[{n}] {tool.name:9s} {step:13s} {r['wall_s']:8.2f} s  "
-                      f"cpu {r.get('cpu_s') or 0:7.2f} s  rss {(r['rss_kib'] or 0) / 1024:7.1f} MiB"
-                      + ("" if r["ok"] else f"  FAILED: {r.get('error', '')[-200:]}"),
-                      flush=True)
+                _print(n, tool.name, step, r)
                 if not r["ok"] and step == "init":
                     break
             results[tool.name] = res
@@ -273,6 +311,12 @@ def bench_size(n: int, tools: list[Tool], work: Path, keep: bool) -> dict[str, A
             for sub in ("data", "restore", "repos", "cache"):
                 shutil.rmtree(work / sub, ignore_errors=True)
     return results
+
+
+def _print(n: int, name: str, step: str, r: dict[str, Any]) -> None:
+    print(f"[{n}] {name:9s} {step:13s} {r['wall_s']:8.2f} s  "
+          f"cpu {r.get('cpu_s') or 0:7.2f} s  rss {(r['rss_kib'] or 0) / 1024:7.1f} MiB"
+          + ("" if r["ok"] else f"  FAILED: {r.get('error', '')[-200:]}"), flush=True)
 
 
 def report(sizes: list[int], res: dict[int, dict[str, Any]], tools: list[str]) -> str:
@@ -350,6 +394,12 @@ def main() -> None:
                     help="a small size always run too, so growth per blob leaves out the "
                     "fixed cost of a command (0: none)")
     ap.add_argument("--keep", action="store_true", help="keep the trees and repositories")
+    ap.add_argument("--steps", default=",".join(STEPS),
+                    help="the steps to run (init and backup-big always run: they build "
+                    "the repository)")
+    ap.add_argument("--base-root", metavar="DIR",
+                    help="also run casbackup's verify and gc with the code of this "
+                    "checkout (column casbackup-base), before this one's, same store")
     ap.add_argument("--results", default=str(ROOT / "benchmarks" / "results"))
     ap.add_argument("--label", default="", help="a label for the JSON file name")
     ap.add_argument("--report", metavar="FILE", help="print the tables of an earlier run: "
@@ -357,11 +407,15 @@ def main() -> None:
     args = ap.parse_args()
     if args.report:
         res_ = read_results(Path(args.report))
-        names = [t for t in TOOLS if any(t in r for r in res_.values())]
+        names = [t for t in (*TOOLS, BASE) if any(t in r for r in res_.values())]
         print(report(sorted(res_), res_, names))
         return
     sizes = sorted({parse_count(s) for s in args.sizes.split(",")}
                    | ({parse_count(args.baseline)} if args.baseline != "0" else set()))
+    wanted = set(args.steps.split(",")) | {"init", "backup-big"}
+    if not wanted <= set(STEPS):
+        raise SystemExit(f"scale_bench: unknown step(s) {', '.join(sorted(wanted - set(STEPS)))}")
+    steps = tuple(s for s in STEPS if s in wanted)
     work = Path(args.workdir)
     if work.exists():
         raise SystemExit(f"scale_bench: {work} exists (a run in progress, or left by "
@@ -388,11 +442,13 @@ def main() -> None:
         for n in sizes:
             for t in tools:  # fresh repositories per size
                 t.repo.parent.mkdir(parents=True, exist_ok=True)
-            res[n] = bench_size(n, tools, work, args.keep)
+            res[n] = bench_size(n, tools, work, args.keep, steps,
+                                base_root=Path(args.base_root) if args.base_root else None)
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
-    table = report(sizes, res, [t.name for t in tools])
+    names = [t.name for t in tools] + ([BASE] if args.base_root else [])
+    table = report(sizes, res, names)
     print(table)
     out = Path(args.results)
     out.mkdir(parents=True, exist_ok=True)

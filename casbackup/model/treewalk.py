@@ -32,7 +32,7 @@ never an endless walk.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, MutableSet
 from typing import NamedTuple, TypeVar
 
 from ..errors import CasError, IntegrityError
@@ -53,7 +53,7 @@ def join(path: bytes, name: bytes) -> bytes:
 
 
 def walk(load: Loader, root: bytes, *, path: bytes = b"", once: bool = False,
-         seen: set[bytes] | None = None,
+         seen: MutableSet[bytes] | None = None,
          descend: Callable[[Entry], bool] | None = None) -> Iterator[Entry]:
     """Every entry below tree ``root`` (whose own path is ``path``), depth first in name
     order. A directory entry is descended into unless ``descend(entry)`` says no, or

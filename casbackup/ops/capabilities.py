@@ -9,23 +9,31 @@ mypy checks that where a Store is passed) will do — a test double, a wrapper.
   restore, verify, sync, gc's repack and repair's salvage.
 - ``Maintainer``: what gc and repair may do beyond reading (``store.maintainer(store)``):
   listing, deleting, repacking, writing consolidated index objects.
+- ``IndexView``: the read-only, columnar view of the whole index (``store.blob_table``,
+  store/blobtable.py) that gc's mark and plan and verify's checks run over: positions
+  and pack ordinals, bulk lookups and per-pack sums with numpy, entries materialised
+  only for the packs asked for. Per-blob state is the caller's: arrays over positions.
 
 Invariant: nothing here imports store internals; the types named (``AddResult``,
-``PackEntry``, ``PackStream``, ``ObjectInfo``, ``Repacker``) are the store package's
-public ones.
+``PackEntry``, ``PackInfo``, ``PackStream``, ``ObjectInfo``, ``Repacker``) are the store
+package's public ones. Arrays are numpy ``ndarray``s (typed ``Array``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..chunking import Chunker
 from ..model.snapshot import Snapshot
-from ..store import AddResult, LiveBlob, ObjectInfo, PackEntry, PackStream, Repacker
+from ..store import AddResult, LiveBlob, ObjectInfo, PackEntry, PackInfo, PackStream, Repacker
 
 if TYPE_CHECKING:
-    from ..store.index import PackInfo  # the index's type: see tests/unit/test_layers.py
+    import numpy as np
+
+    Array = np.ndarray[Any, Any]
+else:
+    Array = Any
 
 
 class BlobSaver(Protocol):
@@ -68,3 +76,35 @@ class Maintainer(Protocol):
     def read_live_blobs(self, name: str, wanted: Iterable[PackEntry]) -> Iterator[LiveBlob]: ...
 
     def repacker(self) -> Repacker: ...
+
+
+class IndexView(Protocol):
+    """The whole index as columns (see store/blobtable.py for the invariants): ``n``
+    record positions, ``n_packs`` pack ordinals (``names``, ``pack_size``)."""
+
+    n: int
+    n_packs: int
+    names: list[str]
+    pack_size: Array
+
+    def pack_no(self, name: str) -> int | None: ...
+
+    def kind(self, no: int) -> str: ...
+
+    def mask(self, names: Iterable[str]) -> Array: ...
+
+    def resolve(self, ids: Sequence[bytes], excluded: Array | None = None) -> Array: ...
+
+    def entry_at(self, pos: int) -> tuple[str, PackEntry]: ...
+
+    def pack_of(self, pos: int) -> int: ...
+
+    def live_totals(self, live: Array) -> tuple[Array, Array]: ...
+
+    def entries(self, wanted: Array) -> dict[int, list[tuple[int, PackEntry]]]: ...
+
+    def pack_entries(self, no: int) -> list[PackEntry]: ...
+
+    def iter_packs(self, keep: Array | None = None) -> Iterator[PackInfo]: ...
+
+    def nbytes(self) -> int: ...

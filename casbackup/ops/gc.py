@@ -33,6 +33,13 @@ record may lack its waiting set (the next run writes one), condemned packs stay 
 later phase 2 deletes them. No index object names a pack a record condemned except
 resurrected ones, and a pack is deleted only by phase 2 of a ripe record.
 
+Memory (issue #12): gc holds no Python object per blob of the store. The index is the
+read-only columnar view ``store.blob_table`` (mapped compact files); live blobs and
+marked trees are bitmaps over its records, per-pack live bytes a vectorised sum
+(``gc_sets``, ``gc_mark``, ``gc_plan``); entries are materialised only for the packs
+condemned or repacked (which the record must list anyway) and, one pack at a time, for
+the consolidated index as it is written.
+
 Crash points (``CASBACKUP_TEST_CRASH_AT``): ``gc:repack-pack`` (after each new pack),
 ``gc:after-repack``, ``gc:after-index``, ``gc:after-record``, ``gc:index-delete`` (after
 each old index object), ``gc:pack-delete`` (after each pack). ``dry_run`` plans and
@@ -43,22 +50,24 @@ are deleted before the error propagates.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..clock import SYSTEM, Clock
 from ..errors import IntegrityError, PermanentError, UsageError
 from ..faults import crash_point
-from ..model.tree import Tree
-from ..store import ObjectInfo, Store, maintainer, pack_key
+from ..store import ObjectInfo, PackEntry, PackInfo, Store, blob_table, maintainer
 from ..store import gcrecords as gr
 from ..store.identity import Identity
-from ..store.index import Index, Location, PackInfo
 from ..store.locks import LockInfo, Session, by_session, live_sessions, session
 from .capabilities import Maintainer
+from .gc_mark import Marker
+from .gc_plan import Plan, header_bound, make_plan
+from .gc_sets import BlobSets, Surviving
 from .observer import NULL, Observer
-from .treewalk import walk
+
+__all__ = ["gc", "GcOptions", "GcReport", "Marker", "header_bound", "DEFAULT_MAX_UNUSED",
+           "DEFAULT_KEEP_UNINDEXED", "DEFAULT_MAX_WAIT"]
 
 DEFAULT_MAX_UNUSED = 0.05
 DEFAULT_KEEP_UNINDEXED = 3600.0  # the CLI option is accepted; the two-phase rule replaced it
@@ -112,25 +121,6 @@ class GcReport:
         return dict(self.__dict__)
 
 
-@dataclass
-class _Plan:
-    keep: list[str] = field(default_factory=list)
-    delete: list[str] = field(default_factory=list)
-    repack: list[str] = field(default_factory=list)
-    dropped: list[str] = field(default_factory=list)
-    orphans: list[str] = field(default_factory=list)
-    live_bytes: dict[str, int] = field(default_factory=dict)  # of packs to repack
-
-    def condemned(self) -> list[str]:
-        return self.delete + self.repack + self.orphans
-
-
-def header_bound(n: int) -> int:
-    """An upper bound of a pack's sealed header + trailer for ``n`` blobs (each row is
-    at most ~56 msgpack bytes; the seal adds a tag, a nonce and a MAC)."""
-    return 96 + 64 * n
-
-
 def gc(store: Store, opts: GcOptions | None = None, observer: Observer = NULL,
        clock: Clock = SYSTEM, me: Identity | None = None) -> GcReport:
     opts = opts or GcOptions()
@@ -153,86 +143,6 @@ def _no_space(e: PermanentError) -> bool:
     return "no space" in text or "quota" in text
 
 
-class Marker:
-    """Live BlobIds from snapshots and intents, each distinct tree read once, resolving
-    blobs through ``index`` (indexed and condemned packs)."""
-
-    def __init__(self, store: Store, index: Index, observer: Observer = NULL) -> None:
-        self.store, self.index, self.observer = store, index, observer
-        self.mt: Maintainer = maintainer(store)
-        self.live: set[bytes] = set()
-        self.trees: set[bytes] = set()
-        self.missing: set[bytes] = set()
-        self.marked: set[str] = set()
-        self.snapshots = 0
-        self.seen_objects: set[str] = set(store.index.objects)
-
-    def _newer(self, blob: bytes) -> Location | None:
-        """A snapshot committed after gc loaded the index has its trees in index objects
-        written since (writers flush the index before committing): read those."""
-        for name in self.mt.index_names():
-            if name not in self.seen_objects:
-                self.seen_objects.add(name)
-                with contextlib.suppress(IntegrityError):  # consolidated meanwhile
-                    for p in self.store.read_index_object(name):
-                        self.index.add_pack(p)
-        return self.index.get(blob)
-
-    def snapshots_now(self, skip: Iterable[str] = ()) -> None:
-        skip = set(skip) | self.marked
-        for sid in self.store.snapshot_ids():
-            if sid in skip:
-                continue
-            snap = self.mt.load_snapshot_if_present(sid)
-            if snap is None:
-                continue  # forgotten meanwhile: keeping more is safe
-            self.marked.add(sid)
-            self.snapshots += 1
-            self._walk(snap.tree, f"snapshot {sid[:8]}")
-
-    def intents(self, locks: Iterable[LockInfo]) -> None:
-        for lk in locks:
-            if lk.intent is not None:
-                self._walk(lk.intent, None)
-
-    def _walk(self, root: bytes, what: str | None) -> None:
-        """Mark every tree and data blob below ROOT (``treewalk.walk``, each distinct tree
-        once over all of this marker's walks). WHAT names a snapshot: a tree of it that
-        cannot be read ends gc; an intent's (WHAT None) is passed over, since its writer
-        fails its own check, and is not remembered as marked."""
-        def load(tid: bytes) -> Tree:
-            loc = self.index.get(tid) or self._newer(tid)
-            if loc is None:
-                if what is None:
-                    return _EMPTY
-                raise IntegrityError(f"tree {tid.hex()[:16]} of {what} is in no index; gc "
-                                     "cannot tell what is used: run `casbackup verify`, "
-                                     "then `repair`")
-            try:
-                e = loc.entry
-                tree = Tree.decode(self.store.unseal_entry(
-                    e, self.store.read_pack_range(loc.pack, e.offset, e.length)))
-            except IntegrityError as err:
-                if what is None:
-                    return _EMPTY
-                raise IntegrityError(f"{what}: {err}; gc stopped before changing "
-                                     "anything: run `casbackup verify`") from None
-            self.trees.add(tid)
-            self.live.add(tid)
-            self.observer.progress(0, 1)
-            return tree
-
-        # a snapshot's walk shares the marked set; an intent's walks a copy, so a tree it
-        # could not read is still read (and fails) when a snapshot names it
-        seen = self.trees if what is not None else set(self.trees)
-        for e in walk(load, root, once=True, seen=seen):
-            for b in e.node.content or ():
-                (self.live if b in self.index else self.missing).add(b)
-
-
-_EMPTY = Tree([])
-
-
 class _Gc:
     def __init__(self, store: Store, lock: Session, opts: GcOptions, observer: Observer,
                  clock: Clock) -> None:
@@ -241,7 +151,6 @@ class _Gc:
         self.mt: Maintainer = maintainer(store)
         self.rep = GcReport(dry_run=opts.dry_run)
         self._deleted: set[str] = set()
-        self._live: set[bytes] = set()
         self._waiting: set[str] = set()
         self.known_index: set[str] = set()
 
@@ -259,9 +168,10 @@ class _Gc:
         self.mt.reset_index()
         st.exclude_packs(())
         records = gr.list_records(st)
-        index = st.load_full_index()  # before the pack listing: every pack it names is listed
+        # the index before the pack listing: every pack it names is listed
+        table = blob_table(st)
+        old_index = list(st.index.objects)
         listing = self.mt.pack_listing()
-        old_index = list(index.objects)
         rep.index_before, rep.packs_before = len(old_index), len(listing)
         rep.bytes_before = sum(i.size for i in listing.values())
         others, live_sessions = self._sessions()
@@ -275,59 +185,57 @@ class _Gc:
         pending = [r for r in records if r not in ripe]
         cond_all = gr.condemned(records)
 
-        full = Index()  # resolves blobs in indexed and in condemned packs
-        for p in index.iter_packs():
-            full.add_pack(p)
-        for r in records:
-            for p in r.packs.values():
-                full.add_pack(p)
+        # full: indexed and condemned packs; clean: indexed, not condemned (gc_sets)
+        sets = BlobSets(table, cond_all, [p for r in records for p in r.packs.values()])
+        self.sets = sets
         self.obs.start("gc: mark", unit="trees")
-        marker = Marker(st, full, self.obs)
+        marker = Marker(st, sets, old_index, self.obs)
         marker.snapshots_now(opts.assume_forgotten)
         marker.intents(others.values())
         self.obs.finish()
-        self._live = marker.live
         self.marker = marker
-        clean = Index()  # the surviving packs: indexed, not condemned
-        for p in index.iter_packs():
-            if p.name not in cond_all:
-                clean.add_pack(p)
         keep = gr.condemned(pending)
         back = 0
         # condemned (by any record, ripe or not: a gc killed before its second mark left
         # one), but used after all: back into the consolidated index
         for r in records:
             for name, p in r.packs.items():
-                info = full.packs.get(name, p)
-                if (name in listing and name not in clean.packs
-                        and any(e.id in marker.live and e.id not in clean
-                                for e in info.entries)):
-                    clean.add_pack(info)
+                if name not in listing or sets.clean_has_pack(name):
+                    continue
+                info = sets.full_pack(name, p)
+                ids = [e.id for e in info.entries]
+                if any(live and not sets.in_clean(b)
+                       for b, live in zip(ids, sets.live_flags(ids), strict=True)):
+                    sets.clean_extra.add(info)
                     back += 1
         rep.packs_resurrected = back
-        missing = {b for b in marker.missing if b not in full}
-        rep.snapshots, rep.trees = marker.snapshots, len(marker.trees)
-        rep.live_blobs, rep.missing_blobs = len(marker.live), len(missing)
+        missing = {b for b in marker.missing if not sets.in_full(b)}
+        rep.snapshots, rep.trees = marker.snapshots, sets.tree_count()
+        rep.live_blobs, rep.missing_blobs = sets.live_count(), len(missing)
         if missing:
             rep.warnings.append(f"{len(missing)} referenced blob(s) are in no index "
                                 "(damaged store: run `casbackup verify`)")
         epoch = max((r.mtime for r in ripe), default=0.0)
-        plan = self._plan(clean, listing, marker.live, cond_all,
-                          fresh_ok=not live_sessions, epoch=epoch)
+        plan = make_plan(sets, listing, cond_all, opts.max_unused,
+                         fresh_ok=not live_sessions, epoch=epoch)
+        rep.packs_deferred, rep.orphans_kept = plan.deferred, plan.orphans_kept
+        if rep.orphans_kept or rep.packs_deferred:
+            rep.warnings.append(
+                f"kept {rep.orphans_kept + rep.packs_deferred} unused pack(s) that a "
+                "running backup may still use: a later gc condemns them")
         rep.packs_deleted, rep.packs_repacked = len(plan.delete), len(plan.repack)
         rep.packs_dropped = len(plan.dropped)
         rep.orphans_deleted = len(plan.orphans)
         rewrite = bool(plan.condemned() or plan.dropped or len(old_index) > 1
-                       or index.packs.keys() & cond_all or back)
+                       or sets.cond.any() or back)
         if opts.dry_run:
-            self._dry_run(index, plan, listing, old_index, rewrite)
+            self._dry_run(plan, listing, old_index, rewrite)
             return rep
 
         # another gc (not provably dead: maybe only paused) may still write what it
         # planned, so this run deletes nothing while its lock exists
         maint = [lk for lk in others.values() if lk.maintenance and not lk.dead(self.lock.me)]
-        rname, new_packs, current, survive = self._write(
-            clean, plan, listing, old_index, rewrite, marker, live_sessions)
+        rname, new_packs, current, survive = self._write(plan, listing, old_index, rewrite)
         for name in old_index:
             if name not in current:
                 self.mt.delete_index(name)
@@ -339,13 +247,13 @@ class _Gc:
                                f"{lk.hostname}); if it is stale, `casbackup unlock`")
             self._waiting.update(r.name for r in records)
         else:
-            self._phase2(ripe, marker.live, survive, full, listing, keep)
+            self._phase2(ripe, survive, listing, keep)
         for r in pending:
             self._report_wait(r, others, live_sessions)
         if rname and not maint:
-            self._finish_record(rname, marker, survive, full, listing, keep)
+            self._finish_record(rname, survive, listing, keep)
         if not gr.list_records(st):  # the epoch the next run's G2 measures packs by
-            self._record(clean, _Plan(), listing)
+            self._record(Plan(), {}, listing)
         rep.index_after = len(self.mt.index_names())
         rep.records_waiting = len(self._waiting)
         self.mt.reset_index()
@@ -357,66 +265,26 @@ class _Gc:
         rep.packs_removed = len(self._deleted)
         return rep
 
-    def _plan(self, clean: Index, listing: dict[str, ObjectInfo], live: set[bytes],
-              cond_all: set[str], fresh_ok: bool, epoch: float) -> _Plan:
-        plan = _Plan()
-        rep, opts = self.rep, self.opts
+    def _kind(self, name: str) -> str:
+        no = self.sets.t.pack_no(name)
+        if no is not None:
+            return self.sets.t.kind(no)
+        return self.sets.clean_extra.packs[name].kind
 
-        def condemnable(name: str) -> bool:
-            return fresh_ok or (epoch > 0 and 0 < listing[name].mtime <= epoch)
+    def _size(self, name: str) -> int:
+        """The size the index records for a pack of the clean view."""
+        no = self.sets.t.pack_no(name)
+        if no is not None:
+            return int(self.sets.t.pack_size[no])
+        return self.sets.clean_extra.packs[name].size
 
-        missing_live: list[str] = []
-        for name, info in clean.packs.items():
-            live_n = live_bytes = 0
-            for e in info.entries:
-                loc = clean.blobs.get(e.id)
-                if e.id in live and loc is not None and loc.pack == name:
-                    live_n += 1
-                    live_bytes += e.length
-            if name not in listing:
-                if live_n:
-                    missing_live.append(f"{pack_key(name)} ({live_n} blobs in use)")
-                else:
-                    plan.dropped.append(name)
-                continue
-            size = listing[name].size
-            unused = live_n == 0 or (size - live_bytes - header_bound(live_n)
-                                     > opts.max_unused * size)
-            if unused and not condemnable(name):
-                rep.packs_deferred += 1
-                plan.keep.append(name)
-            elif live_n == 0:
-                plan.delete.append(name)
-            elif unused:
-                plan.repack.append(name)
-                plan.live_bytes[name] = live_bytes + header_bound(live_n)
-            else:
-                plan.keep.append(name)
-        if missing_live:
-            raise IntegrityError(f"{len(missing_live)} pack(s) missing but still in use: "
-                                 f"{', '.join(missing_live[:3])}; gc stopped before "
-                                 "changing anything: run `casbackup verify` and "
-                                 "`casbackup repair`")
-        for name in listing:
-            if name in clean.packs or name in cond_all:
-                continue
-            if condemnable(name):
-                plan.orphans.append(name)
-            else:
-                rep.orphans_kept += 1
-        if rep.orphans_kept or rep.packs_deferred:
-            rep.warnings.append(
-                f"kept {rep.orphans_kept + rep.packs_deferred} unused pack(s) that a "
-                "running backup may still use: a later gc condemns them")
-        return plan
-
-    def _dry_run(self, index: Index, plan: _Plan, listing: dict[str, ObjectInfo],
+    def _dry_run(self, plan: Plan, listing: dict[str, ObjectInfo],
                  old_index: list[str], rewrite: bool) -> None:
         rep = self.rep
         rep.bytes_written = sum(plan.live_bytes.values())
         by_kind: dict[str, int] = {}
         for n, b in plan.live_bytes.items():
-            by_kind[index.packs[n].kind] = by_kind.get(index.packs[n].kind, 0) + b
+            by_kind[self._kind(n)] = by_kind.get(self._kind(n), 0) + b
         size = self.store.config.pack_size
         rep.packs_written = sum(max(1, round(b / size)) for b in by_kind.values())  # estimate
         rep.index_after = (1 if plan.keep or plan.repack else 0) if rewrite else len(old_index)
@@ -426,25 +294,38 @@ class _Gc:
         rep.bytes_freed = rep.bytes_before - rep.bytes_after
         rep.packs_after = len(listing) - len(removed) + rep.packs_written
 
-    def _write(self, clean: Index, plan: _Plan, listing: dict[str, ObjectInfo],
-               old_index: list[str], rewrite: bool, marker: Marker, live_sessions: set[str]
-               ) -> tuple[str, list[PackInfo], list[str], Index]:
+    def _clean_entries(self, names: list[str]) -> dict[str, list[tuple[int, PackEntry]]]:
+        """(position or -1, entry) of each named pack of the clean view: the table's
+        (materialised now, these packs only) or an overlay's (position -1)."""
+        t, sets = self.sets.t, self.sets
+        out: dict[str, list[tuple[int, PackEntry]]] = {}
+        for name in names:
+            p = sets.clean_extra.packs.get(name)
+            if p is not None:
+                out[name] = [(-1, e) for e in p.entries]
+        for no, pairs in t.entries(t.mask(n for n in names if n not in out)).items():
+            out[t.names[no]] = pairs
+        return out
+
+    def _write(self, plan: Plan, listing: dict[str, ObjectInfo], old_index: list[str],
+               rewrite: bool) -> tuple[str, list[PackInfo], list[str], Surviving]:
         """Repack (new packs durable first), the record and its waiting set, a second
         mark (what was committed or announced meanwhile un-condemns its packs), then
         the consolidated index. On a failure the packs and index objects this step
         wrote are removed again (no new garbage on a full disk).
         Returns (record, new packs, current index objects, surviving packs)."""
-        rep = self.rep
+        rep, sets = self.rep, self.sets
         rp = self.mt.repacker()
         written: list[str] = []
+        condemned = set(plan.condemned())
+        ents = self._clean_entries(sorted(condemned & (set(plan.delete) | set(plan.repack))))
         try:
             if plan.repack:
                 self.obs.start("gc: repack",
                                total_bytes=sum(listing[n].size for n in plan.repack),
                                total_files=len(plan.repack), unit="packs")
                 for name in plan.repack:
-                    wanted = [e for e in clean.packs[name].entries
-                              if clean.blobs[e.id].pack == name and e.id in self._live]
+                    wanted = self._wanted(name, ents[name])
                     for blob in self.mt.read_live_blobs(name, wanted):
                         if rp.add(blob):
                             rep.blobs_repacked += 1
@@ -454,34 +335,31 @@ class _Gc:
             rep.packs_written, rep.bytes_written = len(new_packs), rp.bytes_written
             crash_point("gc:after-repack")
             rname = ""
-            condemned = set(plan.condemned())
             if condemned:
-                rname = self._record(clean, plan, listing)
+                rname = self._record(plan, ents, listing)
                 copies = {e.id for p in new_packs for e in p.entries}
                 doomed = set(condemned)
 
                 def elsewhere(blob: bytes, pack: str) -> bool:
-                    loc = clean.blobs.get(blob)
-                    return blob in copies or (loc is not None and loc.pack != pack
-                                              and loc.pack not in doomed)
+                    where = sets.clean_pack_of(blob)
+                    return blob in copies or (where is not None and where != pack
+                                              and where not in doomed)
 
                 for name in sorted(condemned):
-                    info = clean.packs.get(name)
-                    if info is not None and any(e.id in marker.live
-                                                and not elsewhere(e.id, name)
-                                                for e in info.entries):
+                    pairs = ents.get(name)
+                    if pairs is None:
+                        continue  # an orphan: no index named it
+                    ids = [e.id for _, e in pairs]
+                    if any(live and not elsewhere(b, name)
+                           for b, live in zip(ids, sets.live_flags(ids), strict=True)):
                         condemned.discard(name)  # used by a snapshot committed meanwhile
                         rep.packs_resurrected += 1
-            survive = Index()
-            for p in clean.iter_packs():
-                if p.name not in condemned and p.name not in plan.dropped:
-                    survive.add_pack(p)
+            survive = Surviving(sets, condemned | set(plan.dropped))
             for p in new_packs:
-                survive.add_pack(p)
+                survive.add(p)
             current = old_index
             if rewrite:
-                current = self.mt.write_index_objects(list(survive.iter_packs()), old_index,
-                                                      written)
+                current = self.mt.write_index_objects(survive.packs(), old_index, written)
                 crash_point("gc:after-index")
             return rname, new_packs, current, survive
         except BaseException:
@@ -490,9 +368,25 @@ class _Gc:
             rp.abort()
             raise
 
-    def _record(self, clean: Index, plan: _Plan, listing: dict[str, ObjectInfo]) -> str:
-        packs = [clean.packs.get(n) or PackInfo(n, "data", listing[n].size, [])
-                 for n in plan.condemned()]
+    def _wanted(self, name: str, pairs: list[tuple[int, PackEntry]]) -> list[PackEntry]:
+        """The entries of clean pack NAME that are live and resolve to it."""
+        sets = self.sets
+        out = []
+        for pos, e in pairs:
+            if pos >= 0:
+                if sets.live[pos]:  # bits sit at the clean position of an id: here
+                    out.append(e)
+            elif sets.is_live(e.id) and sets.clean_pack_of(e.id) == name:
+                out.append(e)
+        return out
+
+    def _record(self, plan: Plan, ents: dict[str, list[tuple[int, PackEntry]]],
+                listing: dict[str, ObjectInfo]) -> str:
+        packs = []
+        for n in plan.condemned():
+            pairs = ents.get(n)
+            packs.append(PackInfo(n, self._kind(n), self._size(n), [e for _, e in pairs])
+                         if pairs is not None else PackInfo(n, "data", listing[n].size, []))
         name = gr.write_record(self.store, packs, self.lock.id, self.clock.time())
         self.rep.packs_condemned += len(packs)
         crash_point("gc:after-record")
@@ -504,7 +398,7 @@ class _Gc:
         self.marker.snapshots_now()
         return name
 
-    def _finish_record(self, rname: str, marker: Marker, survive: Index, full: Index,
+    def _finish_record(self, rname: str, survive: Surviving,
                        listing: dict[str, ObjectInfo], keep: set[str]) -> None:
         """Phase 2 of the record this run wrote, if its sessions end within max_wait."""
         rec = next((r for r in gr.list_records(self.store) if r.name == rname), None)
@@ -520,27 +414,29 @@ class _Gc:
                 return
             self.clock.sleep(POLL)
         for p in rec.packs.values():
-            full.add_pack(p)
-        marker.intents(others.values())
-        marker.snapshots_now()
-        self._phase2([rec], marker.live, survive, full, listing, keep)
+            self.sets.add_full(p)
+        self.marker.intents(others.values())
+        self.marker.snapshots_now()
+        self._phase2([rec], survive, listing, keep)
 
-    def _phase2(self, records: list[gr.Record], live: set[bytes], survive: Index,
-                full: Index, listing: dict[str, ObjectInfo], keep: set[str]) -> None:
+    def _phase2(self, records: list[gr.Record], survive: Surviving,
+                listing: dict[str, ObjectInfo], keep: set[str]) -> None:
         """Resurrect the condemned packs still in use, delete the rest, then the records."""
-        st, rep = self.store, self.rep
+        st, rep, sets = self.store, self.rep, self.sets
         back: list[PackInfo] = []
         doomed: list[str] = []
         named = self._named_by_others()
         for r in records:
             for name, p in r.packs.items():
-                if (name in survive.packs or name in keep or name in named
+                if (survive.has_pack(name) or name in keep or name in named
                         or name not in listing):
                     continue
-                info = full.packs.get(name, p)
-                if any(e.id in live and e.id not in survive for e in info.entries):
+                info = sets.full_pack(name, p)
+                ids = [e.id for e in info.entries]
+                if any(live and not survive.has_blob(b)
+                       for b, live in zip(ids, sets.live_flags(ids), strict=True)):
                     back.append(info)
-                    survive.add_pack(info)
+                    survive.add(info)
                 else:
                     doomed.append(name)
         if back:

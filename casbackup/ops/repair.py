@@ -31,8 +31,7 @@ from dataclasses import dataclass, field
 from ..errors import CasError, IntegrityError
 from ..faults import crash_point
 from ..ids import DATA
-from ..store import PackEntry, Repacker, Store, index_key, maintainer, pack_key
-from ..store.index import Index, PackInfo
+from ..store import PackEntry, PackInfo, Repacker, Store, index_key, maintainer, pack_key
 from ..store.locks import exclusive_lock
 from .capabilities import PackReader
 from .observer import NULL, Observer
@@ -75,15 +74,17 @@ def _replace_index(store: Store, packs: list[PackInfo], old: list[str]) -> list[
     return new
 
 
-def _load_old(store: Store, names: list[str], problems: list[str]) -> Index:
-    old = Index()
+def _load_old(store: Store, names: list[str], problems: list[str]) -> dict[str, PackInfo]:
+    """The packs the old index objects that still read name (the first naming wins)."""
+    old: dict[str, PackInfo] = {}
     for name in names:
         try:
             packs, _ = store.index_object(name, cached=False)
         except CasError as e:
             problems.append(f"{index_key(name)}: {e}")
             continue
-        old.add_object(name, packs)
+        for p in packs:
+            old.setdefault(p.name, p)
     return old
 
 
@@ -108,7 +109,7 @@ def _rebuild(store: Store, observer: Observer) -> RebuildReport:
         try:
             entries = maintainer(store).read_pack_header(name, size)
         except CasError as e:
-            known = old.packs.get(name)
+            known = old.get(name)
             if known is None or known.size != size:
                 rep.problems.append(f"{pack_key(name)}: {e}; not indexed")
                 continue

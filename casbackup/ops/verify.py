@@ -13,6 +13,14 @@ Checks, in order:
    damaged above. Trees are walked by ``treewalk.fold`` (iterative, each distinct tree
    once), so no depth of tree stops verify.
 
+Memory (issue #12): verify holds no Python object per blob of a sound store. Each index
+object is read from the store and checked by a streaming decode
+(``store.check_index_object``: its bytes, not an object per entry); lookups and per-pack entries
+come from the read-only columnar view (``store.blob_table``: the mapped compact index),
+a pack's entries materialised only while that pack is read, and a tree's blobs looked
+up in one vectorised call. A store with a damaged index object is checked from the
+objects that read (those are held in memory: the exception, not the rule).
+
 Invariants: verify never writes; it never stops at the first problem; every problem
 names the object (``packs/ab/…``, ``index/…``, ``snapshots/…``) and, for damaged or
 missing blobs, the snapshots and file paths that lose data. An unreferenced pack (a
@@ -31,9 +39,17 @@ from dataclasses import dataclass, field
 from ..errors import CasError, IntegrityError, UsageError
 from ..ids import TREE
 from ..model.tree import DIR, FILE, Tree, scan_tree
-from ..store import PackEntry, Store, index_key, pack_key, snapshot_key
+from ..store import (
+    PackEntry,
+    Store,
+    blob_table,
+    check_index_object,
+    index_key,
+    pack_key,
+    snapshot_key,
+)
 from ..store.locks import shared_lock
-from .capabilities import PackReader
+from .capabilities import IndexView, PackReader
 from .observer import NULL, Observer
 from .treewalk import fold
 
@@ -81,65 +97,83 @@ def verify(
     rep = VerifyReport()
     sel = parse_subset(subset)
     with shared_lock(store, "verify", read_only=True):
-        _check_index(store, rep)
-        packs = sorted(store.index.packs)
+        table = _check_index(store, rep)
+        packs = sorted(range(table.n_packs), key=lambda no: table.names[no])
         if read_data or sel is not None:
             chosen = _choose(packs, sel)
-            observer.start("verify", total_bytes=sum(store.index.packs[p].size for p in chosen),
+            size = table.pack_size.tolist()
+            observer.start("verify", total_bytes=sum(size[p] for p in chosen),
                            total_files=len(chosen), unit="packs")
+            if table.n_packs:
+                table.pack_entries(0)  # the grouping by pack, built once before the threads
             # packs are read, hashed and unsealed on a few threads (all of it releases the
             # GIL); each returns its own partial report, merged here in order
             with ThreadPoolExecutor(workers, thread_name_prefix="verify") as pool:
                 for p, part in zip(  # noqa: B905 (same length by construction)
-                    chosen, pool.map(lambda name: _read_pack(
-                        store, name, store.index.packs[name].entries, store.index.packs[name].size,
+                    chosen, pool.map(lambda no: _read_pack(
+                        store, table.names[no], table.pack_entries(no), size[no],
                         rep.bad_blobs), chosen)
                 ):
                     _merge(rep, part)
-                    observer.progress(store.index.packs[p].size, 1)
+                    observer.progress(size[p], 1)
             observer.finish()
-        _check_snapshots(store, rep)
+        _check_snapshots(store, table, rep)
     return rep
 
 
-def _check_index(store: Store, rep: VerifyReport) -> None:
+def _check_index(store: Store, rep: VerifyReport) -> IndexView:
+    """Check every index object (read from the store, hashed, decoded, then dropped) and
+    every pack it names against the listing; the view of the objects that read."""
     seen: set[str] = set()
+    damaged = False
     for _ in range(20):
         vanished = False
         for name in store.index_object_names():
             if name in seen:
                 continue
             seen.add(name)
-            try:  # the store's copy, not the cache's
-                packs, _ = store.index_object(name, cached=False)
+            try:  # the store's copy, not the cache's; streamed, not held
+                check_index_object(store, name)
             except CasError as e:
                 if not store.index_object_exists(name):
                     vanished = True  # consolidated meanwhile: its packs are in a newer one
                     continue
                 rep.problems.append(f"{index_key(name)}: {e}")
+                damaged = True
                 continue
-            store.index.add_object(name, packs)
         if not vanished:
             break
-    store.mark_index_loaded()
+    if damaged:  # only the objects that read, in memory
+        store.reset_index()
+        for name in sorted(seen):
+            try:
+                packs, _ = store.index_object(name, cached=False)
+            except CasError:
+                continue
+            store.index.add_object(name, packs)
+        store.mark_index_loaded()
+    table = blob_table(store)
     on_backend = store.pack_sizes()
-    for name, pinfo in store.index.packs.items():
+    for no, name in enumerate(table.names):
         rep.packs_checked += 1
         size = on_backend.get(name)
+        want = int(table.pack_size[no])
         if size is None:
-            rep.problems.append(f"{pack_key(name)}: missing ({len(pinfo.entries)} blobs lost)")
-            rep.bad_blobs.update(e.id for e in pinfo.entries)
-        elif size != pinfo.size:
-            rep.problems.append(f"{pack_key(name)}: size {size}, index says {pinfo.size}")
-            rep.bad_blobs.update(e.id for e in pinfo.entries)
-    orphans = set(on_backend) - set(store.index.packs)
+            entries = table.pack_entries(no)
+            rep.problems.append(f"{pack_key(name)}: missing ({len(entries)} blobs lost)")
+            rep.bad_blobs.update(e.id for e in entries)
+        elif size != want:
+            rep.problems.append(f"{pack_key(name)}: size {size}, index says {want}")
+            rep.bad_blobs.update(e.id for e in table.pack_entries(no))
+    orphans = set(on_backend) - set(table.names)
     if orphans:
         rep.notes.append(
             f"{len(orphans)} pack(s) not in any index (crash leftovers; gc removes them)"
         )
+    return table
 
 
-def _choose(packs: list[str], sel: tuple[int, int] | float | None) -> list[str]:
+def _choose(packs: list[int], sel: tuple[int, int] | float | None) -> list[int]:
     if sel is None:
         return packs
     if isinstance(sel, tuple):
@@ -194,7 +228,7 @@ def _read_pack(reader: PackReader, name: str, indexed: list[PackEntry], size: in
     return rep
 
 
-def _check_snapshots(store: Store, rep: VerifyReport) -> None:
+def _check_snapshots(store: Store, table: IndexView, rep: VerifyReport) -> None:
     # tree id -> paths (relative to that tree) that lose data; [] when sound. Caching per
     # tree keeps a check of many similar snapshots linear in the number of distinct trees.
     seen: dict[bytes, list[str]] = {}
@@ -205,7 +239,7 @@ def _check_snapshots(store: Store, rep: VerifyReport) -> None:
             rep.problems.append(f"{snapshot_key(sid)}: {e}")
             continue
         rep.snapshots += 1
-        for rel in _SnapshotCheck(store, rep, sid).lost(snap.tree, seen):
+        for rel in _SnapshotCheck(store, table, rep, sid).lost(snap.tree, seen):
             rep.affected.append((sid, "/" + rel))
 
 
@@ -218,8 +252,8 @@ class _SnapshotCheck:
     validator): each malformed node is a problem and a lost path, and the rest of its
     tree is still checked."""
 
-    def __init__(self, store: Store, rep: VerifyReport, sid: str) -> None:
-        self.store, self.rep, self.sid = store, rep, sid
+    def __init__(self, store: Store, table: IndexView, rep: VerifyReport, sid: str) -> None:
+        self.store, self.table, self.rep, self.sid = store, table, rep, sid
         self.malformed: dict[bytes, list[str]] = {}  # tree -> labels of its bad nodes
 
     def lost(self, root: bytes, seen: dict[bytes, list[str]]) -> list[str]:
@@ -247,18 +281,22 @@ class _SnapshotCheck:
         return [""]
 
     def _total(self, tid: bytes, tree: Tree, memo: Mapping[bytes, list[str]]) -> list[str]:
-        rep, index = self.rep, self.store.index
+        rep = self.rep
         rep.trees += 1
         lost: list[str] = list(self.malformed.pop(tid, ()))
+        # every blob of the tree's files looked up at once (one vectorised call)
+        ids = [b for node in tree.nodes if node.type == FILE for b in node.content or ()]
+        absent = {b for b, p in zip(ids, self.table.resolve(ids).tolist(), strict=True)
+                  if p < 0}
         for node in tree.nodes:
             name = os.fsdecode(node.name)
             if node.type == DIR and node.subtree is not None:
                 lost.extend(os.path.join(name, r) if r else name for r in memo[node.subtree])
             elif node.type == FILE and node.content:
-                bad = [b for b in node.content if b not in index or b in rep.bad_blobs]
+                bad = [b for b in node.content if b in absent or b in rep.bad_blobs]
                 if bad:
                     lost.append(name)
-                    missing = sum(1 for b in bad if b not in index)
+                    missing = sum(1 for b in bad if b in absent)
                     if missing:
                         rep.problems.append(
                             f"{missing} blob(s) of file {name} (snapshot {self.sid[:8]}) "

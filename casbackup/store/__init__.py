@@ -8,7 +8,9 @@ and ops/ to it and to the public modules ``locks``, ``commit``, ``identity``,
 ``gcrecords`` and ``keyring``): ``Store``; the pack reader's types (``PackEntry``,
 ``PackStream``, ``BlobRead``, ``PackEnd``: ``Store.stream_blobs``); the maintenance
 interface (``maintainer(store)``: ``Maintenance``, ``Repacker``, ``LiveBlob``, listings
-as ``ObjectInfo``); object names for messages (``pack_key``, ``index_key``,
+as ``ObjectInfo``, packs as ``PackInfo``); the read-only index view for whole-store passes
+(``blob_table(store)``: ``BlobTable``) and the streaming check of one index object
+(``check_index_object``); object names for messages (``pack_key``, ``index_key``,
 ``snapshot_key``); ``paired_key`` for ``init --from``. Pack format, layout, codec, index
 internals and backends stay behind it; ops declare the narrow Protocols they consume in
 ``ops/capabilities.py``.
@@ -25,10 +27,13 @@ from ..backends.base import ObjectInfo
 from ..chunking import ChunkerParams
 from ..crypto import keys as keymod
 from ..errors import UsageError
+from .blobtable import BlobTable
 from .cache import ObjectCache
 from .cachedir import CacheSettings, list_store_caches, remove_store_cache, store_cache_dir
 from .config import StoreConfig
 from .consolidate import maybe_consolidate
+from .index import PackInfo
+from .indexcheck import check_index_object
 from .layout import index_key, pack_key, snapshot_key
 from .maintenance import LiveBlob, Maintenance, Repacker
 from .pack import PackEntry
@@ -106,6 +111,13 @@ def maintainer(store: Store) -> Maintenance:
     return Maintenance(store)
 
 
+def blob_table(store: Store) -> BlobTable:
+    """The read-only columnar view of STORE's whole index as loaded now (``load_index``:
+    compact files, checked whole; see store/blobtable.py), for gc and verify: numpy over
+    the mapped records, no Python object per blob."""
+    return BlobTable.of(store.load_index())
+
+
 def paired_key(src: Store, copy_master_key: bool = False
                ) -> tuple[keymod.MasterKey, ChunkerParams]:
     """The master key and chunker for a new store paired with ``src`` (``init --from``):
@@ -132,4 +144,5 @@ __all__ = ["Store", "AddResult", "StoreConfig", "open_store", "init_store", "ENC
            "maybe_consolidate", "on_retry", "RetryEvent", "list_store_caches", "remove_store_cache",
            "check_url", "backend_retries", "CacheSettings", "PackEntry", "BlobRead", "PackEnd",
            "PackStream", "pack_key", "index_key", "snapshot_key", "maintainer", "ObjectInfo",
-           "Maintenance", "Repacker", "LiveBlob", "paired_key"]
+           "Maintenance", "Repacker", "LiveBlob", "paired_key", "PackInfo", "BlobTable",
+           "blob_table", "check_index_object"]

@@ -396,6 +396,46 @@ class CompactFile:
             i += 1
         return None
 
+    # ----- column views (whole-store passes: store/blobtable.py) --------------------
+
+    def check_all(self) -> None:
+        """Check every block against its sum now (CacheDamaged on a mismatch), so the
+        views below never meet an unchecked block."""
+        for b in range(_blocks(self.n)):
+            if not self._checked[b]:
+                self._check_block(b)
+
+    def pack_table(self) -> np.ndarray[Any, Any]:
+        """The pack table (name V32, size, kind), a view of the header (sorted by name)."""
+        out: np.ndarray[Any, Any] = _numpy().frombuffer(self._meta, _dtypes()[0],
+                                                         self.n_packs, self._packs_off)
+        return out
+
+    def prefix_view(self, lo: int = 0, hi: int | None = None) -> np.ndarray[Any, Any]:
+        """Prefixes ``lo:hi`` as a read-only view of the mapping (no copy); only after
+        ``check_all``."""
+        hi = self.n if hi is None else hi
+        assert all(self._checked[lo // BLOCK:_blocks(hi)]), "check_all first"
+        out: np.ndarray[Any, Any] = (
+            _numpy().zeros(0, "<u8") if self._mm is None or hi <= lo
+            else _numpy().frombuffer(self._mm, "<u8", hi - lo, self._pre_off + lo * 8))
+        return out
+
+    def record_view(self, lo: int = 0, hi: int | None = None) -> np.ndarray[Any, Any]:
+        """Records ``lo:hi`` (rest, pack, length, offset, raw) as a read-only view of the
+        mapping; only after ``check_all``."""
+        hi = self.n if hi is None else hi
+        assert all(self._checked[lo // BLOCK:_blocks(hi)]), "check_all first"
+        out: np.ndarray[Any, Any] = (
+            _numpy().zeros(0, _dtypes()[1]) if self._mm is None or hi <= lo
+            else _numpy().frombuffer(self._mm, _dtypes()[1], hi - lo, self._rec_off + lo * 48))
+        return out
+
+    def drop_pages(self) -> None:
+        """Drop the mapping's pages from this process's RSS (they stay in the page cache)."""
+        if self._mm is not None:
+            self._mm.madvise(mmap.MADV_DONTNEED)
+
     # ----- whole-file reads (merging, materializing) --------------------------------
 
     def columns(self) -> Columns:

@@ -53,14 +53,7 @@ LOWER_FORBIDDEN = ("casbackup.crypto", "casbackup.backends")
 UPPER = ("casbackup.cli", "casbackup.daemon", "casbackup.ops")
 
 # (importing module, imported module): still allowed, each for a named reason.
-EXCEPTIONS = {
-    # gc and repair build in-memory ``Index`` objects of their own (issue #12: gc and
-    # verify at <= 32 B/blob over the compact index); these go with that work.
-    ("casbackup.ops.gc", "casbackup.store.index"),
-    ("casbackup.ops.repair", "casbackup.store.index"),
-    # the Maintainer capability names the index's PackInfo (write_index_objects)
-    ("casbackup.ops.capabilities", "casbackup.store.index"),
-}
+EXCEPTIONS: set[tuple[str, str]] = set()
 
 KEY_PREFIXES = ("config/", "keys/", "packs/", "index/", "snapshots/", "locks/", "gc/")
 LAYOUT = "casbackup.store.layout"

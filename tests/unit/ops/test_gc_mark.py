@@ -1,7 +1,8 @@
-"""gc's mark (``ops/gc.py`` ``Marker``) on the one tree walker: on a real store, the live
-set is exactly what a recursive oracle finds below every snapshot, each distinct tree is
-read once over all snapshots, and an intent naming a tree in no index is passed over
-without hiding that tree from a snapshot that names it (which still stops gc)."""
+"""gc's mark (``ops/gc_mark.py`` ``Marker``, over ``gc_sets.BlobSets``) on the one tree
+walker: on a real store, the live set is exactly what a recursive oracle finds below
+every snapshot, each distinct tree is read once over all snapshots, and an intent naming
+a tree in no index is passed over without hiding that tree from a snapshot that names it
+(which still stops gc)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ from casbackup.errors import IntegrityError
 from casbackup.model.tree import DIR
 from casbackup.ops.backup import BackupOptions, backup
 from casbackup.ops.gc import Marker
+from casbackup.ops.gc_sets import BlobSets
 from casbackup.ops.observer import Observer
-from casbackup.store import Store
+from casbackup.store import Store, blob_table
 from casbackup.store.locks import LockInfo
 from tests.helpers import make_store
 
@@ -51,6 +53,11 @@ def _store(tmp_path: Path) -> tuple[Store, list[bytes]]:
     return st, roots
 
 
+def _marker(st: Store, obs: Observer | None = None) -> Marker:
+    sets = BlobSets(blob_table(st), (), ())
+    return Marker(st, sets, st.index.objects, obs or Observer())
+
+
 def test_mark_finds_exactly_the_oracles_blobs_reading_each_tree_once(tmp_path: Path) -> None:
     st, roots = _store(tmp_path)
     st.load_index()
@@ -59,9 +66,10 @@ def test_mark_finds_exactly_the_oracles_blobs_reading_each_tree_once(tmp_path: P
     for r in roots:
         _oracle(st, r, live, trees)
     obs = _Count()
-    m = Marker(st, st.index, obs)
+    m = _marker(st, obs)
     m.snapshots_now()
-    assert m.snapshots == 2 and m.live == live and m.trees == trees and not m.missing
+    assert m.snapshots == 2 and m.sets.live_ids() == live and m.sets.tree_ids() == trees
+    assert not m.missing
     assert obs.trees == len(trees) < sum(1 for _ in roots) * len(trees)  # shared: once
     m.snapshots_now()  # nothing new: nothing read again
     assert obs.trees == len(trees)
@@ -71,13 +79,13 @@ def test_an_unreadable_intent_tree_is_passed_over_but_still_stops_a_snapshot(
         tmp_path: Path) -> None:
     st, roots = _store(tmp_path)
     st.load_index()
-    m = Marker(st, st.index)
+    m = _marker(st)
     ghost = b"\x07" * 32  # in no index
     lk = LockInfo("l", False, "backup", "h", 1, "u", 0.0, intent=ghost)
     m.intents([lk])
-    assert ghost not in m.trees and ghost not in m.live
+    assert ghost not in m.sets.tree_ids() and ghost not in m.sets.live_ids()
     # an intent whose root is a real tree marks it like a snapshot would
     m.intents([LockInfo("l2", False, "backup", "h", 1, "u", 0.0, intent=roots[0])])
-    assert roots[0] in m.live
+    assert roots[0] in m.sets.live_ids()
     with pytest.raises(IntegrityError, match="is in no index"):
         m._walk(ghost, "snapshot feedbeef")

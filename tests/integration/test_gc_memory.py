@@ -1,0 +1,97 @@
+"""gc and verify hold at most 32 bytes per blob (issue #12 item 1), measured without
+timing: a real store whose index names 200,000 synthetic blobs (half of them referenced
+by a real snapshot, so the mark and the plan see them all), its compact index cache
+built once; then, in a fresh process, ``gc --dry-run``'s and ``verify``'s peak of
+Python-side allocations (``tracemalloc``: numpy's arrays are counted, the mapped index
+file is not) is bounded by 32 B per blob plus a fixed allowance. The per-object index
+this replaced held ~700 B per blob (140 MB here). The one transient that is not per
+store is one index object decoded at a time (verify checks each; at most 200k entries,
+``MAX_BLOBS``): the store here has objects of ``PER_OBJECT`` entries, as backups write."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from casbackup.ids import DATA, TREE
+from casbackup.model.snapshot import Snapshot
+from casbackup.model.tree import DIR, FILE, Node, Tree
+from casbackup.store import PackEntry, PackInfo, pack_key
+from tests.helpers import make_store, open_test_store
+
+N = 200_000
+PER_PACK = 1000
+PER_OBJECT = 5 * PER_PACK
+PER_TREE = 1000  # ids per directory tree: a decoded tree is transient, never the store
+BOUND = 32 * N + (6 << 20)  # 32 B per blob above a fixed allowance (trees, batches, pages)
+
+_PROBE = r"""
+import json, sys, tracemalloc
+from casbackup.ops.gc import GcOptions, gc
+from casbackup.ops.verify import verify
+from tests.helpers import open_test_store
+
+st = open_test_store(sys.argv[1])
+st.load_index()  # the cache is warm: this only opens and checks it
+st.reset_index()
+tracemalloc.start()
+rep = gc(st, GcOptions(dry_run=True))
+gc_peak = tracemalloc.get_traced_memory()[1]
+tracemalloc.reset_peak()
+v = verify(st)
+verify_peak = tracemalloc.get_traced_memory()[1]
+print(json.dumps({"gc_peak": gc_peak, "verify_peak": verify_peak, "live": rep.live_blobs,
+                  "repack": rep.packs_repacked, "delete": rep.packs_deleted,
+                  "verify_ok": v.ok, "problems": v.problems[:3], "trees": v.trees}))
+"""
+
+
+def _store(path: Path) -> int:
+    """The store: N synthetic blobs in N/PER_PACK packs (pack objects of the right size,
+    never read by a dry run), the even ones referenced by one snapshot. Returns how many
+    blobs are live (referenced ones plus the trees)."""
+    st = make_store(path)
+    packs: list[PackInfo] = []
+    live: list[bytes] = []
+    for p in range(N // PER_PACK):
+        entries = [PackEntry(DATA, os.urandom(32), 100 * i, 100, 90) for i in range(PER_PACK)]
+        name = os.urandom(32).hex()
+        # every other pack fully referenced (kept), the rest half referenced (repacked)
+        live += [e.id for i, e in enumerate(entries) if p % 2 == 0 or i % 2 == 0]
+        packs.append(PackInfo(name, DATA, 100 * PER_PACK + 200, entries))
+        st.backend.put(pack_key(name), bytes(100 * PER_PACK + 200))
+    step = PER_OBJECT // PER_PACK
+    for i in range(0, len(packs), step):
+        st.write_index(packs[i:i + step])
+    subtrees = []
+    for i in range(0, len(live), PER_TREE):
+        t = Tree([Node(name=b"f", type=FILE, content=live[i:i + PER_TREE])])
+        subtrees.append(st.add_blob(TREE, t.encode()).id)
+    root = Tree([Node(name=b"d%06d" % i, type=DIR, subtree=s) for i, s in enumerate(subtrees)])
+    rid = st.add_blob(TREE, root.encode()).id
+    st.save_snapshot(Snapshot(time=0.0, hostname="h", username="u", paths=["/"], tree=rid))
+    st.close()
+    st = open_test_store(path)
+    st.load_index()  # builds the compact index cache the probe then only opens
+    st.close()
+    return len(live) + len(subtrees) + 1
+
+
+def test_gc_and_verify_hold_at_most_32_bytes_per_blob(tmp_path: Path) -> None:
+    live = _store(tmp_path / "store")
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-c", _PROBE, str(tmp_path / "store")],
+                         capture_output=True, text=True, cwd=root, timeout=600,
+                         env={**os.environ, "PYTHONPATH": str(root)})
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    # the run saw every blob: the mark found the live ones, the plan the half-used packs
+    assert got["live"] == live
+    assert got["repack"] == N // PER_PACK // 2 and got["delete"] == 0
+    assert got["verify_ok"], got["problems"]
+    assert got["trees"] == live - N // 2 - N // 4  # every tree checked once
+    assert got["gc_peak"] <= BOUND, f"gc: {got['gc_peak'] / N:.0f} B per blob"
+    assert got["verify_peak"] <= BOUND, f"verify: {got['verify_peak'] / N:.0f} B per blob"
