@@ -5,10 +5,12 @@ later, repair excludes backups, and unlock removes a dead pid's lock."""
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
+import select
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -27,22 +29,26 @@ from tests.helpers import (
 )
 from tests.integration.history import stored_files
 
+IN_DELETE = 0x200
+_libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+
 HOLDER = """
-import sys, time
+import select, sys
 from casbackup.store import open_store
 from casbackup.store.locks import exclusive_lock, maintenance_lock, shared_lock
 st = open_store(sys.argv[1], lambda: sys.argv[4])
 lock = {"exclusive": exclusive_lock, "maintenance": maintenance_lock}.get(sys.argv[2], shared_lock)
 with lock(st, {"shared": "backup", "exclusive": "repair"}.get(sys.argv[2], "gc")):
     print("locked", flush=True)
-    time.sleep(float(sys.argv[3]))
+    select.select([sys.stdin], [], [], float(sys.argv[3]))  # a line on stdin releases it
 print("released", flush=True)
 """
 
 
 def _hold(store: Path, kind: str, seconds: float) -> subprocess.Popen[str]:
     p = subprocess.Popen([sys.executable, "-c", HOLDER, str(store), kind, str(seconds),
-                          PASSWORD], stdout=subprocess.PIPE, text=True, env=cli_env())
+                          PASSWORD], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                         env=cli_env())
     assert p.stdout is not None
     assert p.stdout.readline().strip() == "locked"
     return p
@@ -117,17 +123,31 @@ def test_gc_beside_a_backup_refused_beside_another_gc_then_retry(store: Path) ->
     finally:
         backup.kill()
         backup.wait()
-    holder = _hold(store, "maintenance", 3.0)
+    holder = _hold(store, "maintenance", 300.0)
     try:
         r = run_cli("gc", "--store", str(store))
         assert r.returncode == 11, r.stderr
         line = r.stderr.decode().strip()
         assert line.startswith("casbackup: store is locked for maintenance by gc")
         assert str(holder.pid) in line
-        t0 = time.monotonic()
-        r = run_cli("gc", "--store", str(store), "--retry-lock", "30s")
-        assert r.returncode == 0, r.stderr
-        assert time.monotonic() - t0 >= 1.0  # it waited for the holder
+        # A refused attempt deletes its own lock object: once one is seen, the holder
+        # goes, and the retrying gc must then get in (no timing: inotify says when).
+        ino = _libc.inotify_init1(os.O_CLOEXEC)
+        assert ino >= 0 and _libc.inotify_add_watch(ino, os.fsencode(store / "locks"),
+                                                    IN_DELETE) >= 0
+        try:
+            retry = subprocess.Popen(
+                [sys.executable, "-m", "casbackup", "gc", "--store", str(store),
+                 "--retry-lock", "300s"], stderr=subprocess.PIPE, env=cli_env())
+            ready, _, _ = select.select([ino], [], [], 120)
+            assert ready, "the retrying gc never tried the lock"
+        finally:
+            os.close(ino)
+        assert holder.stdin is not None
+        holder.stdin.write("go\n")
+        holder.stdin.flush()
+        _, err = retry.communicate(timeout=240)
+        assert retry.returncode == 0, err
     finally:
         holder.kill()
         holder.wait()
