@@ -41,7 +41,7 @@ import mmap
 import os
 import struct
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -123,8 +123,7 @@ def columns_from_packs(sources: Iterable[str],
     PACK_DTYPE, REC_DTYPE = _dtypes()
     seen: dict[str, int] = {}
     table: list[tuple[bytes, int, int]] = []
-    ids: list[bytes] = []
-    rows: list[tuple[int, int, int, int]] = []
+    lists: list[list[PackEntry]] = []
     for name, kind, size, entries in packs:
         if name in seen:
             continue
@@ -132,23 +131,36 @@ def columns_from_packs(sources: Iterable[str],
             raise ValueError(f"pack {name[:16]} has an unknown kind {kind!r}")
         seen[name] = len(table)
         table.append((bytes.fromhex(name), size, KINDS.index(kind)))
-        no = seen[name]
-        for e in entries:
-            ids.append(e.id)
-            rows.append((no, e.length, e.offset, e.raw_length))
+        lists.append(entries)
     ptab = np.zeros(len(table), PACK_DTYPE)
     if table:
         ptab["name"] = np.frombuffer(b"".join(t[0] for t in table), "V32")
         ptab["size"] = [t[1] for t in table]
         ptab["kind"] = [t[2] for t in table]
-    recs = np.zeros(len(rows), REC_DTYPE)
-    if rows:
-        raw = np.frombuffer(b"".join(ids), np.uint8).reshape(-1, 32)
+    n = sum(len(e) for e in lists)
+    recs = np.zeros(n, REC_DTYPE)
+    if n:
+        # column by column (no Python tuple per entry: a build's transient memory is the
+        # columns themselves); a number that does not fit its column raises ValueError
+        def column(get: Callable[[PackEntry], int], dtype: str) -> Any:
+            try:
+                return np.fromiter((get(e) for es in lists for e in es), dtype, n)
+            except OverflowError as e:
+                raise ValueError(f"an index entry does not fit the compact index: {e}"
+                                 ) from None
+
+        raw = np.frombuffer(b"".join(e.id for es in lists for e in es), np.uint8)
+        if len(raw) != 32 * n:
+            raise ValueError("an index entry's blob id is not 32 bytes")
+        raw = raw.reshape(-1, 32)
         prefixes = raw[:, :8].copy().view(">u8").ravel().astype("<u8")
         recs["rest"] = raw[:, 8:].copy().view("V24").ravel()
-        arr = np.array(rows, dtype=np.uint64)
-        recs["pack"], recs["length"] = arr[:, 0], arr[:, 1]
-        recs["offset"], recs["raw"] = arr[:, 2], arr[:, 3]
+        del raw
+        recs["pack"] = np.repeat(np.arange(len(lists), dtype="<u4"),
+                                 [len(es) for es in lists])
+        recs["length"] = column(lambda e: e.length, "<u4")
+        recs["offset"] = column(lambda e: e.offset, "<u8")
+        recs["raw"] = column(lambda e: e.raw_length, "<u4")
     else:
         prefixes = np.zeros(0, "<u8")
     return _sorted(list(sources), ptab, prefixes, recs)

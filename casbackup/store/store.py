@@ -33,6 +33,7 @@ from ..crypto import keys as keymod
 from ..crypto.codec import Codec
 from ..errors import (
     AlreadyExists,
+    CasError,
     IntegrityError,
     NotFound,
     StoreNotFound,
@@ -126,6 +127,7 @@ class Store:
         # the cache of index/snapshot objects and tree blobs (store/cache.py), or None;
         # set by ``open_store`` for remote stores only
         self.object_cache: ObjectCache | None = None
+        self._written: dict[str, list[PackInfo]] = {}  # index objects written, not yet cached
 
     # ----- creation / opening ---------------------------------------------------------
 
@@ -221,6 +223,7 @@ class Store:
     def close(self) -> None:
         if self._packer is not None:
             self._packer.close()
+        self._cache_own_objects()
         if self.object_cache is not None:
             self.object_cache.trim()
         self.backend.close()
@@ -322,6 +325,24 @@ class Store:
             raise IntegrityError(f"index object {str(e)[:16]} vanished while the local "
                                  "index cache was rebuilt (gc beside us?); try again") from None
 
+    def _cache_own_objects(self) -> None:
+        """A compact file of the index objects this process wrote, built from their
+        entries in memory, so that the next command (a small backup after a big one)
+        neither reads nor builds them. Only an economy: any failure leaves it to the
+        next command's ``cover``."""
+        own, self._written = self._written, {}
+        directory = self._index_dir() if own else None
+        if directory is None:
+            return
+        rows = {name: indexcache.Fetched([(p.name, p.kind, p.size, p.entries) for p in packs])
+                for name, packs in own.items()}
+        try:
+            indexcache.build(directory, rows, rows.__getitem__).close()
+        except (CasError, OSError, ValueError):
+            return
+        if self.object_cache is not None:
+            self.object_cache.retain(INDEX_DIR, ())  # one local copy: the file's
+
     def index_object_exists(self, name: str) -> bool:
         """Whether ``index/<name>`` is listed now (False: gone, e.g. consolidated)."""
         try:
@@ -417,6 +438,8 @@ class Store:
         if self.object_cache is not None:
             self.object_cache.put_object(INDEX_DIR, name, data)
         self.index.objects[name] = [p.name for p in packs]  # its packs are in memory
+        if not supersedes:
+            self._written[name] = packs  # for ``_cache_own_objects`` at close
         return name
 
     def reset_index(self) -> None:

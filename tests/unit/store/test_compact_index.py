@@ -375,8 +375,22 @@ def test_a_second_command_reads_only_the_objects_added_since(tmp_path: Path) -> 
     c = _reopen(tmp_path / "s")
     reads = _counting(c)
     c.load_index()
-    assert len(reads) == 1 and c.has_blob(new) and all(c.has_blob(x) for x in blobs)
+    # b built a file of the object it wrote when it closed: nothing to read
+    assert reads == [] and c.has_blob(new) and all(c.has_blob(x) for x in blobs)
     c.close()
+    from casbackup.store import open_store
+    from casbackup.store.cachedir import CacheSettings
+
+    other = open_store(str(tmp_path / "s"), lambda: PASSWORD,
+                       cache=CacheSettings.disabled())  # another host: not our cache
+    theirs = other.add_blob(DATA, b"a writer elsewhere" * 10).id
+    other.flush()
+    other.close()
+    d = _reopen(tmp_path / "s")
+    reads = _counting(d)
+    d.load_index()
+    assert len(reads) == 1 and d.has_blob(theirs) and d.has_blob(new)
+    d.close()
 
 
 def test_a_condemned_pack_is_not_found_in_the_cached_index(tmp_path: Path) -> None:
