@@ -47,10 +47,12 @@ def make_store(store: Path, n: int, checkout: Path) -> None:
 import os, sys
 sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in type(f).__module__]
 sys.path.insert(0, {str(checkout)!r})
-from casbackup.store import open_store
-from casbackup.store.index import PackInfo
+from casbackup.ids import INDEX, object_name
+from casbackup.store import CacheSettings, open_store
+from casbackup.store.index import PackInfo, encode_index
+from casbackup.store.layout import index_key
 from casbackup.store.pack import PackEntry
-st = open_store({str(store)!r}, lambda: {PASSWORD!r})
+st = open_store({str(store)!r}, lambda: {PASSWORD!r}, cache=CacheSettings.disabled())
 rng = os.urandom
 left, per_pack = {n}, 1000
 while left:
@@ -61,7 +63,8 @@ while left:
         packs.append(PackInfo(rng(32).hex(), "data", m * 1310720,
                               [PackEntry("data", rng(32), i * 1310720, 1310720, 1310720)
                                for i in range(m)]))
-    st._write_index(packs)
+    data = st.codec.seal(INDEX, encode_index(packs))  # written as a writer's flush does,
+    st.put_named(index_key(object_name(data)), data)  # without keeping them in memory
     left -= k
 st.close()
 """
