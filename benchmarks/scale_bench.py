@@ -249,34 +249,14 @@ def run_step(tool: Tool, step: str, big: Path, small: Path, work: Path) -> dict[
     return out
 
 
-def linkable(other: Path | None, n: int) -> Path | None:
-    """The N-file tree of another run's workdir OTHER (the same files: ``build_tree`` is
-    seeded), if it holds exactly N files, else None."""
-    if other is None:
-        return None
-    big = other / "data" / "big"
-    last = n - 1
-    if not (big / f"d{last // PER_DIR:05d}" / f"f{last:08d}").exists() or (
-            big / f"d{n // PER_DIR:05d}" / f"f{n:08d}").exists():
-        return None
-    return big
-
-
-def bench_size(n: int, tools: list[Tool], work: Path, keep: bool,
-               link_from: Path | None = None) -> dict[str, Any]:
-    big, small = work / "data" / "big", work / "data" / "small"
-    shared = linkable(link_from, n)
-    # hard links to another run's tree cost a directory entry a file, not a page
-    need = n * (512 if shared else 5 * 1024) + (1 << 30)
+def bench_size(n: int, tools: list[Tool], work: Path, keep: bool) -> dict[str, Any]:
+    need = n * 5 * 1024 + (1 << 30)
     if mem_available() - need < (6 << 30):  # never leave a shared machine under 6 GiB
         raise SystemExit(f"scale_bench: {n} files need about {need >> 20} MiB of "
                          f"/dev/shm but only {mem_available() >> 20} MiB are available")
+    big, small = work / "data" / "big", work / "data" / "small"
     t0 = time.monotonic()
-    if shared is not None:
-        big.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["cp", "-al", str(shared), str(big)], check=True)
-    else:
-        build_tree(big, n, seed=1)
+    build_tree(big, n, seed=1)
     build_tree(small, SMALL_FILES, seed=2)
     print(f"[{n}] built {n} + {SMALL_FILES} files in {time.monotonic() - t0:.1f} s", flush=True)
     results: dict[str, Any] = {}
@@ -378,8 +358,6 @@ def main() -> None:
                     help="a small size always run too, so growth per blob leaves out the "
                     "fixed cost of a command (0: none)")
     ap.add_argument("--keep", action="store_true", help="keep the trees and repositories")
-    ap.add_argument("--link-from", metavar="WORKDIR", help="hard-link the N-file tree from "
-                    "another run's workdir when it holds the same size (saves its memory)")
     ap.add_argument("--results", default=str(ROOT / "benchmarks" / "results"))
     ap.add_argument("--label", default="", help="a label for the JSON file name")
     ap.add_argument("--report", metavar="FILE", help="print the tables of an earlier run: "
@@ -418,8 +396,7 @@ def main() -> None:
         for n in sizes:
             for t in tools:  # fresh repositories per size
                 t.repo.parent.mkdir(parents=True, exist_ok=True)
-            res[n] = bench_size(n, tools, work, args.keep,
-                                Path(args.link_from) if args.link_from else None)
+            res[n] = bench_size(n, tools, work, args.keep)
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
