@@ -254,6 +254,10 @@ def bench_size(n: int, tools: list[Tool], work: Path, keep: bool) -> dict[str, A
     if mem_available() - need < (6 << 30):  # never leave a shared machine under 6 GiB
         raise SystemExit(f"scale_bench: {n} files need about {need >> 20} MiB of "
                          f"/dev/shm but only {mem_available() >> 20} MiB are available")
+    inodes = os.statvfs(work).f_favail  # tmpfs has an inode limit too (a file, a link)
+    if inodes < n + n // PER_DIR + 100_000:
+        raise SystemExit(f"scale_bench: {n} files need as many inodes on {work}; "
+                         f"only {inodes} are free")
     big, small = work / "data" / "big", work / "data" / "small"
     t0 = time.monotonic()
     build_tree(big, n, seed=1)
