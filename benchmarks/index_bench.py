@@ -47,10 +47,12 @@ def make_store(store: Path, n: int, checkout: Path) -> None:
 import os, sys
 sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in type(f).__module__]
 sys.path.insert(0, {str(checkout)!r})
-from casbackup.store import open_store
-from casbackup.store.index import PackInfo
+from casbackup.ids import INDEX, object_name
+from casbackup.store import CacheSettings, open_store
+from casbackup.store.index import PackInfo, encode_index
+from casbackup.store.layout import index_key
 from casbackup.store.pack import PackEntry
-st = open_store({str(store)!r}, lambda: {PASSWORD!r})
+st = open_store({str(store)!r}, lambda: {PASSWORD!r}, cache=CacheSettings.disabled())
 rng = os.urandom
 left, per_pack = {n}, 1000
 while left:
@@ -61,7 +63,8 @@ while left:
         packs.append(PackInfo(rng(32).hex(), "data", m * 1310720,
                               [PackEntry("data", rng(32), i * 1310720, 1310720, 1310720)
                                for i in range(m)]))
-    st._write_index(packs)
+    data = st.codec.seal(INDEX, encode_index(packs))  # written as a writer's flush does,
+    st.put_named(index_key(object_name(data)), data)  # without keeping them in memory
     left -= k
 st.close()
 """
@@ -87,6 +90,7 @@ def _env(checkout: Path, cache: Path) -> dict[str, str]:
     env["CASBACKUP_PASSWORD"] = PASSWORD
     env["CASBACKUP_CACHE_DIR"] = str(cache)
     env.pop("CASBACKUP_STORE", None)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # measured as installed: bytecode compiled
     return env
 
 
@@ -219,6 +223,9 @@ def main() -> None:
         return
     checkouts = [(c.split("=", 1)[0], Path(c.split("=", 1)[1]).resolve())
                  for c in a.checkout] or [("this", Path(__file__).resolve().parents[1])]
+    for _label, path in checkouts:  # as pip would have: no command compiles its modules
+        subprocess.run([sys.executable, "-m", "compileall", "-q", str(path / "casbackup")],
+                       check=True, capture_output=True)
     rows = []
     for n in (int(x) for x in a.blobs.split(",")):
         store = work / "store"

@@ -230,6 +230,15 @@ class CliObserver(Observer):
                                       "item": path})
         notice(f"casbackup: warning: {path}: {message}")
 
+    def note(self, message: str) -> None:
+        """-v shows notes on stderr (with --json: a ``verbose_status`` line)."""
+        if self.verbose < 1:
+            return
+        if self.json:
+            output.emit("verbose_status", {"action": "note", "item": "", "message": message})
+        else:
+            notice(f"casbackup: {message}")
+
     def finish(self) -> None:
         with self._lock:
             if self.json and not self.quiet and self._what:

@@ -209,7 +209,7 @@ def backup(store: Store, paths: list[str], opts: BackupOptions,
             dcache.write(snap.id, int(clock.time() * 1e9))
     # committed and the session's lock released: merge small index objects if there
     # are many (a maintenance lock of its own; never beside gc, never delaying a commit)
-    maybe_consolidate(store, clock=clock, warn=store.on_warning)
+    maybe_consolidate(store, clock=clock, warn=store.on_warning, note=observer.note)
     return BackupResult(snap, True)
 
 

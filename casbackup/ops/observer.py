@@ -27,6 +27,10 @@ class Observer:
     def warn(self, path: str, message: str) -> None:
         """A non-fatal problem with one path (unreadable, changed while read, …)."""
 
+    def note(self, message: str) -> None:
+        """An informational line that changes nothing for the operation (shown with -v),
+        e.g. an optional step skipped."""
+
     def finish(self) -> None:
         """The operation ended (successfully or not)."""
 

@@ -29,7 +29,13 @@ from ..crypto import keys as keymod
 from ..errors import UsageError
 from .blobtable import BlobTable
 from .cache import ObjectCache
-from .cachedir import CacheSettings, list_store_caches, remove_store_cache, store_cache_dir
+from .cachedir import (
+    CacheSettings,
+    KnownStore,
+    list_store_caches,
+    remove_store_cache,
+    store_cache_dir,
+)
 from .config import StoreConfig
 from .consolidate import maybe_consolidate
 from .index import PackInfo
@@ -68,10 +74,14 @@ def open_store(url: str, password: PasswordSource | None,
     ``CacheSettings.disabled()`` for none). Only a remote store gets an object cache
     (store/cache.py): for a local directory reading the store costs what reading the
     cache would, and writing the copies only slowed backups (measured: docs/design.md)."""
-    store = Store.open(open_backend(url), password, url, warn)
     settings = cache or CacheSettings.default()
+    backend = open_backend(url)
+    remote = not backend.properties().is_local
+    known = (KnownStore(settings.directory, url)
+             if remote and settings.directory is not None else None)
+    store = Store.open(backend, password, url, warn, known)
     store.cache_dir = store_cache_dir(settings, store.config.store_id)
-    if store.cache_dir is not None and not store.backend.properties().is_local:
+    if store.cache_dir is not None and remote:
         store.object_cache = ObjectCache(store.cache_dir, settings.tree_limit)
     return store
 

@@ -239,26 +239,34 @@ class ObjectCache:
         return data
 
     def _write(self, path: Path, *parts: bytes | memoryview) -> None:
-        try:
-            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=_TEMP, dir=path.parent)
-        except OSError:
-            return
-        try:
-            with os.fdopen(fd, "wb") as f:
-                for p in parts:
-                    f.write(p)
-            os.replace(tmp, path)
-        except OSError:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            return
-        self._count(stored=1)
+        if write_whole(path, *parts):
+            self._count(stored=1)
 
     def _count(self, **kw: int) -> None:
         with self._lock:
             for k, v in kw.items():
                 setattr(self.stats, k, getattr(self.stats, k) + v)
+
+
+def write_whole(path: Path, *parts: bytes | memoryview) -> bool:
+    """Write PARTS as PATH, whole or not at all (a temporary name in its directory,
+    renamed), so any process reading sees a whole entry or none; False (nothing written)
+    on an I/O error: a cache write never fails a command."""
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=_TEMP, dir=path.parent)
+    except OSError:
+        return False
+    try:
+        with os.fdopen(fd, "wb") as f:
+            for p in parts:
+                f.write(p)
+        os.replace(tmp, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        return False
+    return True
 
 
 def _scandir(path: Path) -> list[os.DirEntry[str]]:

@@ -14,16 +14,29 @@ Invariants:
 - A store's cache directory is ``<root>/<store id>``, where the store id is the config's
   32 hex digits (checked when the config is decoded), so a hostile config cannot steer
   it elsewhere; it is created mode 0700 (it may hold decrypted tree blobs).
+- Opening a remote store again reads its config and key objects from the cache
+  (``KnownStore``): ``<root>/locations/<BLAKE3(url)[:32]>`` names the store id last
+  opened at that URL, ``<root>/<store id>/open/config`` holds its config bytes and
+  ``open/keys/<name>`` copies of its key objects (content-named: a copy is used only if
+  it hashes to its name). The config copy is used only when the store still lists one of
+  the cached key objects, which name the store's id (so a store created anew at the URL
+  is read afresh), and only through the usual key check (a key binds the config bytes):
+  a stale or edited copy cannot open anything a fresh read would not.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import blake3
+
 from ..fields import is_hex
-from .cache import DEFAULT_TREE_LIMIT
+from ..ids import object_name
+from .cache import DEFAULT_TREE_LIMIT, write_whole
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +77,57 @@ def store_cache_dir(settings: CacheSettings | None, store_id: str) -> Path | Non
     except OSError:
         return None
     return path
+
+
+class KnownStore:
+    """The config and key objects of the store last opened at one URL, remembered in the
+    cache root so that opening it again costs one listing of ``keys/`` instead of reading
+    the config and every key object (see the module docstring). Never trusted beyond what
+    the store's own key check accepts; any I/O error is a miss."""
+
+    def __init__(self, root: Path, url: str) -> None:
+        self.root = root
+        self._pointer = root / "locations" / blake3.blake3(url.encode()).hexdigest()[:32]
+        self.store_id = ""
+        self.config: bytes | None = None  # the remembered config bytes, if any
+        try:
+            sid = self._pointer.read_text().strip()
+            if is_hex(sid, 32):
+                self.config = (root / sid / "open" / "config").read_bytes()
+                self.store_id = sid
+        except OSError:
+            self.config = None
+
+    def key_names(self) -> set[str]:
+        """The names of the key objects held for the remembered store."""
+        if not self.store_id:
+            return set()
+        try:
+            return {e.name for e in os.scandir(self.root / self.store_id / "open" / "keys")
+                    if is_hex(e.name, 64)}
+        except OSError:
+            return set()
+
+    def read_key(self, store_id: str, name: str, fetch: Callable[[], bytes]) -> bytes:
+        """Key object NAME of store STORE_ID: the copy if it hashes to NAME, else FETCH()
+        (the store's read; kept for next time)."""
+        path = self.root / store_id / "open" / "keys" / name
+        with contextlib.suppress(OSError):
+            data = path.read_bytes()
+            if object_name(data) == name:
+                return data
+        data = fetch()
+        write_whole(path, data)
+        return data
+
+    def remember(self, store_id: str, config: bytes) -> None:
+        """STORE_ID's config bytes (as stored) opened from this URL."""
+        if not is_hex(store_id, 32):
+            return
+        if self.store_id != store_id or self.config != config:
+            write_whole(self.root / store_id / "open" / "config", config)
+            write_whole(self._pointer, store_id.encode())
+            self.store_id, self.config = store_id, config
 
 
 @dataclass(frozen=True, slots=True)

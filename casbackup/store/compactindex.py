@@ -41,7 +41,7 @@ import mmap
 import os
 import struct
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -123,8 +123,7 @@ def columns_from_packs(sources: Iterable[str],
     PACK_DTYPE, REC_DTYPE = _dtypes()
     seen: dict[str, int] = {}
     table: list[tuple[bytes, int, int]] = []
-    ids: list[bytes] = []
-    rows: list[tuple[int, int, int, int]] = []
+    lists: list[list[PackEntry]] = []
     for name, kind, size, entries in packs:
         if name in seen:
             continue
@@ -132,30 +131,44 @@ def columns_from_packs(sources: Iterable[str],
             raise ValueError(f"pack {name[:16]} has an unknown kind {kind!r}")
         seen[name] = len(table)
         table.append((bytes.fromhex(name), size, KINDS.index(kind)))
-        no = seen[name]
-        for e in entries:
-            ids.append(e.id)
-            rows.append((no, e.length, e.offset, e.raw_length))
+        lists.append(entries)
     ptab = np.zeros(len(table), PACK_DTYPE)
     if table:
         ptab["name"] = np.frombuffer(b"".join(t[0] for t in table), "V32")
         ptab["size"] = [t[1] for t in table]
         ptab["kind"] = [t[2] for t in table]
-    recs = np.zeros(len(rows), REC_DTYPE)
-    if rows:
-        raw = np.frombuffer(b"".join(ids), np.uint8).reshape(-1, 32)
+    n = sum(len(e) for e in lists)
+    recs = np.zeros(n, REC_DTYPE)
+    if n:
+        # column by column (no Python tuple per entry: a build's transient memory is the
+        # columns themselves); a number that does not fit its column raises ValueError
+        def column(get: Callable[[PackEntry], int], dtype: str) -> Any:
+            try:
+                return np.fromiter((get(e) for es in lists for e in es), dtype, n)
+            except OverflowError as e:
+                raise ValueError(f"an index entry does not fit the compact index: {e}"
+                                 ) from None
+
+        raw = np.frombuffer(b"".join(e.id for es in lists for e in es), np.uint8)
+        if len(raw) != 32 * n:
+            raise ValueError("an index entry's blob id is not 32 bytes")
+        raw = raw.reshape(-1, 32)
         prefixes = raw[:, :8].copy().view(">u8").ravel().astype("<u8")
         recs["rest"] = raw[:, 8:].copy().view("V24").ravel()
-        arr = np.array(rows, dtype=np.uint64)
-        recs["pack"], recs["length"] = arr[:, 0], arr[:, 1]
-        recs["offset"], recs["raw"] = arr[:, 2], arr[:, 3]
+        del raw
+        recs["pack"] = np.repeat(np.arange(len(lists), dtype="<u4"),
+                                 [len(es) for es in lists])
+        recs["length"] = column(lambda e: e.length, "<u4")
+        recs["offset"] = column(lambda e: e.offset, "<u8")
+        recs["raw"] = column(lambda e: e.raw_length, "<u4")
     else:
         prefixes = np.zeros(0, "<u8")
     return _sorted(list(sources), ptab, prefixes, recs)
 
 
 def merge(parts: list[Columns]) -> Columns:
-    """One set of columns holding every part's packs and records."""
+    """One set of columns holding every part's packs and records (in memory: for small
+    parts; ``merge_files`` streams files of any size)."""
     np = _numpy()
     PACK_DTYPE, REC_DTYPE = _dtypes()
     names = np.concatenate([p.packs["name"] for p in parts]) if parts else np.zeros(0, "V32")
@@ -199,10 +212,11 @@ def _sorted(sources: list[str], ptab: np.ndarray[Any, Any], prefixes: np.ndarray
     return Columns(sorted(sources), ptab, prefixes, recs)
 
 
-def write_anonymous(cols: Columns) -> CompactFile:
-    """``cols`` as an unnamed temporary file (O_TMPFILE: no directory entry anywhere),
-    open: for a store without a cache directory."""
-    with tempfile.TemporaryFile() as f:  # the mapping keeps it alive once opened
+def write_anonymous(cols: Columns, directory: Path | None = None) -> CompactFile:
+    """``cols`` as an unnamed temporary file (O_TMPFILE: no directory entry anywhere; in
+    DIRECTORY, else the temporary directory), open: for a store without a cache
+    directory, and for the sorted runs a build merges."""
+    with tempfile.TemporaryFile(dir=directory) as f:  # the mapping keeps it alive
         for part in _parts(cols)[1]:
             f.write(part)
         f.flush()
@@ -245,13 +259,143 @@ def write_file(directory: Path, cols: Columns) -> Path:
     finally:
         if tmp.exists():
             tmp.unlink()
+    _sync_dir(directory)
+    return path
+
+
+# records taken from all inputs together per round of ``merge_files``: its working set
+# is a few copies of this many 56-byte records (~35 MiB at 2**17), whatever the inputs'
+# total; every input's mapped pages are dropped again after each round
+MERGE_WINDOW = 1 << 17
+
+
+def merge_files(directory: Path | None, files: list[CompactFile]) -> CompactFile:
+    """One file holding every record of FILES (open, checked), written without holding
+    them in memory: a k-way merge of the sorted inputs, ``MERGE_WINDOW`` records a round,
+    written in place at their final offsets. In DIRECTORY as ``<digest>.cbx`` (temporary
+    name, fsynced, renamed), or an unnamed file when DIRECTORY is None. A pack in two
+    inputs keeps the records of the first. Raises ``CacheDamaged`` when an input block
+    fails its check (nothing is written then)."""
+    np = _numpy()
+    PACK_DTYPE, REC_DTYPE = _dtypes()
+    sources = sorted({s for f in files for s in f.sources})
+    tabs = [f.pack_table() for f in files]
+    allpacks = np.concatenate(tabs) if tabs else np.zeros(0, PACK_DTYPE)
+    uniq, first = np.unique(allpacks["name"], return_index=True)
+    ptab = allpacks[first]
+    if len(ptab) >= 2**32:
+        raise ValueError("pack table is too big")
+    starts = np.cumsum([0] + [len(t) for t in tabs])
+    owner = np.searchsorted(starts, first, side="right") - 1  # the first input naming it
+    remaps, keeps, total = [], [], 0
+    for i, (f, t) in enumerate(zip(files, tabs, strict=True)):
+        remap = np.searchsorted(uniq, t["name"]).astype("<u4")
+        keep = owner[remap] == i
+        remaps.append(remap)
+        keeps.append(None if keep.all() else keep)
+        total += f.n if keep.all() else f.count_kept(keep)
+    nb = _blocks(total)
+    meta_len = _HEADER.size + len(sources) * 32 + len(ptab) * 48 + nb * (8 + _SUM)
+    pre_off = meta_len + 32
+    rec_off = pre_off + total * 8
+    fence = np.zeros(nb, "<u8")
+    sums = bytearray()
+    digest = sources_digest(sources)
+    if directory is None:
+        out: BinaryIO = tempfile.TemporaryFile()  # noqa: SIM115 (closed in finally)
+        tmp = None
+    else:
+        tmp = directory / f".{digest.hex()}.{os.getpid()}.{id(files):x}.tmp"
+        out = open(tmp, "wb+")  # noqa: SIM115 (closed in finally)
+    try:
+        fd = out.fileno()
+        os.ftruncate(fd, pre_off + total * 56)
+        done = 0  # records written
+        pend_p, pend_r = np.zeros(0, "<u8"), np.zeros(0, REC_DTYPE)
+
+        def emit(pre: Any, rec: Any, last: bool) -> None:
+            nonlocal done, pend_p, pend_r
+            pre = np.concatenate([pend_p, pre]) if len(pend_p) else pre
+            rec = np.concatenate([pend_r, rec]) if len(pend_r) else rec
+            full = len(pre) if last else len(pre) // BLOCK * BLOCK
+            if full:
+                pb, rb = pre[:full].tobytes(), rec[:full].tobytes()
+                os.pwrite(fd, pb, pre_off + done * 8)
+                os.pwrite(fd, rb, rec_off + done * 48)
+                b0 = done // BLOCK
+                fence[b0:b0 + _blocks(full)] = pre[:full:BLOCK]
+                for k in range(0, full, BLOCK):
+                    h = blake3.blake3(pb[k * 8:(k + BLOCK) * 8])
+                    h.update(rb[k * 48:(k + BLOCK) * 48])
+                    sums.extend(h.digest()[:_SUM])
+                done += full
+            pend_p, pend_r = pre[full:].copy(), rec[full:].copy()
+
+        pos = [0] * len(files)
+        live = [i for i, f in enumerate(files) if f.n]
+        while live:
+            width = max(1, MERGE_WINDOW // len(live))
+            ends = {i: min(files[i].n, pos[i] + width) for i in live}
+            # every record up to the smallest last prefix of a window that does not
+            # reach its input's end is final this round (later ones are >= it)
+            cut = min((int(files[i].prefixes(ends[i] - 1, ends[i])[0]) for i in live
+                       if ends[i] < files[i].n), default=None)
+            pres, recs = [], []
+            for i in live:
+                f = files[i]
+                p = f.prefixes(pos[i], ends[i])
+                k = len(p) if cut is None else int(np.searchsorted(p, cut, side="right"))
+                if not k:
+                    continue
+                r = f.records(pos[i], pos[i] + k).copy()
+                p = p[:k].copy()
+                r["pack"] = remaps[i][r["pack"]]
+                kp = keeps[i]
+                if kp is not None:
+                    sel = kp[f.records(pos[i], pos[i] + k)["pack"]]
+                    p, r = p[sel], r[sel]
+                pos[i] += k
+                pres.append(p)
+                recs.append(r)
+                f.drop_pages()
+            live = [i for i in live if pos[i] < files[i].n]
+            if pres:
+                p_all, r_all = np.concatenate(pres), np.concatenate(recs)
+                del pres, recs
+                order = np.argsort(p_all, kind="stable")  # ties: the earlier input first
+                emit(p_all[order], r_all[order], not live)
+                del p_all, r_all, order
+        if not total:
+            emit(np.zeros(0, "<u8"), np.zeros(0, REC_DTYPE), True)
+        assert done == total
+        header = _HEADER.pack(MAGIC, len(sources), len(ptab), total, BLOCK, digest)
+        meta = b"".join([header, b"".join(bytes.fromhex(s) for s in sources),
+                         np.ascontiguousarray(ptab).tobytes(), fence.tobytes(), bytes(sums)])
+        assert len(meta) == meta_len
+        os.pwrite(fd, meta + blake3.blake3(meta).digest(), 0)
+        if tmp is None:
+            out.flush()
+            return CompactFile(Path("<memory>" + SUFFIX), sources, anonymous=out)
+        os.fsync(fd)
+        out.close()
+        path = directory / (digest.hex() + SUFFIX)  # type: ignore[operator]
+        os.replace(tmp, path)
+        _sync_dir(directory)  # type: ignore[arg-type]
+        return CompactFile(path, sources)
+    finally:
+        out.close()  # an open mapping keeps an unnamed file alive
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                tmp.unlink()  # gone already when it was renamed
+
+
+def _sync_dir(directory: Path) -> None:
     with contextlib.suppress(OSError):  # the rename's directory entry (best effort)
         fd = os.open(directory, os.O_RDONLY)
         try:
             os.fsync(fd)
         finally:
             os.close(fd)
-    return path
 
 
 def _blocks(n: int) -> int:
@@ -456,6 +600,56 @@ class CompactFile:
         if len(rec) and int(rec["pack"].max()) >= self.n_packs:
             raise CacheDamaged(f"{self.path.name}: a record names no pack")
         return Columns(list(self.sources), packs, pre, rec)
+
+    def pack_table(self) -> np.ndarray[Any, Any]:
+        """A copy of the pack table (48 B per pack)."""
+        npm = _numpy()
+        PACK_DTYPE, _ = _dtypes()
+        packs: np.ndarray[Any, Any] = npm.frombuffer(self._meta, PACK_DTYPE, self.n_packs,
+                                                    self._packs_off).copy()
+        if packs.size and int(packs["kind"].max()) >= len(KINDS):
+            raise CacheDamaged(f"{self.path.name}: a pack of unknown kind")
+        return packs
+
+    def _check_range(self, lo: int, hi: int) -> None:
+        for b in range(lo // BLOCK, _blocks(hi)):
+            if not self._checked[b]:
+                self._check_block(b)
+
+    def prefixes(self, lo: int, hi: int) -> np.ndarray[Any, Any]:
+        """Prefixes LO..HI, checked, as a view of the mapping (no copy)."""
+        npm = _numpy()
+        self._check_range(lo, hi)
+        pre: np.ndarray[Any, Any] = npm.frombuffer(self._mm, "<u8", hi - lo,
+                                                  self._pre_off + lo * 8)
+        return pre
+
+    def records(self, lo: int, hi: int) -> np.ndarray[Any, Any]:
+        """Records LO..HI, checked, as a view of the mapping (no copy)."""
+        npm = _numpy()
+        _, REC_DTYPE = _dtypes()
+        self._check_range(lo, hi)
+        rec: np.ndarray[Any, Any] = npm.frombuffer(self._mm, REC_DTYPE, hi - lo,
+                                                  self._rec_off + lo * 48)
+        if len(rec) and int(rec["pack"].max()) >= self.n_packs:
+            raise CacheDamaged(f"{self.path.name}: a record names no pack")
+        return rec
+
+    def count_kept(self, keep: np.ndarray[Any, Any]) -> int:
+        """How many records name a pack whose ``keep`` flag is set (read in windows)."""
+        np = _numpy()
+        counts = np.zeros(self.n_packs, np.int64)
+        for lo in range(0, self.n, MERGE_WINDOW):
+            hi = min(self.n, lo + MERGE_WINDOW)
+            counts += np.bincount(self.records(lo, hi)["pack"], minlength=self.n_packs)
+            self.drop_pages()
+        return int(counts[keep].sum())
+
+    def drop_pages(self) -> None:
+        """Drop the mapping's pages from this process's RSS (they stay in the page
+        cache)."""
+        if self._mm is not None:
+            self._mm.madvise(mmap.MADV_DONTNEED)
 
     def iter_packs(self) -> Iterator[tuple[str, str, int, list[PackEntry]]]:
         """``(name, kind, size, entries)`` of every pack, excluded ones too."""

@@ -48,17 +48,23 @@ def small_objects(store: Store) -> list[str]:
 
 
 def maybe_consolidate(store: Store, clock: Clock = SYSTEM,
-                      warn: Callable[[str], None] | None = None) -> str | None:
+                      warn: Callable[[str], None] | None = None,
+                      note: Callable[[str], None] | None = None) -> str | None:
     """Consolidate when there are more than MIN_OBJECTS small index objects; the new
-    object's name, or None when nothing was done."""
-    names = small_objects(store)
-    if len(names) <= MIN_OBJECTS:
-        return None
+    object's name, or None when nothing was done. Never raises a ``CasError``: a gc or
+    repair holding the maintenance lock means skipping it (one line to NOTE: it is an
+    optimisation, not the caller's failure); any other failure goes to WARN."""
     try:
+        names = small_objects(store)
+        if len(names) <= MIN_OBJECTS:
+            return None
         with maintenance_lock(store, "consolidate", clock=clock):
             return consolidate(store, small_objects(store)[:MAX_PER_RUN])
-    except Locked:
-        return None  # a gc or repair runs: it consolidates, or we do next time
+    except Locked as e:
+        # a gc or repair runs: it consolidates, or we do next time
+        if note is not None:
+            note(f"index consolidation skipped: {e}")
+        return None
     except CasError as e:
         if warn is not None:
             warn(f"index consolidation skipped: {e}")

@@ -36,10 +36,9 @@ from pathlib import Path
 from .compactindex import (
     SUFFIX,
     CacheDamaged,
-    Columns,
     CompactFile,
     columns_from_packs,
-    merge,
+    merge_files,
     read_sources,
     write_anonymous,
     write_file,
@@ -64,18 +63,30 @@ STALE_AFTER = 600.0
 
 
 def build(directory: Path | None, names: Iterable[str], fetch: Fetch,
-          parts: dict[str, Columns] | None = None) -> CompactFile:
+          parts: dict[str, CompactFile] | None = None) -> CompactFile:
     """Build (or rebuild) the file of exactly ``names`` from the objects (or from their
-    columns in ``parts``, already read)."""
+    sorted runs in ``parts``, already read). One object at a time is held as Python
+    objects; each becomes a sorted run on disk, and the runs are merged in windows
+    (``merge_files``), so the build's peak memory follows the largest object, not the
+    store."""
     srcs = sorted(set(names))
     have = parts or {}
-    # one object's Python objects at a time: columns hold 56 bytes per entry
-    cols = [have[n] if n in have else columns_from_packs([n], fetch(n).rows) for n in srcs]
-    merged = cols[0] if len(cols) == 1 else merge(cols)
-    del cols
-    if directory is None:
-        return write_anonymous(merged)
-    return CompactFile(write_file(directory, merged), srcs)
+    if len(srcs) == 1 and srcs[0] not in have:
+        cols = columns_from_packs(srcs, fetch(srcs[0]).rows)
+        if directory is None:
+            return write_anonymous(cols)
+        return CompactFile(write_file(directory, cols), srcs)
+    runs = [have.pop(n) if n in have else _run(directory, n, fetch) for n in srcs]
+    try:
+        return merge_files(directory, runs)
+    finally:
+        for r in runs:
+            r.close()
+
+
+def _run(directory: Path | None, name: str, fetch: Fetch) -> CompactFile:
+    """Index object NAME as a sorted, unnamed file (its Python objects go at once)."""
+    return write_anonymous(columns_from_packs([name], fetch(name).rows), directory)
 
 
 def cover(directory: Path | None, names: Iterable[str], fetch: Fetch,
@@ -123,25 +134,33 @@ def _cover_once(directory: Path, want: frozenset[str], fetch: Fetch,
         if (want.issuperset(srcs) and not taken.intersection(srcs)
                 and take(path, srcs) is None):
             return None
-    parts: dict[str, Columns] = {}
+    parts: dict[str, CompactFile] = {}  # sorted runs on disk, until the build
+    try:
+        return _build_rest(directory, want, fetch, found, taken, out, parts, take)
+    finally:
+        for f in parts.values():
+            f.close()
+
+
+def _build_rest(directory: Path, want: frozenset[str], fetch: Fetch,
+                found: list[tuple[Path, list[str]]], taken: set[str], out: list[CompactFile],
+                parts: dict[str, CompactFile], take: Callable[[Path, list[str]], bool | None]
+                ) -> tuple[list[CompactFile], set[str]] | None:
+    """The rest of ``_cover_once``: read what no file holds (each object becomes a run in
+    PARTS at once), keep files still valid across exact consolidations, build the rest."""
     exact: dict[str, tuple[str, ...]] = {}  # listed exact consolidation -> what it supersedes
     for n in sorted(want - taken):
         got = fetch(n)
-        parts[n] = columns_from_packs([n], got.rows)  # its Python objects go now
+        parts[n] = write_anonymous(columns_from_packs([n], got.rows), directory)
         if got.exact:
             exact[n] = got.supersedes
     # a file built from objects since consolidated ``exact``ly (their packs all named by
     # a listed object) still names only what the listing names: keep it
     sup = {s for ss in exact.values() for s in ss}
-    used_ext: list[CompactFile] = []
     for path, srcs in found:
         if (not want.issuperset(srcs) and sup.issuperset(set(srcs) - want)
-                and not taken.intersection(srcs)):
-            ok = take(path, srcs)
-            if ok is None:
-                return None
-            if ok:
-                used_ext.append(out[-1])
+                and not taken.intersection(srcs) and take(path, srcs) is None):
+            return None
     _drop_stale(found, want | taken)
     # an exact consolidation whose every source is in a file we keep needs no file
     todo = [n for n in want - taken if not (n in exact and taken.issuperset(exact[n]))]
@@ -179,11 +198,9 @@ def _compact(directory: Path, files: list[CompactFile]) -> list[CompactFile]:
             return files
         parts = files[tail:]
         try:
-            cols: list[Columns] = [f.columns() for f in parts]
+            merged = merge_files(directory, parts)
         except CacheDamaged:
             return files  # a lookup will find the damaged block and rebuild that file
-        merged = CompactFile(write_file(directory, merge(cols)),
-                             [s for f in parts for s in f.sources])
         for f in parts:
             f.close()
             if f.path != merged.path:

@@ -54,13 +54,19 @@ def key_object_names(backend: Backend) -> list[str]:
 
 
 def unlock_master(backend: Backend, config_bytes: bytes, config: StoreConfig, password: str,
-                  warn: Callable[[str], None]) -> tuple[keymod.MasterKey, str]:
-    """The master key that ``password`` opens, and the name of its key object."""
-    names = key_object_names(backend)
+                  warn: Callable[[str], None], names: list[str] | None = None,
+                  read_key: Callable[[str], bytes] | None = None
+                  ) -> tuple[keymod.MasterKey, str]:
+    """The master key that ``password`` opens, and the name of its key object. NAMES:
+    the key objects listed (when the caller just listed them); READ_KEY: how a key
+    object's bytes are read (a cached copy, ``cachedir.KnownStore``; the store's own read
+    by default) -- every copy is checked against its name all the same."""
+    names = key_object_names(backend) if names is None else names
     if not names:
         raise IntegrityError("the store has no key objects (keys/ is empty)")
     tally = _Tally()
-    usable = dict(_usable_keys(backend, names, config.store_id, warn, tally))
+    read = read_key or (lambda name: backend.get(key_object_key(name)))
+    usable = dict(_usable_keys(read, names, config.store_id, warn, tally))
     bound = [k.binding for k in usable.values() if k.binding is not None]
     for name, key in usable.items():
         try:
@@ -88,12 +94,12 @@ def unlock_master(backend: Backend, config_bytes: bytes, config: StoreConfig, pa
     raise WrongPassword("wrong password or no key found for it")
 
 
-def _usable_keys(backend: Backend, names: list[str], store_id: str,
+def _usable_keys(read: Callable[[str], bytes], names: list[str], store_id: str,
                  warn: Callable[[str], None],
                  tally: _Tally) -> Iterator[tuple[str, keymod.KeyObject]]:
     for name in names:
         try:
-            data = backend.get(key_object_key(name))
+            data = read(name)
         except NotFound:
             continue  # removed while we listed (key passwd elsewhere)
         try:

@@ -33,6 +33,7 @@ from ..crypto import keys as keymod
 from ..crypto.codec import Codec
 from ..errors import (
     AlreadyExists,
+    CasError,
     IntegrityError,
     NotFound,
     OutOfRange,
@@ -49,6 +50,7 @@ from ..scratch import Scratch, for_thread
 from . import indexcache
 from .cache import PREFIXES as CACHED_PREFIXES
 from .cache import ObjectCache
+from .cachedir import KnownStore
 from .compactindex import CompactFile
 from .config import StoreConfig, config_problem
 from .index import (
@@ -78,6 +80,7 @@ from .packread import PackStream, read_header
 from .packsink import PackSink, StreamSink
 
 PasswordSource = Callable[[], str]
+SNAPSHOT_READERS = 16  # concurrent snapshot reads of a remote store (bounded)
 
 
 class _Vanished(Exception):
@@ -126,6 +129,7 @@ class Store:
         # the cache of index/snapshot objects and tree blobs (store/cache.py), or None;
         # set by ``open_store`` for remote stores only
         self.object_cache: ObjectCache | None = None
+        self._written: dict[str, list[PackInfo]] = {}  # index objects written, not yet cached
 
     # ----- creation / opening ---------------------------------------------------------
 
@@ -159,16 +163,46 @@ class Store:
 
     @classmethod
     def open(cls, backend: Backend, password: PasswordSource | None, url: str = "",
-             warn: Callable[[str], None] | None = None) -> Store:
+             warn: Callable[[str], None] | None = None, known: KnownStore | None = None
+             ) -> Store:
         """Open the store; problems with single key objects that did not stop it from
-        opening (damaged, of another store) are passed to WARN, one line each."""
-        try:
-            raw = backend.get(CONFIG)
-        except NotFound:
-            raise StoreNotFound(f"no casbackup store at {url or 'this location'}") from None
+        opening (damaged, of another store) are passed to WARN, one line each. KNOWN: the
+        config and key objects remembered from an earlier open of this URL (a remote
+        store: ``cachedir.KnownStore``), used when the store still lists one of those key
+        objects -- then opening costs one listing of ``keys/``."""
+        names: list[str] | None = None
+        raw: bytes | None = None
+        if known is not None and known.config is not None:
+            names = key_object_names(backend)
+            if known.key_names().intersection(names):  # they name its store id: the same
+                raw = known.config
+        for attempt in range(2):
+            from_cache = raw is not None
+            if raw is None:
+                try:
+                    raw = backend.get(CONFIG)
+                except NotFound:
+                    raise StoreNotFound(f"no casbackup store at {url or 'this location'}"
+                                        ) from None
+            try:
+                store = cls._open_config(backend, raw, password, url, warn, names, known)
+            except (IntegrityError, ValueError):
+                if not from_cache or attempt:
+                    raise
+                raw = None  # the remembered copy does not open it: read the store's
+                continue
+            if known is not None and store.config.encrypted:
+                known.remember(store.config.store_id, raw)
+            return store
+        raise AssertionError("unreachable")
+
+    @classmethod
+    def _open_config(cls, backend: Backend, raw: bytes, password: PasswordSource | None,
+                     url: str, warn: Callable[[str], None] | None, names: list[str] | None,
+                     known: KnownStore | None) -> Store:
         config = StoreConfig.decode(raw)
         if not config.encrypted:
-            if key_object_names(backend):
+            if names if names is not None else key_object_names(backend):
                 raise IntegrityError("config says encryption none but the store has key "
                                      "objects under keys/: refusing a replaced config")
             assert config.id_key is not None  # decode checks it
@@ -176,14 +210,22 @@ class Store:
             return cls(backend, config, master, url, config_bytes=raw)
         if password is None:
             raise WrongPassword("this store is encrypted: a password is needed")
+        read_key = None
+        if known is not None:
+            sid = config.store_id
+
+            def read_key(name: str) -> bytes:
+                return known.read_key(sid, name, lambda: backend.get(key_object_key(name)))
+
         master, key_name = unlock_master(backend, raw, config, password(),
-                                         warn or (lambda _msg: None))
+                                         warn or (lambda _msg: None), names, read_key)
         config = config.with_seed(master.chunker_seed)
         return cls(backend, config, master, url, key_name, config_bytes=raw)
 
     def close(self) -> None:
         if self._packer is not None:
             self._packer.close()
+        self._cache_own_objects()
         if self.object_cache is not None:
             self.object_cache.trim()
         self.backend.close()
@@ -239,13 +281,17 @@ class Store:
         skip = set(known)
         for _ in range(20):
             names = set(self._index_names()) - skip
-            if self.object_cache is not None and not skip:
-                self.object_cache.retain(INDEX_DIR, names)
+            directory = self._index_dir()
             try:
-                return indexcache.cover(self._index_dir(), names, self._index_rows,
-                                        self.on_warning)
+                got = indexcache.cover(directory, names, self._index_rows, self.on_warning)
             except _Vanished:
                 continue
+            if self.object_cache is not None and directory is not None:
+                # one local copy of an index object: once a compact file holds its
+                # entries, the object copy (which ``write_index`` or this cover's read
+                # left) goes; a rebuild or a consolidation reads the store again
+                self.object_cache.retain(INDEX_DIR, ())
+            return got
         raise IntegrityError("index objects keep vanishing while being read (gc beside "
                              "us?); try again")
 
@@ -280,6 +326,24 @@ class Store:
         except _Vanished as e:
             raise IntegrityError(f"index object {str(e)[:16]} vanished while the local "
                                  "index cache was rebuilt (gc beside us?); try again") from None
+
+    def _cache_own_objects(self) -> None:
+        """A compact file of the index objects this process wrote, built from their
+        entries in memory, so that the next command (a small backup after a big one)
+        neither reads nor builds them. Only an economy: any failure leaves it to the
+        next command's ``cover``."""
+        own, self._written = self._written, {}
+        directory = self._index_dir() if own else None
+        if directory is None:
+            return
+        rows = {name: indexcache.Fetched([(p.name, p.kind, p.size, p.entries) for p in packs])
+                for name, packs in own.items()}
+        try:
+            indexcache.build(directory, rows, rows.__getitem__).close()
+        except (CasError, OSError, ValueError):
+            return
+        if self.object_cache is not None:
+            self.object_cache.retain(INDEX_DIR, ())  # one local copy: the file's
 
     def index_object_exists(self, name: str) -> bool:
         """Whether ``index/<name>`` is listed now (False: gone, e.g. consolidated)."""
@@ -376,6 +440,8 @@ class Store:
         if self.object_cache is not None:
             self.object_cache.put_object(INDEX_DIR, name, data)
         self.index.objects[name] = [p.name for p in packs]  # its packs are in memory
+        if not supersedes:
+            self._written[name] = packs  # for ``_cache_own_objects`` at close
         return name
 
     def reset_index(self) -> None:
@@ -678,15 +744,37 @@ class Store:
         names = self.snapshot_ids()
         if self.object_cache is not None:
             self.object_cache.retain(SNAPSHOTS_DIR, names)
-        for name in names:
+
+        def load(name: str) -> Snapshot | None:
             try:
-                snaps.append(self.load_snapshot(name))
+                return self.load_snapshot(name)
             except NotFound:
-                continue  # forgotten by someone else since the listing
+                return None  # forgotten by someone else since the listing
             except IntegrityError as e:
                 self._damaged_snapshot(name, str(e))
+                return None
+
+        for snap in self._map_reads(load, names):
+            if snap is not None:
+                snaps.append(snap)
         snaps.sort(key=lambda s: (s.time, s.id))
         return snaps
+
+    def _map_reads(self, fn: Callable[[str], Snapshot | None], names: list[str]
+                   ) -> Iterator[Snapshot | None]:
+        """FN over NAMES: in this thread on a local store, else on up to the backend's
+        connection count of threads (``SNAPSHOT_READERS`` at most), so a first
+        ``snapshots`` of a remote store waits for about one round trip per that many
+        snapshots, not one per snapshot. Results in the order of NAMES."""
+        props = self.backend.properties()
+        workers = min(SNAPSHOT_READERS, max(1, props.connections), len(names))
+        if props.is_local or workers <= 1:
+            yield from map(fn, names)
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="snap") as pool:
+            yield from pool.map(fn, names)
 
     def _damaged_snapshot(self, name: str, why: str) -> None:
         if name not in self.damaged_snapshots and self.on_warning is not None:

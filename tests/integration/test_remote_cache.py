@@ -183,7 +183,9 @@ def test_a_damaged_entry_is_refetched(remote_url: str, tmp_path: Path,
     entries = [p for p in cache.rglob("*") if p.is_file()]
     objs = [p for p in entries if "objects" in p.parts]
     trees = [p for p in entries if "trees" in p.parts]
-    assert len(objs) == 2 and trees
+    # the snapshot's copy; its index object is held once, in the compact file the
+    # backup built at its close
+    assert len(objs) == 1 and trees
     for p in objs + trees:  # flip one byte of every entry
         data = bytearray(p.read_bytes())
         data[len(data) // 2] ^= 0x40
@@ -192,7 +194,7 @@ def test_a_damaged_entry_is_refetched(remote_url: str, tmp_path: Path,
     gets = opening(run_counted(monkeypatch, cache, "restore", snap, str(tmp_path / "r1"),
                                "--store", remote_url))
     keys = [g[0] for g in gets]
-    assert f"snapshots/{snap}" in keys and any(k.startswith("index/") for k in keys)
+    assert f"snapshots/{snap}" in keys
     assert len([g for g in gets if g in tree_gets]) == len(trees)
     assert_same_tree(src, restored_root(tmp_path / "r1", src))
     # the refetched entries are whole again: a second restore reads data only

@@ -128,3 +128,35 @@ def test_a_refresh_across_a_consolidation_keeps_every_blob(
     assert all(long_lived.has_blob(b) for b in blobs)
     assert set(long_lived.index.objects) == set(long_lived._index_names())
     long_lived.close()
+
+
+def test_a_backup_beside_a_gc_skips_consolidation_in_one_verbose_line(tmp_path: Path) -> None:
+    """Real ``casbackup backup`` processes while this process holds gc's maintenance
+    lock: the backup succeeds (consolidation is an optimisation), says so once with -v
+    and not at all without, and changes no index object but its own."""
+    from tests.helpers import cli_env, index_names, run_cli
+
+    store = tmp_path / "s"
+    _many_objects(store, consolidate.MIN_OBJECTS + 2)
+    src = tmp_path / "src"
+    src.mkdir()
+    env = cli_env(CASBACKUP_CACHE_DIR=str(tmp_path / "cache"))
+
+    def backup(*extra: str) -> tuple[list[str], int]:
+        (src / "f").write_text(f"new content {len(list(src.iterdir()))} {extra}\n")
+        p = run_cli("backup", str(src), "--store", str(store), *extra, env=env)
+        assert p.returncode == 0, p.stderr.decode()[-2000:]
+        with _open(store) as st:
+            n = len(index_names(st))
+        return [ln for ln in p.stderr.decode().splitlines() if "consolidation" in ln], n
+
+    gc_store = _open(store)
+    with maintenance_lock(gc_store, "gc"):
+        lines, n = backup("-v")
+        assert len(lines) == 1 and "skipped" in lines[0] and "gc" in lines[0], lines
+        assert n == consolidate.MIN_OBJECTS + 3  # the backup's own object, nothing merged
+        lines, n = backup()
+        assert lines == [] and n == consolidate.MIN_OBJECTS + 4
+    gc_store.close()
+    lines, n = backup("-v")  # the gc is gone: this backup consolidates
+    assert lines == [] and n < consolidate.MIN_OBJECTS
