@@ -549,12 +549,6 @@ class CompactFile:
             if not self._checked[b]:
                 self._check_block(b)
 
-    def pack_table(self) -> np.ndarray[Any, Any]:
-        """The pack table (name V32, size, kind), a view of the header (sorted by name)."""
-        out: np.ndarray[Any, Any] = _numpy().frombuffer(self._meta, _dtypes()[0],
-                                                         self.n_packs, self._packs_off)
-        return out
-
     def prefix_view(self, lo: int = 0, hi: int | None = None) -> np.ndarray[Any, Any]:
         """Prefixes ``lo:hi`` as a read-only view of the mapping (no copy); only after
         ``check_all``."""
@@ -602,7 +596,8 @@ class CompactFile:
         return Columns(list(self.sources), packs, pre, rec)
 
     def pack_table(self) -> np.ndarray[Any, Any]:
-        """A copy of the pack table (48 B per pack)."""
+        """A copy of the pack table (name V32, size, kind; sorted by name; 48 B per pack),
+        checked for unknown kinds."""
         npm = _numpy()
         PACK_DTYPE, _ = _dtypes()
         packs: np.ndarray[Any, Any] = npm.frombuffer(self._meta, PACK_DTYPE, self.n_packs,
@@ -644,12 +639,6 @@ class CompactFile:
             counts += np.bincount(self.records(lo, hi)["pack"], minlength=self.n_packs)
             self.drop_pages()
         return int(counts[keep].sum())
-
-    def drop_pages(self) -> None:
-        """Drop the mapping's pages from this process's RSS (they stay in the page
-        cache)."""
-        if self._mm is not None:
-            self._mm.madvise(mmap.MADV_DONTNEED)
 
     def iter_packs(self) -> Iterator[tuple[str, str, int, list[PackEntry]]]:
         """``(name, kind, size, entries)`` of every pack, excluded ones too."""
