@@ -85,13 +85,7 @@ def decode_index_object(data: bytes, name: str = "?") -> tuple[list[PackInfo], l
     try:
         packs = []
         for p in m["packs"]:
-            pack, kind, size = p["id"], p["kind"], int(p["size"])
-            if type(pack) is not str or not is_hex_id(pack):
-                raise ValueError(f"pack name {str(pack)[:70]!r} is not 64 hex digits")
-            if kind not in _PACK_KINDS:
-                raise ValueError(f"pack {pack[:16]} has kind {str(kind)[:20]!r}")
-            if not 0 <= size < 2**63:
-                raise ValueError(f"pack size {size}")
+            pack, kind, size = check_pack(p["id"], p["kind"], int(p["size"]))
             entries = [
                 _entry(kind, size, blob_id(i), int(o), int(n), int(r))
                 for i, o, n, r in p["blobs"]
@@ -107,13 +101,31 @@ _PACK_KINDS = (DATA, TREE)  # what packs hold (pack headers, locks: no)
 _U32 = 2**32  # lengths are u32 in the compact files (compactindex.py): a blob is < 4 GiB
 
 
-def _entry(kind: str, size: int, id_: bytes, offset: int, length: int, raw: int) -> PackEntry:
-    """One entry, refused (ValueError) unless it lies inside its pack: a hostile index
-    must not send a reader past a pack's end or make it allocate what no blob can be."""
+def check_pack(pack: Any, kind: Any, size: int) -> tuple[str, str, int]:
+    """A pack's fields as an index object names them, refused (ValueError) unless the
+    name is 64 hex digits, the kind one packs hold and the size sane (the one rule, also
+    for verify's streaming check, ``indexcheck.py``)."""
+    if type(pack) is not str or not is_hex_id(pack):
+        raise ValueError(f"pack name {str(pack)[:70]!r} is not 64 hex digits")
+    if kind not in _PACK_KINDS:
+        raise ValueError(f"pack {pack[:16]} has kind {str(kind)[:20]!r}")
+    if not 0 <= size < 2**63:
+        raise ValueError(f"pack size {size}")
+    return pack, kind, size
+
+
+def check_entry(size: int, offset: int, length: int, raw: int) -> None:
+    """Refuse (ValueError) an entry that does not lie inside its pack of ``size`` bytes:
+    a hostile index must not send a reader past a pack's end or make it allocate what
+    no blob can be."""
     if not (offset >= 0 and 0 < length < _U32 and 0 <= raw < _U32
             and offset + length <= size):
         raise ValueError(f"entry [offset {offset}, length {length}, raw length {raw}] "
                          f"does not fit its pack of {size} bytes")
+
+
+def _entry(kind: str, size: int, id_: bytes, offset: int, length: int, raw: int) -> PackEntry:
+    check_entry(size, offset, length, raw)
     return PackEntry(kind, id_, offset, length, raw)
 
 

@@ -9,7 +9,9 @@ and a few small objects at a time, not a Python object per entry.
 Invariants: reads only; raises ``IntegrityError`` for exactly the objects
 ``decode_index_object`` refuses (not a map, no ``packs``, a pack without ``id``/``kind``/
 ``size``/``blobs``, a blob that is not ``[32-byte id, int, int, int]``, bytes after the
-value); returns the number of blob entries.
+value, and the pack and entry rules ``index.check_pack``/``check_entry`` state: a name
+of 64 hex digits, a kind packs hold, every entry inside its pack); returns the number of
+blob entries.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import msgpack
 
 from ..errors import IntegrityError
 from ..ids import INDEX
+from .index import check_entry, check_pack
 from .layout import INDEX_DIR
 from .pack import blob_id
 from .store import Store
@@ -88,6 +91,7 @@ def _pack(u: Any) -> int:
         raise _Malformed("a pack is not a map") from None
     seen: dict[str, Any] = {}
     n = 0
+    entries: list[tuple[int, int, int]] = []  # (offset, length, raw) of the widest ones
     for _ in range(keys):
         key = u.unpack()
         if key == "blobs":
@@ -102,9 +106,12 @@ def _pack(u: Any) -> int:
                 i, o, ln, r = entry
                 try:
                     blob_id(i)
-                    int(o), int(ln), int(r)
+                    o, ln, r = int(o), int(ln), int(r)
+                    check_entry(2**63, o, ln, r)  # its bounds; the pack's size comes below
                 except (TypeError, ValueError, OverflowError) as e:
                     raise _Malformed(str(e)) from None
+                if not entries or o + ln > entries[0][0] + entries[0][1]:
+                    entries[:] = [(o, ln, r)]
             n += count
             seen["blobs"] = True
         else:
@@ -113,7 +120,9 @@ def _pack(u: Any) -> int:
         if k not in seen:
             raise _Malformed(repr(k))
     try:
-        str(seen["id"]), str(seen["kind"]), int(seen["size"])
+        _, _, size = check_pack(seen["id"], seen["kind"], int(seen["size"]))
+        for o, ln, r in entries:  # the entry reaching furthest must fit the pack
+            check_entry(size, o, ln, r)
     except (TypeError, ValueError, OverflowError) as e:
         raise _Malformed(str(e)) from None
     return n

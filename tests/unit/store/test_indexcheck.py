@@ -17,11 +17,20 @@ from casbackup.store.index import decode_index_object
 from casbackup.store.indexcheck import check_plain
 
 _blob = st.tuples(st.binary(min_size=32, max_size=32), st.integers(0, 2**40),
-                  st.integers(0, 2**31), st.integers(0, 2**31)).map(list)
-_pack = st.fixed_dictionaries({"id": st.text(max_size=4), "kind": st.sampled_from(["data", "tree"]),
-                               "size": st.integers(0, 2**40),
-                               "blobs": st.lists(_blob, max_size=4)})
-_obj = st.fixed_dictionaries({"packs": st.lists(_pack, max_size=3),
+                  st.integers(1, 2**31), st.integers(0, 2**31)).map(list)
+
+
+@st.composite
+def _pack(draw: st.DrawFn) -> dict:
+    """A pack the writer could name: 64 hex digits, a pack kind, every blob inside it."""
+    blobs = draw(st.lists(_blob, max_size=4))
+    end = max((b[1] + b[2] for b in blobs), default=0)
+    return {"id": draw(st.binary(min_size=32, max_size=32)).hex(),
+            "kind": draw(st.sampled_from(["data", "tree"])),
+            "size": end + draw(st.integers(0, 2**20)), "blobs": blobs}
+
+
+_obj = st.fixed_dictionaries({"packs": st.lists(_pack(), max_size=3),
                               "supersedes": st.lists(st.text(max_size=3), max_size=2)})
 _wrong = st.one_of(st.none(), st.integers(-3, 3), st.text(max_size=2), st.binary(max_size=33),
                    st.lists(st.integers(), max_size=5), st.dictionaries(st.text(max_size=1),
