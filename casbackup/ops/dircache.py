@@ -121,8 +121,10 @@ class DirCache:
 
 
 def header(host: str, paths: list[str], options: bytes) -> bytes:
+    # paths as bytes: a source path need not be UTF-8 (a latin-1 "caf\xe9")
     return bytes(msgpack.packb([__version__, machine_id(), host, socket.gethostname(),
-                          sorted(paths), options], use_bin_type=True))
+                                sorted(os.fsencode(p) for p in paths), options],
+                               use_bin_type=True))
 
 
 def open_cache(cache_dir: Path | None, host: str, paths: list[str], options: bytes,
