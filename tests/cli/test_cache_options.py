@@ -56,8 +56,13 @@ def test_a_remote_store_caches_where_told_and_not_at_all_with_no_cache(
     assert run_cli("snapshots", "--store", s3_url, "--cache-dir", str(told),
                    env=env).returncode == 0
     assert cached_files(default) == []
-    (sid_dir,) = told.iterdir()  # <store id>/objects/snapshots/<name>
-    assert [p.parent.name for p in cached_files(sid_dir)] == ["snapshots"]
+    # <store id>/objects/snapshots/<name>, the config and key it opened with
+    # (<store id>/open/…) and the pointer from its URL to its id (locations/<digest>)
+    stores = [d for d in told.iterdir() if d.name != "locations"]
+    assert len(stores) == 1 and len(cached_files(told / "locations")) == 1
+    (sid_dir,) = stores
+    assert sorted(str(p.relative_to(sid_dir).parent) for p in cached_files(sid_dir)) == [
+        "objects/snapshots", "open", "open/keys"]
     assert run_cli("snapshots", "--store", s3_url, env=env).returncode == 0
     assert cached_files(default)  # the default place ($CASBACKUP_CACHE_DIR)
 
