@@ -139,6 +139,18 @@ def tree_state(root: Path | str | bytes, *, times: bool = True) -> dict[bytes, t
     return out
 
 
+def write_tree(root: Path, spec: dict[str, object]) -> None:
+    """Make ``root`` and below it a tree from ``spec``: bytes are files, dicts directories
+    (what the hypothesis tree strategies draw)."""
+    root.mkdir()
+    for name, v in spec.items():
+        if isinstance(v, dict):
+            write_tree(root / name, v)
+        else:
+            assert isinstance(v, bytes)
+            (root / name).write_bytes(v)
+
+
 def restored_root(target: Path, source: Path) -> Path:
     """Where restore puts ``source`` under ``target`` (absolute paths are mirrored)."""
     return target / os.path.abspath(source).lstrip("/")

@@ -27,7 +27,7 @@ from casbackup.ops.archiver import ArchiveOptions
 from casbackup.ops.backup import BackupOptions, backup
 from casbackup.ops.tree_ahead import TreeAhead
 from casbackup.store import Store, init_store
-from tests.helpers import FAST_KDF, PASSWORD
+from tests.helpers import FAST_KDF, PASSWORD, write_tree
 from tests.integration.test_fast_paths_equal import (
     CHUNKER,
     _check_contents,
@@ -143,16 +143,6 @@ _tree = st.recursive(
 )
 
 
-def _write(root: Path, spec: dict[str, object]) -> None:
-    root.mkdir()
-    for name, v in spec.items():
-        if isinstance(v, dict):
-            _write(root / name, v)
-        else:
-            assert isinstance(v, bytes)
-            (root / name).write_bytes(v)
-
-
 _mutation = st.tuples(st.booleans(), st.integers(0, 10_000), st.integers(0, 4))
 
 
@@ -167,7 +157,7 @@ def test_random_mutations_never_skip_changed_content(
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir()
     src = work / "src"
-    _write(src, {"top": spec, "keep": {"k": b"kept"}})
+    write_tree(src, {"top": spec, "keep": {"k": b"kept"}})
     store = _store(work)
     clock = Ahead(30)  # nothing is racy: the cache is written and used
     _check(store, src, _run(store, src, clock))

@@ -29,7 +29,7 @@ from casbackup.ops.archiver import ArchiveOptions
 from casbackup.ops.backup import BackupOptions, backup
 from casbackup.source.meta import node_from_stat
 from casbackup.store import Store, init_store
-from tests.helpers import FAST_KDF, PASSWORD
+from tests.helpers import FAST_KDF, PASSWORD, write_tree
 
 MIN = 4096  # chunker sizes scaled down so that multi-chunk files stay small
 CHUNKER = ChunkerParams(min_size=MIN, avg_size=8192, max_size=32768, seed=7)
@@ -54,16 +54,6 @@ _tree = st.recursive(
     lambda kids: st.dictionaries(_names, st.one_of(_content(), kids), max_size=5),
     max_leaves=30,
 )
-
-
-def _write(root: Path, spec: dict[str, object]) -> None:
-    root.mkdir()
-    for name, v in spec.items():
-        if isinstance(v, dict):
-            _write(root / name, v)
-        else:
-            assert isinstance(v, bytes)
-            (root / name).write_bytes(v)
 
 
 def reference(store: Store, path: bytes) -> bytes:
@@ -111,7 +101,7 @@ def test_fast_paths_store_what_the_plain_path_defines(
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir()
     src = work / "src"
-    _write(src, spec)
+    write_tree(src, spec)
     files = sorted(p for p in src.rglob("*") if p.is_file())
     if link and files:
         os.symlink(files[0].name, files[0].parent / "zz-symlink")
