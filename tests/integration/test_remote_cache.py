@@ -58,12 +58,14 @@ def remote_url(request: pytest.FixtureRequest) -> str:
 
 
 @contextlib.contextmanager
-def counted(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[CountingBackend]]:
+def counted(monkeypatch: pytest.MonkeyPatch, wrap: type[CountingBackend] = CountingBackend
+            ) -> Iterator[list[CountingBackend]]:
+    """Every backend opened meanwhile, wrapped (by ``wrap``) to count its requests."""
     opened: list[CountingBackend] = []
     real = store_pkg.open_backend
 
     def wrapped(url: str) -> Any:
-        b = CountingBackend(real(url))
+        b = wrap(real(url))
         opened.append(b)
         return b
 

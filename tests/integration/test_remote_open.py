@@ -26,23 +26,14 @@ from casbackup.store import CacheSettings, open_store
 from casbackup.store import store as store_mod
 from casbackup.store.keyring import add_key, key_names, remove_key
 from tests.helpers import PASSWORD, make_store
-from tests.integration.test_remote_cache import CountingBackend
+from tests.integration.test_remote_cache import CountingBackend, counted
 
 
 def _open(monkeypatch: pytest.MonkeyPatch, url: str, cache: Path, password: str = PASSWORD,
           wrap: type[CountingBackend] = CountingBackend) -> tuple[Any, list[str]]:
     """A fresh Store (only the cache directory carries anything over) and the keys of
     every GET it made while opening."""
-    opened: list[CountingBackend] = []
-    real = store_pkg.open_backend
-
-    def wrapped(u: str) -> Any:
-        b = wrap(real(u))
-        opened.append(b)
-        return b
-
-    with monkeypatch.context() as mp:
-        mp.setattr(store_pkg, "open_backend", wrapped)
+    with counted(monkeypatch, wrap) as opened:
         st = open_store(url, lambda: password, cache=CacheSettings(cache))
     return st, [g[0] for g in opened[0].gets]
 
