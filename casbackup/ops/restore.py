@@ -29,7 +29,7 @@ Invariants:
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from ..errors import UsageError
 from ..faults import crash_point
@@ -38,8 +38,10 @@ from ..model.tree import DIR, FILE, SOCKET
 from ..source.fs import raise_fd_limit
 from ..store import Store
 from ..store.locks import shared_lock
+from . import restore_window
 from .observer import NULL, Observer
-from .restore_blobs import Plan, fill_plan
+from .restore_blobs import Plan as BlobPlan
+from .restore_blobs import fill_plan
 from .restore_existing import (
     ALWAYS,
     MODES,
@@ -53,7 +55,8 @@ from .restore_existing import (
     survey,
 )
 from .restore_fs import ROOT, show
-from .restore_plan import Item, Selection, check_links, link_plan, select, walk
+from .restore_plan import Item, Plan, Selection
+from .restore_window import Window, Windows, single
 from .restore_write import Restorer, RestoreResult
 from .snapsel import ANY, SnapshotFilter, locate, resolve, split_ref
 from .strip import check_strip
@@ -74,21 +77,42 @@ def _below(paths: list[str]) -> Callable[[bytes], bool]:
     return below
 
 
-def plan_items(store: Store, snap: Snapshot, sub: str | None, strip: int,
-               ) -> tuple[list[Item], bool]:
+def plan_of(store: Store, snap: Snapshot, sub: str | None, strip: int,
+            include: list[str], exclude: list[str]) -> Plan:
     """The entries to restore: the snapshot's tree, or the subtree (or one entry) at SUB
-    (``SNAP:PATH``), with STRIP leading components dropped; and whether the target's root
-    is at or below a backed-up path."""
+    (``SNAP:PATH``), with STRIP leading components dropped, as selected by the patterns
+    (``Plan.own_root``: whether the target's root is at or below a backed-up path)."""
     below = _below(snap.paths)
     if sub is None or sub.strip("/") == "":
-        return walk(store, snap.tree, strip=strip, below=below)
+        return Plan(store, snap.tree, strip=strip, below=below, include=include,
+                    exclude=exclude)
     loc = locate(store.load_tree, snap, sub)
     if loc.tree is not None:
-        return walk(store, loc.tree, base=loc.path, strip=strip, below=below)
+        return Plan(store, loc.tree, base=loc.path, strip=strip, below=below,
+                    include=include, exclude=exclude)
     assert loc.node is not None
     if strip:
         raise UsageError(f"--strip-components does not apply to the one entry {sub}")
-    return [Item(loc.node.name, loc.node, own=below(loc.path))], False
+    return Plan(store, None, base=loc.path, below=below, include=include, exclude=exclude,
+                one=loc.node)
+
+
+def check(store: Store, plan: Plan) -> tuple[int, int]:
+    """The checking pass: walk every selected entry (``Plan.entries`` validates each
+    node and the hard-link groups) and find every content blob in the index; nothing is
+    kept but the counts: (files, bytes) for the progress. Raises before anything is
+    written."""
+    files = size = 0
+    for it in plan.entries():
+        n = it.node
+        if n.type == FILE:
+            files += 1
+            size += n.size
+            for bid in n.content or ():
+                store.locate(bid)
+        elif n.type != DIR:
+            files += 1
+    return files, size
 
 
 def restore(
@@ -107,6 +131,8 @@ def restore(
     workers: int | None = None,  # packs read at once; None: Store.parallel_reads()
     filt: SnapshotFilter = ANY,  # REF must name a snapshot this accepts (snapsel)
     on_action: Action | None = None,  # with dry_run: each entry's action
+    window_entries: int | None = None,  # entries per window (default: restore_window's)
+    window_blobs: int | None = None,  # content blobs per window
 ) -> RestoreResult:
     if overwrite is not None and overwrite not in MODES:
         raise UsageError(f"--overwrite {overwrite}: not one of {', '.join(MODES)}")
@@ -129,38 +155,66 @@ def restore(
         _check_writable(tgt)
     with shared_lock(store, "restore", read_only=True):
         store.load_index()
-        items, own_root = plan_items(store, snap, sub, strip_components)
-        check_links(items)
-        items, sel = select(items, include or [], exclude or [])
-        link_plan(items)
-        sv = _survey(store, tgt, items, overwrite or ALWAYS, sel,
-                     (lambda d: own_root if d == ROOT else items[d].own) if delete else None,
-                     exists)
-        plan, slots, short = fill_plan(store, items, sv)  # a missing blob: nothing written
+        plan = plan_of(store, snap, sub, strip_components, include or [], exclude or [])
+        files, size = check(store, plan)  # every node checked before anything is written
         res = RestoreResult(snap)
-        _count(res, items, sv, plan)
-        if dry_run:
-            _report(items, sv, tgt, on_action)
-            res.deleted = len(sv.extra)
-            return res
-        os.makedirs(tgt, exist_ok=True)
-        r = Restorer(store, tgt, items, observer, res, overwrite, sv)
-        for i, msg in short:
-            r.warn(i, msg)
-        observer.start("restore", total_bytes=res.bytes_planned,
-                       total_files=sum(1 for it in items if it.node.type == FILE))
+        mode = overwrite or ALWAYS
+        if dry_run or delete:  # the survey's name sets need every directory at once
+            windows: Iterable[Window] = [single(list(plan.entries()))]
+            stream = None
+        else:
+            windows = stream = Windows(plan.entries(), window_entries or restore_window.MAX_ENTRIES,
+                                        window_blobs or restore_window.MAX_BLOBS)
+        if not dry_run:
+            os.makedirs(tgt, exist_ok=True)
+            observer.start("restore", total_bytes=size, total_files=files)
         try:
-            r.create_and_fill(plan, slots, workers or store.parallel_reads())
-            crash_point("restore:before-delete")
-            r.delete_extra()
-            crash_point("restore:before-metadata")
-            r.dir_metadata()
-            if verify:
-                r.verify()
+            for w in windows:
+                sv, bplan, slots, short = _prepare(store, tgt, w, plan, res, mode, delete,
+                                                   exists)
+                if dry_run:
+                    _report(w.items, sv, tgt, on_action)
+                    res.deleted = len(sv.extra)
+                    return res
+                r = Restorer(store, tgt, w.items, observer, res, overwrite, sv, w.carried)
+                try:
+                    for i, msg in short:
+                        r.warn(i, msg)
+                    r.create_and_fill(bplan, slots, workers or store.parallel_reads())
+                    crash_point("restore:before-delete")
+                    r.delete_extra()
+                    crash_point("restore:before-metadata")
+                    r.dir_metadata(w.closing)
+                    if verify:
+                        r.verify()
+                finally:
+                    r.close()
+                if stream is not None:
+                    stream.record(w, r)
         finally:
-            r.close()
-            observer.finish()
+            if not dry_run:
+                observer.finish()
         return res
+
+
+def _prepare(store: Store, tgt: bytes, w: Window, plan: Plan, res: RestoreResult,
+             mode: str, delete: bool, exists: bool,
+             ) -> tuple[Survey, BlobPlan, list[int], list[tuple[int, str]]]:
+    """Survey window W (what is carried: as an earlier window made it) and plan its
+    blobs; counted into RES."""
+    items = w.items
+    deletable = (lambda d: plan.own_root if d == ROOT else items[d].own) if delete else None
+    sv = _survey(store, tgt, items, mode, plan.selection(items), deletable, exists)
+    for i, k in w.carried.items():
+        if items[i].node.type == DIR:
+            sv.verdict[i] = k.verdict
+        else:  # a hard link's file: there, nothing to do
+            sv.verdict[i] = UNCHANGED
+            if k.ident is not None:
+                sv.settled[i], sv.ident[i] = 1, k.ident
+    bplan, slots, short = fill_plan(store, items, sv)
+    _count(res, items, w.first_new, sv, bplan)
+    return sv, bplan, slots, short
 
 
 def _check_writable(tgt: bytes) -> None:
@@ -192,9 +246,10 @@ def _survey(store: Store, tgt: bytes, items: list[Item], mode: str, sel: Selecti
         os.close(root)
 
 
-def _count(res: RestoreResult, items: list[Item], sv: Survey, plan: Plan) -> None:
-    for i, it in enumerate(items):
-        n = it.node
+def _count(res: RestoreResult, items: list[Item], first: int, sv: Survey,
+           plan: BlobPlan) -> None:
+    for i in range(first, len(items)):
+        n = items[i].node
         if n.type == DIR:
             continue
         res.total_files += 1
@@ -204,7 +259,7 @@ def _count(res: RestoreResult, items: list[Item], sv: Survey, plan: Plan) -> Non
             res.skipped += 1
         elif v == UNCHANGED:
             res.unchanged += 1
-    res.bytes_planned = sum(e.raw_length * len(uses) for blobs in plan.values()
+    res.bytes_planned += sum(e.raw_length * len(uses) for blobs in plan.values()
                             for e, uses in blobs.values())
 
 

@@ -141,6 +141,10 @@ class DirFds:
     def known(self, idx: int) -> bool:
         return idx in self._ids
 
+    def ident(self, idx: int) -> tuple[int, int] | None:
+        """The (device, inode) directory ``idx`` was registered with."""
+        return self._ids.get(idx)
+
     def acquire(self, idx: int) -> int:
         with self._lock:
             fd = self._fds.get(idx)

@@ -1,18 +1,22 @@
-"""restore's plan: the snapshot's entries in tree order, checked before anything is written.
+"""restore's plan: the snapshot's selected entries in tree order, as a stream.
 
 Invariants:
 - The entries come from the one tree walker (``treewalk.walk``, iterative: any depth),
-  each tree read once and not kept in the store's tree cache; every entry's parent comes
-  before it (``Item.parent`` is its index, ``ROOT`` for the target itself).
+  each tree read once per walk and not kept in the store's tree cache; every entry's
+  parent comes before it (``Item.parent`` is its number in the stream, ``ROOT`` for the
+  target itself). A walk holds the directories leading to the current entry, the
+  hard-link groups (nlink > 1 files only) and with ``--strip-components`` the top-level
+  names -- never something per entry, so a restore's memory does not grow with the
+  number of files (``restore_window`` cuts the stream into bounded windows).
 - Every node was validated by the store's strict decoder (``model.tree``: safe, strictly
   sorted, unique names; each field of its type and in range; a directory has a subtree,
   a symlink a non-empty target). The plan checks only what the decoder cannot know:
   uid/gid 2^32-1 (``chown``'s "unchanged"), hard-link groups (same device and inode)
   whose members disagree about their content, and ``--strip-components`` mapping two
-  entries to one path. Anything else is refused with ``IntegrityError`` / ``UsageError``
-  before the target is touched.
+  entries to one path. Anything else is refused with ``IntegrityError`` / ``UsageError``;
+  restore walks the whole stream once (checking only) before the target is touched.
 - An item holds its node and one ``path`` (bytes, ``/``-joined below the target), not a
-  tuple of components: a restore of many files holds one small object per entry.
+  tuple of components.
 - Include/exclude matching costs one match per entry at any depth (an entry is selected
   when it or an ancestor matches: the ancestors' answers are reused, not recomputed).
   ``Selection.wants`` answers the same question for a path that is not in the snapshot
@@ -22,7 +26,7 @@ Invariants:
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -46,92 +50,158 @@ class Item:
     parent: int = ROOT  # index of the directory item holding this one
     link_to: int | None = None  # index of the item this one is a hard link of
     own: bool = True  # at or below a backed-up path (``--delete`` may act inside it)
+    inside: bool = True  # selected itself (not only a directory leading to a selection)
+    inc_hit: bool = True  # it or an ancestor matches --include (or there is none)
 
     @property
     def depth(self) -> int:
         return self.path.count(b"/")
 
 
-def walk(store: Store, tree_id: bytes, *, base: bytes = b"", strip: int = 0,
-         below: Callable[[bytes], bool] | None = None) -> tuple[list[Item], bool]:
-    """Every entry below ``tree_id`` (the directory at snapshot path BASE) in tree order
-    (depth first); with ``strip`` the first STRIP path components are dropped and
-    shallower entries left out (borg's ``--strip-components``). ``Item.own`` is
-    ``below(snapshot path)`` (default: True); the second value says the same of the
-    target's root (every directory that lands there)."""
-    base = b"" if base == b"/" else base
-    out: list[Item] = []
-    dirs: list[tuple[bytes, int]] = [(base, ROOT)]  # the directories leading to an entry
-    seen: set[bytes] | None = set() if strip else None
-    cut = len(base)
-    own_root = below is None or (strip == 0 and below(base or b"/"))
-    where = {tree_id: base or b"/"}  # a tree about to be loaded -> its path, for errors
-    plain = uncached(store)
+@dataclass(slots=True)
+class _Dir:
+    path: bytes  # its snapshot path
+    num: int  # its number in the stream, ROOT when stripped (or not yet yielded)
+    item: Item | None  # not yet yielded (leads only to entries not seen yet)
+    inc_hit: bool
+    exc_hit: bool
 
-    def load(tid: bytes) -> Tree:
-        try:
-            return plain(tid)
-        except IntegrityError as err:
-            raise IntegrityError(f"{err} (at {show(where.get(tid, b'?'))})") from None
-        finally:
-            where.pop(tid, None)
 
-    for e in tree_walk(load, tree_id, path=base):
-        n = e.node
-        if n.type == DIR and n.subtree is not None:
-            where[n.subtree] = e.path
-        if n.uid == U32 or n.gid == U32:
+class _Links:
+    """Hard-link groups (same device and inode, nlink > 1: only those files are held)
+    whose members must agree on what the one inode holds."""
+
+    def __init__(self) -> None:
+        self.first: dict[tuple[int, int], tuple[bytes, Node]] = {}
+
+    def check(self, n: Node, path: bytes) -> None:
+        f = self.first.setdefault((n.device, n.inode), (path, n))
+        if f[1] is not n and (f[1].size, f[1].content) != (n.size, n.content):
             raise IntegrityError(
-                f"tree {e.tree_id.hex()[:16]}: {show(e.path)} has a bad "
-                f"{'uid' if n.uid == U32 else 'gid'}")
-        parent_path = e.path.rpartition(b"/")[0]
-        while dirs[-1][0] != parent_path and len(dirs) > 1:
-            dirs.pop()
-        rel = strip_components(e.path[cut:], strip)  # e.path[cut:] is b"/a/b"
-        if rel is None:
-            if n.type == DIR:
-                dirs.append((e.path, ROOT))  # stripped: its entries go one level up
-                if below is not None and e.path.count(b"/") - base.count(b"/") == strip:
-                    own_root = own_root and below(e.path)
-            continue
-        path = rel[1:]
-        if seen is not None:
-            if path in seen:
-                raise UsageError(f"--strip-components {strip} puts two entries at "
-                                 f"{show(path)}")
-            seen.add(path)
-        out.append(Item(path, n, dirs[-1][1], own=below is None or below(e.path)))
-        if n.type == DIR:
-            dirs.append((e.path, len(out) - 1))
-    return out, own_root
-
-
-def check_links(items: list[Item]) -> None:
-    """Refuse hard-link groups whose members disagree on what the one inode holds."""
-    first: dict[tuple[int, int], Item] = {}
-    for it in items:
-        n = it.node
-        if n.type != FILE or n.nlink <= 1:
-            continue
-        f = first.setdefault((n.device, n.inode), it)
-        if f is not it and (f.node.size, f.node.content) != (n.size, n.content):
-            raise IntegrityError(
-                f"hard links /{show(f.path)} and /{show(it.path)} "
+                f"hard links {show(f[0])} and {show(path)} "
                 "of one inode disagree about its content")
 
 
-def link_plan(items: list[Item]) -> None:
-    """Mark every file that is a hard link of an earlier one (same device and inode,
-    nlink > 1) with ``link_to``; it is then linked, not written."""
-    first: dict[tuple[int, int], int] = {}
-    for i, it in enumerate(items):
-        n = it.node
-        if n.type == FILE and n.nlink > 1:
-            key = (n.device, n.inode)
-            if key in first:
-                it.link_to = first[key]
-            else:
-                first[key] = i
+class Plan:
+    """The selected entries below one tree, streamed: ``entries()`` walks the trees anew
+    each time it is called (a restore calls it twice: a checking pass, then the writes)
+    and yields each selected ``Item`` with ``parent`` the number (0, 1, ...) of its
+    directory in the same stream, every parent before its entries; a directory that is
+    not selected itself but leads to selected entries is yielded just before the first
+    of them. A walk holds the directories leading to the current entry, the hard-link
+    groups (nlink > 1 files only) and, with ``strip``, the top-level names; nothing per
+    entry. ``own_root`` is final once a walk has ended."""
+
+    def __init__(self, store: Store, tree_id: bytes | None, *, base: bytes = b"",
+                 strip: int = 0, below: Callable[[bytes], bool] | None = None,
+                 include: list[str] | None = None, exclude: list[str] | None = None,
+                 one: Node | None = None) -> None:
+        self.store = store
+        self.tree_id = tree_id  # None: the one entry ONE, at snapshot path BASE
+        self.base = b"" if base == b"/" else base
+        self.strip = strip
+        self.below = below
+        self.inc, self.exc = _matcher(include or []), _matcher(exclude or [])
+        self.one = one
+        self.own_root = False
+
+    def selection(self, items: list[Item]) -> Selection:
+        """The patterns and what they select of ITEMS (a window of the stream)."""
+        return Selection(self.inc, self.exc, [it.inside for it in items],
+                         [it.inc_hit for it in items])
+
+    def entries(self) -> Iterator[Item]:
+        if self.one is not None:
+            yield from self._one(self.one)
+            return
+        assert self.tree_id is not None
+        below, inc, exc, base, strip = self.below, self.inc, self.exc, self.base, self.strip
+        patterns = inc is not None or exc is not None
+        links = _Links()
+        dirs: list[_Dir] = [_Dir(base, ROOT, None, False, False)]  # leading to an entry
+        pending = 0  # of those, directories not yet yielded
+        count = 0
+        seen: set[bytes] | None = set() if strip else None
+        cut = len(base)
+        own_root = below is None or (strip == 0 and below(base or b"/"))
+        where = {self.tree_id: base or b"/"}  # a tree about to be loaded -> its path
+        plain = uncached(self.store)
+
+        def load(tid: bytes) -> Tree:
+            try:
+                return plain(tid)
+            except IntegrityError as err:
+                raise IntegrityError(f"{err} (at {show(where.get(tid, b'?'))})") from None
+            finally:
+                where.pop(tid, None)
+
+        for e in tree_walk(load, self.tree_id, path=base):
+            n = e.node
+            is_dir = n.type == DIR
+            if is_dir and n.subtree is not None:
+                where[n.subtree] = e.path
+            if n.uid == U32 or n.gid == U32:
+                raise IntegrityError(
+                    f"tree {e.tree_id.hex()[:16]}: {show(e.path)} has a bad "
+                    f"{'uid' if n.uid == U32 else 'gid'}")
+            if n.type == FILE and n.nlink > 1:
+                links.check(n, e.path)
+            parent_path = e.path.rpartition(b"/")[0]
+            while dirs[-1].path != parent_path and len(dirs) > 1:
+                if dirs.pop().item is not None:
+                    pending -= 1
+            rel = strip_components(e.path[cut:], strip)  # e.path[cut:] is b"/a/b"
+            if rel is None:
+                if is_dir:
+                    dirs.append(_Dir(e.path, ROOT, None, False, False))  # one level up
+                    if below is not None and e.path.count(b"/") - base.count(b"/") == strip:
+                        own_root = own_root and below(e.path)
+                continue
+            path = rel[1:]
+            if seen is not None and b"/" not in path:
+                # two entries stripped to one deeper path have two top-level ancestors
+                # stripped to one name: checking the top level finds every clash
+                if path in seen:
+                    raise UsageError(f"--strip-components {strip} puts two entries at "
+                                     f"{show(path)}")
+                seen.add(path)
+            up = dirs[-1]
+            inc_hit = exc_hit = False
+            if patterns:  # an entry matches when it or an ancestor does
+                text = _text(path, is_dir)
+                inc_hit = up.inc_hit or (inc is not None and inc.match_file(text))
+                exc_hit = up.exc_hit or (exc is not None and exc.match_file(text))
+            inside = not exc_hit and (inc is None or inc_hit)
+            it = Item(path, n, ROOT, own=below is None or below(e.path), inside=inside,
+                      inc_hit=inc is None or inc_hit)
+            num = ROOT
+            if inside:
+                if pending:  # the directories leading to it, not yielded yet, first
+                    for k in range(1, len(dirs)):
+                        d = dirs[k]
+                        if d.item is not None:
+                            d.item.parent, d.num = dirs[k - 1].num, count
+                            yield d.item
+                            d.item = None
+                            count += 1
+                    pending = 0
+                    up = dirs[-1]
+                it.parent = up.num
+                yield it
+                num, count = count, count + 1
+            if is_dir:
+                dirs.append(_Dir(e.path, num, None if inside else it, inc_hit, exc_hit))
+                pending += not inside
+        self.own_root = own_root
+
+    def _one(self, n: Node) -> Iterator[Item]:
+        """``SNAP:PATH`` naming one entry that is not a directory."""
+        inc, exc = self.inc, self.exc
+        text = _text(n.name, n.type == DIR)
+        if exc is not None and exc.match_file(text):
+            return
+        if inc is None or inc.match_file(text):
+            yield Item(n.name, n, own=self.below is None or self.below(self.base))
 
 
 def _matcher(patterns: Iterable[str]) -> GitIgnoreSpec | None:
@@ -166,46 +236,3 @@ class Selection:
         if self.inc is None or (parent != ROOT and self.inc_hit[parent]):
             return True
         return self.inc.match_file(text)
-
-
-def select(items: list[Item], include: list[str], exclude: list[str],
-           ) -> tuple[list[Item], Selection]:
-    """The items a restore with these patterns writes (with the directories leading to
-    them), in tree order with ``parent`` renumbered, and the selection."""
-    inc, exc = _matcher(include), _matcher(exclude)
-    sel = Selection(inc, exc)
-    if inc is None and exc is None:
-        sel.inside = [True] * len(items)
-        sel.inc_hit = sel.inside
-        return items, sel
-
-    def hits(spec: GitIgnoreSpec | None) -> list[bool]:
-        # a path matches when it or any of its ancestors does (parents come first)
-        out: list[bool] = []
-        for it in items:
-            up = it.parent != ROOT and out[it.parent]
-            out.append(up or (spec is not None
-                              and spec.match_file(_text(it.path, it.node.type == DIR))))
-        return out
-
-    inc_hit, exc_hit = hits(inc), hits(exc)
-    keep = [False] * len(items)
-    inside = [False] * len(items)
-    for i in range(len(items)):
-        if exc_hit[i] or not (inc is None or inc_hit[i]):
-            continue
-        inside[i] = True
-        j = i
-        while j != ROOT and not keep[j]:
-            keep[j] = True  # it and the directories leading to it
-            j = items[j].parent
-    new: dict[int, int] = {ROOT: ROOT}
-    out: list[Item] = []
-    for i, it in enumerate(items):
-        if keep[i]:
-            new[i] = len(out)
-            it.parent = new[it.parent]
-            out.append(it)
-            sel.inside.append(inside[i])
-            sel.inc_hit.append(inc is None or inc_hit[i])
-    return out, sel

@@ -68,6 +68,7 @@ from .restore_fs import (
 )
 from .restore_meta import MetaFn, meta_fd, meta_special, meta_symlink
 from .restore_plan import Item
+from .restore_window import Known
 
 _CREATORS = 4  # threads creating files (file creation waits on the filesystem's journal)
 _NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -99,7 +100,8 @@ class _Stopped(Exception):
 
 class Restorer:
     def __init__(self, store: Store, target: bytes, items: list[Item], obs: Observer,
-                 res: RestoreResult, mode: str | None, sv: Survey) -> None:
+                 res: RestoreResult, mode: str | None, sv: Survey,
+                 carried: dict[int, Known] | None = None) -> None:
         self.store = store
         self.target = target
         self.items = items
@@ -122,6 +124,18 @@ class Restorer:
         self._stop = False
         self._create_error: BaseException | None = None
         self._cond = threading.Condition()
+        self.carried = carried or {}  # made by an earlier window (``restore_window``)
+        for i, k in self.carried.items():
+            if k.failed:
+                self._failed[i] = self._done[i] = 1
+            elif items[i].node.type != DIR and k.ident is not None:
+                self._done[i], self._ident[i] = 1, k.ident  # a hard link's file: there
+
+    def known(self, i: int) -> Known:
+        """What this restorer made of items[i] (for the windows after this one)."""
+        ident = None if self._failed[i] else (
+            self.dirs.ident(i) if self.items[i].node.type == DIR else self._ident.get(i))
+        return Known(ident, ident is None, self.sv.verdict[i])
 
     def close(self) -> None:
         self.dirs.close()
@@ -201,7 +215,10 @@ class Restorer:
         for i, it in enumerate(self.items):
             if it.node.type != DIR:
                 continue
-            if self.sv.verdict[i] == SKIP:  # --overwrite never: a non-directory is there
+            if i in self.carried:
+                if not self._failed[i]:
+                    self._in_parent(i, self._reopen_dir)
+            elif self.sv.verdict[i] == SKIP:  # --overwrite never: a non-directory is there
                 self._mark_failed(i)  # silently: its entries are skipped too
             elif not self._skip(i):
                 self._in_parent(i, self._dir_one)
@@ -226,6 +243,16 @@ class Restorer:
         self.dirs.add(i, fd, identity(os.fstat(fd)))
         self._done[i] = 1
         self.res.dirs += 1
+
+    def _reopen_dir(self, pfd: int, i: int) -> None:
+        """A directory an earlier window made: it must still be that inode."""
+        fd = open_dir(pfd, self.items[i].node.name)
+        ident = identity(os.fstat(fd))
+        if ident != self.carried[i].ident:
+            os.close(fd)
+            raise NotRestored("the directory was replaced during the restore")
+        self.dirs.add(i, fd, ident)
+        self._done[i] = 1
 
     def _make_dir(self, pfd: int, name: bytes) -> int:
         try:
@@ -534,6 +561,8 @@ class Restorer:
         try:
             fd = self._replace(pfd, name, lambda: os.open(name, _NEW, 0o600, dir_fd=pfd))
             try:
+                if it.node.nlink > 1:  # a later window may link to it (restore_window)
+                    self._ident[i] = identity(os.fstat(fd))
                 write_runs(fd, data, 0, runs)
                 if not runs or runs[-1][1] < it.node.size:
                     os.ftruncate(fd, it.node.size)  # trailing zeros stay a hole
@@ -621,9 +650,9 @@ class Restorer:
             finally:
                 self.dirs.release(d)
 
-    def dir_metadata(self) -> None:
-        dirs = [i for i, it in enumerate(self.items) if it.node.type == DIR]
-        for i in sorted(dirs, key=lambda d: self.items[d].depth, reverse=True):
+    def dir_metadata(self, closing: list[int]) -> None:
+        """The metadata of the directories in CLOSING (all their entries written)."""
+        for i in sorted(closing, key=lambda d: self.items[d].depth, reverse=True):
             if self._failed[i] or (self.sv.verdict[i] == UNCHANGED and not self.items[i].own):
                 continue  # an existing directory only leading to backed-up paths: as it is
             fd = self.dirs.acquire(i)
@@ -638,7 +667,8 @@ class Restorer:
     def verify(self) -> None:
         for i, it in enumerate(self.items):
             n = it.node
-            if n.type != FILE or not n.content or self._failed[i] or self.sv.verdict[i] == SKIP:
+            if (n.type != FILE or not n.content or self._failed[i] or i in self.carried
+                    or self.sv.verdict[i] == SKIP):
                 continue
             with open(self._open_own(i, os.O_RDONLY), "rb") as f:
                 for bid in n.content:

@@ -218,16 +218,16 @@ def test_without_overwrite_what_is_in_the_way_is_named_not_followed(
     target = tmp_path / "t"
     target.mkdir()
     top = restored_root(target, env.src) / "a" / "top"
-    walk = restore_mod.walk
+    check = restore_mod.check  # the checking pass: the writes come right after it
 
-    def walk_then_plant(*args: object, **kw: object) -> object:
-        out = walk(*args, **kw)  # type: ignore[arg-type]
+    def check_then_plant(*args: object, **kw: object) -> object:
+        out = check(*args, **kw)  # type: ignore[arg-type]
         top.parent.mkdir(parents=True)
         os.symlink(env.outside / "victim", top)
         os.symlink(env.outside, top.parent / "b")
         return out
 
-    monkeypatch.setattr(restore_mod, "walk", walk_then_plant)
+    monkeypatch.setattr(restore_mod, "check", check_then_plant)
     before = outside_state(env.outside)
     res = restore(env.store, "latest", str(target))
     assert outside_state(env.outside) == before
