@@ -1,16 +1,27 @@
 """restore: recreate a snapshot's tree (or part of it) under a target directory.
 
 This module is the orchestration, as restic's restorer: resolve the snapshot, refuse a
-bad target, then under a shared lock plan (``restore_plan``: walk the trees once, check
-every node, select), survey an existing target (``restore_existing``), plan the blobs
-(``restore_blobs``: each pack fetched once), and hand it to the writer
-(``restore_write``: create, fill, metadata via ``restore_meta``, ``--delete``,
-directories' metadata last, ``--verify``). ``restore_fs`` is the fd-relative filesystem
-layer all of them use.
+bad target, then under a shared lock make the plan (``restore_plan.Plan``: the selected
+entries as a stream from the one walker), walk it once to check it (``check``), and walk
+it again cut into windows (``restore_window``: a bounded number of entries and blobs
+each), and per window survey an existing target (``restore_existing``), plan the blobs
+(``restore_blobs``: each pack fetched once per window) and hand it to the writer
+(``restore_write``: create, fill, metadata via ``restore_meta``, ``--delete``, the
+metadata of the directories the walk has left, ``--verify``). ``restore_fs`` is the
+fd-relative filesystem layer all of them use.
 
 Invariants:
 - Nothing is written before every node is checked and every needed blob is found in
-  the index; ``--dry-run`` writes nothing at all (the survey and plan alone).
+  the index: the checking pass reads and validates every tree of the selection and
+  keeps only counts and the hard-link groups, so a damaged tree anywhere is an
+  ``IntegrityError`` (exit 13) with the target as it was. The price is reading and
+  decoding each tree twice (restic and borg write as they go instead, and leave a
+  partial restore behind). ``--dry-run`` writes nothing at all (the survey alone).
+- Memory does not grow with the number of entries: a window holds at most
+  ``restore_window.MAX_ENTRIES`` new entries (or about ``MAX_BLOBS`` blobs); between
+  windows only the open directories and the hard-link groups are kept. ``--delete`` and
+  ``--dry-run`` take the whole selection as one window (the survey's name sets need
+  every directory's entries at once), as the plan did before it streamed.
 - Nothing outside the target is touched (``restore_fs``, ``restore_write``).
 - A target on a read-only filesystem is refused before anything is read (exit 2).
 - The target must be empty or missing unless ``overwrite``: restore never mixes a
@@ -23,7 +34,8 @@ Invariants:
   after the content and before directories' metadata, what the survey found that the
   snapshot does not have, only at or below backed-up paths.
 - Crash points (``faults``): ``restore:blob`` after each blob is written everywhere it
-  goes, ``restore:before-delete``, ``restore:before-metadata``.
+  goes, ``restore:before-delete``, ``restore:before-metadata`` (once per window, after
+  its content).
 """
 
 from __future__ import annotations

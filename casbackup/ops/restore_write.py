@@ -1,4 +1,4 @@
-"""restore's writer: creates the planned entries under the target and fills the files.
+"""restore's writer: creates one window's planned entries under the target, fills them.
 
 Directories first (in tree order, parents first), then every file, symlink, FIFO and
 device node on ``_CREATORS`` threads, then hard links, while -- at the same time, so a
@@ -6,7 +6,9 @@ slow filesystem's file creation overlaps the downloads -- each pack of the blob 
 (``restore_blobs``) is fetched once, its blobs unsealed in a thread pool and ``pwrite``
 into every file position that uses them, once that file exists. A file's metadata is
 applied on its fd by whoever completes it (creator or last writer); then ``--delete``'s
-removals; then directories' metadata, deepest first.
+removals; then the metadata of the directories the walk has left (``closing``),
+deepest first. Entries an earlier window made (``carried``: the directories still open, a
+hard link's file) are reopened and checked to be the inode recorded then, never made.
 
 Invariants:
 - Every call is relative to a directory fd ``restore_fs.DirFds`` verified; an entry of
