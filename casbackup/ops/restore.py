@@ -112,18 +112,23 @@ def plan_of(store: Store, snap: Snapshot, sub: str | None, strip: int,
 def check(store: Store, plan: Plan) -> tuple[int, int]:
     """The checking pass: walk every selected entry (``Plan.entries`` validates each
     node and the hard-link groups) and find every content blob in the index; nothing is
-    kept but the counts: (files, bytes) for the progress. Raises before anything is
-    written."""
+    kept but the counts and the hard-link groups seen: (files, bytes to write, a hard
+    link's once) for the progress. Raises before anything is written."""
     files = size = 0
+    lookup = store.load_index().lookup
+    linked: set[tuple[int, int]] = set()  # nlink > 1 files only
     for it in plan.entries():
         n = it.node
-        if n.type == FILE:
-            files += 1
-            size += n.size
-            for bid in n.content or ():
-                store.locate(bid)
-        elif n.type != DIR:
-            files += 1
+        if n.type != FILE:
+            continue
+        files += 1
+        if n.nlink > 1:
+            if (n.device, n.inode) in linked:
+                continue
+            linked.add((n.device, n.inode))
+        size += n.size
+        for bid in n.content or ():
+            lookup(bid)
     return files, size
 
 
