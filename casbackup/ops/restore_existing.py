@@ -37,9 +37,11 @@ import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ..chunking import Chunker
 from ..model.tree import BLOCKDEV, CHARDEV, DIR, FIFO, FILE, SOCKET, SYMLINK, Node
 from .restore_fs import ROOT, DirFds, identity, open_dir
 from .restore_plan import Item, Selection
+from .restore_reuse import PIECE, Copy, NewHasher, local_chunks, order_copies, range_id
 
 ALWAYS, IF_CHANGED, IF_NEWER, NEVER = "always", "if-changed", "if-newer", "never"
 MODES = (ALWAYS, IF_CHANGED, IF_NEWER, NEVER)
@@ -61,6 +63,12 @@ class Survey:
     # ^ --delete: (directory item, name, is a directory, size)
     settled: bytearray = field(default_factory=bytearray)  # per item: 1 = UNCHANGED with
     # its metadata already the snapshot's (nothing to do at all)
+    local: dict[int, list[Copy]] = field(default_factory=dict)  # UPDATE: needed blobs
+    # the file already holds elsewhere (``restore_reuse``), in the order to copy them
+
+    def copied(self, i: int) -> set[int]:
+        """The blob indices of item I that are copied within the file, not fetched."""
+        return {c.k for c in self.local.get(i, ())}
 
 
 def all_new(n: int) -> Survey:
@@ -69,13 +77,17 @@ def all_new(n: int) -> Survey:
 
 def survey(root_fd: int | None, items: list[Item], mode: str, lengths: BlobLengths,
            blob_id: Hash, *, sel: Selection | None = None,
-           deletable: Callable[[int], bool] | None = None) -> Survey:
+           deletable: Callable[[int], bool] | None = None,
+           hasher: NewHasher | None = None, chunker: Chunker | None = None) -> Survey:
     """Each item's verdict under MODE (``root_fd`` None: the target does not exist);
     with ``deletable`` (--delete) also what existing directories hold that the snapshot
-    does not."""
+    does not. ``hasher`` (a new keyed hasher of ``blob_id``'s) lets ranges be hashed in
+    pieces; with ``chunker`` (the store's) shifted content is found in the local file
+    (``Survey.local``)."""
     out = Survey(bytearray(len(items)), settled=bytearray(len(items)))
     if root_fd is None:
         return out
+    cmp = _Compare(lengths, blob_id, hasher, chunker)
     dup = os.dup(root_fd)
     fds = DirFds(dup, [it.parent for it in items], [it.node.name for it in items], cap=256)
     absent: set[int] = set()  # directory items that are not (usable) directories there
@@ -95,7 +107,7 @@ def survey(root_fd: int | None, items: list[Item], mode: str, lengths: BlobLengt
                 continue
             pfd = fds.acquire(p)
             try:
-                v = _judge(pfd, i, it, mode, lengths, blob_id, out)
+                v = _judge(pfd, i, it, mode, cmp, out)
                 out.verdict[i] = v
                 if it.node.type == DIR and v != SKIP:
                     if v == UNCHANGED and _register(fds, pfd, i, it.node.name):
@@ -142,8 +154,7 @@ def _extras(out: Survey, fds: DirFds, d: int, items: list[Item],
         fds.release(d)
 
 
-def _judge(pfd: int, i: int, it: Item, mode: str, lengths: BlobLengths, blob_id: Hash,
-           out: Survey) -> int:
+def _judge(pfd: int, i: int, it: Item, mode: str, cmp: _Compare, out: Survey) -> int:
     n = it.node
     if n.type == SOCKET:
         return SKIP  # never restored (as tar and restic)
@@ -166,7 +177,7 @@ def _judge(pfd: int, i: int, it: Item, mode: str, lengths: BlobLengths, blob_id:
             if _meta_same(n, st):
                 out.settled[i] = 1
             return UNCHANGED
-        return _compare(pfd, i, n, st, lengths, blob_id, out)
+        return cmp(pfd, i, n, st, out)
     if n.type == SYMLINK:
         same = stat.S_ISLNK(m) and os.readlink(n.name, dir_fd=pfd) == os.fsencode(n.target or b"")
     else:
@@ -182,44 +193,103 @@ def _meta_same(n: Node, st: os.stat_result) -> bool:
     return os.geteuid() != 0 or (st.st_uid, st.st_gid) == (n.uid, n.gid)
 
 
-def _compare(pfd: int, i: int, n: Node, st: os.stat_result, lengths: BlobLengths,
-             blob_id: Hash, out: Survey) -> int:
-    """UNCHANGED, UPDATE (``out.need[i]``) or REPLACE for the regular file N's name in
-    PFD, by hashing its ranges where the snapshot's blobs go."""
-    writable = True
-    try:
-        fd = os.open(n.name, _RDWR, dir_fd=pfd)
-    except PermissionError:
-        writable = False
+class _Compare:
+    """UNCHANGED, UPDATE (``out.need[i]``, ``out.local[i]``) or REPLACE for the regular
+    file N's name in PFD, by hashing its ranges where the snapshot's blobs go. Two
+    differing ranges in a row (content shifted, or a long change) with a chunker: the
+    rest of the file is cut as the backup cut it and each snapshot blob looked up among
+    its chunks (``restore_reuse``): one at the blob's own offset is unchanged, one
+    elsewhere is copied from there; a blob whose offset no chunk starts at is hashed at
+    its range as before."""
+
+    def __init__(self, lengths: BlobLengths, blob_id: Hash, hasher: NewHasher | None,
+                 chunker: Chunker | None) -> None:
+        self.lengths, self.blob_id, self.chunker = lengths, blob_id, chunker
+        self.hasher = hasher
+        self.piece = memoryview(bytearray(PIECE))  # one buffer for every file, reused:
+        self.whole = memoryview(bytearray(0))  # no allocation, faults, unmapping per blob
+
+    def range_id(self, fd: int, off: int, ln: int) -> bytes | None:
+        if self.hasher is not None:
+            return range_id(fd, off, ln, self.hasher, self.piece)
+        if len(self.whole) < ln:
+            self.whole = memoryview(bytearray(ln))
+        got = _read_at(fd, self.whole[:ln], off)
+        return self.blob_id(self.whole[:ln]) if got == ln else None
+
+    def __call__(self, pfd: int, i: int, n: Node, st: os.stat_result, out: Survey) -> int:
+        writable = True
         try:
-            fd = os.open(n.name, _READ, dir_fd=pfd)
+            fd = os.open(n.name, _RDWR, dir_fd=pfd)
+        except PermissionError:
+            writable = False
+            try:
+                fd = os.open(n.name, _READ, dir_fd=pfd)
+            except OSError:
+                return REPLACE
         except OSError:
             return REPLACE
-    except OSError:
-        return REPLACE
-    try:
-        fst = os.fstat(fd)
-        if identity(fst) != identity(st) or not stat.S_ISREG(fst.st_mode) or fst.st_nlink > 1:
+        try:
+            fst = os.fstat(fd)
+            if (identity(fst) != identity(st) or not stat.S_ISREG(fst.st_mode)
+                    or fst.st_nlink > 1):
+                out.ident.pop(i, None)
+                return REPLACE  # changed under us: make it anew
+            content = n.content or []
+            lens = self.lengths(content)
+            need, copies = self._need(fd, fst.st_size, content, lens)
+        finally:
+            os.close(fd)
+        if not any(need) and fst.st_size == n.size:
+            return UNCHANGED
+        if not writable:
             out.ident.pop(i, None)
-            return REPLACE  # changed under us: make it anew
-        content = n.content or []
-        lens = lengths(content)
-        buf = memoryview(bytearray(max(lens, default=0)))  # one buffer per file, reused:
-        need: list[bool] = []  # no allocation, page faults and unmapping per blob
+            return REPLACE
+        out.need[i] = need
+        if copies:
+            out.local[i] = copies
+        return UPDATE
+
+    def _need(self, fd: int, size: int, content: list[bytes], lens: list[int],
+              ) -> tuple[list[bool], list[Copy]]:
+        need: list[bool] = []
+        offs: list[int] = []
         off = 0
         for bid, ln in zip(content, lens, strict=True):
-            got = _read_at(fd, buf[:ln], off) if off < fst.st_size else 0
-            need.append(got != ln or blob_id(buf[:ln]) != bid)
+            offs.append(off)
+            need.append(off + ln > size or self.range_id(fd, off, ln) != bid)
+            k = len(need) - 1
+            if (self.chunker is not None and k > 0 and need[k] and need[k - 1]
+                    and offs[k - 1] < size):
+                return self._shifted(fd, size, content, lens, need, offs)
             off += ln
-    finally:
-        os.close(fd)
-    if not any(need) and fst.st_size == n.size:
-        return UNCHANGED
-    if not writable:
-        out.ident.pop(i, None)
-        return REPLACE
-    out.need[i] = need
-    return UPDATE
+        return need, []
+
+    def _shifted(self, fd: int, size: int, content: list[bytes], lens: list[int],
+                 need: list[bool], offs: list[int]) -> tuple[list[bool], list[Copy]]:
+        """Blobs from the first of two differing ranges on, against the local chunks."""
+        assert self.chunker is not None
+        k0 = len(need) - 2
+        at: dict[int, bytes] = {}  # local chunk offset -> its id
+        where: dict[bytes, int] = {}  # id -> first local offset
+        for off, _, cid in local_chunks(fd, offs[k0], self.chunker, self.blob_id):
+            at[off] = cid
+            where.setdefault(cid, off)
+        del need[k0:]
+        off = offs[k0]
+        copies: list[Copy] = []
+        for k in range(k0, len(content)):
+            bid, ln = content[k], lens[k]
+            if at.get(off) == bid:
+                need.append(False)
+            elif bid in where:
+                need.append(True)
+                if where[bid] != off:
+                    copies.append(Copy(k, off, where[bid], ln, bid))
+            else:
+                need.append(off + ln > size or self.range_id(fd, off, ln) != bid)
+            off += ln
+        return need, order_copies(copies)
 
 
 def _read_at(fd: int, into: memoryview, off: int) -> int:
