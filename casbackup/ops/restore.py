@@ -188,7 +188,7 @@ def _survey(store: Store, tgt: bytes, items: list[Item], mode: str, sel: Selecti
     try:
         return survey(root, items, mode, lengths, store.codec.blob_id, sel=sel,
                       deletable=deletable, hasher=store.codec.blob_hasher,
-                      chunker=store.chunker)
+                      chunker=lambda: store.chunker)
     finally:
         os.close(root)
 

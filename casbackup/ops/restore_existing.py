@@ -37,11 +37,18 @@ import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ..chunking import Chunker
 from ..model.tree import BLOCKDEV, CHARDEV, DIR, FIFO, FILE, SOCKET, SYMLINK, Node
 from .restore_fs import ROOT, DirFds, identity, open_dir
 from .restore_plan import Item, Selection
-from .restore_reuse import PIECE, Copy, NewHasher, local_chunks, order_copies, range_id
+from .restore_reuse import (
+    PIECE,
+    Copy,
+    GetChunker,
+    NewHasher,
+    local_chunks,
+    order_copies,
+    range_id,
+)
 
 ALWAYS, IF_CHANGED, IF_NEWER, NEVER = "always", "if-changed", "if-newer", "never"
 MODES = (ALWAYS, IF_CHANGED, IF_NEWER, NEVER)
@@ -78,11 +85,12 @@ def all_new(n: int) -> Survey:
 def survey(root_fd: int | None, items: list[Item], mode: str, lengths: BlobLengths,
            blob_id: Hash, *, sel: Selection | None = None,
            deletable: Callable[[int], bool] | None = None,
-           hasher: NewHasher | None = None, chunker: Chunker | None = None) -> Survey:
+           hasher: NewHasher | None = None, chunker: GetChunker | None = None) -> Survey:
     """Each item's verdict under MODE (``root_fd`` None: the target does not exist);
     with ``deletable`` (--delete) also what existing directories hold that the snapshot
     does not. ``hasher`` (a new keyed hasher of ``blob_id``'s) lets ranges be hashed in
-    pieces; with ``chunker`` (the store's) shifted content is found in the local file
+    pieces; with ``chunker`` (giving the store's, asked for only when a file has two
+    differing ranges in a row) shifted content is found in the local file
     (``Survey.local``)."""
     out = Survey(bytearray(len(items)), settled=bytearray(len(items)))
     if root_fd is None:
@@ -203,7 +211,7 @@ class _Compare:
     its range as before."""
 
     def __init__(self, lengths: BlobLengths, blob_id: Hash, hasher: NewHasher | None,
-                 chunker: Chunker | None) -> None:
+                 chunker: GetChunker | None) -> None:
         self.lengths, self.blob_id, self.chunker = lengths, blob_id, chunker
         self.hasher = hasher
         self.piece = memoryview(bytearray(PIECE))  # one buffer for every file, reused:
@@ -272,7 +280,7 @@ class _Compare:
         k0 = len(need) - 2
         at: dict[int, bytes] = {}  # local chunk offset -> its id
         where: dict[bytes, int] = {}  # id -> first local offset
-        for off, _, cid in local_chunks(fd, offs[k0], self.chunker, self.blob_id):
+        for off, _, cid in local_chunks(fd, offs[k0], self.chunker(), self.blob_id):
             at[off] = cid
             where.setdefault(cid, off)
         del need[k0:]

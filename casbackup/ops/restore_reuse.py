@@ -32,11 +32,13 @@ import bisect
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from ..chunking import Chunker
 from ..faults import crash_point
 from .restore_fs import NotRestored
+
+if TYPE_CHECKING:
+    from ..chunking import Chunker
 
 PIECE = 256 * 1024
 
@@ -48,6 +50,7 @@ class Hasher(Protocol):
 
 
 NewHasher = Callable[[], Hasher]
+GetChunker = Callable[[], "Chunker"]  # the store's, built only when first needed
 Hash = Callable[[bytes | memoryview], bytes]
 
 
