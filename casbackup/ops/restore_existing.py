@@ -13,7 +13,8 @@ only: ``lstat`` and reads relative to directory fds opened ``O_DIRECTORY|O_NOFOL
   with other hard links, one restore cannot open for writing that differs): it is removed
   (never followed) and the entry created anew. ``UPDATE``: the same regular file with
   some blob ranges or its size differing: only those ranges are rewritten, in place
-  (``need``). ``UNCHANGED``: the content is the snapshot's: only metadata is applied,
+  (``need``); those whose blob the file holds at another offset (shifted content) are
+  copied from there, not fetched (``local``, found and ordered by ``restore_reuse``). ``UNCHANGED``: the content is the snapshot's: only metadata is applied,
   and not even that to a file whose ``lstat`` already shows the snapshot's mode, mtime
   (and owner, as root) and whose node has no xattrs (``settled``: restic's if-changed
   leaves such a file alone; the restorer does not open it).
