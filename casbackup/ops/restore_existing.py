@@ -14,7 +14,8 @@ only: ``lstat`` and reads relative to directory fds opened ``O_DIRECTORY|O_NOFOL
   (never followed) and the entry created anew. ``UPDATE``: the same regular file with
   some blob ranges or its size differing: only those ranges are rewritten, in place
   (``need``); those whose blob the file holds at another offset (shifted content) are
-  copied from there, not fetched (``local``, found and ordered by ``restore_reuse``). ``UNCHANGED``: the content is the snapshot's: only metadata is applied,
+  copied from there, not fetched (``local``, found and ordered by ``restore_reuse``).
+  ``UNCHANGED``: the content is the snapshot's: only metadata is applied,
   and not even that to a file whose ``lstat`` already shows the snapshot's mode, mtime
   (and owner, as root) and whose node has no xattrs (``settled``: restic's if-changed
   leaves such a file alone; the restorer does not open it).
@@ -281,7 +282,9 @@ class _Compare:
         k0 = len(need) - 2
         at: dict[int, bytes] = {}  # local chunk offset -> its id
         where: dict[bytes, int] = {}  # id -> first local offset
-        for off, _, cid in local_chunks(fd, offs[k0], self.chunker(), self.blob_id):
+        rest = sum(lens[k0:])  # a local file far longer than the snapshot's: not all read
+        for off, _, cid in local_chunks(fd, offs[k0], self.chunker(), self.blob_id,
+                                        2 * rest + (1 << 20)):
             at[off] = cid
             where.setdefault(cid, off)
         del need[k0:]

@@ -81,9 +81,10 @@ def range_id(fd: int, off: int, ln: int, new: NewHasher, buf: memoryview) -> byt
     return h.digest()
 
 
-def local_chunks(fd: int, start: int, chunker: Chunker, blob_id: Hash,
+def local_chunks(fd: int, start: int, chunker: Chunker, blob_id: Hash, limit: int,
                  ) -> Iterator[tuple[int, int, bytes]]:
-    """(offset, length, id) of each chunk of FD from START to its end, cut with CHUNKER."""
+    """(offset, length, id) of each chunk of FD from START to its end (or the first that
+    ends LIMIT bytes or more past START), cut with CHUNKER."""
     p = chunker.params
     buf = memoryview(bytearray(p.max_size + max(p.min_size, 2 << 20)))
     pos = [start]
@@ -97,6 +98,8 @@ def local_chunks(fd: int, start: int, chunker: Chunker, blob_id: Hash,
     for chunk in chunker.cut_reader(readinto, buf):
         yield off, len(chunk), blob_id(chunk)
         off += len(chunk)
+        if off - start >= limit:
+            return
 
 
 def order_copies(copies: list[Copy]) -> list[Copy]:

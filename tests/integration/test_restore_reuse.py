@@ -2,8 +2,8 @@
 
 Real stores on disk with a small chunker (many chunks per file). The property test backs
 up a random file, turns the target's copy into a random edit of it (shifted by an insert
-or a removal, truncated, extended, overwritten, its halves swapped, a region doubled)
-and restores in place: the file must be the snapshot's byte for byte. The counting tests
+or a removal, truncated, extended, overwritten, its halves swapped, a region doubled,
+megabytes put before it) and restores in place: the file must be the snapshot's byte for byte. The counting tests
 prove the reuse happens: after an insert in the middle only the blobs around it are
 fetched from the store, and the shifted rest is copied within the file.
 """
@@ -56,6 +56,8 @@ def _edit(rng: random.Random, data: bytes, kind: str) -> bytes:
         return data[:at] + rng.randbytes(ln) + data[at + ln:]
     if kind == "swap":
         return data[at:] + data[:at]
+    if kind == "prepend":  # far longer than the snapshot's: cut only so far, rest fetched
+        return rng.randbytes(rng.randint(1 << 20, 3 << 20)) + data
     if kind == "double":
         ln = rng.randint(1, 50_000)
         return data[:at + ln] + data[at:]
@@ -80,7 +82,7 @@ def _restore_over(st: Store, base: Path, content: bytes, local: bytes) -> tuple[
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 2**32), size=st.integers(0, 400_000),
        edits=st.lists(st.sampled_from(["insert", "remove", "truncate", "extend",
-                                       "overwrite", "swap", "double", "random"]),
+                                       "overwrite", "swap", "double", "prepend", "random"]),
                       min_size=1, max_size=3))
 def test_restore_over_an_edited_file_is_byte_exact(
     store: tuple[Store, Path], seed: int, size: int, edits: list[str]
