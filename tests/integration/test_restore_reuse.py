@@ -3,9 +3,10 @@
 Real stores on disk with a small chunker (many chunks per file). The property test backs
 up a random file, turns the target's copy into a random edit of it (shifted by an insert
 or a removal, truncated, extended, overwritten, its halves swapped, a region doubled,
-megabytes put before it) and restores in place: the file must be the snapshot's byte for byte. The counting tests
-prove the reuse happens: after an insert in the middle only the blobs around it are
-fetched from the store, and the shifted rest is copied within the file.
+megabytes put before it) and restores in place: the file must be the snapshot's byte
+for byte. The counting tests prove the reuse happens: after an insert in the middle only
+the blobs around it are fetched from the store, and the shifted rest is copied within
+the file.
 """
 
 from __future__ import annotations
