@@ -58,6 +58,7 @@ NEW, REPLACE, UPDATE, UNCHANGED, SKIP = range(5)
 _READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 _RDWR = (_READ & ~os.O_RDONLY) | os.O_RDWR
 _SAME_TYPE = {FIFO: stat.S_ISFIFO, CHARDEV: stat.S_ISCHR, BLOCKDEV: stat.S_ISBLK}
+ALIGNED = 8  # local chunks in a row at their snapshot offsets: stop cutting, compare ranges
 
 BlobLengths = Callable[[list[bytes]], list[int]]
 Hash = Callable[[bytes | memoryview], bytes]
@@ -207,10 +208,10 @@ class _Compare:
     """UNCHANGED, UPDATE (``out.need[i]``, ``out.local[i]``) or REPLACE for the regular
     file N's name in PFD, by hashing its ranges where the snapshot's blobs go. Two
     differing ranges in a row (content shifted, or a long change) with a chunker: the
-    rest of the file is cut as the backup cut it and each snapshot blob looked up among
-    its chunks (``restore_reuse``): one at the blob's own offset is unchanged, one
-    elsewhere is copied from there; a blob whose offset no chunk starts at is hashed at
-    its range as before."""
+    file is cut from there as the backup cut it (until its chunks line up with the
+    snapshot's blobs again) and each snapshot blob looked up among its chunks
+    (``restore_reuse``): one at the blob's own offset is unchanged, one elsewhere is
+    copied from there; one found nowhere is hashed at its range as before."""
 
     def __init__(self, lengths: BlobLengths, blob_id: Hash, hasher: NewHasher | None,
                  chunker: GetChunker | None) -> None:
@@ -262,36 +263,46 @@ class _Compare:
 
     def _need(self, fd: int, size: int, content: list[bytes], lens: list[int],
               ) -> tuple[list[bool], list[Copy]]:
+        offs = [0] * len(content)
+        for k in range(1, len(content)):
+            offs[k] = offs[k - 1] + lens[k - 1]
         need: list[bool] = []
-        offs: list[int] = []
-        off = 0
-        for bid, ln in zip(content, lens, strict=True):
-            offs.append(off)
-            need.append(off + ln > size or self.range_id(fd, off, ln) != bid)
-            k = len(need) - 1
+        copies: list[Copy] = []
+        k = 0
+        while k < len(content):
+            off, ln = offs[k], lens[k]
+            need.append(off + ln > size or self.range_id(fd, off, ln) != content[k])
             if (self.chunker is not None and k > 0 and need[k] and need[k - 1]
                     and offs[k - 1] < size):
-                return self._shifted(fd, size, content, lens, need, offs)
-            off += ln
-        return need, []
+                del need[k - 1:]
+                k = self._shifted(fd, size, content, lens, offs, k - 1, need, copies)
+            else:
+                k += 1
+        return need, order_copies(copies)
 
     def _shifted(self, fd: int, size: int, content: list[bytes], lens: list[int],
-                 need: list[bool], offs: list[int]) -> tuple[list[bool], list[Copy]]:
-        """Blobs from the first of two differing ranges on, against the local chunks."""
+                 offs: list[int], k0: int, need: list[bool], copies: list[Copy]) -> int:
+        """Blobs from K0 on against the local file's chunks from ``offs[k0]`` -- until
+        ``ALIGNED`` chunks in a row are the snapshot's blobs at their own offsets (a
+        change that did not shift what follows: the rest is compared range by range
+        again); the index of the first blob not decided here."""
         assert self.chunker is not None
-        k0 = len(need) - 2
         at: dict[int, bytes] = {}  # local chunk offset -> its id
         where: dict[bytes, int] = {}  # id -> first local offset
+        snap = {offs[j]: j for j in range(k0, len(content))}
+        end, run = len(content), 0
         rest = sum(lens[k0:])  # a local file far longer than the snapshot's: not all read
         for off, _, cid in local_chunks(fd, offs[k0], self.chunker(), self.blob_id,
                                         2 * rest + (1 << 20)):
             at[off] = cid
             where.setdefault(cid, off)
-        del need[k0:]
-        off = offs[k0]
-        copies: list[Copy] = []
-        for k in range(k0, len(content)):
-            bid, ln = content[k], lens[k]
+            j = snap.get(off)
+            run = run + 1 if j is not None and content[j] == cid else 0
+            if run == ALIGNED and j is not None:
+                end = j + 1
+                break
+        for k in range(k0, end):
+            bid, off, ln = content[k], offs[k], lens[k]
             if at.get(off) == bid:
                 need.append(False)
             elif bid in where:
@@ -300,8 +311,7 @@ class _Compare:
                     copies.append(Copy(k, off, where[bid], ln, bid))
             else:
                 need.append(off + ln > size or self.range_id(fd, off, ln) != bid)
-            off += ln
-        return need, order_copies(copies)
+        return end
 
 
 def _read_at(fd: int, into: memoryview, off: int) -> int:

@@ -23,7 +23,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from casbackup.chunking import ChunkerParams, get_chunker
+from casbackup.chunking import ChunkerParams
 from casbackup.ops.backup import BackupOptions, backup
 from casbackup.ops.restore import restore
 from casbackup.store import PackEntry, Store
@@ -123,7 +123,7 @@ def test_shifted_content_is_copied_from_the_file_not_fetched(
     mid = len(content) // 2
     local = (content[:mid] + os.urandom(shift) + content[mid:] if shift > 0
              else content[:mid] + content[mid - shift:])
-    cuts = [len(c) for c in get_chunker(CHUNKER).cut_stream(io.BytesIO(content))]
+    cuts = [len(c) for c in st.chunker.cut_stream(io.BytesIO(content))]
     moved = sum(1 for k in range(len(cuts)) if sum(cuts[:k]) >= mid)
     assert moved >= 30  # without reuse: every one of them fetched
     fetched = _counted(st, monkeypatch)
@@ -131,3 +131,33 @@ def test_shifted_content_is_copied_from_the_file_not_fetched(
     assert got == content
     assert 0 < len(fetched) <= 4, f"{len(fetched)} blobs fetched of {moved} moved"
     assert read < 5 * CHUNKER.max_size
+
+
+def test_a_change_that_shifts_nothing_is_not_cut_to_the_end(
+    store: tuple[Store, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Overwrites across blob boundaries near the start of a file of ~100 chunks (two
+    differing ranges in a row, nothing shifted): the file is cut only until its chunks
+    line up with the snapshot's again, the rest compared range by range, and only the
+    blobs overwritten are fetched."""
+    import casbackup.ops.restore_existing as survey_mod
+
+    st, base = store
+    content = os.urandom(800_000)
+    cuts = [len(c) for c in st.chunker.cut_stream(io.BytesIO(content))]
+    b = cuts[0] + cuts[1]  # an overwrite across the second blob boundary
+    local = content[:b - 300] + os.urandom(600) + content[b + 300:]
+    cut: list[int] = []
+    real = survey_mod.local_chunks
+
+    def counted(*a: Any) -> Iterator[tuple[int, int, bytes]]:
+        for c in real(*a):
+            cut.append(c[1])
+            yield c
+    monkeypatch.setattr(survey_mod, "local_chunks", counted)
+    fetched = _counted(st, monkeypatch)
+    got, _ = _restore_over(st, base, content, local)
+    assert got == content
+    assert len(cuts) >= 60
+    assert 0 < len(cut) <= 12  # the changed blobs, then ALIGNED (8) that line up
+    assert len(fetched) <= 3
