@@ -39,6 +39,11 @@ def blob_id(id_key: bytes, data: bytes | memoryview) -> bytes:
     return blake3.blake3(data, key=id_key).digest()
 
 
+def blob_hasher(id_key: bytes) -> blake3.blake3:
+    """A new incremental ``blob_id``: ``update`` in pieces, then ``digest``."""
+    return blake3.blake3(key=id_key)
+
+
 def is_hex_id(text: str) -> bool:
     """A whole id as lowercase hex: 64 digits."""
     return len(text) == 2 * ID_LEN and all(c in HEX for c in text)

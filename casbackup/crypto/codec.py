@@ -23,8 +23,21 @@ from __future__ import annotations
 
 from typing import TypeVar
 
+import blake3
+
 from ..errors import IntegrityError
-from ..ids import DATA, GC_RECORD, HEADER, INDEX, KINDS, LOCK, SNAPSHOT, TREE, blob_id
+from ..ids import (
+    DATA,
+    GC_RECORD,
+    HEADER,
+    INDEX,
+    KINDS,
+    LOCK,
+    SNAPSHOT,
+    TREE,
+    blob_hasher,
+    blob_id,
+)
 from ..scratch import Scratch
 from .aead import OVERHEAD, Aead
 from .compress import Compressor
@@ -47,6 +60,9 @@ class Codec:
 
     def blob_id(self, data: bytes | memoryview) -> bytes:
         return blob_id(self.id_key, data)
+
+    def blob_hasher(self) -> blake3.blake3:
+        return blob_hasher(self.id_key)
 
     def seal(self, kind: str, data: bytes | memoryview) -> bytes:
         body = self._comp.compress(data)

@@ -258,7 +258,8 @@ def _survey(store: Store, tgt: bytes, items: list[Item], mode: str, sel: Selecti
     root = os.open(tgt, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         return survey(root, items, mode, lengths, store.codec.blob_id, sel=sel,
-                      deletable=deletable)
+                      deletable=deletable, hasher=store.codec.blob_hasher,
+                      chunker=lambda: store.chunker)
     finally:
         os.close(root)
 
@@ -278,6 +279,7 @@ def _count(res: RestoreResult, items: list[Item], first: int, sv: Survey,
             res.unchanged += 1
     res.bytes_planned += sum(e.raw_length * len(uses) for blobs in plan.values()
                             for e, uses in blobs.values())
+    res.bytes_planned += sum(c.length for cs in sv.local.values() for c in cs)
 
 
 def _report(items: list[Item], sv: Survey, tgt: bytes, on_action: Action | None) -> None:

@@ -4,7 +4,8 @@ Invariants:
 - ``fill_plan`` plans, per pack, each blob **once** with every (item, file offset) that
   uses it, so the restorer fetches each pack once and only the byte ranges of needed
   blobs; only files that are written are planned (NEW and REPLACE: every blob; UPDATE:
-  only the blobs the survey found differing). A blob missing from the index raises
+  only the blobs the survey found differing and not elsewhere in the file itself:
+  ``restore_reuse`` copies those). A blob missing from the index raises
   before anything is written. A file whose blobs do not add up to its size is reported.
 - ``nonzero_runs`` finds the aligned all-zero ``HOLE``-sized blocks of a blob: those are
   not written into a new file (which is created at its size), so zero runs stay holes.
@@ -65,10 +66,11 @@ def fill_plan(store: Store, items: list[Item], sv: Survey,
         if v in (UNCHANGED, SKIP):
             continue
         need = sv.need.get(i) if v == UPDATE else None
+        local = sv.copied(i) if v == UPDATE else set()  # copied within the file instead
         off = n = 0
         for k, bid in enumerate(it.node.content):
             loc = store.locate(bid)
-            if need is None or need[k]:
+            if need is None or (need[k] and k not in local):
                 slot = plan[loc.pack].get(bid)
                 if slot is None:
                     slot = plan[loc.pack][bid] = (loc.entry, [])

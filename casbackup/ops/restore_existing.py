@@ -13,7 +13,9 @@ only: ``lstat`` and reads relative to directory fds opened ``O_DIRECTORY|O_NOFOL
   with other hard links, one restore cannot open for writing that differs): it is removed
   (never followed) and the entry created anew. ``UPDATE``: the same regular file with
   some blob ranges or its size differing: only those ranges are rewritten, in place
-  (``need``). ``UNCHANGED``: the content is the snapshot's: only metadata is applied,
+  (``need``); those whose blob the file holds at another offset (shifted content) are
+  copied from there, not fetched (``local``, found and ordered by ``restore_reuse``).
+  ``UNCHANGED``: the content is the snapshot's: only metadata is applied,
   and not even that to a file whose ``lstat`` already shows the snapshot's mode, mtime
   (and owner, as root) and whose node has no xattrs (``settled``: restic's if-changed
   leaves such a file alone; the restorer does not open it).
@@ -40,6 +42,15 @@ from dataclasses import dataclass, field
 from ..model.tree import BLOCKDEV, CHARDEV, DIR, FIFO, FILE, SOCKET, SYMLINK, Node
 from .restore_fs import ROOT, DirFds, identity, open_dir
 from .restore_plan import Item, Selection
+from .restore_reuse import (
+    PIECE,
+    Copy,
+    GetChunker,
+    NewHasher,
+    local_chunks,
+    order_copies,
+    range_id,
+)
 
 ALWAYS, IF_CHANGED, IF_NEWER, NEVER = "always", "if-changed", "if-newer", "never"
 MODES = (ALWAYS, IF_CHANGED, IF_NEWER, NEVER)
@@ -47,6 +58,7 @@ NEW, REPLACE, UPDATE, UNCHANGED, SKIP = range(5)
 _READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 _RDWR = (_READ & ~os.O_RDONLY) | os.O_RDWR
 _SAME_TYPE = {FIFO: stat.S_ISFIFO, CHARDEV: stat.S_ISCHR, BLOCKDEV: stat.S_ISBLK}
+ALIGNED = 8  # local chunks in a row at their snapshot offsets: stop cutting, compare ranges
 
 BlobLengths = Callable[[list[bytes]], list[int]]
 Hash = Callable[[bytes | memoryview], bytes]
@@ -61,6 +73,12 @@ class Survey:
     # ^ --delete: (directory item, name, is a directory, size)
     settled: bytearray = field(default_factory=bytearray)  # per item: 1 = UNCHANGED with
     # its metadata already the snapshot's (nothing to do at all)
+    local: dict[int, list[Copy]] = field(default_factory=dict)  # UPDATE: needed blobs
+    # the file already holds elsewhere (``restore_reuse``), in the order to copy them
+
+    def copied(self, i: int) -> set[int]:
+        """The blob indices of item I that are copied within the file, not fetched."""
+        return {c.k for c in self.local.get(i, ())}
 
 
 def all_new(n: int) -> Survey:
@@ -69,13 +87,18 @@ def all_new(n: int) -> Survey:
 
 def survey(root_fd: int | None, items: list[Item], mode: str, lengths: BlobLengths,
            blob_id: Hash, *, sel: Selection | None = None,
-           deletable: Callable[[int], bool] | None = None) -> Survey:
+           deletable: Callable[[int], bool] | None = None,
+           hasher: NewHasher | None = None, chunker: GetChunker | None = None) -> Survey:
     """Each item's verdict under MODE (``root_fd`` None: the target does not exist);
     with ``deletable`` (--delete) also what existing directories hold that the snapshot
-    does not."""
+    does not. ``hasher`` (a new keyed hasher of ``blob_id``'s) lets ranges be hashed in
+    pieces; with ``chunker`` (giving the store's, asked for only when a file has two
+    differing ranges in a row) shifted content is found in the local file
+    (``Survey.local``)."""
     out = Survey(bytearray(len(items)), settled=bytearray(len(items)))
     if root_fd is None:
         return out
+    cmp = _Compare(lengths, blob_id, hasher, chunker)
     dup = os.dup(root_fd)
     fds = DirFds(dup, [it.parent for it in items], [it.node.name for it in items], cap=256)
     absent: set[int] = set()  # directory items that are not (usable) directories there
@@ -95,7 +118,7 @@ def survey(root_fd: int | None, items: list[Item], mode: str, lengths: BlobLengt
                 continue
             pfd = fds.acquire(p)
             try:
-                v = _judge(pfd, i, it, mode, lengths, blob_id, out)
+                v = _judge(pfd, i, it, mode, cmp, out)
                 out.verdict[i] = v
                 if it.node.type == DIR and v != SKIP:
                     if v == UNCHANGED and _register(fds, pfd, i, it.node.name):
@@ -142,8 +165,7 @@ def _extras(out: Survey, fds: DirFds, d: int, items: list[Item],
         fds.release(d)
 
 
-def _judge(pfd: int, i: int, it: Item, mode: str, lengths: BlobLengths, blob_id: Hash,
-           out: Survey) -> int:
+def _judge(pfd: int, i: int, it: Item, mode: str, cmp: _Compare, out: Survey) -> int:
     n = it.node
     if n.type == SOCKET:
         return SKIP  # never restored (as tar and restic)
@@ -166,7 +188,7 @@ def _judge(pfd: int, i: int, it: Item, mode: str, lengths: BlobLengths, blob_id:
             if _meta_same(n, st):
                 out.settled[i] = 1
             return UNCHANGED
-        return _compare(pfd, i, n, st, lengths, blob_id, out)
+        return cmp(pfd, i, n, st, out)
     if n.type == SYMLINK:
         same = stat.S_ISLNK(m) and os.readlink(n.name, dir_fd=pfd) == os.fsencode(n.target or b"")
     else:
@@ -182,44 +204,114 @@ def _meta_same(n: Node, st: os.stat_result) -> bool:
     return os.geteuid() != 0 or (st.st_uid, st.st_gid) == (n.uid, n.gid)
 
 
-def _compare(pfd: int, i: int, n: Node, st: os.stat_result, lengths: BlobLengths,
-             blob_id: Hash, out: Survey) -> int:
-    """UNCHANGED, UPDATE (``out.need[i]``) or REPLACE for the regular file N's name in
-    PFD, by hashing its ranges where the snapshot's blobs go."""
-    writable = True
-    try:
-        fd = os.open(n.name, _RDWR, dir_fd=pfd)
-    except PermissionError:
-        writable = False
+class _Compare:
+    """UNCHANGED, UPDATE (``out.need[i]``, ``out.local[i]``) or REPLACE for the regular
+    file N's name in PFD, by hashing its ranges where the snapshot's blobs go. Two
+    differing ranges in a row (content shifted, or a long change) with a chunker: the
+    file is cut from there as the backup cut it (until its chunks line up with the
+    snapshot's blobs again) and each snapshot blob looked up among its chunks
+    (``restore_reuse``): one at the blob's own offset is unchanged, one elsewhere is
+    copied from there; one found nowhere is hashed at its range as before."""
+
+    def __init__(self, lengths: BlobLengths, blob_id: Hash, hasher: NewHasher | None,
+                 chunker: GetChunker | None) -> None:
+        self.lengths, self.blob_id, self.chunker = lengths, blob_id, chunker
+        self.hasher = hasher
+        self.piece = memoryview(bytearray(PIECE))  # one buffer for every file, reused:
+        self.whole = memoryview(bytearray(0))  # no allocation, faults, unmapping per blob
+
+    def range_id(self, fd: int, off: int, ln: int) -> bytes | None:
+        if self.hasher is not None:
+            return range_id(fd, off, ln, self.hasher, self.piece)
+        if len(self.whole) < ln:
+            self.whole = memoryview(bytearray(ln))
+        got = _read_at(fd, self.whole[:ln], off)
+        return self.blob_id(self.whole[:ln]) if got == ln else None
+
+    def __call__(self, pfd: int, i: int, n: Node, st: os.stat_result, out: Survey) -> int:
+        writable = True
         try:
-            fd = os.open(n.name, _READ, dir_fd=pfd)
+            fd = os.open(n.name, _RDWR, dir_fd=pfd)
+        except PermissionError:
+            writable = False
+            try:
+                fd = os.open(n.name, _READ, dir_fd=pfd)
+            except OSError:
+                return REPLACE
         except OSError:
             return REPLACE
-    except OSError:
-        return REPLACE
-    try:
-        fst = os.fstat(fd)
-        if identity(fst) != identity(st) or not stat.S_ISREG(fst.st_mode) or fst.st_nlink > 1:
+        try:
+            fst = os.fstat(fd)
+            if (identity(fst) != identity(st) or not stat.S_ISREG(fst.st_mode)
+                    or fst.st_nlink > 1):
+                out.ident.pop(i, None)
+                return REPLACE  # changed under us: make it anew
+            content = n.content or []
+            lens = self.lengths(content)
+            need, copies = self._need(fd, fst.st_size, content, lens)
+        finally:
+            os.close(fd)
+        if not any(need) and fst.st_size == n.size:
+            return UNCHANGED
+        if not writable:
             out.ident.pop(i, None)
-            return REPLACE  # changed under us: make it anew
-        content = n.content or []
-        lens = lengths(content)
-        buf = memoryview(bytearray(max(lens, default=0)))  # one buffer per file, reused:
-        need: list[bool] = []  # no allocation, page faults and unmapping per blob
-        off = 0
-        for bid, ln in zip(content, lens, strict=True):
-            got = _read_at(fd, buf[:ln], off) if off < fst.st_size else 0
-            need.append(got != ln or blob_id(buf[:ln]) != bid)
-            off += ln
-    finally:
-        os.close(fd)
-    if not any(need) and fst.st_size == n.size:
-        return UNCHANGED
-    if not writable:
-        out.ident.pop(i, None)
-        return REPLACE
-    out.need[i] = need
-    return UPDATE
+            return REPLACE
+        out.need[i] = need
+        if copies:
+            out.local[i] = copies
+        return UPDATE
+
+    def _need(self, fd: int, size: int, content: list[bytes], lens: list[int],
+              ) -> tuple[list[bool], list[Copy]]:
+        offs = [0] * len(content)
+        for k in range(1, len(content)):
+            offs[k] = offs[k - 1] + lens[k - 1]
+        need: list[bool] = []
+        copies: list[Copy] = []
+        k = 0
+        while k < len(content):
+            off, ln = offs[k], lens[k]
+            need.append(off + ln > size or self.range_id(fd, off, ln) != content[k])
+            if (self.chunker is not None and k > 0 and need[k] and need[k - 1]
+                    and offs[k - 1] < size):
+                del need[k - 1:]
+                k = self._shifted(fd, size, content, lens, offs, k - 1, need, copies)
+            else:
+                k += 1
+        return need, order_copies(copies)
+
+    def _shifted(self, fd: int, size: int, content: list[bytes], lens: list[int],
+                 offs: list[int], k0: int, need: list[bool], copies: list[Copy]) -> int:
+        """Blobs from K0 on against the local file's chunks from ``offs[k0]`` -- until
+        ``ALIGNED`` chunks in a row are the snapshot's blobs at their own offsets (a
+        change that did not shift what follows: the rest is compared range by range
+        again); the index of the first blob not decided here."""
+        assert self.chunker is not None
+        at: dict[int, bytes] = {}  # local chunk offset -> its id
+        where: dict[bytes, int] = {}  # id -> first local offset
+        snap = {offs[j]: j for j in range(k0, len(content))}
+        end, run = len(content), 0
+        rest = sum(lens[k0:])  # a local file far longer than the snapshot's: not all read
+        for off, _, cid in local_chunks(fd, offs[k0], self.chunker(), self.blob_id,
+                                        2 * rest + (1 << 20)):
+            at[off] = cid
+            where.setdefault(cid, off)
+            j = snap.get(off)
+            run = run + 1 if j is not None and content[j] == cid else 0
+            if run == ALIGNED and j is not None:
+                end = j + 1
+                break
+        for k in range(k0, end):
+            bid, off, ln = content[k], offs[k], lens[k]
+            if at.get(off) == bid:
+                need.append(False)
+            elif bid in where:
+                need.append(True)
+                if where[bid] != off:
+                    copies.append(Copy(k, off, where[bid], ln, bid))
+            else:
+                need.append(off + ln > size or self.range_id(fd, off, ln) != bid)
+        return end
 
 
 def _read_at(fd: int, into: memoryview, off: int) -> int:

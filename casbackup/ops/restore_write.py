@@ -30,6 +30,9 @@ Invariants:
 - An interrupt or fatal error stops every worker at its next blob or entry, removes the
   files not completely written (not UPDATE files: a rerun reuses them), and propagates.
 - A settled file (``restore_existing``) is not opened at all.
+- An UPDATE file's blobs that it already holds elsewhere (``Survey.local``) are copied
+  within it (``restore_reuse.copy_local``, each re-hashed) by its creator, after the
+  reservation and before any fetched blob is written into it.
 """
 
 from __future__ import annotations
@@ -70,6 +73,7 @@ from .restore_fs import (
 )
 from .restore_meta import MetaFn, meta_fd, meta_special, meta_symlink
 from .restore_plan import Item
+from .restore_reuse import Copy, copy_local
 from .restore_window import Known
 
 _CREATORS = 4  # threads creating files (file creation waits on the filesystem's journal)
@@ -365,8 +369,9 @@ class Restorer:
             self._unchanged(pfd, i)
             return
         if n.type == FILE:
-            if v == UPDATE:
-                fd = self._open_surveyed(pfd, i, os.O_WRONLY)
+            copies = self.sv.local.get(i) if v == UPDATE else None
+            if v == UPDATE:  # read too when it copies blobs within itself
+                fd = self._open_surveyed(pfd, i, os.O_RDWR if copies else os.O_WRONLY)
             else:
                 fd = self._replace(pfd, name, lambda: os.open(name, _NEW, 0o600, dir_fd=pfd))
             try:
@@ -374,6 +379,8 @@ class Restorer:
                 self._ident[i] = identity(st)
                 if v == UPDATE:  # room first (old content intact if there is none);
                     self._reserve(fd, i, st.st_size)  # a shrink waits for _complete
+                    if copies:  # before any fetched blob can overwrite a source
+                        self._copy_local(i, fd, copies)
                 elif n.size != st.st_size:
                     os.ftruncate(fd, n.size)
                 with self._cond:
@@ -428,6 +435,15 @@ class Restorer:
             if os.fstat(fd).st_size != size:
                 os.ftruncate(fd, size)  # only what fallocate appended goes again
             raise
+
+    def _copy_local(self, i: int, fd: int, copies: list[Copy]) -> None:
+        """The blobs file items[i] already holds elsewhere (``restore_reuse``)."""
+        if self._stop:
+            raise _Stopped()
+        done = copy_local(fd, copies, self.store.codec.blob_id)
+        with self._cond:
+            self.res.bytes_written += done
+        self.obs.progress(done)
 
     def _open_surveyed(self, pfd: int, i: int, flags: int) -> int:
         """The existing regular file items[i], which must still be the single-link inode
