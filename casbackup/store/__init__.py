@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     from .maintenance import LiveBlob, Maintenance, Repacker
 
 # names imported on first use (PEP 562): what only maintenance, gc, verify or a remote
-# store needs is not loaded by every command (the fixed cost, docs/design.md §13)
+# store needs is not loaded by every command (fixed cost: implementation note, design.md §11)
 _LAZY = {"BlobTable": "blobtable", "maybe_consolidate": "consolidate",
          "check_index_object": "indexcheck", "LiveBlob": "maintenance",
          "Maintenance": "maintenance", "Repacker": "maintenance"}

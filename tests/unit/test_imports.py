@@ -1,4 +1,5 @@
-"""What a command imports is part of what it costs (the fixed cost, docs/design.md §13).
+"""What a command imports is part of what it costs (the *fixed cost* implementation note of
+docs/design.md §11).
 
 Structural, not timed: each command runs in a real process against a real local store and
 reports ``sys.modules`` at exit; the reading commands and a small backup and restore must
