@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import cli_env, make_store, write_tree
+from casbackup.store import init_store, paired_key
+from tests.helpers import FAST_KDF, PASSWORD, cli_env, make_store, open_test_store, write_tree
 
 # run the CLI as the entry point does, then write the names of the loaded modules
 _PROBE = """
@@ -99,3 +100,14 @@ def test_version_loads_no_command_and_no_store(tmp_path: Path) -> None:
                            "cryptography", *REMOTE_AND_DAEMON)) == []
     commands = [m for m in modules if m.startswith("casbackup.cli.cmd_")]
     assert commands == ["casbackup.cli.cmd_generate"]  # app.py's COMPLETE_VAR, nothing more
+
+
+def test_sync_without_watch_loads_no_watcher(store: tuple[Path, Path], tmp_path: Path) -> None:
+    st, _ = store
+    with open_test_store(st) as src:
+        master, chunker = paired_key(src)
+    init_store(str(tmp_path / "dst"), PASSWORD, kdf_n=FAST_KDF, master=master,
+               chunker=chunker).close()
+    modules = loaded(tmp_path, "sync", str(st), str(tmp_path / "dst"))
+    assert "casbackup.ops.sync" in modules
+    assert under(modules, REMOTE_AND_DAEMON) == []
