@@ -1,7 +1,8 @@
 """The fixed cost of a command (issue #17; #12 item 1; #14): what ``snapshots``, ``ls latest``,
 ``cat config``, a 200-file backup and its restore cost on a small store and on a store
 whose index names N blobs, for each checkout given and restic 0.14, interleaved in one
-run (each round runs every tool once, so the machine's load falls on all alike).
+run (each round runs every tool once, each round in a rotated order, so the machine's
+load falls on all alike).
 
 The casbackup stores are made with the CLI's ``init`` (the default key settings, as a
 user gets them); the big one gets N synthetic index entries (``index_bench.make_store``:
@@ -96,8 +97,10 @@ def main() -> None:
     # (in proportion to the store: issue #12's one-off cost, not the fixed one)
     run_round(tools, restic_env, work, 0, {})
     out: dict[tuple[str, str], list[tuple[float, float]]] = {}
-    for i in range(a.rounds):
-        run_round(tools, restic_env, work, i + 1, out)
+    for i in range(a.rounds):  # each round in another order: no tool always runs first
+        k = i % len(tools)
+        order = list(tools.items())
+        run_round(dict(order[k:] + order[:k]), restic_env, work, i + 1, out)
         for lab, cmd in (("python -c pass", [sys.executable, "-c", "pass"]),
                          ("scrypt alone", [sys.executable, "-c", SCRYPT])):
             wall, cpu, _, _ = timed(cmd, dict(os.environ))
