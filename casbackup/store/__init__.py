@@ -13,7 +13,9 @@ as ``ObjectInfo``, packs as ``PackInfo``); the read-only index view for whole-st
 (``check_index_object``); object names for messages (``pack_key``, ``index_key``,
 ``snapshot_key``); ``paired_key`` for ``init --from``. Pack format, layout, codec, index
 internals and backends stay behind it; ops declare the narrow Protocols they consume in
-``ops/capabilities.py``.
+``ops/capabilities.py``. The maintenance interface, ``BlobTable``, ``maybe_consolidate``
+and ``check_index_object`` are imported on first use (``__getattr__``): a command that
+uses none of them loads none of their code.
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ def __getattr__(name: str) -> object:
     value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
     globals()[name] = value
     return value
+
 
 ENCRYPTIONS = ("repokey", "repokey-aes", "repokey-chacha", "none")
 
