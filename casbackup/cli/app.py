@@ -79,13 +79,17 @@ def command_word(args: list[str]) -> str | None:
 
 def register_for(args: list[str]) -> None:
     """Import only the module of the command being run (each pulls in its ops: ~40 ms
-    of startup saved on every command); ``--help``, completion and unknown words get
-    them all."""
+    of startup saved on every command), and none for root options alone (``--version``);
+    no arguments, ``--help``, completion and unknown words get them all."""
     word = command_word(args)
     module = _ALIASES.get(word or "", f"cmd_{word}")
     modules = _command_modules()
-    only = module in modules and "--help" not in args[:1] and COMPLETE_VAR not in os.environ
-    register([module] if only else modules)
+    if COMPLETE_VAR in os.environ or not args or "--help" in args[:1]:
+        register(modules)
+    elif word is None:
+        pass  # e.g. --version: answered by the root callback; needs no command module
+    else:
+        register([module] if module in modules else modules)
 
 
 def build_command(all_commands: bool = False) -> Any:
@@ -138,7 +142,7 @@ def main(argv: list[str] | None = None) -> None:
         output.emit("version", {"version": __version__})
         return
     register_for(args)
-    if word != "daemon":  # the daemon logs its own events (one JSON object a line)
+    if word not in (None, "daemon"):  # the daemon logs its own events (one JSON a line)
         from ..store import on_retry
         from .progress import retry_line
 

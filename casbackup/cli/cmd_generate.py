@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from typer import echo  # common.echo is this; common would import the store layer
 
 from ..errors import UsageError
-from .common import echo
 
 COMPLETE_VAR = "_CASBACKUP_COMPLETE"
 

@@ -15,7 +15,6 @@ from ..errors import NothingMatched
 from ..model.snapshot import Snapshot
 from ..ops.snapsel import SnapshotFilter
 from ..ops.sync import Copied, Selection, SyncObserver, sync
-from ..ops.sync_watch import sync_watch
 from . import output
 from .common import JsonOpt, QuietOpt, StoreArgs, echo, human_bytes, store_options
 from .filteropts import snapshot_filter_options
@@ -81,6 +80,8 @@ def sync_cmd(
     with open_peer(src, src_pw, "source store", cache) as s, open_peer(
             dst, so.password, "destination store", cache) as d:
         if watch:
+            from ..ops.sync_watch import sync_watch  # watchdog: only for --watch
+
             if not json_out and not quiet:
                 echo(f"watching {src} -> {dst} (Ctrl-C to stop)")
             with graceful_stop() as stop:

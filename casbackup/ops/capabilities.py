@@ -37,7 +37,8 @@ else:
 
 
 class BlobSaver(Protocol):
-    chunker: Chunker
+    @property
+    def chunker(self) -> Chunker: ...
 
     def blob_id(self, data: bytes | memoryview) -> bytes: ...
 

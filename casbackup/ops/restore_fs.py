@@ -20,7 +20,6 @@ Invariants:
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import os
 import stat
@@ -31,7 +30,8 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 ROOT = -1  # the index of the target directory itself in a DirFds
 
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+# the process's own symbols (libc's among them): find_library would run `ldconfig -p`
+_libc = ctypes.CDLL(None, use_errno=True)
 _fallocate = _libc.fallocate
 _fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
 _fallocate.restype = ctypes.c_int

@@ -13,7 +13,9 @@ as ``ObjectInfo``, packs as ``PackInfo``); the read-only index view for whole-st
 (``check_index_object``); object names for messages (``pack_key``, ``index_key``,
 ``snapshot_key``); ``paired_key`` for ``init --from``. Pack format, layout, codec, index
 internals and backends stay behind it; ops declare the narrow Protocols they consume in
-``ops/capabilities.py``.
+``ops/capabilities.py``. The maintenance interface, ``BlobTable``, ``maybe_consolidate``
+and ``check_index_object`` are imported on first use (``__getattr__``): a command that
+uses none of them loads none of their code.
 """
 
 from __future__ import annotations
@@ -27,7 +29,6 @@ from ..backends.base import ObjectInfo
 from ..chunking import ChunkerParams
 from ..crypto import keys as keymod
 from ..errors import UsageError
-from .blobtable import BlobTable
 from .cache import ObjectCache
 from .cachedir import (
     CacheSettings,
@@ -37,17 +38,36 @@ from .cachedir import (
     store_cache_dir,
 )
 from .config import StoreConfig
-from .consolidate import maybe_consolidate
 from .index import PackInfo
-from .indexcheck import check_index_object
 from .layout import index_key, pack_key, snapshot_key
-from .maintenance import LiveBlob, Maintenance, Repacker
 from .pack import PackEntry
 from .packread import BlobRead, PackEnd, PackStream
 from .store import AddResult, PasswordSource, Store
 
 if TYPE_CHECKING:
     from ..backends.retry import RetryEvent
+    from .blobtable import BlobTable
+    from .consolidate import maybe_consolidate
+    from .indexcheck import check_index_object
+    from .maintenance import LiveBlob, Maintenance, Repacker
+
+# names imported on first use (PEP 562): what only maintenance, gc, verify or a remote
+# store needs is not loaded by every command (fixed cost: implementation note, design.md §11)
+_LAZY = {"BlobTable": "blobtable", "maybe_consolidate": "consolidate",
+         "check_index_object": "indexcheck", "LiveBlob": "maintenance",
+         "Maintenance": "maintenance", "Repacker": "maintenance"}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
 
 ENCRYPTIONS = ("repokey", "repokey-aes", "repokey-chacha", "none")
 
@@ -118,6 +138,8 @@ def init_store(
 def maintainer(store: Store) -> Maintenance:
     """The maintenance interface of STORE (gc, repair): listing, deleting, repacking, and
     writing consolidated index objects (``store/maintenance.py``)."""
+    from .maintenance import Maintenance
+
     return Maintenance(store)
 
 
@@ -125,6 +147,8 @@ def blob_table(store: Store) -> BlobTable:
     """The read-only columnar view of STORE's whole index as loaded now (``load_index``:
     compact files, checked whole; see store/blobtable.py), for gc and verify: numpy over
     the mapped records, no Python object per blob."""
+    from .blobtable import BlobTable
+
     return BlobTable.of(store.load_index())
 
 

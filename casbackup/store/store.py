@@ -24,11 +24,11 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..backends import local_root
 from ..backends.base import Backend, ObjectInfo
-from ..chunking import Chunker, get_chunker
+from ..chunking import get_chunker
 from ..crypto import keys as keymod
 from ..crypto.codec import Codec
 from ..errors import (
@@ -75,9 +75,12 @@ from .layout import (
     snapshot_key,
 )
 from .pack import PackEntry, parse_header
-from .packer import Packer
 from .packread import PackStream, read_header
-from .packsink import PackSink, StreamSink
+
+if TYPE_CHECKING:  # imported where used: a reading command never writes a pack
+    from ..chunking import Chunker
+    from .packer import Packer
+    from .packsink import PackSink
 
 PasswordSource = Callable[[], str]
 SNAPSHOT_READERS = 16  # concurrent snapshot reads of a remote store (bounded)
@@ -122,7 +125,7 @@ class Store:
         # into the index, and a write session checks a snapshot before it is committed
         self.excluded: frozenset[str] = frozenset()
         self.before_commit: Callable[[Snapshot], None] | None = None
-        self.chunker: Chunker = get_chunker(config.chunker)
+        self._chunker: Chunker | None = None  # ``chunker``: built when first asked for
         # this store's local cache directory (store/cachedir.py), or None for no cache;
         # set by ``open_store`` before the first command reads anything
         self.cache_dir: Path | None = None
@@ -474,6 +477,8 @@ class Store:
                 stored = self._packer.take_unflushed()
                 self._packer = None
             if self._packer is None:
+                from .packer import Packer
+
                 self.load_index()
                 self._packer = Packer(
                     self.codec, self.index,
@@ -492,7 +497,17 @@ class Store:
         temp_writer = getattr(self.backend, "temp_writer", None)
         if temp_writer is None:
             return None
+        from .packsink import StreamSink
+
         return lambda: StreamSink(temp_writer(pack_temp_dir()))
+
+    @property
+    def chunker(self) -> Chunker:
+        """The store's chunker (config-checked at open), built on first use: a command
+        that reads the store never imports the chunking extension."""
+        if self._chunker is None:
+            self._chunker = get_chunker(self.config.chunker)
+        return self._chunker
 
     def has_blob(self, blob_id: bytes) -> bool:
         return blob_id in self.index
