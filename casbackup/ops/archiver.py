@@ -190,6 +190,10 @@ class Archiver:
         self._ahead = TreeAhead(store)
         self._ticks = self._tick_bytes = 0  # progress not yet told (see _tick)
         self._ticked = time.monotonic()
+        # per-file observer calls only when the observer does something with them (-q,
+        # a bare bar: none -- ~10 us a file in the CLI observer)
+        self._tell_unchanged = observer.listens("unchanged")
+        self._tell_read = observer.listens("new") or observer.listens("changed")
         self.reused: list[Node] = []  # directory nodes kept from the parent (dirty mode)
         self._above_dirty: set[bytes] = set()
         for d in options.dirty or ():
@@ -239,7 +243,8 @@ class Archiver:
             s.files_new += 1
         else:
             s.files_changed += 1
-        self.obs.file(path, "new" if parent is None else "changed")
+        if self._tell_read:
+            self.obs.file(path, "new" if parent is None else "changed")
         link_key = (node.device, node.inode)
         if node.nlink > 1 and link_key in self._hardlinks:
             first = self._hardlinks[link_key]
@@ -385,7 +390,8 @@ class Archiver:
                 s = self.summary
                 s.total_size += st.st_size
                 s.files_unchanged += 1
-                self.obs.file(path, "unchanged")
+                if self._tell_unchanged:
+                    self.obs.file(path, "unchanged")
                 self._tick(st.st_size)
             else:
                 self._tick(0)
@@ -397,7 +403,8 @@ class Archiver:
             if pnode["type"] == FILE:
                 s.total_size += st.st_size
                 s.files_unchanged += 1
-                self.obs.file(path, "unchanged")
+                if self._tell_unchanged:
+                    self.obs.file(path, "unchanged")
             self._tick(st.st_size if pnode["type"] == FILE else 0)
             return pnode
         try:
