@@ -13,6 +13,10 @@ Invariants:
   the store; the store's flush (before the snapshot) makes them durable in order.
 - Unreadable entries are warned about and counted (``Summary.unreadable``): never
   silently skipped. They are left out of the tree.
+- Racy entries: an entry equal to its parent node by lstat is read again when that
+  node's mtime or ctime is within ``RACY_NS`` of the parent snapshot's start or later
+  (``ArchiveOptions.parent_start_ns``): a change just after the parent read it may have
+  kept its times. It counts as unchanged when its content is the parent's.
 - Files are read by the file saver (file_saver.py), which detects changes during reads.
 - Hard links to one inode are read once per backup.
 - The walk is iterative (a stack of open directory fds, ``Archiver._walk``): no depth of
@@ -54,7 +58,7 @@ from ..source.fs import open_dir_at, raise_fd_limit, short_path
 from ..source.meta import node_from_stat, node_type
 from ..source.prefetch import Prefetcher
 from ..store import Store
-from .dircache import DirCache, DirRecord, listing_digest
+from .dircache import RACY_NS, DirCache, DirRecord, listing_digest
 from .file_saver import FileResult, FileSaver
 from .observer import Observer
 from .tree_ahead import TreeAhead
@@ -87,6 +91,10 @@ class Pending:
     fut: Future[list[FileResult]] | None
     idx: int
     link_of: Pending | None = None
+    # a racy entry equal to its parent node by lstat (read again): the parent's content,
+    # and the path to report it by once read -- unchanged if the content is the same
+    racy_content: list[bytes] | None = None
+    path: bytes = b""
 
     def done(self) -> bool:
         src = self.link_of or self
@@ -154,6 +162,10 @@ class ArchiveOptions:
     dirty: set[bytes] | None = None  # watch: only these directories (and above) are read
     prefetch: bool = True  # warm the inode cache ahead of the walk (False: the caller does)
     skip_dirs: frozenset[tuple[int, int]] = frozenset()  # (st_dev, st_ino): the store itself
+    # the parent snapshot's start (ns, by the clock of the backup that made it): an entry
+    # whose recorded mtime or ctime is within RACY_NS of it or later is read again, its
+    # lstat's match proving nothing (the racy-git rule); None: no parent
+    parent_start_ns: int | None = None
 
 
 def _lstat_all(dir_fd: int) -> list[tuple[bytes, os.stat_result | OSError]]:
@@ -187,6 +199,8 @@ class Archiver:
         self._batch_bytes = 0
         self._last_refresh = time.monotonic()
         self._small = store.config.chunker.min_size
+        ps = options.parent_start_ns
+        self._racy_from = None if ps is None else ps - RACY_NS  # (ns; see _racy)
         self._ahead = TreeAhead(store)
         self._ticks = self._tick_bytes = 0  # progress not yet told (see _tick)
         self._ticked = time.monotonic()
@@ -236,19 +250,25 @@ class Archiver:
         self.obs.warn(os.fsdecode(path), e.strerror or str(e))
 
     def _file(self, dir_fd: int, path: bytes, node: Node, parent: dict[str, Any] | None,
-              ) -> Node | Pending:
+              racy: bool = False) -> Node | Pending:
+        """Hand a file to the saver. RACY: it equals PARENT by lstat but the parent's
+        times are racy -- counted and told once read (``_resolve``), as unchanged if its
+        content is the parent's."""
         s = self.summary
         s.total_size += node.size
-        if parent is None:
+        if racy:
+            pass
+        elif parent is None:
             s.files_new += 1
         else:
             s.files_changed += 1
-        if self._tell_read:
+        if self._tell_read and not racy:
             self.obs.file(path, "new" if parent is None else "changed")
+        same = list(parent["content"]) if racy and parent is not None else None
         link_key = (node.device, node.inode)
         if node.nlink > 1 and link_key in self._hardlinks:
             first = self._hardlinks[link_key]
-            return Pending(node, first.fut, first.idx, first)
+            return Pending(node, first.fut, first.idx, first, same, path)
         try:
             fd = os.open(node.name, _READ_FLAGS, dir_fd=dir_fd)
         except OSError as e:
@@ -256,7 +276,7 @@ class Archiver:
             return node  # caller drops nodes whose content is None
         if node.size >= self._small:
             self._submit_batch()  # keep order: earlier small files go first
-        pend = Pending(node, None, len(self._batch))
+        pend = Pending(node, None, len(self._batch), None, same, path)
         self._batch.append((fd, pend, path))
         self._batch_bytes += node.size
         if node.size >= self._small or len(self._batch) >= _BATCH_FILES or (
@@ -397,7 +417,8 @@ class Archiver:
                 self._tick(0)
             return _Kept(name)
         pnode = parent_tree.get(name) if parent_tree is not None else None
-        if self._unchanged(pnode, st):
+        racy = False
+        if self._unchanged(pnode, st) and not (racy := self._racy(pnode)):
             assert pnode is not None
             s = self.summary
             if pnode["type"] == FILE:
@@ -424,9 +445,16 @@ class Archiver:
                 self._warn_unreadable(path, e)
                 return None
         if node.type == FILE:
-            return self._file(dir_fd, path, node, pnode)
+            return self._file(dir_fd, path, node, pnode, racy)
         self._tick(0)
         return node
+
+    def _racy(self, pm: dict[str, Any] | None) -> bool:
+        """Was the parent's node PM recorded within a timestamp tick of the parent's start
+        (or after it)? Then a change made just after the parent read it may have kept its
+        times: its lstat's match proves nothing and it is read again."""
+        return pm is not None and self._racy_from is not None and max(
+            pm.get("mtime_ns", 0), pm.get("ctime_ns", 0)) >= self._racy_from
 
     def _reuse_dir(self, path: bytes, node: Node, parent: dict[str, Any] | None) -> bool:
         """Dirty mode: keep the parent's subtree for a clean, unchanged directory."""
@@ -438,7 +466,8 @@ class Archiver:
                     parent.get("device"))
                 != (node.mtime_ns, node.ctime_ns, node.inode, node.device)
                 or parent["subtree"] not in self.store.index):
-            return False
+            return False  # (no racy-entry rule here: the dirty set, events not times, says
+            # a directory is clean; its entries' times are a second guard)
         node.subtree = parent["subtree"]
         self.reused.append(node)
         return True
@@ -456,6 +485,14 @@ class Archiver:
             self.summary.bytes_read += r.bytes_read
             if r.changed:
                 self.summary.changed_during_read += 1
+            if c.racy_content is not None:  # counted now that its content is known
+                action = "unchanged" if r.content == c.racy_content else "changed"
+                if action == "unchanged":
+                    self.summary.files_unchanged += 1
+                else:
+                    self.summary.files_changed += 1
+                if self._tell_unchanged if action == "unchanged" else self._tell_read:
+                    self.obs.file(c.path, action)
             self._tick(0)
             return node
         if isinstance(c, dict):
