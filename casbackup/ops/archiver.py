@@ -250,14 +250,13 @@ class Archiver:
         content is the parent's."""
         s = self.summary
         s.total_size += node.size
-        if racy:
-            pass
-        elif parent is None:
-            s.files_new += 1
-        else:
-            s.files_changed += 1
-        if self._tell_read and not racy:
-            self.obs.file(path, "new" if parent is None else "changed")
+        if not racy:
+            if parent is None:
+                s.files_new += 1
+            else:
+                s.files_changed += 1
+            if self._tell_read:
+                self.obs.file(path, "new" if parent is None else "changed")
         same = list(parent["content"]) if racy and parent is not None else None
         link_key = (node.device, node.inode)
         if node.nlink > 1 and link_key in self._hardlinks:
