@@ -6,7 +6,7 @@ read — its content list is reused; any other regular file is opened by the wal
 handed to a thread pool (the file saver) that reads, cuts, hashes, seals and packs it with
 the GIL released. Directories are finalised in post-order from a FIFO as soon as all of
 their files are saved, so memory stays bounded by the work in flight (``max_inflight``
-files), not by the size of the tree.
+files), not by the size of the tree. What it holds meanwhile: walk_items.py.
 
 Invariants:
 - A directory's tree blob is saved only after every blob it references was handed to
@@ -45,7 +45,6 @@ import stat
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
@@ -62,82 +61,9 @@ from .dircache import RACY_NS, DirCache, DirRecord, listing_digest
 from .file_saver import FileResult, FileSaver
 from .observer import Observer
 from .tree_ahead import TreeAhead
+from .walk_items import Child, Descend, Frame, Pending, PendingDir
 
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0) | os.O_NONBLOCK
-
-
-
-@dataclass(slots=True)
-class PendingDir:
-    """A directory whose files may still be being saved."""
-
-    node: Node
-    children: list[_Child] = field(default_factory=list)
-    done: bool = False
-    parent_subtree: bytes | None = None
-    parent_maps: list[dict[str, Any]] | None = None
-    digest: bytes | None = None  # its listing's (dircache.py), if a cache is kept
-    rec: DirRecord | None = None  # the cache's record of that listing: the fast path
-    kept: list[bytes] = field(default_factory=list)  # (fast path) its other entries' names
-    recordable: bool = False  # no racy, unreadable or changed-while-read entry
-
-
-@dataclass(slots=True)
-class Pending:
-    """A file handed to the file saver: its result is ``fut.result()[idx]``. ``fut`` is
-    None until the batch holding it is submitted; ``link_of`` is the first path of the
-    same inode (hard links are read once)."""
-
-    node: Node
-    fut: Future[list[FileResult]] | None
-    idx: int
-    link_of: Pending | None = None
-    # a racy entry equal to its parent node by lstat (read again): the parent's content,
-    # and the path to report it by once read -- unchanged if the content is the same
-    racy_content: list[bytes] | None = None
-    path: bytes = b""
-
-    def done(self) -> bool:
-        src = self.link_of or self
-        return src.fut is not None and src.fut.done()
-
-    def result(self) -> FileResult:
-        src = self.link_of or self
-        assert src.fut is not None
-        return src.fut.result()[src.idx]
-
-
-@dataclass(slots=True)
-class _Frame:
-    """A directory being walked: its open fd and the names still to visit."""
-
-    pd: PendingDir
-    fd: int
-    path: bytes
-    rel: bytes
-    entries: Iterator[tuple[bytes, os.stat_result | OSError]]
-    parent_tree: dict[bytes, dict[str, Any]] | None
-    subdirs: dict[bytes, bytes] | None  # the cache record's subdirectory tree ids
-
-
-@dataclass(slots=True)
-class _Descend:
-    """``_entry``'s answer for a directory to walk into (``fd`` is open on it)."""
-
-    fd: int
-    path: bytes
-    node: Node
-    parent_subtree: bytes | None
-    rel: bytes
-
-
-# A child is a new Node, a directory or file still being saved, or — the fast path — the
-# parent snapshot's node map, reused verbatim for an entry whose (type, size, mtime, ctime,
-# inode, device) are unchanged: any change to mode, owner, xattrs, link count or a symlink
-# target updates ctime, so nothing else needs reading (not even listxattr). (A directory
-# on the cache's fast path has only its subdirectories as children: ``PendingDir.kept``.)
-_Child = Node | PendingDir | Pending | dict[str, Any]
-
 
 _REFRESH_EVERY = 5.0  # seconds between looks at other writers' new index objects
 _BATCH_FILES = 64
@@ -280,7 +206,7 @@ class Archiver:
         return pend
 
     def _enter(self, dir_fd: int, path: bytes, node: Node, parent_subtree: bytes | None,
-               root_dev: int, rel: bytes) -> _Frame:
+               root_dev: int, rel: bytes) -> Frame:
         """Start a directory: its PendingDir, its parent's maps, the names to visit."""
         pd = PendingDir(node, parent_subtree=parent_subtree)
         self.summary.dirs += 1
@@ -310,7 +236,7 @@ class Archiver:
                 if rec is not None and rec.subtree in index and all(
                         b in index for b in rec.blob_ids()):
                     pd.rec = rec
-                    return _Frame(pd, dir_fd, path, rel,
+                    return Frame(pd, dir_fd, path, rel,
                                   iter(self._keep_files(pd, path, rel, stats)), None,
                                   dict(rec.subdirs))
         parent_tree: dict[bytes, dict[str, Any]] | None = None
@@ -322,7 +248,7 @@ class Archiver:
                 index = self.store.index
                 self._ahead.want([m["subtree"] for m in pd.parent_maps
                                   if m["type"] == DIR and m["subtree"] in index])
-        return _Frame(pd, dir_fd, path, rel, iter(entries), parent_tree, None)
+        return Frame(pd, dir_fd, path, rel, iter(entries), parent_tree, None)
 
     def _keep_files(self, pd: PendingDir, dir_path: bytes, rel: bytes,
                     entries: list[tuple[bytes, os.stat_result]],
@@ -385,7 +311,7 @@ class Archiver:
                                     f.rel, f.subdirs)
                 if self.summary.unreadable != unreadable:
                     f.pd.recordable = False
-                if isinstance(child, _Descend):
+                if isinstance(child, Descend):
                     try:
                         sub = self._enter(child.fd, child.path, child.node, child.parent_subtree,
                                           root_dev, child.rel)
@@ -419,9 +345,9 @@ class Archiver:
     def _entry(self, dir_fd: int, dir_path: bytes, name: bytes, st: os.stat_result | OSError,
                parent_tree: dict[bytes, dict[str, Any]] | None, root_dev: int, rel: bytes,
                subdirs: dict[bytes, bytes] | None = None,
-               ) -> Node | Pending | dict[str, Any] | _Descend | None:
+               ) -> Node | Pending | dict[str, Any] | Descend | None:
         """One entry of a directory (its lstat ST, or the error of it): a finished node, a
-        file being saved, the parent's map, a directory to walk into (``_Descend``, its
+        file being saved, the parent's map, a directory to walk into (``Descend``, its
         fd open), or None (left out). SUBDIRS (a cached directory's recorded tree ids;
         only its subdirectories come here, ``_keep_files``) names their parent trees."""
         path = dir_path + b"/" + name if dir_path != b"/" else b"/" + name
@@ -459,7 +385,7 @@ class Archiver:
             if self._reuse_dir(path, node, pnode):
                 return node
             try:
-                return _Descend(open_dir_at(dir_fd, name), path, node, psub, crel)
+                return Descend(open_dir_at(dir_fd, name), path, node, psub, crel)
             except OSError as e:
                 self._warn_unreadable(path, e)
                 return None
@@ -491,7 +417,7 @@ class Archiver:
         self.reused.append(node)
         return True
 
-    def _resolve(self, c: _Child) -> Node | dict[str, Any] | None:
+    def _resolve(self, c: Child) -> Node | dict[str, Any] | None:
         """The finished node of a file, waiting for its content; None if unreadable."""
         if isinstance(c, Pending):
             node = c.node
@@ -627,7 +553,7 @@ class Archiver:
             child = self._entry(dfd, head, name, st,
                                 None if parent is None else {parent.name: parent.to_map()},
                                 st.st_dev, b"")
-            if isinstance(child, _Descend):  # it became a directory since the stat above
+            if isinstance(child, Descend):  # it became a directory since the stat above
                 return self._walk_root(child.fd, path, child.node, child.parent_subtree,
                                        st.st_dev)
             if child is None:
