@@ -237,8 +237,8 @@ class Archiver:
                         b in index for b in rec.blob_ids()):
                     pd.rec = rec
                     return Frame(pd, dir_fd, path, rel,
-                                  iter(self._keep_files(pd, path, rel, stats)), None,
-                                  dict(rec.subdirs))
+                                 iter(self._keep_files(pd, path, rel, stats)), None,
+                                 dict(rec.subdirs))
         parent_tree: dict[bytes, dict[str, Any]] | None = None
         if parent_subtree is not None and parent_subtree in self.store.index:
             # (not indexed: condemned by a gc beside us -- read this directory afresh)
