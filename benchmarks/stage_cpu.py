@@ -8,7 +8,9 @@ CPU-seconds, share of the process CPU; "other" is what no wrapped stage accounts
 (thread hand-offs, the interpreter, the wrappers themselves: about 1 us per call).
 ``--plain`` disables nothing and wraps nothing: the same backups, for the overhead.
 The store gets a cache directory under WORKDIR, so the unchanged re-backup uses the
-directory cache (ops/dircache.py) the first one wrote; ``--no-dircache``: no cache
+directory cache (ops/dircache.py) the first one wrote; the re-backup opens the store
+afresh, as a new command would (its index from the compact files of the cache
+directory, not the dictionaries the first backup filled); ``--no-dircache``: no cache
 directory, every directory compared with its parent tree (the code before the cache).
 
 Usage::
@@ -64,8 +66,11 @@ def _frame_exit(stage: str, t0: float, child: list[float]) -> None:
 
 
 def wrap(owner: Any, attr: str, stage: str) -> None:
-    """Replace OWNER.ATTR by a wrapper charging its exclusive CPU to STAGE."""
-    orig = getattr(owner, attr)
+    """Replace OWNER.ATTR by a wrapper charging its exclusive CPU to STAGE (nothing when
+    OWNER has no ATTR: an older checkout measured by this script)."""
+    orig = getattr(owner, attr, None)
+    if orig is None:
+        return
 
     def wrapper(*a: Any, **kw: Any) -> Any:
         t0, child = _frame_enter()
@@ -105,6 +110,8 @@ def instrument() -> None:
     from casbackup.store import packer, store
 
     wrap(archiver.Archiver, "_walk", "walk: listdir, lstat, compare (walker)")
+    wrap(archiver.Archiver, "_keep_files", "dircache: count a cached directory's files (walker)")
+    wrap(archiver, "_lstat_all", "walk: listdir + lstat syscalls (walker)")
     wrap(archiver, "node_from_stat", "metadata: node_from_stat, xattrs (walker)")
     wrap(archiver.Archiver, "_file", "hand-off: open + batch (walker)")
     wrap(archiver.Archiver, "_finalize", "trees: build maps (walker)")
@@ -132,7 +139,8 @@ def instrument() -> None:
 def run(src: str, workdir: Path, stages: bool, dcache: bool = True) -> list[dict[str, Any]]:
     from casbackup.ops.archiver import ArchiveOptions
     from casbackup.ops.backup import BackupOptions, backup
-    from casbackup.store import init_store
+    from casbackup.store import init_store, open_store
+    from casbackup.store.cachedir import CacheSettings, store_cache_dir
 
     if stages:
         instrument()
@@ -141,10 +149,14 @@ def run(src: str, workdir: Path, stages: bool, dcache: bool = True) -> list[dict
     workdir.mkdir(parents=True)
     store = init_store(str(workdir / "store"), "stage-cpu", kdf_n=1 << 10)
     store.load_index()
-    if dcache:
-        store.cache_dir = workdir / "cache"
+    settings = CacheSettings(workdir / "cache") if dcache else CacheSettings.disabled()
+    store.cache_dir = store_cache_dir(settings, store.config.store_id)  # (as open_store's)
     out = []
     for label in ("first backup", "unchanged re-backup"):
+        if label != "first backup":  # a new command's store: the index from compact files
+            store.close()
+            store = open_store(str(workdir / "store"), lambda: "stage-cpu", cache=settings)
+            store.load_index()
         _totals.clear()
         _calls.clear()
         c0, w0 = time.process_time(), time.perf_counter()

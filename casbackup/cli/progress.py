@@ -221,6 +221,12 @@ class CliObserver(Observer):
             else:
                 _listing(f"{action:9} {name}", self._progress)
 
+    def listens(self, action: str) -> bool:
+        """Only -v / -vv listings and --json's ``current_files`` use ``file``: with -q or a
+        bare bar the backup walker makes no call per file."""
+        return (self.json and not self.quiet) or self.verbose >= (
+            2 if action == "unchanged" else 1)
+
     def warn(self, path: str, message: str) -> None:
         with self._lock:
             self._errors += 1

@@ -6,13 +6,17 @@ read — its content list is reused; any other regular file is opened by the wal
 handed to a thread pool (the file saver) that reads, cuts, hashes, seals and packs it with
 the GIL released. Directories are finalised in post-order from a FIFO as soon as all of
 their files are saved, so memory stays bounded by the work in flight (``max_inflight``
-files), not by the size of the tree.
+files), not by the size of the tree. What it holds meanwhile: walk_items.py.
 
 Invariants:
 - A directory's tree blob is saved only after every blob it references was handed to
   the store; the store's flush (before the snapshot) makes them durable in order.
 - Unreadable entries are warned about and counted (``Summary.unreadable``): never
   silently skipped. They are left out of the tree.
+- Racy entries: an entry equal to its parent node by lstat is read again when that
+  node's mtime or ctime is within ``RACY_NS`` of the parent snapshot's start or later
+  (``ArchiveOptions.parent_start_ns``): a change just after the parent read it may have
+  kept its times. It counts as unchanged when its content is the parent's.
 - Files are read by the file saver (file_saver.py), which detects changes during reads.
 - Hard links to one inode are read once per backup.
 - The walk is iterative (a stack of open directory fds, ``Archiver._walk``): no depth of
@@ -41,7 +45,6 @@ import stat
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
@@ -54,88 +57,13 @@ from ..source.fs import open_dir_at, raise_fd_limit, short_path
 from ..source.meta import node_from_stat, node_type
 from ..source.prefetch import Prefetcher
 from ..store import Store
-from .dircache import DirCache, DirRecord, listing_digest
+from .dircache import RACY_NS, DirCache, DirRecord, listing_digest
 from .file_saver import FileResult, FileSaver
 from .observer import Observer
 from .tree_ahead import TreeAhead
+from .walk_items import Child, Descend, Frame, Pending, PendingDir
 
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0) | os.O_NONBLOCK
-
-
-
-@dataclass(slots=True)
-class PendingDir:
-    """A directory whose files may still be being saved."""
-
-    node: Node
-    children: list[_Child] = field(default_factory=list)
-    done: bool = False
-    parent_subtree: bytes | None = None
-    parent_maps: list[dict[str, Any]] | None = None
-    digest: bytes | None = None  # its listing's (dircache.py), if a cache is kept
-    rec: DirRecord | None = None  # the cache's record of that listing: the fast path
-    recordable: bool = False  # no racy, unreadable or changed-while-read entry
-
-
-@dataclass(slots=True)
-class Pending:
-    """A file handed to the file saver: its result is ``fut.result()[idx]``. ``fut`` is
-    None until the batch holding it is submitted; ``link_of`` is the first path of the
-    same inode (hard links are read once)."""
-
-    node: Node
-    fut: Future[list[FileResult]] | None
-    idx: int
-    link_of: Pending | None = None
-
-    def done(self) -> bool:
-        src = self.link_of or self
-        return src.fut is not None and src.fut.done()
-
-    def result(self) -> FileResult:
-        src = self.link_of or self
-        assert src.fut is not None
-        return src.fut.result()[src.idx]
-
-
-@dataclass(slots=True)
-class _Frame:
-    """A directory being walked: its open fd and the names still to visit."""
-
-    pd: PendingDir
-    fd: int
-    path: bytes
-    rel: bytes
-    entries: Iterator[tuple[bytes, os.stat_result | OSError]]
-    parent_tree: dict[bytes, dict[str, Any]] | None
-    subdirs: dict[bytes, bytes] | None  # the cache record's subdirectory tree ids
-
-
-@dataclass(slots=True)
-class _Descend:
-    """``_entry``'s answer for a directory to walk into (``fd`` is open on it)."""
-
-    fd: int
-    path: bytes
-    node: Node
-    parent_subtree: bytes | None
-    rel: bytes
-
-
-@dataclass(slots=True)
-class _Kept:
-    """An entry of a directory on the cache's fast path: unchanged, its map is in the
-    recorded tree (read only if a subdirectory changed)."""
-
-    name: bytes
-
-
-# A child is a new Node, a directory or file still being saved, or — the fast path — the
-# parent snapshot's node map, reused verbatim for an entry whose (type, size, mtime, ctime,
-# inode, device) are unchanged: any change to mode, owner, xattrs, link count or a symlink
-# target updates ctime, so nothing else needs reading (not even listxattr).
-_Child = Node | PendingDir | Pending | dict[str, Any] | _Kept
-
 
 _REFRESH_EVERY = 5.0  # seconds between looks at other writers' new index objects
 _BATCH_FILES = 64
@@ -154,6 +82,10 @@ class ArchiveOptions:
     dirty: set[bytes] | None = None  # watch: only these directories (and above) are read
     prefetch: bool = True  # warm the inode cache ahead of the walk (False: the caller does)
     skip_dirs: frozenset[tuple[int, int]] = frozenset()  # (st_dev, st_ino): the store itself
+    # the parent snapshot's start (ns, by the clock of the backup that made it): an entry
+    # whose recorded mtime or ctime is within RACY_NS of it or later is read again, its
+    # lstat's match proving nothing (the racy-git rule); None: no parent
+    parent_start_ns: int | None = None
 
 
 def _lstat_all(dir_fd: int) -> list[tuple[bytes, os.stat_result | OSError]]:
@@ -187,9 +119,15 @@ class Archiver:
         self._batch_bytes = 0
         self._last_refresh = time.monotonic()
         self._small = store.config.chunker.min_size
+        ps = options.parent_start_ns
+        self._racy_from = None if ps is None else ps - RACY_NS  # (ns; see _racy)
         self._ahead = TreeAhead(store)
         self._ticks = self._tick_bytes = 0  # progress not yet told (see _tick)
         self._ticked = time.monotonic()
+        # per-file observer calls only when the observer does something with them (-q,
+        # a bare bar: none -- ~10 us a file in the CLI observer)
+        self._tell_unchanged = observer.listens("unchanged")
+        self._tell_read = observer.listens("new") or observer.listens("changed")
         self.reused: list[Node] = []  # directory nodes kept from the parent (dirty mode)
         self._above_dirty: set[bytes] = set()
         for d in options.dirty or ():
@@ -232,18 +170,24 @@ class Archiver:
         self.obs.warn(os.fsdecode(path), e.strerror or str(e))
 
     def _file(self, dir_fd: int, path: bytes, node: Node, parent: dict[str, Any] | None,
-              ) -> Node | Pending:
+              racy: bool = False) -> Node | Pending:
+        """Hand a file to the saver. RACY: it equals PARENT by lstat but the parent's
+        times are racy -- counted and told once read (``_resolve``), as unchanged if its
+        content is the parent's."""
         s = self.summary
         s.total_size += node.size
-        if parent is None:
-            s.files_new += 1
-        else:
-            s.files_changed += 1
-        self.obs.file(path, "new" if parent is None else "changed")
+        if not racy:
+            if parent is None:
+                s.files_new += 1
+            else:
+                s.files_changed += 1
+            if self._tell_read:
+                self.obs.file(path, "new" if parent is None else "changed")
+        same = list(parent["content"]) if racy and parent is not None else None
         link_key = (node.device, node.inode)
         if node.nlink > 1 and link_key in self._hardlinks:
             first = self._hardlinks[link_key]
-            return Pending(node, first.fut, first.idx, first)
+            return Pending(node, first.fut, first.idx, first, same, path)
         try:
             fd = os.open(node.name, _READ_FLAGS, dir_fd=dir_fd)
         except OSError as e:
@@ -251,7 +195,7 @@ class Archiver:
             return node  # caller drops nodes whose content is None
         if node.size >= self._small:
             self._submit_batch()  # keep order: earlier small files go first
-        pend = Pending(node, None, len(self._batch))
+        pend = Pending(node, None, len(self._batch), None, same, path)
         self._batch.append((fd, pend, path))
         self._batch_bytes += node.size
         if node.size >= self._small or len(self._batch) >= _BATCH_FILES or (
@@ -262,7 +206,7 @@ class Archiver:
         return pend
 
     def _enter(self, dir_fd: int, path: bytes, node: Node, parent_subtree: bytes | None,
-               root_dev: int, rel: bytes) -> _Frame:
+               root_dev: int, rel: bytes) -> Frame:
         """Start a directory: its PendingDir, its parent's maps, the names to visit."""
         pd = PendingDir(node, parent_subtree=parent_subtree)
         self.summary.dirs += 1
@@ -292,8 +236,9 @@ class Archiver:
                 if rec is not None and rec.subtree in index and all(
                         b in index for b in rec.blob_ids()):
                     pd.rec = rec
-                    return _Frame(pd, dir_fd, path, rel, iter(entries), None,
-                                  dict(rec.subdirs))
+                    return Frame(pd, dir_fd, path, rel,
+                                 iter(self._keep_files(pd, path, rel, stats)), None,
+                                 dict(rec.subdirs))
         parent_tree: dict[bytes, dict[str, Any]] | None = None
         if parent_subtree is not None and parent_subtree in self.store.index:
             # (not indexed: condemned by a gc beside us -- read this directory afresh)
@@ -303,7 +248,43 @@ class Archiver:
                 index = self.store.index
                 self._ahead.want([m["subtree"] for m in pd.parent_maps
                                   if m["type"] == DIR and m["subtree"] in index])
-        return _Frame(pd, dir_fd, path, rel, iter(entries), parent_tree, None)
+        return Frame(pd, dir_fd, path, rel, iter(entries), parent_tree, None)
+
+    def _keep_files(self, pd: PendingDir, dir_path: bytes, rel: bytes,
+                    entries: list[tuple[bytes, os.stat_result]],
+                    ) -> list[tuple[bytes, os.stat_result]]:
+        """The cache's fast path for a directory's entries other than subdirectories, in
+        one loop (no per-entry call of ``_entry``): each not excluded is unchanged, its
+        map in the recorded tree, its name in ``pd.kept``. Returns the subdirectories,
+        walked as usual."""
+        dirs: list[tuple[bytes, os.stat_result]] = []
+        kept = pd.kept
+        excluded = self.opt.excluder.excluded
+        tell = self._tell_unchanged
+        prefix = dir_path + b"/" if dir_path != b"/" else b"/"
+        rprefix = rel + b"/" if rel else b""
+        files = nbytes = 0
+        for name, st in entries:
+            mode = st.st_mode
+            if stat.S_ISDIR(mode):
+                dirs.append((name, st))
+                continue
+            if excluded(rprefix + name, False, prefix + name, st.st_size):
+                continue
+            kept.append(name)
+            if stat.S_ISREG(mode):
+                files += 1
+                nbytes += st.st_size
+                if tell:
+                    self.obs.file(prefix + name, "unchanged")
+        s = self.summary
+        s.total_size += nbytes
+        s.files_unchanged += files
+        if kept:  # one look at _tick's bunching for them all
+            self._ticks += len(kept) - 1
+            self._tick_bytes += nbytes
+            self._tick(0)
+        return dirs
 
     def _walk(self, fd: int, path: bytes, node: Node, parent_subtree: bytes | None,
               root_dev: int) -> PendingDir:
@@ -330,7 +311,7 @@ class Archiver:
                                     f.rel, f.subdirs)
                 if self.summary.unreadable != unreadable:
                     f.pd.recordable = False
-                if isinstance(child, _Descend):
+                if isinstance(child, Descend):
                     try:
                         sub = self._enter(child.fd, child.path, child.node, child.parent_subtree,
                                           root_dev, child.rel)
@@ -364,11 +345,11 @@ class Archiver:
     def _entry(self, dir_fd: int, dir_path: bytes, name: bytes, st: os.stat_result | OSError,
                parent_tree: dict[bytes, dict[str, Any]] | None, root_dev: int, rel: bytes,
                subdirs: dict[bytes, bytes] | None = None,
-               ) -> Node | Pending | dict[str, Any] | _Descend | _Kept | None:
+               ) -> Node | Pending | dict[str, Any] | Descend | None:
         """One entry of a directory (its lstat ST, or the error of it): a finished node, a
-        file being saved, the parent's map, a directory to walk into (``_Descend``, its
-        fd open), an unchanged entry of a cached directory (``_Kept``; SUBDIRS is not
-        None there), or None (left out)."""
+        file being saved, the parent's map, a directory to walk into (``Descend``, its
+        fd open), or None (left out). SUBDIRS (a cached directory's recorded tree ids;
+        only its subdirectories come here, ``_keep_files``) names their parent trees."""
         path = dir_path + b"/" + name if dir_path != b"/" else b"/" + name
         crel = rel + b"/" + name if rel else name
         if isinstance(st, OSError):
@@ -380,24 +361,16 @@ class Archiver:
         if is_dir and (st.st_dev, st.st_ino) in self.opt.skip_dirs:
             self.obs.warn(os.fsdecode(path), "is the store being written to: left out")
             return None
-        if subdirs is not None and not is_dir:  # the cache's fast path: as _unchanged
-            if stat.S_ISREG(st.st_mode):
-                s = self.summary
-                s.total_size += st.st_size
-                s.files_unchanged += 1
-                self.obs.file(path, "unchanged")
-                self._tick(st.st_size)
-            else:
-                self._tick(0)
-            return _Kept(name)
         pnode = parent_tree.get(name) if parent_tree is not None else None
-        if self._unchanged(pnode, st):
+        racy = False
+        if self._unchanged(pnode, st) and not (racy := self._racy(pnode)):
             assert pnode is not None
             s = self.summary
             if pnode["type"] == FILE:
                 s.total_size += st.st_size
                 s.files_unchanged += 1
-                self.obs.file(path, "unchanged")
+                if self._tell_unchanged:
+                    self.obs.file(path, "unchanged")
             self._tick(st.st_size if pnode["type"] == FILE else 0)
             return pnode
         try:
@@ -412,14 +385,21 @@ class Archiver:
             if self._reuse_dir(path, node, pnode):
                 return node
             try:
-                return _Descend(open_dir_at(dir_fd, name), path, node, psub, crel)
+                return Descend(open_dir_at(dir_fd, name), path, node, psub, crel)
             except OSError as e:
                 self._warn_unreadable(path, e)
                 return None
         if node.type == FILE:
-            return self._file(dir_fd, path, node, pnode)
+            return self._file(dir_fd, path, node, pnode, racy)
         self._tick(0)
         return node
+
+    def _racy(self, pm: dict[str, Any] | None) -> bool:
+        """Was the parent's node PM recorded within a timestamp tick of the parent's start
+        (or after it)? Then a change made just after the parent read it may have kept its
+        times: its lstat's match proves nothing and it is read again."""
+        return pm is not None and self._racy_from is not None and max(
+            pm.get("mtime_ns", 0), pm.get("ctime_ns", 0)) >= self._racy_from
 
     def _reuse_dir(self, path: bytes, node: Node, parent: dict[str, Any] | None) -> bool:
         """Dirty mode: keep the parent's subtree for a clean, unchanged directory."""
@@ -431,12 +411,13 @@ class Archiver:
                     parent.get("device"))
                 != (node.mtime_ns, node.ctime_ns, node.inode, node.device)
                 or parent["subtree"] not in self.store.index):
-            return False
+            return False  # (no racy-entry rule here: the dirty set, events not times, says
+            # a directory is clean; its entries' times are a second guard)
         node.subtree = parent["subtree"]
         self.reused.append(node)
         return True
 
-    def _resolve(self, c: _Child) -> Node | dict[str, Any] | None:
+    def _resolve(self, c: Child) -> Node | dict[str, Any] | None:
         """The finished node of a file, waiting for its content; None if unreadable."""
         if isinstance(c, Pending):
             node = c.node
@@ -449,11 +430,19 @@ class Archiver:
             self.summary.bytes_read += r.bytes_read
             if r.changed:
                 self.summary.changed_during_read += 1
+            if c.racy_content is not None:  # counted now that its content is known
+                action = "unchanged" if r.content == c.racy_content else "changed"
+                if action == "unchanged":
+                    self.summary.files_unchanged += 1
+                else:
+                    self.summary.files_changed += 1
+                if self._tell_unchanged if action == "unchanged" else self._tell_read:
+                    self.obs.file(c.path, action)
             self._tick(0)
             return node
         if isinstance(c, dict):
             return c
-        assert isinstance(c, Node)  # (a _Kept is finished by _finalize_kept)
+        assert isinstance(c, Node)
         return c if c.type != FILE or c.content is not None else None
 
     def _finalize(self, pd: PendingDir) -> None:
@@ -489,8 +478,9 @@ class Archiver:
             pd.node.subtree = rec.subtree
         else:
             old = {m["name"]: m for m in self._ahead.maps(rec.subtree)}
-            maps = [old[c.name] if isinstance(c, _Kept) else c.node.to_map()
-                    for c in pd.children if isinstance(c, _Kept | PendingDir)]
+            maps = [old[n] for n in pd.kept]
+            maps += [c.node.to_map() for c in pd.children if isinstance(c, PendingDir)]
+            maps.sort(key=lambda m: bytes(m["name"]))  # the listing's (name) order
             pd.node.subtree = self._add(TREE, encode_maps(maps))
         assert self.dircache is not None and pd.digest is not None
         if pd.recordable:
@@ -503,6 +493,7 @@ class Archiver:
         # directory keeps them (and the parent snapshot's) until the root is done --
         # O(tree) memory, +20 MiB peak RSS on the 20k-file benchmark corpus.
         pd.children = []
+        pd.kept = []
         pd.parent_maps = None
 
     def _add_tree(self, tree: Tree) -> bytes:
@@ -562,7 +553,7 @@ class Archiver:
             child = self._entry(dfd, head, name, st,
                                 None if parent is None else {parent.name: parent.to_map()},
                                 st.st_dev, b"")
-            if isinstance(child, _Descend):  # it became a directory since the stat above
+            if isinstance(child, Descend):  # it became a directory since the stat above
                 return self._walk_root(child.fd, path, child.node, child.parent_subtree,
                                        st.st_dev)
             if child is None:

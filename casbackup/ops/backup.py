@@ -12,6 +12,10 @@ Invariants:
 - ``--type`` chooses the parent: ``incremental``/``snapshot`` the latest snapshot of the
   same host and paths, ``differential`` the latest ``full`` one, ``full`` none (every file
   is read and hashed). Every type yields a complete snapshot.
+- Racy entries: a file whose lstat equals its parent node is still read when the node's
+  mtime or ctime is within 2 s of the parent snapshot's time or later (its start; with
+  ``--time``, the time given) -- a change just after the parent read it may have kept its
+  times. It counts as unchanged when its content is the parent's.
 - The directory cache (dircache.py) is read for the parent snapshot only and replaced
   after the snapshot is saved (never on --dry-run, for --stdin or in watch's dirty mode):
   a crash before leaves the old file, which names a snapshot no longer the parent.
@@ -180,7 +184,8 @@ def backup(store: Store, paths: list[str], opts: BackupOptions,
             parent = None  # its tree is in a pack a gc condemned: a full scan (DESIGN §8)
         parent_root = store.load_tree(parent.tree) if parent is not None else None
         observer.start("backup")
-        archive = replace(opts.archive, skip_dirs=_store_dirs(store, bpaths))
+        archive = replace(opts.archive, skip_dirs=_store_dirs(store, bpaths),
+                          parent_start_ns=parent_start_ns(parent))
         dcache = _dircache(store, host, spaths, archive, parent, now) if (
             opts.stdin is None and not archive.dry_run) else None
         arch = Archiver(store, observer, archive, dcache)
@@ -211,6 +216,12 @@ def backup(store: Store, paths: list[str], opts: BackupOptions,
     # are many (a maintenance lock of its own; never beside gc, never delaying a commit)
     maybe_consolidate(store, clock=clock, warn=store.on_warning, note=observer.note)
     return BackupResult(snap, True)
+
+
+def parent_start_ns(parent: Snapshot | None) -> int | None:
+    """When the parent's backup started (its snapshot's time, in ns), for the racy-entry
+    rule of the comparison with it (``ArchiveOptions.parent_start_ns``)."""
+    return None if parent is None else int(parent.time * 1e9)
 
 
 def _dircache(store: Store, host: str, paths: list[str], archive: ArchiveOptions,

@@ -1,7 +1,10 @@
 """The progress observer: how ops report without printing.
 
 Invariants: every method has a no-op default, may be called from worker threads, and must
-not raise. ``cli`` renders it (rich on a TTY, JSON lines with ``--json``); ``daemon``
+not raise. ``listens(action)`` False means ``file(path, action)`` would do nothing, so a
+caller may skip the call (the backup walker does, per file, for unchanged files): it is
+True for any observer that overrides ``file`` unless it says otherwise.
+``cli`` renders it (rich on a TTY, JSON lines with ``--json``); ``daemon``
 turns it into metrics.
 """
 
@@ -23,6 +26,10 @@ class Observer:
     def file(self, path: bytes, action: str) -> None:
         """A file was processed: ``action`` is ``new``, ``changed`` or ``unchanged``
         (backup), ``restored`` (restore)."""
+
+    def listens(self, action: str) -> bool:
+        """Would ``file(path, ACTION)`` do anything? (Asked once per operation.)"""
+        return type(self).file is not Observer.file
 
     def warn(self, path: str, message: str) -> None:
         """A non-fatal problem with one path (unreadable, changed while read, …)."""

@@ -50,7 +50,7 @@ from ..model.snapshot import Snapshot
 from ..store import Store
 from ..store.commit import WriteSession
 from .archiver import ArchiveOptions, Archiver
-from .backup import build_root, find_parent, new_snapshot, normalize_paths
+from .backup import build_root, find_parent, new_snapshot, normalize_paths, parent_start_ns
 from .changes import Batch, ChangeSet, EventHandler, LostEvents, Sources
 from .sync import Cancelled, Copied, Selection, Syncer, SyncObserver, check_paired
 from .treewalk import Totals, fold, tree_totals
@@ -307,7 +307,8 @@ class Watcher:
             if parent is not None and parent.tree not in self.store.index:
                 parent, dirty = None, None  # condemned by a gc beside us: a full scan
             parent_root = self.store.load_tree(parent.tree) if parent is not None else None
-            arch = Archiver(self.store, self.obs, replace(self.opts.archive, dirty=dirty))
+            arch = Archiver(self.store, self.obs, replace(
+                self.opts.archive, dirty=dirty, parent_start_ns=parent_start_ns(parent)))
             try:
                 root_id = build_root(arch, self.store, self.bpaths, parent_root)
             finally:

@@ -243,7 +243,15 @@ class StoreIndex(Index):
             self.bases = [fresh if f is damaged else f for f in self.bases]
 
     def __contains__(self, blob_id: bytes) -> bool:
-        return blob_id in self.blobs or self._find(blob_id) is not None
+        if blob_id in self.blobs:
+            return True
+        for f in self.bases:  # (CompactFile.contains: find without building an answer)
+            try:
+                if f.contains(blob_id):
+                    return True
+            except CacheDamaged:
+                return self._find(blob_id) is not None  # (rebuilds it, then looks again)
+        return False
 
     def get(self, blob_id: bytes) -> Location | None:
         loc = self.blobs.get(blob_id)

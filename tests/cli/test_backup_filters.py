@@ -131,6 +131,28 @@ def test_quiet_draws_no_bar_even_on_a_terminal() -> None:
     loud.finish()
 
 
+@pytest.mark.parametrize("json_lines", [False, True])
+@pytest.mark.parametrize("quiet", [False, True])
+@pytest.mark.parametrize("verbose", [0, 1, 2])
+@pytest.mark.parametrize("action", ["new", "changed", "unchanged"])
+def test_an_observer_that_does_not_listen_would_show_nothing(
+        json_lines: bool, quiet: bool, verbose: int, action: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The walker skips ``file`` when ``listens`` says no: then ``file`` must show nothing,
+    neither a listing line nor a ``current_files`` entry of a status line."""
+    obs = CliObserver(json_lines=json_lines, tty=False, verbose=verbose, quiet=quiet)
+    obs.start("backup")
+    capsys.readouterr()
+    obs.file(b"/src/a.txt", action)
+    obs.finish()  # (a --json run's last status line)
+    out = capsys.readouterr()
+    shown = out.out + out.err
+    if not obs.listens(action):
+        assert "a.txt" not in shown
+    else:  # and one that listens is told something it shows
+        assert "a.txt" in shown
+
+
 @settings(max_examples=60, deadline=None)
 @given(n=st.integers(0, 10**6), unit=st.sampled_from(["", "k", "K", "m", "M", "g", "G", "t"]),
        suffix=st.sampled_from(["", "b", "B", "iB"]))

@@ -149,10 +149,13 @@ _mutation = st.tuples(st.booleans(), st.integers(0, 10_000), st.integers(0, 4))
 @settings(max_examples=20, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(spec=_tree, rounds=st.lists(st.lists(_mutation, min_size=1, max_size=3),
-                                    min_size=1, max_size=3))
+                                    min_size=1, max_size=3),
+       real=st.lists(st.booleans(), min_size=3, max_size=3))
 def test_random_mutations_never_skip_changed_content(
         tmp_path: Path, spec: dict[str, object],
-        rounds: list[list[tuple[bool, int, int]]]) -> None:
+        rounds: list[list[tuple[bool, int, int]]], real: list[bool]) -> None:
+    """REAL[r]: round r backs up by the real clock (its files racy, no cache records,
+    and the next round's comparison with it reads them again) instead of 30 s ahead."""
     work = tmp_path / "w"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir()
@@ -174,7 +177,7 @@ def test_random_mutations_never_skip_changed_content(
             else:
                 dirs = _dirs(src)
                 _dir_mutation(kind % 3, dirs[pick % len(dirs)], n, src)
-        _check(store, src, _run(store, src, clock))
+        _check(store, src, _run(store, src, Clock() if real[r] else clock))
 
 
 def test_an_edit_deep_down_rebuilds_only_the_directories_above(tmp_path: Path,
@@ -298,3 +301,75 @@ def test_deleting_the_cache_changes_no_snapshot(tmp_path: Path) -> None:
     assert _run(store, src, clock) == with_cache
     store.cache_dir = None
     assert _run(store, src, clock) == with_cache
+
+
+# ----- the racy-entry rule in the comparison with the parent tree (no cache needed) -----
+
+
+class _CoarseStat:
+    """An lstat as a filesystem with a coarse timestamp tick shows it: a file edited
+    within the tick of its last look keeps the times it had then (OVER replaces them)."""
+
+    def __init__(self, st: os.stat_result, **over: int) -> None:
+        self._st, self._over = st, over
+
+    def __getattr__(self, name: str) -> Any:
+        return self._over[name] if name in self._over else getattr(self._st, name)
+
+
+@pytest.mark.parametrize("cache", [False, True])
+def test_an_edit_within_one_timestamp_tick_is_read(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch,
+                                                   cache: bool) -> None:
+    """The parent read a file just made; an edit of the same size within the same tick
+    keeps its lstat equal to the parent's node. The next backup must store the edit."""
+    from casbackup.ops import archiver
+
+    src = tmp_path / "src"
+    (src / "d").mkdir(parents=True)
+    victim = src / "d" / "f"
+    victim.write_bytes(b"first version")
+    (src / "d" / "g").write_bytes(b"left alone")
+    store = _store(tmp_path)
+    if not cache:
+        store.cache_dir = None
+    real = Clock()  # the files are within RACY_NS of this backup's start
+    _run(store, src, real)
+    seen = victim.stat()
+    _same_size_edit(victim, 1)
+    real_lstat_all = archiver._lstat_all
+
+    def coarse(dir_fd: int) -> list[tuple[bytes, Any]]:
+        return [(n, _CoarseStat(st, st_ctime_ns=seen.st_ctime_ns)
+                 if n == b"f" and not isinstance(st, OSError) else st)
+                for n, st in real_lstat_all(dir_fd)]
+
+    monkeypatch.setattr(archiver, "_lstat_all", coarse)
+    res = backup(store, [str(src)], BackupOptions(archive=ArchiveOptions(prefetch=False)),
+                 clock=real)
+    tid = _source_subtree(store, res.snapshot.tree, os.fsencode(src))
+    _check_contents(store, tid, os.fsencode(src))  # the edit, not the parent's bytes
+    assert (res.summary.files_changed, res.summary.files_unchanged) == (1, 1)
+
+
+def test_racy_files_are_read_again_and_count_as_unchanged(tmp_path: Path) -> None:
+    """Files made just before their parent's backup are read by the next one (and count
+    as unchanged when their bytes are the same); once the parent is older than their
+    times by more than RACY_NS, they are not read."""
+    src = tmp_path / "src"
+    write_tree(src, {"a": b"one" * 100, "d": {"b": b"two" * 50, "c": b""}})
+    store = _store(tmp_path)
+    store.cache_dir = None  # the comparison with the parent tree alone
+    real = Clock()
+    total = 300 + 150
+    _check(store, src, _run(store, src, real))
+    res = backup(store, [str(src)], BackupOptions(archive=ArchiveOptions(prefetch=False)),
+                 clock=real)
+    s = res.summary
+    assert (s.files_new, s.files_changed, s.files_unchanged, s.bytes_read) == (0, 0, 3, total)
+    _check(store, src, _source_subtree(store, res.snapshot.tree, os.fsencode(src)))
+    _run(store, src, Ahead(30))  # its parent is racy too: read again; it is not
+    res = backup(store, [str(src)], BackupOptions(archive=ArchiveOptions(prefetch=False)),
+                 clock=Ahead(31))
+    s = res.summary
+    assert (s.files_new, s.files_changed, s.files_unchanged, s.bytes_read) == (0, 0, 3, 0)

@@ -221,6 +221,8 @@ def test_a_flipped_record_byte_is_found_by_the_lookup_and_rebuilt(tmp_path: Path
         return indexcache.build(tmp_path, damaged.sources, lambda _n: Fetched(rows))
 
     index.rebuild = rebuild
+    assert victim.id in index  # membership meets the damage too, and rebuilds
+    assert rebuilt == [path.name]
     assert index.lookup(victim.id).entry == victim  # never the damaged offset
     assert rebuilt == [path.name]
 
