@@ -232,6 +232,16 @@ class StoreIndex(Index):
                 return Location(hit[0], hit[1])
         return None
 
+    def _has(self, blob_id: bytes) -> bool:
+        for f in self.bases:
+            try:
+                if f.contains(blob_id):
+                    return True
+            except CacheDamaged:
+                self._replace(f)
+                return self._has(blob_id)
+        return False
+
     def _replace(self, damaged: CompactFile) -> None:
         with self._lock:
             if damaged not in self.bases:
@@ -243,7 +253,7 @@ class StoreIndex(Index):
             self.bases = [fresh if f is damaged else f for f in self.bases]
 
     def __contains__(self, blob_id: bytes) -> bool:
-        return blob_id in self.blobs or self._find(blob_id) is not None
+        return blob_id in self.blobs or self._has(blob_id)
 
     def get(self, blob_id: bytes) -> Location | None:
         loc = self.blobs.get(blob_id)

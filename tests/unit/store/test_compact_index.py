@@ -84,6 +84,9 @@ def _check(index: StoreIndex, model: dict[bytes, set[tuple[str, PackEntry]]],
             assert bid in index
         else:
             assert loc is None and bid not in index
+        # the membership call of each file answers exactly as its find does
+        for f in index.bases:
+            assert f.contains(bid) == (f.find(bid) is not None)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
