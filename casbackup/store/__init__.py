@@ -37,6 +37,7 @@ from .cachedir import (
     store_cache_dir,
 )
 from .config import StoreConfig
+from .consolidate import OPERATION as CONSOLIDATE_OPERATION
 from .consolidate import maybe_consolidate
 from .index import PackInfo
 from .indexcheck import check_index_object
@@ -155,4 +156,4 @@ __all__ = ["Store", "AddResult", "StoreConfig", "open_store", "init_store", "ENC
            "check_url", "backend_retries", "CacheSettings", "PackEntry", "BlobRead", "PackEnd",
            "PackStream", "pack_key", "index_key", "snapshot_key", "maintainer", "ObjectInfo",
            "Maintenance", "Repacker", "LiveBlob", "paired_key", "PackInfo", "BlobTable",
-           "blob_table", "check_index_object"]
+           "blob_table", "check_index_object", "CONSOLIDATE_OPERATION"]
