@@ -43,7 +43,8 @@ import mmap
 import os
 import struct
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from array import array
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -122,51 +123,82 @@ def columns_from_packs(sources: Iterable[str],
                        packs: Iterable[tuple[str, str, int, list[PackEntry]]]) -> Columns:
     """Columns for ``packs`` ``(name, kind, size, entries)``; a repeated pack is kept once.
     Raises ValueError for a kind or a number the format cannot hold."""
-    np = _numpy()
-    PACK_DTYPE, REC_DTYPE = _dtypes()
-    seen: dict[str, int] = {}
-    table: list[tuple[bytes, int, int]] = []
-    lists: list[list[PackEntry]] = []
+    flat = Flat()
+    seen: set[str] = set()
     for name, kind, size, entries in packs:
         if name in seen:
             continue
+        seen.add(name)
+        for e in entries:
+            flat.entry(e.id, e.offset, e.length, e.raw_length)
+        flat.pack(name, kind, size)
+    return flat.columns(sources)
+
+
+class Flat:
+    """Entries collected in flat columns (48 B an entry, no Python object per entry),
+    then sorted into ``Columns``: the one place records are made. Entries come first,
+    then ``pack(name, kind, size)`` names the pack of those since the last call."""
+
+    def __init__(self) -> None:
+        self.ids = bytearray()
+        self.offsets = array("Q")
+        self.lengths = array("I")
+        self.raws = array("I")
+        self.packno = array("I")  # per entry: its pack's number here
+        self.packs: list[tuple[bytes, int, int]] = []  # (raw name, size, kind)
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+    def entry(self, id_: bytes, offset: int, length: int, raw: int) -> None:
+        """Raises ValueError for a number the format cannot hold."""
+        if len(id_) != 32:
+            raise ValueError("an index entry's blob id is not 32 bytes")
+        if not (0 <= offset < 2**64 and 0 <= length < 2**32 and 0 <= raw < 2**32):
+            raise ValueError(f"an index entry does not fit the compact index: offset "
+                             f"{offset}, length {length}, raw length {raw}")
+        self.offsets.append(offset)
+        self.lengths.append(length)
+        self.raws.append(raw)
+        self.ids += id_
+
+    def drop_pending(self) -> None:
+        """Forget the entries since the last ``pack`` call."""
+        k = len(self.packno)
+        del self.ids[k * 32:], self.offsets[k:], self.lengths[k:], self.raws[k:]
+
+    def pack(self, name: str, kind: str, size: int) -> None:
         if kind not in KINDS:
             raise ValueError(f"pack {name[:16]} has an unknown kind {kind!r}")
-        seen[name] = len(table)
-        table.append((bytes.fromhex(name), size, KINDS.index(kind)))
-        lists.append(entries)
-    ptab = np.zeros(len(table), PACK_DTYPE)
-    if table:
-        ptab["name"] = np.frombuffer(b"".join(t[0] for t in table), "V32")
-        ptab["size"] = [t[1] for t in table]
-        ptab["kind"] = [t[2] for t in table]
-    n = sum(len(e) for e in lists)
-    recs = np.zeros(n, REC_DTYPE)
-    if n:
-        # column by column (no Python tuple per entry: a build's transient memory is the
-        # columns themselves); a number that does not fit its column raises ValueError
-        def column(get: Callable[[PackEntry], int], dtype: str) -> Any:
-            try:
-                return np.fromiter((get(e) for es in lists for e in es), dtype, n)
-            except OverflowError as e:
-                raise ValueError(f"an index entry does not fit the compact index: {e}"
-                                 ) from None
+        if not 0 <= size < 2**64:
+            raise ValueError(f"pack {name[:16]} has size {size}")
+        self.packno.extend([len(self.packs)] * (len(self.offsets) - len(self.packno)))
+        self.packs.append((bytes.fromhex(name), size, KINDS.index(kind)))
 
-        raw = np.frombuffer(b"".join(e.id for es in lists for e in es), np.uint8)
-        if len(raw) != 32 * n:
-            raise ValueError("an index entry's blob id is not 32 bytes")
-        raw = raw.reshape(-1, 32)
-        prefixes = raw[:, :8].copy().view(">u8").ravel().astype("<u8")
-        recs["rest"] = raw[:, 8:].copy().view("V24").ravel()
-        del raw
-        recs["pack"] = np.repeat(np.arange(len(lists), dtype="<u4"),
-                                 [len(es) for es in lists])
-        recs["length"] = column(lambda e: e.length, "<u4")
-        recs["offset"] = column(lambda e: e.offset, "<u8")
-        recs["raw"] = column(lambda e: e.raw_length, "<u4")
-    else:
-        prefixes = np.zeros(0, "<u8")
-    return _sorted(list(sources), ptab, prefixes, recs)
+    def columns(self, sources: Iterable[str]) -> Columns:
+        np = _numpy()
+        PACK_DTYPE, REC_DTYPE = _dtypes()
+        assert len(self.packno) == len(self.offsets), "entries without their pack"
+        ptab = np.zeros(len(self.packs), PACK_DTYPE)
+        if self.packs:
+            ptab["name"] = np.frombuffer(b"".join(p[0] for p in self.packs), "V32")
+            ptab["size"] = [p[1] for p in self.packs]
+            ptab["kind"] = [p[2] for p in self.packs]
+        n = len(self.offsets)
+        recs = np.zeros(n, REC_DTYPE)
+        if n:
+            raw = np.frombuffer(self.ids, np.uint8).reshape(-1, 32)
+            prefixes = raw[:, :8].copy().view(">u8").ravel().astype("<u8")
+            recs["rest"] = raw[:, 8:].copy().view("V24").ravel()
+            del raw
+            recs["pack"] = np.frombuffer(self.packno, "<u4")
+            recs["length"] = np.frombuffer(self.lengths, "<u4")
+            recs["offset"] = np.frombuffer(self.offsets, "<u8")
+            recs["raw"] = np.frombuffer(self.raws, "<u4")
+        else:
+            prefixes = np.zeros(0, "<u8")
+        return _sorted(list(sources), ptab, prefixes, recs)
 
 
 def merge(parts: list[Columns]) -> Columns:

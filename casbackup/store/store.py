@@ -58,9 +58,9 @@ from .index import (
     PackInfo,
     StoreIndex,
     decode_index,
-    decode_index_object,
     encode_index,
 )
+from .indexruns import object_run
 from .keyring import check_empty, key_object_names, unlock_master
 from .layout import (
     CONFIG,
@@ -299,17 +299,18 @@ class Store:
         return [name_of(i.key) for i in self.backend.list(INDEX_DIR)]
 
     def _index_rows(self, name: str) -> indexcache.Fetched:
+        """Index object NAME as a sorted run, decoded streaming (``indexruns.py``: no
+        Python object per entry, so a huge object costs its bytes and a window)."""
         try:
-            packs, supersedes, exact = decode_index_object(
-                self.read_object(INDEX_DIR, name, INDEX), name)
+            run, supersedes, exact = object_run(
+                self.read_object(INDEX_DIR, name, INDEX), name, self._index_dir())
         except IntegrityError:
             try:
                 self.backend.stat(index_key(name))
             except NotFound:
                 raise _Vanished(name) from None
             raise  # present, so damaged
-        return indexcache.Fetched([(p.name, p.kind, p.size, p.entries) for p in packs],
-                                  tuple(supersedes), exact)
+        return indexcache.Fetched(supersedes=tuple(supersedes), exact=exact, run=run)
 
     def _rebuild_compact(self, damaged: CompactFile) -> CompactFile:
         """A lookup found ``damaged`` failing its checks: build it again from its
