@@ -304,9 +304,11 @@ def write_file(directory: Path, cols: Columns) -> Path:
 MERGE_WINDOW = 1 << 17
 
 
-def merge_files(directory: Path | None, files: list[CompactFile]) -> CompactFile:
+def merge_files(directory: Path | None, files: list[CompactFile],
+                window: int | None = None) -> CompactFile:
     """One file holding every record of FILES (open, checked), written without holding
-    them in memory: a k-way merge of the sorted inputs, ``MERGE_WINDOW`` records a round,
+    them in memory: a k-way merge of the sorted inputs, ``MERGE_WINDOW`` (or WINDOW)
+    records a round,
     written in place at their final offsets. In DIRECTORY as ``<digest>.cbx`` (temporary
     name, fsynced, renamed), or an unnamed file when DIRECTORY is None. A pack in two
     inputs keeps the records of the first. Raises ``CacheDamaged`` when an input block
@@ -369,7 +371,7 @@ def merge_files(directory: Path | None, files: list[CompactFile]) -> CompactFile
         pos = [0] * len(files)
         live = [i for i, f in enumerate(files) if f.n]
         while live:
-            width = max(1, MERGE_WINDOW // len(live))
+            width = max(1, (window or MERGE_WINDOW) // len(live))
             ends = {i: min(files[i].n, pos[i] + width) for i in live}
             # every record up to the smallest last prefix of a window that does not
             # reach its input's end is final this round (later ones are >= it)

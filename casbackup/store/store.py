@@ -51,7 +51,7 @@ from . import indexcache
 from .cache import PREFIXES as CACHED_PREFIXES
 from .cache import ObjectCache
 from .cachedir import KnownStore
-from .compactindex import CompactFile
+from .compactindex import CompactFile, merge_files
 from .config import StoreConfig, config_problem
 from .index import (
     Location,
@@ -130,6 +130,7 @@ class Store:
         # set by ``open_store`` for remote stores only
         self.object_cache: ObjectCache | None = None
         self._written: dict[str, list[PackInfo]] = {}  # index objects written, not yet cached
+        self._spilled: dict[str, CompactFile] = {}  # ... and those moved out of the dicts
 
     # ----- creation / opening ---------------------------------------------------------
 
@@ -330,17 +331,31 @@ class Store:
 
     def _cache_own_objects(self) -> None:
         """A compact file of the index objects this process wrote, built from their
-        entries in memory, so that the next command (a small backup after a big one)
-        neither reads nor builds them. Only an economy: any failure leaves it to the
-        next command's ``cover``."""
+        entries in memory and the files they were spilled to, so that the next command
+        (a small backup after a big one) neither reads nor builds them. Only an
+        economy: any failure leaves it to the next command's ``cover``."""
         own, self._written = self._written, {}
-        directory = self._index_dir() if own else None
+        spilled, self._spilled = self._spilled, {}
+        directory = self._index_dir() if own or spilled else None
         if directory is None:
             return
         rows = {name: indexcache.Fetched([(p.name, p.kind, p.size, p.entries) for p in packs])
                 for name, packs in own.items()}
+        # the spilled files (maybe merged since) hold exactly the spilled objects' records
+        have = [f for f in self.index.spilled + self.index.bases
+                if f.anonymous and set(f.sources) <= spilled.keys()]
+        if set().union(*(f.sources for f in have)) != spilled.keys():
+            return  # moved into another file: the next command builds its own
         try:
-            indexcache.build(directory, rows, rows.__getitem__).close()
+            if not have:
+                indexcache.build(directory, rows, rows.__getitem__).close()
+            else:
+                runs = [rows[n].as_run(n, directory) for n in sorted(rows)]
+                try:
+                    merge_files(directory, have + runs).close()
+                finally:
+                    for r in runs:
+                        r.close()
         except (CasError, OSError, ValueError):
             return
         if self.object_cache is not None:
@@ -441,8 +456,14 @@ class Store:
         if self.object_cache is not None:
             self.object_cache.put_object(INDEX_DIR, name, data)
         self.index.objects[name] = [p.name for p in packs]  # its packs are in memory
-        if not supersedes:
-            self._written[name] = packs  # for ``_cache_own_objects`` at close
+        if not supersedes:  # for ``_cache_own_objects`` at close
+            # durable now: its packs leave the in-memory layer for an unnamed sorted file
+            # (StoreIndex.spill), so a big backup's RSS does not follow its blobs
+            run = self.index.spill(name, packs, self._index_dir()) if self.cache_dir else None
+            if run is not None:
+                self._spilled[name] = run
+            else:
+                self._written[name] = packs
         return name
 
     def reset_index(self) -> None:
