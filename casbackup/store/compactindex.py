@@ -68,6 +68,10 @@ KINDS = ("data", "tree")
 # lookup and RSS +56 B per entry looked up; every 512, 22.7 us and +7 B; every 4096,
 # 10.0 us and +8 MiB in all (a window of pages, whatever the file's size)
 DROP_EVERY = 4096
+# a block's first check maps all of it (56 KiB, ~14 pages) where a lookup maps ~2: it
+# counts as this many lookups, so a pass of misses over fresh blocks (a backup's new
+# blobs against its spilled files) holds ~16 MiB of mapped pages, not the whole file
+_CHECK_COST = 64
 _HEADER = struct.Struct("<8sIIQI4x32s")
 _REC = struct.Struct("<24sIIQI4x")
 _PACK = struct.Struct("<32sQB7x")
@@ -549,6 +553,7 @@ class CompactFile:
         if h.digest()[:_SUM] != self._sums[b * _SUM:(b + 1) * _SUM]:
             raise CacheDamaged(f"{self.path.name}: block {b} checksum mismatch")
         self._checked[b] = 1
+        self._touched += _CHECK_COST  # it mapped the whole block: count it toward a drop
 
     def _span(self, p: int) -> tuple[int, int]:
         """(the first record whose prefix is >= ``p`` in the blocks the fence says may
