@@ -9,6 +9,7 @@ import typer
 from ..ops.gc import gc
 from .common import (
     Ctx,
+    VerboseOpt,
     store_command,
 )
 from .maintopts import (
@@ -39,13 +40,14 @@ def gc_cmd(
                            "this run condemned (else a later gc deletes it).")] = "10s",
     metrics_file: MetricsFileOpt = None,
     metrics_job: MetricsJobOpt = None,
+    verbose: VerboseOpt = 0,
 ) -> None:
     """Delete data no snapshot uses and repack mostly-unused packs (runs beside backups)."""
     on_interrupt("gc did not finish: the store is consistent, run gc again to free the rest")
     opts = gc_options(max_unused, keep_unindexed_for, retry_lock, dry_run)
     opts.max_wait = parse_span(max_wait, "--max-wait")
     with ctx.open() as st, job_metrics(metrics_file, st, metrics_job or "gc") as record:
-        rep = gc(st, opts, CliObserver(json_lines=ctx.json))
+        rep = gc(st, opts, CliObserver(json_lines=ctx.json, verbose=verbose))
         record(rep)
     if ctx.json:
         emit("summary", gc_fields(rep))

@@ -56,7 +56,15 @@ from typing import Any
 from ..clock import SYSTEM, Clock
 from ..errors import IntegrityError, PermanentError, UsageError
 from ..faults import crash_point
-from ..store import ObjectInfo, PackEntry, PackInfo, Store, blob_table, maintainer
+from ..store import (
+    CONSOLIDATE_OPERATION,
+    ObjectInfo,
+    PackEntry,
+    PackInfo,
+    Store,
+    blob_table,
+    maintainer,
+)
 from ..store import gcrecords as gr
 from ..store.identity import Identity
 from ..store.locks import LockInfo, Session, by_session, live_sessions, session
@@ -124,8 +132,10 @@ class GcReport:
 def gc(store: Store, opts: GcOptions | None = None, observer: Observer = NULL,
        clock: Clock = SYSTEM, me: Identity | None = None) -> GcReport:
     opts = opts or GcOptions()
+    # a backup's index consolidation is brief and bounded: wait for it (never exit 11
+    # because a backup happened to be consolidating); another gc or repair: RETRY_LOCK
     with session(store, "gc", maintenance=True, retry=opts.retry_lock, clock=clock,
-                 me=me) as lock:
+                 me=me, outwait=frozenset({CONSOLIDATE_OPERATION}), note=observer.note) as lock:
         assert lock is not None
         try:
             return _Gc(store, lock, opts, observer, clock).run()

@@ -18,6 +18,11 @@ unseal or decode; it cannot be restored and names no data anyone could read) is
 deleted and reported. A snapshot that cannot be *fetched* (a backend error) is not
 damaged: repair fails instead of deleting it.
 
+Memory (issue #12): neither holds the whole index. ``repair`` reads the columnar view
+(``store.blob_table``: mapped compact files) one pack's entries at a time, and writes the
+new index from it as a stream; ``rebuild_index`` streams pack headers into the index
+objects it writes and reads old index objects only for packs whose header does not read.
+
 Invariants: both run under the **exclusive** lock; neither ever deletes a pack that an
 index object still names, nor an index object before its replacement is durable; a
 crash leaves a consistent store and a rerun finishes the job. Crash points:
@@ -26,12 +31,24 @@ crash leaves a consistent store and a rerun finishes the job. Crash points:
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import chain
 
 from ..errors import CasError, IntegrityError
 from ..faults import crash_point
 from ..ids import DATA
-from ..store import PackEntry, PackInfo, Repacker, Store, index_key, maintainer, pack_key
+from ..store import (
+    BlobTable,
+    PackEntry,
+    PackInfo,
+    Repacker,
+    Store,
+    blob_table,
+    index_key,
+    maintainer,
+    pack_key,
+)
 from ..store.locks import exclusive_lock
 from .capabilities import PackReader
 from .observer import NULL, Observer
@@ -64,7 +81,7 @@ class RepairReport:
         return bool(self.damaged_packs or self.rebuilt or self.damaged_snapshots)
 
 
-def _replace_index(store: Store, packs: list[PackInfo], old: list[str]) -> list[str]:
+def _replace_index(store: Store, packs: Iterable[PackInfo], old: list[str]) -> list[str]:
     """Write ``packs`` as the whole index, then delete the old index objects."""
     new = maintainer(store).write_index_objects(packs, old)
     crash_point("repair:after-index")
@@ -74,8 +91,10 @@ def _replace_index(store: Store, packs: list[PackInfo], old: list[str]) -> list[
     return new
 
 
-def _load_old(store: Store, names: list[str], problems: list[str]) -> dict[str, PackInfo]:
-    """The packs the old index objects that still read name (the first naming wins)."""
+def _load_old(store: Store, names: list[str], wanted: set[str],
+              problems: list[str]) -> dict[str, PackInfo]:
+    """The WANTED packs as the old index objects that still read name them (the first
+    naming wins); only those are kept, one object's packs decoded at a time."""
     old: dict[str, PackInfo] = {}
     for name in names:
         try:
@@ -84,7 +103,9 @@ def _load_old(store: Store, names: list[str], problems: list[str]) -> dict[str, 
             problems.append(f"{index_key(name)}: {e}")
             continue
         for p in packs:
-            old.setdefault(p.name, p)
+            if p.name in wanted:
+                old.setdefault(p.name, p)
+        del packs
     return old
 
 
@@ -97,35 +118,53 @@ def rebuild_index(store: Store, *, retry_lock: float = 0.0,
 
 
 def _rebuild(store: Store, observer: Observer) -> RebuildReport:
+    """Index every pack from its header, streaming: each pack's entries go into the
+    index objects being written (``write_index_objects``: a batch at a time), so memory
+    follows a batch, not the store. Packs whose header does not read come last, from
+    the old index objects (read only for them)."""
     rep = RebuildReport()
     old_names = maintainer(store).index_names()
     rep.index_before = len(old_names)
-    old = _load_old(store, old_names, rep.problems)
     listing = maintainer(store).pack_listing()
-    packs: list[PackInfo] = []
-    observer.start("repair: index", total_files=len(listing), unit="packs")
-    for name in sorted(listing):
-        size = listing[name].size
-        try:
-            entries = maintainer(store).read_pack_header(name, size)
-        except CasError as e:
-            known = old.get(name)
-            if known is None or known.size != size:
-                rep.problems.append(f"{pack_key(name)}: {e}; not indexed")
-                continue
-            rep.from_old_index += 1
-            entries = known.entries
+    unreadable: dict[str, str] = {}  # pack -> why its header did not read
+
+    def indexed(name: str, size: int, entries: list[PackEntry]) -> PackInfo | None:
         kinds = {e.kind for e in entries}
         if len(kinds) > 1:
             rep.problems.append(f"{pack_key(name)}: blobs of several kinds; not indexed")
-            continue
-        kind = kinds.pop() if kinds else DATA
-        packs.append(PackInfo(name, kind, size, entries))
+            return None
+        rep.packs += 1
         rep.blobs += len(entries)
-        observer.progress(0, 1)
-    observer.finish()
-    rep.packs = len(packs)
-    rep.index_after = len(_replace_index(store, packs, old_names))
+        return PackInfo(name, kinds.pop() if kinds else DATA, size, entries)
+
+    def from_headers() -> Iterator[PackInfo]:
+        observer.start("repair: index", total_files=len(listing), unit="packs")
+        for name in sorted(listing):
+            try:
+                entries = maintainer(store).read_pack_header(name, listing[name].size)
+            except CasError as e:
+                unreadable[name] = str(e)
+                continue
+            p = indexed(name, listing[name].size, entries)
+            if p is not None:
+                yield p
+            observer.progress(0, 1)
+        observer.finish()
+
+    def from_old_index() -> Iterator[PackInfo]:
+        old = _load_old(store, old_names, set(unreadable), rep.problems)
+        for name in sorted(unreadable):
+            known, size = old.pop(name, None), listing[name].size
+            if known is None or known.size != size:
+                rep.problems.append(f"{pack_key(name)}: {unreadable[name]}; not indexed")
+                continue
+            rep.from_old_index += 1
+            p = indexed(name, size, known.entries)
+            if p is not None:
+                yield p
+
+    rep.index_after = len(_replace_index(store, chain(from_headers(), from_old_index()),
+                                         old_names))
     return rep
 
 
@@ -134,12 +173,12 @@ def repair(store: Store, *, retry_lock: float = 0.0, observer: Observer = NULL) 
         rep = RepairReport()
         maintainer(store).reset_index()
         try:
-            store.load_full_index()
+            table = blob_table(store)
         except IntegrityError:
             rep.rebuilt = _rebuild(store, observer)
             maintainer(store).reset_index()
-            store.load_full_index()
-        _salvage(store, rep, observer)
+            table = blob_table(store)
+        _salvage(store, table, rep, observer)
         _drop_damaged_snapshots(store, rep)
     maintainer(store).reset_index()
     return rep
@@ -154,16 +193,20 @@ def _drop_damaged_snapshots(store: Store, rep: RepairReport) -> None:
             store.delete_snapshot(name)
 
 
-def _salvage(store: Store, rep: RepairReport, observer: Observer) -> None:
-    index = store.index
-    old_names = list(index.objects)
+def _salvage(store: Store, table: BlobTable, rep: RepairReport, observer: Observer) -> None:
+    """Read every indexed pack (not condemned by gc) whole, one at a time from the
+    columnar view ``table`` (entries built for one pack at a time, none kept), rescue
+    the damaged ones, then write the index without them."""
+    old_names = list(store.index.objects)
     rep.index_before = rep.index_after = len(old_names)
     listing = maintainer(store).pack_listing()
     repacker = maintainer(store).repacker()
     damaged: list[str] = []
-    observer.start("repair: read", total_bytes=sum(p.size for p in index.packs.values()),
-                   total_files=len(index.packs), unit="packs")
-    for name, info in sorted(index.packs.items()):
+    keep = ~table.mask(store.excluded)  # condemned packs are not in the index (§8)
+    observer.start("repair: read", total_bytes=int(table.pack_size[keep].sum()),
+                   total_files=int(keep.sum()), unit="packs")
+    for info in table.iter_packs(keep):
+        name = info.name
         rep.packs_checked += 1
         on = listing.get(name)
         if (on is None or on.size != info.size
@@ -179,11 +222,11 @@ def _salvage(store: Store, rep: RepairReport, observer: Observer) -> None:
     if not damaged:
         return
     # a lost blob may have a good copy in another pack: then it is not lost
-    bad = set(damaged)
-    elsewhere = {e.id for n, p in index.packs.items() if n not in bad
-                 for e in p.entries if e.id in rep.lost_blobs}
-    rep.lost_blobs -= elsewhere
-    surviving = [p for n, p in index.packs.items() if n not in damaged] + new_packs
+    keep &= ~table.mask(damaged)
+    lost = sorted(rep.lost_blobs)
+    elsewhere = table.resolve(lost, ~keep)
+    rep.lost_blobs -= {b for b, pos in zip(lost, elsewhere.tolist(), strict=True) if pos >= 0}
+    surviving = chain(table.iter_packs(keep), new_packs)
     rep.index_after = len(_replace_index(store, surviving, old_names))
     reborn = {p.name for p in new_packs}  # salvage may rebuild a pack byte for byte
     for name in damaged:

@@ -47,6 +47,7 @@ from .store import AddResult, PasswordSource, Store
 if TYPE_CHECKING:
     from ..backends.retry import RetryEvent
     from .blobtable import BlobTable
+    from .consolidate import OPERATION as CONSOLIDATE_OPERATION
     from .consolidate import maybe_consolidate
     from .indexcheck import check_index_object
     from .maintenance import LiveBlob, Maintenance, Repacker
@@ -55,7 +56,8 @@ if TYPE_CHECKING:
 # store needs is not loaded by every command (fixed cost: implementation note, design.md §11)
 _LAZY = {"BlobTable": "blobtable", "maybe_consolidate": "consolidate",
          "check_index_object": "indexcheck", "LiveBlob": "maintenance",
-         "Maintenance": "maintenance", "Repacker": "maintenance"}
+         "Maintenance": "maintenance", "Repacker": "maintenance",
+         "CONSOLIDATE_OPERATION": "consolidate:OPERATION"}
 
 
 def __getattr__(name: str) -> object:
@@ -64,7 +66,8 @@ def __getattr__(name: str) -> object:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     import importlib
 
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    module, _, attr = module.partition(":")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), attr or name)
     globals()[name] = value
     return value
 
@@ -179,4 +182,4 @@ __all__ = ["Store", "AddResult", "StoreConfig", "open_store", "init_store", "ENC
            "check_url", "backend_retries", "CacheSettings", "PackEntry", "BlobRead", "PackEnd",
            "PackStream", "pack_key", "index_key", "snapshot_key", "maintainer", "ObjectInfo",
            "Maintenance", "Repacker", "LiveBlob", "paired_key", "PackInfo", "BlobTable",
-           "blob_table", "check_index_object"]
+           "blob_table", "check_index_object", "CONSOLIDATE_OPERATION"]

@@ -29,6 +29,8 @@ Invariants:
 - Resident memory does not grow with the file: the fence and pack table are read into
   memory (8 B per 1024 blobs, 48 B per pack); record pages are mapped and dropped again
   every ``DROP_EVERY`` lookups.
+- ``contains(id)`` answers exactly as ``find(id) is not None`` without building the
+  answer (a dedup check: ~6 us against ~9 us for ``find`` on 200k entries).
 - Lookups take no lock: the mapping is read-only, the verified-block map only ever turns
   bytes from 0 to 1, and the excluded map is replaced whole.
 """
@@ -41,7 +43,8 @@ import mmap
 import os
 import struct
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from array import array
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -65,9 +68,14 @@ KINDS = ("data", "tree")
 # lookup and RSS +56 B per entry looked up; every 512, 22.7 us and +7 B; every 4096,
 # 10.0 us and +8 MiB in all (a window of pages, whatever the file's size)
 DROP_EVERY = 4096
+# a block's first check maps all of it (56 KiB, ~14 pages) where a lookup maps ~2: it
+# counts as this many lookups, so a pass of misses over fresh blocks (a backup's new
+# blobs against its spilled files) holds ~16 MiB of mapped pages, not the whole file
+_CHECK_COST = 64
 _HEADER = struct.Struct("<8sIIQI4x32s")
 _REC = struct.Struct("<24sIIQI4x")
 _PACK = struct.Struct("<32sQB7x")
+_U32 = struct.Struct("<I")
 _SUM = 16
 assert _HEADER.size == 64 and _REC.size == _PACK.size == 48
 
@@ -119,51 +127,82 @@ def columns_from_packs(sources: Iterable[str],
                        packs: Iterable[tuple[str, str, int, list[PackEntry]]]) -> Columns:
     """Columns for ``packs`` ``(name, kind, size, entries)``; a repeated pack is kept once.
     Raises ValueError for a kind or a number the format cannot hold."""
-    np = _numpy()
-    PACK_DTYPE, REC_DTYPE = _dtypes()
-    seen: dict[str, int] = {}
-    table: list[tuple[bytes, int, int]] = []
-    lists: list[list[PackEntry]] = []
+    flat = Flat()
+    seen: set[str] = set()
     for name, kind, size, entries in packs:
         if name in seen:
             continue
+        seen.add(name)
+        for e in entries:
+            flat.entry(e.id, e.offset, e.length, e.raw_length)
+        flat.pack(name, kind, size)
+    return flat.columns(sources)
+
+
+class Flat:
+    """Entries collected in flat columns (48 B an entry, no Python object per entry),
+    then sorted into ``Columns``: the one place records are made. Entries come first,
+    then ``pack(name, kind, size)`` names the pack of those since the last call."""
+
+    def __init__(self) -> None:
+        self.ids = bytearray()
+        self.offsets = array("Q")
+        self.lengths = array("I")
+        self.raws = array("I")
+        self.packno = array("I")  # per entry: its pack's number here
+        self.packs: list[tuple[bytes, int, int]] = []  # (raw name, size, kind)
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+    def entry(self, id_: bytes, offset: int, length: int, raw: int) -> None:
+        """Raises ValueError for a number the format cannot hold."""
+        if len(id_) != 32:
+            raise ValueError("an index entry's blob id is not 32 bytes")
+        if not (0 <= offset < 2**64 and 0 <= length < 2**32 and 0 <= raw < 2**32):
+            raise ValueError(f"an index entry does not fit the compact index: offset "
+                             f"{offset}, length {length}, raw length {raw}")
+        self.offsets.append(offset)
+        self.lengths.append(length)
+        self.raws.append(raw)
+        self.ids += id_
+
+    def drop_pending(self) -> None:
+        """Forget the entries since the last ``pack`` call."""
+        k = len(self.packno)
+        del self.ids[k * 32:], self.offsets[k:], self.lengths[k:], self.raws[k:]
+
+    def pack(self, name: str, kind: str, size: int) -> None:
         if kind not in KINDS:
             raise ValueError(f"pack {name[:16]} has an unknown kind {kind!r}")
-        seen[name] = len(table)
-        table.append((bytes.fromhex(name), size, KINDS.index(kind)))
-        lists.append(entries)
-    ptab = np.zeros(len(table), PACK_DTYPE)
-    if table:
-        ptab["name"] = np.frombuffer(b"".join(t[0] for t in table), "V32")
-        ptab["size"] = [t[1] for t in table]
-        ptab["kind"] = [t[2] for t in table]
-    n = sum(len(e) for e in lists)
-    recs = np.zeros(n, REC_DTYPE)
-    if n:
-        # column by column (no Python tuple per entry: a build's transient memory is the
-        # columns themselves); a number that does not fit its column raises ValueError
-        def column(get: Callable[[PackEntry], int], dtype: str) -> Any:
-            try:
-                return np.fromiter((get(e) for es in lists for e in es), dtype, n)
-            except OverflowError as e:
-                raise ValueError(f"an index entry does not fit the compact index: {e}"
-                                 ) from None
+        if not 0 <= size < 2**64:
+            raise ValueError(f"pack {name[:16]} has size {size}")
+        self.packno.extend([len(self.packs)] * (len(self.offsets) - len(self.packno)))
+        self.packs.append((bytes.fromhex(name), size, KINDS.index(kind)))
 
-        raw = np.frombuffer(b"".join(e.id for es in lists for e in es), np.uint8)
-        if len(raw) != 32 * n:
-            raise ValueError("an index entry's blob id is not 32 bytes")
-        raw = raw.reshape(-1, 32)
-        prefixes = raw[:, :8].copy().view(">u8").ravel().astype("<u8")
-        recs["rest"] = raw[:, 8:].copy().view("V24").ravel()
-        del raw
-        recs["pack"] = np.repeat(np.arange(len(lists), dtype="<u4"),
-                                 [len(es) for es in lists])
-        recs["length"] = column(lambda e: e.length, "<u4")
-        recs["offset"] = column(lambda e: e.offset, "<u8")
-        recs["raw"] = column(lambda e: e.raw_length, "<u4")
-    else:
-        prefixes = np.zeros(0, "<u8")
-    return _sorted(list(sources), ptab, prefixes, recs)
+    def columns(self, sources: Iterable[str]) -> Columns:
+        np = _numpy()
+        PACK_DTYPE, REC_DTYPE = _dtypes()
+        assert len(self.packno) == len(self.offsets), "entries without their pack"
+        ptab = np.zeros(len(self.packs), PACK_DTYPE)
+        if self.packs:
+            ptab["name"] = np.frombuffer(b"".join(p[0] for p in self.packs), "V32")
+            ptab["size"] = [p[1] for p in self.packs]
+            ptab["kind"] = [p[2] for p in self.packs]
+        n = len(self.offsets)
+        recs = np.zeros(n, REC_DTYPE)
+        if n:
+            raw = np.frombuffer(self.ids, np.uint8).reshape(-1, 32)
+            prefixes = raw[:, :8].copy().view(">u8").ravel().astype("<u8")
+            recs["rest"] = raw[:, 8:].copy().view("V24").ravel()
+            del raw
+            recs["pack"] = np.frombuffer(self.packno, "<u4")
+            recs["length"] = np.frombuffer(self.lengths, "<u4")
+            recs["offset"] = np.frombuffer(self.offsets, "<u8")
+            recs["raw"] = np.frombuffer(self.raws, "<u4")
+        else:
+            prefixes = np.zeros(0, "<u8")
+        return _sorted(list(sources), ptab, prefixes, recs)
 
 
 def merge(parts: list[Columns]) -> Columns:
@@ -269,9 +308,11 @@ def write_file(directory: Path, cols: Columns) -> Path:
 MERGE_WINDOW = 1 << 17
 
 
-def merge_files(directory: Path | None, files: list[CompactFile]) -> CompactFile:
+def merge_files(directory: Path | None, files: list[CompactFile],
+                window: int | None = None) -> CompactFile:
     """One file holding every record of FILES (open, checked), written without holding
-    them in memory: a k-way merge of the sorted inputs, ``MERGE_WINDOW`` records a round,
+    them in memory: a k-way merge of the sorted inputs, ``MERGE_WINDOW`` (or WINDOW)
+    records a round,
     written in place at their final offsets. In DIRECTORY as ``<digest>.cbx`` (temporary
     name, fsynced, renamed), or an unnamed file when DIRECTORY is None. A pack in two
     inputs keeps the records of the first. Raises ``CacheDamaged`` when an input block
@@ -334,7 +375,7 @@ def merge_files(directory: Path | None, files: list[CompactFile]) -> CompactFile
         pos = [0] * len(files)
         live = [i for i, f in enumerate(files) if f.n]
         while live:
-            width = max(1, MERGE_WINDOW // len(live))
+            width = max(1, (window or MERGE_WINDOW) // len(live))
             ends = {i: min(files[i].n, pos[i] + width) for i in live}
             # every record up to the smallest last prefix of a window that does not
             # reach its input's end is final this round (later ones are >= it)
@@ -512,12 +553,12 @@ class CompactFile:
         if h.digest()[:_SUM] != self._sums[b * _SUM:(b + 1) * _SUM]:
             raise CacheDamaged(f"{self.path.name}: block {b} checksum mismatch")
         self._checked[b] = 1
+        self._touched += _CHECK_COST  # it mapped the whole block: count it toward a drop
 
-    def find(self, blob_id: bytes) -> tuple[str, PackEntry] | None:
-        """(pack name, entry) of a copy of ``blob_id`` in a pack not excluded, or None."""
-        if not self.n or len(blob_id) != 32:
-            return None
-        p = int.from_bytes(blob_id[:8], "big")
+    def _span(self, p: int) -> tuple[int, int]:
+        """(the first record whose prefix is >= ``p`` in the blocks the fence says may
+        hold ``p``, the end of those blocks); the blocks are checked first. (Interpolating
+        the position from the fence was measured slower: 5.5 against 3.7 us.)"""
         fence = self._fence
         b0 = max(bisect.bisect_left(fence, p) - 1, 0)
         b1 = bisect.bisect_right(fence, p)
@@ -525,13 +566,39 @@ class CompactFile:
             if not self._checked[b]:
                 self._check_block(b)
         lo, hi = b0 * BLOCK, min(b1 * BLOCK, self.n)
-        i = bisect.bisect_left(self._prefix, p, lo, hi)
-        excluded, rest, mm = self.excluded, blob_id[8:], self._mm
-        assert mm is not None
         self._touched += 1  # racy between threads: only an estimate
         if self._touched >= DROP_EVERY:
             self._touched = 0
-            mm.madvise(mmap.MADV_DONTNEED)
+            self._mm.madvise(mmap.MADV_DONTNEED)  # type: ignore[union-attr]
+        return bisect.bisect_left(self._prefix, p, lo, hi), hi
+
+    def contains(self, blob_id: bytes) -> bool:
+        """Whether a copy of ``blob_id`` is in a pack not excluded: ``find`` without
+        building its answer (a dedup check needs only this)."""
+        if not self.n or len(blob_id) != 32:
+            return False
+        p = int.from_bytes(blob_id[:8], "big")
+        i, hi = self._span(p)
+        excluded, rest, mm, prefix = self.excluded, blob_id[8:], self._mm, self._prefix
+        assert mm is not None
+        off = self._rec_off + i * 48
+        while i < hi and prefix[i] == p:
+            if mm[off:off + 24] == rest:
+                pack = _U32.unpack_from(mm, off + 24)[0]
+                if pack < len(excluded) and not excluded[pack]:
+                    return True
+            i += 1
+            off += 48
+        return False
+
+    def find(self, blob_id: bytes) -> tuple[str, PackEntry] | None:
+        """(pack name, entry) of a copy of ``blob_id`` in a pack not excluded, or None."""
+        if not self.n or len(blob_id) != 32:
+            return None
+        p = int.from_bytes(blob_id[:8], "big")
+        i, hi = self._span(p)
+        excluded, rest, mm = self.excluded, blob_id[8:], self._mm
+        assert mm is not None
         while i < hi and self._prefix[i] == p:
             r, pack, length, offset, raw = _REC.unpack_from(mm, self._rec_off + i * 48)
             if r == rest and pack < len(excluded) and not excluded[pack]:
@@ -539,36 +606,6 @@ class CompactFile:
                 return name, PackEntry(kind, blob_id, offset, length, raw)
             i += 1
         return None
-
-    def contains(self, blob_id: bytes) -> bool:
-        """Is a copy of ``blob_id`` in a pack not excluded? ``find`` without building
-        its answer (a pack name and a PackEntry): the backup walker asks this once per
-        blob of every unchanged file. (wave5-speed's local stand-in for wave5-scale's
-        membership call: keep one of the two at integration.)"""
-        if not self.n or len(blob_id) != 32:
-            return False
-        p = int.from_bytes(blob_id[:8], "big")
-        fence = self._fence
-        b0 = max(bisect.bisect_left(fence, p) - 1, 0)
-        b1 = bisect.bisect_right(fence, p)
-        for b in range(b0, b1):
-            if not self._checked[b]:
-                self._check_block(b)
-        hi = min(b1 * BLOCK, self.n)
-        prefix, mm = self._prefix, self._mm
-        i = bisect.bisect_left(prefix, p, b0 * BLOCK, hi)
-        assert mm is not None
-        self._touched += 1  # (as find: the prefix pages it touched count too)
-        if self._touched >= DROP_EVERY:
-            self._touched = 0
-            mm.madvise(mmap.MADV_DONTNEED)
-        excluded, rest = self.excluded, blob_id[8:]
-        while i < hi and prefix[i] == p:
-            r, pack = _REC.unpack_from(mm, self._rec_off + i * 48)[:2]
-            if r == rest and pack < len(excluded) and not excluded[pack]:
-                return True
-            i += 1
-        return False
 
     # ----- column views (whole-store passes: store/blobtable.py) --------------------
 

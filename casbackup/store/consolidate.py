@@ -8,7 +8,9 @@ object once there are more than ``MIN_OBJECTS`` of them.
 Invariants (in step with gc, DESIGN §8):
 - It runs under a *maintenance* lock taken without waiting: never beside a gc or a
   repair (if one holds the lock it does nothing), never delaying a backup (shared locks
-  do not conflict with it), and only after its own backup's snapshot is committed.
+  do not conflict with it), and only after its own backup's snapshot is committed. Its
+  work is bounded (``MAX_PER_RUN`` small objects), so a gc that finds its lock waits for
+  it to finish instead of failing (``Session.acquire``'s ``outwait``).
   Because a gc's phase 2 waits for every maintenance lock that is not provably dead, no
   pack is deleted while it runs, even if it is paused.
 - The new object is *exact*: it names every pack of every object it supersedes, condemned
@@ -28,6 +30,7 @@ from typing import TYPE_CHECKING
 
 from ..clock import SYSTEM, Clock
 from ..errors import CasError, Locked, NotFound
+from ..faults import crash_point
 from ..ids import INDEX, object_name
 from .index import PackInfo, decode_index_object, encode_index
 from .layout import INDEX_DIR, index_key, name_of
@@ -36,6 +39,7 @@ from .locks import maintenance_lock
 if TYPE_CHECKING:
     from .store import Store
 
+OPERATION = "consolidate"  # its lock's operation: gc waits for it (``gc.gc``)
 MIN_OBJECTS = 64  # consolidate once more small objects than this are listed
 SMALL = 1 << 20  # bytes: an object this big or bigger is left alone
 MAX_PER_RUN = 1024  # small objects merged by one run (bounds its time and memory)
@@ -58,7 +62,8 @@ def maybe_consolidate(store: Store, clock: Clock = SYSTEM,
         names = small_objects(store)
         if len(names) <= MIN_OBJECTS:
             return None
-        with maintenance_lock(store, "consolidate", clock=clock):
+        with maintenance_lock(store, OPERATION, clock=clock):
+            crash_point("consolidate:locked")
             return consolidate(store, small_objects(store)[:MAX_PER_RUN])
     except Locked as e:
         # a gc or repair runs: it consolidates, or we do next time

@@ -31,12 +31,19 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .. import serde
 from ..errors import IntegrityError
 from ..ids import DATA, TREE, is_hex_id
-from .compactindex import CacheDamaged, CompactFile
+from .compactindex import (
+    CacheDamaged,
+    CompactFile,
+    columns_from_packs,
+    merge_files,
+    write_anonymous,
+)
 from .pack import PackEntry, blob_id
 
 
@@ -191,9 +198,16 @@ class Index:
 @dataclass
 class StoreIndex(Index):
     """Compact files (the index objects loaded at the start) under the in-memory layer.
-    ``objects`` names the files' sources too (with no packs listed for them)."""
+    ``objects`` names the files' sources too (with no packs listed for them).
+
+    Spill (issue #12 point 1): once an index object this process wrote is durable,
+    ``spill`` moves its packs out of the dicts into ``spilled``, unnamed sorted files
+    (O_TMPFILE: no name anywhere, gone with the process -- a killed writer leaves
+    nothing a later command could trust) merged like a binary counter, so a backup's
+    resident index follows the packs not yet in an object, not the blobs it added."""
 
     bases: list[CompactFile] = field(default_factory=list)
+    spilled: list[CompactFile] = field(default_factory=list)
     # rebuilds a damaged file; set by the store
     rebuild: Callable[[CompactFile], CompactFile] | None = None
     _excluded: frozenset[str] = frozenset()
@@ -212,17 +226,42 @@ class StoreIndex(Index):
     def set_excluded(self, names: frozenset[str]) -> None:
         """Packs the files must not be found in (the in-memory layer is the caller's)."""
         self._excluded = names
-        for f in self.bases:
+        for f in self.bases + self.spilled:
             f.set_excluded(names)
 
     def take_bases(self) -> list[CompactFile]:
-        """Detach the files (``Store.load_full_index`` copied them into the dicts)."""
+        """Detach the files, spilled ones too (``Store.load_full_index`` copied them
+        into the dicts; ``replace_with`` moves them to the new index)."""
         with self._lock:
-            old, self.bases = self.bases, []
+            old, self.bases = self.bases + self.spilled, []
+            self.spilled = []
         return old
 
+    def spill(self, name: str, packs: list[PackInfo],
+              directory: Path | None = None) -> CompactFile | None:
+        """Index object NAME (durable now) names PACKS: move them out of the dicts into
+        an unnamed sorted file (in DIRECTORY, else the temporary directory); the file
+        (its source is NAME), or None when there was nothing to move. Lookups never
+        miss meanwhile: the file is published before the dict entries go."""
+        mine = [p for p in packs if self.packs.get(p.name) is p]
+        if not mine:
+            return None
+        run = write_anonymous(columns_from_packs(
+            [name], [(p.name, p.kind, p.size, p.entries) for p in mine]), directory)
+        run.set_excluded(self._excluded)
+        with self._lock:
+            self.spilled = _binary_counter(self.spilled + [run])
+            for p in mine:
+                if self.packs.get(p.name) is p:
+                    del self.packs[p.name]
+                    for e in p.entries:
+                        loc = self.blobs.get(e.id)
+                        if loc is not None and loc.pack == p.name:
+                            del self.blobs[e.id]
+        return run
+
     def _find(self, blob_id: bytes) -> Location | None:
-        for f in self.bases:
+        for f in self.spilled + self.bases:
             try:
                 hit = f.find(blob_id)
             except CacheDamaged:
@@ -232,8 +271,21 @@ class StoreIndex(Index):
                 return Location(hit[0], hit[1])
         return None
 
+    def _has(self, blob_id: bytes) -> bool:
+        for f in self.spilled + self.bases:
+            try:
+                if f.contains(blob_id):
+                    return True
+            except CacheDamaged:
+                self._replace(f)
+                return self._has(blob_id)
+        return False
+
     def _replace(self, damaged: CompactFile) -> None:
         with self._lock:
+            if damaged in self.spilled:  # our own unnamed file: nothing to rebuild from
+                raise IntegrityError(f"a spilled index file of this process is damaged "
+                                     f"({damaged.path.name}): its disk is failing?")
             if damaged not in self.bases:
                 return  # another thread rebuilt it already
             if self.rebuild is None:
@@ -243,15 +295,7 @@ class StoreIndex(Index):
             self.bases = [fresh if f is damaged else f for f in self.bases]
 
     def __contains__(self, blob_id: bytes) -> bool:
-        if blob_id in self.blobs:
-            return True
-        for f in self.bases:  # (CompactFile.contains: find without building an answer)
-            try:
-                if f.contains(blob_id):
-                    return True
-            except CacheDamaged:
-                return self._find(blob_id) is not None  # (rebuilds it, then looks again)
-        return False
+        return blob_id in self.blobs or self._has(blob_id)
 
     def get(self, blob_id: bytes) -> Location | None:
         loc = self.blobs.get(blob_id)
@@ -265,14 +309,14 @@ class StoreIndex(Index):
 
     def __len__(self) -> int:
         """Entries (a blob in two packs of different files counts twice)."""
-        return len(self.blobs) + sum(len(f) for f in self.bases)
+        return len(self.blobs) + sum(len(f) for f in self.bases + self.spilled)
 
     def iter_packs(self) -> Iterator[PackInfo]:
         """Every pack: the in-memory ones, then the files' (not excluded), read whole."""
         mem = list(self.packs.values())
         yield from mem
         seen = {p.name for p in mem}
-        for f in list(self.bases):
+        for f in self.spilled + self.bases:
             for name, kind, size, entries in f.iter_packs():
                 if name not in seen and name not in self._excluded:
                     seen.add(name)
@@ -286,6 +330,23 @@ class StoreIndex(Index):
     def stats(self) -> dict[str, Any]:
         out = super().stats()
         out["blobs"] = len(self)
-        out["packs"] += sum(f.n_packs for f in self.bases)
+        out["packs"] += sum(f.n_packs for f in self.bases + self.spilled)
         return out
+
+
+SPILL_WINDOW = 1 << 14  # records a round when spilled files merge (~4 MiB working set:
+# a backup's RSS; the cache's merges use compactindex.MERGE_WINDOW, 2**17, ~35 MiB)
+
+
+def _binary_counter(files: list[CompactFile]) -> list[CompactFile]:
+    """Merge the smallest files (unnamed) while one is smaller than twice the records of
+    all smaller ones: O(log n) files, each record rewritten O(log n) times."""
+    while True:
+        files = sorted(files, key=lambda f: -len(f))
+        sizes = [len(f) for f in files]
+        tail = next((i for i in range(len(files) - 1)
+                     if sizes[i] < 2 * sum(sizes[i + 1:])), None)
+        if tail is None:
+            return files
+        files = files[:tail] + [merge_files(None, files[tail:], SPILL_WINDOW)]
 

@@ -30,7 +30,7 @@ import contextlib
 import os
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .compactindex import (
@@ -50,12 +50,21 @@ PackRows = list[tuple[str, str, int, list[PackEntry]]]
 
 @dataclass(frozen=True, slots=True)
 class Fetched:
-    """One index object as read: its packs, what it supersedes, and whether it names
-    exactly the packs of what it supersedes (an ``exact`` consolidation)."""
+    """One index object as read: its packs -- as ``rows``, or already as a sorted unnamed
+    ``run`` (``indexruns.object_run``; the receiver closes it) -- what it supersedes, and
+    whether it names exactly the packs of what it supersedes (an ``exact``
+    consolidation)."""
 
-    rows: PackRows
+    rows: PackRows = field(default_factory=list)
     supersedes: tuple[str, ...] = ()
     exact: bool = False
+    run: CompactFile | None = None
+
+    def as_run(self, name: str, directory: Path | None) -> CompactFile:
+        """The object's records as a sorted unnamed file (in DIRECTORY)."""
+        if self.run is not None:
+            return self.run
+        return write_anonymous(columns_from_packs([name], self.rows), directory)
 
 
 Fetch = Callable[[str], Fetched]  # index object name -> its content; raises to abort
@@ -72,21 +81,23 @@ def build(directory: Path | None, names: Iterable[str], fetch: Fetch,
     srcs = sorted(set(names))
     have = parts or {}
     if len(srcs) == 1 and srcs[0] not in have:
-        cols = columns_from_packs(srcs, fetch(srcs[0]).rows)
+        got = fetch(srcs[0])
+        if got.run is None:
+            cols = columns_from_packs(srcs, got.rows)
+            if directory is None:
+                return write_anonymous(cols)
+            return CompactFile(write_file(directory, cols), srcs)
         if directory is None:
-            return write_anonymous(cols)
-        return CompactFile(write_file(directory, cols), srcs)
-    runs = [have.pop(n) if n in have else _run(directory, n, fetch) for n in srcs]
+            return got.run
+        have = {srcs[0]: got.run}
+    runs: list[CompactFile] = []
     try:
+        for n in srcs:
+            runs.append(have.pop(n) if n in have else fetch(n).as_run(n, directory))
         return merge_files(directory, runs)
     finally:
         for r in runs:
             r.close()
-
-
-def _run(directory: Path | None, name: str, fetch: Fetch) -> CompactFile:
-    """Index object NAME as a sorted, unnamed file (its Python objects go at once)."""
-    return write_anonymous(columns_from_packs([name], fetch(name).rows), directory)
 
 
 def cover(directory: Path | None, names: Iterable[str], fetch: Fetch,
@@ -151,7 +162,7 @@ def _build_rest(directory: Path, want: frozenset[str], fetch: Fetch,
     exact: dict[str, tuple[str, ...]] = {}  # listed exact consolidation -> what it supersedes
     for n in sorted(want - taken):
         got = fetch(n)
-        parts[n] = write_anonymous(columns_from_packs([n], got.rows), directory)
+        parts[n] = got.as_run(n, directory)
         if got.exact:
             exact[n] = got.supersedes
     # a file built from objects since consolidated ``exact``ly (their packs all named by

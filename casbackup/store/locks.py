@@ -31,7 +31,7 @@ import logging
 import os
 import secrets
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from .. import serde
@@ -47,6 +47,7 @@ STALE = float(os.environ.get("CASBACKUP_TEST_LOCK_STALE") or 30 * 60.0)
 REFRESH = min(60.0, STALE / 10)
 SELF_STALE = STALE / 2
 SKEW = 24 * 3600.0  # when the backend gives no mtime: writer clocks may be this far off
+OUTWAIT_MAX = 600.0  # seconds a session waits out brief conflicting ones (``acquire``)
 
 log = logging.getLogger("casbackup")
 
@@ -231,8 +232,15 @@ class Session:
         return [lk for lk in self.others()
                 if lk.conflicts_with(self.exclusive, self.maintenance)]
 
-    def acquire(self, retry: float = 0.0) -> None:
+    def acquire(self, retry: float = 0.0, outwait: frozenset[str] = frozenset(),
+                note: Callable[[str], None] | None = None) -> None:
+        """Take the lock, trying again for RETRY seconds while a conflicting session is
+        live. Conflicting sessions that are all of an operation in OUTWAIT (brief ones
+        by design: an index consolidation) are waited for up to OUTWAIT_MAX seconds
+        whatever RETRY, with one line to NOTE."""
         deadline = self.clock.monotonic() + retry
+        patience = self.clock.monotonic() + OUTWAIT_MAX
+        noted = False
         while True:
             self.name = self._write()
             found = self._conflicts()
@@ -240,6 +248,15 @@ class Session:
                 break
             self._delete(self.name)
             self.name = ""
+            brief = bool(outwait) and all(lk.operation in outwait for lk in found)
+            if brief and self.clock.monotonic() < patience:
+                if note is not None and not noted:
+                    lk = found[0]
+                    note(f"waiting for {lk.operation} (pid {lk.pid} on {lk.hostname}) "
+                         "to finish")
+                    noted = True
+                self.clock.sleep(1.0)
+                continue
             if self.clock.monotonic() >= deadline:
                 lk = found[0]
                 how = ("exclusively " if lk.exclusive
@@ -294,7 +311,8 @@ READ_ONLY_WARNING = ("cannot write a lock (read-only store?): continuing without
 def session(store: Store, operation: str, *, exclusive: bool = False,
             maintenance: bool = False, retry: float = 0.0, clock: Clock = SYSTEM,
             no_lock: bool = False, read_only: bool = False,
-            me: Identity | None = None) -> Iterator[Session | None]:
+            me: Identity | None = None, outwait: frozenset[str] = frozenset(),
+            note: Callable[[str], None] | None = None) -> Iterator[Session | None]:
     """Hold a session lock for the block; yields the Session (None without a lock).
 
     ``no_lock`` (read-only operations only) takes none. A ``read_only`` operation whose
@@ -308,7 +326,7 @@ def session(store: Store, operation: str, *, exclusive: bool = False,
         return
     held = Session(store, operation, exclusive, maintenance, clock, me or ident.current())
     try:
-        held.acquire(retry)
+        held.acquire(retry, outwait, note)
     except PermanentError:
         if not read_only:
             raise

@@ -51,16 +51,16 @@ from . import indexcache
 from .cache import PREFIXES as CACHED_PREFIXES
 from .cache import ObjectCache
 from .cachedir import KnownStore
-from .compactindex import CompactFile
+from .compactindex import CompactFile, merge_files
 from .config import StoreConfig, config_problem
 from .index import (
     Location,
     PackInfo,
     StoreIndex,
     decode_index,
-    decode_index_object,
     encode_index,
 )
+from .indexruns import object_run
 from .keyring import check_empty, key_object_names, unlock_master
 from .layout import (
     CONFIG,
@@ -133,6 +133,7 @@ class Store:
         # set by ``open_store`` for remote stores only
         self.object_cache: ObjectCache | None = None
         self._written: dict[str, list[PackInfo]] = {}  # index objects written, not yet cached
+        self._spilled: dict[str, CompactFile] = {}  # ... and those moved out of the dicts
 
     # ----- creation / opening ---------------------------------------------------------
 
@@ -302,17 +303,18 @@ class Store:
         return [name_of(i.key) for i in self.backend.list(INDEX_DIR)]
 
     def _index_rows(self, name: str) -> indexcache.Fetched:
+        """Index object NAME as a sorted run, decoded streaming (``indexruns.py``: no
+        Python object per entry, so a huge object costs its bytes and a window)."""
         try:
-            packs, supersedes, exact = decode_index_object(
-                self.read_object(INDEX_DIR, name, INDEX), name)
+            run, supersedes, exact = object_run(
+                self.read_object(INDEX_DIR, name, INDEX), name, self._index_dir())
         except IntegrityError:
             try:
                 self.backend.stat(index_key(name))
             except NotFound:
                 raise _Vanished(name) from None
             raise  # present, so damaged
-        return indexcache.Fetched([(p.name, p.kind, p.size, p.entries) for p in packs],
-                                  tuple(supersedes), exact)
+        return indexcache.Fetched(supersedes=tuple(supersedes), exact=exact, run=run)
 
     def _rebuild_compact(self, damaged: CompactFile) -> CompactFile:
         """A lookup found ``damaged`` failing its checks: build it again from its
@@ -332,17 +334,31 @@ class Store:
 
     def _cache_own_objects(self) -> None:
         """A compact file of the index objects this process wrote, built from their
-        entries in memory, so that the next command (a small backup after a big one)
-        neither reads nor builds them. Only an economy: any failure leaves it to the
-        next command's ``cover``."""
+        entries in memory and the files they were spilled to, so that the next command
+        (a small backup after a big one) neither reads nor builds them. Only an
+        economy: any failure leaves it to the next command's ``cover``."""
         own, self._written = self._written, {}
-        directory = self._index_dir() if own else None
+        spilled, self._spilled = self._spilled, {}
+        directory = self._index_dir() if own or spilled else None
         if directory is None:
             return
         rows = {name: indexcache.Fetched([(p.name, p.kind, p.size, p.entries) for p in packs])
                 for name, packs in own.items()}
+        # the spilled files (maybe merged since) hold exactly the spilled objects' records
+        have = [f for f in self.index.spilled + self.index.bases
+                if f.anonymous and set(f.sources) <= spilled.keys()]
+        if set().union(*(f.sources for f in have)) != spilled.keys():
+            return  # moved into another file: the next command builds its own
         try:
-            indexcache.build(directory, rows, rows.__getitem__).close()
+            if not have:
+                indexcache.build(directory, rows, rows.__getitem__).close()
+            else:
+                runs = [rows[n].as_run(n, directory) for n in sorted(rows)]
+                try:
+                    merge_files(directory, have + runs).close()
+                finally:
+                    for r in runs:
+                        r.close()
         except (CasError, OSError, ValueError):
             return
         if self.object_cache is not None:
@@ -443,8 +459,14 @@ class Store:
         if self.object_cache is not None:
             self.object_cache.put_object(INDEX_DIR, name, data)
         self.index.objects[name] = [p.name for p in packs]  # its packs are in memory
-        if not supersedes:
-            self._written[name] = packs  # for ``_cache_own_objects`` at close
+        if not supersedes:  # for ``_cache_own_objects`` at close
+            # durable now: its packs leave the in-memory layer for an unnamed sorted file
+            # (StoreIndex.spill), so a big backup's RSS does not follow its blobs
+            run = self.index.spill(name, packs, self._index_dir()) if self.cache_dir else None
+            if run is not None:
+                self._spilled[name] = run
+            else:
+                self._written[name] = packs
         return name
 
     def reset_index(self) -> None:

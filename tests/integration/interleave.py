@@ -484,11 +484,11 @@ def schedule(seed: int, sources: list[Path], pause_p: float = 0.02,
     checker = Checker(world, base)
     real_acquire = locks.Session.acquire
 
-    def acquire(self: locks.Session, retry: float = 0.0) -> None:
+    def acquire(self: locks.Session, retry: float = 0.0, *args: Any) -> None:
         gate = self.store.backend
         if isinstance(gate, Gate):
             world.sessions[gate.actor].append(self)
-        real_acquire(self, retry)
+        real_acquire(self, retry, *args)
 
     locks.Session.acquire = acquire  # type: ignore[method-assign]
     WriteSession._check = check  # type: ignore[method-assign]

@@ -218,3 +218,44 @@ def test_gc_deletes_safe_packs_while_a_backup_runs(tmp_path: Path,
     assert code == 0, err
     (snap,) = _snapshots(url)
     _restores_exactly(url, str(snap["id"]), new, tmp_path)
+
+
+def test_gc_started_while_a_backup_consolidates_waits_for_it(
+        tmp_path: Path, stopped: list[Stopped]) -> None:
+    """A backup consolidating the index (stopped while it holds the consolidation's
+    maintenance lock) makes a gc started meanwhile wait for it -- one line -- instead of
+    exiting 11; once the backup resumes, both succeed and the store verifies."""
+    from casbackup.crypto.codec import DATA
+    from casbackup.store import consolidate
+
+    url = str(tmp_path / "store")
+    st = make_store(url)
+    for i in range(consolidate.MIN_OBJECTS + 1):  # enough small objects to consolidate
+        st.add_blob(DATA, f"object {i} ".encode() * 40)
+        st.flush()
+    st.close()
+    src = _source(tmp_path / "src", 3, files=2)
+    b = Stopped(url, src, "consolidate:locked")
+    stopped.append(b)
+    gc = subprocess.Popen([sys.executable, "-m", "casbackup", "gc", "--store", url,
+                           "--max-wait", "0", "-v"], env=cli_env(),
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert gc.stderr is not None
+        lines = []
+        while not any("waiting for consolidate" in ln for ln in lines):
+            ln = gc.stderr.readline().decode()
+            assert ln, (gc.wait(), lines)  # gc ended without waiting (it exited 11)
+            lines.append(ln)
+        code, err = b.resume()
+        assert code == 0, err
+        _out, rest = gc.communicate(timeout=120)
+    finally:
+        if gc.poll() is None:
+            gc.kill()
+            gc.wait()
+    assert gc.returncode == 0, (lines, rest)
+    assert sum("waiting for consolidate" in ln for ln in lines + rest.decode().splitlines()) == 1
+    assert len(_snapshots(url)) == 1
+    r = _cli("verify", "--store", url, "--json")
+    assert r.returncode == 0 and json_result(r.stdout)["ok"] is True, r.stdout

@@ -167,3 +167,29 @@ def test_repair_index_killed_then_rerun(hist: History, tmp_path: Path, point: st
     st = open_test_store(hist.store)
     assert len(index_names(st)) == 1
     st.close()
+
+
+def test_repair_never_loads_the_whole_index(hist: History, tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """repair works from the columnar view (issue #12 point 3): with the per-object
+    index made unavailable (``load_full_index`` fails) it still salvages a damaged
+    pack and rewrites the index without it; the store then verifies as the CLI's
+    repair leaves it (only the lost blob is missing) and a backup makes it whole."""
+    from casbackup.ops.repair import repair
+    from casbackup.store.store import Store
+
+    name, off, length, in_pack = locate_file_blob(hist, "bin/f00")
+    _flip(hist.store / pack_key(name), off + length // 2)
+
+    def refused(self: Store) -> None:
+        raise AssertionError("repair loaded the whole index into memory")
+
+    monkeypatch.setattr(Store, "load_full_index", refused)
+    with open_test_store(hist.store) as st:
+        rep = repair(st)
+    assert rep.damaged_packs == [name]
+    assert len(rep.lost_blobs) == 1 and rep.blobs_salvaged == in_pack - 1
+    assert name not in stored_files(hist.store, "packs")
+    assert run_cli("backup", "--store", str(hist.store), str(hist.src)).returncode == 0
+    code, out = _verify(hist.store)
+    assert code == 0, out["problems"]

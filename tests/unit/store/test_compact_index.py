@@ -84,6 +84,9 @@ def _check(index: StoreIndex, model: dict[bytes, set[tuple[str, PackEntry]]],
             assert bid in index
         else:
             assert loc is None and bid not in index
+        # the membership call of each file answers exactly as its find does
+        for f in index.bases:
+            assert f.contains(bid) == (f.find(bid) is not None)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -466,3 +469,44 @@ def test_two_processes_building_at_once(tmp_path: Path) -> None:
         assert left and all(f.name.endswith(SUFFIX) for f in left)  # no temp files left
         for f in left:
             CompactFile(f)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(content=packs, order=st.lists(st.integers(0, 30), max_size=24),
+       cuts=st.lists(st.booleans(), min_size=24, max_size=24),
+       excluded=st.sets(st.integers(0, 30)))
+def test_the_spilled_layer_answers_like_the_dicts(
+        content: Packs, order: list[int], cuts: list[bool], excluded: set[int]) -> None:
+    """``StoreIndex.spill`` (a writer's durable objects leave the dicts for unnamed
+    sorted files, merged like a binary counter) answers every lookup as an index that
+    never spilled: duplicates across packs, shared prefixes, a pack added again after
+    its spill, and exclusion once everything is spilled."""
+    from casbackup.store.index import PackInfo
+
+    idx, ref = StoreIndex(), StoreIndex()
+    added: dict[str, Rows] = {}
+    pending: list[PackInfo] = []
+    for k, no in enumerate(order):
+        if no not in content:
+            continue
+        (row,) = _rows(content, [no])
+        p = PackInfo(*row)
+        idx.add_pack(p)
+        ref.add_pack(p)
+        added[f"{no}"] = [row]
+        pending.append(p)
+        if cuts[k]:
+            idx.spill(_hexname(k, "obj"), pending)
+            pending = []
+        universe = {i for _k, entries in content.values() for i, *_ in entries}
+        universe.add(b"\x07" * 32)
+        model = _model(added, set())
+        _check(idx, model, universe)
+        for bid in universe:
+            assert (bid in idx) == (bid in ref)
+    idx.spill(_hexname(99, "obj"), pending)
+    assert not idx.blobs and len(idx.spilled) <= max(1, len(order).bit_length() + 1)
+    ex = {_hexname(i, "pack") for i in excluded}
+    idx.set_excluded(frozenset(ex))
+    universe = {i for _k, entries in content.values() for i, *_ in entries}
+    _check(idx, _model(added, ex), universe)
