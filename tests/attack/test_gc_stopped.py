@@ -71,10 +71,12 @@ def _locks_stale(store: Path) -> None:
         time.sleep(0.1)
 
 
-@pytest.mark.parametrize("point", ["gc:after-index", "gc:after-record"])
 def test_gc_stopped_past_the_stale_age_deletes_no_live_blob(
-        point: str, tmp_path: Path, held: list[subprocess.Popen[bytes]],
-        stopped: list[Stopped]) -> None:
+        tmp_path: Path, held: list[subprocess.Popen[bytes]], stopped: list[Stopped]) -> None:
+    """Stopped after its consolidated index, before its record: it resumes to condemn
+    packs by a marking that predates the backup and the other gc (``gc:after-record``
+    passed as well when tried; one point keeps CI's time: ~30 s on a quiet machine)."""
+    point = "gc:after-index"
     url = str(tmp_path / "store")
     _old, new = _history(url, tmp_path)
     assert _cli("gc", "--store", url).returncode == 0  # leaves the epoch record
