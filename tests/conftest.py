@@ -44,8 +44,18 @@ settings.register_profile("casbackup", deadline=None)
 settings.load_profile("casbackup")
 
 # every store's local cache (store/cachedir.py) goes to one throwaway directory per test
-# session, inherited by the CLI and daemon processes the tests start, never ~/.cache
+# session, inherited by the CLI and daemon processes the tests start, never ~/.cache. Under
+# pytest-xdist each worker inherits the controller's environment, so a worker gets its own
+# subdirectory of it (PYTEST_XDIST_WORKER is gw0, gw1, ...): no two processes running tests
+# share a cache root.
 os.environ.setdefault("CASBACKUP_CACHE_DIR", tempfile.mkdtemp(prefix="casbackup-test-cache-"))
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    _worker_cache = Path(os.environ["CASBACKUP_CACHE_DIR"]) / os.environ["PYTEST_XDIST_WORKER"]
+    _worker_cache.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.environ["CASBACKUP_CACHE_DIR"] = str(_worker_cache)
+# likewise the daemons the tests start keep their state files (daemon/state.py) in a
+# throwaway directory of this process, never ~/.local/state
+os.environ["XDG_STATE_HOME"] = tempfile.mkdtemp(prefix="casbackup-test-state-")
 
 BACKENDS = ["memory", "local", "s3", "sftp"]
 

@@ -30,10 +30,16 @@ Invariants (each is a reason a backup could otherwise skip changed content):
   which re-reads files whose blobs are gone).
 - The cache is a shortcut to the bits the full comparison stores, never a source of truth:
   deleting it changes no snapshot (tests/integration/test_dircache.py).
+- A file is written to ``<name>.<random>.tmp`` and renamed into place, so a reader sees a
+  whole file or the previous one; a crash between (crash point ``dircache:before-rename``)
+  leaves the temporary file, which a later write removes once it is an hour older than
+  the write's own temporary file (the filesystem's clock: a fresh one may be another
+  backup's write in progress) (tests/attack/test_dircache_attacks.py).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import socket
@@ -45,8 +51,10 @@ from pathlib import Path
 import msgpack
 
 from .. import __version__
+from ..faults import crash_point
 from ..ids import ID_LEN
 
+_TEMP_AGE = 3600.0  # seconds before a temporary file is taken for a crash's leftover
 RACY_NS = 2_000_000_000  # the coarsest timestamp granularity a source may have (FAT: 2 s)
 _MAGIC = b"casbackup-dircache\x00\x01"
 _SUM = 32  # BLAKE2b-256 of the body, after the magic
@@ -115,9 +123,19 @@ class DirCache:
         try:
             self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             tmp.write_bytes(data)
+            _sweep(self.path.parent, tmp.stat().st_mtime - _TEMP_AGE)
+            crash_point("dircache:before-rename")
             os.replace(tmp, self.path)
         except OSError:
             tmp.unlink(missing_ok=True)
+
+
+def _sweep(directory: Path, before: float) -> None:
+    """Remove the temporary files in DIRECTORY last written before BEFORE (a crash's)."""
+    for e in os.scandir(directory):
+        with contextlib.suppress(OSError):
+            if e.name.endswith(".tmp") and e.stat(follow_symlinks=False).st_mtime < before:
+                os.unlink(e.path)
 
 
 def header(host: str, paths: list[str], options: bytes) -> bytes:

@@ -15,6 +15,8 @@
 
 Invariants: names come from validated trees (``model.tree``: one safe component each, never
 ``..``, ``/`` or empty), so no member is absolute or climbs out of the extraction directory.
+With ``--strip-components`` two entries stripped to one member name are refused
+(``UsageError``, exit 2) by a first walk of the trees, before anything is written.
 Before a file's header is written its content's length is checked against the index
 (``IntegrityError`` naming the path if they differ), so a damaged store never yields an
 archive whose sizes lie. What an archive format cannot hold (sockets in tar; devices,
@@ -41,7 +43,7 @@ from ..model.tree import BLOCKDEV, CHARDEV, DIR, FIFO, FILE, SYMLINK, Node
 from ..store import Store
 from ..store.locks import shared_lock
 from .snapsel import join_paths, locate, st_mode
-from .strip import check_strip, strip_components
+from .strip import check_strip, check_unique, strip_components
 from .treewalk import uncached, walk
 
 ARCHIVES = ("tar", "zip")
@@ -234,10 +236,20 @@ def _dump(st: Store, snap: Snapshot, sub: str | None, path: str, out: BinaryIO,
             res.bytes += len(data)
         return res
     res = DumpResult(loc.path, archive)
-    writer: _Writer = _Tar(out) if archive == "tar" else _Zip(out)
     prefix = os.fsencode(join_paths(None, path).lstrip("/"))
     full = loc.path.rstrip(b"/")
     links: dict[tuple[int, int], str] = {}
+    tree = loc.tree
+
+    def entries() -> Iterator[tuple[bytes, Node]]:
+        if node is not None and prefix:
+            yield b"/" + prefix, node  # the directory itself (not the snapshot's root)
+        for e in walk(load, tree, path=b"/" + prefix if prefix else b""):
+            yield e.path, e.node
+
+    if strip:  # before any writer exists: two members of one name, one hiding the other
+        check_unique((rel[1:] for rel, _ in entries()), strip)
+    writer: _Writer = _Tar(out) if archive == "tar" else _Zip(out)
 
     def add(rel: bytes, n: Node) -> None:
         kept = strip_components(rel[1:], strip)
@@ -260,10 +272,8 @@ def _dump(st: Store, snap: Snapshot, sub: str | None, path: str, out: BinaryIO,
         res.bytes += n.size if content is not None else 0
 
     try:
-        if node is not None and prefix:
-            add(b"/" + prefix, node)  # the directory itself (not the snapshot's root)
-        for e in walk(load, loc.tree, path=b"/" + prefix if prefix else b""):
-            add(e.path, e.node)
+        for rel, n in entries():
+            add(rel, n)
     except BaseException:
         writer.abandon()
         raise

@@ -18,10 +18,13 @@ Invariants:
   (``KnownStore``): ``<root>/locations/<BLAKE3(url)[:32]>`` names the store id last
   opened at that URL, ``<root>/<store id>/open/config`` holds its config bytes and
   ``open/keys/<name>`` copies of its key objects (content-named: a copy is used only if
-  it hashes to its name). The config copy is used only when the store still lists one of
-  the cached key objects, which name the store's id (so a store created anew at the URL
-  is read afresh), and only through the usual key check (a key binds the config bytes):
-  a stale or edited copy cannot open anything a fresh read would not.
+  it hashes to its name). The config copy is used only when every key object the store
+  lists is one of the cached ones (``covers``), which name the store's id: a store created
+  anew at the URL lists a key the cache has not seen -- even when the old store's key
+  objects were copied in beside it -- and is read afresh, so the remembered open never
+  reopens the old store id where a fresh read opens another. And only through the usual
+  key check (a key binds the config bytes): a stale or edited copy cannot open anything
+  a fresh read would not.
 """
 
 from __future__ import annotations
@@ -107,6 +110,12 @@ class KnownStore:
                     if is_hex(e.name, 64)}
         except OSError:
             return set()
+
+    def covers(self, listed: list[str]) -> bool:
+        """Whether the remembered config may stand for the store's: it lists key objects
+        and every one of them is a copy held for the remembered store (a key added since
+        -- another store's init, or ``key add`` -- means one fresh read, then it is held)."""
+        return bool(listed) and set(listed) <= self.key_names()
 
     def read_key(self, store_id: str, name: str, fetch: Callable[[], bytes]) -> bytes:
         """Key object NAME of store STORE_ID: the copy if it hashes to NAME, else FETCH()

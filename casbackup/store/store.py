@@ -172,13 +172,13 @@ class Store:
         """Open the store; problems with single key objects that did not stop it from
         opening (damaged, of another store) are passed to WARN, one line each. KNOWN: the
         config and key objects remembered from an earlier open of this URL (a remote
-        store: ``cachedir.KnownStore``), used when the store still lists one of those key
-        objects -- then opening costs one listing of ``keys/``."""
+        store: ``cachedir.KnownStore``), used when every key object the store lists is one
+        of those -- then opening costs one listing of ``keys/``."""
         names: list[str] | None = None
         raw: bytes | None = None
         if known is not None and known.config is not None:
             names = key_object_names(backend)
-            if known.key_names().intersection(names):  # they name its store id: the same
+            if known.covers(names):  # each names its store id: the same store
                 raw = known.config
         for attempt in range(2):
             from_cache = raw is not None

@@ -308,9 +308,9 @@ def test_target_slash_restores_in_place_inside_a_private_mount(
     (src / "big").write_bytes(b"short now")
     (src / "stray").write_bytes(b"not in the snapshot")
     cmd = (
-        f"set -e; mkdir -p /dev/shm/cb-src-copy; cp -a {src}/. /dev/shm/cb-src-copy/; "
-        f"mount -t tmpfs none {src}; cp -a /dev/shm/cb-src-copy/. {src}/; "
-        f"rm -rf /dev/shm/cb-src-copy; "
+        f"set -e; mkdir -p {tmp_path}/src-copy; cp -a {src}/. {tmp_path}/src-copy/; "
+        f"mount -t tmpfs none {src}; cp -a {tmp_path}/src-copy/. {src}/; "
+        f"rm -rf {tmp_path}/src-copy; "
         f"{sys.executable} -m casbackup restore --store {tmp_path / 'store'} "
         f"--overwrite if-changed --delete latest /; "
         f"{sys.executable} -c 'import sys; from tests.helpers import tree_state; "
