@@ -37,9 +37,10 @@ def _pack(draw: st.DrawFn) -> dict:
 
 _obj = st.fixed_dictionaries({"packs": st.lists(_pack(), max_size=3),
                               "supersedes": st.lists(st.text(max_size=3), max_size=2)})
+_int = st.integers(-(2**63), 2**64 - 1)  # what msgpack can encode at all
 _wrong = st.one_of(st.none(), st.integers(-3, 3), st.text(max_size=2), st.binary(max_size=33),
-                   st.lists(st.integers(), max_size=5), st.dictionaries(st.text(max_size=1),
-                                                                       st.integers(), max_size=1))
+                   st.lists(_int, max_size=5),
+                   st.dictionaries(st.text(max_size=1), _int, max_size=1))
 
 
 def _same(data: bytes, valid: bool = False) -> None:
