@@ -36,7 +36,15 @@ from dataclasses import dataclass, field
 
 from .. import serde
 from ..clock import SYSTEM, Clock
-from ..errors import CasError, IntegrityError, Locked, NotFound, PermanentError, UsageError
+from ..errors import (
+    CasError,
+    IntegrityError,
+    Locked,
+    NotFound,
+    PermanentError,
+    TransientError,
+    UsageError,
+)
 from ..ids import LOCK, object_name
 from . import identity as ident
 from .identity import Identity
@@ -110,19 +118,44 @@ def _parse(name: str, m: dict[str, object], mtime: float) -> LockInfo:
         mtime, "session" not in m)
 
 
+RELIST = 50  # listings tried while lock objects vanish between the list and the read
+
+
 def list_locks(store: Store) -> list[LockInfo]:
     """Every readable lock object, with its backend mtime. Unreadable ones are skipped
-    (``unreadable_locks`` counts them)."""
-    out = []
-    for info in store.backend.list(LOCKS_DIR):
-        name = name_of(info.key)
-        try:
-            m = serde.unpack(store.read_object(LOCKS_DIR, name, LOCK), "lock")
-            out.append(_parse(name, m, info.mtime))
-        except (NotFound, IntegrityError, KeyError, TypeError, ValueError, OverflowError,
-                AttributeError):
-            continue  # removed meanwhile, or damaged: unlock --remove-all deals with it
-    return out
+    (``unreadable_locks`` counts them).
+
+    A heartbeat writes its new object before it removes the old one, so a listing taken
+    before the new object and read after the old one went would show that session as
+    gone. A listing in which any object vanished before it was read is therefore taken
+    again: one in which every object could be read shows every session that held a lock
+    while it was taken. After ``RELIST`` listings that each lost an object,
+    ``TransientError``: a caller deciding on liveness (gc, a lock conflict) must not act on
+    an incomplete listing."""
+    for _ in range(RELIST):
+        out, vanished = [], False
+        for info in store.backend.list(LOCKS_DIR):
+            name = name_of(info.key)
+            try:
+                m = serde.unpack(store.read_object(LOCKS_DIR, name, LOCK), "lock")
+                out.append(_parse(name, m, info.mtime))
+            except (IntegrityError, KeyError, TypeError, ValueError, OverflowError,
+                    AttributeError):
+                # damaged (unlock --remove-all deals with it), or removed meanwhile (the
+                # store names a missing object damage): then a heartbeat's new object
+                # may have come after this listing
+                vanished = vanished or _gone(store, info.key)
+        if not vanished:
+            return out
+    raise TransientError(f"lock objects kept vanishing while listed ({RELIST} listings)")
+
+
+def _gone(store: Store, key: str) -> bool:
+    try:
+        store.backend.stat(key)
+    except NotFound:
+        return True
+    return False
 
 
 def by_session(locks: list[LockInfo]) -> dict[str, LockInfo]:

@@ -18,7 +18,7 @@ from casbackup.backends.faulty import Fault, FaultyBackend
 from casbackup.backends.memory import MemoryBackend
 from casbackup.clock import FakeClock
 from casbackup.crypto.codec import LOCK
-from casbackup.errors import PermanentError, UsageError
+from casbackup.errors import PermanentError, TransientError, UsageError
 from casbackup.ids import object_name
 from casbackup.store import identity as ident
 from casbackup.store import locks
@@ -166,6 +166,48 @@ def test_the_heartbeat_keeps_a_lock_object_present(monkeypatch: pytest.MonkeyPat
             seen.update(lk.name for lk in now)
         assert len(seen) >= 3
     assert list_locks(st) == []
+
+
+class _BeatOnRead:
+    """A backend on which, for the first BEATS reads of a lock object, the session's
+    heartbeat runs between the listing and the read: the reader meets the old object
+    gone and the new one not in its listing (the interleaving a loaded machine makes)."""
+
+    def __init__(self, inner: MemoryBackend, beats: int) -> None:
+        self.inner, self.beats = inner, beats
+        self.held: Session | None = None
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+    def get(self, key: str, **kw: object) -> bytes:
+        if key.startswith("locks/") and self.held is not None and self.beats > 0:
+            self.beats -= 1
+            self.held.beat()
+        return self.inner.get(key, **kw)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("beats", [1, 3, locks.RELIST - 1])
+def test_a_heartbeat_between_listing_and_reading_never_hides_the_session(beats: int) -> None:
+    wrap: list[_BeatOnRead] = []
+    st, _ = _store(lambda mem: wrap.append(_BeatOnRead(mem, beats)) or wrap[0])
+    held = Session(st, "backup", heartbeat=False)
+    held.acquire()
+    wrap[0].held = held
+    now = list_locks(st)  # each listing but the last loses the object it names
+    assert [lk.session for lk in now] == [held.id] and wrap[0].beats == 0
+    held.release()
+
+
+def test_a_listing_that_keeps_losing_objects_is_an_error_not_an_empty_answer() -> None:
+    wrap: list[_BeatOnRead] = []
+    st, _ = _store(lambda mem: wrap.append(_BeatOnRead(mem, locks.RELIST)) or wrap[0])
+    held = Session(st, "backup", heartbeat=False)
+    held.acquire()
+    wrap[0].held = held
+    with pytest.raises(TransientError):
+        list_locks(st)
+    held.release()
 
 
 def test_lockinfo_conflicts() -> None:
