@@ -2,7 +2,9 @@
 
 Invariants: warnings and entries that could not be restored are printed as they happen
 (by the observer), each naming its path; when any entry could not be restored the
-command ends with ``PartialError`` (exit 3) after the summary. ``--dry-run`` writes
+command ends with ``PartialError`` (exit 3) after the summary; when an ``--include``
+pattern matched nothing, with ``NothingMatched`` (exit 4: before anything is written
+when none matched, else after restoring what the others matched). ``--dry-run`` writes
 nothing: it prints each entry's action (restic's ``restored``, ``updated``,
 ``unchanged``, ``deleted``; with ``--json`` one ``verbose_status`` line each) and the
 summary, whose field names are restic's (``files_restored``, ``bytes_restored``, ...).
@@ -16,7 +18,7 @@ from typing import Annotated
 
 import typer
 
-from ..errors import PartialError
+from ..errors import NothingMatched, PartialError
 from ..ops.restore import restore
 from ..ops.snapsel import SnapshotFilter
 from .common import (
@@ -140,6 +142,11 @@ def restore_cmd(
         raise PartialError(
             f"{len(res.failed)} entries could not be restored (first: {res.failed[0]}); "
             "everything else was restored"
+        )
+    if res.unmatched:
+        raise NothingMatched(
+            f"--include {' '.join(res.unmatched)} matched nothing in snapshot "
+            f"{res.snapshot.id[:8]}; what the other patterns matched was restored"
         )
 
 

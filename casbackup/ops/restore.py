@@ -43,7 +43,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable
 
-from ..errors import UsageError
+from ..errors import NothingMatched, UsageError
 from ..faults import crash_point
 from ..model.snapshot import Snapshot
 from ..model.tree import DIR, FILE, SOCKET
@@ -132,6 +132,22 @@ def check(store: Store, plan: Plan) -> tuple[int, int]:
     return files, size
 
 
+def _unmatched(plan: Plan, include: list[str], snap_id: str, res: RestoreResult) -> None:
+    """``--include`` patterns that matched nothing: ``NothingMatched`` before anything
+    is written when none matched; else one warning each in ``res.unmatched`` (the CLI
+    ends with exit 4 after restoring what the others matched)."""
+    miss = list(plan.unmatched)
+    if not miss:
+        return
+    counted = [p for p in include if p.strip() and not p.lstrip().startswith(("!", "#"))]
+    if len(miss) == len(counted):
+        raise NothingMatched(f"--include {' '.join(miss)} matched nothing in snapshot "
+                             f"{snap_id[:8]}; nothing restored")
+    for p in miss:
+        res.unmatched.append(p)
+        res.warnings.append(f"--include {p} matched nothing in snapshot {snap_id[:8]}")
+
+
 def restore(
     store: Store,
     ref: str,
@@ -175,6 +191,7 @@ def restore(
         plan = plan_of(store, snap, sub, strip_components, include or [], exclude or [])
         files, size = check(store, plan)  # every node checked before anything is written
         res = RestoreResult(snap)
+        _unmatched(plan, include or [], snap.id, res)
         mode = overwrite or ALWAYS
         if dry_run or delete:  # the survey's name sets need every directory at once
             windows: Iterable[Window] = [single(list(plan.entries()))]

@@ -104,6 +104,18 @@ class Plan:
         self.inc, self.exc = _matcher(include or []), _matcher(exclude or [])
         self.one = one
         self.own_root = False
+        # --include patterns no entry matched yet (negations and blanks are not counted):
+        # final once a walk has ended; each is tried alone only while it is unmatched
+        self.unmatched: dict[str, GitIgnoreSpec | None] = {
+            p: None for p in include or [] if p.strip() and not p.lstrip().startswith(("!", "#"))}
+
+    def _hit(self, text: str) -> None:
+        """TEXT is selected by ``--include``: which unmatched patterns match it alone."""
+        for pat, spec in list(self.unmatched.items()):
+            if spec is None:
+                spec = self.unmatched[pat] = _matcher([pat])
+            if spec is not None and spec.match_file(text):
+                del self.unmatched[pat]
 
     def selection(self, items: list[Item]) -> Selection:
         """The patterns and what they select of ITEMS (a window of the stream)."""
@@ -170,6 +182,8 @@ class Plan:
             if patterns:  # an entry matches when it or an ancestor does
                 text = _text(path, is_dir)
                 inc_hit = up.inc_hit or (inc is not None and inc.match_file(text))
+                if inc_hit and self.unmatched:
+                    self._hit(text)
                 exc_hit = up.exc_hit or (exc is not None and exc.match_file(text))
             inside = not exc_hit and (inc is None or inc_hit)
             it = Item(path, n, ROOT, own=below is None or below(e.path), inside=inside,
@@ -201,6 +215,8 @@ class Plan:
         if exc is not None and exc.match_file(text):
             return
         if inc is None or inc.match_file(text):
+            if self.unmatched:
+                self._hit(text)
             yield Item(n.name, n, own=self.below is None or self.below(self.base))
 
 

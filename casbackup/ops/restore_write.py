@@ -98,6 +98,7 @@ class RestoreResult:
     bytes_planned: int = 0  # of those, what is (or with --dry-run: would be) written
     warnings: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)  # "path: reason", each not restored
+    unmatched: list[str] = field(default_factory=list)  # --include patterns matching nothing
 
 
 class _Stopped(Exception):

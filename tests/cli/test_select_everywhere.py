@@ -141,3 +141,29 @@ def test_forget_by_id(hist: tuple[Path, Path, list[str]]) -> None:
     r = _ok("forget", "--store", str(store), ids[1][:8], "--host", "b", "-n", "--json")
     assert json_result(r.stdout)["removed"] == [ids[1]]
     assert sorted(os.listdir(store / "snapshots")) == before  # a dry run
+
+
+@pytest.mark.parametrize("other", [None, "keep", "below"])
+def test_restore_include_matching_nothing_is_exit_4(
+        hist: tuple[Path, Path, list[str]], tmp_path: Path, other: str | None) -> None:
+    """An ``--include`` that matches nothing in the snapshot is never silent success:
+    alone, exit 4 with one line and the target never made; beside a pattern that matches
+    (the snapshot's file, or a pattern below another one's match), what matches is
+    restored and the command still ends with exit 4 naming only the unmatched one."""
+    store, src, _ = hist
+    out = tmp_path / "out"
+    miss = f"{src}/nope-*"
+    args = ["restore", "--store", str(store), "latest", str(out), "--include", miss]
+    if other is None:
+        _nothing(*args, words=f"--include {miss} matched nothing")
+        assert not out.exists()
+        return
+    hit = f"{src}/three"
+    args += ["--include", str(src) if other == "below" else hit]
+    if other == "below":
+        args += ["--include", hit]  # matched only inside the match of the one before
+    _nothing(*args, words=f"--include {miss} matched nothing")
+    assert _tree(out / str(src).lstrip("/")) == {"three": b"three"}
+    fine = args[:4] + [str(tmp_path / "ok")] + args[7:]  # the same without the unmatched
+    ok = run_cli(*fine)
+    assert ok.returncode == 0, ok.stderr
