@@ -24,14 +24,19 @@ from casbackup.store.packread import GAP
 from tests.helpers import cli_env, make_store, restored_root, run_cli, tree_state
 
 
-@pytest.fixture(scope="module")
-def stored(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    base = tmp_path_factory.mktemp("resume")
-    src = base / "src"
+def _small_files(src: Path) -> None:
+    """Four directories of 15 random files each (20-34 kB) under SRC."""
     for d in range(4):
         (src / f"d{d}").mkdir(parents=True)
         for i in range(15):
             (src / f"d{d}" / f"f{i}").write_bytes(os.urandom(20_000 + 997 * i))
+
+
+@pytest.fixture(scope="module")
+def stored(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    base = tmp_path_factory.mktemp("resume")
+    src = base / "src"
+    _small_files(src)
     (src / "big").write_bytes(os.urandom(6 << 20))
     st = make_store(base / "store")
     backup(st, [str(src)], BackupOptions())
@@ -124,10 +129,7 @@ def inplace(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     in-place restore over the mutated tree reads and writes."""
     base = tmp_path_factory.mktemp("resume-inplace")
     src = base / "src"
-    for d in range(4):
-        (src / f"d{d}").mkdir(parents=True)
-        for i in range(15):
-            (src / f"d{d}" / f"f{i}").write_bytes(os.urandom(20_000 + 997 * i))
+    _small_files(src)
     (src / "big").write_bytes(random.Random(3).randbytes(3 << 20))  # ~110 chunks move
     (src / "log").write_bytes(b"".join(b"line %08d of the log\n" % i for i in range(60_000)))
     st = make_store(base / "store", chunker=CHUNKER)
