@@ -25,7 +25,9 @@ from tests.helpers import cli_env, run_cli
 
 pyte = pytest.importorskip("pyte")
 
-COLS, ROWS = 160, 48
+# wide enough that a "restored  <target><source path>" line never wraps, also under
+# xdist's longer temporary paths (/tmp/pytest-of-root/pytest-N/popen-gwK/...: 160 wrapped)
+COLS, ROWS = 400, 48
 SIZE = r"\d+(\.\d)? (B|KiB|MiB|GiB)"
 
 
