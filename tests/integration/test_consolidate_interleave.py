@@ -41,7 +41,10 @@ def test_consolidating_backups_lose_no_committed_blobs(
                        crash_p=(0.01, 0.03)[seed % 2])
         committed += len(out.committed)
     # the schedules exercised it: backups committed, and consolidation ran many times
-    assert committed > SCHEDULES and len(ran) >= 10
+    # (7-8 of the default 120 schedules complete a consolidation since a lock listing that
+    # lost an object is taken again: more scheduled calls per listing, so the schedules'
+    # pauses and crashes interrupt more of them; 13 before)
+    assert committed > SCHEDULES and len(ran) >= 5
 
 
 def test_the_checker_finds_a_consolidation_that_drops_packs(
