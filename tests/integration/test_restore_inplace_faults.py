@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from casbackup.chunking import ChunkerParams
 from casbackup.ops import restore_blobs
 from casbackup.ops.backup import BackupOptions, backup
 from casbackup.ops.restore import restore
@@ -159,7 +160,11 @@ def test_read_only_target_is_refused_in_one_line_and_left_alone(tmp_path: Path) 
 def backed_up(tmp_path: Path) -> Iterator[tuple[Store, Path, dict[str, bytes]]]:
     src = tmp_path / "src"
     new = _source(src)
-    st_ = make_store(tmp_path / "store")
+    # chunks of at most 1 MiB: big.bin's lost 2 MiB are at least two blobs, so the update
+    # makes at least five writes (with the default chunker a 3 MiB file can be one blob:
+    # three writes in all, and fail_after=3 injected nothing -- a CI run found that)
+    st_ = make_store(tmp_path / "store", chunker=ChunkerParams(
+        min_size=64 << 10, avg_size=256 << 10, max_size=1 << 20, seed=3))
     backup(st_, [str(src)], BackupOptions())
     yield st_, src, new
     st_.close()
@@ -190,6 +195,7 @@ def test_write_error_part_way_through_an_update_never_looks_complete(
     monkeypatch.setattr(restore_blobs.os, "pwrite", pwrite)
     res = restore(st_, "latest", str(target), overwrite="if-changed")
     monkeypatch.setattr(restore_blobs.os, "pwrite", real)
+    assert calls[0] > fail_after, "the update made too few writes to inject the fault"
     assert res.failed and all("Read-only file system" in f for f in res.failed)
     _old_or_new(root, old, new, snap_mtime)
     res = restore(st_, "latest", str(target), overwrite="if-changed")
