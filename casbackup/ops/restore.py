@@ -132,15 +132,14 @@ def check(store: Store, plan: Plan) -> tuple[int, int]:
     return files, size
 
 
-def _unmatched(plan: Plan, include: list[str], snap_id: str, res: RestoreResult) -> None:
+def _unmatched(plan: Plan, snap_id: str, res: RestoreResult) -> None:
     """``--include`` patterns that matched nothing: ``NothingMatched`` before anything
     is written when none matched; else one warning each in ``res.unmatched`` (the CLI
     ends with exit 4 after restoring what the others matched)."""
     miss = list(plan.unmatched)
     if not miss:
         return
-    counted = [p for p in include if p.strip() and not p.lstrip().startswith(("!", "#"))]
-    if len(miss) == len(counted):
+    if len(miss) == plan.counted:
         raise NothingMatched(f"--include {' '.join(miss)} matched nothing in snapshot "
                              f"{snap_id[:8]}; nothing restored")
     for p in miss:
@@ -191,7 +190,7 @@ def restore(
         plan = plan_of(store, snap, sub, strip_components, include or [], exclude or [])
         files, size = check(store, plan)  # every node checked before anything is written
         res = RestoreResult(snap)
-        _unmatched(plan, include or [], snap.id, res)
+        _unmatched(plan, snap.id, res)
         mode = overwrite or ALWAYS
         if dry_run or delete:  # the survey's name sets need every directory at once
             windows: Iterable[Window] = [single(list(plan.entries()))]

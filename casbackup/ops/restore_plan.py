@@ -108,6 +108,7 @@ class Plan:
         # final once a walk has ended; each is tried alone only while it is unmatched
         self.unmatched: dict[str, GitIgnoreSpec | None] = {
             p: None for p in include or [] if p.strip() and not p.lstrip().startswith(("!", "#"))}
+        self.counted = len(self.unmatched)  # the --include patterns that can match
 
     def _hit(self, text: str) -> None:
         """TEXT is selected by ``--include``: which unmatched patterns match it alone."""
