@@ -21,6 +21,11 @@ only: ``lstat`` and reads relative to directory fds opened ``O_DIRECTORY|O_NOFOL
   leaves such a file alone; the restorer does not open it).
   ``SKIP``: left exactly as it is (and everything below a skipped directory).
 
+Files compared by content are opened (and checked to be the inode ``lstat`` saw) by the
+walking thread, in walk order, and read and hashed on ``HASHERS`` worker threads, at most
+``_IN_FLIGHT`` queued; the survey's result is the one-thread survey's, and a worker's
+error ends the survey with every file it opened closed.
+
 Invariants: the survey writes nothing. A file is updated in place only if it is a regular
 file with one link (an inode shared with a file outside the target is never written
 through); the restorer reopens it with ``O_NOFOLLOW`` and checks it is the inode surveyed
@@ -36,7 +41,10 @@ from __future__ import annotations
 
 import os
 import stat
+import threading
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from ..model.tree import BLOCKDEV, CHARDEV, DIR, FIFO, FILE, SOCKET, SYMLINK, Node
@@ -59,9 +67,13 @@ _READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 _RDWR = (_READ & ~os.O_RDONLY) | os.O_RDWR
 _SAME_TYPE = {FIFO: stat.S_ISFIFO, CHARDEV: stat.S_ISCHR, BLOCKDEV: stat.S_ISBLK}
 ALIGNED = 8  # local chunks in a row at their snapshot offsets: stop cutting, compare ranges
+HASHERS = 2  # threads comparing files by content while the walk goes on (BLAKE3 and
+# preadv release the GIL: the hashing of changed files runs on the other core)
+_IN_FLIGHT = 32  # files opened and queued for comparing at most (their fds stay open)
 
 BlobLengths = Callable[[list[bytes]], list[int]]
 Hash = Callable[[bytes | memoryview], bytes]
+_Verdict = tuple[int, list[bool], list[Copy]]  # (verdict, need, local copies)
 
 
 @dataclass
@@ -88,17 +100,20 @@ def all_new(n: int) -> Survey:
 def survey(root_fd: int | None, items: list[Item], mode: str, lengths: BlobLengths,
            blob_id: Hash, *, sel: Selection | None = None,
            deletable: Callable[[int], bool] | None = None,
-           hasher: NewHasher | None = None, chunker: GetChunker | None = None) -> Survey:
+           hasher: NewHasher | None = None, chunker: GetChunker | None = None,
+           workers: int = HASHERS) -> Survey:
     """Each item's verdict under MODE (``root_fd`` None: the target does not exist);
     with ``deletable`` (--delete) also what existing directories hold that the snapshot
     does not. ``hasher`` (a new keyed hasher of ``blob_id``'s) lets ranges be hashed in
     pieces; with ``chunker`` (giving the store's, asked for only when a file has two
     differing ranges in a row) shifted content is found in the local file
-    (``Survey.local``)."""
+    (``Survey.local``). Files compared by content are hashed on WORKERS threads (each
+    opened and checked here, in walk order; 1: here, one after the other); the verdicts
+    are the same either way."""
     out = Survey(bytearray(len(items)), settled=bytearray(len(items)))
     if root_fd is None:
         return out
-    cmp = _Compare(lengths, blob_id, hasher, chunker)
+    cmp = _Compare(lengths, blob_id, hasher, chunker, workers)
     dup = os.dup(root_fd)
     fds = DirFds(dup, [it.parent for it in items], [it.node.name for it in items], cap=256)
     absent: set[int] = set()  # directory items that are not (usable) directories there
@@ -128,7 +143,9 @@ def survey(root_fd: int | None, items: list[Item], mode: str, lengths: BlobLengt
                         absent.add(i)
             finally:
                 fds.release(p)
+        cmp.drain(out, 0)
     finally:
+        cmp.close()
         fds.close()
     return out
 
@@ -210,25 +227,43 @@ class _Compare:
     differing ranges in a row (content shifted, or a long change) with a chunker: the
     file is cut from there as the backup cut it (until its chunks line up with the
     snapshot's blobs again) and each snapshot blob looked up among its chunks
-    (``restore_reuse``): one at the blob's own offset is unchanged, one elsewhere is
-    copied from there; one found nowhere is hashed at its range as before."""
+    (``restore_reuse``); one at the blob's own offset is unchanged, one elsewhere is
+    copied from there; one found nowhere is hashed at its range as before.
+
+    The file is opened and checked against its ``lstat`` by the caller's thread (the
+    directory fd is valid only there); with workers, the reading and hashing then run on
+    a pool (at most ``_IN_FLIGHT`` files waiting, each holding its fd, closed by the
+    worker) and ``drain`` puts their verdicts into the survey. A worker touches only its
+    fd, its own buffers (``threading.local``) and the result it returns."""
 
     def __init__(self, lengths: BlobLengths, blob_id: Hash, hasher: NewHasher | None,
-                 chunker: GetChunker | None) -> None:
+                 chunker: GetChunker | None, workers: int = 1) -> None:
         self.lengths, self.blob_id, self.chunker = lengths, blob_id, chunker
         self.hasher = hasher
-        self.piece = memoryview(bytearray(PIECE))  # one buffer for every file, reused:
-        self.whole = memoryview(bytearray(0))  # no allocation, faults, unmapping per blob
+        self.bufs = threading.local()  # per thread: one piece buffer reused for every
+        # file (no allocation, faults, unmapping per blob) and one whole-blob buffer
+        self.pool = ThreadPoolExecutor(workers, thread_name_prefix="survey") \
+            if workers > 1 else None
+        self.pending: deque[tuple[int, int, Future[_Verdict]]] = deque()
+
+    def _buf(self, name: str, size: int) -> memoryview:
+        b: memoryview | None = getattr(self.bufs, name, None)
+        if b is None or len(b) < size:
+            b = memoryview(bytearray(size))
+            setattr(self.bufs, name, b)
+        return b
 
     def range_id(self, fd: int, off: int, ln: int) -> bytes | None:
         if self.hasher is not None:
-            return range_id(fd, off, ln, self.hasher, self.piece)
-        if len(self.whole) < ln:
-            self.whole = memoryview(bytearray(ln))
-        got = _read_at(fd, self.whole[:ln], off)
-        return self.blob_id(self.whole[:ln]) if got == ln else None
+            return range_id(fd, off, ln, self.hasher, self._buf("piece", PIECE))
+        whole = self._buf("whole", ln)[:ln]
+        got = _read_at(fd, whole, off)
+        return self.blob_id(whole) if got == ln else None
 
     def __call__(self, pfd: int, i: int, n: Node, st: os.stat_result, out: Survey) -> int:
+        """REPLACE now, or the verdict to hold until ``drain`` gives the real one."""
+        if self.pool is not None and len(self.pending) >= _IN_FLIGHT:
+            self.drain(out, _IN_FLIGHT - 1)  # before opening: a worker's error leaks no fd
         writable = True
         try:
             fd = os.open(n.name, _RDWR, dir_fd=pfd)
@@ -245,21 +280,65 @@ class _Compare:
             if (identity(fst) != identity(st) or not stat.S_ISREG(fst.st_mode)
                     or fst.st_nlink > 1):
                 out.ident.pop(i, None)
+                os.close(fd)
                 return REPLACE  # changed under us: make it anew
             content = n.content or []
             lens = self.lengths(content)
-            need, copies = self._need(fd, fst.st_size, content, lens)
+        except BaseException:
+            os.close(fd)
+            raise
+        if self.pool is None:
+            return self._apply(i, out, self._decide(fd, fst.st_size, n.size, content, lens,
+                                                    writable))
+        try:
+            fut = self.pool.submit(self._decide, fd, fst.st_size, n.size, content, lens,
+                                   writable)
+        except BaseException:
+            os.close(fd)
+            raise
+        self.pending.append((i, fd, fut))
+        return UNCHANGED  # a placeholder: no later item depends on a file's verdict
+
+    def drain(self, out: Survey, keep: int) -> None:
+        """Wait for the oldest pending files until at most KEEP are left; record each."""
+        while len(self.pending) > keep:
+            i, _, fut = self.pending.popleft()
+            out.verdict[i] = self._apply(i, out, fut.result())
+
+    def close(self) -> None:
+        """After an error or interrupt: what has not started is not started (its fd
+        closed here), what has is waited for (its worker closes its fd)."""
+        for _, fd, fut in self.pending:
+            if fut.cancel():
+                os.close(fd)
+        self.pending.clear()
+        if self.pool is not None:
+            self.pool.shutdown(wait=True)
+
+    @staticmethod
+    def _apply(i: int, out: Survey, v: _Verdict) -> int:
+        verdict, need, copies = v
+        if verdict == REPLACE:
+            out.ident.pop(i, None)
+        elif verdict == UPDATE:
+            out.need[i] = need
+            if copies:
+                out.local[i] = copies
+        return verdict
+
+    def _decide(self, fd: int, size: int, want: int, content: list[bytes],
+                lens: list[int], writable: bool) -> _Verdict:
+        """The verdict of the file open as FD (SIZE bytes; the snapshot's: WANT); closes
+        FD."""
+        try:
+            need, copies = self._need(fd, size, content, lens)
         finally:
             os.close(fd)
-        if not any(need) and fst.st_size == n.size:
-            return UNCHANGED
+        if not any(need) and size == want:
+            return UNCHANGED, need, copies
         if not writable:
-            out.ident.pop(i, None)
-            return REPLACE
-        out.need[i] = need
-        if copies:
-            out.local[i] = copies
-        return UPDATE
+            return REPLACE, need, copies
+        return UPDATE, need, copies
 
     def _need(self, fd: int, size: int, content: list[bytes], lens: list[int],
               ) -> tuple[list[bool], list[Copy]]:
