@@ -5,13 +5,14 @@ pool; the verdicts, the ranges to write and the local copies must be exactly tho
 the one-thread survey, whatever order the workers finish in (a small in-flight bound
 makes the walk wait on the oldest file often). A worker's read error propagates out of
 the survey and no file descriptor is left open, whether the file was being hashed or
-still queued.
+still queued; an interrupt on the walking thread (Ctrl-C) leaves no fd and no thread.
 """
 
 from __future__ import annotations
 
 import os
 import random
+import threading
 from pathlib import Path
 
 import pytest
@@ -112,3 +113,28 @@ def test_a_read_error_in_a_worker_propagates_and_leaks_no_fd(
     after = sorted(os.listdir("/proc/self/fd"))
     assert len(after) == len(before), [os.readlink(f"/proc/self/fd/{f}") for f in after
                                        if f not in before]
+
+
+def test_an_interrupt_on_the_walking_thread_leaks_no_fd_and_no_thread(
+        mutated: tuple[Store, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    st, data = mutated
+    _survey(st, data, 2)  # the store's own lazily opened files are open from here on
+    real = st.locate
+    calls = [0]
+
+    def interrupted(bid: bytes) -> object:  # asked on the walking thread, per blob
+        calls[0] += 1
+        if calls[0] == 30:
+            raise KeyboardInterrupt
+        return real(bid)
+    monkeypatch.setattr(st, "locate", interrupted)
+    monkeypatch.setattr(rex, "_IN_FLIGHT", 8)
+    before = sorted(os.listdir("/proc/self/fd"))
+    threads = threading.active_count()
+    with pytest.raises(KeyboardInterrupt):
+        _survey(st, data, 2)
+    assert calls[0] == 30
+    after = sorted(os.listdir("/proc/self/fd"))
+    assert len(after) == len(before), [os.readlink(f"/proc/self/fd/{f}") for f in after
+                                       if f not in before]
+    assert threading.active_count() == threads
