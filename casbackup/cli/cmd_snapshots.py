@@ -12,7 +12,7 @@ import typer
 from ..errors import NothingMatched, UsageError
 from ..model.snapshot import Snapshot
 from ..model.tree import DIR, Node
-from ..ops.retention import GroupKey
+from ..ops.groupkey import GroupKey
 from ..ops.snapsel import SnapshotFilter, group_snapshots, parse_group_by, resolve
 from ..ops.strip import check_strip, strip_components
 from ..ops.treewalk import walk

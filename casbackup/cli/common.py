@@ -99,8 +99,6 @@ class Ctx:
 def cache_settings(cache_dir: str | None, no_cache: bool) -> CacheSettings:
     """The cache of ``--cache-dir`` / ``--no-cache``; its tree-blob bound is
     ``$CASBACKUP_CACHE_LIMIT`` (a size such as 512M; default 1G)."""
-    from ..source.exclude import parse_size
-
     if no_cache and cache_dir:
         raise UsageError("--cache-dir and --no-cache exclude each other")
     if no_cache:
@@ -110,7 +108,11 @@ def cache_settings(cache_dir: str | None, no_cache: bool) -> CacheSettings:
     base = (CacheSettings(Path(cache_dir).expanduser().absolute()) if cache_dir
             else CacheSettings.default())
     limit = os.environ.get("CASBACKUP_CACHE_LIMIT", "").strip()
-    return replace(base, tree_limit=parse_size(limit)) if limit else base
+    if not limit:
+        return base
+    from ..source.exclude import parse_size  # only then: its pattern code costs ~5 ms
+
+    return replace(base, tree_limit=parse_size(limit))
 
 
 def read_password(

@@ -34,7 +34,9 @@ from datetime import UTC, date, datetime, timedelta, tzinfo
 
 from casbackup.errors import UsageError
 
-GROUP_FIELDS = ("host", "paths", "tags")
+# re-exported: forget and its tests name them here (snapshots imports groupkey alone)
+from casbackup.ops.groupkey import GROUP_FIELDS as GROUP_FIELDS
+from casbackup.ops.groupkey import GroupKey as GroupKey
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,15 +139,6 @@ class Policy:
         within = self.keep_within
         no_within = within is None or within == timedelta(0) or within == Duration()
         return no_within and not self.keep_tags and all(not n for _, n in self._counts())
-
-
-@dataclass(frozen=True, slots=True)
-class GroupKey:
-    """The group a snapshot belongs to; a field is None when not grouped by it."""
-
-    hostname: str | None = None
-    paths: tuple[str, ...] | None = None
-    tags: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,7 +38,7 @@ from ..model.fields import show
 from ..model.snapshot import Snapshot
 from ..model.tree import BLOCKDEV, CHARDEV, DIR, FIFO, FILE, SOCKET, SYMLINK, Node, Tree
 from ..store import Store
-from .retention import GROUP_FIELDS, GroupKey
+from .groupkey import GROUP_FIELDS, GroupKey
 
 Loader = Callable[[bytes], Tree]
 _S_IFMT = {FILE: stat.S_IFREG, DIR: stat.S_IFDIR, SYMLINK: stat.S_IFLNK, FIFO: stat.S_IFIFO,

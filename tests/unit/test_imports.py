@@ -38,6 +38,10 @@ REMOTE_AND_DAEMON = ("boto3", "botocore", "paramiko", "watchdog", "rich", "casba
 WHOLE_INDEX = ("numpy", "casbackup.store.consolidate", "casbackup.store.maintenance",
                "casbackup.store.blobtable", "casbackup.store.packer", "pyfastcdc",
                "concurrent.futures")
+# what only forget (the retention policy) and backup (the exclude patterns) need: listing
+# groups snapshots by ``ops.groupkey`` alone, and the cache's size limit parses
+# ``$CASBACKUP_CACHE_LIMIT`` only when it is set (each module: ~5-9 ms and its dataclasses)
+WRITERS_ONLY = ("casbackup.ops.retention", "casbackup.source.exclude", "pathspec")
 
 
 def loaded(tmp_path: Path, *args: str) -> set[str]:
@@ -78,6 +82,17 @@ def test_reading_commands_load_only_what_they_use(store: tuple[Path, Path], tmp_
     assert "casbackup.store.store" in modules  # the probe sees what the command loaded
     assert under(modules, REMOTE_AND_DAEMON) == []
     assert under(modules, WHOLE_INDEX) == []
+    assert under(modules, WRITERS_ONLY) == []
+
+
+def test_cache_limit_still_parses_its_size(store: tuple[Path, Path]) -> None:
+    """The deferred import is taken when the limit is set: a bad size is still refused."""
+    st, _ = store
+    proc = subprocess.run([sys.executable, "-m", "casbackup", "snapshots", "-s", str(st)],
+                          env={**cli_env(), "CASBACKUP_CACHE_LIMIT": "12 parsecs"},
+                          capture_output=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr.decode()
+    assert b"invalid size '12 parsecs'" in proc.stderr
 
 
 def test_small_backup_and_restore_load_no_remote_or_daemon_code(store: tuple[Path, Path],
