@@ -136,7 +136,8 @@ def instrument() -> None:
     wrap(packer.Packer, "_upload", "pack: publish, fsync, index")
 
 
-def run(src: str, workdir: Path, stages: bool, dcache: bool = True) -> list[dict[str, Any]]:
+def run(src: str, workdir: Path, stages: bool, dcache: bool = True,
+        workers: int | None = None) -> list[dict[str, Any]]:
     from casbackup.ops.archiver import ArchiveOptions
     from casbackup.ops.backup import BackupOptions, backup
     from casbackup.store import init_store, open_store
@@ -160,7 +161,10 @@ def run(src: str, workdir: Path, stages: bool, dcache: bool = True) -> list[dict
         _totals.clear()
         _calls.clear()
         c0, w0 = time.process_time(), time.perf_counter()
-        res = backup(store, [src], BackupOptions(archive=ArchiveOptions(prefetch=False)))
+        aopt = ArchiveOptions(prefetch=False)
+        if workers is not None:
+            aopt.workers = workers
+        res = backup(store, [src], BackupOptions(archive=aopt))
         cpu, wall = time.process_time() - c0, time.perf_counter() - w0
         s = res.summary
         out.append({"step": label, "cpu_s": cpu, "wall_s": wall,
@@ -192,8 +196,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, help="write the figures here")
     ap.add_argument("--no-dircache", action="store_true",
                     help="no cache directory: the re-backup decodes every parent tree")
+    ap.add_argument("--workers", type=int, help="file-saver threads (default: the backup's)")
     a = ap.parse_args(argv)
-    results = run(a.src, a.workdir, not a.plain, not a.no_dircache)
+    results = run(a.src, a.workdir, not a.plain, not a.no_dircache, a.workers)
     show(results)
     if a.json:
         a.json.write_text(json.dumps(results, indent=1) + "\n")

@@ -6,7 +6,10 @@ Invariants:
   once per batch. At most ``max_inflight`` batches are queued or running (the walker
   blocks), which bounds open descriptors and memory.
 - Reading, cutting (pyfastcdc), hashing (BLAKE3), compressing (zstd) and sealing (AES)
-  all release the GIL, so the pool uses every core.
+  all release the GIL, so the pool uses every core for big files. Batches of small files
+  (every file below the chunker's minimum) run on one thread of their own: their calls
+  are too short for a released GIL to pay, and a second thread on them costs CPU in
+  contention. Which thread saves a file changes no blob id and no tree.
 - A file that changes while it is read (size/mtime/ctime differ before and after) is read
   again, up to ``REREAD`` times; if it still changes it is stored as last read, counted
   in ``changed_during_read`` and warned about — never stored as a silent mix.
@@ -50,6 +53,8 @@ class FileSaver:
         self._lock = lock
         self.dry_run = dry_run
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="file-saver")
+        # batches of small files: one thread of their own (see ``submit``)
+        self._small_pool = ThreadPoolExecutor(1, thread_name_prefix="file-saver-small")
         self._slots = threading.BoundedSemaphore(max_inflight)
         self._dry_seen: set[bytes] = set()
         self._small = store.chunker.params.min_size
@@ -195,9 +200,22 @@ class FileSaver:
         return done
 
     def submit(self, batch: list[tuple[int, Node, bytes]]) -> Future[list[FileResult]]:
-        """Queue a batch of open files (blocks while ``max_inflight`` batches are out)."""
+        """Queue a batch of open files (blocks while ``max_inflight`` batches are out).
+        A batch of small files (each below the chunker's minimum: one blob each) goes to
+        the one small-file thread, a big file to the pool: a small file's hash, zstd and
+        AES calls are too short for releasing the GIL to buy anything, so two threads
+        on them only fight for it with the walker (50,000 files of 0.2-2 KB: 6.8 CPU-s
+        and 5.3 s with two, 4.8-5.6 and 4.1-4.9 with one), while a big file's calls
+        are long and run on every core."""
         self._slots.acquire()
-        return self._pool.submit(self._save_batch, batch)
+        small = all(node.size < self._small for _, node, _ in batch)
+        pool = self._small_pool if small else self._pool
+        try:
+            return pool.submit(self._save_batch, batch)
+        except BaseException:
+            self._slots.release()
+            raise
 
     def close(self) -> None:
+        self._small_pool.shutdown(wait=True)
         self._pool.shutdown(wait=True)

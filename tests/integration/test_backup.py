@@ -202,3 +202,33 @@ def test_one_file_system_keeps_mount_point_but_not_its_content(
             "on another filesystem")
     finally:
         subprocess.run(["umount", str(mnt)], check=False)
+
+
+def _blob_ids(store: Store) -> set[bytes]:
+    return {e.id for p in store.load_index().iter_packs() for e in p.entries}
+
+
+def test_small_file_thread_gives_the_same_tree_and_blobs_as_one_pool(
+        store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # many small files (one blob each) beside files the chunker cuts: the tree and the
+    # blobs do not depend on which thread saved a file
+    s = tmp_path / "mixed"
+    for d in range(4):
+        (s / f"d{d}").mkdir(parents=True)
+        for i in range(150):
+            (s / f"d{d}" / f"f{i}").write_bytes(os.urandom(10 + 37 * i))
+        (s / f"d{d}" / "big").write_bytes(os.urandom((1 << 20) + d))
+    first = backup(store, [str(s)], BackupOptions(type="full"))
+    store.flush()
+    blobs_after_first = _blob_ids(store)
+
+    def one_pool(self: saver_mod.FileSaver, batch: list) -> object:  # type: ignore[type-arg]
+        self._slots.acquire()
+        return self._pool.submit(self._save_batch, batch)  # main's routing: one pool
+
+    monkeypatch.setattr(saver_mod.FileSaver, "submit", one_pool)
+    again = backup(store, [str(s)], BackupOptions(type="full"))
+    assert again.summary.files_new == first.summary.files_new == 604
+    assert again.snapshot.tree == first.snapshot.tree
+    assert again.summary.blobs_added == 0
+    assert _blob_ids(store) == blobs_after_first

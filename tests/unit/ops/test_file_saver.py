@@ -48,3 +48,34 @@ def test_small_batch_order_and_changed_file(tmp_path: Path) -> None:
     assert store.get_blob(results[2].content[0]) == b"changed after the walker's lstat"
     assert store.get_blob(results[0].content[0]) == b"one"
     assert summary.blobs_added == 2
+
+
+def test_small_batches_run_on_their_own_thread_big_files_on_the_pool(tmp_path: Path) -> None:
+    store = make_store(tmp_path / "store")
+    store.load_index()
+    small_size = store.chunker.params.min_size
+    small = tmp_path / "small"
+    small.write_bytes(b"s" * 100)
+    big = tmp_path / "big"
+    big.write_bytes(os.urandom(small_size + 1))
+    saver = FileSaver(store, Observer(), Summary(), threading.Lock(), dry_run=False,
+                      workers=2, max_inflight=4)
+    ran: list[tuple[int, str]] = []
+    inner = saver._save_batch
+
+    def spy(batch: list[tuple[int, Node, bytes]]) -> list[object]:
+        ran.append((len(batch), threading.current_thread().name))
+        return inner(batch)  # type: ignore[return-value]
+
+    saver._save_batch = spy  # type: ignore[method-assign]
+    futs = [saver.submit([(os.open(p, os.O_RDONLY), _node(p), os.fsencode(p))
+                          for p in (small, small)]),
+            saver.submit([(os.open(big, os.O_RDONLY), _node(big), os.fsencode(big))])]
+    results = [f.result() for f in futs]
+    saver.close()
+    store.flush()
+    names = {n: t for n, t in ran}
+    assert names[2].startswith("file-saver-small") and not names[1].startswith(
+        "file-saver-small") and names[1].startswith("file-saver")
+    assert store.get_blob(results[0][0].content[0]) == b"s" * 100
+    assert b"".join(store.get_blob(b) for b in results[1][0].content) == big.read_bytes()
