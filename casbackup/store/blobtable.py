@@ -132,14 +132,15 @@ class BlobTable:
 
     def _chunks(self) -> Iterator[tuple[int, int, Array, Array]]:
         """(position of the chunk's first record, file number, records view, ordinals) of
-        every chunk of records, in position order; each file's pages dropped after it."""
+        every chunk of records, in position order; the file's pages dropped after each
+        chunk (after each file, a pass over a 10M-record file held all 560 MiB of it)."""
         for k, f in enumerate(self.files):
             for lo in range(0, f.n, CHUNK):
                 hi = min(lo + CHUNK, f.n)
                 rec = f.record_view(lo, hi)
                 yield self.base[k] + lo, k, rec, self._local[k][rec["pack"]]
                 del rec
-            f.drop_pages()
+                f.drop_pages()
 
     def _find_dups(self) -> None:
         """Positions whose prefix occurs more than once (within or across files)."""
