@@ -164,8 +164,8 @@ def _check_index(store: Store, rep: VerifyReport) -> IndexView:
         size = on_backend.get(name)
         want = int(table.pack_size[no])
         if size is None:
-            entries = table.pack_entries(no)
-            rep.problems.append(f"{pack_key(name)}: missing ({len(entries)} blobs lost)")
+            lost = table.pack_count(no)
+            rep.problems.append(f"{pack_key(name)}: missing ({lost} blobs lost)")
             rep.bad_packs.add(no)
         elif size != want:
             rep.problems.append(f"{pack_key(name)}: size {size}, index says {want}")

@@ -319,6 +319,17 @@ class BlobTable:
         order, bounds = self._pack_order()
         return self._entries_of(no, order[bounds[no]:bounds[no + 1]])
 
+    def pack_count(self, no: int) -> int:
+        """``len(pack_entries(no))`` without building the entries or reading the records
+        (verify's count of a lost pack's blobs: reading them held the whole mapping)."""
+        np = _np()
+        order, bounds = self._pack_order()
+        positions = order[bounds[no]:bounds[no + 1]]
+        if not len(positions):
+            return 0
+        k = int(np.searchsorted(self._base_arr, positions[0], "right")) - 1
+        return int(np.count_nonzero(positions < self.base[k + 1]))
+
     def _entries_of(self, no: int, positions: Array) -> list[PackEntry]:
         """The entries at ``positions`` (ascending) of pack ``no``, from the first file
         holding it (a later file listing the pack again repeats the same records)."""

@@ -87,6 +87,11 @@ def test_the_view_equals_a_plain_model(layout: tuple[list[Rows], list[bytes]],
         assert t.entry_at(pos)[1].id == bid and t.entry_at(pos)[0] == pack
     names = sorted({p for _, p in model} | {r[0] for rows in files for r in rows})
     assert t.names == names
+    # a pack listed in two files counts the first file's records, as its entries do
+    assert [t.pack_count(no) for no in range(t.n_packs)] == [
+        len(t.pack_entries(no)) for no in range(t.n_packs)]
+    assert sum(t.pack_count(no) for no in range(t.n_packs)) == sum(
+        len({e.id for e in r[3]}) for r in {r[0]: r for rows in files for r in rows}.values())
     excluded_names = set(data.draw(st.lists(st.sampled_from(names), unique=True))
                          if names else [])
     ex = t.mask(excluded_names)
