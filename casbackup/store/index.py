@@ -145,6 +145,9 @@ class Index:
     # index object name -> the pack names it lists
     objects: dict[str, list[str]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    # bumped by every spill, before its packs leave the dicts: a lookup that missed
+    # and a later check of the dicts see the same layer only while it is unchanged
+    spills: int = 0
 
     def add_pack(self, pack: PackInfo) -> None:
         with self._lock:
@@ -167,6 +170,10 @@ class Index:
 
     def __contains__(self, blob_id: bytes) -> bool:
         return blob_id in self.blobs
+
+    def in_spilled(self, blob_id: bytes) -> bool:
+        """Whether a spill moved BLOB_ID out of the dicts (never, here)."""
+        return False
 
     def get(self, blob_id: bytes) -> Location | None:
         return self.blobs.get(blob_id)
@@ -251,6 +258,7 @@ class StoreIndex(Index):
         run.set_excluded(self._excluded)
         with self._lock:
             self.spilled = _binary_counter(self.spilled + [run])
+            self.spills += 1  # before the dicts lose them (Packer.reserve relies on it)
             for p in mine:
                 if self.packs.get(p.name) is p:
                     del self.packs[p.name]
@@ -296,6 +304,9 @@ class StoreIndex(Index):
 
     def __contains__(self, blob_id: bytes) -> bool:
         return blob_id in self.blobs or self._has(blob_id)
+
+    def in_spilled(self, blob_id: bytes) -> bool:
+        return any(f.contains(blob_id) for f in self.spilled)
 
     def get(self, blob_id: bytes) -> Location | None:
         loc = self.blobs.get(blob_id)

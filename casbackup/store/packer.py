@@ -11,7 +11,10 @@ Concurrency: ``add`` is called from many worker threads. One lock guards the ope
 and the set of blob ids that are sealed but not yet indexed (``pending``), so a blob is
 sealed and stored once per backup even when two files share it. Index lookups (the
 compact files' bisects) run before that lock is taken; under it only the in-memory layer,
-where this packer's own packs go, is checked again. Sealing happens outside
+where this packer's own packs go, is checked again -- and, when a spill ran since the
+lookups (``Index.spills`` changed), the spilled files too: an upload that finished in
+between may have indexed the blob, left ``pending`` and spilled out of the dicts, and
+the blob would otherwise be stored twice. Sealing happens outside
 the lock; uploads run on a small pool with a bounded number of packs in flight, so
 memory stays at about ``(in_flight + kinds) × pack_size``.
 
@@ -77,25 +80,23 @@ class Packer:
     def reserve(self, blob_id: bytes) -> bool:
         """True when the caller should seal and ``add`` this blob; False when it is
         already indexed or being stored by someone else."""
-        if blob_id in self.index:  # the index's lookups take no lock: not under ours
-            return False
-        with self._lock:
-            self._check()
-            # what this packer indexed meanwhile is in the in-memory layer (``blobs``)
-            if blob_id in self.index.blobs or blob_id in self._pending:
-                return False
-            self._pending.add(blob_id)
-            return True
+        return self.reserve_many([blob_id])[0]
 
     def reserve_many(self, blob_ids: list[bytes]) -> list[bool]:
         """``reserve`` for many blobs under one lock round (small files come in batches);
         a repeated id is reserved once."""
         out = []
+        spills = self.index.spills
         known = [bid in self.index for bid in blob_ids]  # lock-free lookups first
         with self._lock:
             self._check()
+            # what this packer indexed meanwhile is in the in-memory layer (``blobs``),
+            # or, when its index object was written since the lookups, spilled out of it
+            spilled = self.index.spills != spills
             for bid, k in zip(blob_ids, known, strict=True):
                 new = not k and bid not in self.index.blobs and bid not in self._pending
+                if new and spilled and self.index.in_spilled(bid):
+                    new = False
                 if new:
                     self._pending.add(bid)
                 out.append(new)

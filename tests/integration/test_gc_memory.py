@@ -95,3 +95,43 @@ def test_gc_and_verify_hold_at_most_32_bytes_per_blob(tmp_path: Path) -> None:
     assert got["trees"] == live - N // 2 - N // 4  # every tree checked once
     assert got["gc_peak"] <= BOUND, f"gc: {got['gc_peak'] / N:.0f} B per blob"
     assert got["verify_peak"] <= BOUND, f"verify: {got['verify_peak'] / N:.0f} B per blob"
+
+
+_VERIFY_PROBE = r"""
+import json, sys, tracemalloc
+from casbackup.ops.verify import verify
+from tests.helpers import open_test_store
+
+st = open_test_store(sys.argv[1])
+st.load_index()
+st.reset_index()
+tracemalloc.start()
+v = verify(st)
+print(json.dumps({"peak": tracemalloc.get_traced_memory()[1], "problems": v.problems,
+                  "affected": len(v.affected), "trees": v.trees}))
+"""
+
+
+def test_verify_of_a_store_whose_packs_are_all_gone_holds_no_id_per_lost_blob(
+        tmp_path: Path) -> None:
+    """Every data pack missing (a bucket that lost its objects): verify names each pack
+    and every file that lost data, and still holds at most 32 B per blob (a set of the
+    lost blobs' ids was ~150 B per blob: 1.6 GiB at 10M)."""
+    _store(tmp_path / "store")
+    st = open_test_store(tmp_path / "store")
+    gone = [o.key for o in st.backend.list("packs/") if o.size == 100 * PER_PACK + 200]
+    assert len(gone) == N // PER_PACK
+    for k in gone:
+        st.backend.delete(k)
+    st.close()
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-c", _VERIFY_PROBE, str(tmp_path / "store")],
+                         capture_output=True, text=True, cwd=root, timeout=600,
+                         env={**os.environ, "PYTHONPATH": str(root)})
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    missing = [p for p in got["problems"] if p.endswith(f"missing ({PER_PACK} blobs lost)")]
+    assert len(missing) == N // PER_PACK, got["problems"][:3]
+    # the one file of every subtree lost data: each is named, through its lost packs
+    assert got["affected"] == -(-(N // 2 + N // 4) // PER_TREE)
+    assert got["peak"] <= BOUND, f"verify: {got['peak'] / N:.0f} B per blob"
