@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> None:
         debug = True
     word = command_word(args)
     output.JSON = "--json" in args[: args.index("--") if "--" in args else len(args)]
-    if args[:1] == ["--version"] and set(args) <= {"--version", "--json"} and output.JSON:
+    if "--version" in args and set(args) <= {"--version", "--json"} and output.JSON:
         output.emit("version", {"version": __version__})
         return
     register_for(args)
@@ -181,10 +181,17 @@ def main(argv: list[str] | None = None) -> None:
         if debug:
             raise
         if isinstance(e, OSError):
-            _fail(1, f"{e.strerror or e}: {e.filename or ''}")
+            _fail(1, os_error_line(e))
         # one line, as for every error; the traceback is for the bug report
         _fail(1, f"internal error ({type(e).__name__}: {e}); please report it with the "
                  "output of --debug")
+
+
+def os_error_line(e: OSError) -> str:
+    """An ``OSError``'s one line: its reason, then the path it names when it names one (a
+    write into a nameless temporary file names none: no dangling ``: ``)."""
+    reason = e.strerror or str(e)
+    return f"{reason}: {e.filename}" if e.filename else reason
 
 
 def _fail(code: int, message: str) -> None:

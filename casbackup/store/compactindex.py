@@ -256,11 +256,17 @@ def write_anonymous(cols: Columns, directory: Path | None = None) -> CompactFile
     """``cols`` as an unnamed temporary file (O_TMPFILE: no directory entry anywhere; in
     DIRECTORY, else the temporary directory), open: for a store without a cache
     directory, and for the sorted runs a build merges."""
-    with tempfile.TemporaryFile(dir=directory) as f:  # the mapping keeps it alive
-        for part in _parts(cols)[1]:
-            f.write(part)
-        f.flush()
-        return CompactFile(Path("<memory>" + SUFFIX), cols.sources, anonymous=f)
+    where = str(directory) if directory is not None else tempfile.gettempdir()
+    try:
+        with tempfile.TemporaryFile(dir=directory) as f:  # the mapping keeps it alive
+            for part in _parts(cols)[1]:
+                f.write(part)
+            f.flush()
+            return CompactFile(Path("<memory>" + SUFFIX), cols.sources, anonymous=f)
+    except OSError as e:  # a nameless file's ENOSPC names nothing: name its directory
+        if e.filename is None:
+            e.filename = where
+        raise
 
 
 def _parts(cols: Columns) -> tuple[bytes, list[bytes]]:

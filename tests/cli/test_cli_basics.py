@@ -4,6 +4,7 @@ pages that man/groff render, and a help text and a real metavar on every option.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from casbackup import __version__
-from casbackup.cli.app import build_command
+from casbackup.cli.app import build_command, os_error_line
 from casbackup.cli.clitree import options, takes_value, walk
 from tests.helpers import json_result, run_cli
 
@@ -26,9 +27,17 @@ GENERIC = {"TEXT", "INTEGER", "FLOAT", "BOOLEAN", "FILENAME", "<STR>", "<INT>",
 def test_version_plain_and_json() -> None:
     r = run_cli("--version")
     assert r.returncode == 0 and r.stdout.decode() == f"casbackup {__version__}\n"
-    r = run_cli("--version", "--json")
-    assert r.returncode == 0
-    assert json.loads(r.stdout) == {"message_type": "version", "version": __version__}
+    for args in (("--version", "--json"), ("--json", "--version")):  # either order
+        r = run_cli(*args)
+        assert r.returncode == 0, (args, r.stderr)
+        assert json.loads(r.stdout) == {"message_type": "version", "version": __version__}
+
+
+def test_an_os_error_names_its_path_only_when_it_has_one() -> None:
+    assert os_error_line(OSError(errno.ENOSPC, "No space left on device")) == \
+        "No space left on device"
+    assert os_error_line(OSError(errno.EACCES, "Permission denied", "/x/y")) == \
+        "Permission denied: /x/y"
 
 
 def test_every_option_has_help_and_a_real_metavar() -> None:

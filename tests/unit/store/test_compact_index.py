@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -510,3 +511,32 @@ def test_the_spilled_layer_answers_like_the_dicts(
     idx.set_excluded(frozenset(ex))
     universe = {i for _k, entries in content.values() for i, *_ in entries}
     _check(idx, _model(added, ex), universe)
+
+
+
+@pytest.fixture
+def tiny_tmpfs(tmp_path: Path) -> Iterator[Path]:
+    from tests.helpers import tmpfs_mount
+    try:
+        with tmpfs_mount(tmp_path / "small", "64k") as mnt:
+            yield mnt
+    except OSError as e:
+        pytest.skip(f"cannot mount a tmpfs: {e}")
+
+
+def test_a_full_disk_under_a_nameless_index_file_names_its_directory(
+        tiny_tmpfs: Path) -> None:
+    """O_TMPFILE has no name, so ENOSPC while writing one would name nothing (the CLI
+    printed "No space left on device: "): the error names the directory instead."""
+    import errno
+
+    from casbackup.store.compactindex import columns_from_packs, write_anonymous
+    from casbackup.store.pack import PackEntry
+
+    ents = [PackEntry("data", os.urandom(32), 100 * i, 10, 5) for i in range(20_000)]
+    cols = columns_from_packs([os.urandom(32).hex()], [(os.urandom(32).hex(), "data",
+                                                         10**7, ents)])
+    with pytest.raises(OSError) as caught:
+        write_anonymous(cols, tiny_tmpfs)
+    assert caught.value.errno == errno.ENOSPC
+    assert caught.value.filename == str(tiny_tmpfs)
