@@ -39,3 +39,16 @@ def test_snapshot_roundtrip() -> None:
     back = Snapshot.decode(s.encode(), "id")
     assert (back.time, back.type, back.tags, back.tree, back.id) == (1.25, "full", ["x"],
                                                                      bytes(32), "id")
+
+
+def test_decoded_nodes_equal_field_by_field_whichever_path_builds_them() -> None:
+    """Node._of builds a plain map with Node(**m), any other (xattrs, a newer writer's
+    field) field by field: both give the node that was encoded, every field equal."""
+    plain = Node(name=b"a", type="file", mode=0o600, uid=7, gid=8, user="u", group="g",
+              mtime_ns=-5, ctime_ns=9, inode=3, device=4, nlink=2, size=10,
+              content=[b"\x01" * 32], sparse=True)
+    other = Node(name=b"b", type="dir", subtree=b"\x02" * 32, xattrs={b"k": b"v"})
+    bare = Node(name=b"c", type="fifo")
+    back = Tree.decode(Tree([plain, other, bare]).encode()).nodes
+    assert back == [plain, other, bare]
+    assert back[0].xattrs is None and back[1].xattrs == {b"k": b"v"} and back[2].nlink == 1
