@@ -1,38 +1,33 @@
 """restore's writer: creates one window's planned entries under the target, fills them.
 
-Directories first (in tree order, parents first), then every file, symlink, FIFO and
-device node on ``_CREATORS`` threads, then hard links, while -- at the same time, so a
-slow filesystem's file creation overlaps the downloads -- each pack of the blob plan
-(``restore_blobs``) is fetched once, its blobs unsealed in a thread pool and ``pwrite``
-into every file position that uses them, once that file exists. A file's metadata is
-applied on its fd by whoever completes it (creator or last writer); then ``--delete``'s
-removals; then the metadata of the directories the walk has left (``closing``),
-deepest first. Entries an earlier window made (``carried``: the directories still open, a
-hard link's file) are reopened and checked to be the inode recorded then, never made.
+The order: directories first (in tree order, parents first; ``restore_create``), then
+every file, symlink, FIFO and device node on ``restore_create``'s creator threads, then
+hard links, while -- at the same time, so a slow filesystem's file creation overlaps the
+downloads -- each pack of the blob plan (``restore_blobs``) is fetched once and its blobs
+written into every file position that uses them, once that file exists
+(``restore_fill``). A file's metadata is applied on its fd by whoever completes it
+(``restore_state``); then ``--delete``'s removals; then the metadata of the directories
+the walk has left (``closing``), deepest first. The state the threads share, and what
+happens to an entry that fails, is ``restore_state``'s.
 
 Invariants:
-- Every call is relative to a directory fd ``restore_fs.DirFds`` verified; an entry of
-  the wrong type in the way is removed (with ``--overwrite``) and replaced, never
-  followed. A file is created anew (``O_EXCL``); only an UPDATE file is opened through
-  an existing entry, and it must still be the single-link inode the survey saw.
-- Files are created at their final size with ``ftruncate``; all-zero blobs are not
-  written into a new file, so zero runs become holes (sparse files restore sparse).
-- Hard links are recreated as links only to the inode this restore created (checked
-  after linking); a link whose file failed fails too.
-- Ownership is restored when running as root; setuid/setgid bits are applied after
-  chown (which clears them). Any depth works: no path string is ever built for a call.
-- With ``verify`` every restored file is read back and re-hashed against its blob ids.
-- An entry that cannot be written is named in ``RestoreResult.failed`` and, if this
-  restore created it, removed; an UPDATE file is never removed: its ranges are reserved
-  (``fallocate``) before its first write, so a full disk leaves its old content and
-  size, it is shrunk only after its last write, and after an error part-way it is a mix
-  whose mtime is not the snapshot's (metadata comes only with the last blob).
 - An interrupt or fatal error stops every worker at its next blob or entry, removes the
   files not completely written (not UPDATE files: a rerun reuses them), and propagates.
-- A settled file (``restore_existing``) is not opened at all.
-- An UPDATE file's blobs that it already holds elsewhere (``Survey.local``) are copied
-  within it (``restore_reuse.copy_local``, each re-hashed) by its creator, after the
-  reservation and before any fetched blob is written into it.
+- ``--delete`` removes only what the survey found extra, fd-relative and never through a
+  symlink; an entry it cannot remove is named in ``RestoreResult.failed``.
+- A directory's metadata is applied only once all its entries are written (deepest
+  first); an existing directory that only leads to backed-up paths is left as it is.
+- With ``verify`` every restored file is read back and re-hashed against its blob ids.
+- (creation, to move to ``restore_create``) A file is created anew (``O_EXCL``) at its
+  final size; only an UPDATE file is opened through an existing entry, and it must still
+  be the single-link inode the survey saw; its ranges are reserved (``fallocate``) and
+  its local copies (``restore_reuse``) made before any fetched blob is written into it.
+  Hard links are recreated as links only to the inode this restore created (checked
+  after linking). Carried entries are reopened and checked, never made; a settled file
+  is not opened at all.
+- (content, to move to ``restore_fill``) Each pack is fetched once, each blob checked
+  before it is written; a blob is written only into a file that exists; all-zero runs
+  are not written into a new file (holes), an UPDATE file gets whole blobs.
 """
 
 from __future__ import annotations
@@ -42,180 +37,24 @@ import stat
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import TypeVar
 
 from ..errors import IntegrityError
 from ..faults import crash_point
-from ..model.snapshot import Snapshot
 from ..model.tree import BLOCKDEV, CHARDEV, DIR, FIFO, FILE, SYMLINK
-from ..store import PackEntry, Store
-from .observer import Observer
+from ..store import PackEntry
 from .restore_blobs import Plan, nonzero_runs, write_runs
-from .restore_existing import (
-    NEVER,
-    NEW,
-    REPLACE,
-    SKIP,
-    UNCHANGED,
-    UPDATE,
-    Survey,
-)
-from .restore_fs import (
-    ROOT,
-    DirFds,
-    NotRestored,
-    identity,
-    open_dir,
-    remove_at,
-    reserve,
-    show,
-)
-from .restore_meta import MetaFn, meta_fd, meta_special, meta_symlink
-from .restore_plan import Item
+from .restore_existing import NEW, REPLACE, SKIP, UNCHANGED, UPDATE
+from .restore_fs import ROOT, NotRestored, identity, open_dir, remove_at, reserve, show
+from .restore_meta import meta_fd, meta_special, meta_symlink
 from .restore_reuse import Copy, copy_local
-from .restore_window import Known
+from .restore_state import NEW_FILE, Stopped, WriterState
 
 _CREATORS = 4  # threads creating files (file creation waits on the filesystem's journal)
-_NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _EXISTING = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
-_KIND = {stat.S_IFDIR: "a directory", stat.S_IFLNK: "a symlink", stat.S_IFREG: "a file"}
-_T = TypeVar("_T")
 
 
-@dataclass
-class RestoreResult:
-    snapshot: Snapshot
-    files: int = 0  # files written (new, replaced or updated in place)
-    dirs: int = 0
-    bytes_written: int = 0
-    bytes_read: int = 0  # sealed bytes fetched from the store
-    unchanged: int = 0  # entries already as the snapshot has them (metadata applied)
-    skipped: int = 0  # existing entries the --overwrite mode left alone
-    deleted: int = 0  # entries --delete removed
-    total_files: int = 0  # non-directory entries planned
-    total_bytes: int = 0  # the sum of the planned files' sizes
-    bytes_planned: int = 0  # of those, what is (or with --dry-run: would be) written
-    warnings: list[str] = field(default_factory=list)
-    failed: list[str] = field(default_factory=list)  # "path: reason", each not restored
-    unmatched: list[str] = field(default_factory=list)  # --include patterns matching nothing
-
-
-class _Stopped(Exception):
-    """Internal: the restore is being stopped (interrupt, fatal error); unwind."""
-
-
-class Restorer:
-    def __init__(self, store: Store, target: bytes, items: list[Item], obs: Observer,
-                 res: RestoreResult, mode: str | None, sv: Survey,
-                 carried: dict[int, Known] | None = None) -> None:
-        self.store = store
-        self.target = target
-        self.items = items
-        self.obs = obs
-        self.res = res
-        self.overwrite = mode is not None and mode != NEVER  # may remove what is in the way
-        self.sv = sv
-        self.is_root = os.geteuid() == 0
-        root = os.open(target, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        soft = int(os.sysconf("SC_OPEN_MAX"))
-        self.dirs = DirFds(root, [it.parent for it in items], [it.node.name for it in items],
-                           cap=max(64, min(4096, soft // 4)))
-        n = len(items)
-        self._done = bytearray(n)  # items[i] exists (or failed): writers may go on
-        self._failed = bytearray(n)
-        self._left = [0] * n  # blob slots (+1 for its creation) until a file is complete
-        self._ident: dict[int, tuple[int, int]] = {}  # files made by the creator
-        self._in_fill: set[int] = set()
-        self._links_of: dict[int, list[int]] = {}  # file item -> items linked to it
-        self._stop = False
-        self._create_error: BaseException | None = None
-        self._cond = threading.Condition()
-        self.carried = carried or {}  # made by an earlier window (``restore_window``)
-        for i, k in self.carried.items():
-            if k.failed:
-                self._failed[i] = self._done[i] = 1
-            elif items[i].node.type != DIR and k.ident is not None:
-                self._done[i], self._ident[i] = 1, k.ident  # a hard link's file: there
-
-    def known(self, i: int) -> Known:
-        """What this restorer made of items[i] (for the windows after this one)."""
-        ident = None if self._failed[i] else (
-            self.dirs.ident(i) if self.items[i].node.type == DIR else self._ident.get(i))
-        return Known(ident, ident is None, self.sv.verdict[i])
-
-    def close(self) -> None:
-        self.dirs.close()
-
-    def path(self, i: int) -> str:
-        return show(self.target.rstrip(b"/") + b"/" + self.items[i].path)
-
-    def warn(self, i: int, msg: str) -> None:
-        path = self.path(i)
-        with self._cond:
-            self.res.warnings.append(f"{path}: {msg}")
-        self.obs.warn(path, msg)
-
-    def _fail(self, i: int, why: OSError) -> None:
-        """items[i] could not be restored: say so once, remove a partial file (one this
-        restore created; a file being updated in place stays: its old content, or -- after
-        an error mid-way such as EIO or EROFS -- a mix whose mtime is not the snapshot's,
-        so it never looks restored and a rerun compares it by content)."""
-        msg = why.strerror or str(why)
-        with self._cond:
-            if self._failed[i]:
-                return
-            self._failed[i] = 1
-            self._done[i] = 1
-            self._cond.notify_all()
-            self.res.failed.append(f"{self.path(i)}: {msg}")
-        self.obs.warn(self.path(i), f"not restored: {msg}")
-        if self.items[i].node.type == FILE:
-            if self.sv.verdict[i] != UPDATE:
-                self._unlink_own(i)
-            for j in self._links_of.get(i, ()):
-                if j in self._ident:  # linked already: it holds the same partial content
-                    self._fail(j, NotRestored(
-                        f"its hard link {self.path(i)} could not be restored"))
-
-    def _skip(self, i: int) -> bool:
-        """True (and items[i] marked failed, silently) when its directory failed."""
-        p = self.items[i].parent
-        if p == ROOT or not self._failed[p]:
-            return False
-        self._mark_failed(i)
-        return True
-
-    def _unlink_own(self, i: int) -> None:
-        it = self.items[i]
-        if it.parent != ROOT and self._failed[it.parent]:
-            return
-        try:
-            pfd = self.dirs.acquire(it.parent)
-        except OSError:
-            return  # best effort: the failure is reported either way
-        try:
-            st = os.stat(it.node.name, dir_fd=pfd, follow_symlinks=False)
-            if identity(st) == self._ident.get(i):
-                os.unlink(it.node.name, dir_fd=pfd)
-        except OSError:
-            pass  # best effort: the failure is reported either way
-        finally:
-            self.dirs.release(it.parent)
-
-    def _in_way(self, pfd: int, name: bytes) -> str:
-        try:
-            mode = os.stat(name, dir_fd=pfd, follow_symlinks=False).st_mode
-        except OSError:
-            return "something is in the way"
-        return (f"{_KIND.get(stat.S_IFMT(mode), 'an entry')} is in the way "
-                "(use --overwrite MODE)")
-
-    def _replacing(self, pfd: int, name: bytes) -> None:
-        """An entry is where items[i] goes: remove it with --overwrite, else refuse."""
-        if not self.overwrite:
-            raise NotRestored(self._in_way(pfd, name))
-        remove_at(pfd, name)
+class Restorer(WriterState):
+    """One window's writer (see the module's docstring)."""
 
     # 1. directories, in tree order (parents first)
     def make_dirs(self) -> None:
@@ -321,11 +160,6 @@ class Restorer:
             self._remove_incomplete()
             raise self._create_error
 
-    def _halt(self) -> None:
-        with self._cond:
-            self._stop = True
-            self._cond.notify_all()
-
     def _remove_incomplete(self) -> None:
         """After a stop: no file that did not get all its content stays behind."""
         for i, it in enumerate(self.items):
@@ -346,7 +180,7 @@ class Restorer:
                     for f in futs:
                         f.cancel()
             self._create_many(links)  # their targets exist now
-        except _Stopped:
+        except Stopped:
             pass
         except BaseException as exc:
             self._create_error = exc
@@ -355,7 +189,7 @@ class Restorer:
     def _create_many(self, idxs: list[int]) -> None:
         for i in idxs:
             if self._stop:
-                raise _Stopped()
+                raise Stopped()
             if not self._skip(i):
                 self._in_parent(i, self._create_one)
 
@@ -374,7 +208,7 @@ class Restorer:
             if v == UPDATE:  # read too when it copies blobs within itself
                 fd = self._open_surveyed(pfd, i, os.O_RDWR if copies else os.O_WRONLY)
             else:
-                fd = self._replace(pfd, name, lambda: os.open(name, _NEW, 0o600, dir_fd=pfd))
+                fd = self._replace(pfd, name, lambda: os.open(name, NEW_FILE, 0o600, dir_fd=pfd))
             try:
                 st = os.fstat(fd)
                 self._ident[i] = identity(st)
@@ -440,7 +274,7 @@ class Restorer:
     def _copy_local(self, i: int, fd: int, copies: list[Copy]) -> None:
         """The blobs file items[i] already holds elsewhere (``restore_reuse``)."""
         if self._stop:
-            raise _Stopped()
+            raise Stopped()
         done = copy_local(fd, copies, self.store.codec.blob_id)
         with self._cond:
             self.res.bytes_written += done
@@ -475,14 +309,6 @@ class Restorer:
             self._done[i] = 1
             self._left[i] = 0
 
-    def _replace(self, pfd: int, name: bytes, make: Callable[[], _T]) -> _T:
-        """``make()`` the entry; one already there is removed first (``_replacing``)."""
-        try:
-            return make()
-        except FileExistsError:
-            self._replacing(pfd, name)
-            return make()
-
     def _link(self, pfd: int, i: int, first: int) -> None:
         src = self.items[first]
         if self._failed[first]:
@@ -507,21 +333,6 @@ class Restorer:
         with self._cond:
             self._done[i] = 1
 
-    def _mark_failed(self, i: int) -> None:
-        with self._cond:
-            self._failed[i] = self._done[i] = 1
-            self._cond.notify_all()
-
-    def _wait_created(self, i: int) -> bool:
-        """Wait until items[i] exists; False if it failed. Raises _Stopped on a stop."""
-        if not self._done[i]:
-            with self._cond:
-                while not self._done[i] and not self._stop:
-                    self._cond.wait()
-        if self._stop:
-            raise _Stopped()
-        return not self._failed[i]
-
     # 2. content: each pack fetched once
     def fill(self, plan: Plan, workers: int) -> None:
         pool = ThreadPoolExecutor(workers, thread_name_prefix="restore")
@@ -530,7 +341,7 @@ class Restorer:
             futs = [pool.submit(self._fill_pack, pack, blobs) for pack, blobs in plan.items()]
             for f in futs:
                 f.result()
-        except _Stopped:
+        except Stopped:
             pass  # the creator failed: its error is raised by create_and_fill
         except BaseException:
             self._halt()
@@ -549,7 +360,7 @@ class Restorer:
             self.res.bytes_read += sum(end - start for start, end, _ in stream.reads)
         for blob in stream:
             if self._stop:
-                raise _Stopped()
+                raise Stopped()
             plain = blob.checked()  # written out before the next blob reuses its buffer
             runs = nonzero_runs(plain)
             verdict = self.sv.verdict
@@ -578,7 +389,7 @@ class Restorer:
         name = it.node.name
         pfd = self.dirs.acquire(it.parent)
         try:
-            fd = self._replace(pfd, name, lambda: os.open(name, _NEW, 0o600, dir_fd=pfd))
+            fd = self._replace(pfd, name, lambda: os.open(name, NEW_FILE, 0o600, dir_fd=pfd))
             try:
                 if it.node.nlink > 1:  # a later window may link to it (restore_window)
                     self._ident[i] = identity(os.fstat(fd))
@@ -597,19 +408,6 @@ class Restorer:
             self._left[i] = 0
             self.res.bytes_written += len(data)
 
-    def _open_own(self, i: int, flags: int) -> int:
-        """Reopen file items[i] the creator made; it must still be that inode."""
-        it = self.items[i]
-        pfd = self.dirs.acquire(it.parent)
-        try:
-            fd = os.open(it.node.name, flags | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
-        finally:
-            self.dirs.release(it.parent)
-        if i in self._ident and identity(os.fstat(fd)) != self._ident[i]:
-            os.close(fd)
-            raise NotRestored("the file was replaced during the restore")
-        return fd
-
     def _pwrite(self, i: int, data: bytes | memoryview, base: int,
                 runs: list[tuple[int, int]]) -> None:
         fd = self._open_own(i, os.O_WRONLY) if runs else -1
@@ -627,23 +425,6 @@ class Restorer:
         finally:
             if fd >= 0:
                 os.close(fd)
-
-    # 3. metadata: files (on their fd, once complete) and other entries as they are
-    # made, then directories deepest first
-    def _complete(self, i: int, fd: int) -> None:
-        """File items[i] has all its content: its metadata makes it restored (a file
-        updated in place is cut to its size first: a shrink never precedes the writes)."""
-        n = self.items[i].node
-        if self.sv.verdict[i] == UPDATE and os.fstat(fd).st_size > n.size:
-            os.ftruncate(fd, n.size)
-        self._meta(i, meta_fd, fd)
-        with self._cond:
-            self.res.files += 1
-        self.obs.progress(0, 1)
-        self.obs.file(self.target + b"/" + self.items[i].path, "restored")
-
-    def _meta(self, i: int, apply: MetaFn, fd: int) -> None:
-        apply(self.items[i].node, fd, self.is_root, lambda msg: self.warn(i, msg))
 
     # 2b. --delete: what the snapshot does not have, found by the survey
     def delete_extra(self) -> None:
