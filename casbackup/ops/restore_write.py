@@ -25,9 +25,6 @@ Invariants:
   Hard links are recreated as links only to the inode this restore created (checked
   after linking). Carried entries are reopened and checked, never made; a settled file
   is not opened at all.
-- (content, to move to ``restore_fill``) Each pack is fetched once, each blob checked
-  before it is written; a blob is written only into a file that exists; all-zero runs
-  are not written into a new file (holes), an UPDATE file gets whole blobs.
 """
 
 from __future__ import annotations
@@ -36,24 +33,23 @@ import os
 import stat
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 
 from ..errors import IntegrityError
-from ..faults import crash_point
 from ..model.tree import BLOCKDEV, CHARDEV, DIR, FIFO, FILE, SYMLINK
-from ..store import PackEntry
-from .restore_blobs import Plan, nonzero_runs, write_runs
+from .restore_blobs import Plan
 from .restore_existing import NEW, REPLACE, SKIP, UNCHANGED, UPDATE
+from .restore_fill import Filler
 from .restore_fs import ROOT, NotRestored, identity, open_dir, remove_at, reserve, show
 from .restore_meta import meta_fd, meta_special, meta_symlink
 from .restore_reuse import Copy, copy_local
-from .restore_state import NEW_FILE, Stopped, WriterState
+from .restore_state import NEW_FILE, Stopped
 
 _CREATORS = 4  # threads creating files (file creation waits on the filesystem's journal)
 _EXISTING = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 
 
-class Restorer(WriterState):
+class Restorer(Filler):
     """One window's writer (see the module's docstring)."""
 
     # 1. directories, in tree order (parents first)
@@ -332,99 +328,6 @@ class Restorer(WriterState):
             raise NotRestored(f"its hard link {self.path(first)} could not be restored")
         with self._cond:
             self._done[i] = 1
-
-    # 2. content: each pack fetched once
-    def fill(self, plan: Plan, workers: int) -> None:
-        pool = ThreadPoolExecutor(workers, thread_name_prefix="restore")
-        futs: list[Future[None]] = []
-        try:
-            futs = [pool.submit(self._fill_pack, pack, blobs) for pack, blobs in plan.items()]
-            for f in futs:
-                f.result()
-        except Stopped:
-            pass  # the creator failed: its error is raised by create_and_fill
-        except BaseException:
-            self._halt()
-            for f in futs:
-                f.cancel()
-            raise
-        finally:
-            pool.shutdown(wait=True)
-
-    def _fill_pack(
-        self, pack: str, blobs: dict[bytes, tuple[PackEntry, list[tuple[int, int]]]]
-    ) -> None:
-        # one pack reader (store/packread.py): coalesced ranges, each blob checked
-        stream = self.store.stream_blobs(pack, (e for e, _ in blobs.values()))
-        with self._cond:
-            self.res.bytes_read += sum(end - start for start, end, _ in stream.reads)
-        for blob in stream:
-            if self._stop:
-                raise Stopped()
-            plain = blob.checked()  # written out before the next blob reuses its buffer
-            runs = nonzero_runs(plain)
-            verdict = self.sv.verdict
-            for idx, off in blobs[blob.entry.id][1]:
-                if self._failed[idx]:
-                    continue
-                try:
-                    if idx in self._in_fill:
-                        self._create_write(idx, plain, runs)
-                    elif self._wait_created(idx):
-                        # a file updated in place holds old bytes where zeros go
-                        whole = [(0, len(plain))] if plain else []
-                        self._pwrite(idx, plain, off,
-                                     whole if verdict[idx] == UPDATE else runs)
-                except OSError as err:
-                    self._fail(idx, err)
-            self.obs.progress(len(plain) * len(blobs[blob.entry.id][1]))
-            crash_point("restore:blob")
-
-    def _create_write(self, i: int, data: bytes | memoryview,
-                      runs: list[tuple[int, int]]) -> None:
-        """Create a one-blob file, write its blob (holes for zero runs), apply metadata."""
-        it = self.items[i]
-        if self._skip(i):
-            return
-        name = it.node.name
-        pfd = self.dirs.acquire(it.parent)
-        try:
-            fd = self._replace(pfd, name, lambda: os.open(name, NEW_FILE, 0o600, dir_fd=pfd))
-            try:
-                if it.node.nlink > 1:  # a later window may link to it (restore_window)
-                    self._ident[i] = identity(os.fstat(fd))
-                write_runs(fd, data, 0, runs)
-                if not runs or runs[-1][1] < it.node.size:
-                    os.ftruncate(fd, it.node.size)  # trailing zeros stay a hole
-                self._complete(i, fd)
-            except BaseException:
-                os.unlink(name, dir_fd=pfd)  # ours (O_EXCL): no half-file stays
-                raise
-            finally:
-                os.close(fd)
-        finally:
-            self.dirs.release(it.parent)
-        with self._cond:
-            self._left[i] = 0
-            self.res.bytes_written += len(data)
-
-    def _pwrite(self, i: int, data: bytes | memoryview, base: int,
-                runs: list[tuple[int, int]]) -> None:
-        fd = self._open_own(i, os.O_WRONLY) if runs else -1
-        try:
-            if runs:
-                write_runs(fd, data, base, runs)
-            with self._cond:
-                self.res.bytes_written += len(data) if runs else 0
-                self._left[i] -= 1
-                last = self._left[i] == 0
-            if last:
-                if fd < 0:
-                    fd = self._open_own(i, os.O_WRONLY)
-                self._complete(i, fd)
-        finally:
-            if fd >= 0:
-                os.close(fd)
 
     # 2b. --delete: what the snapshot does not have, found by the survey
     def delete_extra(self) -> None:
