@@ -5,7 +5,9 @@ for an entry that fails and for a file that is complete.
 go on), whether it failed, how many blob slots (+1 for its creation) it still waits for
 (``_left``) and the identity of the inode this restore made (``_ident``); the creator
 threads (``restore_create``) and the pack writers (``restore_fill``) share it under one
-condition variable. Entries an earlier window made (``carried``) start as done.
+condition variable. Of the entries an earlier window made (``carried``), one that
+failed and a hard link's file start as done; a carried directory is reopened
+(``restore_create``).
 
 Invariants:
 - Every call is relative to a directory fd ``restore_fs.DirFds`` verified; no path
