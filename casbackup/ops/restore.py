@@ -68,8 +68,9 @@ from .restore_existing import (
 )
 from .restore_fs import ROOT, show
 from .restore_plan import Item, Plan, Selection
+from .restore_state import RestoreResult
 from .restore_window import Window, Windows, single
-from .restore_write import Restorer, RestoreResult
+from .restore_write import Restorer
 from .snapsel import ANY, SnapshotFilter, locate, resolve, split_ref
 from .strip import check_strip
 
