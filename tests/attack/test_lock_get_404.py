@@ -1,7 +1,8 @@
 """A hostile S3 endpoint that answers 404 to every GET of a lock object (``locks/``) while
 listings, HEAD, PUT and DELETE pass through to a real moto server: ``backup``, ``gc`` and
-``snapshots`` (real processes) each end within a bounded time with one line on stderr and a
-nonzero exit, and gc deletes nothing while another session holds a live lock it cannot
+``snapshots`` (real processes) each end within a bounded time (``snapshots``, which decides
+nothing from other sessions' locks, may succeed; the others exit 1 or 11 with one line on
+stderr), and gc deletes nothing while another session holds a live lock it cannot
 read (the object set of the store is unchanged)."""
 
 from __future__ import annotations
@@ -98,6 +99,8 @@ def test_lock_reads_that_404_never_look_unlocked(s3_server: MotoS3, tmp_path: Pa
                 r = run_cli(args[0], "--store", hostile, *args[1:], env=env, timeout=TIMEOUT)
                 results[args[0]] = r
                 lines = r.stderr.decode().strip().splitlines()
+                if args[0] == "snapshots" and r.returncode == 0:
+                    continue  # a reader decides nothing from other sessions' locks
                 assert r.returncode in (1, 11), (args, r.returncode, r.stderr)
                 assert len(lines) == 1 and lines[0].startswith("casbackup: "), r.stderr
             after = _objects(s3_server, prefix)
