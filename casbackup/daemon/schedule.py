@@ -20,6 +20,11 @@ Invariants:
   ``catch_up`` decides what happens to slots missed while the daemon was down (given as
   ``last_runs``) or while the job itself was still running: with it, one run as soon as
   possible; without it, they are skipped and the job waits for its next slot.
+* A pending slot ``due()`` reports more than ``LATE`` seconds after its time (the wall
+  clock jumped forward, the machine was suspended) is still run once; with ``catch_up``
+  it is reported as a catch-up (``Due.catch_up``, latched until ``mark_run``), as a slot
+  missed while the daemon was down is. The runner polls ``due()`` at least every second
+  and queues a job on the first report, so a slot it sees on time is not flagged.
 """
 
 from __future__ import annotations
@@ -38,6 +43,8 @@ from casbackup.errors import UsageError
 # Far enough for "29 Feb on a Monday" (28 years), close enough to fail fast otherwise.
 _MAX_YEARS_BETWEEN_MATCHES = 30
 _CHECK_FROM = datetime(2000, 1, 1, tzinfo=UTC)
+# a pending slot first seen this many seconds after its time was missed, not run on time
+LATE = 60.0
 
 
 ALIASES = {
@@ -185,11 +192,15 @@ class Schedule(Generic[J]):
     def due(self) -> list[Due[J]]:
         """The jobs whose pending time has come, earliest first (then by name)."""
         now = self.now()
-        ready = [
-            Due(self._jobs[name], at, catch_up)
-            for name, (at, catch_up) in self._pending.items()
-            if at <= now
-        ]
+        ready: list[Due[J]] = []
+        for name, (at, catch_up) in self._pending.items():
+            if at > now:
+                continue
+            job = self._jobs[name]
+            if job.catch_up and not catch_up and (now - at).total_seconds() > LATE:
+                catch_up = True  # missed (a jump forward, a suspend): latched until mark_run
+                self._pending[name] = (at, True)
+            ready.append(Due(job, at, catch_up))
         return sorted(ready, key=lambda d: (d.scheduled, d.job.name))
 
     def next_wakeup(self) -> datetime | None:
