@@ -345,6 +345,12 @@ class StoreIndex(Index):
         return out
 
 
+SPILL_BLOBS = 1 << 16  # a writer's index object (and spill) after this many blobs, or after
+# ``Packer.index_every`` packs, whichever comes first: the in-memory layer costs ~280 B a
+# blob until its index object is written, and a pack of small files holds ~24k blobs, so
+# 8 packs held ~190k blobs (~55 MiB) before this; 65,536 bounds it at ~18 MiB + what the
+# packs in flight hold, at one index object per 65,536 new blobs (benchmarks/README.md,
+# "a full backup's memory")
 SPILL_WINDOW = 1 << 14  # records a round when spilled files merge (~4 MiB working set:
 # a backup's RSS; the cache's merges use compactindex.MERGE_WINDOW, 2**17, ~35 MiB)
 

@@ -3,7 +3,8 @@
 Write order (DESIGN §9, the crash-safety contract):
 1. a pack is put (atomically) **before** any index object names it: entries join the
    in-memory index and the "unflushed" list only after the pack's put returned;
-2. an index object is written every ``index_every`` packs and on ``flush()``, so a rerun
+2. an index object is written every ``index_every`` packs or ``index.SPILL_BLOBS`` blobs,
+   whichever comes first, and on ``flush()``, so a rerun
    after a crash finds the uploaded work; ``flush()`` returns only when every pack and
    the index naming them are durable — the snapshot (the commit point) comes after.
 
@@ -36,7 +37,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from ..crypto.codec import Codec
 from ..errors import CasError
 from ..faults import crash_point
-from .index import Index, PackInfo
+from .index import SPILL_BLOBS, Index, PackInfo
 from .pack import PackEntry
 from .packsink import MemorySink, PackSink
 
@@ -181,7 +182,8 @@ class Packer:
                 for e in entries:
                     self._pending.discard(e.id)
                 self._unflushed.append(info)
-                if len(self._unflushed) >= self.index_every:
+                if len(self._unflushed) >= self.index_every or sum(
+                        len(p.entries) for p in self._unflushed) >= SPILL_BLOBS:
                     flush, self._unflushed = self._unflushed, []
             if flush:
                 self._put_index(flush)  # 2. index every few packs: a rerun reuses them
