@@ -121,9 +121,11 @@ def _parse(name: str, m: dict[str, object], mtime: float) -> LockInfo:
 RELIST = 50  # listings tried while lock objects vanish between the list and the read
 
 
-def list_locks(store: Store) -> list[LockInfo]:
-    """Every readable lock object, with its backend mtime. Unreadable ones are skipped
-    (``unreadable_locks`` counts them).
+def list_locks(store: Store, unreadable: list[tuple[str, float]] | None = None
+               ) -> list[LockInfo]:
+    """Every readable lock object, with its backend mtime. Unreadable ones that are still
+    there are skipped, and named with their mtime in UNREADABLE when one is given (the
+    caller deciding on liveness must not take them for no session: ``Session.listing``).
 
     A heartbeat writes its new object before it removes the old one, so a listing taken
     before the new object and read after the old one went would show that session as
@@ -133,7 +135,7 @@ def list_locks(store: Store) -> list[LockInfo]:
     ``TransientError``: a caller deciding on liveness (gc, a lock conflict) must not act on
     an incomplete listing."""
     for _ in range(RELIST):
-        out, vanished = [], False
+        out, vanished, bad = [], False, []
         for info in store.backend.list(LOCKS_DIR):
             name = name_of(info.key)
             try:
@@ -144,8 +146,13 @@ def list_locks(store: Store) -> list[LockInfo]:
                 # damaged (unlock --remove-all deals with it), or removed meanwhile (the
                 # store names a missing object damage): then a heartbeat's new object
                 # may have come after this listing
-                vanished = vanished or _gone(store, info.key)
+                if _gone(store, info.key):
+                    vanished = True
+                else:
+                    bad.append((name, info.mtime))
         if not vanished:
+            if unreadable is not None:
+                unreadable.extend(bad)
             return out
     raise TransientError(f"lock objects kept vanishing while listed ({RELIST} listings)")
 
@@ -249,9 +256,23 @@ class Session:
         return name
 
     def listing(self) -> tuple[list[LockInfo], float]:
-        """The lock objects now, and our own lock's mtime as the backend's "now"."""
-        locks = list_locks(self.store)
+        """The lock objects now, and our own lock's mtime as the backend's "now".
+
+        A lock object that is there but cannot be read (damaged, or an endpoint that lists
+        and stats it but refuses its content) may be a live session's: unless its mtime is
+        older than the stale age (a live session replaces its object every REFRESH), the
+        listing is refused with ``Locked`` -- gc and lock conflicts decide liveness from it,
+        and must not take an unreadable session for none (restic refuses such a lock too).
+        """
+        bad: list[tuple[str, float]] = []
+        locks = list_locks(self.store, bad)
         ref = next((lk.mtime for lk in locks if lk.name == self.name), 0.0)
+        fresh = [n for n, mtime in bad if not (ref and mtime) or mtime > ref - STALE]
+        if fresh:
+            raise Locked(
+                f"lock object {fresh[0]} cannot be read (damaged, or the endpoint refuses "
+                "it), so another session may hold the store; if no other casbackup process "
+                "uses it, `casbackup unlock --remove-all` removes it")
         return locks, ref
 
     def others(self, live_only: bool = True) -> list[LockInfo]:
@@ -276,7 +297,12 @@ class Session:
         noted = False
         while True:
             self.name = self._write()
-            found = self._conflicts()
+            try:
+                found = self._conflicts()
+            except BaseException:  # an unreadable listing, Ctrl-C: leave no lock behind
+                self._delete(self.name)
+                self.name = ""
+                raise
             if not found:
                 break
             self._delete(self.name)

@@ -216,3 +216,24 @@ def test_lockinfo_conflicts() -> None:
     repair = LockInfo("n", True, "repair", "h", 1, "u", 0.0, maintenance=True)
     assert not base.conflicts_with(False, True) and not gc.conflicts_with(False, False)
     assert gc.conflicts_with(False, True) and repair.conflicts_with(False, False)
+
+
+@pytest.mark.parametrize("damage", ["not sealed", "sealed, not a lock"])
+def test_an_unreadable_lock_object_is_a_session_until_it_is_stale(damage: str) -> None:
+    """A lock object that lists but cannot be read may be a live session's: a session
+    that would decide on liveness (gc, a lock conflict) refuses, with exit 11 and the
+    way out, and leaves no lock of its own; once the object is older than the stale age
+    (a live session replaces its object every REFRESH) it is no session. Listing alone
+    (status, unlock) still skips it."""
+    st, clk = _store()
+    data = os.urandom(200) if damage == "not sealed" else st.codec.seal(LOCK, b"\xc1")
+    st.backend.put(f"locks/{object_name(data)}", data)
+    for kind in ({"maintenance": True}, {"exclusive": True}, {}):
+        with pytest.raises(locks.Locked, match="cannot be read.*unlock --remove-all"):
+            Session(st, "gc", heartbeat=False, **kind).acquire()  # type: ignore[arg-type]
+        assert list_locks(st) == []  # ours was removed; the damaged one is skipped
+        assert len(list(st.backend.list("locks"))) == 1
+    clk.now += locks.STALE + 1
+    s = Session(st, "gc", maintenance=True, heartbeat=False)
+    s.acquire()
+    s.release()
