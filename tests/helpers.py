@@ -198,6 +198,19 @@ def tmpfs_mount(mnt: Path, size: str) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
+def tmpfs_or_skip(mnt: Path, size: str) -> Iterator[Path]:
+    """For a fixture (``yield from``): a tmpfs of SIZE at MNT, or the test skipped where
+    mounting is refused (not root). In a fixture only: pytest never throws the test's own
+    errors into it, so an ``OSError`` of the test is not taken for a refused mount."""
+    import pytest
+
+    try:
+        with tmpfs_mount(mnt, size) as m:
+            yield m
+    except OSError as e:
+        pytest.skip(f"cannot mount a tmpfs: {e}")
+
+
 @contextlib.contextmanager
 def loopback_http(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[str]:
     """A threaded HTTP server with HANDLER on a free loopback port, as its base URL; shut

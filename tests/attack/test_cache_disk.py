@@ -15,16 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import cli_env, make_store, run_cli, tmpfs_mount
+from tests.helpers import cli_env, make_store, run_cli, tmpfs_or_skip
 
 
 @pytest.fixture
 def small_cache(tmp_path: Path) -> Iterator[Path]:
-    try:
-        with tmpfs_mount(tmp_path / "cache", "2m") as mnt:
-            yield mnt
-    except OSError as e:
-        pytest.skip(f"cannot mount a tmpfs: {e}")
+    yield from tmpfs_or_skip(tmp_path / "cache", "2m")
 
 
 def _history(tmp: Path, cache: Path) -> tuple[str, Path]:

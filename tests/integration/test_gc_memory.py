@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from casbackup.ids import DATA, TREE
 from casbackup.model.snapshot import Snapshot
@@ -80,14 +81,20 @@ def _store(path: Path) -> int:
     return len(live) + len(subtrees) + 1
 
 
-def test_gc_and_verify_hold_at_most_32_bytes_per_blob(tmp_path: Path) -> None:
-    live = _store(tmp_path / "store")
+def _probe(script: str, store: Path) -> dict[str, Any]:
+    """SCRIPT's last line of JSON, run on STORE in a child of this checkout's code."""
     root = Path(__file__).resolve().parents[2]
-    out = subprocess.run([sys.executable, "-c", _PROBE, str(tmp_path / "store")],
+    out = subprocess.run([sys.executable, "-c", script, str(store)],
                          capture_output=True, text=True, cwd=root, timeout=600,
                          env={**os.environ, "PYTHONPATH": str(root)})
     assert out.returncode == 0, out.stderr
-    got = json.loads(out.stdout.strip().splitlines()[-1])
+    got: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return got
+
+
+def test_gc_and_verify_hold_at_most_32_bytes_per_blob(tmp_path: Path) -> None:
+    live = _store(tmp_path / "store")
+    got = _probe(_PROBE, tmp_path / "store")
     # the run saw every blob: the mark found the live ones, the plan the half-used packs
     assert got["live"] == live
     assert got["repack"] == N // PER_PACK // 2 and got["delete"] == 0
@@ -124,12 +131,7 @@ def test_verify_of_a_store_whose_packs_are_all_gone_holds_no_id_per_lost_blob(
     for k in gone:
         st.backend.delete(k)
     st.close()
-    root = Path(__file__).resolve().parents[2]
-    out = subprocess.run([sys.executable, "-c", _VERIFY_PROBE, str(tmp_path / "store")],
-                         capture_output=True, text=True, cwd=root, timeout=600,
-                         env={**os.environ, "PYTHONPATH": str(root)})
-    assert out.returncode == 0, out.stderr
-    got = json.loads(out.stdout.strip().splitlines()[-1])
+    got = _probe(_VERIFY_PROBE, tmp_path / "store")
     missing = [p for p in got["problems"] if p.endswith(f"missing ({PER_PACK} blobs lost)")]
     assert len(missing) == N // PER_PACK, got["problems"][:3]
     # the one file of every subtree lost data: each is named, through its lost packs

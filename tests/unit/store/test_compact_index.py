@@ -516,12 +516,8 @@ def test_the_spilled_layer_answers_like_the_dicts(
 
 @pytest.fixture
 def tiny_tmpfs(tmp_path: Path) -> Iterator[Path]:
-    from tests.helpers import tmpfs_mount
-    try:
-        with tmpfs_mount(tmp_path / "small", "64k") as mnt:
-            yield mnt
-    except OSError as e:
-        pytest.skip(f"cannot mount a tmpfs: {e}")
+    from tests.helpers import tmpfs_or_skip
+    yield from tmpfs_or_skip(tmp_path / "small", "64k")
 
 
 def test_a_full_disk_under_a_nameless_index_file_names_its_directory(
