@@ -92,11 +92,12 @@ class Packer:
         with self._lock:
             self._check()
             # what this packer indexed meanwhile is in the in-memory layer (``blobs``),
-            # or, when its index object was written since the lookups, spilled out of it
-            spilled = self.index.spills != spills
+            # or, when its index object was written since the lookups, spilled out of it;
+            # the spill count is read after the dicts were (a spill bumps it before they
+            # lose its blobs, under the index's lock), so a spill between the two is seen
             for bid, k in zip(blob_ids, known, strict=True):
                 new = not k and bid not in self.index.blobs and bid not in self._pending
-                if new and spilled and self.index.in_spilled(bid):
+                if new and self.index.spills != spills and self.index.in_spilled(bid):
                     new = False
                 if new:
                     self._pending.add(bid)
