@@ -24,7 +24,8 @@ from ..clock import SYSTEM, Clock
 from ..errors import IntegrityError, NotFound, NothingMatched, UsageError
 from ..model.snapshot import Snapshot
 from ..store import Store
-from .retention import Decision, GroupKey, Policy, SnapshotEntry, apply_policy
+from .groupkey import GroupKey
+from .retention import Decision, Policy, SnapshotEntry, apply_policy
 from .snapsel import ANY, SnapshotFilter, snapshot_name
 
 

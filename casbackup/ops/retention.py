@@ -33,10 +33,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, tzinfo
 
 from casbackup.errors import UsageError
-
-# re-exported: forget and its tests name them here (snapshots imports groupkey alone)
-from casbackup.ops.groupkey import GROUP_FIELDS as GROUP_FIELDS
-from casbackup.ops.groupkey import GroupKey as GroupKey
+from casbackup.ops.groupkey import GROUP_FIELDS, GroupKey
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,10 +12,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from casbackup.errors import UsageError
+from casbackup.ops.groupkey import GroupKey
 from casbackup.ops.retention import (
     Decision,
     Duration,
-    GroupKey,
     Policy,
     SnapshotEntry,
     apply_policy,
