@@ -200,14 +200,21 @@ def remove_stale(store: Store, clock: Clock = SYSTEM, all_locks: bool = False) -
     machine is stale only by heartbeat age on the backend's clock."""
     removed = []
     now = clock.time()
-    locks = list_locks(store)
-    ref = 0.0 if all_locks or not locks else probe_mtime(store)
+    bad: list[tuple[str, float]] = []
+    locks = list_locks(store, bad)
+    ref = 0.0 if all_locks or not (locks or bad) else probe_mtime(store)
     live = live_sessions(locks, now, ref)
     for lk in locks:
         if all_locks or lk.session not in live:
             with contextlib.suppress(NotFound):
                 store.backend.delete(lock_key(lk.name))
             removed.append(lk)
+    for name, mtime in bad:  # unreadable: a session until stale (``Session.listing``)
+        if all_locks or (ref and mtime and mtime <= ref - STALE):
+            with contextlib.suppress(NotFound):
+                store.backend.delete(lock_key(name))
+            removed.append(LockInfo(name, False, "unreadable lock object", "?", 0, "?",
+                                    0.0, mtime=mtime))
     return removed
 
 

@@ -233,7 +233,25 @@ def test_an_unreadable_lock_object_is_a_session_until_it_is_stale(damage: str) -
             Session(st, "gc", heartbeat=False, **kind).acquire()  # type: ignore[arg-type]
         assert list_locks(st) == []  # ours was removed; the damaged one is skipped
         assert len(list(st.backend.list("locks"))) == 1
+    assert remove_stale(st) == []  # `unlock` leaves a fresh one: it may be a live session's
     clk.now += locks.STALE + 1
+    s = Session(st, "gc", maintenance=True, heartbeat=False)
+    s.acquire()
+    s.release()
+    (gone,) = remove_stale(st)  # a stale one `unlock` removes, and says so
+    assert gone.operation == "unreadable lock object"
+    assert list(st.backend.list("locks")) == []
+
+
+def test_unlock_remove_all_removes_an_unreadable_lock_object() -> None:
+    """The way out the refusal names: ``unlock --remove-all`` removes it at once."""
+    st, _ = _store()
+    data = os.urandom(200)
+    st.backend.put(f"locks/{object_name(data)}", data)
+    with pytest.raises(locks.Locked):
+        Session(st, "gc", maintenance=True, heartbeat=False).acquire()
+    (gone,) = remove_stale(st, all_locks=True)
+    assert gone.name == object_name(data)
     s = Session(st, "gc", maintenance=True, heartbeat=False)
     s.acquire()
     s.release()
