@@ -17,6 +17,7 @@ When moto or sshd are unavailable the tests needing them are skipped -- or fail 
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import os
@@ -48,7 +49,10 @@ settings.load_profile("casbackup")
 # pytest-xdist each worker inherits the controller's environment, so a worker gets its own
 # subdirectory of it (PYTEST_XDIST_WORKER is gw0, gw1, ...): no two processes running tests
 # share a cache root.
-os.environ.setdefault("CASBACKUP_CACHE_DIR", tempfile.mkdtemp(prefix="casbackup-test-cache-"))
+if "CASBACKUP_CACHE_DIR" not in os.environ:
+    os.environ["CASBACKUP_CACHE_DIR"] = tempfile.mkdtemp(prefix="casbackup-test-cache-")
+    # the process that made it removes it (with the xdist workers' subdirectories in it)
+    atexit.register(shutil.rmtree, os.environ["CASBACKUP_CACHE_DIR"], ignore_errors=True)
 if os.environ.get("PYTEST_XDIST_WORKER"):
     _worker_cache = Path(os.environ["CASBACKUP_CACHE_DIR"]) / os.environ["PYTEST_XDIST_WORKER"]
     _worker_cache.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -56,6 +60,7 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 # likewise the daemons the tests start keep their state files (daemon/state.py) in a
 # throwaway directory of this process, never ~/.local/state
 os.environ["XDG_STATE_HOME"] = tempfile.mkdtemp(prefix="casbackup-test-state-")
+atexit.register(shutil.rmtree, os.environ["XDG_STATE_HOME"], ignore_errors=True)
 
 BACKENDS = ["memory", "local", "s3", "sftp"]
 
