@@ -42,9 +42,9 @@ def _stamp(ns: float) -> str:
 
 def _long(m: Match) -> str:
     n = m.node
-    target = f" -> {shown(os.fsdecode(n.target))}" if n.target is not None else ""
+    target = f" -> {os.fsdecode(n.target)}" if n.target is not None else ""
     return (f"{stat.filemode(st_mode(n))} {n.user or n.uid:>8} {n.group or n.gid:>8} "
-            f"{n.size:>12} {_stamp(n.mtime_ns / 1e9)} {shown(os.fsdecode(m.path))}{target}")
+            f"{n.size:>12} {_stamp(n.mtime_ns / 1e9)} {os.fsdecode(m.path)}{target}")
 
 
 def _stripped(groups: list[SnapshotMatches], n: int) -> list[SnapshotMatches]:
@@ -103,7 +103,7 @@ def find_cmd(
             echo(("\n" if i else "") + f"Found matching entries in snapshot {s.id[:8]} from "
                  f"{_stamp(s.time)} (host {shown(s.hostname)})")
             for m in g.matches:
-                echo(_long(m) if long else shown(os.fsdecode(m.path)))
+                echo(_long(m) if long else os.fsdecode(m.path))  # raw bytes, as ls prints them
     if res.errors:
         raise IntegrityError(f"{len(res.errors)} tree(s) could not be read (first: "
                              f"{res.errors[0]}); entries below them were not searched")

@@ -13,7 +13,6 @@ import sys
 import tarfile
 from pathlib import Path
 
-from casbackup.cli.common import shown
 from tests.helpers import cli_env, make_store, restored_root, tree_state
 
 CAFE = b"caf\xe9"  # latin-1 "café": not valid UTF-8
@@ -49,8 +48,12 @@ def test_latin1_names_match_and_restore_byte_exact(tmp_path: Path) -> None:
 
     r = _cli("find", "--store", url, b"*\xe0 la*")
     assert r.returncode == 0, r.stderr
-    # find prints names through cli.common.shown (bytes not UTF-8 as \\xNN), ls raw
-    assert shown(os.fsdecode(os.path.join(inside, NAIVE))).encode() in r.stdout, r.stdout
+    # find prints a path as its raw bytes, as ls does: what it prints can be given back
+    # to dump, restore --include or a shell
+    assert os.path.join(inside, NAIVE) + b"\n" in r.stdout, r.stdout
+    r = _cli("find", "--store", url, "--long", b"*\xe0 la*")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.rstrip(b"\n").endswith(b" " + os.path.join(inside, NAIVE)), r.stdout
     assert b"ber.txt" not in r.stdout, r.stdout
 
     r = _cli("dump", "--store", url, b"latest:" + os.path.join(inside, NAIVE))
