@@ -137,7 +137,12 @@ def main(argv: list[str] | None = None) -> None:
         args.remove("--debug")
         debug = True
     word = command_word(args)
-    output.JSON = "--json" in args[: args.index("--") if "--" in args else len(args)]
+    end = args.index("--") if "--" in args else len(args)
+    output.JSON = "--json" in args[:end]
+    if word is not None and "--json" in args[: args.index(word)]:
+        # restic's global flag: ``casbackup --json ls`` is ``casbackup ls --json``
+        args.remove("--json")
+        args.insert(end - 1, "--json")
     if "--version" in args and set(args) <= {"--version", "--json"} and output.JSON:
         output.emit("version", {"version": __version__})
         return

@@ -18,7 +18,7 @@ import pytest
 from casbackup import __version__
 from casbackup.cli.app import build_command, os_error_line
 from casbackup.cli.clitree import options, takes_value, walk
-from tests.helpers import json_result, run_cli
+from tests.helpers import json_lines, json_result, make_store, run_cli
 
 GENERIC = {"TEXT", "INTEGER", "FLOAT", "BOOLEAN", "FILENAME", "<STR>", "<INT>",
            "<FLOAT>", "STR", "INT"}
@@ -31,6 +31,28 @@ def test_version_plain_and_json() -> None:
         r = run_cli(*args)
         assert r.returncode == 0, (args, r.stderr)
         assert json.loads(r.stdout) == {"message_type": "version", "version": __version__}
+
+
+def test_json_before_the_command_word_is_the_command_s_json(tmp_path: Path) -> None:
+    """restic's global flag: ``--json`` before the command means the command's ``--json``,
+    for a command, a subcommand of a group and a command with a ``--`` in its arguments."""
+    store = str(tmp_path / "store")
+    make_store(store).close()
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "f").write_bytes(b"x")
+    assert run_cli("backup", "-q", "--store", store, str(tmp_path / "src")).returncode == 0
+    for before, after in ((("--json", "snapshots", "--store", store),
+                           ("snapshots", "--store", store, "--json")),
+                          (("--json", "key", "list", "--store", store),
+                           ("key", "list", "--store", store, "--json")),
+                          (("--json", "find", "--store", store, "--", "f"),
+                           ("find", "--store", store, "--json", "--", "f"))):
+        a, b = run_cli(*before), run_cli(*after)
+        assert a.returncode == b.returncode == 0, (before, a.stderr, b.stderr)
+        types = [d["message_type"] for d in json_lines(a.stdout)]
+        assert types and types == [d["message_type"] for d in json_lines(b.stdout)], types
+    r = run_cli("--json", "snapshots", "--store", str(tmp_path / "nowhere"))
+    assert r.returncode != 0 and json_lines(r.stdout, "exit_error"), r.stdout
 
 
 def test_an_os_error_names_its_path_only_when_it_has_one() -> None:
