@@ -73,6 +73,36 @@ def register(modules: list[str]) -> None:
             importlib.import_module(f"{__package__}.{m}").register(app)
 
 
+# the options every store command takes (cli/common.py), as restic's global flags
+_GLOBAL_FLAGS = {"--json", "--no-cache", "--no-lock", "--quiet", "-q", "--verbose", "-v"}
+_GLOBAL_VALUED = {"--store", "-s", "--repo", "-r", "--password-file", "--password-command",
+                  "--cache-dir"}
+
+
+def hoist_global_options(args: list[str]) -> list[str]:
+    """``args`` with the store options given before the command word moved after it
+    (before a ``--``): restic's ``restic -r REPO --json snapshots`` is
+    ``casbackup snapshots -r REPO --json``. Anything else before the word (``--version``,
+    an unknown option) leaves ``args`` as they are, for the root command to answer."""
+    lead: list[str] = []
+    i = 0
+    while i < len(args) and args[i].startswith("-"):
+        a = args[i]
+        if a in _GLOBAL_FLAGS or ("=" in a and a.split("=", 1)[0] in _GLOBAL_VALUED):
+            lead.append(a)
+            i += 1
+        elif a in _GLOBAL_VALUED and i + 1 < len(args):
+            lead += args[i:i + 2]
+            i += 2
+        else:
+            return args
+    if not lead or i == len(args):
+        return args
+    rest = args[i:]
+    end = rest.index("--") if "--" in rest else len(rest)
+    return rest[:end] + lead + rest[end:]
+
+
 def command_word(args: list[str]) -> str | None:
     return next((a for a in args if not a.startswith("-")), None)
 
@@ -136,13 +166,9 @@ def main(argv: list[str] | None = None) -> None:
     if "--debug" in args:
         args.remove("--debug")
         debug = True
+    args = hoist_global_options(args)
     word = command_word(args)
-    end = args.index("--") if "--" in args else len(args)
-    output.JSON = "--json" in args[:end]
-    if word is not None and "--json" in args[: args.index(word)]:
-        # restic's global flag: ``casbackup --json ls`` is ``casbackup ls --json``
-        args.remove("--json")
-        args.insert(end - 1, "--json")
+    output.JSON = "--json" in args[: args.index("--") if "--" in args else len(args)]
     if "--version" in args and set(args) <= {"--version", "--json"} and output.JSON:
         output.emit("version", {"version": __version__})
         return

@@ -33,9 +33,11 @@ def test_version_plain_and_json() -> None:
         assert json.loads(r.stdout) == {"message_type": "version", "version": __version__}
 
 
-def test_json_before_the_command_word_is_the_command_s_json(tmp_path: Path) -> None:
-    """restic's global flag: ``--json`` before the command means the command's ``--json``,
-    for a command, a subcommand of a group and a command with a ``--`` in its arguments."""
+def test_store_options_before_the_command_word_are_the_command_s(tmp_path: Path) -> None:
+    """restic's global flags: ``--json``, ``--store``/``-r`` (also ``--store=X``) before the
+    command mean the command's own options, for a command, a subcommand of a group and a
+    command with a ``--`` in its arguments; an unknown leading option stays a usage
+    error."""
     store = str(tmp_path / "store")
     make_store(store).close()
     (tmp_path / "src").mkdir()
@@ -43,9 +45,11 @@ def test_json_before_the_command_word_is_the_command_s_json(tmp_path: Path) -> N
     assert run_cli("backup", "-q", "--store", store, str(tmp_path / "src")).returncode == 0
     for before, after in ((("--json", "snapshots", "--store", store),
                            ("snapshots", "--store", store, "--json")),
-                          (("--json", "key", "list", "--store", store),
+                          (("-r", store, "--json", "snapshots"),
+                           ("snapshots", "-r", store, "--json")),
+                          ((f"--store={store}", "--json", "key", "list"),
                            ("key", "list", "--store", store, "--json")),
-                          (("--json", "find", "--store", store, "--", "f"),
+                          (("--json", "-q", "--store", store, "find", "--", "f"),
                            ("find", "--store", store, "--json", "--", "f"))):
         a, b = run_cli(*before), run_cli(*after)
         assert a.returncode == b.returncode == 0, (before, a.stderr, b.stderr)
@@ -53,6 +57,8 @@ def test_json_before_the_command_word_is_the_command_s_json(tmp_path: Path) -> N
         assert types and types == [d["message_type"] for d in json_lines(b.stdout)], types
     r = run_cli("--json", "snapshots", "--store", str(tmp_path / "nowhere"))
     assert r.returncode != 0 and json_lines(r.stdout, "exit_error"), r.stdout
+    r = run_cli("--no-such-option", "--store", store, "snapshots")
+    assert r.returncode == 2 and b"--no-such-option" in r.stderr, r.stderr
 
 
 def test_an_os_error_names_its_path_only_when_it_has_one() -> None:
