@@ -18,7 +18,7 @@ from typing import Annotated
 
 import typer
 
-from ..errors import NothingMatched, PartialError
+from ..errors import NothingMatched, PartialError, UsageError
 from ..ops.restore import restore
 from ..ops.snapsel import SnapshotFilter
 from .common import (
@@ -26,6 +26,7 @@ from .common import (
     VerboseOpt,
     echo,
     human_bytes,
+    shown,
     store_command,
 )
 from .filteropts import snapshot_filter_options
@@ -43,14 +44,27 @@ class Overwrite(StrEnum):
     never = "never"
 
 
+def _target(arg: str | None, opt: str | None) -> str:
+    if arg is not None and opt is not None and arg != opt:
+        raise UsageError(f"two targets given: {shown(arg)} and --target {shown(opt)}")
+    target = arg if arg is not None else opt
+    if target is None:
+        raise UsageError("no target given: restore SNAPSHOT TARGET, or --target DIR")
+    return target
+
+
 @store_command
 @snapshot_filter_options
 def restore_cmd(
     ctx: Ctx,
     snapshot: Annotated[str, typer.Argument(
         help="Snapshot id (prefix) or 'latest', optionally with :PATH (that subtree).")],
-    target: Annotated[str, typer.Argument(
-        help="Directory to restore into ('/': where the files were backed up from).")],
+    target_arg: Annotated[str | None, typer.Argument(
+        metavar="TARGET",
+        help="Directory to restore into ('/': where the files were backed up from).")] = None,
+    target_opt: Annotated[str | None, typer.Option(
+        "--target", "-t", metavar="DIR",
+        help="TARGET as an option (restic's form).")] = None,
     include: Annotated[
         list[str] | None,
         typer.Option("--include", "-i", help="Restore only paths matching (repeatable)."),
@@ -84,6 +98,7 @@ def restore_cmd(
     filt: SnapshotFilter,
 ) -> None:
     """Restore SNAPSHOT into TARGET (-v: list each file restored)."""
+    target = _target(target_arg, target_opt)
     on_interrupt(f"restore of {snapshot} into {target} is incomplete")
     obs = CliObserver(json_lines=ctx.json, verbose=verbose)
     with ctx.open() as st, job_metrics(metrics_file, st, metrics_job or "restore") as record:

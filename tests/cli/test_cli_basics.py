@@ -163,3 +163,25 @@ def test_man_pages_render(tmp_path: Path) -> None:
     text = re.sub(r".\x08", "", r.stdout.decode("ascii", "replace"))  # overstrike bold
     assert "--exclude-larger-than SIZE" in " ".join(text.split())
     assert "Leave out files larger than SIZE" in " ".join(text.split())
+
+
+def test_restore_takes_its_target_as_restic_s_target_option(tmp_path: Path) -> None:
+    """``restore SNAP --target DIR`` (restic) restores as ``restore SNAP DIR`` does; two
+    different targets, or none, are a usage error (exit 2) that writes nothing."""
+    store = str(tmp_path / "store")
+    make_store(store).close()
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_bytes(b"restic's way")
+    assert run_cli("backup", "-q", "--store", store, str(src)).returncode == 0
+    for args in (("--target", str(tmp_path / "a")), ("-t", str(tmp_path / "b")),
+                 (str(tmp_path / "c"), "--target", str(tmp_path / "c"))):
+        r = run_cli("restore", "-q", "--store", store, "latest", *args)
+        assert r.returncode == 0, (args, r.stderr)
+        out = Path(args[-1])
+        assert (out / str(src).lstrip("/") / "f").read_bytes() == b"restic's way"
+    for args, says in (((str(tmp_path / "d"), "--target", str(tmp_path / "e")),
+                        b"two targets given"), ((), b"no target given")):
+        r = run_cli("restore", "--store", store, "latest", *args)
+        assert r.returncode == 2 and says in r.stderr, (args, r.stderr)
+        assert not (tmp_path / "d").exists() and not (tmp_path / "e").exists()
