@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated
 
@@ -16,6 +17,7 @@ from ..ops.groupkey import GroupKey
 from ..ops.snapsel import SnapshotFilter, group_snapshots, parse_group_by, resolve
 from ..ops.strip import check_strip, strip_components
 from ..ops.treewalk import walk
+from ..store import OBJECT_KINDS
 from .common import (
     Ctx,
     echo,
@@ -113,6 +115,24 @@ list_app = typer.Typer(help="List things in the store.", no_args_is_help=True)
 
 
 list_app.command("backups", help="Alias of `snapshots`.")(snapshots_cmd)
+
+
+def _list_names(kind: str) -> Callable[..., None]:
+    @store_command
+    def list_kind(ctx: Ctx) -> None:
+        with ctx.open() as st:
+            for name in st.object_names(kind):
+                if ctx.json:
+                    emit("name", {"kind": kind, "id": name})
+                else:
+                    echo(name)
+
+    list_kind.__doc__ = f"The name of every object under {kind}/, one a line (restic's list)."
+    return list_kind
+
+
+for _kind in OBJECT_KINDS:
+    list_app.command(_kind)(_list_names(_kind))
 
 
 def _mode_str(n: Node) -> str:

@@ -42,7 +42,7 @@ from .index import PackInfo
 from .layout import index_key, pack_key, snapshot_key
 from .pack import PackEntry
 from .packread import BlobRead, PackEnd, PackStream
-from .store import AddResult, PasswordSource, Store
+from .store import OBJECT_KINDS, AddResult, PasswordSource, Store
 
 if TYPE_CHECKING:
     from ..backends.retry import RetryEvent
@@ -177,8 +177,9 @@ def backend_retries() -> int:
     return retries_so_far()
 
 
-__all__ = ["Store", "AddResult", "StoreConfig", "open_store", "init_store", "ENCRYPTIONS",
-           "maybe_consolidate", "on_retry", "RetryEvent", "list_store_caches", "remove_store_cache",
+__all__ = ["Store", "OBJECT_KINDS", "AddResult", "StoreConfig", "open_store", "init_store",
+           "ENCRYPTIONS", "maybe_consolidate", "on_retry", "RetryEvent", "list_store_caches",
+           "remove_store_cache",
            "check_url", "backend_retries", "CacheSettings", "PackEntry", "BlobRead", "PackEnd",
            "PackStream", "pack_key", "index_key", "snapshot_key", "maintainer", "ObjectInfo",
            "Maintenance", "Repacker", "LiveBlob", "paired_key", "PackInfo", "BlobTable",

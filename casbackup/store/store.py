@@ -65,6 +65,8 @@ from .keyring import check_empty, key_object_names, unlock_master
 from .layout import (
     CONFIG,
     INDEX_DIR,
+    KEYS_DIR,
+    LOCKS_DIR,
     PACKS_DIR,
     SNAPSHOTS_DIR,
     index_key,
@@ -839,6 +841,15 @@ class Store:
 
     def list_keys(self, prefix: str) -> Iterator[ObjectInfo]:
         return self.backend.list(prefix)
+
+    def object_names(self, kind: str) -> Iterator[str]:
+        """The names of the objects of one ``kind`` (``OBJECT_KINDS``) as listed now."""
+        return (name_of(i.key) for i in self.backend.list(OBJECT_KINDS[kind]))
+
+
+# the kinds of object ``Store.object_names`` lists (restic's ``list`` words)
+OBJECT_KINDS = {"snapshots": SNAPSHOTS_DIR, "packs": PACKS_DIR, "index": INDEX_DIR,
+                "keys": KEYS_DIR, "locks": LOCKS_DIR}
 
 
 @contextlib.contextmanager

@@ -1,4 +1,4 @@
-"""snapshots / list backups / ls / cat / key, through the real CLI (issue #2, items 2 and 7)."""
+"""snapshots / list / ls / cat / key, through the real CLI (issue #2, items 2 and 7)."""
 
 from __future__ import annotations
 
@@ -131,3 +131,23 @@ def test_password_command_and_file(store: tuple[Path, Path], tmp_path: Path) -> 
     assert run_cli("snapshots", env=env).returncode == 0
     r = run_cli("snapshots", "--store", str(s), env={**env, "CASBACKUP_PASSWORD_FILE": ""})
     assert r.returncode == 12 and b"no password given" in r.stderr  # no TTY: never hangs
+
+
+def test_list_prints_each_object_name_as_the_store_holds_it(store: tuple[Path, Path]) -> None:
+    """restic's ``list snapshots|packs|index|keys|locks``: one full name a line, the same
+    set as the store's files of that kind (a local store: its directories)."""
+    s, _src = store
+    on_disk = {
+        "snapshots": {p.name for p in (s / "snapshots").iterdir()},
+        "packs": {p.name for p in (s / "packs").glob("*/*")},
+        "index": {p.name for p in (s / "index").iterdir()},
+        "keys": {p.name for p in (s / "keys").iterdir()},
+        "locks": set(),
+    }
+    assert len(on_disk["snapshots"]) == 2 and on_disk["packs"], on_disk
+    for kind, want in on_disk.items():
+        r = run_cli("list", kind, "--store", str(s))
+        assert r.returncode == 0, r.stderr
+        assert set(r.stdout.decode().split()) == want, kind
+    r = run_cli("list", "blobs", "--store", str(s))
+    assert r.returncode == 2, r.stderr

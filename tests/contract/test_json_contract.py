@@ -123,6 +123,12 @@ def test_every_command_speaks_the_schema(tmp_path: Path) -> None:
     run("test", "--store", store)
     run("stats", "--store", store)
     run("key", "list", "--store", store)
+    for kind in ("snapshots", "packs", "index", "keys"):
+        names = run("list", kind, "--store", store)
+        assert {o["kind"] for o in names} == {kind} and all(len(o["id"]) == 64 for o in names)
+    r = run_cli("list", "locks", "--store", store, "--json")  # no lock is held: no line
+    assert r.returncode == 0 and r.stdout == b"", (r.stdout, r.stderr)
+    run.ran.add("list locks")
     pwfile = tmp_path / "pw2"
     pwfile.write_text("second password\n")
     (added,) = run("key", "add", "--store", store, "--new-password-file", str(pwfile))
