@@ -263,7 +263,8 @@ class Session:
         return name
 
     def listing(self) -> tuple[list[LockInfo], float]:
-        """The lock objects now, and our own lock's mtime as the backend's "now".
+        """The lock objects now, and our own lock's mtime as the backend's "now" (the
+        newest object of our session in the listing).
 
         A lock object that is there but cannot be read (damaged, or an endpoint that lists
         and stats it but refuses its content) may be a live session's: unless its mtime is
@@ -273,7 +274,10 @@ class Session:
         """
         bad: list[tuple[str, float]] = []
         locks = list_locks(self.store, bad)
-        ref = next((lk.mtime for lk in locks if lk.name == self.name), 0.0)
+        # any object of our session in the listing (not only the one we hold now: a
+        # heartbeat may replace it while the listing is read) is the backend's recent
+        # "now"; none (our lock removed by `unlock --remove-all`): the SKEW rule
+        ref = max((lk.mtime for lk in locks if lk.session == self.id), default=0.0)
         fresh = [n for n, mtime in bad if not (ref and mtime) or mtime > ref - STALE]
         if fresh:
             raise Locked(

@@ -255,3 +255,52 @@ def test_unlock_remove_all_removes_an_unreadable_lock_object() -> None:
     s = Session(st, "gc", maintenance=True, heartbeat=False)
     s.acquire()
     s.release()
+
+
+class _BeatAfterOwnRead:
+    """A backend on which the session's heartbeat runs right after its own lock object
+    was read in a listing (the read succeeds, the object is then replaced): the listing
+    is complete, but it names our previous object, not the one the session now holds."""
+
+    def __init__(self, inner: MemoryBackend) -> None:
+        self.inner = inner
+        self.held: Session | None = None
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+    def get(self, key: str, **kw: object) -> bytes:
+        data = self.inner.get(key, **kw)  # type: ignore[arg-type]
+        held, self.held = self.held, None
+        if held is not None and key == f"locks/{held.name}":
+            held.beat()
+        else:
+            self.held = held
+        return data  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("other", ["stale", "live"])
+def test_a_heartbeat_during_our_listing_keeps_the_backends_clock(other: str) -> None:
+    """gc's judgement of other sessions uses our own lock object's mtime as the backend's
+    "now". A heartbeat (every REFRESH, 0.3 s under the tests' STALE = 3 s) that replaces
+    our object while a listing is read left that listing without the object we now hold:
+    the reference was lost and every session looked live by the 24 h skew rule, so gc
+    condemned nothing beside a stale backup (the flake of
+    test_gc_beside::..._skewed_clock[s3] on a loaded machine). Any object of our session
+    in the listing is the backend's recent "now"; a live session stays live."""
+    wrap: list[_BeatAfterOwnRead] = []
+    st, clk = _store(lambda mem: wrap.append(_BeatAfterOwnRead(mem)) or wrap[0])
+    theirs = Session(st, "backup", me=_other(), heartbeat=False)
+    theirs.acquire()
+    clk.now += locks.STALE + 1 if other == "stale" else locks.STALE - 1
+    mine = Session(st, "gc", maintenance=True, heartbeat=False)
+    mine.acquire()
+    wrap[0].held = mine
+    before = mine.name
+    locks_now, ref = mine.listing()
+    assert mine.name != before and wrap[0].held is None  # the heartbeat did run
+    assert before in {lk.name for lk in locks_now} and ref == clk.now
+    live = [lk.session for lk in mine.others()]
+    assert live == ([] if other == "stale" else [theirs.id])
+    mine.release()
+    theirs.release()
