@@ -304,3 +304,26 @@ def test_a_heartbeat_during_our_listing_keeps_the_backends_clock(other: str) -> 
     assert live == ([] if other == "stale" else [theirs.id])
     mine.release()
     theirs.release()
+
+
+@pytest.mark.parametrize("pid", [2**64 - 1, 2**31, 0, -1, -4_000_004])
+def test_a_crafted_pid_of_our_kernel_view_is_never_dead_and_never_an_error(pid: int) -> None:
+    """A lock object sealed with the key (a compromised client) naming our machine, boot
+    and pid namespace with a pid no process can have: judging it neither raises (2**64-1
+    overflowed os.kill: an internal error in every locking command) nor calls it dead
+    (0 and negative numbers name process groups to os.kill): only its age makes it stale."""
+    me = ident.current()
+    st, clk = _store()
+    data = st.codec.seal(LOCK, serde.pack({
+        "session": "s" * 32, "exclusive": False, "maintenance": False, "operation": "backup",
+        "hostname": me.hostname, "pid": pid, "pid_start": 0, "machine": me.machine,
+        "boot": me.boot, "pidns": me.pidns, "username": me.username, "time": clk.now,
+        "intent": None, "nonce": os.urandom(8)}))
+    st.backend.put(f"locks/{object_name(data)}", data)
+    (lk,) = list_locks(st)
+    assert not lk.dead(me)
+    assert remove_stale(st) == []
+    held = Session(st, "gc", maintenance=True, heartbeat=False)
+    held.acquire()
+    assert [o.session for o in held.others()] == ["s" * 32]
+    held.release()
