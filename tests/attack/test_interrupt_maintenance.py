@@ -1,6 +1,7 @@
 """Ctrl-C (SIGINT) and kill -9 of ``gc`` and of ``unlock --remove-all`` (real processes,
 local stores) at many instants: a loop over delays spread across the command's own
-measured run time, from its start-up to its end (docs/design.md §8-9, README exit codes).
+measured run time, from its start-up to its end (gc's two phases and the locks
+of docs/design.md §8; README's exit codes).
 
 After each interruption the store is sound (``verify --read-data`` passes and every
 snapshot restores exactly: no snapshot loses data), an interrupted command exited 130
