@@ -87,7 +87,11 @@ def pid_start(pid: int) -> int:
 
 def pid_alive(pid: int, start: int) -> bool:
     """Whether ``pid`` runs in our pid namespace and (when ``start`` is known) is the same
-    process, not a later one that reused the number."""
+    process, not a later one that reused the number. A number that is no pid (a crafted
+    lock object: 0 and negatives name process groups to kill(2), 2**31 and up overflow)
+    is never provably gone."""
+    if not 0 < pid < 2**31:
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

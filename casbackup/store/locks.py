@@ -119,6 +119,7 @@ def _parse(name: str, m: dict[str, object], mtime: float) -> LockInfo:
 
 
 RELIST = 50  # listings tried while lock objects vanish between the list and the read
+LOCK_MAX = 64 << 10  # bytes: a lock object is a few hundred; a bigger one is not read
 
 
 def list_locks(store: Store, unreadable: list[tuple[str, float]] | None = None
@@ -133,11 +134,18 @@ def list_locks(store: Store, unreadable: list[tuple[str, float]] | None = None
     again: one in which every object could be read shows every session that held a lock
     while it was taken. After ``RELIST`` listings that each lost an object,
     ``TransientError``: a caller deciding on liveness (gc, a lock conflict) must not act on
-    an incomplete listing."""
+    an incomplete listing. An object larger than ``LOCK_MAX`` is unreadable without being
+    read (a planted huge object must not be loaded whole); a key nested below ``locks/``
+    is no lock object (sessions write ``locks/<name>`` only) and is not listed."""
     for _ in range(RELIST):
         out, vanished, bad = [], False, []
         for info in store.backend.list(LOCKS_DIR):
             name = name_of(info.key)
+            if info.key != lock_key(name):
+                continue  # below a directory of locks/: no session writes one there
+            if info.size > LOCK_MAX:  # never read whole: damage (``unlock`` removes it)
+                bad.append((name, info.mtime))
+                continue
             try:
                 m = serde.unpack(store.read_object(LOCKS_DIR, name, LOCK), "lock")
                 out.append(_parse(name, m, info.mtime))
@@ -263,7 +271,8 @@ class Session:
         return name
 
     def listing(self) -> tuple[list[LockInfo], float]:
-        """The lock objects now, and our own lock's mtime as the backend's "now".
+        """The lock objects now, and our own lock's mtime as the backend's "now" (the
+        newest object of our session in the listing).
 
         A lock object that is there but cannot be read (damaged, or an endpoint that lists
         and stats it but refuses its content) may be a live session's: unless its mtime is
@@ -273,7 +282,10 @@ class Session:
         """
         bad: list[tuple[str, float]] = []
         locks = list_locks(self.store, bad)
-        ref = next((lk.mtime for lk in locks if lk.name == self.name), 0.0)
+        # any object of our session in the listing (not only the one we hold now: a
+        # heartbeat may replace it while the listing is read) is the backend's recent
+        # "now"; none (our lock removed by `unlock --remove-all`): the SKEW rule
+        ref = max((lk.mtime for lk in locks if lk.session == self.id), default=0.0)
         fresh = [n for n, mtime in bad if not (ref and mtime) or mtime > ref - STALE]
         if fresh:
             raise Locked(

@@ -255,3 +255,75 @@ def test_unlock_remove_all_removes_an_unreadable_lock_object() -> None:
     s = Session(st, "gc", maintenance=True, heartbeat=False)
     s.acquire()
     s.release()
+
+
+class _BeatAfterOwnRead:
+    """A backend on which the session's heartbeat runs right after its own lock object
+    was read in a listing (the read succeeds, the object is then replaced): the listing
+    is complete, but it names our previous object, not the one the session now holds."""
+
+    def __init__(self, inner: MemoryBackend) -> None:
+        self.inner = inner
+        self.held: Session | None = None
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+    def get(self, key: str, **kw: object) -> bytes:
+        data = self.inner.get(key, **kw)  # type: ignore[arg-type]
+        held, self.held = self.held, None
+        if held is not None and key == f"locks/{held.name}":
+            held.beat()
+        else:
+            self.held = held
+        return data  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("other", ["stale", "live"])
+def test_a_heartbeat_during_our_listing_keeps_the_backends_clock(other: str) -> None:
+    """gc's judgement of other sessions uses our own lock object's mtime as the backend's
+    "now". A heartbeat (every REFRESH, 0.3 s under the tests' STALE = 3 s) that replaces
+    our object while a listing is read left that listing without the object we now hold:
+    the reference was lost and every session looked live by the 24 h skew rule, so gc
+    condemned nothing beside a stale backup (the flake of
+    test_gc_beside::..._skewed_clock[s3] on a loaded machine). Any object of our session
+    in the listing is the backend's recent "now"; a live session stays live."""
+    wrap: list[_BeatAfterOwnRead] = []
+    st, clk = _store(lambda mem: wrap.append(_BeatAfterOwnRead(mem)) or wrap[0])
+    theirs = Session(st, "backup", me=_other(), heartbeat=False)
+    theirs.acquire()
+    clk.now += locks.STALE + 1 if other == "stale" else locks.STALE - 1
+    mine = Session(st, "gc", maintenance=True, heartbeat=False)
+    mine.acquire()
+    wrap[0].held = mine
+    before = mine.name
+    locks_now, ref = mine.listing()
+    assert mine.name != before and wrap[0].held is None  # the heartbeat did run
+    assert before in {lk.name for lk in locks_now} and ref == clk.now
+    live = [lk.session for lk in mine.others()]
+    assert live == ([] if other == "stale" else [theirs.id])
+    mine.release()
+    theirs.release()
+
+
+@pytest.mark.parametrize("pid", [2**64 - 1, 2**31, 0, -1, -4_000_004])
+def test_a_crafted_pid_of_our_kernel_view_is_never_dead_and_never_an_error(pid: int) -> None:
+    """A lock object sealed with the key (a compromised client) naming our machine, boot
+    and pid namespace with a pid no process can have: judging it neither raises (2**64-1
+    overflowed os.kill: an internal error in every locking command) nor calls it dead
+    (0 and negative numbers name process groups to os.kill): only its age makes it stale."""
+    me = ident.current()
+    st, clk = _store()
+    data = st.codec.seal(LOCK, serde.pack({
+        "session": "s" * 32, "exclusive": False, "maintenance": False, "operation": "backup",
+        "hostname": me.hostname, "pid": pid, "pid_start": 0, "machine": me.machine,
+        "boot": me.boot, "pidns": me.pidns, "username": me.username, "time": clk.now,
+        "intent": None, "nonce": os.urandom(8)}))
+    st.backend.put(f"locks/{object_name(data)}", data)
+    (lk,) = list_locks(st)
+    assert not lk.dead(me)
+    assert remove_stale(st) == []
+    held = Session(st, "gc", maintenance=True, heartbeat=False)
+    held.acquire()
+    assert [o.session for o in held.others()] == ["s" * 32]
+    held.release()
