@@ -27,12 +27,18 @@ Invariants:
   (``set_excluded``), so one file serves every process. A pack named by two sources is
   listed once.
 - Resident memory does not grow with the file: the fence and pack table are read into
-  memory (8 B per 1024 blobs, 48 B per pack); record pages are mapped and dropped again
-  every ``DROP_EVERY`` lookups.
+  memory (8 B per 1024 blobs, 48 B per pack); lookups and block checks read with
+  ``pread`` and map nothing. (Touching the mapping instead mapped a whole page-cache
+  folio per fault: ~900 KiB a touch of a 560 MB file on Linux 6.18, so a 200-file
+  restore at 10M blobs held 60-130 MiB of it.) Only the whole-file column views map
+  the file, and their passes drop its pages as they go (``drop_pages``).
 - ``contains(id)`` answers exactly as ``find(id) is not None`` without building the
   answer (a dedup check: ~6 us against ~9 us for ``find`` on 200k entries).
-- Lookups take no lock: the mapping is read-only, the verified-block map only ever turns
-  bytes from 0 to 1, and the excluded map is replaced whole.
+- Lookups take no lock: ``pread`` is positional (and releases the GIL), the
+  verified-block map only ever turns bytes from 0 to 1, and the excluded map is replaced
+  whole.
+- A file truncated or unreadable under a reader is ``CacheDamaged`` (a short read), never
+  a crash (a mapping would raise SIGBUS).
 """
 
 from __future__ import annotations
@@ -61,18 +67,6 @@ MAGIC = b"CBIX0001"
 SUFFIX = ".cbx"
 BLOCK = 1024  # records per checked block: 8 KiB of prefixes + 48 KiB of records
 KINDS = ("data", "tree")
-# a lookup touches a few pages of the mapping (a whole block the first time: 56 KiB);
-# every DROP_EVERY lookups they are dropped from this process's RSS again (they stay in
-# the page cache), so a full backup's RSS does not grow with the store's blob count.
-# Measured on 1M entries (benchmarks/index_bench.py --lookups): never dropping, 9.5 us a
-# lookup and RSS +56 B per entry looked up; every 512, 22.7 us and +7 B; every 4096,
-# 10.0 us and +8 MiB in all (a window of pages, whatever the file's size)
-DROP_EVERY = 4096
-CHECK_DROP = 256  # blocks checked between two page drops of ``check_all`` (~14 MiB)
-# a block's first check maps all of it (56 KiB, ~14 pages) where a lookup maps ~2: it
-# counts as this many lookups, so a pass of misses over fresh blocks (a backup's new
-# blobs against its spilled files) holds ~16 MiB of mapped pages, not the whole file
-_CHECK_COST = 64
 _HEADER = struct.Struct("<8sIIQI4x32s")
 _REC = struct.Struct("<24sIIQI4x")
 _PACK = struct.Struct("<32sQB7x")
@@ -496,6 +490,8 @@ class CompactFile:
                 if blake3.blake3(meta).digest() != f.read(32):
                     raise CacheDamaged(f"{path.name}: header checksum mismatch")
                 self._mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if size else None
+                # lookups read through this (its own descriptor: the caller may close F)
+                self._file = os.fdopen(os.dup(f.fileno()), "rb", buffering=0)
         except OSError as e:
             raise CacheDamaged(f"{path.name}: {e}") from None
         off = _HEADER.size
@@ -515,15 +511,12 @@ class CompactFile:
         self.n: int = n
         self._pre_off = meta_len + 32
         self._rec_off = self._pre_off + n * 8
-        self._prefix = (memoryview(self._mm)[self._pre_off:self._rec_off].cast("Q")
-                        if self._mm is not None and n else memoryview(b"").cast("Q"))
         self._checked = bytearray(nb)
-        self._touched = 0  # lookups since the mapping's pages were last dropped
         self.excluded = bytearray(npk)  # replaced whole by set_excluded
         self._names = _PackNames(meta, self._packs_off, npk)
 
     def close(self) -> None:
-        self._prefix.release()
+        self._file.close()
         if self._mm is not None:
             self._mm.close()
 
@@ -552,20 +545,32 @@ class CompactFile:
 
     # ----- lookups ------------------------------------------------------------------
 
+    def _read(self, off: int, n: int) -> bytes:
+        """N bytes at OFF, read (not mapped); ``CacheDamaged`` when the file no longer
+        has them (truncated under us) or cannot be read."""
+        try:
+            got = os.pread(self._file.fileno(), n, off)
+        except (OSError, ValueError) as e:  # ValueError: closed
+            raise CacheDamaged(f"{self.path.name}: {e}") from None
+        if len(got) != n:
+            raise CacheDamaged(f"{self.path.name}: truncated (read {len(got)} of {n} "
+                               f"bytes at {off})")
+        return got
+
     def _check_block(self, b: int) -> None:
-        assert self._mm is not None
         lo, hi = b * BLOCK, min((b + 1) * BLOCK, self.n)
-        h = blake3.blake3(self._mm[self._pre_off + lo * 8:self._pre_off + hi * 8])
-        h.update(self._mm[self._rec_off + lo * 48:self._rec_off + hi * 48])
+        h = blake3.blake3(self._read(self._pre_off + lo * 8, (hi - lo) * 8))
+        h.update(self._read(self._rec_off + lo * 48, (hi - lo) * 48))
         if h.digest()[:_SUM] != self._sums[b * _SUM:(b + 1) * _SUM]:
             raise CacheDamaged(f"{self.path.name}: block {b} checksum mismatch")
         self._checked[b] = 1
-        self._touched += _CHECK_COST  # it mapped the whole block: count it toward a drop
 
-    def _span(self, p: int) -> tuple[int, int]:
-        """(the first record whose prefix is >= ``p`` in the blocks the fence says may
-        hold ``p``, the end of those blocks); the blocks are checked first. (Interpolating
-        the position from the fence was measured slower: 5.5 against 3.7 us.)"""
+    def _span(self, p: int) -> tuple[int, memoryview, int]:
+        """(LO, the prefixes from record LO to the end of the blocks the fence says may
+        hold ``p``, read, and the index in them of the first one >= ``p``); the blocks
+        are checked first. (Interpolating the position from the fence and reading 768 B
+        around it instead of the block's 8 KiB was measured no faster: a ``pread`` costs
+        its ~3 us system call, whatever its size up to a few KiB.)"""
         fence = self._fence
         b0 = max(bisect.bisect_left(fence, p) - 1, 0)
         b1 = bisect.bisect_right(fence, p)
@@ -573,11 +578,8 @@ class CompactFile:
             if not self._checked[b]:
                 self._check_block(b)
         lo, hi = b0 * BLOCK, min(b1 * BLOCK, self.n)
-        self._touched += 1  # racy between threads: only an estimate
-        if self._touched >= DROP_EVERY:
-            self._touched = 0
-            self._mm.madvise(mmap.MADV_DONTNEED)  # type: ignore[union-attr]
-        return bisect.bisect_left(self._prefix, p, lo, hi), hi
+        pre = memoryview(self._read(self._pre_off + lo * 8, (hi - lo) * 8)).cast("Q")
+        return lo, pre, bisect.bisect_left(pre, p)
 
     def contains(self, blob_id: bytes) -> bool:
         """Whether a copy of ``blob_id`` is in a pack not excluded: ``find`` without
@@ -585,17 +587,15 @@ class CompactFile:
         if not self.n or len(blob_id) != 32:
             return False
         p = int.from_bytes(blob_id[:8], "big")
-        i, hi = self._span(p)
-        excluded, rest, mm, prefix = self.excluded, blob_id[8:], self._mm, self._prefix
-        assert mm is not None
-        off = self._rec_off + i * 48
-        while i < hi and prefix[i] == p:
-            if mm[off:off + 24] == rest:
-                pack = _U32.unpack_from(mm, off + 24)[0]
+        lo, pre, i = self._span(p)
+        excluded, rest = self.excluded, blob_id[8:]
+        while i < len(pre) and pre[i] == p:
+            r = self._read(self._rec_off + (lo + i) * 48, 28)
+            if r[:24] == rest:
+                pack = _U32.unpack_from(r, 24)[0]
                 if pack < len(excluded) and not excluded[pack]:
                     return True
             i += 1
-            off += 48
         return False
 
     def find(self, blob_id: bytes) -> tuple[str, PackEntry] | None:
@@ -603,11 +603,11 @@ class CompactFile:
         if not self.n or len(blob_id) != 32:
             return None
         p = int.from_bytes(blob_id[:8], "big")
-        i, hi = self._span(p)
-        excluded, rest, mm = self.excluded, blob_id[8:], self._mm
-        assert mm is not None
-        while i < hi and self._prefix[i] == p:
-            r, pack, length, offset, raw = _REC.unpack_from(mm, self._rec_off + i * 48)
+        lo, pre, i = self._span(p)
+        excluded, rest = self.excluded, blob_id[8:]
+        while i < len(pre) and pre[i] == p:
+            r, pack, length, offset, raw = _REC.unpack(
+                self._read(self._rec_off + (lo + i) * 48, 48))
             if r == rest and pack < len(excluded) and not excluded[pack]:
                 name, kind, _size = self.pack(pack)
                 return name, PackEntry(kind, blob_id, offset, length, raw)
@@ -618,15 +618,12 @@ class CompactFile:
 
     def check_all(self) -> None:
         """Check every block against its sum now (CacheDamaged on a mismatch), so the
-        views below never meet an unchecked block. The mapping's pages are dropped every
-        ``CHECK_DROP`` blocks, so a check of the whole file holds ~14 MiB of it resident,
-        not the file (560 MiB at 10M records: gc's and verify's peak RSS before)."""
+        views below never meet an unchecked block. It reads (``pread``) and maps
+        nothing, so it holds none of the file resident (a check through the mapping held
+        all 560 MiB of a 10M-record file: gc's and verify's peak RSS before)."""
         for b in range(_blocks(self.n)):
             if not self._checked[b]:
                 self._check_block(b)
-                if b % CHECK_DROP == CHECK_DROP - 1:
-                    self.drop_pages()
-        self.drop_pages()
 
     def prefix_view(self, lo: int = 0, hi: int | None = None) -> np.ndarray[Any, Any]:
         """Prefixes ``lo:hi`` as a read-only view of the mapping (no copy); only after
