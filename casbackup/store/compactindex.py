@@ -72,6 +72,7 @@ _REC = struct.Struct("<24sIIQI4x")
 _PACK = struct.Struct("<32sQB7x")
 _U32 = struct.Struct("<I")
 _SUM = 16
+_CHUNK = 1 << 14  # records ``Flat.columns`` fills at a time
 assert _HEADER.size == 64 and _REC.size == _PACK.size == 48
 
 
@@ -186,18 +187,23 @@ class Flat:
             ptab["kind"] = [p[2] for p in self.packs]
         n = len(self.offsets)
         recs = np.zeros(n, REC_DTYPE)
-        if n:
-            raw = np.frombuffer(self.ids, np.uint8).reshape(-1, 32)
-            prefixes = raw[:, :8].copy().view(">u8").ravel().astype("<u8")
-            recs["rest"] = raw[:, 8:].copy().view("V24").ravel()
-            del raw
-            recs["pack"] = np.frombuffer(self.packno, "<u4")
-            recs["length"] = np.frombuffer(self.lengths, "<u4")
-            recs["offset"] = np.frombuffer(self.offsets, "<u8")
-            recs["raw"] = np.frombuffer(self.raws, "<u4")
-        else:
-            prefixes = np.zeros(0, "<u8")
-        return _sorted(list(sources), ptab, prefixes, recs)
+        if not n:
+            return _sorted(list(sources), ptab, np.zeros(0, "<u8"), recs)
+        # sorted first, then each record made in its place a chunk at a time: no
+        # whole-column temporary beyond the prefixes and the order (16 B a record)
+        raw = np.frombuffer(self.ids, np.uint8).reshape(-1, 32)
+        prefixes = np.ascontiguousarray(raw[:, :8]).view(">u8").ravel().astype("<u8")
+        order = np.argsort(prefixes, kind="stable")  # ties keep their first-loaded order
+        prefixes = prefixes[order]
+        cols = [("pack", self.packno, "<u4"), ("length", self.lengths, "<u4"),
+                ("offset", self.offsets, "<u8"), ("raw", self.raws, "<u4")]
+        for lo in range(0, n, _CHUNK):
+            o = order[lo:lo + _CHUNK]
+            part = recs[lo:lo + _CHUNK]
+            part["rest"] = np.ascontiguousarray(raw[o, 8:]).view("V24").ravel()
+            for field_, values, dt in cols:
+                part[field_] = np.frombuffer(values, dt)[o]
+        return _sorted(list(sources), ptab, prefixes, recs, records_sorted=True)
 
 
 def merge(parts: list[Columns]) -> Columns:
@@ -229,7 +235,8 @@ def merge(parts: list[Columns]) -> Columns:
 
 
 def _sorted(sources: list[str], ptab: np.ndarray[Any, Any], prefixes: np.ndarray[Any, Any],
-            recs: np.ndarray[Any, Any], packs_sorted: bool = False) -> Columns:
+            recs: np.ndarray[Any, Any], packs_sorted: bool = False,
+            records_sorted: bool = False) -> Columns:
     np = _numpy()
     if not packs_sorted and len(ptab):
         order = np.argsort(ptab["name"], kind="stable")
@@ -238,7 +245,7 @@ def _sorted(sources: list[str], ptab: np.ndarray[Any, Any], prefixes: np.ndarray
         inverse[order] = np.arange(len(order), dtype="<u4")
         if len(recs):
             recs["pack"] = inverse[recs["pack"]]
-    if len(recs):
+    if len(recs) and not records_sorted:
         order = np.argsort(prefixes, kind="stable")  # ties keep their first-loaded order
         prefixes, recs = prefixes[order], recs[order]
     if len(ptab) >= 2**32 or len(ptab) and np.any(ptab["name"][1:] == ptab["name"][:-1]):
@@ -263,12 +270,13 @@ def write_anonymous(cols: Columns, directory: Path | None = None) -> CompactFile
         raise
 
 
-def _parts(cols: Columns) -> tuple[bytes, list[bytes]]:
-    """(digest, the byte sections of the file in order)."""
+def _parts(cols: Columns) -> tuple[bytes, list[Any]]:
+    """(digest, the sections of the file in order: bytes, then the columns as byte
+    views -- no copy of them, which was 56 B a record more at a spill's peak)."""
     np = _numpy()
     nb = _blocks(len(cols.prefixes))
-    pre = np.ascontiguousarray(cols.prefixes, "<u8").tobytes()
-    rec = np.ascontiguousarray(cols.records).tobytes()
+    pre = np.ascontiguousarray(cols.prefixes, "<u8").view(np.uint8)
+    rec = np.ascontiguousarray(cols.records).view(np.uint8)
     fence = cols.prefixes[::BLOCK].astype("<u8").tobytes()
     sums = bytearray()
     for b in range(nb):
@@ -304,8 +312,8 @@ def write_file(directory: Path, cols: Columns) -> Path:
 
 
 # records taken from all inputs together per round of ``merge_files``: its working set
-# is a few copies of this many 56-byte records (~35 MiB at 2**17), whatever the inputs'
-# total; every input's mapped pages are dropped again after each round
+# is a few copies of this many 56-byte records (~25 MiB at 2**17), whatever the inputs'
+# total; the inputs are read (``pread``), never mapped
 MERGE_WINDOW = 1 << 17
 
 
@@ -361,9 +369,9 @@ def merge_files(directory: Path | None, files: list[CompactFile],
             rec = np.concatenate([pend_r, rec]) if len(pend_r) else rec
             full = len(pre) if last else len(pre) // BLOCK * BLOCK
             if full:
-                pb, rb = pre[:full].tobytes(), rec[:full].tobytes()
-                os.pwrite(fd, pb, pre_off + done * 8)
-                os.pwrite(fd, rb, rec_off + done * 48)
+                pb, rb = pre[:full].view(np.uint8), rec[:full].view(np.uint8)
+                _pwrite_all(fd, pb, pre_off + done * 8)
+                _pwrite_all(fd, rb, rec_off + done * 48)
                 b0 = done // BLOCK
                 fence[b0:b0 + _blocks(full)] = pre[:full:BLOCK]
                 for k in range(0, full, BLOCK):
@@ -389,17 +397,16 @@ def merge_files(directory: Path | None, files: list[CompactFile],
                 k = len(p) if cut is None else int(np.searchsorted(p, cut, side="right"))
                 if not k:
                     continue
-                r = f.records(pos[i], pos[i] + k).copy()
-                p = p[:k].copy()
-                r["pack"] = remaps[i][r["pack"]]
+                r = f.records(pos[i], pos[i] + k)
+                p = p[:k]
                 kp = keeps[i]
                 if kp is not None:
-                    sel = kp[f.records(pos[i], pos[i] + k)["pack"]]
+                    sel = kp[r["pack"]]
                     p, r = p[sel], r[sel]
+                r["pack"] = remaps[i][r["pack"]]
                 pos[i] += k
                 pres.append(p)
                 recs.append(r)
-                f.drop_pages()
             live = [i for i in live if pos[i] < files[i].n]
             if pres:
                 p_all, r_all = np.concatenate(pres), np.concatenate(recs)
@@ -429,6 +436,14 @@ def merge_files(directory: Path | None, files: list[CompactFile],
         if tmp is not None:
             with contextlib.suppress(OSError):
                 tmp.unlink()  # gone already when it was renamed
+
+
+def _pwrite_all(fd: int, data: Any, off: int) -> None:
+    """All of DATA (a byte view) at OFF: ``pwrite`` may write less than asked."""
+    view = memoryview(data)
+    while len(view):
+        n = os.pwrite(fd, view, off)
+        view, off = view[n:], off + n
 
 
 def _sync_dir(directory: Path) -> None:
@@ -665,11 +680,8 @@ class CompactFile:
         if self._mm is None or not self.n:
             return Columns(list(self.sources), packs, np.zeros(0, "<u8"),
                            np.zeros(0, REC_DTYPE))
-        pre = np.frombuffer(self._mm, "<u8", self.n, self._pre_off).copy()
-        rec = np.frombuffer(self._mm, REC_DTYPE, self.n, self._rec_off).copy()
-        if len(rec) and int(rec["pack"].max()) >= self.n_packs:
-            raise CacheDamaged(f"{self.path.name}: a record names no pack")
-        return Columns(list(self.sources), packs, pre, rec)
+        return Columns(list(self.sources), packs, self.prefixes(0, self.n),
+                       self.records(0, self.n))
 
     def pack_table(self) -> np.ndarray[Any, Any]:
         """A copy of the pack table (name V32, size, kind; sorted by name; 48 B per pack),
@@ -687,21 +699,33 @@ class CompactFile:
             if not self._checked[b]:
                 self._check_block(b)
 
+    def _read_into(self, out: np.ndarray[Any, Any], off: int) -> np.ndarray[Any, Any]:
+        """OUT filled from the bytes at OFF (``preadv``: no mapping, no second copy);
+        ``CacheDamaged`` when the file no longer has them."""
+        view = memoryview(out.view(_numpy().uint8))
+        done = 0
+        while done < len(view):
+            try:
+                got = os.preadv(self._file.fileno(), [view[done:]], off + done)
+            except (OSError, ValueError) as e:
+                raise CacheDamaged(f"{self.path.name}: {e}") from None
+            if got <= 0:
+                raise CacheDamaged(f"{self.path.name}: truncated at {off + done}")
+            done += got
+        return out
+
     def prefixes(self, lo: int, hi: int) -> np.ndarray[Any, Any]:
-        """Prefixes LO..HI, checked, as a view of the mapping (no copy)."""
-        npm = _numpy()
+        """Prefixes LO..HI, checked, read into a new array (a merge's window: it maps
+        nothing, so the inputs' pages never count in this process's RSS)."""
         self._check_range(lo, hi)
-        pre: np.ndarray[Any, Any] = npm.frombuffer(self._mm, "<u8", hi - lo,
-                                                  self._pre_off + lo * 8)
-        return pre
+        return self._read_into(_numpy().empty(max(hi - lo, 0), "<u8"), self._pre_off + lo * 8)
 
     def records(self, lo: int, hi: int) -> np.ndarray[Any, Any]:
-        """Records LO..HI, checked, as a view of the mapping (no copy)."""
-        npm = _numpy()
+        """Records LO..HI, checked, read into a new (writable) array."""
         _, REC_DTYPE = _dtypes()
         self._check_range(lo, hi)
-        rec: np.ndarray[Any, Any] = npm.frombuffer(self._mm, REC_DTYPE, hi - lo,
-                                                  self._rec_off + lo * 48)
+        rec = self._read_into(_numpy().empty(max(hi - lo, 0), REC_DTYPE),
+                              self._rec_off + lo * 48)
         if len(rec) and int(rec["pack"].max()) >= self.n_packs:
             raise CacheDamaged(f"{self.path.name}: a record names no pack")
         return rec
@@ -713,7 +737,6 @@ class CompactFile:
         for lo in range(0, self.n, MERGE_WINDOW):
             hi = min(self.n, lo + MERGE_WINDOW)
             counts += np.bincount(self.records(lo, hi)["pack"], minlength=self.n_packs)
-            self.drop_pages()
         return int(counts[keep].sum())
 
     def iter_packs(self) -> Iterator[tuple[str, str, int, list[PackEntry]]]:
