@@ -390,6 +390,40 @@ def test_lookups_map_none_of_the_file(tmp_path: Path) -> None:
     assert grew < 1 << 20, f"lookups left {grew >> 10} KiB of the file resident"
 
 
+def test_lookups_from_many_threads_take_no_lock(tmp_path: Path) -> None:
+    """Issue #12 item 2: a backup's threads look blobs up at once; no lookup takes the
+    index's lock (counted through a wrapper), and every answer is right."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    rows = _big_rows(8, BLOCK, "threads")
+    _name, path = _one_file(tmp_path, rows)
+    index = StoreIndex()
+    index.set_bases([CompactFile(path)])
+    taken = [0]
+    real = threading.Lock()
+
+    class Counting:
+        def __enter__(self) -> None:
+            taken[0] += 1
+            real.acquire()
+
+        def __exit__(self, *exc: object) -> None:
+            real.release()
+
+    index._lock = Counting()  # type: ignore[assignment]
+    want = {e.id: e for _n, _k, _s, es in rows for e in es}
+
+    def look(ids: list[bytes]) -> bool:
+        return all(index.lookup(b).entry == want[b] and b in index for b in ids) and not any(
+            os.urandom(32) in index for _ in range(200))
+
+    ids = list(want)
+    with ThreadPoolExecutor(4) as pool:
+        assert all(pool.map(look, [ids[k::4] for k in range(4)]))
+    assert taken[0] == 0
+
+
 def test_a_file_truncated_under_a_reader_is_damaged_and_rebuilt(tmp_path: Path) -> None:
     """A cache file cut short after it was opened (another process, a full disk's
     repair): a lookup meets a short read and raises ``CacheDamaged`` -- a mapping would
