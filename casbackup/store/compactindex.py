@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import errno
 import mmap
 import os
 import struct
@@ -443,6 +444,8 @@ def _pwrite_all(fd: int, data: Any, off: int) -> None:
     view = memoryview(data)
     while len(view):
         n = os.pwrite(fd, view, off)
+        if n <= 0:  # never for a regular file (a full disk raises ENOSPC): no spin
+            raise OSError(errno.ENOSPC, "wrote nothing")
         view, off = view[n:], off + n
 
 
