@@ -530,6 +530,7 @@ class CompactFile:
         self._pre_off = meta_len + 32
         self._rec_off = self._pre_off + n * 8
         self._checked = bytearray(nb)
+        self._resident: memoryview | None = None  # the prefixes, once ``hold_prefixes``
         self.excluded = bytearray(npk)  # replaced whole by set_excluded
         self._names = _PackNames(meta, self._packs_off, npk)
 
@@ -575,6 +576,13 @@ class CompactFile:
                                f"bytes at {off})")
         return got
 
+    def hold_prefixes(self) -> None:
+        """Check every block, then keep the prefix column in memory (8 B a record): a
+        lookup of an absent id then makes no system call, one of a present id one. For
+        this process's own spilled files, whose lookups are a backup's dedup checks."""
+        self.check_all()
+        self._resident = memoryview(self._read(self._pre_off, self.n * 8)).cast("Q")
+
     def _check_block(self, b: int) -> None:
         lo, hi = b * BLOCK, min((b + 1) * BLOCK, self.n)
         h = blake3.blake3(self._read(self._pre_off + lo * 8, (hi - lo) * 8))
@@ -589,6 +597,8 @@ class CompactFile:
         are checked first. (Interpolating the position from the fence and reading 768 B
         around it instead of the block's 8 KiB was measured no faster: a ``pread`` costs
         its ~3 us system call, whatever its size up to a few KiB.)"""
+        if self._resident is not None:
+            return 0, self._resident, bisect.bisect_left(self._resident, p)
         fence = self._fence
         b0 = max(bisect.bisect_left(fence, p) - 1, 0)
         b1 = bisect.bisect_right(fence, p)

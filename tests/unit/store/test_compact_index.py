@@ -638,6 +638,36 @@ def test_the_spilled_layer_answers_like_the_dicts(
 
 
 
+def test_a_dedup_check_against_spilled_files_makes_no_system_call(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A backup's spilled files keep their prefixes in memory (``hold_prefixes``): a
+    lookup of a new (absent) blob reads nothing, one of a present blob one record. Read
+    through ``pread`` each lookup cost a ~3 us system call per file (+1.2 CPU-s on a
+    200k-file backup). Counted."""
+    from casbackup.store.index import PackInfo
+
+    idx = StoreIndex()
+    rows = _big_rows(6, 700, "spill")
+    for k, row in enumerate(rows):
+        p = PackInfo(*row)
+        idx.add_pack(p)
+        idx.spill(_hexname(k, "obj"), [p])
+    assert not idx.blobs and idx.spilled
+    calls = [0]
+    real = os.pread
+
+    def counting(fd: int, n: int, off: int) -> bytes:
+        calls[0] += 1
+        return real(fd, n, off)
+
+    monkeypatch.setattr(os, "pread", counting)
+    assert not any(os.urandom(32) in idx for _ in range(2000))
+    assert calls[0] == 0
+    present = [e for _n, _k, _s, es in rows for e in es[::10]]
+    assert all(idx.lookup(e.id).entry == e for e in present)
+    assert calls[0] == len(present)  # one record read each, in the one file holding it
+
+
 @pytest.fixture
 def tiny_tmpfs(tmp_path: Path) -> Iterator[Path]:
     from tests.helpers import tmpfs_or_skip
