@@ -170,8 +170,8 @@ def _rss_kib() -> int:
 
 def lookups(n: int, work: Path) -> None:
     """Lookups straight on a compact index file of N entries (this checkout): the time per
-    lookup, and the peak RSS before and after looking up every entry once (the mapping's
-    pages are dropped every DROP_EVERY lookups, so RSS must not grow by ~56 B x N)."""
+    lookup, and the peak RSS before and after looking up every entry once (the
+    lookups read the file with pread and map nothing, so RSS must not grow with N)."""
     import random
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))

@@ -27,18 +27,25 @@ Invariants:
   (``set_excluded``), so one file serves every process. A pack named by two sources is
   listed once.
 - Resident memory does not grow with the file: the fence and pack table are read into
-  memory (8 B per 1024 blobs, 48 B per pack); record pages are mapped and dropped again
-  every ``DROP_EVERY`` lookups.
+  memory (8 B per 1024 blobs, 48 B per pack); lookups and block checks read with
+  ``pread`` and map nothing. (Touching the mapping instead mapped a whole page-cache
+  folio per fault: ~900 KiB a touch of a 560 MB file on Linux 6.18, so a 200-file
+  restore at 10M blobs held 60-130 MiB of it.) Only the whole-file column views map
+  the file, and their passes drop its pages as they go (``drop_pages``).
 - ``contains(id)`` answers exactly as ``find(id) is not None`` without building the
   answer (a dedup check: ~6 us against ~9 us for ``find`` on 200k entries).
-- Lookups take no lock: the mapping is read-only, the verified-block map only ever turns
-  bytes from 0 to 1, and the excluded map is replaced whole.
+- Lookups take no lock: ``pread`` is positional (and releases the GIL), the
+  verified-block map only ever turns bytes from 0 to 1, and the excluded map is replaced
+  whole.
+- A file truncated or unreadable under a reader is ``CacheDamaged`` (a short read), never
+  a crash (a mapping would raise SIGBUS).
 """
 
 from __future__ import annotations
 
 import bisect
 import contextlib
+import errno
 import mmap
 import os
 import struct
@@ -61,23 +68,12 @@ MAGIC = b"CBIX0001"
 SUFFIX = ".cbx"
 BLOCK = 1024  # records per checked block: 8 KiB of prefixes + 48 KiB of records
 KINDS = ("data", "tree")
-# a lookup touches a few pages of the mapping (a whole block the first time: 56 KiB);
-# every DROP_EVERY lookups they are dropped from this process's RSS again (they stay in
-# the page cache), so a full backup's RSS does not grow with the store's blob count.
-# Measured on 1M entries (benchmarks/index_bench.py --lookups): never dropping, 9.5 us a
-# lookup and RSS +56 B per entry looked up; every 512, 22.7 us and +7 B; every 4096,
-# 10.0 us and +8 MiB in all (a window of pages, whatever the file's size)
-DROP_EVERY = 4096
-CHECK_DROP = 256  # blocks checked between two page drops of ``check_all`` (~14 MiB)
-# a block's first check maps all of it (56 KiB, ~14 pages) where a lookup maps ~2: it
-# counts as this many lookups, so a pass of misses over fresh blocks (a backup's new
-# blobs against its spilled files) holds ~16 MiB of mapped pages, not the whole file
-_CHECK_COST = 64
 _HEADER = struct.Struct("<8sIIQI4x32s")
 _REC = struct.Struct("<24sIIQI4x")
 _PACK = struct.Struct("<32sQB7x")
 _U32 = struct.Struct("<I")
 _SUM = 16
+_CHUNK = 1 << 14  # records ``Flat.columns`` fills at a time
 assert _HEADER.size == 64 and _REC.size == _PACK.size == 48
 
 
@@ -192,18 +188,23 @@ class Flat:
             ptab["kind"] = [p[2] for p in self.packs]
         n = len(self.offsets)
         recs = np.zeros(n, REC_DTYPE)
-        if n:
-            raw = np.frombuffer(self.ids, np.uint8).reshape(-1, 32)
-            prefixes = raw[:, :8].copy().view(">u8").ravel().astype("<u8")
-            recs["rest"] = raw[:, 8:].copy().view("V24").ravel()
-            del raw
-            recs["pack"] = np.frombuffer(self.packno, "<u4")
-            recs["length"] = np.frombuffer(self.lengths, "<u4")
-            recs["offset"] = np.frombuffer(self.offsets, "<u8")
-            recs["raw"] = np.frombuffer(self.raws, "<u4")
-        else:
-            prefixes = np.zeros(0, "<u8")
-        return _sorted(list(sources), ptab, prefixes, recs)
+        if not n:
+            return _sorted(list(sources), ptab, np.zeros(0, "<u8"), recs)
+        # sorted first, then each record made in its place a chunk at a time: no
+        # whole-column temporary beyond the prefixes and the order (16 B a record)
+        raw = np.frombuffer(self.ids, np.uint8).reshape(-1, 32)
+        prefixes = np.ascontiguousarray(raw[:, :8]).view(">u8").ravel().astype("<u8")
+        order = np.argsort(prefixes, kind="stable")  # ties keep their first-loaded order
+        prefixes = prefixes[order]
+        cols = [("pack", self.packno, "<u4"), ("length", self.lengths, "<u4"),
+                ("offset", self.offsets, "<u8"), ("raw", self.raws, "<u4")]
+        for lo in range(0, n, _CHUNK):
+            o = order[lo:lo + _CHUNK]
+            part = recs[lo:lo + _CHUNK]
+            part["rest"] = np.ascontiguousarray(raw[o, 8:]).view("V24").ravel()
+            for field_, values, dt in cols:
+                part[field_] = np.frombuffer(values, dt)[o]
+        return _sorted(list(sources), ptab, prefixes, recs, records_sorted=True)
 
 
 def merge(parts: list[Columns]) -> Columns:
@@ -235,7 +236,8 @@ def merge(parts: list[Columns]) -> Columns:
 
 
 def _sorted(sources: list[str], ptab: np.ndarray[Any, Any], prefixes: np.ndarray[Any, Any],
-            recs: np.ndarray[Any, Any], packs_sorted: bool = False) -> Columns:
+            recs: np.ndarray[Any, Any], packs_sorted: bool = False,
+            records_sorted: bool = False) -> Columns:
     np = _numpy()
     if not packs_sorted and len(ptab):
         order = np.argsort(ptab["name"], kind="stable")
@@ -244,7 +246,7 @@ def _sorted(sources: list[str], ptab: np.ndarray[Any, Any], prefixes: np.ndarray
         inverse[order] = np.arange(len(order), dtype="<u4")
         if len(recs):
             recs["pack"] = inverse[recs["pack"]]
-    if len(recs):
+    if len(recs) and not records_sorted:
         order = np.argsort(prefixes, kind="stable")  # ties keep their first-loaded order
         prefixes, recs = prefixes[order], recs[order]
     if len(ptab) >= 2**32 or len(ptab) and np.any(ptab["name"][1:] == ptab["name"][:-1]):
@@ -269,12 +271,13 @@ def write_anonymous(cols: Columns, directory: Path | None = None) -> CompactFile
         raise
 
 
-def _parts(cols: Columns) -> tuple[bytes, list[bytes]]:
-    """(digest, the byte sections of the file in order)."""
+def _parts(cols: Columns) -> tuple[bytes, list[Any]]:
+    """(digest, the sections of the file in order: bytes, then the columns as byte
+    views -- no copy of them, which was 56 B a record more at a spill's peak)."""
     np = _numpy()
     nb = _blocks(len(cols.prefixes))
-    pre = np.ascontiguousarray(cols.prefixes, "<u8").tobytes()
-    rec = np.ascontiguousarray(cols.records).tobytes()
+    pre = np.ascontiguousarray(cols.prefixes, "<u8").view(np.uint8)
+    rec = np.ascontiguousarray(cols.records).view(np.uint8)
     fence = cols.prefixes[::BLOCK].astype("<u8").tobytes()
     sums = bytearray()
     for b in range(nb):
@@ -310,8 +313,8 @@ def write_file(directory: Path, cols: Columns) -> Path:
 
 
 # records taken from all inputs together per round of ``merge_files``: its working set
-# is a few copies of this many 56-byte records (~35 MiB at 2**17), whatever the inputs'
-# total; every input's mapped pages are dropped again after each round
+# is a few copies of this many 56-byte records (~25 MiB at 2**17), whatever the inputs'
+# total; the inputs are read (``pread``), never mapped
 MERGE_WINDOW = 1 << 17
 
 
@@ -367,9 +370,9 @@ def merge_files(directory: Path | None, files: list[CompactFile],
             rec = np.concatenate([pend_r, rec]) if len(pend_r) else rec
             full = len(pre) if last else len(pre) // BLOCK * BLOCK
             if full:
-                pb, rb = pre[:full].tobytes(), rec[:full].tobytes()
-                os.pwrite(fd, pb, pre_off + done * 8)
-                os.pwrite(fd, rb, rec_off + done * 48)
+                pb, rb = pre[:full].view(np.uint8), rec[:full].view(np.uint8)
+                _pwrite_all(fd, pb, pre_off + done * 8)
+                _pwrite_all(fd, rb, rec_off + done * 48)
                 b0 = done // BLOCK
                 fence[b0:b0 + _blocks(full)] = pre[:full:BLOCK]
                 for k in range(0, full, BLOCK):
@@ -395,17 +398,16 @@ def merge_files(directory: Path | None, files: list[CompactFile],
                 k = len(p) if cut is None else int(np.searchsorted(p, cut, side="right"))
                 if not k:
                     continue
-                r = f.records(pos[i], pos[i] + k).copy()
-                p = p[:k].copy()
-                r["pack"] = remaps[i][r["pack"]]
+                r = f.records(pos[i], pos[i] + k)
+                p = p[:k]
                 kp = keeps[i]
                 if kp is not None:
-                    sel = kp[f.records(pos[i], pos[i] + k)["pack"]]
+                    sel = kp[r["pack"]]
                     p, r = p[sel], r[sel]
+                r["pack"] = remaps[i][r["pack"]]
                 pos[i] += k
                 pres.append(p)
                 recs.append(r)
-                f.drop_pages()
             live = [i for i in live if pos[i] < files[i].n]
             if pres:
                 p_all, r_all = np.concatenate(pres), np.concatenate(recs)
@@ -435,6 +437,16 @@ def merge_files(directory: Path | None, files: list[CompactFile],
         if tmp is not None:
             with contextlib.suppress(OSError):
                 tmp.unlink()  # gone already when it was renamed
+
+
+def _pwrite_all(fd: int, data: Any, off: int) -> None:
+    """All of DATA (a byte view) at OFF: ``pwrite`` may write less than asked."""
+    view = memoryview(data)
+    while len(view):
+        n = os.pwrite(fd, view, off)
+        if n <= 0:  # never for a regular file (a full disk raises ENOSPC): no spin
+            raise OSError(errno.ENOSPC, "wrote nothing")
+        view, off = view[n:], off + n
 
 
 def _sync_dir(directory: Path) -> None:
@@ -496,6 +508,8 @@ class CompactFile:
                 if blake3.blake3(meta).digest() != f.read(32):
                     raise CacheDamaged(f"{path.name}: header checksum mismatch")
                 self._mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if size else None
+                # lookups read through this (its own descriptor: the caller may close F)
+                self._file = os.fdopen(os.dup(f.fileno()), "rb", buffering=0)
         except OSError as e:
             raise CacheDamaged(f"{path.name}: {e}") from None
         off = _HEADER.size
@@ -515,15 +529,13 @@ class CompactFile:
         self.n: int = n
         self._pre_off = meta_len + 32
         self._rec_off = self._pre_off + n * 8
-        self._prefix = (memoryview(self._mm)[self._pre_off:self._rec_off].cast("Q")
-                        if self._mm is not None and n else memoryview(b"").cast("Q"))
         self._checked = bytearray(nb)
-        self._touched = 0  # lookups since the mapping's pages were last dropped
+        self._resident: memoryview | None = None  # the prefixes, once ``hold_prefixes``
         self.excluded = bytearray(npk)  # replaced whole by set_excluded
         self._names = _PackNames(meta, self._packs_off, npk)
 
     def close(self) -> None:
-        self._prefix.release()
+        self._file.close()
         if self._mm is not None:
             self._mm.close()
 
@@ -552,20 +564,41 @@ class CompactFile:
 
     # ----- lookups ------------------------------------------------------------------
 
+    def _read(self, off: int, n: int) -> bytes:
+        """N bytes at OFF, read (not mapped); ``CacheDamaged`` when the file no longer
+        has them (truncated under us) or cannot be read."""
+        try:
+            got = os.pread(self._file.fileno(), n, off)
+        except (OSError, ValueError) as e:  # ValueError: closed
+            raise CacheDamaged(f"{self.path.name}: {e}") from None
+        if len(got) != n:
+            raise CacheDamaged(f"{self.path.name}: truncated (read {len(got)} of {n} "
+                               f"bytes at {off})")
+        return got
+
+    def hold_prefixes(self) -> None:
+        """Check every block, then keep the prefix column in memory (8 B a record): a
+        lookup of an absent id then makes no system call, one of a present id one. For
+        this process's own spilled files, whose lookups are a backup's dedup checks."""
+        self.check_all()
+        self._resident = memoryview(self._read(self._pre_off, self.n * 8)).cast("Q")
+
     def _check_block(self, b: int) -> None:
-        assert self._mm is not None
         lo, hi = b * BLOCK, min((b + 1) * BLOCK, self.n)
-        h = blake3.blake3(self._mm[self._pre_off + lo * 8:self._pre_off + hi * 8])
-        h.update(self._mm[self._rec_off + lo * 48:self._rec_off + hi * 48])
+        h = blake3.blake3(self._read(self._pre_off + lo * 8, (hi - lo) * 8))
+        h.update(self._read(self._rec_off + lo * 48, (hi - lo) * 48))
         if h.digest()[:_SUM] != self._sums[b * _SUM:(b + 1) * _SUM]:
             raise CacheDamaged(f"{self.path.name}: block {b} checksum mismatch")
         self._checked[b] = 1
-        self._touched += _CHECK_COST  # it mapped the whole block: count it toward a drop
 
-    def _span(self, p: int) -> tuple[int, int]:
-        """(the first record whose prefix is >= ``p`` in the blocks the fence says may
-        hold ``p``, the end of those blocks); the blocks are checked first. (Interpolating
-        the position from the fence was measured slower: 5.5 against 3.7 us.)"""
+    def _span(self, p: int) -> tuple[int, memoryview, int]:
+        """(LO, the prefixes from record LO to the end of the blocks the fence says may
+        hold ``p``, read, and the index in them of the first one >= ``p``); the blocks
+        are checked first. (Interpolating the position from the fence and reading 768 B
+        around it instead of the block's 8 KiB was measured no faster: a ``pread`` costs
+        its ~3 us system call, whatever its size up to a few KiB.)"""
+        if self._resident is not None:
+            return 0, self._resident, bisect.bisect_left(self._resident, p)
         fence = self._fence
         b0 = max(bisect.bisect_left(fence, p) - 1, 0)
         b1 = bisect.bisect_right(fence, p)
@@ -573,11 +606,8 @@ class CompactFile:
             if not self._checked[b]:
                 self._check_block(b)
         lo, hi = b0 * BLOCK, min(b1 * BLOCK, self.n)
-        self._touched += 1  # racy between threads: only an estimate
-        if self._touched >= DROP_EVERY:
-            self._touched = 0
-            self._mm.madvise(mmap.MADV_DONTNEED)  # type: ignore[union-attr]
-        return bisect.bisect_left(self._prefix, p, lo, hi), hi
+        pre = memoryview(self._read(self._pre_off + lo * 8, (hi - lo) * 8)).cast("Q")
+        return lo, pre, bisect.bisect_left(pre, p)
 
     def contains(self, blob_id: bytes) -> bool:
         """Whether a copy of ``blob_id`` is in a pack not excluded: ``find`` without
@@ -585,17 +615,15 @@ class CompactFile:
         if not self.n or len(blob_id) != 32:
             return False
         p = int.from_bytes(blob_id[:8], "big")
-        i, hi = self._span(p)
-        excluded, rest, mm, prefix = self.excluded, blob_id[8:], self._mm, self._prefix
-        assert mm is not None
-        off = self._rec_off + i * 48
-        while i < hi and prefix[i] == p:
-            if mm[off:off + 24] == rest:
-                pack = _U32.unpack_from(mm, off + 24)[0]
+        lo, pre, i = self._span(p)
+        excluded, rest = self.excluded, blob_id[8:]
+        while i < len(pre) and pre[i] == p:
+            r = self._read(self._rec_off + (lo + i) * 48, 28)
+            if r[:24] == rest:
+                pack = _U32.unpack_from(r, 24)[0]
                 if pack < len(excluded) and not excluded[pack]:
                     return True
             i += 1
-            off += 48
         return False
 
     def find(self, blob_id: bytes) -> tuple[str, PackEntry] | None:
@@ -603,11 +631,11 @@ class CompactFile:
         if not self.n or len(blob_id) != 32:
             return None
         p = int.from_bytes(blob_id[:8], "big")
-        i, hi = self._span(p)
-        excluded, rest, mm = self.excluded, blob_id[8:], self._mm
-        assert mm is not None
-        while i < hi and self._prefix[i] == p:
-            r, pack, length, offset, raw = _REC.unpack_from(mm, self._rec_off + i * 48)
+        lo, pre, i = self._span(p)
+        excluded, rest = self.excluded, blob_id[8:]
+        while i < len(pre) and pre[i] == p:
+            r, pack, length, offset, raw = _REC.unpack(
+                self._read(self._rec_off + (lo + i) * 48, 48))
             if r == rest and pack < len(excluded) and not excluded[pack]:
                 name, kind, _size = self.pack(pack)
                 return name, PackEntry(kind, blob_id, offset, length, raw)
@@ -618,15 +646,12 @@ class CompactFile:
 
     def check_all(self) -> None:
         """Check every block against its sum now (CacheDamaged on a mismatch), so the
-        views below never meet an unchecked block. The mapping's pages are dropped every
-        ``CHECK_DROP`` blocks, so a check of the whole file holds ~14 MiB of it resident,
-        not the file (560 MiB at 10M records: gc's and verify's peak RSS before)."""
+        views below never meet an unchecked block. It reads (``pread``) and maps
+        nothing, so it holds none of the file resident (a check through the mapping held
+        all 560 MiB of a 10M-record file: gc's and verify's peak RSS before)."""
         for b in range(_blocks(self.n)):
             if not self._checked[b]:
                 self._check_block(b)
-                if b % CHECK_DROP == CHECK_DROP - 1:
-                    self.drop_pages()
-        self.drop_pages()
 
     def prefix_view(self, lo: int = 0, hi: int | None = None) -> np.ndarray[Any, Any]:
         """Prefixes ``lo:hi`` as a read-only view of the mapping (no copy); only after
@@ -668,11 +693,8 @@ class CompactFile:
         if self._mm is None or not self.n:
             return Columns(list(self.sources), packs, np.zeros(0, "<u8"),
                            np.zeros(0, REC_DTYPE))
-        pre = np.frombuffer(self._mm, "<u8", self.n, self._pre_off).copy()
-        rec = np.frombuffer(self._mm, REC_DTYPE, self.n, self._rec_off).copy()
-        if len(rec) and int(rec["pack"].max()) >= self.n_packs:
-            raise CacheDamaged(f"{self.path.name}: a record names no pack")
-        return Columns(list(self.sources), packs, pre, rec)
+        return Columns(list(self.sources), packs, self.prefixes(0, self.n),
+                       self.records(0, self.n))
 
     def pack_table(self) -> np.ndarray[Any, Any]:
         """A copy of the pack table (name V32, size, kind; sorted by name; 48 B per pack),
@@ -690,21 +712,33 @@ class CompactFile:
             if not self._checked[b]:
                 self._check_block(b)
 
+    def _read_into(self, out: np.ndarray[Any, Any], off: int) -> np.ndarray[Any, Any]:
+        """OUT filled from the bytes at OFF (``preadv``: no mapping, no second copy);
+        ``CacheDamaged`` when the file no longer has them."""
+        view = memoryview(out.view(_numpy().uint8))
+        done = 0
+        while done < len(view):
+            try:
+                got = os.preadv(self._file.fileno(), [view[done:]], off + done)
+            except (OSError, ValueError) as e:
+                raise CacheDamaged(f"{self.path.name}: {e}") from None
+            if got <= 0:
+                raise CacheDamaged(f"{self.path.name}: truncated at {off + done}")
+            done += got
+        return out
+
     def prefixes(self, lo: int, hi: int) -> np.ndarray[Any, Any]:
-        """Prefixes LO..HI, checked, as a view of the mapping (no copy)."""
-        npm = _numpy()
+        """Prefixes LO..HI, checked, read into a new array (a merge's window: it maps
+        nothing, so the inputs' pages never count in this process's RSS)."""
         self._check_range(lo, hi)
-        pre: np.ndarray[Any, Any] = npm.frombuffer(self._mm, "<u8", hi - lo,
-                                                  self._pre_off + lo * 8)
-        return pre
+        return self._read_into(_numpy().empty(max(hi - lo, 0), "<u8"), self._pre_off + lo * 8)
 
     def records(self, lo: int, hi: int) -> np.ndarray[Any, Any]:
-        """Records LO..HI, checked, as a view of the mapping (no copy)."""
-        npm = _numpy()
+        """Records LO..HI, checked, read into a new (writable) array."""
         _, REC_DTYPE = _dtypes()
         self._check_range(lo, hi)
-        rec: np.ndarray[Any, Any] = npm.frombuffer(self._mm, REC_DTYPE, hi - lo,
-                                                  self._rec_off + lo * 48)
+        rec = self._read_into(_numpy().empty(max(hi - lo, 0), REC_DTYPE),
+                              self._rec_off + lo * 48)
         if len(rec) and int(rec["pack"].max()) >= self.n_packs:
             raise CacheDamaged(f"{self.path.name}: a record names no pack")
         return rec
@@ -716,7 +750,6 @@ class CompactFile:
         for lo in range(0, self.n, MERGE_WINDOW):
             hi = min(self.n, lo + MERGE_WINDOW)
             counts += np.bincount(self.records(lo, hi)["pack"], minlength=self.n_packs)
-            self.drop_pages()
         return int(counts[keep].sum())
 
     def iter_packs(self) -> Iterator[tuple[str, str, int, list[PackEntry]]]:

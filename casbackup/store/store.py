@@ -54,6 +54,7 @@ from .cachedir import KnownStore
 from .compactindex import CompactFile, merge_files
 from .config import StoreConfig, config_problem
 from .index import (
+    SPILL_WINDOW,
     Location,
     PackInfo,
     StoreIndex,
@@ -357,7 +358,8 @@ class Store:
             else:
                 runs = [rows[n].as_run(n, directory) for n in sorted(rows)]
                 try:
-                    merge_files(directory, have + runs).close()
+                    # a backup's process: the spill's small window, not the cache's
+                    merge_files(directory, have + runs, SPILL_WINDOW).close()
                 finally:
                     for r in runs:
                         r.close()

@@ -107,8 +107,8 @@ def test_a_backup_adding_many_blobs_holds_no_index_entry_per_blob(tmp_path: Path
     """A writer's durable index objects leave the in-memory layer (``StoreIndex.spill``):
     the peak RSS of a process adding 120k blobs exceeds that of one adding 30k by far
     less than the ~300 B a blob the dicts held (main: +91 MB for 300k blobs). What
-    grows here is bounded: the spilled files' mapped pages (dropped every DROP_EVERY
-    lookups) and a merge window; measured ~50-80 B a blob at these sizes, ~8 B a blob
+    grows here is bounded: a merge window (lookups read the spilled files with
+    ``pread``: nothing of them is mapped); measured ~50-80 B a blob at these sizes, ~8 B a blob
     from 100k to 300k. (~10 s: two processes adding blobs; no smaller size shows it.)"""
     peaks = {}
     small, big = 30_000, 120_000
