@@ -13,6 +13,14 @@ for casbackup, restic and borg in the same run, on repositories also in /dev/shm
     verify        casbackup verify / restic check / borg check (metadata, no data read)
     gc            casbackup gc / restic prune / borg compact (nothing to free)
 
+Beside each tool's ``rebackup-big`` the same tree is walked by two baselines of what an
+unchanged re-backup cannot avoid (issue 17 item 2, "walk+lstat"): ``find BIG -printf
+'%s %T@\\n'`` (C: an lstat per entry, the output thrown away) and a Python ``os.scandir``
+walk calling ``DirEntry.stat(follow_symlinks=False)`` (an lstat) on every entry; each
+runs once right before each tool's re-backup, so with three tools there are three runs
+of each in the same minutes (the report gives their median and the re-backups' ratios to
+it).
+
 ``--steps verify,gc`` runs only those (with ``init`` and ``backup-big``, which build the
 repository). ``--base-root DIR`` measures casbackup's verify and gc twice in the same run:
 first with the code of another checkout (``DIR``, e.g. main: the column
@@ -26,6 +34,12 @@ CPU time per added blob: wall time on a shared machine is mostly noise). A basel
 (``--baseline``, 1k files) is always run too, so the growth leaves out what a command
 costs at any size (startup, key derivation).
 
+``--store-dir DIR`` puts the repositories, caches, restore targets and logs under DIR (e.g.
+an ext4 directory) while the trees stay in ``--workdir``: a 1M-file tree alone takes
+~4 GiB of a tmpfs. After the trees are built the run waits 3 s, so no file is within the
+2 s racy-entry window of the first backup's start (``ops/dircache.py``: such a file is
+read again by the re-backup, which then measures reading, not the walk).
+
 Memory: a tmpfs file takes a 4 KiB page plus its inode, so N files need about
 N x 5 KiB of RAM, plus the three repositories; the run refuses a size that would
 leave less than 6 GiB of ``MemAvailable``. Everything is deleted after each size
@@ -34,7 +48,8 @@ leave less than 6 GiB of ``MemAvailable``. Everything is deleted after each size
 Usage::
 
     python benchmarks/scale_bench.py                      # 20k files: a few minutes
-    python benchmarks/scale_bench.py --sizes 100k,1M --tools casbackup,restic,borg
+    python benchmarks/scale_bench.py --sizes 100k,1M --tools casbackup,restic,borg \
+        --workdir /dev/shm/scale-trees --store-dir /tmp/scale-stores
     python benchmarks/scale_bench.py --sizes 1M --tools casbackup,restic \
         --steps verify,gc --base-root /work/main        # gc/verify before and after
 
@@ -59,6 +74,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "scale-bench-password"
 SMALL_FILES = 200
+SETTLE_S = 3.0  # > dircache.RACY_NS: the trees' files are older than the racy window
 PER_DIR = 1000
 STEPS = ("init", "backup-big", "backup-small", "restore-small", "snapshots", "rebackup-big",
          "verify", "gc")
@@ -98,7 +114,7 @@ class Tool:
     name = ""
 
     def __init__(self, work: Path) -> None:
-        self.work = work
+        self.work = work  # where the repositories, caches, restores and logs go
         self.repo = work / "repos" / self.name
         self.env = dict(os.environ)
 
@@ -221,6 +237,19 @@ class Borg(Tool):
 # ----- measuring -----------------------------------------------------------------------
 
 
+def _time_fields(text: str) -> dict[str, Any]:
+    """user_s, sys_s, cpu_s and rss_kib from ``/usr/bin/time -v``'s report."""
+    out: dict[str, Any] = {}
+    for key, pat in (("user_s", r"User time \(seconds\): ([\d.]+)"),
+                     ("sys_s", r"System time \(seconds\): ([\d.]+)"),
+                     ("rss_kib", r"Maximum resident set size \(kbytes\): (\d+)")):
+        m = re.search(pat, text)
+        out[key] = float(m.group(1)) if m else None
+    if out["user_s"] is not None and out["sys_s"] is not None:
+        out["cpu_s"] = round(out["user_s"] + out["sys_s"], 3)
+    return out
+
+
 def run_step(tool: Tool, step: str, big: Path, small: Path, work: Path) -> dict[str, Any]:
     target = work / "restore" / tool.name
     if step == "restore-small":
@@ -237,14 +266,7 @@ def run_step(tool: Tool, step: str, big: Path, small: Path, work: Path) -> dict[
     out: dict[str, Any] = {"ok": p.returncode == 0, "wall_s": round(wall, 3)}
     if p.returncode != 0:
         out["error"] = (p.stderr or p.stdout)[-500:]
-    text = tfile.read_text() if tfile.exists() else ""
-    for key, pat in (("user_s", r"User time \(seconds\): ([\d.]+)"),
-                     ("sys_s", r"System time \(seconds\): ([\d.]+)"),
-                     ("rss_kib", r"Maximum resident set size \(kbytes\): (\d+)")):
-        m = re.search(pat, text)
-        out[key] = float(m.group(1)) if m else None
-    if out["user_s"] is not None and out["sys_s"] is not None:
-        out["cpu_s"] = round(out["user_s"] + out["sys_s"], 3)
+    out.update(_time_fields(tfile.read_text() if tfile.exists() else ""))
     if step == "restore-small" and p.returncode == 0:
         files = sum(len(f) for _, _, f in os.walk(target))
         out["files_restored"] = files
@@ -257,6 +279,37 @@ def run_step(tool: Tool, step: str, big: Path, small: Path, work: Path) -> dict[
         except (ValueError, KeyError) as e:
             out["ok"] = False
             out["error"] = f"could not read the step's output: {e}"
+    return out
+
+
+WALK_PY = r"""
+import os, sys
+def walk(path):
+    n = 0
+    with os.scandir(path) as it:
+        for e in it:
+            e.stat(follow_symlinks=False)
+            n += 1
+            if e.is_dir(follow_symlinks=False):
+                n += walk(e.path)
+    return n
+print(walk(sys.argv[1]))
+"""
+WALKS = {"walk-find": lambda big: ["find", str(big), "-printf", "%s %T@\\n"],
+         "walk-python": lambda big: [sys.executable, "-c", WALK_PY, str(big)]}
+
+
+def run_walk(name: str, big: Path, work: Path) -> dict[str, Any]:
+    """One walk+lstat baseline of the big tree (stdout thrown away), under /usr/bin/time."""
+    tfile = work / "logs" / f"{name}.time"
+    tfile.parent.mkdir(parents=True, exist_ok=True)
+    t0 = time.monotonic()
+    p = subprocess.run(["/usr/bin/time", "-v", "-o", str(tfile), *WALKS[name](big)],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    out: dict[str, Any] = {"ok": p.returncode == 0, "wall_s": round(time.monotonic() - t0, 3)}
+    if p.returncode != 0:
+        out["error"] = p.stderr[-500:]
+    out.update(_time_fields(tfile.read_text() if tfile.exists() else ""))
     return out
 
 
@@ -295,27 +348,37 @@ def on_tmpfs(path: Path) -> bool:
 
 
 def bench_size(n: int, tools: list[Tool], work: Path, keep: bool,
-               steps: tuple[str, ...] = STEPS, base_root: Path | None = None
-               ) -> dict[str, Any]:
+               steps: tuple[str, ...] = STEPS, base_root: Path | None = None,
+               trees: Path | None = None) -> dict[str, Any]:
+    """One size: build the trees under ``trees`` (default ``work``), run every tool's steps
+    with its repository under ``work``, delete both (unless ``keep``)."""
+    trees = trees or work
     # on a tmpfs the tree is memory; on a disk it is page cache, which the kernel reclaims
-    need = (n * 5 * 1024 if on_tmpfs(work) else 0) + (1 << 30)
+    need = (n * 5 * 1024 if on_tmpfs(trees) else 0) + (1 << 30)
     if mem_available() - need < (6 << 30):  # never leave a shared machine under 6 GiB
         raise SystemExit(f"scale_bench: {n} files need about {need >> 20} MiB of "
                          f"/dev/shm but only {mem_available() >> 20} MiB are available")
-    inodes = os.statvfs(work).f_favail  # tmpfs has an inode limit too (a file, a link)
+    inodes = os.statvfs(trees).f_favail  # tmpfs has an inode limit too (a file, a link)
     if inodes < n + n // PER_DIR + 100_000:
-        raise SystemExit(f"scale_bench: {n} files need as many inodes on {work}; "
+        raise SystemExit(f"scale_bench: {n} files need as many inodes on {trees}; "
                          f"only {inodes} are free")
-    big, small = work / "data" / "big", work / "data" / "small"
+    big, small = trees / "data" / "big", trees / "data" / "small"
     t0 = time.monotonic()
     build_tree(big, n, seed=1)
     build_tree(small, SMALL_FILES, seed=2)
     print(f"[{n}] built {n} + {SMALL_FILES} files in {time.monotonic() - t0:.1f} s", flush=True)
+    time.sleep(SETTLE_S)
     results: dict[str, Any] = {}
     try:
         for tool in tools:
             res: dict[str, Any] = {}
             for step in steps:
+                if step == "rebackup-big":  # the walk baselines, in the same minute
+                    for name in WALKS:
+                        runs = results.setdefault(name, {})
+                        r = run_walk(name, big, work)
+                        runs[f"walk#{len(runs) + 1}"] = r
+                        _print(n, name, f"walk#{len(runs)}", r)
                 if (base_root is not None and isinstance(tool, Casbackup)
                         and step in ("verify", "gc")):
                     r = _base_step(tool, base_root, step, big, small, work)
@@ -332,6 +395,7 @@ def bench_size(n: int, tools: list[Tool], work: Path, keep: bool,
                 shutil.rmtree(work / "cache" / tool.name, ignore_errors=True)
     finally:
         if not keep:
+            shutil.rmtree(trees / "data", ignore_errors=True)
             for sub in ("data", "restore", "repos", "cache"):
                 shutil.rmtree(work / sub, ignore_errors=True)
     return results
@@ -382,7 +446,80 @@ def report(sizes: list[int], res: dict[int, dict[str, Any]], tools: list[str]) -
                     by = ((rb["rss_kib"] or 0) - (ra["rss_kib"] or 0)) * 1024 / dn
                     cells += [f"{us:.1f}", f"{by:.0f}"]
                 lines.append(f"| {step} | {a:,}→{b:,} | " + " | ".join(cells) + " |")
+    lines += _walk_report(sizes, res, tools)
+    lines += _peer_report(sizes, res, tools)
     return "\n".join(lines)
+
+
+def _median(xs: list[float]) -> float:
+    xs = sorted(xs)
+    return xs[len(xs) // 2] if len(xs) % 2 else (xs[len(xs) // 2 - 1] + xs[len(xs) // 2]) / 2
+
+
+def _walk_report(sizes: list[int], res: dict[int, dict[str, Any]], tools: list[str]
+                 ) -> list[str]:
+    """The walk+lstat baselines (median of their runs) and each re-backup's ratio to them."""
+    if not any(w in res[n] for n in sizes for w in WALKS):
+        return []
+    lines = ["\nUnchanged re-backup against walk+lstat of the same tree (median of the "
+             "baseline's runs, one before each tool's re-backup; wall s / CPU s)\n",
+             "| files | walk-find runs | walk-python runs | "
+             + " | ".join(f"{t} rebackup | {t} / find (wall, CPU) | {t} / python (wall, CPU)"
+                          for t in tools) + " |",
+             "|---|---|---|" + "---|---|---|" * len(tools)]
+    for n in sizes:
+        med: dict[str, tuple[float, float]] = {}
+        cells = []
+        for w in WALKS:
+            runs = [r for r in res[n].get(w, {}).values() if r["ok"]]
+            cells.append(", ".join(f"{r['wall_s']:.2f}/{r.get('cpu_s') or 0:.2f}" for r in runs)
+                         or "-")
+            if runs:
+                med[w] = (_median([r["wall_s"] for r in runs]),
+                          _median([r.get("cpu_s") or 0 for r in runs]))
+        for t in tools:
+            r = res[n].get(t, {}).get("rebackup-big")
+            if r is None or not r["ok"]:
+                cells += ["-", "-", "-"]
+                continue
+            cells.append(f"{r['wall_s']:.2f} / {r.get('cpu_s') or 0:.2f}")
+            for w in WALKS:
+                if w in med and med[w][0] > 0 and med[w][1] > 0:
+                    cells.append(f"{r['wall_s'] / med[w][0]:.2f}, "
+                                 f"{(r.get('cpu_s') or 0) / med[w][1]:.2f}")
+                else:
+                    cells.append("-")
+        lines.append(f"| {n:,} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _peer_report(sizes: list[int], res: dict[int, dict[str, Any]], tools: list[str]
+                 ) -> list[str]:
+    """casbackup's figure over the best peer's (the lowest of restic's and borg's), per
+    step: below 1 casbackup is ahead."""
+    peers = [t for t in tools if t in ("restic", "borg")]
+    if "casbackup" not in tools or not peers:
+        return []
+    lines = ["\ncasbackup / best peer (the lower of " + " and ".join(peers) + "; < 1: "
+             "casbackup ahead): wall, CPU, peak RSS, each against that metric's best peer\n",
+             "| step | " + " | ".join(f"{n:,}" for n in sizes) + " |",
+             "|---|" + "---|" * len(sizes)]
+    for step in STEPS[1:]:
+        cells = []
+        for n in sizes:
+            c = res[n].get("casbackup", {}).get(step)
+            ps = [res[n].get(t, {}).get(step) for t in peers]
+            ps = [r for r in ps if r and r["ok"]]
+            if not c or not c["ok"] or not ps:
+                cells.append("-")
+                continue
+            part = []
+            for key in ("wall_s", "cpu_s", "rss_kib"):
+                best = min(float(r.get(key) or 0) for r in ps)
+                part.append(f"{float(c.get(key) or 0) / best:.2f}" if best > 0 else "-")
+            cells.append(" / ".join(part))
+        lines.append(f"| {step} | " + " | ".join(cells) + " |")
+    return lines
 
 
 _LOG_RE = re.compile(r"^\[(\d+)\] (\S+)\s+(\S+)\s+([\d.]+) s  cpu\s+([\d.]+) s  rss\s+([\d.]+) MiB"
@@ -413,7 +550,9 @@ def main() -> None:
     ap.add_argument("--workdir", default="/dev/shm/casbackup-scale-bench")
     ap.add_argument("--casbackup-cmd", default=f"{sys.executable} -m casbackup")
     ap.add_argument("--restic", default="restic")
-    ap.add_argument("--borg", default="/work/borgvenv/bin/borg")
+    ap.add_argument("--borg", default="/opt/borg145/bin/borg")
+    ap.add_argument("--store-dir", metavar="DIR", help="put the repositories, caches, "
+                    "restores and logs here, the trees in --workdir (default: all there)")
     ap.add_argument("--baseline", default="1k",
                     help="a small size always run too, so growth per blob leaves out the "
                     "fixed cost of a command (0: none)")
@@ -440,11 +579,14 @@ def main() -> None:
     if not wanted <= set(STEPS):
         raise SystemExit(f"scale_bench: unknown step(s) {', '.join(sorted(wanted - set(STEPS)))}")
     steps = tuple(s for s in STEPS if s in wanted)
-    work = Path(args.workdir)
-    if work.exists():
-        raise SystemExit(f"scale_bench: {work} exists (a run in progress, or left by "
-                         "--keep): remove it first")
-    work.mkdir(parents=True)
+    trees = Path(args.workdir)
+    work = Path(args.store_dir) if args.store_dir else trees
+    for d in {trees, work}:
+        if d.exists():
+            raise SystemExit(f"scale_bench: {d} exists (a run in progress, or left by "
+                             "--keep): remove it first")
+    for d in {trees, work}:
+        d.mkdir(parents=True)
     tools: list[Tool] = []
     for name in args.tools.split(","):
         tool: Tool
@@ -467,10 +609,12 @@ def main() -> None:
             for t in tools:  # fresh repositories per size
                 t.repo.parent.mkdir(parents=True, exist_ok=True)
             res[n] = bench_size(n, tools, work, args.keep, steps,
-                                base_root=Path(args.base_root) if args.base_root else None)
+                                base_root=Path(args.base_root) if args.base_root else None,
+                                trees=trees)
     finally:
         if not args.keep:
-            shutil.rmtree(work, ignore_errors=True)
+            for d in {trees, work}:
+                shutil.rmtree(d, ignore_errors=True)
     names = [t.name for t in tools] + ([BASE] if args.base_root else [])
     table = report(sizes, res, names)
     print(table)

@@ -3,7 +3,11 @@
 Builds N files of 200-2,000 bytes (unique, deterministic from the seed; 1,000 per
 directory) under WORKDIR/data -- put WORKDIR on a tmpfs (``/dev/shm``) so that the disk
 is not what is measured -- then, per tool and in the same run: init, first backup,
-re-backup with nothing changed. Each step's wall time, CPU-seconds (user + sys of the
+re-backup with nothing changed; right before each tool's re-backup the tree is walked
+with an lstat of every entry (``find DATA -printf '%s %T@\\n'``, output thrown away: issue
+17 item 2's "walk+lstat" baseline). The first backup starts 3 s after the tree is built,
+so no file is in the 2 s racy-entry window (``ops/dircache.py``), which would have the
+re-backup read it again. Each step's wall time, CPU-seconds (user + sys of the
 command and its children, ``os.wait4``) and peak RSS are printed and, with ``--json``,
 written out.
 
@@ -71,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     build(data, a.files, a.seed)
     print(f"{a.files} files in {time.perf_counter() - t0:.1f} s under {data}", flush=True)
+    time.sleep(3.0)  # older than the racy window (dircache.RACY_NS, 2 s) at the first backup
     cas = shlex.split(a.casbackup_cmd) if a.casbackup_cmd else [str(REPO / ".venv" / "bin" /
                                                                  "casbackup")]
     env = {**os.environ, "CASBACKUP_PASSWORD": PASSWORD, "RESTIC_PASSWORD": PASSWORD,
@@ -84,8 +89,14 @@ def main(argv: list[str] | None = None) -> int:
                     str(data)]),
     }
     results: dict[str, dict[str, Any]] = {}
+    walk = ["find", str(data), "-printf", "%s %T@\\n"]
     for step in ("init", "first backup", "unchanged re-backup"):
         for tool, (init, bk) in tools.items():
+            if step == "unchanged re-backup":
+                w = measure(walk, env)
+                results.setdefault("walk+lstat", {})[f"before {tool}"] = w
+                print(f"{'find':10} {'walk+lstat':20} {w['wall_s']:8.2f} s wall "
+                      f"{w['cpu_s']:8.2f} CPU-s", flush=True)
             r = measure(init if step == "init" else bk, env)
             results.setdefault(tool, {})[step] = r
             print(f"{tool:10} {step:20} {r['wall_s']:8.2f} s wall {r['cpu_s']:8.2f} CPU-s "
@@ -94,6 +105,10 @@ def main(argv: list[str] | None = None) -> int:
         c, r = results["casbackup"][step], results["restic"][step]
         print(f"casbackup/restic {step}: wall {c['wall_s'] / r['wall_s']:.2f}, "
               f"CPU {c['cpu_s'] / r['cpu_s']:.2f}")
+    walks = sorted(results["walk+lstat"].values(), key=lambda w: w["wall_s"])
+    w, c = walks[len(walks) // 2], results["casbackup"]["unchanged re-backup"]
+    print(f"casbackup unchanged re-backup / walk+lstat (find): wall "
+          f"{c['wall_s'] / w['wall_s']:.2f}, CPU {c['cpu_s'] / max(w['cpu_s'], 0.01):.2f}")
     if a.json:
         a.json.write_text(json.dumps({"files": a.files, "results": results}, indent=1) + "\n")
     shutil.rmtree(work, ignore_errors=True)
