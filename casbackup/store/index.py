@@ -380,5 +380,9 @@ RESIDENT_MAX = 1 << 20  # a spilled file of at most this many records keeps its 
 
 def _hold(f: CompactFile) -> None:
     if len(f) <= RESIDENT_MAX:
-        f.hold_prefixes()
+        try:
+            f.hold_prefixes()
+        except CacheDamaged as e:  # as a lookup would name it (``StoreIndex._replace``)
+            raise IntegrityError(f"a spilled index file of this process is damaged "
+                                 f"({e}): its disk is failing?") from None
 

@@ -668,6 +668,30 @@ def test_a_dedup_check_against_spilled_files_makes_no_system_call(
     assert calls[0] == len(present)  # one record read each, in the one file holding it
 
 
+def test_a_spill_whose_file_reads_back_damaged_is_named_corruption(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A spilled file failing its check as it is read back (a failing disk) is an
+    IntegrityError naming it, and the blobs stay in the dicts (nothing lost)."""
+    from casbackup.errors import IntegrityError
+    from casbackup.store.index import PackInfo
+
+    real = CompactFile._check_block
+
+    def flaky(self: CompactFile, b: int) -> None:
+        if self.anonymous:
+            raise CacheDamaged(f"{self.path.name}: block {b} checksum mismatch")
+        real(self, b)
+
+    idx = StoreIndex()
+    (row,) = _big_rows(1, 300, "flaky")
+    p = PackInfo(*row)
+    idx.add_pack(p)
+    monkeypatch.setattr(CompactFile, "_check_block", flaky)
+    with pytest.raises(IntegrityError, match="spilled index file"):
+        idx.spill(_hexname(0, "obj"), [p])
+    assert not idx.spilled and all(idx.lookup(e.id).entry == e for e in p.entries)
+
+
 @pytest.fixture
 def tiny_tmpfs(tmp_path: Path) -> Iterator[Path]:
     from tests.helpers import tmpfs_or_skip
