@@ -7,7 +7,11 @@ Invariants:
   target itself). A walk holds the directories leading to the current entry, the
   hard-link groups (nlink > 1 files only) and with ``--strip-components`` the top-level
   names -- never something per entry, so a restore's memory does not grow with the
-  number of files (``restore_window`` cuts the stream into bounded windows).
+  number of files (``restore_window`` cuts the stream into bounded windows). Between
+  the first walk and the next, the plan holds the first walk's first decoded trees,
+  at most ``keep`` bytes of estimated size (``KEEP_BYTES``).
+- Every tree is validated once per plan: a walk after one that ended decodes the trees
+  it did not keep with ``Tree.decode_again`` (the same ids, so the same checked bytes).
 - Every node was validated by the store's strict decoder (``model.tree``: safe, strictly
   sorted, unique names; each field of its type and in range; a directory has a subtree,
   a symlink a non-empty target). The plan checks only what the decoder cannot know:
