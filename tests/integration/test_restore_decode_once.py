@@ -9,6 +9,8 @@ stores on disk, counted calls:
   all of them none is decoded a second time; with none, each is decoded again once; in
   between the kept trees are a prefix of the walk within the budget, none left after the
   writes; and the restored tree is the source exactly in every case.
+- a tree met several times in a walk (empty directories: one id) is restored at every
+  place, validated once when kept.
 - a tree whose stored bytes change between the two walks (a hostile store swapping a
   blob after the check) is still refused by the store's id check when the writing walk
   fetches it again: ``decode_again`` never sees bytes that were not checked.
@@ -121,7 +123,8 @@ def test_each_tree_is_validated_once(stored: tuple[Path, Path], tmp_path: Path,
         assert 0 < kept < trees
 
 
-def test_kept_trees_fit_their_budget(stored: tuple[Path, Path]) -> None:
+def test_kept_trees_fit_their_budget(stored: tuple[Path, Path],
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
     _, store = stored
     st = open_test_store(store)
     try:
@@ -133,7 +136,7 @@ def test_kept_trees_fit_their_budget(stored: tuple[Path, Path]) -> None:
             sizes[tid] = len(data)
             return data
 
-        st.tree_blob = sized  # type: ignore[method-assign]
+        monkeypatch.setattr(st, "tree_blob", sized)
         for keep in (1, 3000, 6000, 20000):
             plan = restore_mod.plan_of(st, st.snapshots()[-1], None, 0, [], [], keep)
             first = list(plan.entries())
@@ -182,3 +185,31 @@ def _deepest(st: Store) -> bytes:
             return tid
         assert len(subs) == 1 and subs[0].subtree is not None
         tid = subs[0].subtree
+
+
+
+@pytest.mark.parametrize("keep", [0, restore_plan.KEEP_BYTES])
+def test_a_tree_met_several_times_is_restored_everywhere(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, keep: int) -> None:
+    """Empty directories are one tree id (a real directory's nodes differ by inode and
+    ctime), met three times per walk: kept, it is validated once and taken out at its
+    first place, decoded again at the others; not kept, each walk decodes it each time."""
+    src = tmp_path / "src"
+    for d in ("a", "b", "c/a"):
+        (src / d).mkdir(parents=True)
+    for f in range(20):
+        (src / "c" / f"f{f:02d}").write_bytes(b"%d " % f * 30)
+    st = make_store(tmp_path / "store")
+    backup(st, [str(src)], BackupOptions())
+    count = _Count(monkeypatch)
+    out = tmp_path / "out"
+    res = restore(st, "latest", str(out), window_entries=3, tree_keep=keep)
+    st.close()
+    assert not res.failed and res.files == 20
+    assert_same_tree(src, restored_root(out, src))
+    empty = max(set(count.decode), key=count.decode.count)
+    if keep:
+        assert count.decode.count(empty) == 1 and count.again == 2
+    else:
+        assert count.decode.count(empty) == 3 and count.again == len(count.decode)
+    assert count.plan.kept == 0
