@@ -7,7 +7,11 @@ Invariants:
   target itself). A walk holds the directories leading to the current entry, the
   hard-link groups (nlink > 1 files only) and with ``--strip-components`` the top-level
   names -- never something per entry, so a restore's memory does not grow with the
-  number of files (``restore_window`` cuts the stream into bounded windows).
+  number of files (``restore_window`` cuts the stream into bounded windows). Between
+  the first walk and the next, the plan holds the first walk's first decoded trees,
+  at most ``keep`` bytes of estimated size (``KEEP_BYTES``).
+- Every tree is validated once per plan: a walk after one that ended decodes the trees
+  it did not keep with ``Tree.decode_again`` (the same ids, so the same checked bytes).
 - Every node was validated by the store's strict decoder (``model.tree``: safe, strictly
   sorted, unique names; each field of its type and in range; a directory has a subtree,
   a symlink a non-empty target). The plan checks only what the decoder cannot know:
@@ -36,11 +40,18 @@ from ..model.tree import DIR, FILE, Node, Tree
 from ..store import Store
 from .restore_fs import ROOT, show
 from .strip import strip_components
-from .treewalk import uncached
 from .treewalk import walk as tree_walk
 
 if TYPE_CHECKING:
     from pathspec import GitIgnoreSpec
+
+
+# Decoded trees the checking walk keeps for the writing walk: at most this many bytes of
+# estimated size, KEEP_FACTOR times a tree's plaintext (measured: a decoded node of
+# the small-file benchmark takes 3.8 times its msgpack bytes; a node with many content
+# ids less). 16 MiB holds ~17,000 small files' nodes, all of the 1 GB corpus's 20,005.
+KEEP_BYTES = 16 << 20
+KEEP_FACTOR = 5
 
 
 @dataclass(slots=True)
@@ -65,6 +76,7 @@ class _Dir:
     item: Item | None  # not yet yielded (leads only to entries not seen yet)
     inc_hit: bool
     exc_hit: bool
+    own: bool = False  # at or below a backed-up path (so is everything below it)
 
 
 class _Links:
@@ -90,13 +102,25 @@ class Plan:
     not selected itself but leads to selected entries is yielded just before the first
     of them. A walk holds the directories leading to the current entry, the hard-link
     groups (nlink > 1 files only) and, with ``strip``, the top-level names; nothing per
-    entry. ``own_root`` is final once a walk has ended."""
+    entry. ``own_root`` is final once a walk has ended.
+
+    Each tree is decoded (and validated) once: the first walk keeps the decoded trees it
+    meets first, in walk order, while their estimated size (``KEEP_FACTOR`` times their
+    plaintext) fits in ``keep`` bytes, and a later walk takes each kept tree out as it
+    reaches it (so they are freed as the writes go) and decodes the others with
+    ``Tree.decode_again``, without validating them again: a later walk is over the same
+    trees (the same root, every subtree descended into), each fetched by its id, which
+    the store checks the bytes against, and every one of them passed the strict decoder
+    in the first walk (which ran to its end, else the restore stopped there)."""
 
     def __init__(self, store: Store, tree_id: bytes | None, *, base: bytes = b"",
                  strip: int = 0, below: Callable[[bytes], bool] | None = None,
                  include: list[str] | None = None, exclude: list[str] | None = None,
-                 one: Node | None = None) -> None:
+                 one: Node | None = None, keep: int = KEEP_BYTES) -> None:
         self.store = store
+        self._kept: dict[bytes, Tree] = {}  # the first walk's first trees, for the next
+        self._keep = keep  # bytes of estimated decoded size still free for them
+        self._walked = False  # a walk ended: every tree below tree_id decoded fine
         self.tree_id = tree_id  # None: the one entry ONE, at snapshot path BASE
         self.base = b"" if base == b"/" else base
         self.strip = strip
@@ -137,16 +161,9 @@ class Plan:
         seen: set[bytes] | None = set() if strip else None
         cut = len(base)
         own_root = below is None or (strip == 0 and below(base or b"/"))
+        dirs[0].own = below is None or below(base or b"/")
         where = {self.tree_id: base or b"/"}  # a tree about to be loaded -> its path
-        plain = uncached(self.store)
-
-        def load(tid: bytes) -> Tree:
-            try:
-                return plain(tid)
-            except IntegrityError as err:
-                raise IntegrityError(f"{err} (at {show(where.get(tid, b'?'))})") from None
-            finally:
-                where.pop(tid, None)
+        load = self._loader(where)
 
         for e in tree_walk(load, self.tree_id, path=base):
             n = e.node
@@ -163,10 +180,11 @@ class Plan:
             while dirs[-1].path != parent_path and len(dirs) > 1:
                 if dirs.pop().item is not None:
                     pending -= 1
+            own = dirs[-1].own or below is None or below(e.path)  # below an own directory
             rel = strip_components(e.path[cut:], strip)  # e.path[cut:] is b"/a/b"
             if rel is None:
                 if is_dir:
-                    dirs.append(_Dir(e.path, ROOT, None, False, False))  # one level up
+                    dirs.append(_Dir(e.path, ROOT, None, False, False, own))  # one level up
                     if below is not None and e.path.count(b"/") - base.count(b"/") == strip:
                         own_root = own_root and below(e.path)
                 continue
@@ -187,8 +205,7 @@ class Plan:
                     self._hit(text)
                 exc_hit = up.exc_hit or (exc is not None and exc.match_file(text))
             inside = not exc_hit and (inc is None or inc_hit)
-            it = Item(path, n, ROOT, own=below is None or below(e.path), inside=inside,
-                      inc_hit=inc is None or inc_hit)
+            it = Item(path, n, ROOT, own=own, inside=inside, inc_hit=inc is None or inc_hit)
             num = ROOT
             if inside:
                 if pending:  # the directories leading to it, not yielded yet, first
@@ -205,9 +222,43 @@ class Plan:
                 yield it
                 num, count = count, count + 1
             if is_dir:
-                dirs.append(_Dir(e.path, num, None if inside else it, inc_hit, exc_hit))
+                dirs.append(_Dir(e.path, num, None if inside else it, inc_hit, exc_hit, own))
                 pending += not inside
         self.own_root = own_root
+        self._walked = True
+
+    def _loader(self, where: dict[bytes, bytes]) -> Callable[[bytes], Tree]:
+        """This walk's tree loader (see the class docstring): the first walk decodes and
+        validates every tree, keeping the first ones; a later one takes those out and
+        decodes the rest again unvalidated. An error names the tree's path (WHERE)."""
+        fetch, kept, again = self.store.tree_blob, self._kept, self._walked
+
+        def load(tid: bytes) -> Tree:
+            try:
+                if again:
+                    t = kept.pop(tid, None)
+                    return t if t is not None else Tree.decode_again(fetch(tid))
+                t = kept.get(tid)  # a tree met twice (identical directories)
+                if t is None:
+                    data = fetch(tid)
+                    t = Tree.decode(data, tid)
+                    cost = KEEP_FACTOR * len(data)
+                    if cost <= self._keep:
+                        kept[tid] = t
+                        self._keep -= cost
+                    else:
+                        self._keep = 0  # keep a prefix of the walk: freed first
+                return t
+            except IntegrityError as err:
+                raise IntegrityError(f"{err} (at {show(where.get(tid, b'?'))})") from None
+            finally:
+                where.pop(tid, None)
+        return load
+
+    @property
+    def kept(self) -> int:
+        """Decoded trees held for the next walk (tests)."""
+        return len(self._kept)
 
     def _one(self, n: Node) -> Iterator[Item]:
         """``SNAP:PATH`` naming one entry that is not a directory."""
