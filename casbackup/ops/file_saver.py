@@ -14,6 +14,13 @@ Invariants:
   again, up to ``REREAD`` times; if it still changes it is stored as last read, counted
   in ``changed_during_read`` and warned about — never stored as a silent mix.
 - Every descriptor handed over is closed exactly once, also on errors.
+- With ``procs`` > 0 (save_pool.py), batches of small files after the first
+  ``POOL_AFTER`` go to worker processes instead: they read, hash and seal
+  (``small_read.read_small`` and the store's ``Sealer``: the thread's code), this process
+  reserves and packs (``Store.add_sealed``). The descriptors stay open here until the
+  reply: a file a worker found changed takes ``_save_one`` here. Big files stay on the
+  threads (their calls release the GIL already). Which path saves a file changes no
+  blob id and no tree.
 - ``dry_run``: blobs are hashed and counted, never stored.
 """
 
@@ -30,8 +37,11 @@ from ..model.snapshot import Summary
 from ..model.tree import Node
 from .capabilities import BlobSaver
 from .observer import Observer
+from .save_pool import SavePool
+from .small_read import read_small
 
 REREAD = 2
+POOL_AFTER = 8  # small batches saved on the thread before the worker processes start
 _KEEP_RESIDENT = 4 << 20  # of each saver thread's read buffer, kept between files
 _READ_SLACK = 2 << 20  # read buffer = max_size + this (the cutter re-cuts at most a tail)
 
@@ -46,7 +56,7 @@ class FileResult:
 class FileSaver:
     def __init__(self, store: BlobSaver, observer: Observer, summary: Summary,
                  lock: threading.Lock, *, dry_run: bool, workers: int,
-                 max_inflight: int) -> None:
+                 max_inflight: int, procs: int = 0) -> None:
         self.store = store
         self.obs = observer
         self.summary = summary
@@ -59,6 +69,12 @@ class FileSaver:
         self._dry_seen: set[bytes] = set()
         self._small = store.chunker.params.min_size
         self._local = threading.local()  # per saver thread: the read buffer
+        # batches of small files after the first POOL_AFTER: worker processes, one
+        # thread each here (save_pool.py)
+        self._procs = SavePool(store.sealer().spec(), procs) if procs and not dry_run else None
+        self._proc_threads = (ThreadPoolExecutor(procs, thread_name_prefix="file-saver-proc")
+                              if self._procs is not None else None)
+        self._small_batches = 0
 
     def add(self, kind: str, data: bytes | memoryview) -> bytes:
         if self.dry_run:
@@ -163,13 +179,12 @@ class FileSaver:
         try:
             for i, (fd, node, path) in enumerate(batch):
                 try:
-                    data = os.pread(fd, node.size + 1, 0)
-                    st = os.fstat(fd)
+                    data = (read_small(fd, node.size, node.mtime_ns, node.ctime_ns)
+                            if node.size < self._small else None)
                 except BaseException:
                     os.close(fd)
                     raise
-                if (len(data) == node.size == st.st_size and node.size < self._small
-                        and (st.st_mtime_ns, st.st_ctime_ns) == (node.mtime_ns, node.ctime_ns)):
+                if data is not None:
                     os.close(fd)
                     if data:
                         datas.append(data)
@@ -199,6 +214,65 @@ class FileSaver:
         assert len(done) == len(batch)
         return done
 
+    def _save_proc_batch(self, batch: list[tuple[int, Node, bytes]]) -> list[FileResult]:
+        """Small files read, hashed and sealed by a worker process; reserved and packed
+        here. Every descriptor of BATCH is closed, also on errors."""
+        try:
+            return self._proc_batch(batch)
+        finally:
+            self._slots.release()
+
+    def _proc_batch(self, batch: list[tuple[int, Node, bytes]]) -> list[FileResult]:
+        assert self._procs is not None
+        i = -1
+        try:
+            items = self._procs.save([(fd, n.size, n.mtime_ns, n.ctime_ns) for fd, n, _ in batch])
+            results: list[FileResult | None] = [None] * len(batch)
+            sealed: list[tuple[bytes, bytes, int]] = []
+            sealed_at: list[int] = []
+            dups: list[bytes] = []
+            dup_at: list[int] = []
+            for i, ((fd, node, path), it) in enumerate(zip(batch, items, strict=True)):
+                if it[0] == 3:  # changed since the lstat, or unreadable: the careful path
+                    results[i] = self._save_one(fd, node, os.fsdecode(path))
+                    continue
+                os.close(fd)
+                if it[0] == 0:
+                    results[i] = FileResult([], 0, False)
+                elif it[0] == 1:
+                    sealed.append((it[1], it[2], node.size))
+                    sealed_at.append(i)
+                else:
+                    dups.append(it[2])
+                    dup_at.append(i)
+        except BaseException:
+            for fd2, _, _ in batch[i + 1 :]:
+                os.close(fd2)
+            raise
+        new = self.store.add_sealed(DATA, sealed) if sealed else []
+        again = self.store.add_blobs(DATA, dups) if dups else []
+        nbytes = 0
+        with self._lock:
+            s = self.summary
+            for (bid, blob, n), is_new, idx in zip(sealed, new, sealed_at, strict=True):
+                nbytes += n
+                results[idx] = FileResult([bid], n, False)
+                if is_new:
+                    s.blobs_added += 1
+                    s.bytes_added += n
+                    s.bytes_stored += len(blob)
+            for data, r, idx in zip(dups, again, dup_at, strict=True):
+                nbytes += len(data)
+                results[idx] = FileResult([r.id], len(data), False)
+                if r.added:
+                    s.blobs_added += 1
+                    s.bytes_added += len(data)
+                    s.bytes_stored += r.stored
+        self.obs.progress(nbytes)
+        done = [r for r in results if r is not None]
+        assert len(done) == len(batch)
+        return done
+
     def submit(self, batch: list[tuple[int, Node, bytes]]) -> Future[list[FileResult]]:
         """Queue a batch of open files (blocks while ``max_inflight`` batches are out).
         A batch of small files (each below the chunker's minimum: one blob each) goes to
@@ -210,6 +284,14 @@ class FileSaver:
         self._slots.acquire()
         small = all(node.size < self._small for _, node, _ in batch)
         pool = self._small_pool if small else self._pool
+        if small and self._proc_threads is not None:
+            self._small_batches += 1
+            if self._small_batches > POOL_AFTER:
+                try:
+                    return self._proc_threads.submit(self._save_proc_batch, batch)
+                except BaseException:
+                    self._slots.release()
+                    raise
         try:
             return pool.submit(self._save_batch, batch)
         except BaseException:
@@ -217,5 +299,11 @@ class FileSaver:
             raise
 
     def close(self) -> None:
-        self._small_pool.shutdown(wait=True)
-        self._pool.shutdown(wait=True)
+        try:
+            if self._proc_threads is not None:
+                self._proc_threads.shutdown(wait=True)
+            self._small_pool.shutdown(wait=True)
+            self._pool.shutdown(wait=True)
+        finally:
+            if self._procs is not None:
+                self._procs.close()

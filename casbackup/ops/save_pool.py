@@ -1,0 +1,180 @@
+"""The save pool: worker processes that read, hash and seal batches of small files.
+
+The first backup of many small files is bound by Python under the GIL (~100 CPU-us a
+file, benchmarks/README.md "Wave 6"): a second thread buys nothing, a second process
+does. The parent keeps everything that decides -- the walk (its O_NOFOLLOW ``*at``
+opens and lstat), dedup (``Store.add_sealed``'s authoritative reserve), packing, trees
+and the snapshot; a worker (save_worker.py) gets the walker's *open* descriptors of a
+batch of small files (SCM_RIGHTS, so it reads exactly what the walker opened) and
+returns each file's blob id and sealed bytes.
+
+Invariants:
+- Workers are started fresh (``subprocess``: fork+exec, safe beside threads), inherit
+  one socket and no other descriptor (stdin, stdout, stderr: /dev/null -- a worker
+  has nothing to tell but its exit status); the keys go over that socket
+  (``Sealer.spec()``), never argv, environment or disk. Each runs in a process group
+  of its own: the terminal's Ctrl-C reaches the parent, which stops them.
+- One request per worker at a time, one caller thread per worker (``FileSaver``): a
+  reply always answers the request just sent. At most ``procs`` batches are in workers.
+- A worker that dies (kill -9, OOM) fails the batch, and so the backup, with
+  ``WorkerDied`` (exit 1, one line naming the pid and the signal): no snapshot is
+  written; packs already stored stay indexed or unreferenced, as after any interrupted
+  backup (the crash-safety ordering, docs/design.md §9).
+- ``close`` closes every socket (a worker ends at end of file) and reaps every worker,
+  killing one that does not end within ``_REAP_SECONDS``: no orphan after a backup, an
+  error or Ctrl-C. A parent killed by SIGKILL closes the sockets too (the kernel does).
+- ``CASBACKUP_SAVE_PROCS`` (an integer, 0 = off) overrides the default of
+  ``default_procs()``.
+
+Crash point (faults.py): ``save-pool:started``, each time a worker was started and given
+its keys (the kill -9 and Ctrl-C tests stop the backup there to find the worker).
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from ..errors import CasError, UsageError
+from ..faults import crash_point
+from ..serde import pack, unpack
+from .save_worker import HDR, recv_exact, send_frame
+
+ENV = "CASBACKUP_SAVE_PROCS"
+_REAP_SECONDS = 5.0
+_ROOT = str(Path(__file__).resolve().parents[2])  # the directory holding casbackup/
+_BOOT = ("import sys; sys.path.insert(0, sys.argv[1]); "
+         "from casbackup.ops.save_worker import main; main()")
+
+
+class WorkerDied(CasError):
+    exit_code = 1
+
+
+def default_procs() -> int:
+    """Worker processes for a backup: ``CASBACKUP_SAVE_PROCS`` when set, else one per
+    core but the walker's, none on one core (there a process only adds its messages)."""
+    env = os.environ.get(ENV)
+    if env is not None and env.strip() != "":
+        try:
+            n = int(env)
+        except ValueError:
+            raise UsageError(f"{ENV} must be a whole number, not {env!r}") from None
+        if n < 0:
+            raise UsageError(f"{ENV} must be 0 (off) or more, not {n}")
+        return n
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+        os.cpu_count() or 1)
+    return 0 if cores < 2 else min(cores - 1, 4) if cores > 2 else 2
+
+
+class _Worker:
+    def __init__(self, spec: bytes) -> None:
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-c", _BOOT, _ROOT, str(theirs.fileno())],
+                pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                # a group of its own: a terminal's Ctrl-C (SIGINT to the foreground
+                # group) reaches the parent only, also while the worker starts up
+                process_group=0)
+        except BaseException:
+            mine.close()
+            raise
+        finally:
+            theirs.close()
+        self.sock = mine
+        self.dead = False
+        try:
+            send_frame(mine, spec)
+        except OSError:
+            self.dead = True
+
+    def died(self) -> WorkerDied:
+        self.dead = True
+        try:
+            rc = self.proc.wait(_REAP_SECONDS)
+        except subprocess.TimeoutExpired:
+            rc = None
+        how = ("did not end" if rc is None else f"was killed by {signal.Signals(-rc).name}"
+               if rc < 0 else f"exited with status {rc}")
+        return WorkerDied(f"a file-saving worker process (pid {self.proc.pid}) {how}; "
+                          "the backup stopped and no snapshot was written")
+
+    def close(self) -> None:
+        self.sock.close()
+        try:
+            self.proc.wait(_REAP_SECONDS)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+class SavePool:
+    """``procs`` worker processes, started on first use."""
+
+    def __init__(self, spec: bytes, procs: int) -> None:
+        assert procs > 0
+        self.procs = procs
+        self._spec = spec
+        self._idle: queue.SimpleQueue[_Worker] = queue.SimpleQueue()
+        self._all: list[_Worker] = []
+        self._lock = threading.Lock()
+        self._closed = False
+        self._broken: WorkerDied | None = None  # the first worker's death ends the pool
+
+    def _take(self) -> _Worker:
+        if self._broken is not None:
+            raise self._broken
+        try:
+            return self._idle.get_nowait()
+        except queue.Empty:
+            pass
+        with self._lock:
+            if self._closed:
+                raise CasError("the save pool is closed")
+            if len(self._all) < self.procs:
+                w = _Worker(self._spec)
+                self._all.append(w)
+                crash_point("save-pool:started")
+                return w
+        return self._idle.get()
+
+    def save(self, files: list[tuple[int, int, int, int]]) -> list[list[Any]]:
+        """Send FILES (``(fd, size, mtime_ns, ctime_ns)``, each below the chunker's
+        minimum) to a worker; its reply items (save_worker.py), in order. The caller
+        keeps and closes its descriptors."""
+        w = self._take()
+        try:
+            if w.dead:
+                raise OSError("no worker")
+            send_frame(w.sock, pack([f[1:] for f in files]), [f[0] for f in files])
+            head = recv_exact(w.sock, HDR.size)
+            body = None if head is None else recv_exact(w.sock, HDR.unpack(head)[0])
+            items = None if body is None else unpack(body, "save worker reply")
+            if not isinstance(items, list) or len(items) != len(files):
+                raise OSError("no reply")
+        except (OSError, EOFError, CasError):
+            w.proc.kill()  # (a worker that replied wrongly is not trusted again)
+            self._broken = w.died()
+            # every caller waiting for an idle worker is told too
+            for _ in range(self.procs):
+                self._idle.put(w)
+            raise self._broken from None
+        self._idle.put(w)
+        return items
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            workers, self._all = self._all, []
+        for w in workers:
+            w.close()
