@@ -37,7 +37,7 @@ from ..model.snapshot import Summary
 from ..model.tree import Node
 from .capabilities import BlobSaver
 from .observer import Observer
-from .save_pool import SavePool
+from .save_pool import SavePool, Unavailable
 from .small_read import read_small
 
 REREAD = 2
@@ -218,15 +218,25 @@ class FileSaver:
         """Small files read, hashed and sealed by a worker process; reserved and packed
         here. Every descriptor of BATCH is closed, also on errors."""
         try:
-            return self._proc_batch(batch)
+            try:
+                return self._proc_batch(batch)
+            except Unavailable:  # no worker process could be started: this thread
+                return self._save_small_batch(batch)
         finally:
             self._slots.release()
 
     def _proc_batch(self, batch: list[tuple[int, Node, bytes]]) -> list[FileResult]:
         assert self._procs is not None
-        i = -1
         try:
             items = self._procs.save([(fd, n.size, n.mtime_ns, n.ctime_ns) for fd, n, _ in batch])
+        except Unavailable:
+            raise  # (the descriptors are still the caller's to use)
+        except BaseException:
+            for fd, _, _ in batch:
+                os.close(fd)
+            raise
+        i = -1
+        try:
             results: list[FileResult | None] = [None] * len(batch)
             sealed: list[tuple[bytes, bytes, int]] = []
             sealed_at: list[int] = []

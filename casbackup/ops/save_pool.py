@@ -23,6 +23,9 @@ Invariants:
 - ``close`` closes every socket (a worker ends at end of file) and reaps every worker,
   killing one that does not end within ``_REAP_SECONDS``: no orphan after a backup, an
   error or Ctrl-C. A parent killed by SIGKILL closes the sockets too (the kernel does).
+- A worker that cannot be started (no processes or descriptors left, no interpreter)
+  is no error: the pool makes do with those running, or none (``Unavailable``: the
+  saver's thread saves the batch).
 - ``CASBACKUP_SAVE_PROCS`` (an integer, 0 = off) overrides the default of
   ``default_procs()``.
 
@@ -58,9 +61,15 @@ class WorkerDied(CasError):
     exit_code = 1
 
 
+class Unavailable(Exception):
+    """No worker process could be started (nothing was sent to any)."""
+
+
 def default_procs() -> int:
     """Worker processes for a backup: ``CASBACKUP_SAVE_PROCS`` when set, else one per
-    core but the walker's, none on one core (there a process only adds its messages)."""
+    core but the parent's (at most 4), none on one core (there a process only adds its
+    messages). The parent stays the bottleneck: on 50,000 small files it spends ~3
+    CPU-s walking and packing against one worker's ~1.7 (benchmarks/README.md, "Wave 7")."""
     env = os.environ.get(ENV)
     if env is not None and env.strip() != "":
         try:
@@ -72,7 +81,7 @@ def default_procs() -> int:
         return n
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
         os.cpu_count() or 1)
-    return 0 if cores < 2 else min(cores - 1, 4) if cores > 2 else 2
+    return max(0, min(cores - 1, 4))
 
 
 class _Worker:
@@ -142,16 +151,26 @@ class SavePool:
             if self._closed:
                 raise CasError("the save pool is closed")
             if len(self._all) < self.procs:
-                w = _Worker(self._spec)
-                self._all.append(w)
-                crash_point("save-pool:started")
-                return w
+                try:
+                    w = _Worker(self._spec)
+                except OSError:  # no process to be had (EAGAIN, EMFILE, no interpreter)
+                    if not self._all:
+                        self.procs = 0
+                        raise Unavailable from None
+                    self.procs = len(self._all)  # make do with those running
+                else:
+                    self._all.append(w)
+                    crash_point("save-pool:started")
+                    return w
         return self._idle.get()
 
     def save(self, files: list[tuple[int, int, int, int]]) -> list[list[Any]]:
         """Send FILES (``(fd, size, mtime_ns, ctime_ns)``, each below the chunker's
         minimum) to a worker; its reply items (save_worker.py), in order. The caller
-        keeps and closes its descriptors."""
+        keeps and closes its descriptors. ``Unavailable`` when no worker could be
+        started at all (the caller saves the batch on its thread)."""
+        if self.procs == 0:
+            raise Unavailable
         w = self._take()
         try:
             if w.dead:

@@ -232,3 +232,26 @@ def test_sigint_stops_the_backup_and_its_workers(tmp_path: Path, group: bool) ->
     assert [k for k in _children(proc.pid) if b"save_worker" in _cmdline(k)] == []
     rep = verify(open_test_store(store), read_data=True)
     assert rep.ok, rep.problems
+
+
+def test_no_worker_to_be_had_saves_on_the_thread(
+        tmp_path: Path, batches: list[int], monkeypatch: pytest.MonkeyPatch) -> None:
+    store = make_store(tmp_path / "store")
+    src = _mixed(tmp_path / "mixed")
+    monkeypatch.setattr(save_pool.sys, "executable", str(tmp_path / "no-such-python"))
+    first = backup(store, [str(src)], _opts(2))
+    assert batches  # the pool was asked, and could start nothing
+    monkeypatch.undo()
+    again = backup(store, [str(src)], _opts(0))
+    assert again.snapshot.tree == first.snapshot.tree
+    assert again.summary.blobs_added == 0
+
+
+def test_a_parent_killed_leaves_no_worker(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    assert run_cli("init", "--store", str(store)).returncode == 0
+    src = _small_tree(tmp_path / "src")
+    proc, worker = _stopped_backup(store, src, 1)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=60)
+    _gone(worker)  # its socket's end of file ended it
