@@ -38,6 +38,7 @@ from ..model.tree import Node
 from .capabilities import BlobSaver
 from .observer import Observer
 from .save_pool import SavePool, Unavailable
+from .save_worker import CAREFUL, EMPTY, SEALED
 from .small_read import read_small
 
 REREAD = 2
@@ -228,33 +229,57 @@ class FileSaver:
     def _proc_batch(self, batch: list[tuple[int, Node, bytes]]) -> list[FileResult]:
         assert self._procs is not None
         try:
-            items = self._procs.save([(fd, n.size, n.mtime_ns, n.ctime_ns) for fd, n, _ in batch])
+            tags, ids, blobs = self._procs.save(
+                [(fd, n.size, n.mtime_ns, n.ctime_ns) for fd, n, _ in batch])
         except Unavailable:
             raise  # (the descriptors are still the caller's to use)
         except BaseException:
             for fd, _, _ in batch:
                 os.close(fd)
             raise
+        if tags.count(SEALED) == len(batch):  # the common case: every file a new blob
+            for fd, _, _ in batch:
+                os.close(fd)
+            sizes = [node.size for _, node, _ in batch]
+            new = self.store.add_sealed(DATA, list(zip(ids, blobs, sizes, strict=True)))
+            with self._lock:
+                s = self.summary
+                for blob, n, is_new in zip(blobs, sizes, new, strict=True):
+                    if is_new:
+                        s.blobs_added += 1
+                        s.bytes_added += n
+                        s.bytes_stored += len(blob)
+            self.obs.progress(sum(sizes))
+            return [FileResult([bid], n, False) for bid, n in zip(ids, sizes, strict=True)]
+        return self._proc_mixed(batch, tags, ids, blobs)
+
+    def _proc_mixed(self, batch: list[tuple[int, Node, bytes]], tags: bytes,
+                    ids: list[bytes], blobs: list[bytes]) -> list[FileResult]:
+        """A reply with empty files, blobs a worker sealed before, or files it found
+        changed (the careful path here, on this process's descriptor)."""
+        results: list[FileResult | None] = [None] * len(batch)
+        sealed: list[tuple[bytes, bytes, int]] = []
+        sealed_at: list[int] = []
+        dups: list[bytes] = []
+        dup_at: list[int] = []
+        k = 0  # next id and blob
         i = -1
         try:
-            results: list[FileResult | None] = [None] * len(batch)
-            sealed: list[tuple[bytes, bytes, int]] = []
-            sealed_at: list[int] = []
-            dups: list[bytes] = []
-            dup_at: list[int] = []
-            for i, ((fd, node, path), it) in enumerate(zip(batch, items, strict=True)):
-                if it[0] == 3:  # changed since the lstat, or unreadable: the careful path
-                    results[i] = self._save_one(fd, node, os.fsdecode(path))
+            for i, ((fd, node, path), tag) in enumerate(zip(batch, tags, strict=True)):
+                if tag == CAREFUL:
+                    results[i] = self._save_one(fd, node, os.fsdecode(path))  # closes fd
                     continue
                 os.close(fd)
-                if it[0] == 0:
+                if tag == EMPTY:
                     results[i] = FileResult([], 0, False)
-                elif it[0] == 1:
-                    sealed.append((it[1], it[2], node.size))
+                elif tag == SEALED:
+                    sealed.append((ids[k], blobs[k], node.size))
                     sealed_at.append(i)
+                    k += 1
                 else:
-                    dups.append(it[2])
+                    dups.append(blobs[k])
                     dup_at.append(i)
+                    k += 1
         except BaseException:
             for fd2, _, _ in batch[i + 1 :]:
                 os.close(fd2)

@@ -48,7 +48,7 @@ from typing import Any
 from ..errors import CasError, UsageError
 from ..faults import crash_point
 from ..serde import pack, unpack
-from .save_worker import HDR, recv_exact, send_frame
+from .save_worker import CAREFUL, EMPTY, HDR, SEALED, SEEN, recv_exact, send_frame
 
 ENV = "CASBACKUP_SAVE_PROCS"
 _REAP_SECONDS = 5.0
@@ -127,6 +127,19 @@ class _Worker:
             self.proc.wait()
 
 
+def _well_formed(reply: Any, n: int) -> bool:
+    """A reply for N files: N tags, an id and a blob for each SEALED or SEEN one."""
+    if not (isinstance(reply, list) and len(reply) == 3 and isinstance(reply[0], bytes)
+            and len(reply[0]) == n and isinstance(reply[1], list)
+            and isinstance(reply[2], list)):
+        return False
+    tags, ids, blobs = reply
+    k = tags.count(SEALED) + tags.count(SEEN)
+    return (k == len(ids) == len(blobs) and tags.count(EMPTY) + k + tags.count(CAREFUL) == n
+            and all(isinstance(b, bytes) and len(b) == 32 for b in ids)
+            and all(isinstance(b, bytes) for b in blobs))
+
+
 class SavePool:
     """``procs`` worker processes, started on first use."""
 
@@ -150,6 +163,8 @@ class SavePool:
         with self._lock:
             if self._closed:
                 raise CasError("the save pool is closed")
+            if self.procs == 0:  # (another caller found no worker could be started)
+                raise Unavailable
             if len(self._all) < self.procs:
                 try:
                     w = _Worker(self._spec)
@@ -164,9 +179,10 @@ class SavePool:
                     return w
         return self._idle.get()
 
-    def save(self, files: list[tuple[int, int, int, int]]) -> list[list[Any]]:
+    def save(self, files: list[tuple[int, int, int, int]]
+             ) -> tuple[bytes, list[bytes], list[bytes]]:
         """Send FILES (``(fd, size, mtime_ns, ctime_ns)``, each below the chunker's
-        minimum) to a worker; its reply items (save_worker.py), in order. The caller
+        minimum) to a worker; its reply ``(tags, ids, blobs)`` (save_worker.py). The caller
         keeps and closes its descriptors. ``Unavailable`` when no worker could be
         started at all (the caller saves the batch on its thread)."""
         if self.procs == 0:
@@ -178,8 +194,8 @@ class SavePool:
             send_frame(w.sock, pack([f[1:] for f in files]), [f[0] for f in files])
             head = recv_exact(w.sock, HDR.size)
             body = None if head is None else recv_exact(w.sock, HDR.unpack(head)[0])
-            items = None if body is None else unpack(body, "save worker reply")
-            if not isinstance(items, list) or len(items) != len(files):
+            reply = None if body is None else unpack(body, "save worker reply")
+            if not _well_formed(reply, len(files)):
                 raise OSError("no reply")
         except (OSError, EOFError, CasError):
             w.proc.kill()  # (a worker that replied wrongly is not trusted again)
@@ -189,7 +205,9 @@ class SavePool:
                 self._idle.put(w)
             raise self._broken from None
         self._idle.put(w)
-        return items
+        assert reply is not None
+        tags, ids, blobs = reply
+        return tags, ids, blobs
 
     def close(self) -> None:
         with self._lock:

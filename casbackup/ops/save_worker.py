@@ -7,11 +7,13 @@ that socket (frames: a 4-byte little-endian length, then msgpack):
    over this socket, never argv, environment or disk;
 2. then each request is a list ``[[size, mtime_ns, ctime_ns], ...]`` of small files (each
    below the chunker's minimum: one blob), their descriptors attached (SCM_RIGHTS); the
-   reply lists one item per file, in order: ``[0]`` empty, ``[1, id, sealed]`` a new
-   blob sealed here, ``[2, id, data]`` a blob this worker sealed before (its plaintext:
-   the parent's reserve decides, and seals it only if it is still missing), ``[3]`` the
-   file changed since the walker's lstat or could not be read -- the parent takes its
-   careful path with its own descriptor, which raises what the thread path would.
+   reply is ``[tags, ids, blobs]``: one tag byte per file, in order, and an id and a
+   blob for each file tagged SEALED or SEEN, in the same order. ``EMPTY``: no content;
+   ``SEALED``: a new blob sealed here; ``SEEN``: a blob this worker sealed before, sent
+   as plaintext (the parent's reserve decides, and seals it only if still missing);
+   ``CAREFUL``: the file changed since the walker's lstat or could not be read -- the
+   parent takes its careful path with its own descriptor, which raises what the thread
+   path would.
 
 Invariants:
 - The content work is the saver thread's: ``small_read.read_small`` and the store's own
@@ -30,6 +32,7 @@ import signal
 import socket
 import struct
 import sys
+from pathlib import Path
 
 from ..ids import DATA
 from ..serde import pack, unpack
@@ -37,6 +40,7 @@ from ..store import Sealer
 from .small_read import read_small
 
 HDR = struct.Struct("<I")
+EMPTY, SEALED, SEEN, CAREFUL = 0, 1, 2, 3  # a file's tag in a reply
 MAX_FDS = 256  # per request (the parent sends at most a batch: archiver._BATCH_FILES)
 _SEEN_MAX = 1 << 16  # ids this worker remembers sealing (then it forgets them all)
 
@@ -102,7 +106,9 @@ def serve(sock: socket.socket) -> None:
     seen: set[bytes] = set()
     while (req := _recv_request(sock)) is not None:
         body, fds = req
-        out: list[list[object]] = []
+        tags = bytearray()
+        ids: list[bytes] = []
+        blobs: list[bytes] = []
         try:
             files = unpack(body, "save request")
             for (size, mtime_ns, ctime_ns), fd in zip(files, fds, strict=True):
@@ -111,27 +117,35 @@ def serve(sock: socket.socket) -> None:
                 except OSError:
                     data = None
                 if data is None:
-                    out.append([3])
+                    tags.append(CAREFUL)
                 elif not data:
-                    out.append([0])
+                    tags.append(EMPTY)
                 else:
                     bid = sealer.blob_id(data)
+                    ids.append(bid)
                     if bid in seen:
-                        out.append([2, bid, data])
+                        tags.append(SEEN)
+                        blobs.append(data)
                     else:
                         if len(seen) >= _SEEN_MAX:
                             seen.clear()
                         seen.add(bid)
-                        out.append([1, bid, sealer.seal(DATA, data)])
+                        tags.append(SEALED)
+                        blobs.append(sealer.seal(DATA, data))
         finally:
             for fd in fds:
                 os.close(fd)
+        out = [bytes(tags), ids, blobs]
         send_frame(sock, pack(out))
 
 
 def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     sock = socket.socket(fileno=int(sys.argv[2]))
+    here = Path(__file__).resolve().parents[2]
+    if here != Path(sys.argv[1]).resolve():  # another casbackup than the parent's
+        sock.close()
+        sys.exit(2)
     try:
         serve(sock)
     except (BrokenPipeError, ConnectionResetError, EOFError):
