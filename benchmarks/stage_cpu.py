@@ -7,6 +7,9 @@ per-stage counter, whichever thread runs them. Prints a table per backup: stage,
 CPU-seconds, share of the process CPU; "other" is what no wrapped stage accounts for
 (thread hand-offs, the interpreter, the wrappers themselves: about 1 us per call).
 ``--plain`` disables nothing and wraps nothing: the same backups, for the overhead.
+Save worker processes (ops/save_pool.py) are not wrapped: their CPU (user+sys of the
+reaped children) is shown beside the process CPU; ``--save-procs N`` sets their number
+(0: threads only).
 The store gets a cache directory under WORKDIR, so the unchanged re-backup uses the
 directory cache (ops/dircache.py) the first one wrote; the re-backup opens the store
 afresh, as a new command would (its index from the compact files of the cache
@@ -107,7 +110,7 @@ def instrument() -> None:
     from casbackup.crypto.aead import Aead
     from casbackup.crypto.codec import Codec
     from casbackup.crypto.compress import Compressor
-    from casbackup.ops import archiver, dircache, file_saver, save_pool, tree_ahead
+    from casbackup.ops import archiver, dircache, file_saver, tree_ahead
     from casbackup.ops import backup as backup_mod
     from casbackup.store import packer, store
 
@@ -127,8 +130,8 @@ def instrument() -> None:
     wrap(tree_ahead.TreeAhead, "want", "trees: start fetching ahead (walker)")
     wrap(tree_ahead.TreeAhead, "_fetch", "trees: read parent (tree-ahead threads)")
     wrap(file_saver.FileSaver, "_save_batch", "saver: read, fstat, bookkeeping")
-    wrap(file_saver.FileSaver, "_save_proc_batch", "saver: hand to worker processes, close")
-    wrap(save_pool.SavePool, "save", "saver: worker messages (send fds, receive sealed)")
+    wrap(file_saver.FileSaver, "_to_procs", "saver: send a batch's fds to a worker (walker)")
+    wrap(file_saver.FileSaver, "_proc_batch", "saver: a worker's reply: close fds, count")
     wrap(store.Store, "add_sealed", "store: reserve the workers' sealed blobs")
     wrap_gen(FastCDCChunker, "cut_reader", "cut (FastCDC) + read of big files")
     wrap(Codec, "blob_id", "hash (keyed BLAKE3)")

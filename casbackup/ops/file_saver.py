@@ -37,7 +37,7 @@ from ..model.snapshot import Summary
 from ..model.tree import Node
 from .capabilities import BlobSaver
 from .observer import Observer
-from .save_pool import SavePool, Unavailable
+from .save_pool import Reply, SavePool, Unavailable
 from .save_worker import CAREFUL, EMPTY, SEALED
 from .small_read import read_small
 
@@ -70,11 +70,9 @@ class FileSaver:
         self._dry_seen: set[bytes] = set()
         self._small = store.chunker.params.min_size
         self._local = threading.local()  # per saver thread: the read buffer
-        # batches of small files after the first POOL_AFTER: worker processes, one
-        # thread each here (save_pool.py)
+        # batches of small files after the first POOL_AFTER: worker processes
+        # (save_pool.py), their replies packed on its reader threads
         self._procs = SavePool(store.sealer().spec(), procs) if procs and not dry_run else None
-        self._proc_threads = (ThreadPoolExecutor(procs, thread_name_prefix="file-saver-proc")
-                              if self._procs is not None else None)
         self._small_batches = 0
 
     def add(self, kind: str, data: bytes | memoryview) -> bytes:
@@ -215,28 +213,44 @@ class FileSaver:
         assert len(done) == len(batch)
         return done
 
-    def _save_proc_batch(self, batch: list[tuple[int, Node, bytes]]) -> list[FileResult]:
-        """Small files read, hashed and sealed by a worker process; reserved and packed
-        here. Every descriptor of BATCH is closed, also on errors."""
-        try:
-            try:
-                return self._proc_batch(batch)
-            except Unavailable:  # no worker process could be started: this thread
-                return self._save_small_batch(batch)
-        finally:
-            self._slots.release()
-
-    def _proc_batch(self, batch: list[tuple[int, Node, bytes]]) -> list[FileResult]:
+    def _to_procs(self, batch: list[tuple[int, Node, bytes]]) -> Future[list[FileResult]] | None:
+        """Send a batch of small files to a worker process (from the walker's thread: the
+        request is a few syscalls); its reply is reserved and packed on the pool's reader
+        thread. None when no worker could be started (the caller saves it on a thread).
+        Every descriptor of BATCH is closed, also on errors; the batch's slot is given
+        back when its future is set."""
         assert self._procs is not None
         try:
-            tags, ids, blobs = self._procs.save(
+            reply = self._procs.request(
                 [(fd, n.size, n.mtime_ns, n.ctime_ns) for fd, n, _ in batch])
         except Unavailable:
-            raise  # (the descriptors are still the caller's to use)
+            return None  # (the descriptors are still the caller's to use)
         except BaseException:
             for fd, _, _ in batch:
                 os.close(fd)
+            self._slots.release()
             raise
+        out: Future[list[FileResult]] = Future()
+
+        def done(r: Future[Reply]) -> None:
+            try:
+                exc = r.exception()
+                if exc is not None:
+                    for fd, _, _ in batch:
+                        os.close(fd)
+                    out.set_exception(exc)
+                else:
+                    out.set_result(self._proc_batch(batch, *r.result()))
+            except BaseException as e:  # (its descriptors were closed by _proc_batch)
+                out.set_exception(e)
+            finally:
+                self._slots.release()
+
+        reply.add_done_callback(done)
+        return out
+
+    def _proc_batch(self, batch: list[tuple[int, Node, bytes]], tags: bytes,
+                    ids: list[bytes], blobs: list[bytes]) -> list[FileResult]:
         if tags.count(SEALED) == len(batch):  # the common case: every file a new blob
             for fd, _, _ in batch:
                 os.close(fd)
@@ -319,14 +333,12 @@ class FileSaver:
         self._slots.acquire()
         small = all(node.size < self._small for _, node, _ in batch)
         pool = self._small_pool if small else self._pool
-        if small and self._proc_threads is not None:
+        if small and self._procs is not None:
             self._small_batches += 1
             if self._small_batches > POOL_AFTER:
-                try:
-                    return self._proc_threads.submit(self._save_proc_batch, batch)
-                except BaseException:
-                    self._slots.release()
-                    raise
+                fut = self._to_procs(batch)
+                if fut is not None:
+                    return fut
         try:
             return pool.submit(self._save_batch, batch)
         except BaseException:
@@ -335,8 +347,6 @@ class FileSaver:
 
     def close(self) -> None:
         try:
-            if self._proc_threads is not None:
-                self._proc_threads.shutdown(wait=True)
             self._small_pool.shutdown(wait=True)
             self._pool.shutdown(wait=True)
         finally:

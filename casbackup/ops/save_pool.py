@@ -14,13 +14,16 @@ Invariants:
   has nothing to tell but its exit status); the keys go over that socket
   (``Sealer.spec()``), never argv, environment or disk. Each runs in a process group
   of its own: the terminal's Ctrl-C reaches the parent, which stops them.
-- One request per worker at a time, one caller thread per worker (``FileSaver``): a
-  reply always answers the request just sent. At most ``procs`` batches are in workers.
+- Requests are pipelined: the walker sends a batch as soon as it is full, to the worker
+  with the fewest pending; a reader thread per worker takes its replies, which come in
+  the order of its requests, and sets their futures (the saver's packing runs there).
+  How many batches are out is bounded by the caller (``FileSaver``'s ``max_inflight``).
 - A worker that dies (kill -9, OOM) fails the batch, and so the backup, with
   ``WorkerDied`` (exit 1, one line naming the pid and the signal): no snapshot is
   written; packs already stored stay indexed or unreferenced, as after any interrupted
   backup (the crash-safety ordering, docs/design.md §9).
-- ``close`` closes every socket (a worker ends at end of file) and reaps every worker,
+- ``close`` shuts every socket (a worker ends at end of file; what was still pending
+  fails, its descriptors closed by the saver) and reaps every worker,
   killing one that does not end within ``_REAP_SECONDS``: no orphan after a backup, an
   error or Ctrl-C. A parent killed by SIGKILL closes the sockets too (the kernel does).
 - A worker that cannot be started (no processes or descriptors left, no interpreter)
@@ -35,13 +38,16 @@ its keys (the kill -9 and Ctrl-C tests stop the backup there to find the worker)
 
 from __future__ import annotations
 
+import contextlib
 import os
-import queue
 import signal
 import socket
 import subprocess
 import sys
 import threading
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -84,8 +90,15 @@ def default_procs() -> int:
     return max(0, min(cores - 1, 4))
 
 
+Reply = tuple[bytes, list[bytes], list[bytes]]  # tags, ids, blobs (save_worker.py)
+
+
 class _Worker:
-    def __init__(self, spec: bytes) -> None:
+    """One worker process, its socket, and the reader thread that answers its requests'
+    futures in order (requests are pipelined: a worker never waits for this process to
+    take a reply before it gets the next batch)."""
+
+    def __init__(self, spec: bytes, on_death: Callable[[WorkerDied], None]) -> None:
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             self.proc = subprocess.Popen(
@@ -101,14 +114,54 @@ class _Worker:
         finally:
             theirs.close()
         self.sock = mine
-        self.dead = False
-        try:
+        self._on_death = on_death
+        self._lock = threading.Lock()  # the socket's send side and ``pending``
+        self.pending: deque[tuple[Future[Reply], int]] = deque()
+        self.dead: WorkerDied | None = None
+        with contextlib.suppress(OSError):  # (dead: the reader finds it so)
             send_frame(mine, spec)
-        except OSError:
-            self.dead = True
+        self._reader = threading.Thread(target=self._read, name="save-pool-reader",
+                                        daemon=True)
+        self._reader.start()
 
-    def died(self) -> WorkerDied:
-        self.dead = True
+    def request(self, files: list[tuple[int, int, int, int]]) -> Future[Reply]:
+        fut: Future[Reply] = Future()
+        with self._lock:
+            if self.dead is not None:
+                raise self.dead
+            self.pending.append((fut, len(files)))
+            with contextlib.suppress(OSError):  # dead: the reader fails every pending future
+                send_frame(self.sock, pack([f[1:] for f in files]), [f[0] for f in files])
+        return fut
+
+    def _read(self) -> None:
+        while True:
+            try:
+                head = recv_exact(self.sock, HDR.size)
+                body = None if head is None else recv_exact(self.sock, HDR.unpack(head)[0])
+                reply = None if body is None else unpack(body, "save worker reply")
+            except (OSError, EOFError, CasError):
+                break
+            with self._lock:
+                if not self.pending:
+                    break  # a reply to nothing asked
+                fut, n = self.pending.popleft()
+            if not _well_formed(reply, n):
+                self.pending.appendleft((fut, n))
+                break
+            assert reply is not None
+            tags, ids, blobs = reply
+            fut.set_result((tags, ids, blobs))  # (its callbacks run here)
+        self.proc.kill()  # (a worker that replied wrongly is not trusted again)
+        err = self._died()
+        with self._lock:
+            self.dead = err
+            pending, self.pending = list(self.pending), deque()
+        self._on_death(err)
+        for fut, _ in pending:
+            fut.set_exception(err)
+
+    def _died(self) -> WorkerDied:
         try:
             rc = self.proc.wait(_REAP_SECONDS)
         except subprocess.TimeoutExpired:
@@ -119,6 +172,11 @@ class _Worker:
                           "the backup stopped and no snapshot was written")
 
     def close(self) -> None:
+        """Stop the worker: its socket shut (it ends at end of file; this process's
+        reader fails what is still pending), reaped."""
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        self._reader.join()
         self.sock.close()
         try:
             self.proc.wait(_REAP_SECONDS)
@@ -147,67 +205,39 @@ class SavePool:
         assert procs > 0
         self.procs = procs
         self._spec = spec
-        self._idle: queue.SimpleQueue[_Worker] = queue.SimpleQueue()
         self._all: list[_Worker] = []
         self._lock = threading.Lock()
         self._closed = False
         self._broken: WorkerDied | None = None  # the first worker's death ends the pool
 
-    def _take(self) -> _Worker:
+    def _dead(self, err: WorkerDied) -> None:
+        if self._broken is None:
+            self._broken = err
+
+    def request(self, files: list[tuple[int, int, int, int]]) -> Future[Reply]:
+        """Send FILES (``(fd, size, mtime_ns, ctime_ns)``, each below the chunker's
+        minimum) to the worker with the fewest batches pending; the future of its reply
+        ``(tags, ids, blobs)`` (save_worker.py), set on that worker's reader thread --
+        or ``WorkerDied``. The caller keeps and closes its descriptors. ``Unavailable``
+        when no worker could be started at all (the caller saves the batch itself)."""
         if self._broken is not None:
             raise self._broken
-        try:
-            return self._idle.get_nowait()
-        except queue.Empty:
-            pass
         with self._lock:
             if self._closed:
                 raise CasError("the save pool is closed")
-            if self.procs == 0:  # (another caller found no worker could be started)
+            if self.procs == 0:
                 raise Unavailable
-            if len(self._all) < self.procs:
+            if len(self._all) < self.procs and all(w.pending for w in self._all):
                 try:
-                    w = _Worker(self._spec)
+                    self._all.append(_Worker(self._spec, self._dead))
                 except OSError:  # no process to be had (EAGAIN, EMFILE, no interpreter)
-                    if not self._all:
-                        self.procs = 0
-                        raise Unavailable from None
                     self.procs = len(self._all)  # make do with those running
+                    if not self._all:
+                        raise Unavailable from None
                 else:
-                    self._all.append(w)
                     crash_point("save-pool:started")
-                    return w
-        return self._idle.get()
-
-    def save(self, files: list[tuple[int, int, int, int]]
-             ) -> tuple[bytes, list[bytes], list[bytes]]:
-        """Send FILES (``(fd, size, mtime_ns, ctime_ns)``, each below the chunker's
-        minimum) to a worker; its reply ``(tags, ids, blobs)`` (save_worker.py). The caller
-        keeps and closes its descriptors. ``Unavailable`` when no worker could be
-        started at all (the caller saves the batch on its thread)."""
-        if self.procs == 0:
-            raise Unavailable
-        w = self._take()
-        try:
-            if w.dead:
-                raise OSError("no worker")
-            send_frame(w.sock, pack([f[1:] for f in files]), [f[0] for f in files])
-            head = recv_exact(w.sock, HDR.size)
-            body = None if head is None else recv_exact(w.sock, HDR.unpack(head)[0])
-            reply = None if body is None else unpack(body, "save worker reply")
-            if not _well_formed(reply, len(files)):
-                raise OSError("no reply")
-        except (OSError, EOFError, CasError):
-            w.proc.kill()  # (a worker that replied wrongly is not trusted again)
-            self._broken = w.died()
-            # every caller waiting for an idle worker is told too
-            for _ in range(self.procs):
-                self._idle.put(w)
-            raise self._broken from None
-        self._idle.put(w)
-        assert reply is not None
-        tags, ids, blobs = reply
-        return tags, ids, blobs
+            w = min(self._all, key=lambda w: len(w.pending))
+        return w.request(files)
 
     def close(self) -> None:
         with self._lock:

@@ -68,13 +68,13 @@ def batches(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Every small batch to the pool (no thread-first warm-up); counts the pool's batches."""
     monkeypatch.setattr(saver_mod, "POOL_AFTER", 0)
     seen: list[int] = []
-    real = save_pool.SavePool.save
+    real = save_pool.SavePool.request
 
     def spy(self: save_pool.SavePool, files: list[tuple[int, int, int, int]]) -> Any:
         seen.append(len(files))
         return real(self, files)
 
-    monkeypatch.setattr(save_pool.SavePool, "save", spy)
+    monkeypatch.setattr(save_pool.SavePool, "request", spy)
     return seen
 
 
