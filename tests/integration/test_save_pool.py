@@ -5,7 +5,8 @@
 - a file changed after the walker's lstat is saved by the careful path, as last read;
 - a worker killed by SIGKILL mid-backup: exit 1, one line naming it, no snapshot, the
   store verifies and the next backup succeeds; SIGINT (also to the whole process group)
-  exits 130; after either, no worker process is left.
+  exits 130; SIGTERM to the backup and its worker exits 143; the parent killed by
+  SIGKILL; after each, no worker process is left.
 """
 
 from __future__ import annotations
@@ -268,3 +269,20 @@ def test_a_parent_killed_leaves_no_worker(tmp_path: Path) -> None:
     os.kill(proc.pid, signal.SIGKILL)
     proc.communicate(timeout=60)
     _gone(worker)  # its socket's end of file ended it
+
+
+def test_sigterm_to_the_backup_and_its_worker_exits_143(tmp_path: Path) -> None:
+    # a service manager stopping the unit signals every process of it, the worker too
+    store = tmp_path / "store"
+    assert run_cli("init", "--store", str(store)).returncode == 0
+    src = _small_tree(tmp_path / "src")
+    proc, worker = _stopped_backup(store, src, 1)
+    os.kill(worker, signal.SIGTERM)
+    os.kill(proc.pid, signal.SIGTERM)
+    os.kill(proc.pid, signal.SIGCONT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert err.decode().strip() == ("casbackup: terminated: backup did not finish: "
+                                    "no snapshot was written")
+    assert _names(store / "snapshots") == []
+    _gone(worker)
