@@ -115,9 +115,11 @@ class _Worker:
             theirs.close()
         self.sock = mine
         self._on_death = on_death
-        self._lock = threading.Lock()  # the socket's send side and ``pending``
+        self._send_lock = threading.Lock()  # the socket's send side
+        self._lock = threading.Lock()  # ``pending`` and ``dead``
         self.pending: deque[tuple[Future[Reply], int]] = deque()
         self.dead: WorkerDied | None = None
+        self._closing = False
         with contextlib.suppress(OSError):  # (dead: the reader finds it so)
             send_frame(mine, spec)
         self._reader = threading.Thread(target=self._read, name="save-pool-reader",
@@ -126,10 +128,13 @@ class _Worker:
 
     def request(self, files: list[tuple[int, int, int, int]]) -> Future[Reply]:
         fut: Future[Reply] = Future()
-        with self._lock:
-            if self.dead is not None:
-                raise self.dead
-            self.pending.append((fut, len(files)))
+        # ``pending`` in the order of the sends; the reader takes only ``_lock``, never
+        # the send lock, so a send that blocks cannot stop the reader draining replies
+        with self._send_lock:
+            with self._lock:
+                if self.dead is not None:
+                    raise self.dead
+                self.pending.append((fut, len(files)))
             with contextlib.suppress(OSError):  # dead: the reader fails every pending future
                 send_frame(self.sock, pack([f[1:] for f in files]), [f[0] for f in files])
         return fut
@@ -144,11 +149,12 @@ class _Worker:
                 break
             with self._lock:
                 if not self.pending:
-                    break  # a reply to nothing asked
+                    if reply is None and self._closing:
+                        return  # end of file with nothing asked: ``close``
+                    break  # a reply to nothing asked, or died between batches
+                if not _well_formed(reply, self.pending[0][1]):
+                    break
                 fut, n = self.pending.popleft()
-            if not _well_formed(reply, n):
-                self.pending.appendleft((fut, n))
-                break
             assert reply is not None
             tags, ids, blobs = reply
             fut.set_result((tags, ids, blobs))  # (its callbacks run here)
@@ -174,6 +180,7 @@ class _Worker:
     def close(self) -> None:
         """Stop the worker: its socket shut (it ends at end of file; this process's
         reader fails what is still pending), reaped."""
+        self._closing = True
         with contextlib.suppress(OSError):
             self.sock.shutdown(socket.SHUT_RDWR)
         self._reader.join()
