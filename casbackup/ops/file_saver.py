@@ -17,10 +17,12 @@ Invariants:
 - With ``procs`` > 0 (save_pool.py), batches of small files after the first
   ``POOL_AFTER`` go to worker processes instead: they read, hash and seal
   (``small_read.read_small`` and the store's ``Sealer``: the thread's code), this process
-  reserves and packs (``Store.add_sealed``). The descriptors stay open here until the
-  reply: a file a worker found changed takes ``_save_one`` here. Big files stay on the
-  threads (their calls release the GIL already). Which path saves a file changes no
-  blob id and no tree.
+  reserves and packs (``Store.add_sealed``, on the pool's reader thread). The walker
+  sends the batch itself (a few syscalls) and the batch's slot is held until its reply
+  is packed, so ``max_inflight`` bounds these batches too. The descriptors stay open
+  here until the reply: a file a worker found changed takes ``_save_one`` here. Big
+  files stay on the threads (their calls release the GIL already). Which path saves a
+  file changes no blob id and no tree.
 - ``dry_run``: blobs are hashed and counted, never stored.
 """
 
