@@ -7,6 +7,9 @@ per-stage counter, whichever thread runs them. Prints a table per backup: stage,
 CPU-seconds, share of the process CPU; "other" is what no wrapped stage accounts for
 (thread hand-offs, the interpreter, the wrappers themselves: about 1 us per call).
 ``--plain`` disables nothing and wraps nothing: the same backups, for the overhead.
+Save worker processes (ops/save_pool.py) are not wrapped: their CPU (user+sys of the
+reaped children) is shown beside the process CPU; ``--save-procs N`` sets their number
+(0: threads only).
 The store gets a cache directory under WORKDIR, so the unchanged re-backup uses the
 directory cache (ops/dircache.py) the first one wrote; the re-backup opens the store
 afresh, as a new command would (its index from the compact files of the cache
@@ -23,6 +26,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import resource
 import shutil
 import sys
 import threading
@@ -104,6 +108,7 @@ def wrap_gen(owner: Any, attr: str, stage: str) -> None:
 def instrument() -> None:
     from casbackup.chunking.fastcdc import FastCDCChunker
     from casbackup.crypto.aead import Aead
+    from casbackup.crypto.codec import Codec
     from casbackup.crypto.compress import Compressor
     from casbackup.ops import archiver, dircache, file_saver, tree_ahead
     from casbackup.ops import backup as backup_mod
@@ -125,8 +130,11 @@ def instrument() -> None:
     wrap(tree_ahead.TreeAhead, "want", "trees: start fetching ahead (walker)")
     wrap(tree_ahead.TreeAhead, "_fetch", "trees: read parent (tree-ahead threads)")
     wrap(file_saver.FileSaver, "_save_batch", "saver: read, fstat, bookkeeping")
+    wrap(file_saver.FileSaver, "_to_procs", "saver: send a batch's fds to a worker (walker)")
+    wrap(file_saver.FileSaver, "_proc_batch", "saver: a worker's reply: close fds, count")
+    wrap(store.Store, "add_sealed", "store: reserve the workers' sealed blobs")
     wrap_gen(FastCDCChunker, "cut_reader", "cut (FastCDC) + read of big files")
-    wrap(store.Codec, "blob_id", "hash (keyed BLAKE3)")
+    wrap(Codec, "blob_id", "hash (keyed BLAKE3)")
     wrap(Compressor, "compress_parts", "compress (zstd + probe)")
     wrap(Aead, "seal", "encrypt (AES-GCM)")
     wrap(Aead, "seal_into", "encrypt (AES-GCM)")
@@ -137,7 +145,7 @@ def instrument() -> None:
 
 
 def run(src: str, workdir: Path, stages: bool, dcache: bool = True,
-        workers: int | None = None) -> list[dict[str, Any]]:
+        workers: int | None = None, save_procs: int | None = None) -> list[dict[str, Any]]:
     from casbackup.ops.archiver import ArchiveOptions
     from casbackup.ops.backup import BackupOptions, backup
     from casbackup.store import init_store, open_store
@@ -160,14 +168,19 @@ def run(src: str, workdir: Path, stages: bool, dcache: bool = True,
             store.load_index()
         _totals.clear()
         _calls.clear()
+        kids0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         c0, w0 = time.process_time(), time.perf_counter()
         aopt = ArchiveOptions(prefetch=False)
         if workers is not None:
             aopt.workers = workers
+        if save_procs is not None:
+            aopt.save_procs = save_procs
         res = backup(store, [src], BackupOptions(archive=aopt))
         cpu, wall = time.process_time() - c0, time.perf_counter() - w0
+        kids1 = resource.getrusage(resource.RUSAGE_CHILDREN)  # the save workers, reaped
+        child = (kids1.ru_utime - kids0.ru_utime) + (kids1.ru_stime - kids0.ru_stime)
         s = res.summary
-        out.append({"step": label, "cpu_s": cpu, "wall_s": wall,
+        out.append({"step": label, "cpu_s": cpu, "child_cpu_s": child, "wall_s": wall,
                     "files": s.files_new + s.files_changed + s.files_unchanged,
                     "dirs": s.dirs, "bytes": s.total_size,
                     "stages": dict(sorted(_totals.items(), key=lambda kv: -kv[1])),
@@ -178,7 +191,8 @@ def run(src: str, workdir: Path, stages: bool, dcache: bool = True,
 def show(results: list[dict[str, Any]]) -> None:
     for r in results:
         print(f"\n{r['step']}: {r['files']} files, {r['dirs']} dirs, "
-              f"{r['bytes'] / 1e6:.0f} MB; {r['cpu_s']:.2f} CPU-s, {r['wall_s']:.2f} s wall")
+              f"{r['bytes'] / 1e6:.0f} MB; {r['cpu_s']:.2f} CPU-s (+{r['child_cpu_s']:.2f} in "
+              f"save workers), {r['wall_s']:.2f} s wall")
         accounted = 0.0
         for stage, t in r["stages"].items():
             accounted += t
@@ -197,8 +211,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-dircache", action="store_true",
                     help="no cache directory: the re-backup decodes every parent tree")
     ap.add_argument("--workers", type=int, help="file-saver threads (default: the backup's)")
+    ap.add_argument("--save-procs", type=int,
+                    help="save worker processes (default: the backup's; 0: threads only)")
     a = ap.parse_args(argv)
-    results = run(a.src, a.workdir, not a.plain, not a.no_dircache, a.workers)
+    results = run(a.src, a.workdir, not a.plain, not a.no_dircache, a.workers, a.save_procs)
     show(results)
     if a.json:
         a.json.write_text(json.dumps(results, indent=1) + "\n")

@@ -60,6 +60,7 @@ from ..store import Store
 from .dircache import RACY_NS, DirCache, DirRecord, listing_digest
 from .file_saver import FileResult, FileSaver
 from .observer import Observer
+from .save_pool import default_procs
 from .tree_ahead import TreeAhead
 from .walk_items import Child, Descend, Frame, Pending, PendingDir
 
@@ -79,6 +80,9 @@ class ArchiveOptions:
     dry_run: bool = False
     workers: int = max(2, os.cpu_count() or 2)  # each holds a max_size + 2 MiB read buffer
     max_inflight: int = 16  # batches of up to _BATCH_FILES open files each
+    # worker processes for small files (save_pool.py; 0: threads only); the default is
+    # CASBACKUP_SAVE_PROCS or one by the core count
+    save_procs: int = field(default_factory=default_procs)
     dirty: set[bytes] | None = None  # watch: only these directories (and above) are read
     prefetch: bool = True  # warm the inode cache ahead of the walk (False: the caller does)
     skip_dirs: frozenset[tuple[int, int]] = frozenset()  # (st_dev, st_ino): the store itself
@@ -112,7 +116,7 @@ class Archiver:
         self._lock = threading.Lock()
         self.saver = FileSaver(store, observer, self.summary, self._lock,
                                dry_run=options.dry_run, workers=options.workers,
-                               max_inflight=options.max_inflight)
+                               max_inflight=options.max_inflight, procs=options.save_procs)
         self._queue: deque[PendingDir] = deque()
         self._hardlinks: dict[tuple[int, int], Pending] = {}
         self._batch: list[tuple[int, Pending, bytes]] = []

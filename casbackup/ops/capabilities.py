@@ -4,7 +4,8 @@ so in its signature, and anything with these methods (``store.Store`` has them a
 mypy checks that where a Store is passed) will do — a test double, a wrapper.
 
 - ``BlobSaver``: what saving file content needs (``file_saver.FileSaver``): the chunker,
-  BlobIds, the dedup check and adding blobs.
+  BlobIds, the dedup check and adding blobs (plaintext, or sealed by a save worker
+  process with the ``Sealer``'s keys).
 - ``PackReader``: the one pack reader (``Store.stream_blobs``, store/packread.py), for
   restore, verify, sync, gc's repack and repair's salvage.
 - ``Maintainer``: what gc and repair may do beyond reading (``store.maintainer(store)``):
@@ -26,7 +27,16 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ..chunking import Chunker
 from ..model.snapshot import Snapshot
-from ..store import AddResult, LiveBlob, ObjectInfo, PackEntry, PackInfo, PackStream, Repacker
+from ..store import (
+    AddResult,
+    LiveBlob,
+    ObjectInfo,
+    PackEntry,
+    PackInfo,
+    PackStream,
+    Repacker,
+    Sealer,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -48,6 +58,10 @@ class BlobSaver(Protocol):
                  blob_id: bytes | None = None) -> AddResult: ...
 
     def add_blobs(self, kind: str, datas: list[bytes]) -> list[AddResult]: ...
+
+    def add_sealed(self, kind: str, blobs: list[tuple[bytes, bytes, int]]) -> list[bool]: ...
+
+    def sealer(self) -> Sealer: ...
 
 
 class PackReader(Protocol):

@@ -14,6 +14,15 @@ Invariants:
   again, up to ``REREAD`` times; if it still changes it is stored as last read, counted
   in ``changed_during_read`` and warned about — never stored as a silent mix.
 - Every descriptor handed over is closed exactly once, also on errors.
+- With ``procs`` > 0 (save_pool.py), batches of small files after the first
+  ``POOL_AFTER`` go to worker processes instead: they read, hash and seal
+  (``small_read.read_small`` and the store's ``Sealer``: the thread's code), this process
+  reserves and packs (``Store.add_sealed``, on the pool's reader thread). The walker
+  sends the batch itself (a few syscalls) and the batch's slot is held until its reply
+  is packed, so ``max_inflight`` bounds these batches too. The descriptors stay open
+  here until the reply: a file a worker found changed takes ``_save_one`` here. Big
+  files stay on the threads (their calls release the GIL already). Which path saves a
+  file changes no blob id and no tree.
 - ``dry_run``: blobs are hashed and counted, never stored.
 """
 
@@ -30,8 +39,12 @@ from ..model.snapshot import Summary
 from ..model.tree import Node
 from .capabilities import BlobSaver
 from .observer import Observer
+from .save_pool import Reply, SavePool, Unavailable
+from .save_worker import CAREFUL, EMPTY, SEALED
+from .small_read import read_small
 
 REREAD = 2
+POOL_AFTER = 8  # small batches saved on the thread before the worker processes start
 _KEEP_RESIDENT = 4 << 20  # of each saver thread's read buffer, kept between files
 _READ_SLACK = 2 << 20  # read buffer = max_size + this (the cutter re-cuts at most a tail)
 
@@ -46,7 +59,7 @@ class FileResult:
 class FileSaver:
     def __init__(self, store: BlobSaver, observer: Observer, summary: Summary,
                  lock: threading.Lock, *, dry_run: bool, workers: int,
-                 max_inflight: int) -> None:
+                 max_inflight: int, procs: int = 0) -> None:
         self.store = store
         self.obs = observer
         self.summary = summary
@@ -59,6 +72,10 @@ class FileSaver:
         self._dry_seen: set[bytes] = set()
         self._small = store.chunker.params.min_size
         self._local = threading.local()  # per saver thread: the read buffer
+        # batches of small files after the first POOL_AFTER: worker processes
+        # (save_pool.py), their replies packed on its reader threads
+        self._procs = SavePool(store.sealer().spec(), procs) if procs and not dry_run else None
+        self._small_batches = 0
 
     def add(self, kind: str, data: bytes | memoryview) -> bytes:
         if self.dry_run:
@@ -163,13 +180,12 @@ class FileSaver:
         try:
             for i, (fd, node, path) in enumerate(batch):
                 try:
-                    data = os.pread(fd, node.size + 1, 0)
-                    st = os.fstat(fd)
+                    data = (read_small(fd, node.size, node.mtime_ns, node.ctime_ns)
+                            if node.size < self._small else None)
                 except BaseException:
                     os.close(fd)
                     raise
-                if (len(data) == node.size == st.st_size and node.size < self._small
-                        and (st.st_mtime_ns, st.st_ctime_ns) == (node.mtime_ns, node.ctime_ns)):
+                if data is not None:
                     os.close(fd)
                     if data:
                         datas.append(data)
@@ -199,6 +215,115 @@ class FileSaver:
         assert len(done) == len(batch)
         return done
 
+    def _to_procs(self, batch: list[tuple[int, Node, bytes]]) -> Future[list[FileResult]] | None:
+        """Send a batch of small files to a worker process (from the walker's thread: the
+        request is a few syscalls); its reply is reserved and packed on the pool's reader
+        thread. None when no worker could be started (the caller saves it on a thread).
+        Every descriptor of BATCH is closed, also on errors; the batch's slot is given
+        back when its future is set."""
+        assert self._procs is not None
+        try:
+            reply = self._procs.request(
+                [(fd, n.size, n.mtime_ns, n.ctime_ns) for fd, n, _ in batch])
+        except Unavailable:
+            return None  # (the descriptors are still the caller's to use)
+        except BaseException:
+            for fd, _, _ in batch:
+                os.close(fd)
+            self._slots.release()
+            raise
+        out: Future[list[FileResult]] = Future()
+
+        def done(r: Future[Reply]) -> None:
+            try:
+                exc = r.exception()
+                if exc is not None:
+                    for fd, _, _ in batch:
+                        os.close(fd)
+                    out.set_exception(exc)
+                else:
+                    out.set_result(self._proc_batch(batch, *r.result()))
+            except BaseException as e:  # (its descriptors were closed by _proc_batch)
+                out.set_exception(e)
+            finally:
+                self._slots.release()
+
+        reply.add_done_callback(done)
+        return out
+
+    def _proc_batch(self, batch: list[tuple[int, Node, bytes]], tags: bytes,
+                    ids: list[bytes], blobs: list[bytes]) -> list[FileResult]:
+        if tags.count(SEALED) == len(batch):  # the common case: every file a new blob
+            for fd, _, _ in batch:
+                os.close(fd)
+            sizes = [node.size for _, node, _ in batch]
+            new = self.store.add_sealed(DATA, list(zip(ids, blobs, sizes, strict=True)))
+            with self._lock:
+                s = self.summary
+                for blob, n, is_new in zip(blobs, sizes, new, strict=True):
+                    if is_new:
+                        s.blobs_added += 1
+                        s.bytes_added += n
+                        s.bytes_stored += len(blob)
+            self.obs.progress(sum(sizes))
+            return [FileResult([bid], n, False) for bid, n in zip(ids, sizes, strict=True)]
+        return self._proc_mixed(batch, tags, ids, blobs)
+
+    def _proc_mixed(self, batch: list[tuple[int, Node, bytes]], tags: bytes,
+                    ids: list[bytes], blobs: list[bytes]) -> list[FileResult]:
+        """A reply with empty files, blobs a worker sealed before, or files it found
+        changed (the careful path here, on this process's descriptor)."""
+        results: list[FileResult | None] = [None] * len(batch)
+        sealed: list[tuple[bytes, bytes, int]] = []
+        sealed_at: list[int] = []
+        dups: list[bytes] = []
+        dup_at: list[int] = []
+        k = 0  # next id and blob
+        i = -1
+        try:
+            for i, ((fd, node, path), tag) in enumerate(zip(batch, tags, strict=True)):
+                if tag == CAREFUL:
+                    results[i] = self._save_one(fd, node, os.fsdecode(path))  # closes fd
+                    continue
+                os.close(fd)
+                if tag == EMPTY:
+                    results[i] = FileResult([], 0, False)
+                elif tag == SEALED:
+                    sealed.append((ids[k], blobs[k], node.size))
+                    sealed_at.append(i)
+                    k += 1
+                else:
+                    dups.append(blobs[k])
+                    dup_at.append(i)
+                    k += 1
+        except BaseException:
+            for fd2, _, _ in batch[i + 1 :]:
+                os.close(fd2)
+            raise
+        new = self.store.add_sealed(DATA, sealed) if sealed else []
+        again = self.store.add_blobs(DATA, dups) if dups else []
+        nbytes = 0
+        with self._lock:
+            s = self.summary
+            for (bid, blob, n), is_new, idx in zip(sealed, new, sealed_at, strict=True):
+                nbytes += n
+                results[idx] = FileResult([bid], n, False)
+                if is_new:
+                    s.blobs_added += 1
+                    s.bytes_added += n
+                    s.bytes_stored += len(blob)
+            for data, r, idx in zip(dups, again, dup_at, strict=True):
+                nbytes += len(data)
+                results[idx] = FileResult([r.id], len(data), False)
+                if r.added:
+                    s.blobs_added += 1
+                    s.bytes_added += len(data)
+                    s.bytes_stored += r.stored
+        self.obs.progress(nbytes)
+        done = [r for r in results if r is not None]
+        assert len(done) == len(batch)
+        return done
+
     def submit(self, batch: list[tuple[int, Node, bytes]]) -> Future[list[FileResult]]:
         """Queue a batch of open files (blocks while ``max_inflight`` batches are out).
         A batch of small files (each below the chunker's minimum: one blob each) goes to
@@ -210,6 +335,12 @@ class FileSaver:
         self._slots.acquire()
         small = all(node.size < self._small for _, node, _ in batch)
         pool = self._small_pool if small else self._pool
+        if small and self._procs is not None:
+            self._small_batches += 1
+            if self._small_batches > POOL_AFTER:
+                fut = self._to_procs(batch)
+                if fut is not None:
+                    return fut
         try:
             return pool.submit(self._save_batch, batch)
         except BaseException:
@@ -217,5 +348,9 @@ class FileSaver:
             raise
 
     def close(self) -> None:
-        self._small_pool.shutdown(wait=True)
-        self._pool.shutdown(wait=True)
+        try:
+            self._small_pool.shutdown(wait=True)
+            self._pool.shutdown(wait=True)
+        finally:
+            if self._procs is not None:
+                self._procs.close()

@@ -11,7 +11,8 @@ interface (``maintainer(store)``: ``Maintenance``, ``Repacker``, ``LiveBlob``, l
 as ``ObjectInfo``, packs as ``PackInfo``); the read-only index view for whole-store passes
 (``blob_table(store)``: ``BlobTable``) and the streaming check of one index object
 (``check_index_object``); object names for messages (``pack_key``, ``index_key``,
-``snapshot_key``); ``paired_key`` for ``init --from``. Pack format, layout, codec, index
+``snapshot_key``); ``paired_key`` for ``init --from``; ``Sealer`` (``Store.sealer()``:
+blob ids and sealing for a save worker process, ops/save_pool.py). Pack format, layout, codec, index
 internals and backends stay behind it; ops declare the narrow Protocols they consume in
 ``ops/capabilities.py``. The maintenance interface, ``BlobTable``, ``maybe_consolidate``
 and ``check_index_object`` are imported on first use (``__getattr__``): a command that
@@ -42,6 +43,7 @@ from .index import PackInfo
 from .layout import index_key, pack_key, snapshot_key
 from .pack import PackEntry
 from .packread import BlobRead, PackEnd, PackStream
+from .sealer import Sealer
 from .store import OBJECT_KINDS, AddResult, PasswordSource, Store
 
 if TYPE_CHECKING:
@@ -183,4 +185,4 @@ __all__ = ["Store", "OBJECT_KINDS", "AddResult", "StoreConfig", "open_store", "i
            "check_url", "backend_retries", "CacheSettings", "PackEntry", "BlobRead", "PackEnd",
            "PackStream", "pack_key", "index_key", "snapshot_key", "maintainer", "ObjectInfo",
            "Maintenance", "Repacker", "LiveBlob", "paired_key", "PackInfo", "BlobTable",
-           "blob_table", "check_index_object", "CONSOLIDATE_OPERATION"]
+           "blob_table", "check_index_object", "CONSOLIDATE_OPERATION", "Sealer"]

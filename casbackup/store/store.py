@@ -30,7 +30,6 @@ from ..backends import local_root
 from ..backends.base import Backend, ObjectInfo
 from ..chunking import get_chunker
 from ..crypto import keys as keymod
-from ..crypto.codec import Codec
 from ..errors import (
     AlreadyExists,
     CasError,
@@ -79,6 +78,7 @@ from .layout import (
 )
 from .pack import PackEntry, parse_header
 from .packread import PackStream, read_header
+from .sealer import Sealer
 
 if TYPE_CHECKING:  # imported where used: a reading command never writes a pack
     from ..chunking import Chunker
@@ -108,7 +108,8 @@ class Store:
         self.backend = backend
         self.config_bytes = config_bytes  # as stored: key objects bind these bytes
         self.master = master
-        codec = _codec(config, master)
+        self._sealer = _sealer(config, master)
+        codec = self._sealer.codec
         self.config = config
         self.codec = codec
         self.url = url
@@ -574,6 +575,25 @@ class Store:
             packer.add_many(kind, sealed)
         return out
 
+    def add_sealed(self, kind: str, blobs: list[tuple[bytes, bytes, int]]) -> list[bool]:
+        """Store blobs sealed elsewhere (``(id, sealed, raw_length)``, by ``sealer()``'s
+        twin in a save worker process) unless present: the same reserve and pack as
+        ``add_blobs``, two packer lock rounds. True for each blob stored now."""
+        packer = self.packer
+        new = packer.reserve_many([b[0] for b in blobs])
+        keep = [b for b, is_new in zip(blobs, new, strict=True) if is_new]
+        if kind == TREE and self.object_cache is not None:
+            for bid, s, n in keep:
+                self.object_cache.put_tree(bid, n, s)
+        if keep:
+            packer.add_many(kind, keep)
+        return new
+
+    def sealer(self) -> Sealer:
+        """This store's blob ids and sealing on their own (``Sealer.spec()`` carries them to
+        a save worker process)."""
+        return self._sealer
+
     def blob_id(self, data: bytes | memoryview) -> bytes:
         """The BlobId of plaintext DATA (keyed BLAKE3 with this store's id key)."""
         return self.codec.blob_id(data)
@@ -867,10 +887,10 @@ def _present(key: str) -> Iterator[None]:
         raise IntegrityError(f"object {key} is shorter than its index says ({e})") from None
 
 
-def _codec(config: StoreConfig, master: keymod.MasterKey) -> Codec:
+def _sealer(config: StoreConfig, master: keymod.MasterKey) -> Sealer:
     enc = master.enc_key if config.encrypted else None
     cipher = config.encryption if config.encrypted else "aes-256-gcm"
-    return Codec(master.id_key, enc, cipher, config.compression_level)
+    return Sealer.of(master.id_key, enc, cipher, config.compression_level)
 
 
 __all__ = ["Store", "StoreConfig", "AddResult", "DATA", "TREE", "pack_key"]

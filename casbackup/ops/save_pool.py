@@ -1,0 +1,254 @@
+"""The save pool: worker processes that read, hash and seal batches of small files.
+
+The first backup of many small files is bound by Python under the GIL (~100 CPU-us a
+file, benchmarks/README.md "Wave 6"): a second thread buys nothing, a second process
+does. The parent keeps everything that decides -- the walk (its O_NOFOLLOW ``*at``
+opens and lstat), dedup (``Store.add_sealed``'s authoritative reserve), packing, trees
+and the snapshot; a worker (save_worker.py) gets the walker's *open* descriptors of a
+batch of small files (SCM_RIGHTS, so it reads exactly what the walker opened) and
+returns each file's blob id and sealed bytes.
+
+Invariants:
+- Workers are started fresh (``subprocess``: fork+exec, safe beside threads), inherit
+  one socket and no other descriptor (stdin, stdout, stderr: /dev/null -- a worker
+  has nothing to tell but its exit status); the keys go over that socket
+  (``Sealer.spec()``), never argv, environment or disk. Each runs in a process group
+  of its own: the terminal's Ctrl-C reaches the parent, which stops them.
+- Requests are pipelined: the walker sends a batch as soon as it is full, to the worker
+  with the fewest pending; a reader thread per worker takes its replies, which come in
+  the order of its requests, and sets their futures (the saver's packing runs there).
+  How many batches are out is bounded by the caller (``FileSaver``'s ``max_inflight``).
+- A worker that dies (kill -9, OOM) fails the batch, and so the backup, with
+  ``WorkerDied`` (exit 1, one line naming the pid and the signal): no snapshot is
+  written; packs already stored stay indexed or unreferenced, as after any interrupted
+  backup (the crash-safety ordering, docs/design.md §9).
+- ``close`` shuts every socket (a worker ends at end of file; what was still pending
+  fails, its descriptors closed by the saver) and reaps every worker,
+  killing one that does not end within ``_REAP_SECONDS``: no orphan after a backup, an
+  error or Ctrl-C. A parent killed by SIGKILL closes the sockets too (the kernel does).
+- A worker that cannot be started (no processes or descriptors left, no interpreter)
+  is no error: the pool makes do with those running, or none (``Unavailable``: the
+  saver's thread saves the batch).
+- ``CASBACKUP_SAVE_PROCS`` (an integer, 0 = off) overrides the default of
+  ``default_procs()``.
+
+Crash point (faults.py): ``save-pool:started``, each time a worker was started and given
+its keys (the kill -9 and Ctrl-C tests stop the backup there to find the worker).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any
+
+from ..errors import CasError, UsageError
+from ..faults import crash_point
+from ..serde import pack, unpack
+from .save_worker import CAREFUL, EMPTY, HDR, SEALED, SEEN, recv_exact, send_frame
+
+ENV = "CASBACKUP_SAVE_PROCS"
+_REAP_SECONDS = 5.0
+_ROOT = str(Path(__file__).resolve().parents[2])  # the directory holding casbackup/
+_BOOT = ("import sys; sys.path.insert(0, sys.argv[1]); "
+         "from casbackup.ops.save_worker import main; main()")
+
+
+class WorkerDied(CasError):
+    exit_code = 1
+
+
+class Unavailable(Exception):
+    """No worker process could be started (nothing was sent to any)."""
+
+
+def default_procs() -> int:
+    """Worker processes for a backup: ``CASBACKUP_SAVE_PROCS`` when set, else one per
+    core but the parent's (at most 4), none on one core (there a process only adds its
+    messages). The parent stays the bottleneck: on 50,000 small files it spends ~3
+    CPU-s walking and packing against one worker's ~1.7 (benchmarks/README.md, "Wave 7")."""
+    env = os.environ.get(ENV)
+    if env is not None and env.strip() != "":
+        try:
+            n = int(env)
+        except ValueError:
+            raise UsageError(f"{ENV} must be a whole number, not {env!r}") from None
+        if n < 0:
+            raise UsageError(f"{ENV} must be 0 (off) or more, not {n}")
+        return n
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+        os.cpu_count() or 1)
+    return max(0, min(cores - 1, 4))
+
+
+Reply = tuple[bytes, list[bytes], list[bytes]]  # tags, ids, blobs (save_worker.py)
+
+
+class _Worker:
+    """One worker process, its socket, and the reader thread that answers its requests'
+    futures in order (requests are pipelined: a worker never waits for this process to
+    take a reply before it gets the next batch)."""
+
+    def __init__(self, spec: bytes, on_death: Callable[[WorkerDied], None]) -> None:
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-c", _BOOT, _ROOT, str(theirs.fileno())],
+                pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                # a group of its own: a terminal's Ctrl-C (SIGINT to the foreground
+                # group) reaches the parent only, also while the worker starts up
+                process_group=0)
+        except BaseException:
+            mine.close()
+            raise
+        finally:
+            theirs.close()
+        self.sock = mine
+        self._on_death = on_death
+        self._send_lock = threading.Lock()  # the socket's send side
+        self._lock = threading.Lock()  # ``pending`` and ``dead``
+        self.pending: deque[tuple[Future[Reply], int]] = deque()
+        self.dead: WorkerDied | None = None
+        self._closing = False
+        with contextlib.suppress(OSError):  # (dead: the reader finds it so)
+            send_frame(mine, spec)
+        self._reader = threading.Thread(target=self._read, name="save-pool-reader",
+                                        daemon=True)
+        self._reader.start()
+
+    def request(self, files: list[tuple[int, int, int, int]]) -> Future[Reply]:
+        fut: Future[Reply] = Future()
+        # ``pending`` in the order of the sends; the reader takes only ``_lock``, never
+        # the send lock, so a send that blocks cannot stop the reader draining replies
+        with self._send_lock:
+            with self._lock:
+                if self.dead is not None:
+                    raise self.dead
+                self.pending.append((fut, len(files)))
+            with contextlib.suppress(OSError):  # dead: the reader fails every pending future
+                send_frame(self.sock, pack([f[1:] for f in files]), [f[0] for f in files])
+        return fut
+
+    def _read(self) -> None:
+        while True:
+            try:
+                head = recv_exact(self.sock, HDR.size)
+                body = None if head is None else recv_exact(self.sock, HDR.unpack(head)[0])
+                reply = None if body is None else unpack(body, "save worker reply")
+            except (OSError, EOFError, CasError):
+                break
+            with self._lock:
+                if not self.pending:
+                    if reply is None and self._closing:
+                        return  # end of file with nothing asked: ``close``
+                    break  # a reply to nothing asked, or died between batches
+                if not _well_formed(reply, self.pending[0][1]):
+                    break
+                fut, n = self.pending.popleft()
+            assert reply is not None
+            tags, ids, blobs = reply
+            fut.set_result((tags, ids, blobs))  # (its callbacks run here)
+        self.proc.kill()  # (a worker that replied wrongly is not trusted again)
+        err = self._died()
+        with self._lock:
+            self.dead = err
+            pending, self.pending = list(self.pending), deque()
+        self._on_death(err)
+        for fut, _ in pending:
+            fut.set_exception(err)
+
+    def _died(self) -> WorkerDied:
+        try:
+            rc = self.proc.wait(_REAP_SECONDS)
+        except subprocess.TimeoutExpired:
+            rc = None
+        how = ("did not end" if rc is None else f"was killed by {signal.Signals(-rc).name}"
+               if rc < 0 else f"exited with status {rc}")
+        return WorkerDied(f"a file-saving worker process (pid {self.proc.pid}) {how}; "
+                          "the backup stopped and no snapshot was written")
+
+    def close(self) -> None:
+        """Stop the worker: its socket shut (it ends at end of file; this process's
+        reader fails what is still pending), reaped."""
+        self._closing = True
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        self._reader.join()
+        self.sock.close()
+        try:
+            self.proc.wait(_REAP_SECONDS)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def _well_formed(reply: Any, n: int) -> bool:
+    """A reply for N files: N tags, an id and a blob for each SEALED or SEEN one."""
+    if not (isinstance(reply, list) and len(reply) == 3 and isinstance(reply[0], bytes)
+            and len(reply[0]) == n and isinstance(reply[1], list)
+            and isinstance(reply[2], list)):
+        return False
+    tags, ids, blobs = reply
+    k = tags.count(SEALED) + tags.count(SEEN)
+    return (k == len(ids) == len(blobs) and tags.count(EMPTY) + k + tags.count(CAREFUL) == n
+            and all(isinstance(b, bytes) and len(b) == 32 for b in ids)
+            and all(isinstance(b, bytes) for b in blobs))
+
+
+class SavePool:
+    """``procs`` worker processes, started on first use."""
+
+    def __init__(self, spec: bytes, procs: int) -> None:
+        assert procs > 0
+        self.procs = procs
+        self._spec = spec
+        self._all: list[_Worker] = []
+        self._lock = threading.Lock()
+        self._closed = False
+        self._broken: WorkerDied | None = None  # the first worker's death ends the pool
+
+    def _dead(self, err: WorkerDied) -> None:
+        if self._broken is None:
+            self._broken = err
+
+    def request(self, files: list[tuple[int, int, int, int]]) -> Future[Reply]:
+        """Send FILES (``(fd, size, mtime_ns, ctime_ns)``, each below the chunker's
+        minimum) to the worker with the fewest batches pending; the future of its reply
+        ``(tags, ids, blobs)`` (save_worker.py), set on that worker's reader thread --
+        or ``WorkerDied``. The caller keeps and closes its descriptors. ``Unavailable``
+        when no worker could be started at all (the caller saves the batch itself)."""
+        if self._broken is not None:
+            raise self._broken
+        with self._lock:
+            if self._closed:
+                raise CasError("the save pool is closed")
+            if self.procs == 0:
+                raise Unavailable
+            if len(self._all) < self.procs and all(w.pending for w in self._all):
+                try:
+                    self._all.append(_Worker(self._spec, self._dead))
+                except OSError:  # no process to be had (EAGAIN, EMFILE, no interpreter)
+                    self.procs = len(self._all)  # make do with those running
+                    if not self._all:
+                        raise Unavailable from None
+                else:
+                    crash_point("save-pool:started")
+            w = min(self._all, key=lambda w: len(w.pending))
+        return w.request(files)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            workers, self._all = self._all, []
+        for w in workers:
+            w.close()
