@@ -3,14 +3,17 @@ commits snapshots (backup, sync, each watch round) — DESIGN §8, writer rules 
 
 Invariants:
 - Order: put the session lock -> read the gc records (the ones *seen* at start) -> leave
-  the packs they condemn out of the index (no dedup against them) -> work, flush ->
+  the packs they condemn out of the index (no dedup against them) -> work (after each
+  index object of the packer, if our lock may have looked stale since our last lock
+  object: every pack it names must still be there, W1b) -> flush ->
   rewrite the lock with ``intent`` = the root tree -> list records again -> for every
   record not seen before (every record, if our lock may have looked stale: a gap of
   more than ``SELF_STALE`` between two of our lock objects) copy the blobs the snapshot
   uses whose only indexed copies are in condemned packs into new packs of ours, re-hashed
   -> repeat until no new record appeared -> put the snapshot -> release.
 - If a condemned pack the snapshot needs is gone, or (after a possible stale period) a
-  pack it uses is missing, nothing is committed: ``Locked`` (exit 12), one line.
+  pack it uses or has just indexed is missing, nothing is committed: ``Locked`` (exit
+  11), one line; an index object of ours naming a gone pack is replaced by one without.
 - The check runs inside ``Store.save_snapshot`` (``Store.before_commit``), after the
   flush, so no caller can commit around it while a session is open.
 """
@@ -28,7 +31,7 @@ from ..model.treewalk import walk
 from . import gcrecords as gr
 from .identity import Identity
 from .index import Index, Location, PackInfo
-from .locks import Session, session
+from .locks import SELF_STALE, Session, session
 from .maintenance import Maintenance, Repacker
 from .store import Store
 
@@ -48,6 +51,7 @@ class WriteSession:
         self.seen: set[str] = set()
         self.copied = 0  # blobs copied out of condemned packs (tests, reports)
         self._stale_handled = 0
+        self._index_gaps = 0  # lock.stale_gaps when _check_packs last looked
 
     def __enter__(self) -> WriteSession:
         self.lock = self._cm.__enter__()
@@ -57,6 +61,7 @@ class WriteSession:
             self.seen = {r.name for r in records}
             self.store.exclude_packs(gr.condemned(records))
             self.store.before_commit = self._check
+            self.store.after_index = self._check_packs
         except BaseException:
             self._cm.__exit__(None, None, None)
             raise
@@ -65,7 +70,32 @@ class WriteSession:
     def __exit__(self, et: type[BaseException] | None, e: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.store.before_commit = None
+        self.store.after_index = None
         self._cm.__exit__(et, e, tb)
+
+    def _check_packs(self, packs: list[PackInfo], index: str) -> None:
+        """After the packer's index object INDEX named PACKS (stored, unindexed until
+        then): if our lock may have looked stale since -- INDEX is more than SELF_STALE
+        younger than our last lock object, or a heartbeat measured such a gap since the
+        last check -- a gc elsewhere may have deleted them as unreferenced, so each must
+        still be there; else INDEX is replaced by one naming only the packs still there
+        and nothing is committed (an index object naming a gone pack would let a later
+        backup deduplicate against it)."""
+        lock = self.lock
+        assert lock is not None
+        mtime = self.store.index_mtime(index)
+        gaps = lock.stale_gaps
+        if gaps == self._index_gaps and mtime and lock.last_mtime and (
+                mtime - lock.last_mtime <= SELF_STALE):
+            return
+        self._index_gaps = gaps
+        present = [p for p in packs if self.store.pack_present(p.name)]
+        if len(present) == len(packs):
+            return
+        if present:  # another backup may already deduplicate against these: still named
+            self.store.write_index(present)
+        Maintenance(self.store).delete_index(index)
+        raise Locked(GONE.format(op=self.operation))
 
     def _check(self, snap: Snapshot) -> None:
         lock = self.lock

@@ -129,6 +129,8 @@ class Store:
         # into the index, and a write session checks a snapshot before it is committed
         self.excluded: frozenset[str] = frozenset()
         self.before_commit: Callable[[Snapshot], None] | None = None
+        # ... and the packer's index objects once written: (packs, name) (store/commit.py)
+        self.after_index: Callable[[list[PackInfo], str], None] | None = None
         self._chunker: Chunker | None = None  # ``chunker``: built when first asked for
         # this store's local cache directory (store/cachedir.py), or None for no cache;
         # set by ``open_store`` before the first command reads anything
@@ -453,7 +455,10 @@ class Store:
         self._index_loaded = True
 
     def _write_index_object(self, packs: list[PackInfo]) -> None:
-        self.write_index(packs)
+        """The packer's index write, then the write session's check (``after_index``)."""
+        name = self.write_index(packs)
+        if self.after_index is not None:
+            self.after_index(packs, name)
 
     def write_index(self, packs: list[PackInfo], supersedes: Iterable[str] = ()) -> str:
         """Write one index object naming PACKS (and superseding SUPERSEDES); its name.
@@ -668,6 +673,21 @@ class Store:
         with _present(key):
             get_into(key, offset, view)
         return view
+
+    def pack_present(self, pack: str) -> bool:
+        """Whether the pack object is on the backend now (one stat)."""
+        try:
+            self.backend.stat(pack_key(pack))
+        except NotFound:
+            return False
+        return True
+
+    def index_mtime(self, name: str) -> float:
+        """The backend's mtime of index object NAME (0.0: none, or it is gone)."""
+        try:
+            return self.backend.stat(index_key(name)).mtime
+        except NotFound:
+            return 0.0
 
     def read_pack(self, pack: str) -> bytes:
         return self._get(pack_key(pack))

@@ -18,8 +18,10 @@ import os
 import resource
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import IO
 
 from casbackup import serde
 from casbackup.crypto.codec import INDEX, LOCK, SNAPSHOT
@@ -39,13 +41,24 @@ def _limit() -> None:
 def _run(store: Path, *args: str) -> tuple[int, str, str, float, int]:
     """(exit code, stdout, stderr, seconds, peak RSS bytes) of one real command."""
     t0 = time.monotonic()
-    rss_file = store.parent / "rss"
-    p = subprocess.run(["/usr/bin/time", "-o", str(rss_file), "-f", "%M",
-                        sys.executable, "-m", "casbackup", *args, "--store", str(store)],
-                       env=cli_env(), capture_output=True, preexec_fn=_limit,
-                       timeout=TIME_LIMIT * 3)
-    rss = int(rss_file.read_text().split()[-1]) * 1024
-    return p.returncode, p.stdout.decode(), p.stderr.decode(), time.monotonic() - t0, rss
+    p = subprocess.Popen([sys.executable, "-m", "casbackup", *args, "--store", str(store)],
+                         env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         preexec_fn=_limit)
+    bufs: dict[str, bytes] = {}
+
+    def drain(name: str, f: IO[bytes]) -> None:
+        bufs[name] = f.read()
+
+    readers = [threading.Thread(target=drain, args=(n, f))
+               for n, f in (("out", p.stdout), ("err", p.stderr))]
+    for t in readers:
+        t.start()
+    _, status, usage = os.wait4(p.pid, 0)  # this child's own peak RSS
+    p.returncode = os.waitstatus_to_exitcode(status)
+    for t in readers:
+        t.join(TIME_LIMIT * 3)
+    return (p.returncode, bufs["out"].decode(), bufs["err"].decode(),
+            time.monotonic() - t0, usage.ru_maxrss * 1024)
 
 
 def _plant(store: Path, outside: Path) -> int:
