@@ -52,6 +52,7 @@ class WriteSession:
         self.copied = 0  # blobs copied out of condemned packs (tests, reports)
         self._stale_handled = 0
         self._index_gaps = 0  # lock.stale_gaps when _check_packs last looked
+        self._ours: list[tuple[list[PackInfo], str]] = []  # the packer's index objects
 
     def __enter__(self) -> WriteSession:
         self.lock = self._cm.__enter__()
@@ -83,19 +84,29 @@ class WriteSession:
         backup deduplicate against it)."""
         lock = self.lock
         assert lock is not None
+        self._ours.append((packs, index))
         mtime = self.store.index_mtime(index)
         gaps = lock.stale_gaps
         if gaps == self._index_gaps and mtime and lock.last_mtime and (
                 mtime - lock.last_mtime <= SELF_STALE):
             return
         self._index_gaps = gaps
-        present = [p for p in packs if self.store.pack_present(p.name)]
-        if len(present) == len(packs):
-            return
-        if present:  # another backup may already deduplicate against these: still named
-            self.store.write_index(present)
-        Maintenance(self.store).delete_index(index)
-        raise Locked(GONE.format(op=self.operation))
+        gone = {p.name for p in packs if not self.store.pack_present(p.name)}
+        if gone:
+            self._drop_gone(gone)
+            raise Locked(GONE.format(op=self.operation))
+
+    def _drop_gone(self, gone: set[str]) -> None:
+        """Replace each index object of ours naming a pack in GONE by one naming only
+        the packs still there (another backup may already deduplicate against those), so
+        no later backup deduplicates against a gone pack."""
+        for i, (packs, index) in enumerate(self._ours):
+            if not any(p.name in gone for p in packs):
+                continue
+            kept = [p for p in packs if p.name not in gone]
+            if kept:
+                self._ours[i] = (kept, self.store.write_index(kept))
+            Maintenance(self.store).delete_index(index)
 
     def _check(self, snap: Snapshot) -> None:
         lock = self.lock
@@ -131,6 +142,11 @@ class WriteSession:
         if full:
             present = Maintenance(st).pack_listing().keys()
             if any(p not in present for p in used - needed.keys()):
+                # a gc that took us for stale may have deleted a pack we had just
+                # indexed after W1b looked (W1b's race): our index objects must not
+                # name it either
+                self._drop_gone({p for packs, _ in self._ours for p in
+                                 (q.name for q in packs) if p not in present})
                 raise Locked(GONE.format(op=self.operation))
         if needed:
             self._copy(needed)
