@@ -1,5 +1,5 @@
 """``python -m casbackup``."""
 
-from .cli.app import main
+from .entry import main
 
 main()

@@ -22,6 +22,6 @@ def test_wheel_builds_without_warnings(tmp_path: Path) -> None:
     [wheel] = tmp_path.glob("casbackup-*.whl")
     with zipfile.ZipFile(wheel) as z:
         entry = next(n for n in z.namelist() if n.endswith("entry_points.txt"))
-        assert "casbackup = casbackup.cli.app:main" in z.read(entry).decode()
+        assert "casbackup = casbackup.entry:main" in z.read(entry).decode()
         meta = z.read(next(n for n in z.namelist() if n.endswith("METADATA"))).decode()
         assert "License-Expression: MIT" in meta

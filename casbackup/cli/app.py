@@ -160,7 +160,6 @@ def _explain(e: CasError, word: str | None) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     tune_process()
-    signals.install()
     args = list(sys.argv[1:] if argv is None else argv)
     debug = os.environ.get("CASBACKUP_DEBUG") == "1"
     if "--debug" in args:
@@ -182,6 +181,9 @@ def main(argv: list[str] | None = None) -> None:
         from typer._completion_classes import completion_init
 
         completion_init()
+    # from here on an interrupt is ours to report; until here (the command's imports,
+    # nothing opened yet) it is entry.py's, or the caller's
+    signals.install()
     try:
         try:
             rv = build_command().main(args, standalone_mode=False, complete_var=COMPLETE_VAR)

@@ -37,6 +37,7 @@ LAYERS: dict[str, int] = {
     "mount": 5,  # the FUSE view: over ops (snapshot selection) and the store, below cli
     "cli": 6,
     "__main__": 7,
+    "entry": 7,  # the console script: its early signal handler, then cli.app.main
 }
 
 # The store's public face for cli/, daemon/ and ops/: the package (``Store``, the pack
