@@ -1,5 +1,6 @@
 """``python -m casbackup``."""
 
-from .entry import main
+from .entry import install, main
 
+install()
 main()

@@ -8,31 +8,37 @@ Invariants:
   Nothing has been opened then, so it ends the process at once.
 - With ``--json`` among the arguments that line is also an ``exit_error`` JSON line on
   stdout (docs/json.md), as for every other error.
-- This module imports nothing of casbackup until its handlers are installed.
+- This module imports nothing of casbackup until its handlers are installed, and
+  ``__main__`` (``python -m``) installs them as the first thing it does. What is
+  left before them is the interpreter's own start (site, runpy), where Python's default
+  handler answers.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sys
-from types import FrameType
+from typing import Any
 
 
-def _early(signum: int, frame: FrameType | None) -> None:
+def _early(signum: int, frame: Any) -> None:
     code, word = (143, "terminated") if signum == signal.SIGTERM else (130, "interrupted")
     message = f"{word}: the command had not started"
     os.write(2, f"casbackup: {message}\n".encode())
     if "--json" in sys.argv[1:]:
-        line = {"message_type": "exit_error", "code": code, "message": message}
-        os.write(1, (json.dumps(line) + "\n").encode())
+        line = f'{{"message_type": "exit_error", "code": {code}, "message": "{message}"}}\n'
+        os.write(1, line.encode())
     os._exit(code)
 
 
-def main() -> None:
+def install() -> None:
     for s in (signal.SIGINT, signal.SIGTERM):
         signal.signal(s, _early)
+
+
+def main() -> None:
+    install()  # again: a caller may have imported this module long before
     from .cli.app import main as cli_main
 
     cli_main()
