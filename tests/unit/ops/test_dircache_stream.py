@@ -15,8 +15,10 @@ import hashlib
 import os
 import tracemalloc
 from pathlib import Path
+from typing import BinaryIO
 
 import msgpack
+import pytest
 
 from casbackup.ops import dircache
 from casbackup.ops.dircache import DirCache, DirRecord, open_cache
@@ -124,3 +126,43 @@ def test_any_damage_is_none_and_another_snapshot_is_empty(tmp_path: Path) -> Non
                  msgpack.packb([HEAD, SNAP, 1, 5]), msgpack.packb({"a": 1})):
         assert dec(dircache._MAGIC + hashlib.blake2b(body, digest_size=32).digest()
                    + body) is None, body
+
+
+def test_a_write_that_fails_midway_leaves_the_previous_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A full disk part-way through the rows: the previous file stays whole and in use,
+    and no temporary file is left behind."""
+    dc = _cache(tmp_path / "dirs" / "c", 30)
+    dc.write(SNAP, 7)
+    before = dc.path.read_bytes()
+    real_open = open
+    calls = [0]
+
+    class Full:
+        def __init__(self, f: BinaryIO) -> None:
+            self.f = f
+
+        def __enter__(self) -> Full:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            self.f.close()
+
+        def write(self, b: bytes) -> int:
+            calls[0] += 1
+            if calls[0] > 10:
+                raise OSError(28, "No space left on device")
+            return self.f.write(b)
+
+        def seek(self, n: int) -> int:
+            return self.f.seek(n)
+
+    def full_open(path: Path, mode: str) -> Full:
+        assert mode == "wb"
+        return Full(real_open(path, mode))
+
+    monkeypatch.setattr(dircache, "open", full_open, raising=False)
+    _cache(dc.path, 30).write("snap-2", 8)
+    assert calls[0] > 10
+    assert dc.path.read_bytes() == before
+    assert sorted(p.name for p in dc.path.parent.iterdir()) == ["c"]
