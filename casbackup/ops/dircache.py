@@ -30,6 +30,12 @@ Invariants (each is a reason a backup could otherwise skip changed content):
   which re-reads files whose blobs are gone).
 - The cache is a shortcut to the bits the full comparison stores, never a source of truth:
   deleting it changes no snapshot (tests/integration/test_dircache.py).
+- Memory: the records (``old`` during the walk, ``new`` growing; a kept directory's
+  blob ids are one bytes object shared by both) are all that is held; the file is
+  written one packed row at a time and read ``_CHUNK`` bytes at a time, each hashed as
+  it goes, in the same bytes as one ``packb`` of the body (so an older casbackup reads
+  this one's files and the reverse); records decoded before the checksum is found wrong
+  are dropped, never used (tests/unit/ops/test_dircache_stream.py).
 - A file is written to ``<name>.<random>.tmp`` and renamed into place, so a reader sees a
   whole file or the previous one; a crash between (crash point ``dircache:before-rename``)
   leaves the temporary file, which a later write removes once it is an hour older than
@@ -47,6 +53,7 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import msgpack
 
@@ -59,6 +66,7 @@ RACY_NS = 2_000_000_000  # the coarsest timestamp granularity a source may have 
 _MAGIC = b"casbackup-dircache\x00\x01"
 _SUM = 32  # BLAKE2b-256 of the body, after the magic
 _ENTRY = struct.Struct("<IQQQIIqQqq")
+_CHUNK = 1 << 18  # bytes of the file read (and hashed) at a time
 
 
 def machine_id() -> str:
@@ -114,20 +122,41 @@ class DirCache:
 
     def write(self, snapshot_id: str, now_ns: int) -> None:
         """Replace the file by this backup's records (atomically; errors are ignored: a
-        missing cache only costs the next backup its shortcut)."""
-        body = msgpack.packb([self.header, snapshot_id, now_ns,
-                              [[d, r.subtree, r.blobs, [list(s) for s in r.subdirs]]
-                               for d, r in self.new.items()]], use_bin_type=True)
-        data = _MAGIC + hashlib.blake2b(body, digest_size=_SUM).digest() + body
+        missing cache only costs the next backup its shortcut). The body is packed and
+        hashed one row at a time into the temporary file (its checksum written last,
+        in front of it): no copy of the whole body is held."""
+        self.old = {}  # (the walk is over; a kept record's blobs are shared with new)
         tmp = self.path.with_name(f"{self.path.name}.{os.urandom(8).hex()}.tmp")  # (threads)
         try:
             self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            tmp.write_bytes(data)
+            with open(tmp, "wb") as f:
+                _write_body(f, [self.header, snapshot_id, now_ns], self.new)
             _sweep(self.path.parent, tmp.stat().st_mtime - _TEMP_AGE)
             crash_point("dircache:before-rename")
             os.replace(tmp, self.path)
         except OSError:
             tmp.unlink(missing_ok=True)
+
+
+def _write_body(f: BinaryIO, head: list[object], rows: dict[bytes, DirRecord]) -> None:
+    """Write the magic, the checksum and the body ``msgpack([*HEAD, [row...]])`` to F, the
+    body one row at a time (F buffers); the same bytes as one ``packb`` of it."""
+    h = hashlib.blake2b(digest_size=_SUM)
+    f.write(_MAGIC + bytes(_SUM))
+    pk = msgpack.Packer(use_bin_type=True)
+
+    def put(piece: bytes) -> None:
+        h.update(piece)
+        f.write(piece)
+
+    put(pk.pack_array_header(len(head) + 1))
+    for x in head:
+        put(pk.pack(x))
+    put(pk.pack_array_header(len(rows)))
+    for d, r in rows.items():
+        put(pk.pack([d, r.subtree, r.blobs, [list(s) for s in r.subdirs]]))
+    f.seek(len(_MAGIC))
+    f.write(h.digest())
 
 
 def _sweep(directory: Path, before: float) -> None:
@@ -159,10 +188,10 @@ def open_cache(cache_dir: Path | None, host: str, paths: list[str], options: byt
     if parent_id is None:
         return dc
     try:
-        data = dc.path.read_bytes()
+        with open(dc.path, "rb") as f:
+            old = _decode(f, head, parent_id, dc.start_ns)
     except OSError:
         return dc
-    old = _decode(data, head, parent_id, dc.start_ns)
     if old is None:
         if warn is not None:
             warn(f"directory cache {name[:16]} is damaged; it is rebuilt by this backup")
@@ -171,33 +200,68 @@ def open_cache(cache_dir: Path | None, host: str, paths: list[str], options: byt
     return dc
 
 
-def _decode(data: bytes, head: bytes, parent_id: str, start_ns: int,
+class _Hashed:
+    """A reader of F that feeds what it returns to a BLAKE2b (the body's checksum)."""
+
+    def __init__(self, f: BinaryIO) -> None:
+        self.f = f
+        self.h = hashlib.blake2b(digest_size=_SUM)
+
+    def read(self, n: int = -1) -> bytes:
+        b = self.f.read(n)
+        self.h.update(b)
+        return b
+
+
+def _decode(f: BinaryIO, head: bytes, parent_id: str, start_ns: int,
             ) -> dict[bytes, DirRecord] | None:
-    """The records of DATA if it is for HEAD and PARENT_ID and was written no later than
-    START_NS; {} when it is intact but for something else; None when damaged."""
-    if not data.startswith(_MAGIC):
+    """The records of the file F if it is for HEAD and PARENT_ID and was written no later
+    than START_NS; {} when it is intact but for something else; None when damaged. The
+    body is read and hashed ``_CHUNK`` bytes at a time (never whole in memory); records
+    decoded before the checksum is found wrong are dropped."""
+    if f.read(len(_MAGIC)) != _MAGIC:
         return None
-    body = data[len(_MAGIC) + _SUM:]
-    if hashlib.blake2b(body, digest_size=_SUM).digest() != data[len(_MAGIC):len(_MAGIC) + _SUM]:
-        return None
+    want = f.read(_SUM)
+    size = os.fstat(f.fileno()).st_size
+    src = _Hashed(f)
+    # (a row's blob list may be as large as the file: the unpacker's limits must allow it)
+    up = msgpack.Unpacker(src, raw=False, use_list=True, read_size=_CHUNK,
+                          max_buffer_size=max(size, _CHUNK))
+    out: dict[bytes, DirRecord] | None = None  # (None: the body ended early)
     try:
-        fhead, snap, written, rows = msgpack.unpackb(body, raw=False, use_list=True)
+        if up.read_array_header() != 4:
+            return None
+        fhead, snap, written = up.unpack(), up.unpack(), up.unpack()
         if fhead != head or snap != parent_id or not isinstance(written, int) or (
                 written > start_ns):
-            return {}
-        out: dict[bytes, DirRecord] = {}
-        for d, sub, blobs, subdirs in rows:
-            if not (isinstance(d, bytes) and isinstance(sub, bytes) and len(sub) == ID_LEN
-                    and isinstance(blobs, bytes) and len(blobs) % ID_LEN == 0):
-                return None
-            subs = tuple((bytes(n), bytes(t)) for n, t in subdirs)
-            if any(len(t) != ID_LEN for _, t in subs):
-                return None
-            out[d] = DirRecord(sub, blobs, subs)
-        return out
+            out = {}  # (intact but for something else: the checksum still decides)
+            up.skip()
+        else:
+            out = _rows(up)
+        up.unpack()  # trailing bytes: damaged
+        return None
+    except msgpack.OutOfData:
+        pass  # the end of the file, where it must be
     except (ValueError, TypeError, msgpack.UnpackException):
         return None
+    while src.read(_CHUNK):
+        pass
+    return out if out is not None and src.h.digest() == want else None
 
 
-
-
+def _rows(up: msgpack.Unpacker) -> dict[bytes, DirRecord]:
+    """The rows array next in UP (ValueError when a row is not a record)."""
+    out: dict[bytes, DirRecord] = {}
+    for _ in range(up.read_array_header()):
+        row = up.unpack()
+        if not (isinstance(row, list) and len(row) == 4):
+            raise ValueError("a row is not four fields")
+        d, sub, blobs, subdirs = row
+        if not (isinstance(d, bytes) and isinstance(sub, bytes) and len(sub) == ID_LEN
+                and isinstance(blobs, bytes) and len(blobs) % ID_LEN == 0):
+            raise ValueError("a row's fields are not ids")
+        subs = tuple((bytes(n), bytes(t)) for n, t in subdirs)
+        if any(len(t) != ID_LEN for _, t in subs):
+            raise ValueError("a subdirectory's tree id is not an id")
+        out[d] = DirRecord(sub, blobs, subs)
+    return out
