@@ -18,10 +18,8 @@ import os
 import resource
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
-from typing import IO
 
 from casbackup import serde
 from casbackup.crypto.codec import INDEX, LOCK, SNAPSHOT
@@ -38,27 +36,29 @@ def _limit() -> None:
     resource.setrlimit(resource.RLIMIT_AS, (AS_LIMIT, AS_LIMIT))
 
 
+# The command runs below a small launcher that reports its children's peak RSS: the
+# rusage of a process forked from this test process counts *this* process's RSS at its
+# exec (Linux records the old mm's high-water mark), so an xdist worker grown to 500 MB
+# would show as every command's peak.
+_LAUNCH = ("import os, resource, subprocess, sys; r = subprocess.run(sys.argv[2:]); "
+           "os.write(int(sys.argv[1]), str(resource.getrusage(resource.RUSAGE_CHILDREN)"
+           ".ru_maxrss)"
+           ".encode()); sys.exit(r.returncode if r.returncode >= 0 else 128 - r.returncode)")
+
+
 def _run(store: Path, *args: str) -> tuple[int, str, str, float, int]:
     """(exit code, stdout, stderr, seconds, peak RSS bytes) of one real command."""
     t0 = time.monotonic()
-    p = subprocess.Popen([sys.executable, "-m", "casbackup", *args, "--store", str(store)],
+    rfd, wfd = os.pipe()
+    p = subprocess.Popen([sys.executable, "-c", _LAUNCH, str(wfd), sys.executable, "-m",
+                          "casbackup", *args, "--store", str(store)],
                          env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         preexec_fn=_limit)
-    bufs: dict[str, bytes] = {}
-
-    def drain(name: str, f: IO[bytes]) -> None:
-        bufs[name] = f.read()
-
-    readers = [threading.Thread(target=drain, args=(n, f))
-               for n, f in (("out", p.stdout), ("err", p.stderr))]
-    for t in readers:
-        t.start()
-    _, status, usage = os.wait4(p.pid, 0)  # this child's own peak RSS
-    p.returncode = os.waitstatus_to_exitcode(status)
-    for t in readers:
-        t.join(TIME_LIMIT * 3)
-    return (p.returncode, bufs["out"].decode(), bufs["err"].decode(),
-            time.monotonic() - t0, usage.ru_maxrss * 1024)
+                         preexec_fn=_limit, pass_fds=(wfd,))
+    os.close(wfd)
+    out, err = p.communicate(timeout=TIME_LIMIT * 3)
+    with os.fdopen(rfd, "rb") as f:
+        peak = int(f.read() or b"0") * 1024
+    return p.returncode, out.decode(), err.decode(), time.monotonic() - t0, peak
 
 
 def _plant(store: Path, outside: Path) -> int:
