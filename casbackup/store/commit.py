@@ -118,7 +118,15 @@ class WriteSession:
             new = [r for r in records if r.name not in self.seen]
             if not new and not full:
                 return
-            self._secure(snap.tree, records, full)
+            try:
+                self._secure(snap.tree, records, full)
+            except Locked:
+                # whichever check found data gone (a tree unreadable, a blob unindexed, a
+                # pack missing): no index object of ours may still name a gone pack
+                present = Maintenance(self.store).pack_listing().keys()
+                self._drop_gone({q.name for packs, _ in self._ours for q in packs
+                                 if q.name not in present})
+                raise
             self.seen |= {r.name for r in records}
             self._stale_handled = lock.stale_gaps
             lock.beat()  # measures the gap again: a pause during the copy is seen
@@ -142,12 +150,7 @@ class WriteSession:
         if full:
             present = Maintenance(st).pack_listing().keys()
             if any(p not in present for p in used - needed.keys()):
-                # a gc that took us for stale may have deleted a pack we had just
-                # indexed after W1b looked (W1b's race): our index objects must not
-                # name it either
-                self._drop_gone({p for packs, _ in self._ours for p in
-                                 (q.name for q in packs) if p not in present})
-                raise Locked(GONE.format(op=self.operation))
+                raise Locked(GONE.format(op=self.operation))  # ``_check`` drops ours
         if needed:
             self._copy(needed)
 

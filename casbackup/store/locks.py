@@ -354,7 +354,21 @@ class Session:
             if not self.name:
                 return
             old, self.name = self.name, self._write()
+            if not self._present(old):
+                # removed by someone else (``unlock --remove-all``): a gc may have taken
+                # this session for gone meanwhile, as after a stale gap -- so count one,
+                # and a writer's checks of what it stored and indexed apply (W1b, W2)
+                self.stale_gaps += 1
         self._delete(old)
+
+    def _present(self, name: str) -> bool:
+        try:
+            self.store.backend.stat(lock_key(name))
+        except NotFound:
+            return False
+        except CasError:
+            return True  # unknown: the other checks still hold
+        return True
 
     def set_intent(self, root: bytes) -> None:
         """Announce the root tree this writer is about to commit (gc marks from it)."""
