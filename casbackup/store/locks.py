@@ -18,7 +18,8 @@ Invariants:
   old format (no session id) are never dead by pid.
 - A session measures ``max_gap``, the largest backend-time gap between two of its own
   consecutive lock objects; a gap above ``SELF_STALE`` means another host may have seen
-  it stale (writers then re-check every pack they use before committing).
+  it stale (writers then re-check every pack they use before committing). A heartbeat
+  that finds its previous lock object removed by someone else counts as such a gap.
 - ``release`` is idempotent and safe on an unwinding path (KeyboardInterrupt, SIGTERM
   turned into an exception): it never raises a backend error.
 - A lock object is sealed like any other (kind ``lock``), named by the BLAKE3 of its bytes.
