@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import http.client
 import http.server
 import os
 import stat
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from casbackup.store import ObjectInfo, Store, init_store, maintainer
 
@@ -222,3 +224,48 @@ def loopback_http(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator
     finally:
         server.shutdown()
         server.server_close()
+
+
+# what a forwarding proxy may change: (command, path, status, headers, body) -> the same
+Rewrite = Callable[[str, str, int, list[tuple[str, str]], bytes],
+                   tuple[int, list[tuple[str, str]], bytes]]
+_HOP_HEADERS = ("content-length", "transfer-encoding", "connection", "server", "date")
+
+
+def forwarding_proxy(target: str, rewrite: Rewrite | None = None,
+                     timeout: float = 60) -> type[http.server.BaseHTTPRequestHandler]:
+    """A handler (for ``loopback_http``) that forwards every request to TARGET (an S3
+    endpoint such as moto's) and answers with what it got, after REWRITE: the endpoint a
+    hostile-store test lies through."""
+    parts = urlsplit(target)
+    host, port = parts.hostname or "127.0.0.1", parts.port
+
+    class Proxy(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def _forward(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            conn = http.client.HTTPConnection(host, port, timeout=timeout)
+            try:
+                conn.request(self.command, self.path, body or None, dict(self.headers))
+                r = conn.getresponse()
+                status, data = r.status, r.read()
+                headers = [(k, v) for k, v in r.getheaders() if k.lower() not in _HOP_HEADERS]
+            finally:
+                conn.close()
+            if rewrite is not None:
+                status, headers, data = rewrite(self.command, self.path, status, headers, data)
+            self.send_response(status)
+            for k, v in headers:
+                self.send_header(k, v)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(data)
+
+        do_GET = do_HEAD = do_PUT = do_POST = do_DELETE = _forward
+
+    return Proxy

@@ -17,49 +17,22 @@ import boto3  # type: ignore[import-untyped]
 from casbackup.store import open_store
 from casbackup.store.locks import Session
 from tests.conftest import MotoS3
-from tests.helpers import PASSWORD, cli_env, loopback_http, run_cli
+from tests.helpers import PASSWORD, cli_env, forwarding_proxy, loopback_http, run_cli
 
 TIMEOUT = 120.0  # seconds a command may take (about 30 s of retries at most)
 
 
 def _handler(target: str) -> type[http.server.BaseHTTPRequestHandler]:
-    host, port = urlsplit(target).hostname, urlsplit(target).port
+    """moto behind a proxy that answers every GET of a lock object with 404."""
+    msg = b"<Error><Code>NoSuchKey</Code><Message>gone</Message></Error>"
 
-    class Proxy(http.server.BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
+    def rewrite(command: str, path: str, status: int, headers: list[tuple[str, str]],
+                data: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
+        if command == "GET" and "/locks/" in urlsplit(path).path:
+            return 404, [("Content-Type", "application/xml")], msg
+        return status, headers, data
 
-        def log_message(self, *args: object) -> None:
-            pass
-
-        def _forward(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            path = urlsplit(self.path).path
-            if self.command == "GET" and "/locks/" in path:
-                msg = b"<Error><Code>NoSuchKey</Code><Message>gone</Message></Error>"
-                self.send_response(404)
-                self.send_header("Content-Type", "application/xml")
-                self.send_header("Content-Length", str(len(msg)))
-                self.end_headers()
-                self.wfile.write(msg)
-                return
-            conn = http.client.HTTPConnection(host or "127.0.0.1", port, timeout=30)
-            conn.request(self.command, self.path, body or None, dict(self.headers))
-            r = conn.getresponse()
-            data = r.read()
-            self.send_response(r.status)
-            for k, v in r.getheaders():
-                if k.lower() not in ("content-length", "transfer-encoding", "connection",
-                                     "server", "date"):
-                    self.send_header(k, v)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(data)
-            conn.close()
-
-        do_GET = do_HEAD = do_PUT = do_POST = do_DELETE = _forward
-
-    return Proxy
+    return forwarding_proxy(target, rewrite, timeout=30)
 
 
 def _objects(s3: MotoS3, prefix: str) -> set[str]:

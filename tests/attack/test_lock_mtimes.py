@@ -29,7 +29,7 @@ from urllib.parse import quote, urlsplit
 import pytest
 
 from tests.conftest import MotoS3
-from tests.helpers import cli_env, json_lines, json_result, loopback_http, run_cli
+from tests.helpers import cli_env, forwarding_proxy, json_lines, json_result, loopback_http, run_cli
 
 STALE = "3"
 EPOCH_XML, EPOCH_HTTP = "1970-01-01T00:00:00.000Z", "Thu, 01 Jan 1970 00:00:00 GMT"
@@ -43,7 +43,6 @@ def _lie(mode: str, key: str) -> bool:
 
 
 def _handler(target: str, mode: str) -> type[http.server.BaseHTTPRequestHandler]:
-    host, port = urlsplit(target).hostname, urlsplit(target).port
     xml_t = AHEAD_XML if mode.startswith("ahead") else EPOCH_XML
     http_t = AHEAD_HTTP if mode.startswith("ahead") else EPOCH_HTTP
 
@@ -55,39 +54,16 @@ def _handler(target: str, mode: str) -> type[http.server.BaseHTTPRequestHandler]
         return re.sub(rb"<LastModified>[^<]*</LastModified>",
                       b"<LastModified>" + xml_t.encode() + b"</LastModified>", block)
 
-    class Proxy(http.server.BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
+    def rewrite(command: str, path: str, status: int, headers: list[tuple[str, str]],
+                data: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
+        if command == "GET" and "list-type=2" in path:
+            data = re.sub(rb"<Contents>.*?</Contents>", contents, data, flags=re.S)
+        key = urlsplit(path).path
+        if "/locks/" in key and _lie(mode, key):
+            headers = [(k, http_t if k.lower() == "last-modified" else v) for k, v in headers]
+        return status, headers, data
 
-        def log_message(self, *args: object) -> None:
-            pass
-
-        def _forward(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            path = urlsplit(self.path).path
-            conn = http.client.HTTPConnection(host or "127.0.0.1", port, timeout=60)
-            conn.request(self.command, self.path, body or None, dict(self.headers))
-            r = conn.getresponse()
-            data = r.read()
-            if self.command == "GET" and "list-type=2" in self.path:
-                data = re.sub(rb"<Contents>.*?</Contents>", contents, data, flags=re.S)
-            lie = "/locks/" in path and _lie(mode, path)
-            self.send_response(r.status)
-            for k, v in r.getheaders():
-                if k.lower() in ("content-length", "transfer-encoding", "connection",
-                                 "server", "date"):
-                    continue
-                if k.lower() == "last-modified" and lie:
-                    v = http_t
-                self.send_header(k, v)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(data)
-            conn.close()
-
-        do_GET = do_HEAD = do_PUT = do_POST = do_DELETE = _forward
-
-    return Proxy
+    return forwarding_proxy(target, rewrite)
 
 
 @pytest.mark.parametrize("mode", ["epoch", "ahead", "epoch-or-true", "ahead-or-true"])
