@@ -294,6 +294,10 @@ class Casbackup(Tool):
     def env(self) -> dict[str, str]:
         env = super().env()
         env["CASBACKUP_PASSWORD"] = PASSWORD
+        # As installed: bytecode compiled once. With PYTHONDONTWRITEBYTECODE=1 (set on
+        # these machines) a `--casbackup-cmd` checkout, which the compileall below does
+        # not reach, would compile every module it imports on every command.
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p
         )
