@@ -24,6 +24,7 @@ import os
 import re
 from urllib.parse import unquote, urlsplit
 
+from ..envopts import env_int
 from ..errors import UsageError
 from .base import Backend, ObjectInfo, Properties, validate_key
 
@@ -49,16 +50,8 @@ def local_root(backend: Backend) -> str | None:
 
 def remote_attempts() -> int:
     """Tries per backend call for remote stores: ``$CASBACKUP_RETRIES`` or the default."""
-    raw = os.environ.get("CASBACKUP_RETRIES", "").strip()
-    if not raw:
-        return REMOTE_ATTEMPTS
-    try:
-        n = int(raw)
-    except ValueError:
-        raise UsageError(f"CASBACKUP_RETRIES must be a positive integer, not {raw!r}") from None
-    if n < 1:
-        raise UsageError(f"CASBACKUP_RETRIES must be a positive integer, not {raw!r}")
-    return n
+    n = env_int("CASBACKUP_RETRIES", minimum=1, rule="a positive integer")
+    return REMOTE_ATTEMPTS if n is None else n
 
 
 def refuse_credentials(url: str) -> None:

@@ -32,7 +32,7 @@ from .layout import CONFIG, KEYS_DIR, key_object_key, name_of
 
 class KeyedStore(Protocol):
     """What managing key objects needs of an open store (``Store`` is one); keyring does
-    not import store.py, which imports keyring to open a store."""
+    not import store.py, whose opening.py imports keyring to open a store."""
 
     backend: Backend
     master: keymod.MasterKey

@@ -1,4 +1,7 @@
-"""Locks: ``locks/<id>`` objects announcing a running *session* (DESIGN §8).
+"""Locks: a running *session*'s ``locks/<id>`` object (DESIGN §8) -- taking it, its
+heartbeat, releasing it. Lock objects as read, and the liveness rule, are
+``lockobjects.py``'s; this module re-exports them (it is the store's public face for
+locks: tests/unit/test_layers.py).
 
 Invariants:
 - A session holds exactly one lock object at every moment from ``acquire`` to
@@ -10,19 +13,14 @@ Invariants:
   (repair: excludes everything). Acquiring is put-then-check: write ours, list again,
   back off if a conflicting live lock exists; two racers may both back off, never both
   proceed.
-- A lock is *dead* because its pid is not running (or runs with another start time) only
-  when its machine id, boot id and pid namespace all equal ours. Otherwise it is *stale*
-  only by heartbeat age judged by the backend's clock: the lock object's mtime against the
-  mtime of a lock object we just wrote, older by more than ``STALE``. Without mtimes the
-  writer's time is compared with ours with a further ``SKEW`` margin. Lock objects of the
-  old format (no session id) are never dead by pid.
 - A session measures ``max_gap``, the largest backend-time gap between two of its own
   consecutive lock objects; a gap above ``SELF_STALE`` means another host may have seen
   it stale (writers then re-check every pack they use before committing). A heartbeat
   that finds its previous lock object removed by someone else counts as such a gap.
+- An unreadable lock object that is not yet stale refuses the listing a session decides
+  on (``Locked``): it may be a live session's.
 - ``release`` is idempotent and safe on an unwinding path (KeyboardInterrupt, SIGTERM
   turned into an exception): it never raises a backend error.
-- A lock object is sealed like any other (kind ``lock``), named by the BLAKE3 of its bytes.
 """
 
 from __future__ import annotations
@@ -37,194 +35,30 @@ from dataclasses import dataclass, field
 
 from .. import serde
 from ..clock import SYSTEM, Clock
-from ..errors import (
-    CasError,
-    IntegrityError,
-    Locked,
-    NotFound,
-    PermanentError,
-    TransientError,
-    UsageError,
-)
+from ..errors import CasError, Locked, NotFound, PermanentError, UsageError
 from ..ids import LOCK, object_name
 from . import identity as ident
 from .identity import Identity
-from .layout import LOCKS_DIR, lock_key, name_of
+from .layout import lock_key
+from .lockobjects import (
+    LOCK_MAX,
+    RELIST,
+    SKEW,
+    STALE,
+    LockInfo,
+    by_session,
+    list_locks,
+    live_sessions,
+    probe_mtime,
+    remove_stale,
+)
 from .store import Store
 
-STALE = float(os.environ.get("CASBACKUP_TEST_LOCK_STALE") or 30 * 60.0)
 REFRESH = min(60.0, STALE / 10)
 SELF_STALE = STALE / 2
-SKEW = 24 * 3600.0  # when the backend gives no mtime: writer clocks may be this far off
 OUTWAIT_MAX = 600.0  # seconds a session waits out brief conflicting ones (``acquire``)
 
 log = logging.getLogger("casbackup")
-
-
-@dataclass(frozen=True, slots=True)
-class LockInfo:
-    name: str
-    exclusive: bool
-    operation: str
-    hostname: str
-    pid: int
-    username: str
-    time: float
-    session: str = ""
-    machine: str = ""
-    boot: str = ""
-    pidns: int = 0
-    pid_start: int = 0
-    maintenance: bool = False
-    intent: bytes | None = None
-    mtime: float = 0.0
-    legacy: bool = False
-
-    def holder(self) -> Identity:
-        return Identity(self.machine, self.boot, self.pidns, self.pid, self.pid_start,
-                        self.hostname, self.username)
-
-    def dead(self, me: Identity | None = None) -> bool:
-        """Provably not running: same machine, boot and pid namespace, pid gone."""
-        me = me or ident.current()
-        return (not self.legacy and me.same_kernel_view(self.holder())
-                and not ident.pid_alive(self.pid, self.pid_start))
-
-    def stale(self, now: float, ref_mtime: float = 0.0, me: Identity | None = None) -> bool:
-        if self.dead(me):
-            return True
-        if self.mtime > 0 and ref_mtime > 0:
-            return ref_mtime - self.mtime > STALE
-        return now - self.time > STALE + SKEW
-
-    def conflicts_with(self, exclusive: bool, maintenance: bool) -> bool:
-        return exclusive or self.exclusive or (maintenance and self.maintenance)
-
-
-def _parse(name: str, m: dict[str, object], mtime: float) -> LockInfo:
-    def s(k: str) -> str:
-        return str(m.get(k, ""))
-
-    def i(k: str) -> int:
-        v = m.get(k, 0)
-        return int(v) if isinstance(v, int | float) else 0
-
-    intent = m.get("intent")
-    t = m["time"]
-    return LockInfo(
-        name, bool(m["exclusive"]), str(m["operation"]), str(m["hostname"]), int(m["pid"]),  # type: ignore[call-overload]
-        str(m["username"]), float(t) if isinstance(t, int | float) else 0.0,
-        s("session") or name, s("machine"), s("boot"), i("pidns"), i("pid_start"),
-        bool(m.get("maintenance", False)), bytes(intent) if isinstance(intent, bytes) else None,
-        mtime, "session" not in m)
-
-
-RELIST = 50  # listings tried while lock objects vanish between the list and the read
-LOCK_MAX = 64 << 10  # bytes: a lock object is a few hundred; a bigger one is not read
-
-
-def list_locks(store: Store, unreadable: list[tuple[str, float]] | None = None
-               ) -> list[LockInfo]:
-    """Every readable lock object, with its backend mtime. Unreadable ones that are still
-    there are skipped, and named with their mtime in UNREADABLE when one is given (the
-    caller deciding on liveness must not take them for no session: ``Session.listing``).
-
-    A heartbeat writes its new object before it removes the old one, so a listing taken
-    before the new object and read after the old one went would show that session as
-    gone. A listing in which any object vanished before it was read is therefore taken
-    again: one in which every object could be read shows every session that held a lock
-    while it was taken. After ``RELIST`` listings that each lost an object,
-    ``TransientError``: a caller deciding on liveness (gc, a lock conflict) must not act on
-    an incomplete listing. An object larger than ``LOCK_MAX`` is unreadable without being
-    read (a planted huge object must not be loaded whole); a key nested below ``locks/``
-    is no lock object (sessions write ``locks/<name>`` only) and is not listed."""
-    for _ in range(RELIST):
-        out, vanished, bad = [], False, []
-        for info in store.backend.list(LOCKS_DIR):
-            name = name_of(info.key)
-            if info.key != lock_key(name):
-                continue  # below a directory of locks/: no session writes one there
-            if info.size > LOCK_MAX:  # never read whole: damage (``unlock`` removes it)
-                bad.append((name, info.mtime))
-                continue
-            try:
-                m = serde.unpack(store.read_object(LOCKS_DIR, name, LOCK), "lock")
-                out.append(_parse(name, m, info.mtime))
-            except (IntegrityError, KeyError, TypeError, ValueError, OverflowError,
-                    AttributeError):
-                # damaged (unlock --remove-all deals with it), or removed meanwhile (the
-                # store names a missing object damage): then a heartbeat's new object
-                # may have come after this listing
-                if _gone(store, info.key):
-                    vanished = True
-                else:
-                    bad.append((name, info.mtime))
-        if not vanished:
-            if unreadable is not None:
-                unreadable.extend(bad)
-            return out
-    raise TransientError(f"lock objects kept vanishing while listed ({RELIST} listings)")
-
-
-def _gone(store: Store, key: str) -> bool:
-    try:
-        store.backend.stat(key)
-    except NotFound:
-        return True
-    return False
-
-
-def by_session(locks: list[LockInfo]) -> dict[str, LockInfo]:
-    """The newest lock object of each session (a heartbeat may briefly leave two)."""
-    out: dict[str, LockInfo] = {}
-    for lk in locks:
-        cur = out.get(lk.session)
-        if cur is None or (lk.mtime, lk.time) > (cur.mtime, cur.time):
-            out[lk.session] = lk
-    return out
-
-
-def live_sessions(locks: list[LockInfo], now: float, ref_mtime: float,
-                  me: Identity | None = None) -> dict[str, LockInfo]:
-    """The sessions of LOCKS that may still run (newest object of each, not
-    ``LockInfo.stale`` against REF_MTIME, the backend's "now"): the one liveness rule of
-    ``unlock``, lock conflicts and gc."""
-    return {s: lk for s, lk in by_session(locks).items() if not lk.stale(now, ref_mtime, me)}
-
-
-def probe_mtime(store: Store) -> float:
-    """The backend's clock now: the mtime of a probe lock object we write and remove."""
-    data = store.codec.seal(LOCK, serde.pack({"operation": "probe", "nonce": os.urandom(8)}))
-    key = lock_key(object_name(data))
-    store.backend.put(key, data)
-    try:
-        return store.backend.stat(key).mtime
-    finally:
-        with contextlib.suppress(CasError):
-            store.backend.delete(key)
-
-
-def remove_stale(store: Store, clock: Clock = SYSTEM, all_locks: bool = False) -> list[LockInfo]:
-    """Remove stale (or, with ``all_locks``, every) lock objects. A live lock of another
-    machine is stale only by heartbeat age on the backend's clock."""
-    removed = []
-    now = clock.time()
-    bad: list[tuple[str, float]] = []
-    locks = list_locks(store, bad)
-    ref = 0.0 if all_locks or not (locks or bad) else probe_mtime(store)
-    live = live_sessions(locks, now, ref)
-    for lk in locks:
-        if all_locks or lk.session not in live:
-            with contextlib.suppress(NotFound):
-                store.backend.delete(lock_key(lk.name))
-            removed.append(lk)
-    for name, mtime in bad:  # unreadable: a session until stale (``Session.listing``)
-        if all_locks or (ref and mtime and mtime <= ref - STALE):
-            with contextlib.suppress(NotFound):
-                store.backend.delete(lock_key(name))
-            removed.append(LockInfo(name, False, "unreadable lock object", "?", 0, "?",
-                                    0.0, mtime=mtime))
-    return removed
 
 
 @dataclass
@@ -448,3 +282,9 @@ def exclusive_lock(store: Store, operation: str, retry: float = 0.0,
                    clock: Clock = SYSTEM) -> contextlib.AbstractContextManager[Session | None]:
     return session(store, operation, exclusive=True, maintenance=True, retry=retry,
                    clock=clock)
+
+
+__all__ = ["LOCK_MAX", "OUTWAIT_MAX", "REFRESH", "RELIST", "SELF_STALE", "SKEW", "STALE",
+           "LockInfo", "Session", "by_session", "exclusive_lock", "list_locks",
+           "live_sessions", "maintenance_lock", "probe_mtime", "remove_stale", "session",
+           "shared_lock"]

@@ -42,6 +42,13 @@ WHOLE_INDEX = ("numpy", "casbackup.store.consolidate", "casbackup.store.maintena
 # groups snapshots by ``ops.groupkey`` alone, and the cache's size limit parses
 # ``$CASBACKUP_CACHE_LIMIT`` only when it is set (each module: ~5-9 ms and its dataclasses)
 WRITERS_ONLY = ("casbackup.ops.retention", "casbackup.source.exclude", "pathspec")
+# the store's write path (store/store.py builds its writer on the first write): a command
+# that never writes a blob loads none of it
+WRITE_PATH = ("casbackup.store.writer", "casbackup.store.packer", "casbackup.store.packsink")
+# the layers ``Store`` is made of: every command that opens a store loads them
+STORE_LAYERS = ("casbackup.store.objects", "casbackup.store.indexing",
+                "casbackup.store.reading", "casbackup.store.snapshots",
+                "casbackup.store.opening")
 
 
 def loaded(tmp_path: Path, *args: str) -> set[str]:
@@ -80,9 +87,11 @@ def test_reading_commands_load_only_what_they_use(store: tuple[Path, Path], tmp_
     st, _ = store
     modules = loaded(tmp_path, *command, "-s", str(st))
     assert "casbackup.store.store" in modules  # the probe sees what the command loaded
+    assert under(modules, STORE_LAYERS) == sorted(STORE_LAYERS)
     assert under(modules, REMOTE_AND_DAEMON) == []
     assert under(modules, WHOLE_INDEX) == []
     assert under(modules, WRITERS_ONLY) == []
+    assert under(modules, WRITE_PATH) == []
 
 
 def test_cache_limit_still_parses_its_size(store: tuple[Path, Path]) -> None:
@@ -102,10 +111,12 @@ def test_small_backup_and_restore_load_no_remote_or_daemon_code(store: tuple[Pat
     backup = loaded(tmp_path, "backup", "-s", str(st), str(src))
     assert "casbackup.ops.backup" in backup
     assert under(backup, REMOTE_AND_DAEMON) == []
+    assert under(backup, WRITE_PATH) == sorted(WRITE_PATH)  # a writer loads the write path
     restore = loaded(tmp_path, "restore", "-s", str(st), "latest", str(tmp_path / "out"))
     assert "casbackup.ops.restore" in restore
     assert under(restore, REMOTE_AND_DAEMON) == []
-    assert under(restore, ("casbackup.ops.backup", "casbackup.store.consolidate")) == []
+    assert under(restore, ("casbackup.ops.backup", "casbackup.store.consolidate",
+                           *WRITE_PATH)) == []
 
 
 def test_version_loads_no_command_and_no_store(tmp_path: Path) -> None:

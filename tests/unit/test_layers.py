@@ -28,7 +28,8 @@ ROOT = Path(casbackup.__file__).parent
 # own layer and the ones below it.
 LAYERS: dict[str, int] = {
     **dict.fromkeys(["__init__", "ids", "errors", "serde", "fields", "clock", "faults",
-                     "scratch", "passwords", "whoami", "lru", "model", "chunking", "crypto"], 0),
+                     "scratch", "passwords", "whoami", "lru", "model", "chunking", "crypto",
+                     "envopts"], 0),
     "backends": 1,
     "store": 2,
     "source": 3,
