@@ -496,6 +496,12 @@ class Store:
         with contextlib.suppress(AlreadyExists):  # content-addressed: same name, same bytes
             self.backend.put(key, data, overwrite=False)
 
+    def settle_uploads(self) -> None:
+        """Wait for the packer's uploads in flight, their index objects and
+        ``after_index`` checks included (``Packer.settle``)."""
+        if self._packer is not None:
+            self._packer.settle()
+
     # ----- blobs ------------------------------------------------------------------------
 
     @property
