@@ -306,7 +306,7 @@ class Store:
                              "us?); try again")
 
     def _index_names(self) -> list[str]:
-        return [name_of(i.key) for i in self.backend.list(INDEX_DIR)]
+        return list(dict.fromkeys(name_of(i.key) for i in self.backend.list(INDEX_DIR)))
 
     def _index_rows(self, name: str) -> indexcache.Fetched:
         """Index object NAME as a sorted run, decoded streaming (``indexruns.py``: no
@@ -816,7 +816,9 @@ class Store:
         return name
 
     def snapshot_ids(self) -> list[str]:
-        return [name_of(i.key) for i in self.backend.list(SNAPSHOTS_DIR)]
+        # each once: a listing that repeats a key (a non-conforming S3 clone) must not
+        # make one snapshot two (forget --keep-last 1 deleted the one it kept)
+        return list(dict.fromkeys(name_of(i.key) for i in self.backend.list(SNAPSHOTS_DIR)))
 
     def load_snapshot(self, name: str, *, cached: bool = True) -> Snapshot:
         crash_point("store:load-snapshot")
