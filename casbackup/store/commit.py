@@ -74,11 +74,13 @@ class WriteSession:
 
     def __exit__(self, et: type[BaseException] | None, e: BaseException | None,
                  tb: TracebackType | None) -> None:
-        if et is not None:  # an upload in flight still indexes its pack: check it (W1b)
-            self.store.settle_uploads()
-        self.store.before_commit = None
-        self.store.after_index = None
-        self._cm.__exit__(et, e, tb)
+        try:
+            if et is not None:  # an upload in flight still indexes its pack: check it (W1b)
+                self.store.settle_uploads()
+        finally:  # (a second Ctrl-C while waiting still releases the lock)
+            self.store.before_commit = None
+            self.store.after_index = None
+            self._cm.__exit__(et, e, tb)
 
     def _check_packs(self, packs: list[PackInfo], index: str) -> None:
         """After the packer's index object INDEX named PACKS (stored, unindexed until
