@@ -27,6 +27,10 @@ Invariants:
 - ``list`` is resumable: if the listing fails part-way, it is restarted and the keys up to
   and including the last one already yielded are skipped (listings are sorted), so the
   caller sees every key once, in order. The try budget resets whenever a key is yielded.
+  A first try passes on every key as the endpoint gives it: a listing out of order or
+  with a key repeated (a non-conforming S3 clone) never loses a key by this skipping;
+  such a listing that fails part-way is not resumed (which keys it gave is unknown) and
+  its failure is raised, as is a resumed try that comes out of order.
 """
 
 from __future__ import annotations
@@ -182,27 +186,47 @@ class RetryingBackend:
         return self._call(lambda: self.inner.stat(key))
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
-        last: str | None = None
+        last: str | None = None  # the highest key given
         failures = 0
+        resumed = False  # a restart: skip what the tries before gave
+        ordered = True  # every key so far above the one before it
         while True:
-            try:
-                for info in self.inner.list(prefix):
-                    if last is not None and info.key <= last:
-                        continue
-                    last = info.key
+            prev: str | None = None  # this try's key before
+            it: Iterator[ObjectInfo] | None = None
+            while True:
+                try:
+                    if it is None:
+                        it = iter(self.inner.list(prefix))
+                    info = next(it, None)
+                except TransientError as exc:
+                    self._give_up_early(exc)
+                    failures += 1
+                    if not ordered:
+                        raise TransientError(f"{exc} (the listing came out of order: it "
+                                             "cannot be resumed)", exc.key) from exc
+                    if failures >= self.attempts:
+                        raise TransientError(
+                            f"{exc} (gave up after {self.attempts} attempts)", exc.key
+                        ) from exc
+                    self._wait(exc, failures)
+                    resumed = True
+                    break
+                if info is None:
                     self._reached = True
-                    failures = 0  # progress: a later hiccup gets a fresh budget
-                    yield info
+                    return
+                if prev is not None and info.key <= prev:
+                    if resumed:  # which keys it would skip were given is unknown
+                        raise TransientError(f"listing {prefix or '/'} came out of order "
+                                             "after a retry: it cannot be resumed", prefix)
+                    ordered = False
+                prev = info.key
+                if resumed and last is not None and info.key <= last:
+                    continue
+                if last is None or info.key > last:
+                    last = info.key
                 self._reached = True
-                return
-            except TransientError as exc:
-                self._give_up_early(exc)
-                failures += 1
-                if failures >= self.attempts:
-                    raise TransientError(
-                        f"{exc} (gave up after {self.attempts} attempts)", exc.key
-                    ) from exc
-                self._wait(exc, failures)
+                failures = 0  # progress: a later hiccup gets a fresh budget
+                yield info
 
     def delete(self, key: str) -> None:
         retried = [False]

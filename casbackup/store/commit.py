@@ -13,18 +13,22 @@ Invariants:
   -> repeat until no new record appeared -> put the snapshot -> release.
 - If a condemned pack the snapshot needs is gone, or (after a possible stale period) a
   pack it uses or has just indexed is missing, nothing is committed: ``Locked`` (exit
-  11), one line; an index object of ours naming a gone pack is replaced by one without.
+  11), one line; an index object of ours naming a gone pack is replaced by one without
+  (deleted first when the replacement cannot be written: never left naming it).
+- A session ending by an error first waits for the packer's uploads in flight, so an
+  index object they still write is checked (W1b) like every other.
 - The check runs inside ``Store.save_snapshot`` (``Store.before_commit``), after the
   flush, so no caller can commit around it while a session is open.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
 from types import TracebackType
 
 from ..clock import SYSTEM, Clock
-from ..errors import IntegrityError, Locked
+from ..errors import BackendError, IntegrityError, Locked
 from ..model.snapshot import Snapshot
 from ..model.tree import Tree
 from ..model.treewalk import walk
@@ -70,9 +74,13 @@ class WriteSession:
 
     def __exit__(self, et: type[BaseException] | None, e: BaseException | None,
                  tb: TracebackType | None) -> None:
-        self.store.before_commit = None
-        self.store.after_index = None
-        self._cm.__exit__(et, e, tb)
+        try:
+            if et is not None:  # an upload in flight still indexes its pack: check it (W1b)
+                self.store.settle_uploads()
+        finally:  # (a second Ctrl-C while waiting still releases the lock)
+            self.store.before_commit = None
+            self.store.after_index = None
+            self._cm.__exit__(et, e, tb)
 
     def _check_packs(self, packs: list[PackInfo], index: str) -> None:
         """After the packer's index object INDEX named PACKS (stored, unindexed until
@@ -99,14 +107,27 @@ class WriteSession:
     def _drop_gone(self, gone: set[str]) -> None:
         """Replace each index object of ours naming a pack in GONE by one naming only
         the packs still there (another backup may already deduplicate against those), so
-        no later backup deduplicates against a gone pack."""
-        for i, (packs, index) in enumerate(self._ours):
+        no later backup deduplicates against a gone pack. When the replacement cannot be
+        written (a full disk), the old object goes first and the replacement is tried
+        again in the space that freed; if that fails too, the kept packs are left
+        unindexed (garbage for gc), never named beside a gone one."""
+        ours: list[tuple[list[PackInfo], str]] = []
+        for packs, index in self._ours:
             if not any(p.name in gone for p in packs):
+                ours.append((packs, index))
                 continue
             kept = [p for p in packs if p.name not in gone]
+            replaced: str | None = None
             if kept:
-                self._ours[i] = (kept, self.store.write_index(kept))
+                # on failure, deleting INDEX first may free the space it needs
+                with contextlib.suppress(BackendError):
+                    replaced = self.store.write_index(kept)
             Maintenance(self.store).delete_index(index)
+            if kept:
+                if replaced is None:
+                    replaced = self.store.write_index(kept)
+                ours.append((kept, replaced))
+        self._ours = ours
 
     def _check(self, snap: Snapshot) -> None:
         lock = self.lock

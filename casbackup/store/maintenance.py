@@ -55,7 +55,7 @@ class Maintenance:
         self.store = store
 
     def index_names(self) -> list[str]:
-        return [name_of(i.key) for i in self.store.backend.list(INDEX_DIR)]
+        return list(dict.fromkeys(name_of(i.key) for i in self.store.backend.list(INDEX_DIR)))
 
     def pack_listing(self) -> dict[str, ObjectInfo]:
         """Every pack object on the backend, by name (a few dozen bytes per pack)."""

@@ -30,6 +30,7 @@ indexed yet are handed to the new packer to be indexed.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -226,6 +227,14 @@ class Packer:
                     self._reported = True
                     raise
             self._check()
+
+    def settle(self) -> None:
+        """Wait for the uploads in flight (each pack's put, then its index object and the
+        write session's check of it), raising nothing: a run ending by another error
+        calls it while that check still applies. A failure among them stays this
+        packer's (``spent``)."""
+        with contextlib.suppress(Exception):
+            self._wait()
 
     def flush(self) -> None:
         """Write every open pack, wait for all uploads, and index what is unindexed."""

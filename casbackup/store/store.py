@@ -132,6 +132,12 @@ class Store(StoreReads, StoreSnapshots):
         ``add_blobs``, two packer lock rounds. True for each blob stored now."""
         return self._blob_writer().add_sealed(kind, blobs)
 
+    def settle_uploads(self) -> None:
+        """Wait for the packer's uploads in flight (``BlobWriter.settle``); nothing when
+        nothing was written."""
+        if self._writer is not None:
+            self._writer.settle()
+
     def flush(self) -> None:
         if self._writer is not None:
             self._writer.flush()

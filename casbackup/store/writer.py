@@ -120,6 +120,12 @@ class BlobWriter:
         if self._packer is not None:
             self._packer.flush()
 
+    def settle(self) -> None:
+        """Wait for the packer's uploads in flight, their index objects and
+        ``after_index`` checks included (``Packer.settle``)."""
+        if self._packer is not None:
+            self._packer.settle()
+
     def close(self) -> None:
         if self._packer is not None:
             self._packer.close()
