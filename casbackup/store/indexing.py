@@ -123,7 +123,7 @@ class StoreIndexing(StoreObjects):
                              "us?); try again")
 
     def _index_names(self) -> list[str]:
-        return [name_of(i.key) for i in self.backend.list(INDEX_DIR)]
+        return list(dict.fromkeys(name_of(i.key) for i in self.backend.list(INDEX_DIR)))
 
     def _index_rows(self, name: str) -> indexcache.Fetched:
         """Index object NAME as a sorted run, decoded streaming (``indexruns.py``: no

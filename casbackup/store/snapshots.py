@@ -33,7 +33,9 @@ class StoreSnapshots(StoreObjects):
         self.damaged_snapshots: dict[str, str] = {}  # name -> why, found by snapshots()
 
     def snapshot_ids(self) -> list[str]:
-        return [name_of(i.key) for i in self.backend.list(SNAPSHOTS_DIR)]
+        # each once: a listing that repeats a key (a non-conforming S3 clone) must not
+        # make one snapshot two (forget --keep-last 1 deleted the one it kept)
+        return list(dict.fromkeys(name_of(i.key) for i in self.backend.list(SNAPSHOTS_DIR)))
 
     def load_snapshot(self, name: str, *, cached: bool = True) -> Snapshot:
         crash_point("store:load-snapshot")
