@@ -110,6 +110,8 @@ class Archiver:
                  dircache: DirCache | None = None) -> None:
         self.store = store
         self.dircache = dircache if options.dirty is None else None
+        if self.dircache is not None:  # its records naming a blob not indexed: gone
+            self.dircache.keep_indexed(store.index.contains_many)
         self.obs = observer
         self.opt = options
         self.summary = Summary()
@@ -235,10 +237,8 @@ class Archiver:
             if len(stats) == len(entries):
                 pd.digest = listing_digest(node.device, node.inode, stats)
                 pd.recordable = not any(dc.racy(st) for _, st in stats)
-                rec = dc.old.get(pd.digest)
-                index = self.store.index
-                if rec is not None and rec.subtree in index and all(
-                        b in index for b in rec.blob_ids()):
+                rec = dc.old.get(pd.digest)  # (every id of it indexed: keep_indexed)
+                if rec is not None:
                     pd.rec = rec
                     return Frame(pd, dir_fd, path, rel,
                                  iter(self._keep_files(pd, path, rel, stats)), None,
