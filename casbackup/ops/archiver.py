@@ -35,7 +35,10 @@ Invariants:
   counted as unchanged without the parent tree: its tree id is the recorded one when its
   subdirectories' tree ids are the recorded ones, else the recorded tree's file maps are
   reused beside the new subdirectory nodes -- the same bits the comparison with the
-  parent tree gives (tests/integration/test_dircache.py).
+  parent tree gives (tests/integration/test_dircache.py). Its subdirectories get no
+  node built (no listxattr; ``_walk_node``): their lstat is the recorded one, so their
+  maps are the recorded tree's with their new tree ids, as its files' maps are (a user
+  or group renamed in the password database since shows in neither, as for files).
 """
 
 from __future__ import annotations
@@ -90,6 +93,12 @@ class ArchiveOptions:
     # whose recorded mtime or ctime is within RACY_NS of it or later is read again, its
     # lstat's match proving nothing (the racy-git rule); None: no parent
     parent_start_ns: int | None = None
+
+
+def _walk_node(name: bytes, st: os.stat_result) -> Node:
+    """What walking a directory needs of its node (name, device, inode; its tree id is
+    set when it is finished): a subdirectory of a directory on the cache's fast path."""
+    return Node(name, DIR, inode=st.st_ino, device=st.st_dev)
 
 
 def _lstat_all(dir_fd: int) -> list[tuple[bytes, os.stat_result | OSError]]:
@@ -319,6 +328,7 @@ class Archiver:
                     try:
                         sub = self._enter(child.fd, child.path, child.node, child.parent_subtree,
                                           root_dev, child.rel)
+                        sub.pd.lstat, sub.pd.path = child.lstat, child.path
                     except BaseException:
                         os.close(child.fd)
                         raise
@@ -377,6 +387,16 @@ class Archiver:
                     self.obs.file(path, "unchanged")
             self._tick(st.st_size if pnode["type"] == FILE else 0)
             return pnode
+        if is_dir and subdirs is not None:
+            # below a directory on the cache's fast path: its map but for the tree id is
+            # the recorded tree's (the listing digest covered its lstat), so no node is
+            # built (no listxattr) -- ``_finalize_kept`` takes the map from there
+            try:
+                return Descend(open_dir_at(dir_fd, name), path, _walk_node(name, st),
+                               subdirs.get(name), crel, st)
+            except OSError as e:
+                self._warn_unreadable(path, e)
+                return None
         try:
             node = node_from_stat(name, short_path(path, dir_fd, name), st)
         except OSError as e:
@@ -483,13 +503,30 @@ class Archiver:
         else:
             old = {m["name"]: m for m in self._ahead.maps(rec.subtree)}
             maps = [old[n] for n in pd.kept]
-            maps += [c.node.to_map() for c in pd.children if isinstance(c, PendingDir)]
+            maps += [self._kept_dir_map(c, old.get(c.node.name)) for c in pd.children
+                     if isinstance(c, PendingDir)]
             maps.sort(key=lambda m: bytes(m["name"]))  # the listing's (name) order
             pd.node.subtree = self._add(TREE, encode_maps(maps))
         assert self.dircache is not None and pd.digest is not None
         if pd.recordable:
             self.dircache.new[pd.digest] = DirRecord(pd.node.subtree, rec.blobs, subs)
         self._done(pd)
+
+    @staticmethod
+    def _kept_dir_map(c: PendingDir, recorded: dict[str, Any] | None) -> dict[str, Any]:
+        """The map of C, a subdirectory of a directory on the cache's fast path: the
+        recorded tree's with C's tree id (its lstat is the recorded one: the listing
+        digest matched), or -- no such map, which a record never lacks -- its node read
+        afresh."""
+        if c.lstat is None:
+            return c.node.to_map()  # (a full node: it was built as usual)
+        if recorded is not None and recorded.get("type") == DIR:
+            m = dict(recorded)
+            m["subtree"] = c.node.subtree
+            return m
+        node = node_from_stat(c.node.name, c.path, c.lstat)
+        node.subtree = c.node.subtree
+        return node.to_map()
 
     def _done(self, pd: PendingDir) -> None:
         pd.done = True
