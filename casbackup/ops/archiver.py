@@ -50,7 +50,7 @@ import time
 from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 from ..ids import DATA, TREE
 from ..model.snapshot import Summary
@@ -60,7 +60,7 @@ from ..source.fs import open_dir_at, raise_fd_limit, short_path
 from ..source.meta import node_from_stat, node_type
 from ..source.prefetch import Prefetcher
 from ..store import Store
-from .dircache import RACY_NS, DirCache, DirRecord, listing_digest
+from .dircache import RACY_NS, DirCache, DirRecord, digest_and_racy
 from .file_saver import FileResult, FileSaver
 from .observer import Observer
 from .save_pool import default_procs
@@ -233,25 +233,26 @@ class Archiver:
             self.opt.excluder.skips_contents(short_path(path, dir_fd, b"."))
         )
         entries: list[tuple[bytes, os.stat_result | OSError]] = []
-        listed = True
+        listed = all_stat = True
         if not skip:
             try:
                 entries = _lstat_all(dir_fd)
+                all_stat = not any(isinstance(st, OSError) for _, st in entries)
             except OSError as e:
                 self._warn_unreadable(path, e)
                 listed = False
         dc = self.dircache
-        if dc is not None and listed:
-            stats = [(n, st) for n, st in entries if not isinstance(st, OSError)]
-            if len(stats) == len(entries):
-                pd.digest = listing_digest(node.device, node.inode, stats)
-                pd.recordable = not any(dc.racy(st) for _, st in stats)
-                rec = dc.old.get(pd.digest)  # (every id of it indexed: keep_indexed)
-                if rec is not None:
-                    pd.rec = rec
-                    return Frame(pd, dir_fd, path, rel,
-                                 iter(self._keep_files(pd, path, rel, stats)), None,
-                                 dict(rec.subdirs))
+        if dc is not None and listed and all_stat:
+            stats = cast(list[tuple[bytes, os.stat_result]], entries)
+            pd.digest, racy = digest_and_racy(node.device, node.inode, stats,
+                                              dc.racy_from)
+            pd.recordable = not racy
+            rec = dc.old.get(pd.digest)  # (every id of it indexed: keep_indexed)
+            if rec is not None:
+                pd.rec = rec
+                return Frame(pd, dir_fd, path, rel,
+                             iter(self._keep_files(pd, path, rel, stats)), None,
+                             dict(rec.subdirs))
         parent_tree: dict[bytes, dict[str, Any]] | None = None
         if parent_subtree is not None and parent_subtree in self.store.index:
             # (not indexed: condemned by a gc beside us -- read this directory afresh)
