@@ -36,7 +36,7 @@ Invariants:
   subdirectories' tree ids are the recorded ones, else the recorded tree's file maps are
   reused beside the new subdirectory nodes -- the same bits the comparison with the
   parent tree gives (tests/integration/test_dircache.py). Its subdirectories get no
-  node built (no listxattr; ``_walk_node``): their lstat is the recorded one, so their
+  node built (no listxattr; ``listing.walk_node``): their lstat is the recorded one, so their
   maps are the recorded tree's with their new tree ids, as its files' maps are (a user
   or group renamed in the password database since shows in neither, as for files).
 """
@@ -62,6 +62,8 @@ from ..source.prefetch import Prefetcher
 from ..store import Store
 from .dircache import RACY_NS, DirCache, DirRecord, digest_and_racy
 from .file_saver import FileResult, FileSaver
+from .listing import kept_dir_map, walk_node
+from .listing import lstat_all as _lstat_all  # (the tests patch this name)
 from .observer import Observer
 from .save_pool import default_procs
 from .tree_ahead import TreeAhead
@@ -93,25 +95,6 @@ class ArchiveOptions:
     # whose recorded mtime or ctime is within RACY_NS of it or later is read again, its
     # lstat's match proving nothing (the racy-git rule); None: no parent
     parent_start_ns: int | None = None
-
-
-def _walk_node(name: bytes, st: os.stat_result) -> Node:
-    """What walking a directory needs of its node (name, device, inode; its tree id is
-    set when it is finished): a subdirectory of a directory on the cache's fast path."""
-    return Node(name, DIR, inode=st.st_ino, device=st.st_dev)
-
-
-def _lstat_all(dir_fd: int) -> list[tuple[bytes, os.stat_result | OSError]]:
-    """Every entry of the directory open at DIR_FD with its lstat (or the error of it),
-    in name order. (lstat in inode order, as borg's ``scandir_inorder``, was measured:
-    no faster on a cold cache here, benchmarks/README.md.)"""
-    got: list[tuple[bytes, os.stat_result | OSError]] = []
-    for name in sorted(os.fsencode(n) for n in os.listdir(dir_fd)):
-        try:
-            got.append((name, os.stat(name, dir_fd=dir_fd, follow_symlinks=False)))
-        except OSError as e:
-            got.append((name, e))
-    return got
 
 
 class Archiver:
@@ -393,7 +376,7 @@ class Archiver:
             # the recorded tree's (the listing digest covered its lstat), so no node is
             # built (no listxattr) -- ``_finalize_kept`` takes the map from there
             try:
-                return Descend(open_dir_at(dir_fd, name), path, _walk_node(name, st),
+                return Descend(open_dir_at(dir_fd, name), path, walk_node(name, st),
                                subdirs.get(name), crel, st)
             except OSError as e:
                 self._warn_unreadable(path, e)
@@ -504,7 +487,7 @@ class Archiver:
         else:
             old = {m["name"]: m for m in self._ahead.maps(rec.subtree)}
             maps = [old[n] for n in pd.kept]
-            maps += [self._kept_dir_map(c, old.get(c.node.name)) for c in pd.children
+            maps += [kept_dir_map(c, old.get(c.node.name)) for c in pd.children
                      if isinstance(c, PendingDir)]
             maps.sort(key=lambda m: bytes(m["name"]))  # the listing's (name) order
             pd.node.subtree = self._add(TREE, encode_maps(maps))
@@ -512,22 +495,6 @@ class Archiver:
         if pd.recordable:
             self.dircache.new[pd.digest] = DirRecord(pd.node.subtree, rec.blobs, subs)
         self._done(pd)
-
-    @staticmethod
-    def _kept_dir_map(c: PendingDir, recorded: dict[str, Any] | None) -> dict[str, Any]:
-        """The map of C, a subdirectory of a directory on the cache's fast path: the
-        recorded tree's with C's tree id (its lstat is the recorded one: the listing
-        digest matched), or -- no such map, which a record never lacks -- its node read
-        afresh."""
-        if c.lstat is None:
-            return c.node.to_map()  # (a full node: it was built as usual)
-        if recorded is not None and recorded.get("type") == DIR:
-            m = dict(recorded)
-            m["subtree"] = c.node.subtree
-            return m
-        node = node_from_stat(c.node.name, c.path, c.lstat)
-        node.subtree = c.node.subtree
-        return node.to_map()
 
     def _done(self, pd: PendingDir) -> None:
         pd.done = True
