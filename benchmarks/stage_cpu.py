@@ -120,7 +120,7 @@ def instrument() -> None:
     wrap(archiver, "node_from_stat", "metadata: node_from_stat, xattrs (walker)")
     wrap(archiver.Archiver, "_file", "hand-off: open + batch (walker)")
     wrap(archiver.Archiver, "_finalize", "trees: build maps (walker)")
-    wrap(archiver, "listing_digest", "dircache: listing digest (walker)")
+    wrap(archiver, "digest_and_racy", "dircache: listing digest (walker)")
     wrap(backup_mod, "open_cache", "dircache: read + check the file")
     wrap(dircache.DirCache, "write", "dircache: write the file")
     wrap(archiver, "encode_maps", "trees: encode (walker)")

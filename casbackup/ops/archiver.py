@@ -35,7 +35,10 @@ Invariants:
   counted as unchanged without the parent tree: its tree id is the recorded one when its
   subdirectories' tree ids are the recorded ones, else the recorded tree's file maps are
   reused beside the new subdirectory nodes -- the same bits the comparison with the
-  parent tree gives (tests/integration/test_dircache.py).
+  parent tree gives (tests/integration/test_dircache.py). Its subdirectories get no
+  node built (no listxattr; ``listing.walk_node``): their lstat is the recorded one, so their
+  maps are the recorded tree's with their new tree ids, as its files' maps are (a user
+  or group renamed in the password database since shows in neither, as for files).
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ import time
 from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 from ..ids import DATA, TREE
 from ..model.snapshot import Summary
@@ -57,8 +60,10 @@ from ..source.fs import open_dir_at, raise_fd_limit, short_path
 from ..source.meta import node_from_stat, node_type
 from ..source.prefetch import Prefetcher
 from ..store import Store
-from .dircache import RACY_NS, DirCache, DirRecord, listing_digest
+from .dircache import RACY_NS, DirCache, DirRecord, digest_and_racy
 from .file_saver import FileResult, FileSaver
+from .listing import kept_dir_map, walk_node
+from .listing import lstat_all as _lstat_all  # (the tests patch this name)
 from .observer import Observer
 from .save_pool import default_procs
 from .tree_ahead import TreeAhead
@@ -92,24 +97,13 @@ class ArchiveOptions:
     parent_start_ns: int | None = None
 
 
-def _lstat_all(dir_fd: int) -> list[tuple[bytes, os.stat_result | OSError]]:
-    """Every entry of the directory open at DIR_FD with its lstat (or the error of it),
-    in name order. (lstat in inode order, as borg's ``scandir_inorder``, was measured:
-    no faster on a cold cache here, benchmarks/README.md.)"""
-    got: list[tuple[bytes, os.stat_result | OSError]] = []
-    for name in sorted(os.fsencode(n) for n in os.listdir(dir_fd)):
-        try:
-            got.append((name, os.stat(name, dir_fd=dir_fd, follow_symlinks=False)))
-        except OSError as e:
-            got.append((name, e))
-    return got
-
-
 class Archiver:
     def __init__(self, store: Store, observer: Observer, options: ArchiveOptions,
                  dircache: DirCache | None = None) -> None:
         self.store = store
         self.dircache = dircache if options.dirty is None else None
+        if self.dircache is not None:  # its records naming a blob not indexed: gone
+            self.dircache.keep_indexed(store.index.contains_many)
         self.obs = observer
         self.opt = options
         self.summary = Summary()
@@ -222,27 +216,26 @@ class Archiver:
             self.opt.excluder.skips_contents(short_path(path, dir_fd, b"."))
         )
         entries: list[tuple[bytes, os.stat_result | OSError]] = []
-        listed = True
+        listed = all_stat = True
         if not skip:
             try:
                 entries = _lstat_all(dir_fd)
+                all_stat = not any(isinstance(st, OSError) for _, st in entries)
             except OSError as e:
                 self._warn_unreadable(path, e)
                 listed = False
         dc = self.dircache
-        if dc is not None and listed:
-            stats = [(n, st) for n, st in entries if not isinstance(st, OSError)]
-            if len(stats) == len(entries):
-                pd.digest = listing_digest(node.device, node.inode, stats)
-                pd.recordable = not any(dc.racy(st) for _, st in stats)
-                rec = dc.old.get(pd.digest)
-                index = self.store.index
-                if rec is not None and rec.subtree in index and all(
-                        b in index for b in rec.blob_ids()):
-                    pd.rec = rec
-                    return Frame(pd, dir_fd, path, rel,
-                                 iter(self._keep_files(pd, path, rel, stats)), None,
-                                 dict(rec.subdirs))
+        if dc is not None and listed and all_stat:
+            stats = cast(list[tuple[bytes, os.stat_result]], entries)
+            pd.digest, racy = digest_and_racy(node.device, node.inode, stats,
+                                              dc.racy_from)
+            pd.recordable = not racy
+            rec = dc.old.get(pd.digest)  # (every id of it indexed: keep_indexed)
+            if rec is not None:
+                pd.rec = rec
+                return Frame(pd, dir_fd, path, rel,
+                             iter(self._keep_files(pd, path, rel, stats)), None,
+                             dict(rec.subdirs))
         parent_tree: dict[bytes, dict[str, Any]] | None = None
         if parent_subtree is not None and parent_subtree in self.store.index:
             # (not indexed: condemned by a gc beside us -- read this directory afresh)
@@ -319,6 +312,7 @@ class Archiver:
                     try:
                         sub = self._enter(child.fd, child.path, child.node, child.parent_subtree,
                                           root_dev, child.rel)
+                        sub.pd.lstat, sub.pd.path = child.lstat, child.path
                     except BaseException:
                         os.close(child.fd)
                         raise
@@ -377,6 +371,16 @@ class Archiver:
                     self.obs.file(path, "unchanged")
             self._tick(st.st_size if pnode["type"] == FILE else 0)
             return pnode
+        if is_dir and subdirs is not None:
+            # below a directory on the cache's fast path: its map but for the tree id is
+            # the recorded tree's (the listing digest covered its lstat), so no node is
+            # built (no listxattr) -- ``_finalize_kept`` takes the map from there
+            try:
+                return Descend(open_dir_at(dir_fd, name), path, walk_node(name, st),
+                               subdirs.get(name), crel, st)
+            except OSError as e:
+                self._warn_unreadable(path, e)
+                return None
         try:
             node = node_from_stat(name, short_path(path, dir_fd, name), st)
         except OSError as e:
@@ -483,7 +487,8 @@ class Archiver:
         else:
             old = {m["name"]: m for m in self._ahead.maps(rec.subtree)}
             maps = [old[n] for n in pd.kept]
-            maps += [c.node.to_map() for c in pd.children if isinstance(c, PendingDir)]
+            maps += [kept_dir_map(c, old.get(c.node.name)) for c in pd.children
+                     if isinstance(c, PendingDir)]
             maps.sort(key=lambda m: bytes(m["name"]))  # the listing's (name) order
             pd.node.subtree = self._add(TREE, encode_maps(maps))
         assert self.dircache is not None and pd.digest is not None

@@ -27,7 +27,8 @@ Invariants (each is a reason a backup could otherwise skip changed content):
   does not use it (and entries with times in its future are racy by the rule above).
 - An entry is used only when its tree id and every blob id it lists are in the index
   (after ``repair`` or a gc beside us, the directory is compared against its parent tree,
-  which re-reads files whose blobs are gone).
+  which re-reads files whose blobs are gone): ``keep_indexed`` drops the others before
+  the walk, in batches.
 - The cache is a shortcut to the bits the full comparison stores, never a source of truth:
   deleting it changes no snapshot (tests/integration/test_dircache.py).
 - Memory: the records (``old`` during the walk, ``new`` growing; a kept directory's
@@ -66,7 +67,9 @@ RACY_NS = 2_000_000_000  # the coarsest timestamp granularity a source may have 
 _MAGIC = b"casbackup-dircache\x00\x01"
 _SUM = 32  # BLAKE2b-256 of the body, after the magic
 _ENTRY = struct.Struct("<IQQQIIqQqq")
+_LEN = struct.Struct("<I")
 _CHUNK = 1 << 18  # bytes of the file read (and hashed) at a time
+_CHECK_IDS = 1 << 16  # ids a batch of ``keep_indexed`` asks the index about (~5 MB)
 
 
 def machine_id() -> str:
@@ -82,14 +85,27 @@ def machine_id() -> str:
 
 def listing_digest(dev: int, ino: int, entries: list[tuple[bytes, os.stat_result]]) -> bytes:
     """The digest of the directory (DEV, INO) listing ENTRIES (name, lstat), in order."""
-    h = hashlib.blake2b(struct.pack("<QQ", dev, ino), digest_size=32)
-    pack = _ENTRY.pack
+    return digest_and_racy(dev, ino, entries, None)[0]
+
+
+def digest_and_racy(dev: int, ino: int, entries: list[tuple[bytes, os.stat_result]],
+                    racy_from: int | None) -> tuple[bytes, bool]:
+    """``listing_digest`` and whether an entry's mtime or ctime is RACY_FROM or later
+    (``DirCache.racy``; None: never), in one pass: the bytes hashed are built in a list
+    and hashed once (the same bytes as one update per field)."""
+    pack, plen = _ENTRY.pack, _LEN.pack
+    parts = [struct.pack("<QQ", dev, ino)]
+    put = parts.append
+    racy = False
     for name, st in entries:
-        h.update(struct.pack("<I", len(name)))
-        h.update(name)
-        h.update(pack(st.st_mode, st.st_ino, st.st_dev, st.st_nlink, st.st_uid, st.st_gid,
-                      st.st_size, st.st_rdev, st.st_mtime_ns, st.st_ctime_ns))
-    return h.digest()
+        put(plen(len(name)))
+        put(name)
+        m, c = st.st_mtime_ns, st.st_ctime_ns
+        put(pack(st.st_mode, st.st_ino, st.st_dev, st.st_nlink, st.st_uid, st.st_gid,
+                 st.st_size, st.st_rdev, m, c))
+        if racy_from is not None and (m >= racy_from or c >= racy_from):
+            racy = True
+    return hashlib.blake2b(b"".join(parts), digest_size=32).digest(), racy
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,8 +133,40 @@ class DirCache:
     old: dict[bytes, DirRecord] = field(default_factory=dict)
     new: dict[bytes, DirRecord] = field(default_factory=dict)
 
+    def keep_indexed(self, contains_many: Callable[[list[bytes]], list[bool]]) -> None:
+        """Drop the old records that name a tree or blob id CONTAINS_MANY (the index's
+        batch check) says is missing: asked ``_CHECK_IDS`` ids at a time, once before
+        the walk, instead of one lookup per id as each directory is entered. (The same
+        answers: the index's exclusions are fixed from the session's start to its
+        commit check, DESIGN §8 W1/W2, and it only gains entries meanwhile.)"""
+        drop: set[bytes] = set()
+        ids: list[bytes] = []
+        owners: list[bytes] = []  # the digest of the record each id is from
+
+        def ask() -> None:
+            drop.update(d for d, ok in zip(owners, contains_many(ids), strict=True)
+                        if not ok)
+            ids.clear()
+            owners.clear()
+
+        for d, r in self.old.items():
+            ids.append(r.subtree)
+            ids.extend(r.blob_ids())
+            owners.extend([d] * (len(r.blobs) // ID_LEN + 1))
+            if len(ids) >= _CHECK_IDS:
+                ask()
+        if ids:
+            ask()
+        for d in drop:
+            del self.old[d]
+
     def racy(self, st: os.stat_result) -> bool:
-        return max(st.st_mtime_ns, st.st_ctime_ns) >= self.start_ns - RACY_NS
+        return max(st.st_mtime_ns, st.st_ctime_ns) >= self.racy_from
+
+    @property
+    def racy_from(self) -> int:
+        """An entry with an mtime or ctime this or later is racy (``racy``)."""
+        return self.start_ns - RACY_NS
 
     def write(self, snapshot_id: str, now_ns: int) -> None:
         """Replace the file by this backup's records (atomically; errors are ignored: a

@@ -35,6 +35,10 @@ class PendingDir:
     rec: DirRecord | None = None  # the cache's record of that listing: the fast path
     kept: list[bytes] = field(default_factory=list)  # (fast path) its other entries' names
     recordable: bool = False  # no racy, unreadable or changed-while-read entry
+    # (below a directory on the cache's fast path) its lstat and path: ``node`` holds only
+    # its name, device and inode, the rest of its map is the recorded tree's
+    lstat: os.stat_result | None = None
+    path: bytes = b""
 
 
 @dataclass(slots=True)
@@ -84,6 +88,7 @@ class Descend:
     node: Node
     parent_subtree: bytes | None
     rel: bytes
+    lstat: os.stat_result | None = None  # set: ``node`` is a walk node (archiver.py)
 
 
 # A child is a new Node, a directory or file still being saved, or — the fast path — the

@@ -171,6 +171,10 @@ class Index:
     def __contains__(self, blob_id: bytes) -> bool:
         return blob_id in self.blobs
 
+    def contains_many(self, blob_ids: list[bytes]) -> list[bool]:
+        """``[b in self for b in blob_ids]`` (``StoreIndex``: in a few reads a file)."""
+        return [b in self for b in blob_ids]
+
     def in_spilled(self, blob_id: bytes) -> bool:
         """Whether a spill moved BLOB_ID out of the dicts (never, here)."""
         return False
@@ -305,6 +309,27 @@ class StoreIndex(Index):
 
     def __contains__(self, blob_id: bytes) -> bool:
         return blob_id in self.blobs or self._has(blob_id)
+
+    def contains_many(self, blob_ids: list[bytes]) -> list[bool]:
+        """``[b in self for b in blob_ids]``: the dicts first, then each file asked once
+        for the ids still missing (``CompactFile.contains_many``), as ``__contains__``
+        does for one id (the same order, so a spill meanwhile misses nothing)."""
+        blobs = self.blobs
+        out = [b in blobs for b in blob_ids]
+        todo = [k for k, hit in enumerate(out) if not hit]
+        for f in self.spilled + self.bases:
+            if not todo:
+                break
+            try:
+                got = f.contains_many([blob_ids[k] for k in todo])
+            except CacheDamaged:
+                self._replace(f)
+                return self.contains_many(blob_ids)
+            for k, hit in zip(todo, got, strict=True):
+                if hit:
+                    out[k] = True
+            todo = [k for k, hit in zip(todo, got, strict=True) if not hit]
+        return out
 
     def in_spilled(self, blob_id: bytes) -> bool:
         return any(f.contains(blob_id) for f in self.spilled)
