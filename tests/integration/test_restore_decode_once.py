@@ -75,8 +75,9 @@ class _Count:
         monkeypatch.setattr(Tree, "decode_again", classmethod(decode_again))
         check = restore_mod.check
 
-        def counted_check(store: Store, plan: restore_plan.Plan) -> tuple[int, int]:
-            out = check(store, plan)
+        def counted_check(store: Store, plan: restore_plan.Plan,
+                          items: Any = None) -> tuple[int, int]:
+            out = check(store, plan, items)
             self.kept_after_check = plan.kept
             self.plan = plan
             return out
@@ -161,8 +162,9 @@ def test_a_tree_swapped_after_the_check_is_refused_when_fetched_again(
     pack = next(store.rglob(loc.pack + "*"))
     check = restore_mod.check
 
-    def check_then_swap(s: Store, plan: restore_plan.Plan) -> tuple[int, int]:
-        out = check(s, plan)
+    def check_then_swap(s: Store, plan: restore_plan.Plan,
+                        items: Any = None) -> tuple[int, int]:
+        out = check(s, plan, items)
         data = bytearray(pack.read_bytes())
         data[loc.entry.offset + loc.entry.length // 2] ^= 0x01
         pack.chmod(0o644)
@@ -213,3 +215,39 @@ def test_a_tree_met_several_times_is_restored_everywhere(
     else:
         assert count.decode.count(empty) == 3 and count.again == len(count.decode)
     assert count.plan.kept == 0
+
+
+@pytest.mark.parametrize("how", ["delete", "dry-run"])
+def test_one_window_restore_walks_the_trees_once(
+        stored: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        how: str) -> None:
+    """``--delete`` and ``--dry-run`` list the whole selection as one window: that list
+    is the checking walk, so no tree is fetched or decoded a second time (and none is
+    kept for a walk that never comes)."""
+    src, store = stored
+    trees = _tree_count(store)
+    st = open_test_store(store)
+    out = tmp_path / "out"
+    restore(st, "latest", str(out))  # a full restore, then in place over it
+    (restored_root(out, src) / "d03" / "f007").write_bytes(b"changed")
+    (restored_root(out, src) / "d04" / "extra").write_bytes(b"not in the snapshot")
+    count = _Count(monkeypatch)
+    fetched: list[bytes] = []
+    tree_blob = st.tree_blob
+
+    def counted_fetch(tid: bytes) -> bytes:
+        fetched.append(tid)
+        return tree_blob(tid)
+
+    monkeypatch.setattr(st, "tree_blob", counted_fetch)
+    res = restore(st, "latest", str(out), overwrite="if-changed",
+                  delete=how == "delete", dry_run=how == "dry-run")
+    st.close()
+    assert not res.failed
+    assert len(count.decode) == trees and count.again == 0
+    assert len(fetched) == trees  # each tree read from the store once
+    assert count.kept_after_check == 0
+    if how == "delete":
+        assert_same_tree(src, restored_root(out, src))
+    else:
+        assert (restored_root(out, src) / "d04" / "extra").exists()
