@@ -31,7 +31,13 @@ from casbackup.ops import restore_plan
 from casbackup.ops.backup import BackupOptions, backup
 from casbackup.ops.restore import restore
 from casbackup.store import Store
-from tests.helpers import assert_same_tree, make_store, open_test_store, restored_root
+from tests.helpers import (
+    assert_same_tree,
+    make_store,
+    open_test_store,
+    restored_root,
+    tree_state,
+)
 
 DIRS, FILES = 12, 30
 
@@ -251,3 +257,32 @@ def test_one_window_restore_walks_the_trees_once(
         assert_same_tree(src, restored_root(out, src))
     else:
         assert (restored_root(out, src) / "d04" / "extra").exists()
+
+
+def test_one_window_restore_over_a_damaged_tree_changes_nothing(
+        stored: tuple[Path, Path], tmp_path: Path) -> None:
+    """With ``--delete`` the listing walk is the checking walk: a tree that fails to
+    decode (its last directory's, met last) stops the restore before the survey or any
+    write -- the changed file stays changed, the extra one is not deleted."""
+    src, store = stored
+    st = open_test_store(store)
+    out = tmp_path / "out"
+    restore(st, "latest", str(out))
+    root = restored_root(out, src)
+    (root / "d03" / "f007").write_bytes(b"changed")
+    (root / "d04" / "extra").write_bytes(b"not in the snapshot")
+    last = [n for n in st.load_tree(_deepest(st)).nodes if n.subtree is not None][-1]
+    assert last.subtree is not None
+    loc = st.locate(last.subtree)
+    st.close()
+    pack = next(store.rglob(loc.pack + "*"))
+    data = bytearray(pack.read_bytes())
+    data[loc.entry.offset + loc.entry.length // 2] ^= 0x01
+    pack.chmod(0o644)
+    pack.write_bytes(bytes(data))
+    before = tree_state(out)
+    st = open_test_store(store)
+    with pytest.raises(IntegrityError):
+        restore(st, "latest", str(out), overwrite="if-changed", delete=True)
+    st.close()
+    assert tree_state(out) == before
