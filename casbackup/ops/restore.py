@@ -17,7 +17,9 @@ Invariants:
   trees it decoded, so a damaged tree anywhere is an ``IntegrityError`` (exit 13) with
   the target as it was. The price is a second walk: each tree not kept is read again
   and decoded without a second validation (``restore_plan.Plan``; restic and borg write
-  as they go instead, and leave a partial restore behind). ``--dry-run`` writes
+  as they go instead, and leave a partial restore behind). With ``--delete`` or
+  ``--dry-run`` (one window of the whole selection, listed anyway) the list is the one
+  walk: it is checked, then written, and no tree is decoded twice. ``--dry-run`` writes
   nothing at all (the survey alone).
 - Memory does not grow with the number of entries: a window holds at most
   ``restore_window.MAX_ENTRIES`` new entries (or about ``MAX_BLOBS`` blobs); between
@@ -111,11 +113,13 @@ def plan_of(store: Store, snap: Snapshot, sub: str | None, strip: int,
                 one=loc.node)
 
 
-def check(store: Store, plan: Plan) -> tuple[int, int]:
+def check(store: Store, plan: Plan, items: Iterable[Item] | None = None) -> tuple[int, int]:
     """The checking pass: walk every selected entry (``Plan.entries`` validates each
     node and the hard-link groups) and find every content blob in the index; nothing is
     kept but the counts and the hard-link groups seen: (files, bytes to write, a hard
-    link's once) for the progress. Raises before anything is written.
+    link's once) for the progress. Raises before anything is written. ITEMS: a whole
+    walk of PLAN already made (the single window's list), checked instead of walking
+    again.
 
     A blob is only looked for (``in``: the index's answer without building its
     location, ~35 % cheaper than ``lookup``); the windows' blob plans locate the blobs
@@ -125,7 +129,7 @@ def check(store: Store, plan: Plan) -> tuple[int, int]:
     files = size = 0
     index = store.load_index()
     linked: set[tuple[int, int]] = set()  # nlink > 1 files only
-    for it in plan.entries():
+    for it in plan.entries() if items is None else items:
         n = it.node
         if n.type != FILE:
             continue
@@ -197,14 +201,17 @@ def restore(
         _check_writable(tgt)
     with shared_lock(store, "restore", read_only=True):
         store.load_index()
+        whole = dry_run or delete  # the survey's name sets need every directory at once
+        # one window of everything: its list is the one walk (no trees kept for another)
         plan = plan_of(store, snap, sub, strip_components, include or [], exclude or [],
-                       tree_keep)
-        files, size = check(store, plan)  # every node checked before anything is written
+                       0 if whole else tree_keep)
+        listed = list(plan.entries()) if whole else None
+        files, size = check(store, plan, listed)  # every node checked before any write
         res = RestoreResult(snap)
         _unmatched(plan, snap.id, res)
         mode = overwrite or ALWAYS
-        if dry_run or delete:  # the survey's name sets need every directory at once
-            windows: Iterable[Window] = [single(list(plan.entries()))]
+        if listed is not None:
+            windows: Iterable[Window] = [single(listed)]
             stream = None
         else:
             windows = stream = Windows(plan.entries(), window_entries or restore_window.MAX_ENTRIES,

@@ -31,7 +31,13 @@ from casbackup.ops import restore_plan
 from casbackup.ops.backup import BackupOptions, backup
 from casbackup.ops.restore import restore
 from casbackup.store import Store
-from tests.helpers import assert_same_tree, make_store, open_test_store, restored_root
+from tests.helpers import (
+    assert_same_tree,
+    make_store,
+    open_test_store,
+    restored_root,
+    tree_state,
+)
 
 DIRS, FILES = 12, 30
 
@@ -75,8 +81,9 @@ class _Count:
         monkeypatch.setattr(Tree, "decode_again", classmethod(decode_again))
         check = restore_mod.check
 
-        def counted_check(store: Store, plan: restore_plan.Plan) -> tuple[int, int]:
-            out = check(store, plan)
+        def counted_check(store: Store, plan: restore_plan.Plan,
+                          items: Any = None) -> tuple[int, int]:
+            out = check(store, plan, items)
             self.kept_after_check = plan.kept
             self.plan = plan
             return out
@@ -161,8 +168,9 @@ def test_a_tree_swapped_after_the_check_is_refused_when_fetched_again(
     pack = next(store.rglob(loc.pack + "*"))
     check = restore_mod.check
 
-    def check_then_swap(s: Store, plan: restore_plan.Plan) -> tuple[int, int]:
-        out = check(s, plan)
+    def check_then_swap(s: Store, plan: restore_plan.Plan,
+                        items: Any = None) -> tuple[int, int]:
+        out = check(s, plan, items)
         data = bytearray(pack.read_bytes())
         data[loc.entry.offset + loc.entry.length // 2] ^= 0x01
         pack.chmod(0o644)
@@ -213,3 +221,68 @@ def test_a_tree_met_several_times_is_restored_everywhere(
     else:
         assert count.decode.count(empty) == 3 and count.again == len(count.decode)
     assert count.plan.kept == 0
+
+
+@pytest.mark.parametrize("how", ["delete", "dry-run"])
+def test_one_window_restore_walks_the_trees_once(
+        stored: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        how: str) -> None:
+    """``--delete`` and ``--dry-run`` list the whole selection as one window: that list
+    is the checking walk, so no tree is fetched or decoded a second time (and none is
+    kept for a walk that never comes)."""
+    src, store = stored
+    trees = _tree_count(store)
+    st = open_test_store(store)
+    out = tmp_path / "out"
+    restore(st, "latest", str(out))  # a full restore, then in place over it
+    (restored_root(out, src) / "d03" / "f007").write_bytes(b"changed")
+    (restored_root(out, src) / "d04" / "extra").write_bytes(b"not in the snapshot")
+    count = _Count(monkeypatch)
+    fetched: list[bytes] = []
+    tree_blob = st.tree_blob
+
+    def counted_fetch(tid: bytes) -> bytes:
+        fetched.append(tid)
+        return tree_blob(tid)
+
+    monkeypatch.setattr(st, "tree_blob", counted_fetch)
+    res = restore(st, "latest", str(out), overwrite="if-changed",
+                  delete=how == "delete", dry_run=how == "dry-run")
+    st.close()
+    assert not res.failed
+    assert len(count.decode) == trees and count.again == 0
+    assert len(fetched) == trees  # each tree read from the store once
+    assert count.kept_after_check == 0
+    if how == "delete":
+        assert_same_tree(src, restored_root(out, src))
+    else:
+        assert (restored_root(out, src) / "d04" / "extra").exists()
+
+
+def test_one_window_restore_over_a_damaged_tree_changes_nothing(
+        stored: tuple[Path, Path], tmp_path: Path) -> None:
+    """With ``--delete`` the listing walk is the checking walk: a tree that fails to
+    decode (its last directory's, met last) stops the restore before the survey or any
+    write -- the changed file stays changed, the extra one is not deleted."""
+    src, store = stored
+    st = open_test_store(store)
+    out = tmp_path / "out"
+    restore(st, "latest", str(out))
+    root = restored_root(out, src)
+    (root / "d03" / "f007").write_bytes(b"changed")
+    (root / "d04" / "extra").write_bytes(b"not in the snapshot")
+    last = [n for n in st.load_tree(_deepest(st)).nodes if n.subtree is not None][-1]
+    assert last.subtree is not None
+    loc = st.locate(last.subtree)
+    st.close()
+    pack = next(store.rglob(loc.pack + "*"))
+    data = bytearray(pack.read_bytes())
+    data[loc.entry.offset + loc.entry.length // 2] ^= 0x01
+    pack.chmod(0o644)
+    pack.write_bytes(bytes(data))
+    before = tree_state(out)
+    st = open_test_store(store)
+    with pytest.raises(IntegrityError):
+        restore(st, "latest", str(out), overwrite="if-changed", delete=True)
+    st.close()
+    assert tree_state(out) == before
