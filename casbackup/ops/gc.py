@@ -70,7 +70,6 @@ from ..store import (
     maintainer,
 )
 from ..store import gcrecords as gr
-from ..store.consolidate import MAX_PER_RUN, MIN_OBJECTS, consolidate, small_objects
 from ..store.identity import Identity
 from ..store.locks import LockInfo, Session, by_session, live_sessions, session
 from .capabilities import Maintainer
@@ -246,7 +245,7 @@ class _Gc:
         # nothing to free writes no index at all (it used to rewrite the whole index,
         # which is split into objects of 200k entries, on every run)
         rewrite = bool(plan.condemned() or plan.dropped or sets.cond.any() or back)
-        small = [] if rewrite else self._small(old_index)
+        small = [] if rewrite else self.mt.small_index_objects(old_index)
         if opts.dry_run:
             self._dry_run(plan, listing, old_index, rewrite, small)
             return rep
@@ -256,7 +255,7 @@ class _Gc:
         maint = [lk for lk in others.values() if lk.maintenance and not lk.dead(self.lock.me)]
         rname, new_packs, current, survive = self._write(plan, listing, old_index, rewrite)
         if small:
-            merged = consolidate(st, small)
+            merged = self.mt.merge_index_objects(small)
             if merged is not None:
                 current = [n for n in old_index if n not in small] + [merged]
         for name in old_index:
@@ -287,13 +286,6 @@ class _Gc:
         rep.bytes_freed = rep.bytes_before - rep.bytes_after
         rep.packs_removed = len(self._deleted)
         return rep
-
-    def _small(self, old_index: list[str]) -> list[str]:
-        """The small index objects of OLD_INDEX to merge when the index stays as it is:
-        those under consolidate's size, once there are more than its MIN_OBJECTS."""
-        old = set(old_index)
-        names = [n for n in small_objects(self.store) if n in old]
-        return names[:MAX_PER_RUN] if len(names) > MIN_OBJECTS else []
 
     def _kind(self, name: str) -> str:
         no = self.sets.t.pack_no(name)
