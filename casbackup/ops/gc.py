@@ -19,7 +19,11 @@ syncs, restores and verifies run beside it. One run:
    most the epoch (record mtime) of a ripe record. Others wait for a later run.
 4. *Write*: (a) repack live blobs into new packs (durable first); (b) the consolidated
    index naming every surviving pack (not the condemned ones), superseding every old
-   index object; (c) a record ``gc/<id>`` condemning the dropped and repacked packs with
+   index object -- only when that set of packs changes (something condemned, dropped or
+   resurrected, or an old object naming a condemned pack); else the index objects stay
+   and only small ones are merged, by the backups' rule (``store/consolidate.py``: an
+   exact object, more than 64 small ones), so a gc with nothing to free writes no
+   index; (c) a record ``gc/<id>`` condemning the dropped and repacked packs with
    their index entries; (d) a lock listing -> the record's waiting set; (e) delete the
    old index objects.
 5. *Phase 2* of each ripe record, and of the new one when its waiting set has no live
@@ -236,16 +240,24 @@ class _Gc:
         rep.packs_deleted, rep.packs_repacked = len(plan.delete), len(plan.repack)
         rep.packs_dropped = len(plan.dropped)
         rep.orphans_deleted = len(plan.orphans)
-        rewrite = bool(plan.condemned() or plan.dropped or len(old_index) > 1
-                       or sets.cond.any() or back)
+        # the index is rewritten only when what it names changes; otherwise only small
+        # objects are merged, by the backups' own rule (consolidate.py), so a gc with
+        # nothing to free writes no index at all (it used to rewrite the whole index,
+        # which is split into objects of 200k entries, on every run)
+        rewrite = bool(plan.condemned() or plan.dropped or sets.cond.any() or back)
+        small = [] if rewrite else self.mt.small_index_objects(old_index)
         if opts.dry_run:
-            self._dry_run(plan, listing, old_index, rewrite)
+            self._dry_run(plan, listing, old_index, rewrite, small)
             return rep
 
         # another gc (not provably dead: maybe only paused) may still write what it
         # planned, so this run deletes nothing while its lock exists
         maint = [lk for lk in others.values() if lk.maintenance and not lk.dead(self.lock.me)]
         rname, new_packs, current, survive = self._write(plan, listing, old_index, rewrite)
+        if small:
+            merged = self.mt.merge_index_objects(small)
+            if merged is not None:
+                current = [n for n in old_index if n not in small] + [merged]
         for name in old_index:
             if name not in current:
                 self.mt.delete_index(name)
@@ -289,7 +301,7 @@ class _Gc:
         return self.sets.clean_extra.packs[name].size
 
     def _dry_run(self, plan: Plan, listing: dict[str, ObjectInfo],
-                 old_index: list[str], rewrite: bool) -> None:
+                 old_index: list[str], rewrite: bool, small: list[str]) -> None:
         rep = self.rep
         rep.bytes_written = sum(plan.live_bytes.values())
         by_kind: dict[str, int] = {}
@@ -297,7 +309,8 @@ class _Gc:
             by_kind[self._kind(n)] = by_kind.get(self._kind(n), 0) + b
         size = self.store.config.pack_size
         rep.packs_written = sum(max(1, round(b / size)) for b in by_kind.values())  # estimate
-        rep.index_after = (1 if plan.keep or plan.repack else 0) if rewrite else len(old_index)
+        rep.index_after = ((1 if plan.keep or plan.repack else 0) if rewrite
+                           else len(old_index) - len(small) + (1 if small else 0))
         removed = plan.condemned()
         rep.bytes_after = (rep.bytes_before - sum(listing[n].size for n in removed)
                            + rep.bytes_written)

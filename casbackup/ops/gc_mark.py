@@ -1,7 +1,8 @@
 """gc's mark: live BlobIds from snapshots and from writers' intents, over ``BlobSets``.
 
-Each distinct tree is read once over all of a marker's walks (``treewalk.walk`` with a
-``seen`` that is the sets' seen-tree bitmap). Trees are resolved through the *full*
+Each distinct tree is read once over all of a marker's walks (the sets' seen-tree
+bitmap), for its ids only (``model.tree.tree_ids``: the one reader's validation, no
+``Node`` per entry, no paths: gc needs neither). Trees are resolved through the *full*
 view (indexed and condemned packs); a tree in none of it may be in an index object
 written since the view was built (writers flush the index before committing): those
 are read then, once each, into the full view's overlay.
@@ -20,16 +21,14 @@ import contextlib
 from collections.abc import Iterable
 
 from ..errors import IntegrityError
-from ..model.tree import Tree
+from ..model.tree import tree_ids
 from ..store import PackEntry, Store, maintainer
 from ..store.locks import LockInfo
 from .capabilities import Maintainer
 from .gc_sets import BlobSets
 from .observer import NULL, Observer
-from .treewalk import walk
 
 BATCH = 8192
-_EMPTY = Tree([])
 
 
 class Marker:
@@ -74,39 +73,63 @@ class Marker:
 
     def _walk(self, root: bytes, what: str | None) -> None:
         """Mark every tree and data blob below ROOT. WHAT names a snapshot: a tree of it
-        that cannot be read ends gc; an intent's (WHAT None) is passed over."""
+        that cannot be read ends gc; an intent's (WHAT None) is passed over.
+
+        Each tree is read for its ids only (``tree_ids``: validated like every tree
+        read, no ``Node`` per entry) and each distinct tree once: a subtree is marked
+        (or, for an intent, put in the walk's own set) when it is queued, so it is
+        never queued twice; for an intent, only a tree that was read is marked, so a
+        tree it could not read is still read (and fails) when a snapshot names it."""
         sets = self.sets
-
-        def load(tid: bytes) -> Tree:
-            loc = sets.full_get(tid) or self._newer(tid)
-            if loc is None:
-                if what is None:
-                    return _EMPTY
-                raise IntegrityError(f"tree {tid.hex()[:16]} of {what} is in no index; gc "
-                                     "cannot tell what is used: run `casbackup verify`, "
-                                     "then `repair`")
-            pack, e = loc
-            try:
-                tree = Tree.decode(self.store.unseal_entry(
-                    e, self.store.read_pack_range(pack, e.offset, e.length)))
-            except IntegrityError as err:
-                if what is None:
-                    return _EMPTY
-                raise IntegrityError(f"{what}: {err}; gc stopped before changing "
-                                     "anything: run `casbackup verify`") from None
-            sets.mark_tree(tid)
-            self.observer.progress(0, 1)
-            return tree
-
-        # a snapshot's walk shares the marked trees; an intent's adds to a set of its
-        # own, so a tree it could not read is still read (and fails) when a snapshot
-        # names it
-        seen = sets.seen_trees(private=what is None)
+        private: set[bytes] | None = set() if what is None else None
+        if sets.trees_marked([root])[0] or (private is not None and root in private):
+            return
+        self._queue([root], private)
+        stack = [root]
         pending: list[bytes] = []
-        for e in walk(load, root, once=True, seen=seen):
-            if e.node.content:
-                pending.extend(e.node.content)
+        while stack:
+            content, subs = self._read(stack.pop(), what)
+            if content:
+                pending.extend(content)
                 if len(pending) >= BATCH:
                     sets.mark_live(pending, self.missing)
                     pending = []
+            if subs:
+                marked = sets.trees_marked(subs)
+                new = [s for s, m in zip(subs, marked, strict=True) if not m
+                       and (private is None or s not in private)]
+                if new:
+                    new = list(dict.fromkeys(new))  # one directory listed twice
+                    self._queue(new, private)
+                    stack.extend(reversed(new))  # depth first, in name order
         sets.mark_live(pending, self.missing)
+
+    def _queue(self, tids: list[bytes], private: set[bytes] | None) -> None:
+        if private is None:
+            self.sets.mark_trees(tids)
+        else:
+            private.update(tids)
+
+    def _read(self, tid: bytes, what: str | None) -> tuple[list[bytes], list[bytes]]:
+        """(content ids, subtree ids) of tree TID, marked as read; ``([], [])`` for an
+        intent's tree that cannot be found or read (see ``_walk``)."""
+        sets = self.sets
+        loc = sets.full_get(tid) or self._newer(tid)
+        if loc is None:
+            if what is None:
+                return [], []
+            raise IntegrityError(f"tree {tid.hex()[:16]} of {what} is in no index; gc "
+                                 "cannot tell what is used: run `casbackup verify`, "
+                                 "then `repair`")
+        pack, e = loc
+        try:
+            ids = tree_ids(self.store.unseal_entry(
+                e, self.store.read_pack_range(pack, e.offset, e.length)), tid)
+        except IntegrityError as err:
+            if what is None:
+                return [], []
+            raise IntegrityError(f"{what}: {err}; gc stopped before changing "
+                                 "anything: run `casbackup verify`") from None
+        sets.mark_tree(tid)
+        self.observer.progress(0, 1)
+        return ids

@@ -26,7 +26,7 @@ overlays keep the first copy added (like ``Index``: any copy is a correct one).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, MutableSet, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..store import PackEntry, PackInfo
@@ -155,19 +155,25 @@ class BlobSets:
     def tree_count(self) -> int:
         return int(self.trees.sum()) + len(self.tree_extra)
 
-    def seen_trees(self, private: bool) -> MutableSet[bytes]:
-        """The walker's ``seen`` over the marked trees: adding marks (``private``: adds
-        go to a set of this walk's own, the marked trees only read)."""
-        return _Seen(self, set() if private else None)
-
     def mark_tree(self, tid: bytes) -> None:
-        pos = int(self.clean_pos([tid])[0])
-        if pos >= 0:
-            self.trees[pos] = True
-            self.live[pos] = True
-        else:
-            self.tree_extra.add(tid)
-            self.live_extra.add(tid)
+        self.mark_trees([tid])
+
+    def trees_marked(self, tids: Sequence[bytes]) -> list[bool]:
+        """``tree_marked`` of each id, in one vectorised lookup."""
+        pos = self.clean_pos(tids)
+        return [bool(self.trees[p]) if p >= 0 else t in self.tree_extra
+                for p, t in zip(pos.tolist(), tids, strict=True)]
+
+    def mark_trees(self, tids: Sequence[bytes]) -> None:
+        """``mark_tree`` of each id, in one vectorised lookup."""
+        pos = self.clean_pos(tids)
+        hit = pos[pos >= 0]
+        self.trees[hit] = True
+        self.live[hit] = True
+        for p, t in zip(pos.tolist(), tids, strict=True):
+            if p < 0:
+                self.tree_extra.add(t)
+                self.live_extra.add(t)
 
     def tree_marked(self, tid: bytes) -> bool:
         pos = int(self.clean_pos([tid])[0])
@@ -187,32 +193,6 @@ class BlobSets:
         np = _np()
         return set(self.tree_extra) | {self.t.entry_at(p)[1].id
                                        for p in np.flatnonzero(self.trees).tolist()}
-
-
-class _Seen(MutableSet[bytes]):
-    """``treewalk.walk``'s ``seen``: the marked trees, or those plus a private set."""
-
-    def __init__(self, sets: BlobSets, private: set[bytes] | None) -> None:
-        self.sets, self.private = sets, private
-
-    def __contains__(self, tid: object) -> bool:
-        assert isinstance(tid, bytes)
-        return (self.private is not None and tid in self.private) or self.sets.tree_marked(tid)
-
-    def add(self, tid: bytes) -> None:
-        if self.private is not None:
-            self.private.add(tid)
-        else:
-            self.sets.mark_tree(tid)
-
-    def discard(self, tid: bytes) -> None:
-        raise NotImplementedError("marks are never taken back")
-
-    def __iter__(self) -> Iterator[bytes]:
-        raise NotImplementedError("not enumerable: a bitmap over the index")
-
-    def __len__(self) -> int:
-        return self.sets.tree_count() + len(self.private or ())
 
 
 class Surviving:

@@ -32,6 +32,7 @@ from ..errors import AlreadyExists, IntegrityError, NotFound
 from ..faults import crash_point
 from ..ids import SNAPSHOT, object_name
 from ..model.snapshot import Snapshot
+from .consolidate import MAX_PER_RUN, MIN_OBJECTS, consolidate, small_objects
 from .index import Index, PackInfo
 from .layout import INDEX_DIR, LOCKS_DIR, PACKS_DIR, index_key, name_of, pack_key, snapshot_key
 from .pack import PackEntry
@@ -107,6 +108,19 @@ class Maintenance:
         if batch:
             names.append(self.store.write_index(batch, sup))
         return names
+
+    def small_index_objects(self, among: Iterable[str]) -> list[str]:
+        """The index objects of AMONG to merge when nothing else rewrites the index:
+        those ``consolidate`` counts small, once there are more than its MIN_OBJECTS
+        (the backups' rule), at most MAX_PER_RUN."""
+        wanted = set(among)
+        names = [n for n in small_objects(self.store) if n in wanted]
+        return names[:MAX_PER_RUN] if len(names) > MIN_OBJECTS else []
+
+    def merge_index_objects(self, names: list[str]) -> str | None:
+        """One exact object naming every pack of NAMES, superseding them, which are then
+        deleted (``consolidate.consolidate``; the caller holds a maintenance lock)."""
+        return consolidate(self.store, names)
 
     def reset_index(self) -> None:
         """Forget the in-memory index, so the next ``load_index`` reads the objects now on
