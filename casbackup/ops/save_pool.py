@@ -51,7 +51,8 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
-from ..errors import CasError, UsageError
+from ..envopts import env_int
+from ..errors import CasError
 from ..faults import crash_point
 from ..serde import pack, unpack
 from .save_worker import CAREFUL, EMPTY, HDR, SEALED, SEEN, recv_exact, send_frame
@@ -76,14 +77,8 @@ def default_procs() -> int:
     core but the parent's (at most 4), none on one core (there a process only adds its
     messages). The parent stays the bottleneck: on 50,000 small files it spends ~3
     CPU-s walking and packing against one worker's ~1.7 (benchmarks/README.md, "Wave 7")."""
-    env = os.environ.get(ENV)
-    if env is not None and env.strip() != "":
-        try:
-            n = int(env)
-        except ValueError:
-            raise UsageError(f"{ENV} must be a whole number, not {env!r}") from None
-        if n < 0:
-            raise UsageError(f"{ENV} must be 0 (off) or more, not {n}")
+    n = env_int(ENV, minimum=0, rule="0 (off) or more")
+    if n is not None:
         return n
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
         os.cpu_count() or 1)
