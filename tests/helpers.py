@@ -269,3 +269,14 @@ def forwarding_proxy(target: str, rewrite: Rewrite | None = None,
         do_GET = do_HEAD = do_PUT = do_POST = do_DELETE = _forward
 
     return Proxy
+
+
+def source_subtree(store: Store, root: bytes, path: Path | bytes) -> bytes:
+    """The tree id of PATH's directory in the snapshot tree ROOT: what a test compares
+    between two backups of PATH (the directories above it carry their own times, which
+    other processes in /tmp change between backups)."""
+    tid = root
+    for part in [c for c in os.fsencode(path).split(b"/") if c]:
+        (m,) = [m for m in store.load_tree_maps(tid) if m["name"] == part]
+        tid = m["subtree"]
+    return bytes(tid)

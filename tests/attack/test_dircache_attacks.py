@@ -25,8 +25,8 @@ from pathlib import Path
 import msgpack
 
 from casbackup.ops import dircache
-from tests.helpers import cli_env, make_store, open_test_store, run_cli
-from tests.integration.test_fast_paths_equal import _source_subtree, reference
+from tests.helpers import cli_env, make_store, open_test_store, run_cli, source_subtree
+from tests.integration.test_fast_paths_equal import reference
 
 
 def _settle(src: Path) -> None:
@@ -47,7 +47,7 @@ def _check_latest(work: Path, src: Path) -> None:
     store = open_test_store(work / "store")
     try:
         snap = max(store.snapshots(), key=lambda s: s.time)
-        got = _source_subtree(store, snap.tree, os.fsencode(src))
+        got = source_subtree(store, snap.tree, os.fsencode(src))
         assert got == reference(store, os.fsencode(src))
     finally:
         store.close()

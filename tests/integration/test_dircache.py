@@ -27,11 +27,10 @@ from casbackup.ops.archiver import ArchiveOptions
 from casbackup.ops.backup import BackupOptions, backup
 from casbackup.ops.tree_ahead import TreeAhead
 from casbackup.store import Store, init_store
-from tests.helpers import FAST_KDF, PASSWORD, write_tree
+from tests.helpers import FAST_KDF, PASSWORD, source_subtree, write_tree
 from tests.integration.test_fast_paths_equal import (
     CHUNKER,
     _check_contents,
-    _source_subtree,
     reference,
 )
 
@@ -71,7 +70,7 @@ def _run(store: Store, src: Path, clock: Clock, btype: str = "incremental") -> b
     res = backup(store, [str(src)], BackupOptions(type=btype,
                                                   archive=ArchiveOptions(prefetch=False)),
                  clock=clock)
-    return _source_subtree(store, res.snapshot.tree, os.fsencode(src))
+    return source_subtree(store, res.snapshot.tree, os.fsencode(src))
 
 
 def _check(store: Store, src: Path, tid: bytes) -> None:
@@ -290,7 +289,7 @@ def test_a_blob_missing_from_the_index_is_read_again(tmp_path: Path,
                  clock=Ahead(100))
     assert spy.calls == 1  # src's record lists no blob: used; d's lists it: compared
     assert res.summary.bytes_read == len(b"content one")
-    tid = _source_subtree(store, res.snapshot.tree, os.fsencode(src))
+    tid = source_subtree(store, res.snapshot.tree, os.fsencode(src))
     monkeypatch.undo()
     _check(store, src, tid)
 
@@ -350,7 +349,7 @@ def test_an_edit_within_one_timestamp_tick_is_read(tmp_path: Path,
     monkeypatch.setattr(archiver, "_lstat_all", coarse)
     res = backup(store, [str(src)], BackupOptions(archive=ArchiveOptions(prefetch=False)),
                  clock=real)
-    tid = _source_subtree(store, res.snapshot.tree, os.fsencode(src))
+    tid = source_subtree(store, res.snapshot.tree, os.fsencode(src))
     _check_contents(store, tid, os.fsencode(src))  # the edit, not the parent's bytes
     assert (res.summary.files_changed, res.summary.files_unchanged) == (1, 1)
 
@@ -370,7 +369,7 @@ def test_racy_files_are_read_again_and_count_as_unchanged(tmp_path: Path) -> Non
                  clock=real)
     s = res.summary
     assert (s.files_new, s.files_changed, s.files_unchanged, s.bytes_read) == (0, 0, 3, total)
-    _check(store, src, _source_subtree(store, res.snapshot.tree, os.fsencode(src)))
+    _check(store, src, source_subtree(store, res.snapshot.tree, os.fsencode(src)))
     _run(store, src, Ahead(30))  # its parent is racy too: read again; it is not
     res = backup(store, [str(src)], BackupOptions(archive=ArchiveOptions(prefetch=False)),
                  clock=Ahead(31))

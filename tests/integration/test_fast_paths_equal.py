@@ -29,7 +29,7 @@ from casbackup.ops.archiver import ArchiveOptions
 from casbackup.ops.backup import BackupOptions, backup
 from casbackup.source.meta import node_from_stat
 from casbackup.store import Store, init_store
-from tests.helpers import FAST_KDF, PASSWORD, write_tree
+from tests.helpers import FAST_KDF, PASSWORD, source_subtree, write_tree
 
 MIN = 4096  # chunker sizes scaled down so that multi-chunk files stay small
 CHUNKER = ChunkerParams(min_size=MIN, avg_size=8192, max_size=32768, seed=7)
@@ -72,15 +72,6 @@ def reference(store: Store, path: bytes) -> bytes:
     return store.codec.blob_id(Tree(nodes).encode())
 
 
-def _source_subtree(store: Store, snap_tree: bytes, src: bytes) -> bytes:
-    tid = snap_tree
-    for part in [c for c in src.split(b"/") if c]:
-        node = next(n for n in store.load_tree(tid).nodes if n.name == part)
-        assert node.subtree is not None
-        tid = node.subtree
-    return tid
-
-
 def _check_contents(store: Store, tid: bytes, path: bytes) -> None:
     for node in store.load_tree(tid).nodes:
         p = os.path.join(path, node.name)
@@ -113,7 +104,7 @@ def test_fast_paths_store_what_the_plain_path_defines(
     def run(btype: str) -> bytes:
         res = backup(store, [str(src)], BackupOptions(type=btype,
                                                       archive=ArchiveOptions(prefetch=False)))
-        return _source_subtree(store, res.snapshot.tree, bsrc)
+        return source_subtree(store, res.snapshot.tree, bsrc)
 
     first = run("incremental")
     assert first == want

@@ -30,7 +30,14 @@ from casbackup.ops.backup import BackupOptions, backup
 from casbackup.ops.restore import restore
 from casbackup.ops.verify import verify
 from casbackup.store import Store
-from tests.helpers import cli_env, make_store, open_test_store, restored_root, run_cli
+from tests.helpers import (
+    cli_env,
+    make_store,
+    open_test_store,
+    restored_root,
+    run_cli,
+    source_subtree,
+)
 
 
 def _mixed(root: Path) -> Path:
@@ -48,16 +55,6 @@ def _mixed(root: Path) -> Path:
 def _data_ids(store: Store) -> set[bytes]:
     return {e.id for p in store.load_index().iter_packs() for e in p.entries
             if e.kind == DATA}
-
-
-def _subtree(store: Store, root: bytes, path: Path) -> bytes:
-    """The tree id of PATH's directory in the snapshot tree ROOT (the directories above
-    it carry their own times, which other processes in /tmp change between backups)."""
-    tid = root
-    for part in path.parts[1:]:
-        (m,) = [m for m in store.load_tree_maps(tid) if m["name"] == os.fsencode(part)]
-        tid = m["subtree"]
-    return tid
 
 
 def _opts(procs: int) -> BackupOptions:
@@ -90,7 +87,8 @@ def test_pool_and_threads_give_the_same_tree_and_blobs(
     again = backup(store, [str(src)], _opts(2 - first_procs))
     assert sum(batches) >= 4 * 170  # the pool saved every small file of one backup
     assert again.summary.files_new == first.summary.files_new == 4 * 172
-    assert _subtree(store, again.snapshot.tree, src) == _subtree(store, first.snapshot.tree, src)
+    assert (source_subtree(store, again.snapshot.tree, src)
+            == source_subtree(store, first.snapshot.tree, src))
     assert _data_ids(store) == blobs  # not one data blob added
     rep = verify(open_test_store(tmp_path / "store"), read_data=True)
     assert rep.ok, rep.problems
@@ -257,7 +255,8 @@ def test_no_worker_to_be_had_saves_on_the_thread(
     blobs = _data_ids(store)
     monkeypatch.undo()
     again = backup(store, [str(src)], _opts(0))
-    assert _subtree(store, again.snapshot.tree, src) == _subtree(store, first.snapshot.tree, src)
+    assert (source_subtree(store, again.snapshot.tree, src)
+            == source_subtree(store, first.snapshot.tree, src))
     assert _data_ids(store) == blobs
 
 
