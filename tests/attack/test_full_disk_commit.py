@@ -1,5 +1,6 @@
 """A full disk and a read-only remount while a paused backup's packs are being indexed
-(real processes, a local store on a small tmpfs; docs/design.md §8 W1b, §9).
+(real processes, a local store on a small tmpfs; the writer's check after each index
+object, docs/design.md §8 W1b, and the write ordering of §9).
 
 A backup is stopped (SIGSTOP, a suspended laptop) after its 7th pack's put, before the
 packer's index object names its packs; ``unlock --remove-all`` removes its lock and a gc
