@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import pytest
+
 from casbackup.store import ObjectInfo, Store, init_store, maintainer
 
 PASSWORD = "test-password"
@@ -280,3 +282,17 @@ def source_subtree(store: Store, root: bytes, path: Path | bytes) -> bytes:
         (m,) = [m for m in store.load_tree_maps(tid) if m["name"] == part]
         tid = m["subtree"]
     return bytes(tid)
+
+
+def count_preads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count this process's ``os.pread`` calls from now on: ``[n]``, a list so the test can
+    read it, and reset it, as it goes."""
+    calls = [0]
+    real = os.pread
+
+    def counting(fd: int, n: int, off: int) -> bytes:
+        calls[0] += 1
+        return real(fd, n, off)
+
+    monkeypatch.setattr(os, "pread", counting)
+    return calls

@@ -31,7 +31,7 @@ from casbackup.store.index import StoreIndex
 from casbackup.store.indexcache import Fetched
 from casbackup.store.pack import PackEntry
 from casbackup.store.store import Store
-from tests.helpers import PASSWORD, make_store
+from tests.helpers import PASSWORD, count_preads, make_store
 
 Rows = list[tuple[str, str, int, list[PackEntry]]]
 
@@ -653,14 +653,7 @@ def test_a_dedup_check_against_spilled_files_makes_no_system_call(
         idx.add_pack(p)
         idx.spill(_hexname(k, "obj"), [p])
     assert not idx.blobs and idx.spilled
-    calls = [0]
-    real = os.pread
-
-    def counting(fd: int, n: int, off: int) -> bytes:
-        calls[0] += 1
-        return real(fd, n, off)
-
-    monkeypatch.setattr(os, "pread", counting)
+    calls = count_preads(monkeypatch)
     assert not any(os.urandom(32) in idx for _ in range(2000))
     assert calls[0] == 0
     present = [e for _n, _k, _s, es in rows for e in es[::10]]

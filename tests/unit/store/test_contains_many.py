@@ -16,6 +16,7 @@ from casbackup.store import compactindex
 from casbackup.store.compactindex import columns_from_packs, write_anonymous
 from casbackup.store.index import Index, PackInfo, StoreIndex
 from casbackup.store.pack import PackEntry
+from tests.helpers import count_preads
 
 
 def _name(i: int, salt: str) -> str:
@@ -87,14 +88,7 @@ def test_reads_per_block_not_per_id(monkeypatch: pytest.MonkeyPatch) -> None:
     f = write_anonymous(columns_from_packs(["11" * 32], [
         (info.name, info.kind, info.size, info.entries)]))
     f.check_all()
-    calls = [0]
-    real = os.pread
-
-    def counting(fd: int, n: int, off: int) -> bytes:
-        calls[0] += 1
-        return real(fd, n, off)
-
-    monkeypatch.setattr(os, "pread", counting)
+    calls = count_preads(monkeypatch)
     absent = [os.urandom(32) for _ in range(500)]
     assert f.contains_many(blobs + absent) == [True] * 3000 + [False] * 500
     assert calls[0] <= 2 * 750 + 500  # (an absent id may fall in a range of its own)
