@@ -280,6 +280,25 @@ class Daemon:
             self.emit("job-retry", **fields, error=out.error, exit_code=out.exit_code,
                       retry_in=job.retry_delay)  # fmt: skip
             return
+        self.queue.drop(name)
+        if job is not None:
+            # the state first, then the event: whoever acts on "job-failure" (or
+            # success) and then asks /healthz or the status page sees this run in it
+            started = run.first_started or finished
+            with self._lock:
+                js = self.state.job(name)
+                js.last_run, js.last_result = started, out.result
+                js.last_duration, js.last_error = out.duration, out.error
+                self.state.record(RunRecord(name, started.timestamp(), out.duration,
+                                            out.result,
+                                            (out.error or "").split("\n")[0][:300] or None))
+                if out.ok:
+                    js.last_success = finished
+                if name in self.schedule.jobs:
+                    self.schedule.mark_run(name, started, finished)
+                    js.next_run = nxt = self.schedule.pending(name)
+                    self.metrics.job_next_run(name, out.store, nxt.timestamp())
+            self._dirty = True
         if out.ok:
             self.emit(f"job-{out.result}", **fields, bytes_read=out.bytes_read,
                       bytes_added=out.bytes_added, files=out.files, snapshot=out.snapshot,
@@ -288,23 +307,6 @@ class Daemon:
             self.emit("job-failure", **fields, error=out.error, exit_code=out.exit_code)
         if job is not None:
             self.notifier.finish(self._notify_config(job), out)
-        self.queue.drop(name)
-        if job is None:
-            return
-        started = run.first_started or finished
-        with self._lock:
-            js = self.state.job(name)
-            js.last_run, js.last_result = started, out.result
-            js.last_duration, js.last_error = out.duration, out.error
-            self.state.record(RunRecord(name, started.timestamp(), out.duration, out.result,
-                                        (out.error or "").split("\n")[0][:300] or None))
-            if out.ok:
-                js.last_success = finished
-            if name in self.schedule.jobs:
-                self.schedule.mark_run(name, started, finished)
-                js.next_run = nxt = self.schedule.pending(name)
-                self.metrics.job_next_run(name, out.store, nxt.timestamp())
-        self._dirty = True
 
     def _announce(self, names: Any) -> None:
         with self._lock:

@@ -230,3 +230,29 @@ def test_runner_reload_when_a_job_is_due_keeps_that_run(tmp_path: Path) -> None:
     h.d.step()
     assert FakeProc.started == ["j"]
     assert h.names("config-reload") == [""]
+
+
+def test_a_job_end_event_comes_after_the_state_it_reports(tmp_path: Path) -> None:
+    # whoever acts on "job-failure"/"job-success" (a log follower, then GET /healthz)
+    # must find the run in the health report and the state: the event is emitted after
+    # the state is updated (the daemon process test saw /healthz 200 right after the
+    # failure event, once, on a loaded CI machine)
+    h = Harness(tmp_path, """\
+  bad: {type: gc, cron: "0 * * * *", store: a}
+  good: {type: gc, cron: "0 * * * *", store: b}
+""")
+    FakeProc.results["bad"] = ["failure"]
+    seen: list[tuple[str, str | None, bool]] = []
+
+    def emit(event: str, **f: Any) -> None:
+        h.events.append((event, f))
+        if event in ("job-failure", "job-success"):
+            js = h.d.state.jobs[f["job"]]
+            failing = [x["job"] for x in h.d.health().failing]
+            seen.append((f["job"], js.last_result, f["job"] in failing))
+
+    h.d.emit = emit  # type: ignore[method-assign]
+    h.advance(3600)
+    h.finish("bad")
+    h.finish("good")
+    assert sorted(seen) == [("bad", "failure", True), ("good", "success", False)]
