@@ -244,7 +244,11 @@ class _Gc:
         # objects are merged, by the backups' own rule (consolidate.py), so a gc with
         # nothing to free writes no index at all (it used to rewrite the whole index,
         # which is split into objects of 200k entries, on every run)
-        rewrite = bool(plan.condemned() or plan.dropped or sets.cond.any() or back)
+        # a record condemning packs (a gc before us, perhaps killed between its index
+        # write and its deletes) means the index objects may still be the old ones
+        # beside its consolidation: rewrite, so this run finishes that job
+        rewrite = bool(plan.condemned() or plan.dropped or sets.cond.any() or back
+                       or any(r.packs for r in records))
         small = [] if rewrite else self.mt.small_index_objects(old_index)
         if opts.dry_run:
             self._dry_run(plan, listing, old_index, rewrite, small)
