@@ -20,7 +20,9 @@ syncs, restores and verifies run beside it. One run:
 4. *Write*: (a) repack live blobs into new packs (durable first); (b) the consolidated
    index naming every surviving pack (not the condemned ones), superseding every old
    index object -- only when that set of packs changes (something condemned, dropped or
-   resurrected, or an old object naming a condemned pack); else the index objects stay
+   resurrected, or an old object naming a condemned pack) or a record condemning packs
+   is present (a gc killed before its deletes: this run finishes it); else the index
+   objects stay
    and only small ones are merged, by the backups' rule (``store/consolidate.py``: an
    exact object, more than 64 small ones), so a gc with nothing to free writes no
    index; (c) a record ``gc/<id>`` condemning the dropped and repacked packs with
