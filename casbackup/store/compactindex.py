@@ -700,12 +700,10 @@ class CompactFile:
             span = cands[e - 1][0] - first + 1
             if span <= 64 * (e - c):
                 recs = self._read(self._rec_off + (lo + first) * 48, span * 48)
-                base = first
             else:
                 e, recs = c + 1, self._read(self._rec_off + (lo + first) * 48, 28)
-                base = first
             for i, k in cands[c:e]:
-                at = (i - base) * 48
+                at = (i - first) * 48
                 if not out[k] and recs[at:at + 24] == blob_ids[k][8:]:
                     pack = _U32.unpack_from(recs, at + 24)[0]
                     if pack < n_ex and not excluded[pack]:
