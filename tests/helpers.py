@@ -18,6 +18,7 @@ import stat
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -296,3 +297,48 @@ def count_preads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
     monkeypatch.setattr(os, "pread", counting)
     return calls
+
+
+def proc_state(pid: int) -> str:
+    """The state letter of process PID in /proc (``T``: stopped); ``gone`` once reaped."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rpartition(b")")[2].split()[0].decode()
+    except FileNotFoundError:
+        return "gone"
+
+
+def proc_children(pid: int) -> list[int]:
+    """The pids whose parent is PID, zombies included."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", "rb") as f:
+                    ppid = int(f.read().rpartition(b")")[2].split()[1])
+            except (OSError, ValueError):
+                continue
+            if ppid == pid:
+                out.append(int(entry))
+    return out
+
+
+@contextlib.contextmanager
+def stopped_cli(*args: str, point: str, timeout: float = 120) -> Iterator[subprocess.Popen[bytes]]:
+    """Run ``python -m casbackup ARGS`` until it stops (SIGSTOP) at crash point POINT
+    (``CASBACKUP_TEST_STOP_AT``, faults.py); yield it there (the caller sends SIGCONT);
+    it is killed and reaped if still running afterwards."""
+    proc = subprocess.Popen([sys.executable, "-m", "casbackup", *args],
+                            env=cli_env(CASBACKUP_TEST_STOP_AT=point),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + timeout
+        while proc_state(proc.pid) != "T":
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, f"{args[0]} never reached {point}"
+            time.sleep(0.02)
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

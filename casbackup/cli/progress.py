@@ -189,6 +189,10 @@ class CliObserver(Observer):
             self._total_files += total_files
             self._tick(force=False)
 
+    def wants_totals(self) -> bool:
+        """Totals are shown by the bar and the ``--json`` status lines only."""
+        return self.tty or (self.json and not self.quiet)
+
     def progress(self, nbytes: int, nfiles: int = 0) -> None:
         with self._lock:
             self._bytes += nbytes

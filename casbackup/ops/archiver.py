@@ -553,7 +553,8 @@ class Archiver:
                 if self._reuse_dir(path, node, pmap):
                     return node
                 psub = parent.subtree if parent is not None and parent.type == DIR else None
-                prefetch = (Prefetcher([path], self.opt.excluder, on_totals=self.obs.totals,
+                totals = self.obs.totals if self.obs.wants_totals() else None
+                prefetch = (Prefetcher([path], self.opt.excluder, on_totals=totals,
                                        one_file_system=self.opt.one_file_system,
                                        skip_dirs=self.opt.skip_dirs).start()
                             if self.opt.prefetch and self.opt.dirty is None else None)

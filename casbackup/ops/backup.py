@@ -95,11 +95,13 @@ def warm_sources(paths: list[str], excluder: Excluder, observer: Observer = NULL
     """A prefetcher (not started) for PATHS, for a caller that wants the disk to work while
     it does something else first — the CLI starts it before unlocking the key, then runs
     the backup with ``ArchiveOptions(prefetch=False)``. Missing paths are left to
-    ``backup`` to report."""
+    ``backup`` to report. The child starts only if OBSERVER wants the totals or the
+    sources are cold (``Prefetcher.start``)."""
     roots = sorted({os.path.abspath(os.fsencode(p)) for p in paths})
     outer = [r for r in roots
              if not any(r.startswith(o.rstrip(b"/") + b"/") for o in roots if o != r)]
-    return Prefetcher(outer, excluder, on_totals=observer.totals,
+    return Prefetcher(outer, excluder,
+                      on_totals=observer.totals if observer.wants_totals() else None,
                       one_file_system=one_file_system)
 
 

@@ -4,6 +4,9 @@ Invariants: every method has a no-op default, may be called from worker threads,
 not raise. ``listens(action)`` False means ``file(path, action)`` would do nothing, so a
 caller may skip the call (the backup walker does, per file, for unchanged files): it is
 True for any observer that overrides ``file`` unless it says otherwise.
+``wants_totals()`` False likewise means ``totals`` would be thrown away, so the backup
+starts no prefetch child for them (source/prefetch.py): True for any observer that
+overrides ``totals`` unless it says otherwise.
 ``cli`` renders it (rich on a TTY, JSON lines with ``--json``); ``daemon``
 turns it into metrics.
 """
@@ -30,6 +33,10 @@ class Observer:
     def listens(self, action: str) -> bool:
         """Would ``file(path, ACTION)`` do anything? (Asked once per operation.)"""
         return type(self).file is not Observer.file
+
+    def wants_totals(self) -> bool:
+        """Would ``totals`` be used (shown)? (Asked once per operation.)"""
+        return type(self).totals is not Observer.totals
 
     def warn(self, path: str, message: str) -> None:
         """A non-fatal problem with one path (unreadable, changed while read, …)."""

@@ -12,14 +12,11 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import cli_env, run_cli
+from tests.helpers import proc_children, run_cli, stopped_cli
 
 
 @pytest.fixture
@@ -35,50 +32,17 @@ def warm(tmp_path: Path) -> tuple[Path, Path]:
     return store, src
 
 
-def _state(pid: int) -> str:
-    with open(f"/proc/{pid}/stat", "rb") as f:
-        return f.read().rpartition(b")")[2].split()[0].decode()
-
-
-def _children(pid: int) -> list[bytes]:
-    """The command line of every process whose parent is PID, zombies included (theirs
-    is empty: a prefetch child that finished its walk is one until it is reaped)."""
-    out = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                ppid = int(f.read().rpartition(b")")[2].split()[1])
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                argv = f.read()
-        except (OSError, ValueError):
-            continue
-        if ppid == pid:
-            out.append(argv)
-    return out
-
-
 def _children_at_stop(store: Path, src: Path, *extra: str) -> list[bytes]:
     """Run a backup to its stop point; the children it has there (this small unchanged
     backup starts no save workers: a child is the prefetcher, alive or a zombie)."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "casbackup", "backup", "--store", str(store), *extra, str(src)],
-        env=cli_env(CASBACKUP_TEST_STOP_AT="backup:before-snapshot"),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 120
-        while _state(proc.pid) != "T":
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "the backup never reached its stop point"
-            time.sleep(0.02)
-        kids = _children(proc.pid)
+    with stopped_cli("backup", "--store", str(store), *extra, str(src),
+                     point="backup:before-snapshot") as proc:
+        kids = []
+        for pid in proc_children(proc.pid):
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                kids.append(f.read())
         os.kill(proc.pid, signal.SIGCONT)
-        out, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        _, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
     return kids
 
