@@ -31,8 +31,12 @@ Blocked time is wall time minus this thread's CPU time (``time.thread_time_ns``)
 its run-queue wait (the second field of ``/proc/thread-self/schedstat``): on a loaded
 machine wall time includes the wait for a CPU, which would make a warm tree look cold.
 (The first field of schedstat, on-CPU ns, is not used: for the running thread it lags by
-up to a scheduler tick, i.e. several ms; ``thread_time`` is exact.) Without schedstat the
-run-queue wait counts as blocked (more children started, never fewer).
+up to a scheduler tick, i.e. several ms; ``thread_time`` is exact.) And a thread that
+never went to sleep (its voluntary context switches, ``getrusage(RUSAGE_THREAD)``, did
+not change) was not blocked, whatever the clocks say: on a loaded VM a preempted thread
+shows up to ~2 ms that neither its CPU time nor its run-queue wait explains (steal and
+interrupt time). Without schedstat the run-queue wait counts as blocked (more children
+started, never fewer); so does a wait for the GIL in a threaded caller (the daemon).
 
 Invariants: the prefetcher (child and probe) only *reads* metadata and never affects what
 is backed up — its results are thrown away except the totals and the probe's verdict;
@@ -49,6 +53,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
+import resource
 import stat
 import subprocess
 import sys
@@ -108,6 +113,14 @@ def _walk(roots: list[bytes], excluder: Excluder, one_file_system: bool = False,
     return size, files
 
 
+def _voluntary_switches() -> int:
+    """How often this thread went to sleep (blocked); -1 where that is not known."""
+    try:
+        return resource.getrusage(resource.RUSAGE_THREAD).ru_nvcsw
+    except (AttributeError, OSError):
+        return -1
+
+
 class _Probe:
     """The ``stop`` of a probe walk: ends it after PROBE_DIRS listings or PROBE_ENTRIES
     stats, or as soon as the thread was blocked longer than PROBE_BLOCKED_NS (then
@@ -120,9 +133,12 @@ class _Probe:
             self._schedstat: int | None = os.open("/proc/thread-self/schedstat", os.O_RDONLY)
         except OSError:
             self._schedstat = None
+        self._sleeps0 = _voluntary_switches()
+        # Read in this order (and the reverse in blocked_ns), so that a wait for a CPU
+        # between two reads is in the run-queue delta whenever it is in the wall delta.
+        self._wait0 = self._run_queue_ns()
         self._wall0 = time.perf_counter_ns()
         self._cpu0 = time.thread_time_ns()
-        self._wait0 = self._run_queue_ns()
 
     def _run_queue_ns(self) -> int:
         """ns this thread has waited on a run queue (0 without schedstat)."""
@@ -134,9 +150,12 @@ class _Probe:
             return 0
 
     def blocked_ns(self) -> int:
-        idle = (time.perf_counter_ns() - self._wall0) - (time.thread_time_ns() - self._cpu0)
+        cpu = time.thread_time_ns() - self._cpu0
+        idle = time.perf_counter_ns() - self._wall0 - cpu
         if idle <= PROBE_BLOCKED_NS:  # an upper bound: no need to read schedstat
             return idle
+        if _voluntary_switches() == self._sleeps0:
+            return 0  # it never slept: the gap is steal or interrupt time, not a wait
         return idle - (self._run_queue_ns() - self._wait0)
 
     def __call__(self, listed: bool) -> bool:
