@@ -16,14 +16,22 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from casbackup.cli.progress import CliObserver
 from casbackup.ops.observer import Observer
 from casbackup.source import prefetch
 from casbackup.source.exclude import Excluder
-from casbackup.source.prefetch import PROBE_BLOCKED_NS, Prefetcher, tree_is_cold
+from casbackup.source.prefetch import (
+    PROBE_BLOCKED_NS,
+    PROBE_DIRS,
+    Prefetcher,
+    tree_is_cold,
+)
 
 
 @pytest.fixture
@@ -50,6 +58,49 @@ def _slow_listings(monkeypatch: pytest.MonkeyPatch, before: Callable[[], None]) 
 
     monkeypatch.setattr(os, "scandir", scandir)
     return calls
+
+
+# a tree: each directory is (number of files, subdirectories)
+Trees = st.recursive(st.tuples(st.integers(0, 3), st.just([])),
+                     lambda sub: st.tuples(st.integers(0, 3), st.lists(sub, max_size=6)),
+                     max_leaves=60)
+
+
+def _make(path: Path, spec: tuple[int, list[Any]]) -> int:
+    """Make the tree SPEC at PATH; how many directories it has."""
+    path.mkdir()
+    for f in range(spec[0]):
+        (path / f"f{f}").write_bytes(b"")
+    return 1 + sum(_make(path / f"d{i}", sub) for i, sub in enumerate(spec[1]))
+
+
+@settings(max_examples=60, deadline=None)
+@given(spec=Trees)
+def test_the_probe_reads_the_start_of_the_walkers_walk(
+        spec: tuple[int, list[Any]], tmp_path_factory: pytest.TempPathFactory) -> None:
+    """What the probe warms is what the walker reads first: its listings are a prefix of
+    the full walk's, PROBE_DIRS of them (or all, for a smaller tree) unless it found the
+    tree cold."""
+    root = tmp_path_factory.mktemp("t") / "root"
+    dirs = _make(root, spec)
+    listed: list[bytes] = []
+    real = os.scandir
+
+    def scandir(path: bytes) -> Any:
+        listed.append(path)
+        return real(path)
+
+    probe = prefetch._Probe()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(os, "scandir", scandir)
+        prefetch._walk([os.fsencode(root)], Excluder())
+        full, listed[:] = listed[:], []
+        prefetch._walk([os.fsencode(root)], Excluder(), stop=probe)
+    probe.close()
+    assert len(full) == dirs
+    assert listed == full[:len(listed)]
+    if not probe.cold:  # the entries bound (4096) is not reached by these trees
+        assert len(listed) == min(dirs, PROBE_DIRS)
 
 
 def _burn(ns: int) -> None:
