@@ -154,7 +154,7 @@ class _Probe:
         idle = time.perf_counter_ns() - self._wall0 - cpu
         if idle <= PROBE_BLOCKED_NS:  # an upper bound: no need to read schedstat
             return idle
-        if _voluntary_switches() == self._sleeps0:
+        if self._sleeps0 >= 0 and _voluntary_switches() == self._sleeps0:
             return 0  # it never slept: the gap is steal or interrupt time, not a wait
         return idle - (self._run_queue_ns() - self._wait0)
 

@@ -135,6 +135,13 @@ def test_a_tree_whose_listings_block_starts_the_child_and_the_probe_stops_early(
     assert len(calls) <= 4
 
 
+def test_without_a_count_of_sleeps_a_blocking_tree_is_still_cold(
+        tree: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(prefetch, "_voluntary_switches", lambda: -1)  # no RUSAGE_THREAD
+    _slow_listings(monkeypatch, lambda: time.sleep(0.001))
+    assert tree_is_cold([tree], Excluder())
+
+
 def test_cpu_time_is_not_blocked_time(tree: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
     _slow_listings(monkeypatch, lambda: _burn(200_000))  # 41 listings: ~8 ms of CPU
     assert not tree_is_cold([tree], Excluder())
