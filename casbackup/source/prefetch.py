@@ -31,12 +31,14 @@ Blocked time is wall time minus this thread's CPU time (``time.thread_time_ns``)
 its run-queue wait (the second field of ``/proc/thread-self/schedstat``): on a loaded
 machine wall time includes the wait for a CPU, which would make a warm tree look cold.
 (The first field of schedstat, on-CPU ns, is not used: for the running thread it lags by
-up to a scheduler tick, i.e. several ms; ``thread_time`` is exact.) And a thread that
-never went to sleep (its voluntary context switches, ``getrusage(RUSAGE_THREAD)``, did
-not change) was not blocked, whatever the clocks say: on a loaded VM a preempted thread
-shows up to ~2 ms that neither its CPU time nor its run-queue wait explains (steal and
-interrupt time). Without schedstat the run-queue wait counts as blocked (more children
-started, never fewer); so does a wait for the GIL in a threaded caller (the daemon).
+up to a scheduler tick, i.e. several ms; ``thread_time`` is exact.) The three clocks are
+read as one consistent snapshot (again while the run-queue wait changed between the
+reads: a preemption between them put up to ~14 ms in the wall delta and not the wait's).
+And a thread that never went to sleep (its voluntary context switches,
+``getrusage(RUSAGE_THREAD)``, did not change) was not blocked, whatever the clocks say
+(a VM's steal time, interrupts). Without schedstat the run-queue wait counts as blocked
+(more children started, never fewer); so does a wait for the GIL in a threaded caller
+(the daemon).
 
 Invariants: the prefetcher (child and probe) only *reads* metadata and never affects what
 is backed up — its results are thrown away except the totals and the probe's verdict;
@@ -134,11 +136,7 @@ class _Probe:
         except OSError:
             self._schedstat = None
         self._sleeps0 = _voluntary_switches()
-        # Read in this order (and the reverse in blocked_ns), so that a wait for a CPU
-        # between two reads is in the run-queue delta whenever it is in the wall delta.
-        self._wait0 = self._run_queue_ns()
-        self._wall0 = time.perf_counter_ns()
-        self._cpu0 = time.thread_time_ns()
+        self._wait0, self._wall0, self._cpu0 = self._clocks()
 
     def _run_queue_ns(self) -> int:
         """ns this thread has waited on a run queue (0 without schedstat)."""
@@ -149,14 +147,24 @@ class _Probe:
         except (OSError, ValueError, IndexError):
             return 0
 
+    def _clocks(self) -> tuple[int, int, int]:
+        """(run-queue wait, wall, CPU) ns, consistent: read again while a wait for a CPU
+        fell between the reads (it would be in one delta and not the other)."""
+        for _ in range(4):
+            wait = self._run_queue_ns()
+            wall, cpu = time.perf_counter_ns(), time.thread_time_ns()
+            if self._run_queue_ns() == wait:
+                break
+        return wait, wall, cpu
+
     def blocked_ns(self) -> int:
-        cpu = time.thread_time_ns() - self._cpu0
-        idle = time.perf_counter_ns() - self._wall0 - cpu
+        idle = (time.perf_counter_ns() - self._wall0) - (time.thread_time_ns() - self._cpu0)
         if idle <= PROBE_BLOCKED_NS:  # an upper bound: no need to read schedstat
             return idle
         if self._sleeps0 >= 0 and _voluntary_switches() == self._sleeps0:
             return 0  # it never slept: the gap is steal or interrupt time, not a wait
-        return idle - (self._run_queue_ns() - self._wait0)
+        wait, wall, cpu = self._clocks()
+        return (wall - self._wall0) - (cpu - self._cpu0) - (wait - self._wait0)
 
     def __call__(self, listed: bool) -> bool:
         if listed:

@@ -158,6 +158,32 @@ def test_time_lost_without_sleeping_is_not_blocked_time(
     assert not tree_is_cold([tree], Excluder())
 
 
+def test_a_preemption_between_the_clock_reads_is_not_blocked_time(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Simulated clocks: the thread sleeps 3 ms, then is preempted for 10 ms just as it
+    reads them, after the wall clock and before the run-queue wait. Blocked is 3 ms, not
+    3 - 10 (a cold tree called warm) nor 13 (the other order: a warm tree called cold)."""
+    now, wait, sleeps, armed = [0], [0], [0], [False]
+
+    def run_queue(self: prefetch._Probe) -> int:
+        if armed[0]:
+            armed[0] = False
+            now[0] += 10_000_000
+            wait[0] += 10_000_000
+        return wait[0]
+
+    monkeypatch.setattr(time, "perf_counter_ns", lambda: now[0])
+    monkeypatch.setattr(time, "thread_time_ns", lambda: 0)
+    monkeypatch.setattr(prefetch._Probe, "_run_queue_ns", run_queue)
+    monkeypatch.setattr(prefetch, "_voluntary_switches", lambda: sleeps[0])
+    probe = prefetch._Probe()
+    now[0] += 3_000_000
+    sleeps[0] += 1
+    armed[0] = True
+    assert probe.blocked_ns() == 3_000_000
+    probe.close()
+
+
 @pytest.fixture
 def crowded_cpu() -> Iterator[None]:
     """This thread pinned to one CPU, which three busy processes share with it."""
