@@ -56,6 +56,7 @@ are deleted before the error propagates.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -169,6 +170,7 @@ class _Gc:
         self._deleted: set[str] = set()
         self._waiting: set[str] = set()
         self.known_index: set[str] = set()
+        self._mine: dict[str, PackInfo] = {}  # the packs this run's record condemns
 
     def _sessions(self) -> tuple[dict[str, LockInfo], set[str]]:
         """(other sessions now, stale or not; the live ones among them)."""
@@ -280,8 +282,8 @@ class _Gc:
             self._report_wait(r, others, live_sessions)
         if rname and not maint:
             self._finish_record(rname, survive, listing, keep)
-        if not gr.list_records(st):  # the epoch the next run's G2 measures packs by
-            self._record(Plan(), {}, listing)
+        if not gr.record_names(st):  # the epoch the next run's G2 measures packs by
+            self._record(Plan(), listing)
         rep.index_after = len(self.mt.index_names())
         rep.records_waiting = len(self._waiting)
         self.mt.reset_index()
@@ -323,18 +325,16 @@ class _Gc:
         rep.bytes_freed = rep.bytes_before - rep.bytes_after
         rep.packs_after = len(listing) - len(removed) + rep.packs_written
 
-    def _clean_entries(self, names: list[str]) -> dict[str, list[tuple[int, PackEntry]]]:
-        """(position or -1, entry) of each named pack of the clean view: the table's
-        (materialised now, these packs only) or an overlay's (position -1)."""
-        t, sets = self.sets.t, self.sets
-        out: dict[str, list[tuple[int, PackEntry]]] = {}
-        for name in names:
-            p = sets.clean_extra.packs.get(name)
-            if p is not None:
-                out[name] = [(-1, e) for e in p.entries]
-        for no, pairs in t.entries(t.mask(n for n in names if n not in out)).items():
-            out[t.names[no]] = pairs
-        return out
+    def _pairs(self, name: str) -> list[tuple[int, PackEntry]] | None:
+        """(position or -1, entry) of pack NAME of the clean view: an overlay's (position
+        -1), else the table's (materialised now, this pack only); None for a pack no
+        index names. One pack at a time: no Python object per condemned blob is held."""
+        p = self.sets.clean_extra.packs.get(name)
+        if p is not None:
+            return [(-1, e) for e in p.entries]
+        t = self.sets.t
+        no = t.pack_no(name)
+        return None if no is None else t.pack_pairs(no)
 
     def _write(self, plan: Plan, listing: dict[str, ObjectInfo], old_index: list[str],
                rewrite: bool) -> tuple[str, list[PackInfo], list[str], Surviving]:
@@ -347,14 +347,13 @@ class _Gc:
         rp = self.mt.repacker()
         written: list[str] = []
         condemned = set(plan.condemned())
-        ents = self._clean_entries(sorted(condemned & (set(plan.delete) | set(plan.repack))))
         try:
             if plan.repack:
                 self.obs.start("gc: repack",
                                total_bytes=sum(listing[n].size for n in plan.repack),
                                total_files=len(plan.repack), unit="packs")
                 for name in plan.repack:
-                    wanted = self._wanted(name, ents[name])
+                    wanted = self._wanted(name, self._pairs(name) or [])
                     for blob in self.mt.read_live_blobs(name, wanted):
                         if rp.add(blob):
                             rep.blobs_repacked += 1
@@ -365,7 +364,7 @@ class _Gc:
             crash_point("gc:after-repack")
             rname = ""
             if condemned:
-                rname = self._record(plan, ents, listing)
+                rname = self._record(plan, listing)
                 copies = {e.id for p in new_packs for e in p.entries}
                 doomed = set(condemned)
 
@@ -374,8 +373,9 @@ class _Gc:
                     return blob in copies or (where is not None and where != pack
                                               and where not in doomed)
 
+                orphans = set(plan.orphans)
                 for name in sorted(condemned):
-                    pairs = ents.get(name)
+                    pairs = None if name in orphans else self._pairs(name)
                     if pairs is None:
                         continue  # an orphan: no index named it
                     ids = [e.id for _, e in pairs]
@@ -409,15 +409,22 @@ class _Gc:
                 out.append(e)
         return out
 
-    def _record(self, plan: Plan, ents: dict[str, list[tuple[int, PackEntry]]],
-                listing: dict[str, ObjectInfo]) -> str:
-        packs = []
-        for n in plan.condemned():
-            pairs = ents.get(n)
-            packs.append(PackInfo(n, self._kind(n), self._size(n), [e for _, e in pairs])
-                         if pairs is not None else PackInfo(n, "data", listing[n].size, []))
-        name = gr.write_record(self.store, packs, self.lock.id, self.clock.time())
-        self.rep.packs_condemned += len(packs)
+    def _record(self, plan: Plan, listing: dict[str, ObjectInfo]) -> str:
+        orphans = set(plan.orphans)
+        names = plan.condemned()
+
+        def packs() -> Iterator[PackInfo]:  # one pack's entries at a time
+            for n in names:
+                pairs = None if n in orphans else self._pairs(n)
+                yield (PackInfo(n, self._kind(n), self._size(n), [e for _, e in pairs])
+                       if pairs is not None else PackInfo(n, "data", listing[n].size, []))
+
+        self._mine = {n: PackInfo(n, self._kind(n) if n not in orphans else "data",
+                                  self._size(n) if n not in orphans else listing[n].size, [])
+                      for n in names}
+        name = gr.write_record(self.store, packs(), self.lock.id, self.clock.time(),
+                               len(names))
+        self.rep.packs_condemned += len(names)
         crash_point("gc:after-record")
         others, _ = self._sessions()
         gr.write_sessions(self.store, name, others)
@@ -430,20 +437,22 @@ class _Gc:
     def _finish_record(self, rname: str, survive: Surviving,
                        listing: dict[str, ObjectInfo], keep: set[str]) -> None:
         """Phase 2 of the record this run wrote, if its sessions end within max_wait."""
-        rec = next((r for r in gr.list_records(self.store) if r.name == rname), None)
-        if rec is None or rec.sessions is None or not rec.packs:
+        # what this run wrote, not read back: the condemned entries are the view's (the
+        # table's or its overlays', as ``full_pack`` finds them), so decoding the record
+        # again would only hold a Python object per freed blob
+        there, sessions = gr.waiting_set(self.store, rname)
+        if not there or sessions is None or not self._mine:
             return  # an empty record is only the epoch for the next run
+        rec = gr.Record(rname, self._mine, 0.0, self.lock.id, sessions)
         deadline = self.clock.monotonic() + self.opts.max_wait
         while True:
             others, live = self._sessions()
-            if not rec.sessions & live:
+            if not sessions & live:
                 break
             if self.clock.monotonic() >= deadline:
                 self._report_wait(rec, others, live)
                 return
             self.clock.sleep(POLL)
-        for p in rec.packs.values():
-            self.sets.add_full(p)
         self.marker.intents(others.values())
         self.marker.snapshots_now()
         self._phase2([rec], survive, listing, keep)

@@ -319,6 +319,19 @@ class BlobTable:
         order, bounds = self._pack_order()
         return self._entries_of(no, order[bounds[no]:bounds[no + 1]])
 
+    def pack_pairs(self, no: int) -> list[tuple[int, PackEntry]]:
+        """``entries``' (position, entry) pairs of pack ``no`` alone, in offset order,
+        found through the pack order (no pass over every record per pack)."""
+        np = _np()
+        order, bounds = self._pack_order()
+        positions = order[bounds[no]:bounds[no + 1]]
+        if not len(positions):
+            return []
+        k = int(np.searchsorted(self._base_arr, positions[0], "right")) - 1
+        pos = positions[positions < self.base[k + 1]].astype(np.int64)
+        pairs = zip(pos.tolist(), self._make(k, no, pos - self.base[k]), strict=True)
+        return sorted(pairs, key=lambda t: t[1].offset)
+
     def pack_count(self, no: int) -> int:
         """``len(pack_entries(no))`` without building the entries or reading the records
         (verify's count of a lost pack's blobs: reading them held the whole mapping)."""

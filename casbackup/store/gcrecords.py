@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from .. import serde
 from ..errors import IntegrityError, NotFound
 from ..ids import GC_RECORD, object_name
-from .index import PackInfo, decode_index, encode_index
+from .index import PackInfo, decode_index, encode_index_into
 from .layout import GC_DIR, gc_key
 from .store import Store
 
@@ -41,9 +41,25 @@ class Record:
 
 
 def write_record(store: Store, packs: Iterable[PackInfo], gc_session: str,
-                 time: float) -> str:
-    data = store.codec.seal(GC_RECORD, serde.pack(
-        {"index": encode_index(packs), "session": gc_session, "time": time}))
+                 time: float, count: int | None = None) -> str:
+    """Write the record condemning PACKS (COUNT of them, when PACKS is an iterator that
+    yields one pack at a time). The bytes are ``serde.pack({"index": encode_index(packs),
+    "session": ..., "time": ...})`` sealed, built in one buffer a pack at a time: no
+    Python object per condemned blob, one plaintext copy (the sealed object is
+    content-named, so it is sealed whole)."""
+    if count is None:
+        packs = list(packs)
+        count = len(packs)
+    room = 16  # the map's header, "index" and the bin header, written last
+    buf = bytearray(room)
+    encode_index_into(buf, packs, count)
+    head = (serde.map_header(3) + serde.pack("index") + serde.bin_header(len(buf) - room))
+    start = room - len(head)
+    buf[start:room] = head
+    buf += serde.pack("session") + serde.pack(gc_session) + serde.pack("time")
+    buf += serde.pack(time)
+    data = store.codec.seal(GC_RECORD, memoryview(buf)[start:])
+    del buf
     name = object_name(data)
     store.put_named(gc_key(name), data)
     return name
@@ -78,6 +94,21 @@ def list_records(store: Store) -> list[Record]:
             raise IntegrityError(f"object {PREFIX}{name} is malformed: {e}") from None
     out.sort(key=lambda r: (r.mtime, r.name))
     return out
+
+
+def record_names(store: Store) -> list[str]:
+    """The names of the records on the backend now (a listing; nothing is read)."""
+    return sorted({i.key[len(PREFIX):] for i in store.backend.list(PREFIX)
+                   if not i.key.endswith(SESSIONS)})
+
+
+def waiting_set(store: Store, name: str) -> tuple[bool, frozenset[str] | None]:
+    """(whether record NAME is on the backend, its waiting set or None): what gc asks of
+    the record it wrote, without decoding its condemned entries again."""
+    keys = {i.key[len(PREFIX):] for i in store.backend.list(PREFIX)}
+    if name not in keys:
+        return False, None
+    return True, (_sessions(store, name) if name + SESSIONS in keys else None)
 
 
 def _sessions(store: Store, name: str) -> frozenset[str] | None:

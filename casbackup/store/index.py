@@ -63,21 +63,35 @@ class Location:
 
 def encode_index(packs: Iterable[PackInfo], supersedes: Iterable[str] = (),
                  exact: bool = False) -> bytes:
-    m: dict[str, Any] = {
-            "packs": [
-                {
-                    "id": p.name,
-                    "kind": p.kind,
-                    "size": p.size,
-                    "blobs": [[e.id, e.offset, e.length, e.raw_length] for e in p.entries],
-                }
-                for p in packs
-            ],
-            "supersedes": list(supersedes),
-        }
+    plist = list(packs)
+    out = bytearray()
+    encode_index_into(out, plist, len(plist), supersedes, exact)
+    return bytes(out)
+
+
+def encode_index_into(out: bytearray, packs: Iterable[PackInfo], count: int,
+                      supersedes: Iterable[str] = (), exact: bool = False) -> None:
+    """Append the encoding of an index object naming the COUNT packs PACKS yields to
+    OUT, one pack's rows at a time: the bytes of ``serde.pack`` of the whole map (a
+    list's encoding is its header, then each item's), with no Python object per blob
+    beyond one pack (gc's record of a million freed blobs). ValueError when PACKS
+    yields another number of packs than COUNT (the header is written first)."""
+    out += serde.map_header(3 if exact else 2)
+    out += serde.pack("packs")
+    out += serde.array_header(count)
+    n = 0
+    for p in packs:
+        out += serde.pack({"id": p.name, "kind": p.kind, "size": p.size,
+                           "blobs": [[e.id, e.offset, e.length, e.raw_length]
+                                     for e in p.entries]})
+        n += 1
+    if n != count:
+        raise ValueError(f"index encoding: {n} packs, header said {count}")
+    out += serde.pack("supersedes")
+    out += serde.pack(list(supersedes))
     if exact:
-        m["exact"] = True
-    return serde.pack(m)
+        out += serde.pack("exact")
+        out += serde.pack(True)
 
 
 def decode_index(data: bytes, name: str = "?") -> tuple[list[PackInfo], list[str]]:
