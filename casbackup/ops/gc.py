@@ -42,9 +42,12 @@ resurrected ones, and a pack is deleted only by phase 2 of a ripe record.
 Memory (issue #12): gc holds no Python object per blob of the store. The index is the
 read-only columnar view ``store.blob_table`` (mapped compact files); live blobs and
 marked trees are bitmaps over its records, per-pack live bytes a vectorised sum
-(``gc_sets``, ``gc_mark``, ``gc_plan``); entries are materialised only for the packs
-condemned or repacked (which the record must list anyway) and, one pack at a time, for
-the consolidated index as it is written.
+(``gc_sets``, ``gc_mark``, ``gc_plan``); entries are materialised one pack at a time:
+a condemned pack's as the record is encoded (``IndexEncoder``: the record is held as
+its bytes, ~47 B a freed blob, never as entries) and for the second mark's check, a
+repacked pack's as it is read, a surviving pack's as the consolidated index is encoded
+(a 200k-entry object is held as its bytes too). The run's own record is not decoded
+again for its phase 2: its entries are the view's.
 
 Crash points (``CASBACKUP_TEST_CRASH_AT``): ``gc:repack-pack`` (after each new pack),
 ``gc:after-repack``, ``gc:after-index``, ``gc:after-record``, ``gc:index-delete`` (after
@@ -422,8 +425,7 @@ class _Gc:
         self._mine = {n: PackInfo(n, self._kind(n) if n not in orphans else "data",
                                   self._size(n) if n not in orphans else listing[n].size, [])
                       for n in names}
-        name = gr.write_record(self.store, packs(), self.lock.id, self.clock.time(),
-                               len(names))
+        name = gr.write_record(self.store, packs(), self.lock.id, self.clock.time())
         self.rep.packs_condemned += len(names)
         crash_point("gc:after-record")
         others, _ = self._sessions()

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from .. import serde
 from ..errors import IntegrityError, NotFound
 from ..ids import GC_RECORD, object_name
-from .index import PackInfo, decode_index, encode_index_into
+from .index import IndexEncoder, PackInfo, decode_index
 from .layout import GC_DIR, gc_key
 from .store import Store
 
@@ -41,25 +41,23 @@ class Record:
 
 
 def write_record(store: Store, packs: Iterable[PackInfo], gc_session: str,
-                 time: float, count: int | None = None) -> str:
-    """Write the record condemning PACKS (COUNT of them, when PACKS is an iterator that
-    yields one pack at a time). The bytes are ``serde.pack({"index": encode_index(packs),
-    "session": ..., "time": ...})`` sealed, built in one buffer a pack at a time: no
-    Python object per condemned blob, one plaintext copy (the sealed object is
-    content-named, so it is sealed whole)."""
-    if count is None:
-        packs = list(packs)
-        count = len(packs)
-    room = 16  # the map's header, "index" and the bin header, written last
-    buf = bytearray(room)
-    encode_index_into(buf, packs, count)
-    head = (serde.map_header(3) + serde.pack("index") + serde.bin_header(len(buf) - room))
-    start = room - len(head)
-    buf[start:room] = head
+                 time: float) -> str:
+    """Write the record condemning PACKS (an iterator may yield one pack at a time). The
+    bytes are ``serde.pack({"index": encode_index(packs), "session": ..., "time": ...})``
+    sealed, built in one buffer a pack at a time (``IndexEncoder``): no Python object
+    per condemned blob, one plaintext copy (the object is content-named: sealed whole)."""
+    room = 16  # the map's header, "index" and the bin header: at most 12 bytes
+    enc = IndexEncoder(room)
+    for p in packs:
+        enc.add(p)
+    start = enc.finish()
+    buf = enc.buf
+    head = (serde.map_header(3) + serde.pack("index") + serde.bin_header(len(buf) - start))
+    buf[start - len(head):start] = head
     buf += serde.pack("session") + serde.pack(gc_session) + serde.pack("time")
     buf += serde.pack(time)
-    data = store.codec.seal(GC_RECORD, memoryview(buf)[start:])
-    del buf
+    data = store.codec.seal(GC_RECORD, enc.view(start - len(head)))
+    del buf, enc
     name = object_name(data)
     store.put_named(gc_key(name), data)
     return name

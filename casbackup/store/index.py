@@ -63,35 +63,49 @@ class Location:
 
 def encode_index(packs: Iterable[PackInfo], supersedes: Iterable[str] = (),
                  exact: bool = False) -> bytes:
-    plist = list(packs)
-    out = bytearray()
-    encode_index_into(out, plist, len(plist), supersedes, exact)
-    return bytes(out)
-
-
-def encode_index_into(out: bytearray, packs: Iterable[PackInfo], count: int,
-                      supersedes: Iterable[str] = (), exact: bool = False) -> None:
-    """Append the encoding of an index object naming the COUNT packs PACKS yields to
-    OUT, one pack's rows at a time: the bytes of ``serde.pack`` of the whole map (a
-    list's encoding is its header, then each item's), with no Python object per blob
-    beyond one pack (gc's record of a million freed blobs). ValueError when PACKS
-    yields another number of packs than COUNT (the header is written first)."""
-    out += serde.map_header(3 if exact else 2)
-    out += serde.pack("packs")
-    out += serde.array_header(count)
-    n = 0
+    enc = IndexEncoder()
     for p in packs:
-        out += serde.pack({"id": p.name, "kind": p.kind, "size": p.size,
-                           "blobs": [[e.id, e.offset, e.length, e.raw_length]
-                                     for e in p.entries]})
-        n += 1
-    if n != count:
-        raise ValueError(f"index encoding: {n} packs, header said {count}")
-    out += serde.pack("supersedes")
-    out += serde.pack(list(supersedes))
-    if exact:
-        out += serde.pack("exact")
-        out += serde.pack(True)
+        enc.add(p)
+    return bytes(enc.view(enc.finish(supersedes, exact)))
+
+
+class IndexEncoder:
+    """An index object's encoding built one pack at a time into one buffer: the bytes of
+    ``serde.pack`` of the whole map (a list's encoding is its header, then each item's),
+    with no Python object per blob beyond the pack being added (gc's consolidated index
+    and its record of a million freed blobs). ``room`` bytes are kept free before the
+    encoding (where ``finish`` returns it starts) for a caller's own header."""
+
+    HEAD = 16  # the map's header, "packs" and the list's header: at most 12 bytes
+
+    def __init__(self, room: int = 0) -> None:
+        self._start = room + self.HEAD
+        self.buf = bytearray(self._start)
+        self.names: list[str] = []  # the packs added, in order
+        self.blobs = 0  # their entries
+
+    def add(self, p: PackInfo) -> None:
+        self.buf += serde.pack({"id": p.name, "kind": p.kind, "size": p.size,
+                                "blobs": [[e.id, e.offset, e.length, e.raw_length]
+                                          for e in p.entries]})
+        self.names.append(p.name)
+        self.blobs += len(p.entries)
+
+    def finish(self, supersedes: Iterable[str] = (), exact: bool = False) -> int:
+        """Close the map; returns the offset in ``buf`` where the encoding starts."""
+        head = (serde.map_header(3 if exact else 2) + serde.pack("packs")
+                + serde.array_header(len(self.names)))
+        start = self._start - len(head)
+        self.buf[start:self._start] = head
+        self.buf += serde.pack("supersedes")
+        self.buf += serde.pack(list(supersedes))
+        if exact:
+            self.buf += serde.pack("exact")
+            self.buf += serde.pack(True)
+        return start
+
+    def view(self, start: int) -> memoryview:
+        return memoryview(self.buf)[start:]
 
 
 def decode_index(data: bytes, name: str = "?") -> tuple[list[PackInfo], list[str]]:

@@ -5,9 +5,10 @@ half the packs (``N / 2`` freed blobs, no repack). In a fresh process, gc's peak
 Python-side allocations (``tracemalloc``: numpy's arrays and the record's bytes are
 counted, the mapped index file is not) is bounded by ``PER_FREED`` bytes per freed blob
 above what an idle gc of the same store holds. The condemned packs' entries as
-``PackEntry`` objects, their ``(position, entry)`` pairs and the record's lists of rows
-held ~600 B per freed blob; what remains is the record's bytes (one plaintext, the
-compressed and sealed copies: the record is content-named, so it is sealed whole)."""
+``PackEntry`` objects, their ``(position, entry)`` pairs, the record's lists of rows and
+the consolidated index's batch of live entries held ~583 B per freed blob; ~78 remain:
+the record's bytes (~47 B a blob: a plaintext, then its sealed copies -- the record is
+content-named, so it is sealed whole) and the live packs' encoded index object."""
 
 from __future__ import annotations
 
@@ -92,7 +93,7 @@ def _probe(store: Path, mode: str) -> dict[str, Any]:
     return got
 
 
-PER_FREED = 200  # bytes per freed blob above the idle gc's peak (main: ~580)
+PER_FREED = 160  # bytes per freed blob above the idle gc's peak (main: ~583, now ~78)
 
 
 def test_gc_after_forget_holds_no_python_object_per_freed_blob(tmp_path: Path) -> None:
