@@ -31,6 +31,7 @@ from ..store import (
     AddResult,
     LiveBlob,
     ObjectInfo,
+    PackColumns,
     PackEntry,
     PackInfo,
     PackStream,
@@ -87,7 +88,8 @@ class Maintainer(Protocol):
 
     def merge_index_objects(self, names: list[str]) -> str | None: ...
 
-    def write_index_objects(self, packs: Iterable[PackInfo], supersedes: Iterable[str],
+    def write_index_objects(self, packs: Iterable[PackInfo | PackColumns],
+                            supersedes: Iterable[str],
                             names: list[str] | None = None) -> list[str]: ...
 
     def read_pack_header(self, name: str, size: int) -> list[PackEntry]: ...
@@ -127,5 +129,9 @@ class IndexView(Protocol):
     def pack_count(self, no: int) -> int: ...
 
     def iter_packs(self, keep: Array | None = None) -> Iterator[PackInfo]: ...
+
+    def iter_columns(self, keep: Array | None = None) -> Iterator[PackColumns]: ...
+
+    def pack_columns(self, no: int) -> PackColumns: ...
 
     def nbytes(self) -> int: ...

@@ -42,12 +42,12 @@ resurrected ones, and a pack is deleted only by phase 2 of a ripe record.
 Memory (issue #12): gc holds no Python object per blob of the store. The index is the
 read-only columnar view ``store.blob_table`` (mapped compact files); live blobs and
 marked trees are bitmaps over its records, per-pack live bytes a vectorised sum
-(``gc_sets``, ``gc_mark``, ``gc_plan``); entries are materialised one pack at a time:
-a condemned pack's as the record is encoded (``IndexEncoder``: the record is held as
-its bytes, ~47 B a freed blob, never as entries) and for the second mark's check, a
-repacked pack's as it is read, a surviving pack's as the consolidated index is encoded
-(a 200k-entry object is held as its bytes too). The run's own record is not decoded
-again for its phase 2: its entries are the view's.
+(``gc_sets``, ``gc_mark``, ``gc_plan``). The record and the consolidated index are
+encoded from the table's columns 4096 rows at a time (``IndexEncoder``, ``PackColumns``:
+held as their bytes, ~47 B a blob, never as entries; a pack of small blobs holds
+~10^5), the resurrection checks read a pack's ids a chunk at a time, and only a
+repacked pack's entries are built (one pack at a time, as it is read). The run's own
+record is not decoded again for its phase 2: its entries are the view's.
 
 Crash points (``CASBACKUP_TEST_CRASH_AT``): ``gc:repack-pack`` (after each new pack),
 ``gc:after-repack``, ``gc:after-index``, ``gc:after-record``, ``gc:index-delete`` (after
@@ -69,6 +69,7 @@ from ..faults import crash_point
 from ..store import (
     CONSOLIDATE_OPERATION,
     ObjectInfo,
+    PackColumns,
     PackEntry,
     PackInfo,
     Store,
@@ -223,11 +224,10 @@ class _Gc:
             for name, p in r.packs.items():
                 if name not in listing or sets.clean_has_pack(name):
                     continue
-                info = sets.full_pack(name, p)
-                ids = [e.id for e in info.entries]
                 if any(live and not sets.in_clean(b)
+                       for ids in sets.full_id_chunks(name, p)
                        for b, live in zip(ids, sets.live_flags(ids), strict=True)):
-                    sets.clean_extra.add(info)
+                    sets.clean_extra.add(sets.full_pack(name, p))
                     back += 1
         rep.packs_resurrected = back
         missing = {b for b in marker.missing if not sets.in_full(b)}
@@ -328,6 +328,16 @@ class _Gc:
         rep.bytes_freed = rep.bytes_before - rep.bytes_after
         rep.packs_after = len(listing) - len(removed) + rep.packs_written
 
+    def _id_chunks(self, name: str) -> Iterator[list[bytes]] | None:
+        """The ids of ``_pairs(name)``, in its order, a chunk at a time, without a
+        ``PackEntry`` each; None for a pack no index names."""
+        p = self.sets.clean_extra.packs.get(name)
+        if p is not None:
+            return iter([[e.id for e in p.entries]])
+        if self.sets.t.pack_no(name) is None:
+            return None
+        return self.sets.full_id_chunks(name, PackInfo(name, "data", 0, []))
+
     def _pairs(self, name: str) -> list[tuple[int, PackEntry]] | None:
         """(position or -1, entry) of pack NAME of the clean view: an overlay's (position
         -1), else the table's (materialised now, this pack only); None for a pack no
@@ -378,11 +388,10 @@ class _Gc:
 
                 orphans = set(plan.orphans)
                 for name in sorted(condemned):
-                    pairs = None if name in orphans else self._pairs(name)
-                    if pairs is None:
+                    chunks = None if name in orphans else self._id_chunks(name)
+                    if chunks is None:
                         continue  # an orphan: no index named it
-                    ids = [e.id for _, e in pairs]
-                    if any(live and not elsewhere(b, name)
+                    if any(live and not elsewhere(b, name) for ids in chunks
                            for b, live in zip(ids, sets.live_flags(ids), strict=True)):
                         condemned.discard(name)  # used by a snapshot committed meanwhile
                         rep.packs_resurrected += 1
@@ -416,11 +425,18 @@ class _Gc:
         orphans = set(plan.orphans)
         names = plan.condemned()
 
-        def packs() -> Iterator[PackInfo]:  # one pack's entries at a time
+        def packs() -> Iterator[PackInfo | PackColumns]:  # one pack at a time
+            t = self.sets.t
             for n in names:
-                pairs = None if n in orphans else self._pairs(n)
-                yield (PackInfo(n, self._kind(n), self._size(n), [e for _, e in pairs])
-                       if pairs is not None else PackInfo(n, "data", listing[n].size, []))
+                extra = self.sets.clean_extra.packs.get(n)
+                no = t.pack_no(n)
+                if n in orphans or (extra is None and no is None):
+                    yield PackInfo(n, "data", listing[n].size, [])
+                elif extra is not None:
+                    yield PackInfo(n, self._kind(n), self._size(n), extra.entries)
+                else:  # the table's rows as columns: no object per condemned blob
+                    assert no is not None
+                    yield t.pack_columns(no)
 
         self._mine = {n: PackInfo(n, self._kind(n) if n not in orphans else "data",
                                   self._size(n) if n not in orphans else listing[n].size, [])
@@ -471,10 +487,10 @@ class _Gc:
                 if (survive.has_pack(name) or name in keep or name in named
                         or name not in listing):
                     continue
-                info = sets.full_pack(name, p)
-                ids = [e.id for e in info.entries]
                 if any(live and not survive.has_blob(b)
+                       for ids in sets.full_id_chunks(name, p)
                        for b, live in zip(ids, sets.live_flags(ids), strict=True)):
+                    info = sets.full_pack(name, p)
                     back.append(info)
                     survive.add(info)
                 else:

@@ -31,7 +31,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .compactindex import KINDS, CacheDamaged, CompactFile, columns_from_packs, write_anonymous
-from .index import PackInfo, StoreIndex
+from .index import PackColumns, PackInfo, StoreIndex
 from .pack import PackEntry
 
 if TYPE_CHECKING:
@@ -275,17 +275,22 @@ class BlobTable:
     def iter_packs(self, keep: Array | None = None) -> Iterator[PackInfo]:
         """Every pack (or those ``keep`` selects) with its entries, one at a time (the
         first copy of a pack's records: a pack in two files is yielded once)."""
+        for cols in self.iter_columns(keep):
+            yield cols.to_info()
+
+    def iter_columns(self, keep: Array | None = None) -> Iterator[PackColumns]:
+        """``iter_packs`` with each pack's entries as columns (no object per entry)."""
         touched = 0
         for no in range(self.n_packs):
             if keep is not None and not keep[no]:
                 continue
-            entries = self.pack_entries(no)
-            touched += len(entries)
+            cols = self.pack_columns(no)
+            touched += len(cols)
             if touched >= CHUNK:  # a pack's records are scattered: drop what was read
                 touched = 0
                 for f in self.files:
                     f.drop_pages()
-            yield PackInfo(self.names[no], self.kind(no), int(self.pack_size[no]), entries)
+            yield cols
         for f in self.files:
             f.drop_pages()
 
@@ -301,6 +306,27 @@ class BlobTable:
             return []
         pairs = zip(pos.tolist(), self._make(k, no, pos - self.base[k]), strict=True)
         return sorted(pairs, key=lambda t: t[1].offset)
+
+    def pack_columns(self, no: int) -> PackColumns:
+        """Pack ``no``'s entries as columns read a chunk at a time, in ``pack_pairs``'
+        order (offset, then position): what an index object or gc record is encoded
+        from. Resident: 4 B per entry (its record numbers), never an object per entry."""
+        np = _np()
+        k, pos = self._first_copy(no)
+        f = self.files[k]
+        idx = pos - self.base[k]
+        idx = idx[np.argsort(f.record_view()["offset"][idx], kind="stable")].astype(np.uint32)
+
+        def chunk(lo: int, hi: int) -> tuple[Array, Array, Array, Array]:
+            i = idx[lo:hi]
+            r = f.record_view()[i]
+            ids = np.empty((len(i), 32), np.uint8)
+            ids[:, :8] = f.prefix_view()[i].astype(">u8").view(np.uint8).reshape(-1, 8)
+            ids[:, 8:] = np.ascontiguousarray(r["rest"]).view(np.uint8).reshape(-1, 24)
+            return ids, r["offset"].astype(np.uint64), r["length"].copy(), r["raw"].copy()
+
+        return PackColumns(self.names[no], self.kind(no), int(self.pack_size[no]), len(idx),
+                           chunk)
 
     def pack_count(self, no: int) -> int:
         """``len(pack_entries(no))`` without building the entries or reading the records

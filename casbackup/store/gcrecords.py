@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from .. import serde
 from ..errors import IntegrityError, NotFound
 from ..ids import GC_RECORD, object_name
-from .index import IndexEncoder, PackInfo, decode_index
+from .index import IndexEncoder, PackColumns, PackInfo, decode_index
 from .layout import GC_DIR, gc_key
 from .store import Store
 
@@ -40,7 +40,7 @@ class Record:
     sessions: frozenset[str] | None  # the waiting set (None: not written yet)
 
 
-def write_record(store: Store, packs: Iterable[PackInfo], gc_session: str,
+def write_record(store: Store, packs: Iterable[PackInfo | PackColumns], gc_session: str,
                  time: float) -> str:
     """Write the record condemning PACKS (an iterator may yield one pack at a time). The
     bytes are ``serde.pack({"index": encode_index(packs), "session": ..., "time": ...})``
@@ -50,6 +50,7 @@ def write_record(store: Store, packs: Iterable[PackInfo], gc_session: str,
     enc = IndexEncoder(room)
     for p in packs:
         enc.add(p)
+        del p  # a pack's columns or entries go before the next is read
     start = enc.finish()
     buf = enc.buf
     head = (serde.map_header(3) + serde.pack("index") + serde.bin_header(len(buf) - start))

@@ -34,7 +34,7 @@ from ..faults import crash_point
 from ..ids import SNAPSHOT, object_name
 from ..model.snapshot import Snapshot
 from .consolidate import MAX_PER_RUN, MIN_OBJECTS, consolidate, small_objects
-from .index import Index, IndexEncoder, PackInfo
+from .index import Index, IndexEncoder, PackColumns, PackInfo
 from .layout import INDEX_DIR, LOCKS_DIR, PACKS_DIR, index_key, name_of, pack_key, snapshot_key
 from .pack import PackEntry
 from .packer import Packer
@@ -90,7 +90,8 @@ class Maintenance:
             raise IntegrityError(f"object {key}: {e}") from None
         return Snapshot.decode(plain, name)
 
-    def write_index_objects(self, packs: Iterable[PackInfo], supersedes: Iterable[str],
+    def write_index_objects(self, packs: Iterable[PackInfo | PackColumns],
+                            supersedes: Iterable[str],
                             names: list[str] | None = None) -> list[str]:
         """Write ``packs`` as one or more index objects that each supersede
         ``supersedes``; return their names (also appended to ``names`` as each is
@@ -101,7 +102,8 @@ class Maintenance:
         if not sup:  # a plain write (resurrected packs): through the spill of write_index
             batch: list[PackInfo] = []
             count = 0
-            for p in packs:
+            for q in packs:
+                p = q if isinstance(q, PackInfo) else q.to_info()
                 if batch and count + len(p.entries) > MAX_BLOBS:
                     names.append(self.store.write_index(batch, sup))
                     batch, count = [], 0
@@ -113,13 +115,15 @@ class Maintenance:
         # a consolidation: each pack encoded as it comes (the same split and bytes), so
         # a batch of 200k entries is its encoding, not 200k PackEntry objects
         enc: IndexEncoder | None = None
-        for p in packs:
-            if enc is not None and enc.blobs + len(p.entries) > MAX_BLOBS:
+        for c in packs:
+            n = len(c.entries) if isinstance(c, PackInfo) else len(c)
+            if enc is not None and enc.blobs + n > MAX_BLOBS:
                 names.append(self.store.write_encoded_index(enc, enc.finish(sup)))
                 enc = None
             if enc is None:
                 enc = IndexEncoder()
-            enc.add(p)
+            enc.add(c)
+            del c
         if enc is not None:
             names.append(self.store.write_encoded_index(enc, enc.finish(sup)))
         return names

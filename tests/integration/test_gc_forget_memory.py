@@ -6,7 +6,7 @@ Python-side allocations (``tracemalloc``: numpy's arrays and the record's bytes 
 counted, the mapped index file is not) is bounded by ``PER_FREED`` bytes per freed blob
 above what an idle gc of the same store holds. The condemned packs' entries as
 ``PackEntry`` objects, their ``(position, entry)`` pairs, the record's lists of rows and
-the consolidated index's batch of live entries held ~583 B per freed blob; ~78 remain:
+the consolidated index's batch of live entries held ~583 B per freed blob; ~54 remain:
 the record's bytes (~47 B a blob: a plaintext, then its sealed copies -- the record is
 content-named, so it is sealed whole) and the live packs' encoded index object."""
 
@@ -93,7 +93,7 @@ def _probe(store: Path, mode: str) -> dict[str, Any]:
     return got
 
 
-PER_FREED = 160  # bytes per freed blob above the idle gc's peak (main: ~583, now ~78)
+PER_FREED = 120  # bytes per freed blob above the idle gc's peak (main: ~583, now ~54)
 
 
 def test_gc_after_forget_holds_no_python_object_per_freed_blob(tmp_path: Path) -> None:
