@@ -12,7 +12,7 @@ peak) / freed blobs.
 Usage::
 
     python benchmarks/gc_forget_bench.py --n 100000 --work /tmp/gcf \\
-        --roots /path/to/main,/path/to/branch [--rounds 3]
+        --roots /path/to/main,/path/to/branch [--rounds 3] [--reuse]
 """
 
 from __future__ import annotations
@@ -55,7 +55,17 @@ def timed(root: Path, work: Path, *args: str) -> tuple[float, int]:
     return float(u) + float(s), int(m)
 
 
-def build(work: Path, n: int) -> list[str]:
+def build(work: Path, n: int, reuse: bool) -> list[str]:
+    base = work / "base"
+    if not (reuse and (base / "store").exists()):
+        _build(work, n)
+    msgs = [json.loads(line) for line in cb(HERE, base, "snapshots", "--json").splitlines()]
+    snaps = sorted((m for m in msgs if m["message_type"] == "snapshot"),
+                   key=lambda m: m["time"])
+    return [str(m["id"]) for m in snaps if str(m["paths"][0]).endswith("big0")]
+
+
+def _build(work: Path, n: int) -> None:
     shutil.rmtree(work, ignore_errors=True)
     src = work / "src"
     for i, part in enumerate((n // 2, n - n // 2)):
@@ -67,11 +77,6 @@ def build(work: Path, n: int) -> list[str]:
     for t in ("big0", "big1", "small"):
         cb(HERE, base, "backup", str(src / t))
     shutil.rmtree(src)
-    msgs = [json.loads(line) for line in cb(HERE, base, "snapshots", "--json").splitlines()]
-    snaps = sorted((m for m in msgs if m["message_type"] == "snapshot"),
-                   key=lambda m: m["time"])
-    ids = [str(m["id"]) for m in snaps if str(m["paths"][0]).endswith("big0")]
-    return ids
 
 
 def main() -> int:
@@ -80,8 +85,9 @@ def main() -> int:
     ap.add_argument("--work", type=Path, default=Path("/tmp/gc-forget-bench"))
     ap.add_argument("--roots", required=True, help="code roots, comma-separated")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--reuse", action="store_true", help="keep WORK/base if it is there")
     a = ap.parse_args()
-    snaps = build(a.work, a.n)
+    snaps = build(a.work, a.n, a.reuse)
     first = snaps[0]  # big0's
     roots = [Path(r) for r in a.roots.split(",")]
     freed = a.n // 2
