@@ -26,6 +26,32 @@ def pack(obj: Any) -> bytes:
     return msgpack.packb(obj, use_bin_type=True)  # type: ignore[no-any-return]
 
 
+def array_header(n: int) -> bytes:
+    """The header ``pack`` writes before a list of N items: a list's bytes are this
+    header then each item's ``pack`` (msgpack is compositional), so a caller can encode
+    a long list one item at a time, to the same bytes."""
+    return _PACKER.pack_array_header(n)  # type: ignore[no-any-return]
+
+
+def map_header(n: int) -> bytes:
+    """The header ``pack`` writes before a map of N pairs (then key, value, ...)."""
+    return _PACKER.pack_map_header(n)  # type: ignore[no-any-return]
+
+
+def bin_header(n: int) -> bytes:
+    """The header ``pack`` writes before a ``bytes`` value of N bytes (bin 8/16/32)."""
+    if n < 1 << 8:
+        return bytes((0xC4, n))
+    if n < 1 << 16:
+        return b"\xc5" + n.to_bytes(2, "big")
+    if n < 1 << 32:
+        return b"\xc6" + n.to_bytes(4, "big")
+    raise ValueError(f"{n} bytes is too long for msgpack")
+
+
+_PACKER = msgpack.Packer(use_bin_type=True)
+
+
 def unpack(data: bytes | memoryview, what: str = "object") -> Any:
     try:
         return msgpack.unpackb(data, raw=False, strict_map_key=False)

@@ -42,9 +42,12 @@ resurrected ones, and a pack is deleted only by phase 2 of a ripe record.
 Memory (issue #12): gc holds no Python object per blob of the store. The index is the
 read-only columnar view ``store.blob_table`` (mapped compact files); live blobs and
 marked trees are bitmaps over its records, per-pack live bytes a vectorised sum
-(``gc_sets``, ``gc_mark``, ``gc_plan``); entries are materialised only for the packs
-condemned or repacked (which the record must list anyway) and, one pack at a time, for
-the consolidated index as it is written.
+(``gc_sets``, ``gc_mark``, ``gc_plan``). The record and the consolidated index are
+encoded from the table's columns 4096 rows at a time (``IndexEncoder``, ``PackColumns``:
+held as their bytes, ~47 B a blob, never as entries; a pack of small blobs holds
+~10^5), the resurrection checks read a pack's ids a chunk at a time, and only a
+repacked pack's entries are built (one pack at a time, as it is read). The run's own
+record is not decoded again for its phase 2: its entries are the view's.
 
 Crash points (``CASBACKUP_TEST_CRASH_AT``): ``gc:repack-pack`` (after each new pack),
 ``gc:after-repack``, ``gc:after-index``, ``gc:after-record``, ``gc:index-delete`` (after
@@ -56,6 +59,7 @@ are deleted before the error propagates.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -65,6 +69,7 @@ from ..faults import crash_point
 from ..store import (
     CONSOLIDATE_OPERATION,
     ObjectInfo,
+    PackColumns,
     PackEntry,
     PackInfo,
     Store,
@@ -169,6 +174,7 @@ class _Gc:
         self._deleted: set[str] = set()
         self._waiting: set[str] = set()
         self.known_index: set[str] = set()
+        self._mine: dict[str, PackInfo] = {}  # the packs this run's record condemns
 
     def _sessions(self) -> tuple[dict[str, LockInfo], set[str]]:
         """(other sessions now, stale or not; the live ones among them)."""
@@ -218,11 +224,10 @@ class _Gc:
             for name, p in r.packs.items():
                 if name not in listing or sets.clean_has_pack(name):
                     continue
-                info = sets.full_pack(name, p)
-                ids = [e.id for e in info.entries]
                 if any(live and not sets.in_clean(b)
+                       for ids in sets.full_id_chunks(name, p)
                        for b, live in zip(ids, sets.live_flags(ids), strict=True)):
-                    sets.clean_extra.add(info)
+                    sets.clean_extra.add(sets.full_pack(name, p))
                     back += 1
         rep.packs_resurrected = back
         missing = {b for b in marker.missing if not sets.in_full(b)}
@@ -280,8 +285,8 @@ class _Gc:
             self._report_wait(r, others, live_sessions)
         if rname and not maint:
             self._finish_record(rname, survive, listing, keep)
-        if not gr.list_records(st):  # the epoch the next run's G2 measures packs by
-            self._record(Plan(), {}, listing)
+        if not gr.record_names(st):  # the epoch the next run's G2 measures packs by
+            self._record(Plan(), listing)
         rep.index_after = len(self.mt.index_names())
         rep.records_waiting = len(self._waiting)
         self.mt.reset_index()
@@ -323,18 +328,26 @@ class _Gc:
         rep.bytes_freed = rep.bytes_before - rep.bytes_after
         rep.packs_after = len(listing) - len(removed) + rep.packs_written
 
-    def _clean_entries(self, names: list[str]) -> dict[str, list[tuple[int, PackEntry]]]:
-        """(position or -1, entry) of each named pack of the clean view: the table's
-        (materialised now, these packs only) or an overlay's (position -1)."""
-        t, sets = self.sets.t, self.sets
-        out: dict[str, list[tuple[int, PackEntry]]] = {}
-        for name in names:
-            p = sets.clean_extra.packs.get(name)
-            if p is not None:
-                out[name] = [(-1, e) for e in p.entries]
-        for no, pairs in t.entries(t.mask(n for n in names if n not in out)).items():
-            out[t.names[no]] = pairs
-        return out
+    def _id_chunks(self, name: str) -> Iterator[list[bytes]] | None:
+        """The ids of ``_pairs(name)``, in its order, a chunk at a time, without a
+        ``PackEntry`` each; None for a pack no index names."""
+        p = self.sets.clean_extra.packs.get(name)
+        if p is not None:
+            return iter([[e.id for e in p.entries]])
+        if self.sets.t.pack_no(name) is None:
+            return None
+        return self.sets.full_id_chunks(name, PackInfo(name, "data", 0, []))
+
+    def _pairs(self, name: str) -> list[tuple[int, PackEntry]] | None:
+        """(position or -1, entry) of pack NAME of the clean view: an overlay's (position
+        -1), else the table's (materialised now, this pack only); None for a pack no
+        index names. One pack at a time: no Python object per condemned blob is held."""
+        p = self.sets.clean_extra.packs.get(name)
+        if p is not None:
+            return [(-1, e) for e in p.entries]
+        t = self.sets.t
+        no = t.pack_no(name)
+        return None if no is None else t.pack_pairs(no)
 
     def _write(self, plan: Plan, listing: dict[str, ObjectInfo], old_index: list[str],
                rewrite: bool) -> tuple[str, list[PackInfo], list[str], Surviving]:
@@ -347,14 +360,13 @@ class _Gc:
         rp = self.mt.repacker()
         written: list[str] = []
         condemned = set(plan.condemned())
-        ents = self._clean_entries(sorted(condemned & (set(plan.delete) | set(plan.repack))))
         try:
             if plan.repack:
                 self.obs.start("gc: repack",
                                total_bytes=sum(listing[n].size for n in plan.repack),
                                total_files=len(plan.repack), unit="packs")
                 for name in plan.repack:
-                    wanted = self._wanted(name, ents[name])
+                    wanted = self._wanted(name, self._pairs(name) or [])
                     for blob in self.mt.read_live_blobs(name, wanted):
                         if rp.add(blob):
                             rep.blobs_repacked += 1
@@ -365,7 +377,7 @@ class _Gc:
             crash_point("gc:after-repack")
             rname = ""
             if condemned:
-                rname = self._record(plan, ents, listing)
+                rname = self._record(plan, listing)
                 copies = {e.id for p in new_packs for e in p.entries}
                 doomed = set(condemned)
 
@@ -374,12 +386,12 @@ class _Gc:
                     return blob in copies or (where is not None and where != pack
                                               and where not in doomed)
 
+                orphans = set(plan.orphans)
                 for name in sorted(condemned):
-                    pairs = ents.get(name)
-                    if pairs is None:
+                    chunks = None if name in orphans else self._id_chunks(name)
+                    if chunks is None:
                         continue  # an orphan: no index named it
-                    ids = [e.id for _, e in pairs]
-                    if any(live and not elsewhere(b, name)
+                    if any(live and not elsewhere(b, name) for ids in chunks
                            for b, live in zip(ids, sets.live_flags(ids), strict=True)):
                         condemned.discard(name)  # used by a snapshot committed meanwhile
                         rep.packs_resurrected += 1
@@ -409,15 +421,28 @@ class _Gc:
                 out.append(e)
         return out
 
-    def _record(self, plan: Plan, ents: dict[str, list[tuple[int, PackEntry]]],
-                listing: dict[str, ObjectInfo]) -> str:
-        packs = []
-        for n in plan.condemned():
-            pairs = ents.get(n)
-            packs.append(PackInfo(n, self._kind(n), self._size(n), [e for _, e in pairs])
-                         if pairs is not None else PackInfo(n, "data", listing[n].size, []))
-        name = gr.write_record(self.store, packs, self.lock.id, self.clock.time())
-        self.rep.packs_condemned += len(packs)
+    def _record(self, plan: Plan, listing: dict[str, ObjectInfo]) -> str:
+        orphans = set(plan.orphans)
+        names = plan.condemned()
+
+        def packs() -> Iterator[PackInfo | PackColumns]:  # one pack at a time
+            t = self.sets.t
+            for n in names:
+                extra = self.sets.clean_extra.packs.get(n)
+                no = t.pack_no(n)
+                if n in orphans or (extra is None and no is None):
+                    yield PackInfo(n, "data", listing[n].size, [])
+                elif extra is not None:
+                    yield PackInfo(n, self._kind(n), self._size(n), extra.entries)
+                else:  # the table's rows as columns: no object per condemned blob
+                    assert no is not None
+                    yield t.pack_columns(no)
+
+        self._mine = {n: PackInfo(n, self._kind(n) if n not in orphans else "data",
+                                  self._size(n) if n not in orphans else listing[n].size, [])
+                      for n in names}
+        name = gr.write_record(self.store, packs(), self.lock.id, self.clock.time())
+        self.rep.packs_condemned += len(names)
         crash_point("gc:after-record")
         others, _ = self._sessions()
         gr.write_sessions(self.store, name, others)
@@ -430,20 +455,22 @@ class _Gc:
     def _finish_record(self, rname: str, survive: Surviving,
                        listing: dict[str, ObjectInfo], keep: set[str]) -> None:
         """Phase 2 of the record this run wrote, if its sessions end within max_wait."""
-        rec = next((r for r in gr.list_records(self.store) if r.name == rname), None)
-        if rec is None or rec.sessions is None or not rec.packs:
+        # what this run wrote, not read back: the condemned entries are the view's (the
+        # table's or its overlays', as ``full_pack`` finds them), so decoding the record
+        # again would only hold a Python object per freed blob
+        there, sessions = gr.waiting_set(self.store, rname)
+        if not there or sessions is None or not self._mine:
             return  # an empty record is only the epoch for the next run
+        rec = gr.Record(rname, self._mine, 0.0, self.lock.id, sessions)
         deadline = self.clock.monotonic() + self.opts.max_wait
         while True:
             others, live = self._sessions()
-            if not rec.sessions & live:
+            if not sessions & live:
                 break
             if self.clock.monotonic() >= deadline:
                 self._report_wait(rec, others, live)
                 return
             self.clock.sleep(POLL)
-        for p in rec.packs.values():
-            self.sets.add_full(p)
         self.marker.intents(others.values())
         self.marker.snapshots_now()
         self._phase2([rec], survive, listing, keep)
@@ -460,10 +487,10 @@ class _Gc:
                 if (survive.has_pack(name) or name in keep or name in named
                         or name not in listing):
                     continue
-                info = sets.full_pack(name, p)
-                ids = [e.id for e in info.entries]
                 if any(live and not survive.has_blob(b)
+                       for ids in sets.full_id_chunks(name, p)
                        for b, live in zip(ids, sets.live_flags(ids), strict=True)):
+                    info = sets.full_pack(name, p)
                     back.append(info)
                     survive.add(info)
                 else:

@@ -29,7 +29,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..store import PackEntry, PackInfo
+from ..store import PackColumns, PackEntry, PackInfo
 from .capabilities import IndexView
 
 if TYPE_CHECKING:
@@ -107,6 +107,18 @@ class BlobSets:
             return PackInfo(name, self.t.kind(no), int(self.t.pack_size[no]),
                             self.t.pack_entries(no))
         return self.full_extra.packs.get(name, default)
+
+    def full_id_chunks(self, name: str, default: PackInfo) -> Iterator[list[bytes]]:
+        """The ids of ``full_pack(name, default)``'s entries, in the same order, a chunk
+        at a time, without a ``PackEntry`` each for a table pack (a pack may hold ~10^5
+        small blobs: a caller that stops early reads no more of it)."""
+        no = self.t.pack_no(name)
+        if no is None:
+            yield [e.id for e in self.full_extra.packs.get(name, default).entries]
+            return
+        for ids, *_ in self.t.pack_columns(no).chunks():
+            raw = ids.tobytes()
+            yield [raw[j:j + 32] for j in range(0, len(raw), 32)]
 
     # ----- clean and live -----------------------------------------------------------
 
@@ -220,7 +232,8 @@ class Surviving:
             return
         self.extra.add(p)
 
-    def packs(self) -> Iterator[PackInfo]:
-        """Every surviving pack with its entries, one at a time (the consolidated index)."""
-        yield from self.t.iter_packs(self.keep)
+    def packs(self) -> Iterator[PackInfo | PackColumns]:
+        """Every surviving pack with its entries, one at a time (the consolidated index):
+        the table's as columns (no object per entry), the overlay's as they are."""
+        yield from self.t.iter_columns(self.keep)
         yield from list(self.extra.packs.values())

@@ -39,7 +39,7 @@ from .cachedir import (
     store_cache_dir,
 )
 from .config import StoreConfig
-from .index import PackInfo
+from .index import PackColumns, PackInfo
 from .layout import index_key, pack_key, snapshot_key
 from .pack import PackEntry
 from .packread import BlobRead, PackEnd, PackStream
@@ -184,5 +184,6 @@ __all__ = ["Store", "OBJECT_KINDS", "AddResult", "StoreConfig", "open_store", "i
            "remove_store_cache",
            "check_url", "backend_retries", "CacheSettings", "PackEntry", "BlobRead", "PackEnd",
            "PackStream", "pack_key", "index_key", "snapshot_key", "maintainer", "ObjectInfo",
-           "Maintenance", "Repacker", "LiveBlob", "paired_key", "PackInfo", "BlobTable",
+           "Maintenance", "Repacker", "LiveBlob", "paired_key", "PackInfo", "PackColumns",
+           "BlobTable",
            "blob_table", "check_index_object", "CONSOLIDATE_OPERATION", "Sealer"]

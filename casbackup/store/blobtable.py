@@ -31,7 +31,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .compactindex import KINDS, CacheDamaged, CompactFile, columns_from_packs, write_anonymous
-from .index import PackInfo, StoreIndex
+from .index import PackColumns, PackInfo, StoreIndex
 from .pack import PackEntry
 
 if TYPE_CHECKING:
@@ -260,31 +260,6 @@ class BlobTable:
                                       minlength=self.n_packs).astype(np.int64)
         return count, nbytes
 
-    def entries(self, wanted: Array) -> dict[int, list[tuple[int, PackEntry]]]:
-        """The (position, entry) pairs of every pack whose ordinal ``wanted`` (bool over
-        ordinals) selects, in offset order: Python objects only for those packs (a pack
-        listed by two files: the first file's records)."""
-        np = _np()
-        out: dict[int, list[tuple[int, PackEntry]]] = {}
-        if not wanted.any():
-            return out
-        first: dict[int, int] = {}  # pack -> the file its records are taken from
-        for pos, k, _rec, packs in self._chunks():
-            sel = np.flatnonzero(wanted[packs])
-            if not len(sel):
-                continue
-            lo = pos - self.base[k]
-            sp = packs[sel]
-            for no in np.unique(sp).tolist():
-                if first.setdefault(no, k) != k:
-                    continue
-                idx = sel[sp == no]
-                out.setdefault(no, []).extend(
-                    zip((idx + pos).tolist(), self._make(k, no, idx + lo), strict=True))
-        for v in out.values():
-            v.sort(key=lambda t: t[1].offset)
-        return out
-
     def _pack_order(self) -> tuple[Array, Array]:
         """(positions grouped by pack ordinal, each pack's bounds in it): 4 B per blob."""
         np = _np()
@@ -300,45 +275,74 @@ class BlobTable:
     def iter_packs(self, keep: Array | None = None) -> Iterator[PackInfo]:
         """Every pack (or those ``keep`` selects) with its entries, one at a time (the
         first copy of a pack's records: a pack in two files is yielded once)."""
-        order, bounds = self._pack_order()
+        for cols in self.iter_columns(keep):
+            yield cols.to_info()
+
+    def iter_columns(self, keep: Array | None = None) -> Iterator[PackColumns]:
+        """``iter_packs`` with each pack's entries as columns (no object per entry)."""
         touched = 0
         for no in range(self.n_packs):
             if keep is not None and not keep[no]:
                 continue
-            entries = self._entries_of(no, order[bounds[no]:bounds[no + 1]])
-            touched += len(entries)
+            cols = self.pack_columns(no)
+            touched += len(cols)
             if touched >= CHUNK:  # a pack's records are scattered: drop what was read
                 touched = 0
                 for f in self.files:
                     f.drop_pages()
-            yield PackInfo(self.names[no], self.kind(no), int(self.pack_size[no]), entries)
+            yield cols
         for f in self.files:
             f.drop_pages()
 
     def pack_entries(self, no: int) -> list[PackEntry]:
-        order, bounds = self._pack_order()
-        return self._entries_of(no, order[bounds[no]:bounds[no + 1]])
+        return [e for _, e in self.pack_pairs(no)]
+
+    def pack_pairs(self, no: int) -> list[tuple[int, PackEntry]]:
+        """The (position, entry) pairs of pack ``no``, in offset order, from the first
+        file holding it (Python objects for this pack only), found through the pack
+        order (no pass over every record per pack)."""
+        k, pos = self._first_copy(no)
+        if not len(pos):
+            return []
+        pairs = zip(pos.tolist(), self._make(k, no, pos - self.base[k]), strict=True)
+        return sorted(pairs, key=lambda t: t[1].offset)
+
+    def pack_columns(self, no: int) -> PackColumns:
+        """Pack ``no``'s entries as columns read a chunk at a time, in ``pack_pairs``'
+        order (offset, then position): what an index object or gc record is encoded
+        from. Resident: 4 B per entry (its record numbers), never an object per entry."""
+        np = _np()
+        k, pos = self._first_copy(no)
+        f = self.files[k]
+        idx = pos - self.base[k]
+        idx = idx[np.argsort(f.record_view()["offset"][idx], kind="stable")].astype(np.uint32)
+
+        def chunk(lo: int, hi: int) -> tuple[Array, Array, Array, Array]:
+            i = idx[lo:hi]
+            r = f.record_view()[i]
+            ids = np.empty((len(i), 32), np.uint8)
+            ids[:, :8] = f.prefix_view()[i].astype(">u8").view(np.uint8).reshape(-1, 8)
+            ids[:, 8:] = np.ascontiguousarray(r["rest"]).view(np.uint8).reshape(-1, 24)
+            return ids, r["offset"].astype(np.uint64), r["length"].copy(), r["raw"].copy()
+
+        return PackColumns(self.names[no], self.kind(no), int(self.pack_size[no]), len(idx),
+                           chunk)
 
     def pack_count(self, no: int) -> int:
         """``len(pack_entries(no))`` without building the entries or reading the records
         (verify's count of a lost pack's blobs: reading them held the whole mapping)."""
+        return len(self._first_copy(no)[1])
+
+    def _first_copy(self, no: int) -> tuple[int, Array]:
+        """(file, ascending positions) of pack ``no``'s records in the first file holding
+        it (a later file listing the pack again repeats the same records)."""
         np = _np()
         order, bounds = self._pack_order()
         positions = order[bounds[no]:bounds[no + 1]]
         if not len(positions):
-            return 0
+            return 0, positions.astype(np.int64)
         k = int(np.searchsorted(self._base_arr, positions[0], "right")) - 1
-        return int(np.count_nonzero(positions < self.base[k + 1]))
-
-    def _entries_of(self, no: int, positions: Array) -> list[PackEntry]:
-        """The entries at ``positions`` (ascending) of pack ``no``, from the first file
-        holding it (a later file listing the pack again repeats the same records)."""
-        np = _np()
-        if not len(positions):
-            return []
-        k = int(np.searchsorted(self._base_arr, positions[0], "right")) - 1
-        idx = positions[positions < self.base[k + 1]].astype(np.int64) - self.base[k]
-        return sorted(self._make(k, no, idx), key=lambda e: e.offset)
+        return k, positions[positions < self.base[k + 1]].astype(np.int64)
 
     def _make(self, k: int, no: int, idx: Array) -> list[PackEntry]:
         """PackEntry objects for records ``idx`` of file ``k``, all in pack ``no``, in

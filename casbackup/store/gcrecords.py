@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from .. import serde
 from ..errors import IntegrityError, NotFound
 from ..ids import GC_RECORD, object_name
-from .index import PackInfo, decode_index, encode_index
+from .index import IndexEncoder, PackColumns, PackInfo, decode_index
 from .layout import GC_DIR, gc_key
 from .store import Store
 
@@ -40,10 +40,25 @@ class Record:
     sessions: frozenset[str] | None  # the waiting set (None: not written yet)
 
 
-def write_record(store: Store, packs: Iterable[PackInfo], gc_session: str,
+def write_record(store: Store, packs: Iterable[PackInfo | PackColumns], gc_session: str,
                  time: float) -> str:
-    data = store.codec.seal(GC_RECORD, serde.pack(
-        {"index": encode_index(packs), "session": gc_session, "time": time}))
+    """Write the record condemning PACKS (an iterator may yield one pack at a time). The
+    bytes are ``serde.pack({"index": encode_index(packs), "session": ..., "time": ...})``
+    sealed, built in one buffer a pack at a time (``IndexEncoder``): no Python object
+    per condemned blob, one plaintext copy (the object is content-named: sealed whole)."""
+    room = 16  # the map's header, "index" and the bin header: at most 12 bytes
+    enc = IndexEncoder(room)
+    for p in packs:
+        enc.add(p)
+        del p  # a pack's columns or entries go before the next is read
+    start = enc.finish()
+    buf = enc.buf
+    head = (serde.map_header(3) + serde.pack("index") + serde.bin_header(len(buf) - start))
+    buf[start - len(head):start] = head
+    buf += serde.pack("session") + serde.pack(gc_session) + serde.pack("time")
+    buf += serde.pack(time)
+    data = store.codec.seal(GC_RECORD, enc.view(start - len(head)))
+    del buf, enc
     name = object_name(data)
     store.put_named(gc_key(name), data)
     return name
@@ -78,6 +93,21 @@ def list_records(store: Store) -> list[Record]:
             raise IntegrityError(f"object {PREFIX}{name} is malformed: {e}") from None
     out.sort(key=lambda r: (r.mtime, r.name))
     return out
+
+
+def record_names(store: Store) -> list[str]:
+    """The names of the records on the backend now (a listing; nothing is read)."""
+    return sorted({i.key[len(PREFIX):] for i in store.backend.list(PREFIX)
+                   if not i.key.endswith(SESSIONS)})
+
+
+def waiting_set(store: Store, name: str) -> tuple[bool, frozenset[str] | None]:
+    """(whether record NAME is on the backend, its waiting set or None): what gc asks of
+    the record it wrote, without decoding its condemned entries again."""
+    keys = {i.key[len(PREFIX):] for i in store.backend.list(PREFIX)}
+    if name not in keys:
+        return False, None
+    return True, (_sessions(store, name) if name + SESSIONS in keys else None)
 
 
 def _sessions(store: Store, name: str) -> frozenset[str] | None:

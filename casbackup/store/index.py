@@ -63,21 +63,148 @@ class Location:
 
 def encode_index(packs: Iterable[PackInfo], supersedes: Iterable[str] = (),
                  exact: bool = False) -> bytes:
-    m: dict[str, Any] = {
-            "packs": [
-                {
-                    "id": p.name,
-                    "kind": p.kind,
-                    "size": p.size,
-                    "blobs": [[e.id, e.offset, e.length, e.raw_length] for e in p.entries],
-                }
-                for p in packs
-            ],
-            "supersedes": list(supersedes),
-        }
-    if exact:
-        m["exact"] = True
-    return serde.pack(m)
+    enc = IndexEncoder()
+    for p in packs:
+        enc.add(p)
+    return bytes(enc.view(enc.finish(supersedes, exact)))
+
+
+Rows = tuple[Any, Any, Any, Any]  # (ids (n, 32) uint8, offsets, lengths, raw lengths)
+
+
+@dataclass(slots=True)
+class PackColumns:
+    """A pack's ``n`` entries, in offset order, read as columns ``chunk(lo, hi)`` at a
+    time (``Rows``): what gc encodes a big pack's rows from (a pack of small blobs holds
+    ~10^5) without a Python object, or a resident row, per entry."""
+    name: str
+    kind: str
+    size: int
+    n: int
+    chunk: Callable[[int, int], Rows]
+
+    def __len__(self) -> int:
+        return self.n
+
+    def chunks(self) -> Iterator[Rows]:
+        for lo in range(0, self.n, ROW_CHUNK):
+            yield self.chunk(lo, min(lo + ROW_CHUNK, self.n))
+
+    def to_info(self) -> PackInfo:
+        entries = []
+        for ids, offs, lens, raws in self.chunks():
+            raw = ids.tobytes()
+            entries += [PackEntry(self.kind, raw[32 * j:32 * j + 32], o, n, r)
+                        for j, (o, n, r) in enumerate(zip(offs.tolist(), lens.tolist(),
+                                                          raws.tolist(), strict=True))]
+        return PackInfo(self.name, self.kind, self.size, entries)
+
+
+ROW_CHUNK = 4096  # rows encoded a round: the temporaries are a few hundred bytes each
+# msgpack's unsigned ints: (below this, first byte, bytes after it); fixint has none
+_UINTS = ((1 << 7, None, 0), (1 << 8, 0xCC, 1), (1 << 16, 0xCD, 2), (1 << 32, 0xCE, 4),
+          (1 << 64, 0xCF, 8))
+
+
+def encode_rows(out: bytearray, rows: Rows) -> None:
+    """Append ``[id, offset, length, raw]`` for each row, as ``serde.pack`` encodes each
+    list (fixarray of 4, bin 8 of 32 bytes, the smallest unsigned int), computed over
+    the columns (no Python object per row)."""
+    import numpy as np
+
+    ids = rows[0]
+    if not len(ids):
+        return
+    cols = [np.asarray(c, np.uint64) for c in rows[1:]]
+    widths = [_uint_width(c) for c in cols]
+    row = 35 + widths[0] + widths[1] + widths[2]
+    start = np.zeros(len(ids), np.int64)
+    np.cumsum(row[:-1], out=start[1:])
+    buf = np.zeros(int(start[-1] + row[-1]), np.uint8)
+    buf[start] = 0x94
+    buf[start + 1] = 0xC4
+    buf[start + 2] = 32
+    for j in range(32):
+        buf[start + 3 + j] = ids[:, j]
+    at = start + 35
+    for c, w in zip(cols, widths, strict=True):
+        _put_uint(buf, at, c, w)
+        at += w
+    out += buf.data
+
+
+def _uint_width(c: Any) -> Any:
+    import numpy as np
+
+    w = np.full(len(c), 9, np.int64)
+    for limit, _first, n in reversed(_UINTS[:-1]):
+        w[c < limit] = 1 + n if _first is not None else 1
+    return w
+
+
+def _put_uint(buf: Any, at: Any, c: Any, w: Any) -> None:
+    import numpy as np
+
+    for _limit, first, n in _UINTS:
+        m = w == (1 + n if first is not None else 1)
+        if not m.any():
+            continue
+        q, v = at[m], c[m]
+        if first is None:
+            buf[q] = v.astype(np.uint8)
+            continue
+        buf[q] = first
+        be = v.astype(f">u{n}").view(np.uint8).reshape(-1, n)
+        for j in range(n):
+            buf[q + 1 + j] = be[:, j]
+
+
+class IndexEncoder:
+    """An index object's encoding built one pack at a time into one buffer: the bytes of
+    ``serde.pack`` of the whole map (a list's encoding is its header, then each item's),
+    with no Python object per blob beyond the pack being added (gc's consolidated index
+    and its record of a million freed blobs). ``room`` bytes are kept free before the
+    encoding (where ``finish`` returns it starts) for a caller's own header."""
+
+    HEAD = 16  # the map's header, "packs" and the list's header: at most 12 bytes
+
+    def __init__(self, room: int = 0) -> None:
+        self._start = room + self.HEAD
+        self.buf = bytearray(self._start)
+        self.names: list[str] = []  # the packs added, in order
+        self.blobs = 0  # their entries
+
+    def add(self, p: PackInfo | PackColumns) -> None:
+        if isinstance(p, PackInfo):
+            self.buf += serde.pack({"id": p.name, "kind": p.kind, "size": p.size,
+                                    "blobs": [[e.id, e.offset, e.length, e.raw_length]
+                                              for e in p.entries]})
+            n = len(p.entries)
+        else:  # the same map, its rows from the columns
+            n = len(p)
+            self.buf += (serde.map_header(4) + serde.pack("id") + serde.pack(p.name)
+                         + serde.pack("kind") + serde.pack(p.kind) + serde.pack("size")
+                         + serde.pack(p.size) + serde.pack("blobs") + serde.array_header(n))
+            for rows in p.chunks():
+                encode_rows(self.buf, rows)
+        self.names.append(p.name)
+        self.blobs += n
+
+    def finish(self, supersedes: Iterable[str] = (), exact: bool = False) -> int:
+        """Close the map; returns the offset in ``buf`` where the encoding starts."""
+        head = (serde.map_header(3 if exact else 2) + serde.pack("packs")
+                + serde.array_header(len(self.names)))
+        start = self._start - len(head)
+        self.buf[start:self._start] = head
+        self.buf += serde.pack("supersedes")
+        self.buf += serde.pack(list(supersedes))
+        if exact:
+            self.buf += serde.pack("exact")
+            self.buf += serde.pack(True)
+        return start
+
+    def view(self, start: int) -> memoryview:
+        return memoryview(self.buf)[start:]
 
 
 def decode_index(data: bytes, name: str = "?") -> tuple[list[PackInfo], list[str]]:

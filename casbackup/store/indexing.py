@@ -29,7 +29,7 @@ from ..errors import CasError, IntegrityError, NotFound
 from ..ids import INDEX, object_name
 from . import indexcache
 from .compactindex import CompactFile, merge_files
-from .index import SPILL_WINDOW, PackInfo, StoreIndex, decode_index, encode_index
+from .index import SPILL_WINDOW, IndexEncoder, PackInfo, StoreIndex, decode_index
 from .indexruns import object_run
 from .layout import INDEX_DIR, index_key, name_of
 from .objects import StoreObjects
@@ -234,16 +234,27 @@ class StoreIndexing(StoreObjects):
         """The packs one index object names (all of them: no exclusion)."""
         return decode_index(self.read_object(INDEX_DIR, name, INDEX), name)[0]
 
-    def write_index(self, packs: list[PackInfo], supersedes: Iterable[str] = ()) -> str:
-        """Write one index object naming PACKS (and superseding SUPERSEDES); its name.
-        Only after the packs are durable (DESIGN §9)."""
-        data = self.codec.seal(INDEX, encode_index(packs, supersedes))
+    def write_encoded_index(self, enc: IndexEncoder, start: int) -> str:
+        """Seal and put the index object ENC holds from START (``IndexEncoder.finish``);
+        its name. The one writer of index objects' bytes (``write_index``, gc's
+        consolidated index streamed a pack at a time)."""
+        data = self.codec.seal(INDEX, enc.view(start))
         name = object_name(data)
         self.put_named(index_key(name), data)
         if self.object_cache is not None:
             self.object_cache.put_object(INDEX_DIR, name, data)
-        self.index.objects[name] = [p.name for p in packs]  # its packs are in memory
-        if not supersedes:  # for ``_cache_own_objects`` at close
+        self.index.objects[name] = enc.names  # its packs are in memory, or named
+        return name
+
+    def write_index(self, packs: list[PackInfo], supersedes: Iterable[str] = ()) -> str:
+        """Write one index object naming PACKS (and superseding SUPERSEDES); its name.
+        Only after the packs are durable (DESIGN §9)."""
+        sup = list(supersedes)
+        enc = IndexEncoder()
+        for p in packs:
+            enc.add(p)
+        name = self.write_encoded_index(enc, enc.finish(sup))
+        if not sup:  # for ``_cache_own_objects`` at close
             # durable now: its packs leave the in-memory layer for an unnamed sorted file
             # (StoreIndex.spill), so a big backup's RSS does not follow its blobs
             run = self.index.spill(name, packs, self._index_dir()) if self.cache_dir else None

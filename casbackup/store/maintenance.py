@@ -10,8 +10,9 @@ Invariants:
   repack), each at most once per repacker. It never writes index objects itself; the
   caller lists ``Repacker.packs`` in the consolidated index (DESIGN §9.1: packs first).
 - ``write_index_objects`` splits a large index into objects of at most ``MAX_BLOBS``
-  entries; each names every superseded object. Old index objects are deleted only by
-  the caller and only after this returned (DESIGN §9.4).
+  entries; each names every superseded object. A superseding write encodes each pack
+  as it comes (``IndexEncoder``): a batch is held as its bytes, not as entries. Old
+  index objects are deleted only by the caller and only after this returned (§9.4).
 - ``read_pack_header`` reads only the trailer and the header of a pack (two ranged
   reads), never its data; ``read_live_blobs`` reads only the ranges of wanted blobs,
   through the one pack reader (``Store.stream_blobs``).
@@ -33,7 +34,7 @@ from ..faults import crash_point
 from ..ids import SNAPSHOT, object_name
 from ..model.snapshot import Snapshot
 from .consolidate import MAX_PER_RUN, MIN_OBJECTS, consolidate, small_objects
-from .index import Index, PackInfo
+from .index import Index, IndexEncoder, PackColumns, PackInfo
 from .layout import INDEX_DIR, LOCKS_DIR, PACKS_DIR, index_key, name_of, pack_key, snapshot_key
 from .pack import PackEntry
 from .packer import Packer
@@ -89,7 +90,8 @@ class Maintenance:
             raise IntegrityError(f"object {key}: {e}") from None
         return Snapshot.decode(plain, name)
 
-    def write_index_objects(self, packs: Iterable[PackInfo], supersedes: Iterable[str],
+    def write_index_objects(self, packs: Iterable[PackInfo | PackColumns],
+                            supersedes: Iterable[str],
                             names: list[str] | None = None) -> list[str]:
         """Write ``packs`` as one or more index objects that each supersede
         ``supersedes``; return their names (also appended to ``names`` as each is
@@ -97,16 +99,33 @@ class Maintenance:
         are atomic and synced)."""
         sup = sorted(set(supersedes))
         names = [] if names is None else names
-        batch: list[PackInfo] = []
-        count = 0
-        for p in packs:
-            if batch and count + len(p.entries) > MAX_BLOBS:
+        if not sup:  # a plain write (resurrected packs): through the spill of write_index
+            batch: list[PackInfo] = []
+            count = 0
+            for q in packs:
+                p = q if isinstance(q, PackInfo) else q.to_info()
+                if batch and count + len(p.entries) > MAX_BLOBS:
+                    names.append(self.store.write_index(batch, sup))
+                    batch, count = [], 0
+                batch.append(p)
+                count += len(p.entries)
+            if batch:
                 names.append(self.store.write_index(batch, sup))
-                batch, count = [], 0
-            batch.append(p)
-            count += len(p.entries)
-        if batch:
-            names.append(self.store.write_index(batch, sup))
+            return names
+        # a consolidation: each pack encoded as it comes (the same split and bytes), so
+        # a batch of 200k entries is its encoding, not 200k PackEntry objects
+        enc: IndexEncoder | None = None
+        for c in packs:
+            n = len(c.entries) if isinstance(c, PackInfo) else len(c)
+            if enc is not None and enc.blobs + n > MAX_BLOBS:
+                names.append(self.store.write_encoded_index(enc, enc.finish(sup)))
+                enc = None
+            if enc is None:
+                enc = IndexEncoder()
+            enc.add(c)
+            del c
+        if enc is not None:
+            names.append(self.store.write_encoded_index(enc, enc.finish(sup)))
         return names
 
     def small_index_objects(self, among: Iterable[str]) -> list[str]:
