@@ -245,10 +245,11 @@ class Archiver:
         if parent_subtree is not None and (parent_indexed
                                            or parent_subtree in self.store.index):
             # (not indexed: condemned by a gc beside us -- read this directory afresh)
-            pd.parent_maps = self._ahead.maps(parent_subtree)
+            # with every id it names that the index lacks, asked at once for it and the
+            # trees fetched ahead by now (parent_index.py)
+            pd.parent_maps, missing = self._ahead.checked_maps(parent_subtree,
+                                                               self.store.index)
             parent_tree = {m["name"]: m for m in pd.parent_maps}
-            # every id the parent tree names, asked at once (parent_index.py)
-            missing = missing_ids(self.store.index, pd.parent_maps)
             if self.opt.dirty is None:  # (watch enters only dirty directories)
                 self._ahead.want([m["subtree"] for m in pd.parent_maps
                                   if m["type"] == DIR and m["subtree"] not in missing])

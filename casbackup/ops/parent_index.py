@@ -9,7 +9,8 @@ in one ``contains_many`` call, and the directory keeps the ids it did not find.
 
 Invariants:
 - ``missing_ids`` is the set of ids MAPS name that the index lacked when asked: the
-  same answers as one ``in`` per id at that moment.
+  same answers as one ``in`` per id at that moment (``missing_ids_many``: for several
+  trees, in one call; ``TreeAhead.checked_maps`` asks for the trees fetched ahead).
 - ``all_indexed`` answers exactly what ``all(b in index for b in ids)`` answers later in
   the same backup: the index's exclusions are fixed from the session's start to its
   commit check (DESIGN §8 W1/W2) and it only gains entries meanwhile, so an id found
@@ -28,15 +29,13 @@ from ..model.tree import DIR, FILE
 NONE_MISSING: frozenset[bytes] = frozenset()
 
 
-class _Index(Protocol):
+class Membership(Protocol):
     def __contains__(self, blob_id: bytes, /) -> bool: ...
 
     def contains_many(self, blob_ids: list[bytes], /) -> list[bool]: ...
 
 
-def missing_ids(index: _Index, maps: Iterable[dict[str, Any]]) -> frozenset[bytes]:
-    """The content blob ids and subtree ids named by MAPS that INDEX lacks now."""
-    ids: list[bytes] = []
+def _named(maps: Iterable[dict[str, Any]], ids: list[bytes]) -> None:
     for m in maps:
         t = m["type"]
         if t == FILE:
@@ -47,13 +46,34 @@ def missing_ids(index: _Index, maps: Iterable[dict[str, Any]]) -> frozenset[byte
             sub = m.get("subtree")
             if sub is not None:
                 ids.append(sub)
-    if not ids:
-        return NONE_MISSING
-    return frozenset(b for b, hit in zip(ids, index.contains_many(ids), strict=True)
-                     if not hit) or NONE_MISSING
 
 
-def all_indexed(index: _Index, ids: Collection[bytes], missing: frozenset[bytes]) -> bool:
+def missing_ids(index: Membership, maps: Iterable[dict[str, Any]]) -> frozenset[bytes]:
+    """The content blob ids and subtree ids named by MAPS that INDEX lacks now."""
+    return missing_ids_many(index, [maps])[0]
+
+
+def missing_ids_many(index: Membership, trees: list[Iterable[dict[str, Any]]],
+                     ) -> list[frozenset[bytes]]:
+    """``missing_ids`` of each of TREES (lists of maps), in one ``contains_many`` call
+    for them all: a directory's ids lie in different blocks of the index's files, so
+    one call per tree reads about as much as one lookup per id; many trees share them."""
+    ids: list[bytes] = []
+    ends: list[int] = []
+    for maps in trees:
+        _named(maps, ids)
+        ends.append(len(ids))
+    hits = index.contains_many(ids) if ids else []
+    out: list[frozenset[bytes]] = []
+    start = 0
+    for end in ends:
+        out.append(frozenset(ids[k] for k in range(start, end) if not hits[k])
+                   or NONE_MISSING)
+        start = end
+    return out
+
+
+def all_indexed(index: Membership, ids: Collection[bytes], missing: frozenset[bytes]) -> bool:
     """Is every id of IDS (named by a tree whose ``missing_ids`` were MISSING) in INDEX
     now? No lookup unless one of them was missing then."""
     if not missing or missing.isdisjoint(ids):
