@@ -16,9 +16,9 @@ Invariants:
   for (directories removed since the parent) are dropped by ``close``.
 - Threads only, no fork: the daemon runs backups in threads.
 - ``checked_maps`` also gives the tree's ``missing_ids`` (parent_index.py), asked in one
-  index call together with every other tree already fetched (those are decoded then and
-  held, maps and answer, until asked for: within the same ``limit``); a tree whose
-  decode fails there keeps its error for when it is asked for.
+  index call together with every other tree already fetched of at most ``EARLY_BYTES``
+  (those are decoded then and held, maps and answer, until asked for: within the same
+  ``limit``); a tree whose decode fails there keeps its error for when it is asked for.
 """
 
 from __future__ import annotations
@@ -31,6 +31,9 @@ from ..store import Store
 from .parent_index import Membership, missing_ids_many
 
 _GROUP = 8  # trees per pool task: one Future per group, not per tree
+# a fetched tree up to this size is decoded early, when another is asked for (its maps
+# held, ~10x its bytes); a larger one stays bytes until it is asked for itself
+EARLY_BYTES = 64 << 10
 Checked = tuple[list[dict[str, Any]], frozenset[bytes]]  # maps, their missing ids
 
 
@@ -92,8 +95,8 @@ class TreeAhead:
             if not fut.done():
                 continue
             data = fut.result()[j]
-            if isinstance(data, Exception):
-                continue  # raised by ``maps`` when asked for
+            if isinstance(data, Exception) or len(data) > EARLY_BYTES:
+                continue  # (an error: raised by ``maps`` when asked for)
             del self._ahead[tid]
             try:
                 batch.append((tid, decode_maps(data, tid)))

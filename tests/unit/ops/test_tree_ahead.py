@@ -11,6 +11,7 @@ import pytest
 
 from casbackup.errors import IntegrityError
 from casbackup.model.tree import DIR, FILE
+from casbackup.ops import tree_ahead
 from casbackup.ops.archiver import ArchiveOptions
 from casbackup.ops.backup import BackupOptions, backup
 from casbackup.ops.tree_ahead import TreeAhead
@@ -163,4 +164,23 @@ def test_checked_maps_raises_a_fetch_error_only_for_its_tree(tmp_path: Path) -> 
     assert maps == store.load_tree_maps(other) and not missing
     with pytest.raises(IntegrityError):
         ahead.checked_maps(victim, store.index)
+    ahead.close()
+
+
+def test_checked_maps_leaves_a_large_fetched_tree_undecoded(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fetched tree above ``EARLY_BYTES`` is not decoded (nor held as maps) when another
+    is asked for: memory stays bounded by bytes, not by ~10x them."""
+    store, ids = _stored(tmp_path, 4)
+    sizes = {t: len(store.tree_blob(t)) for t in ids}
+    monkeypatch.setattr(tree_ahead, "EARLY_BYTES", min(sizes.values()))
+    ahead = TreeAhead(store)
+    ahead.want(ids)
+    for fut, _ in list(ahead._ahead.values()):
+        fut.result()
+    ahead.checked_maps(ids[0], store.index)
+    assert set(ahead._checked) == {t for t in ids[1:] if sizes[t] <= min(sizes.values())}
+    assert set(ahead._ahead) == {t for t in ids[1:] if sizes[t] > min(sizes.values())}
+    for t in ids[1:]:
+        assert ahead.checked_maps(t, store.index)[0] == store.load_tree_maps(t)
     ahead.close()
