@@ -113,6 +113,7 @@ def instrument() -> None:
     from casbackup.ops import archiver, dircache, file_saver, tree_ahead
     from casbackup.ops import backup as backup_mod
     from casbackup.store import packer, store
+    from casbackup.store.index import StoreIndex
 
     wrap(archiver.Archiver, "_walk", "walk: listdir, lstat, compare (walker)")
     wrap(archiver.Archiver, "_keep_files", "dircache: count a cached directory's files (walker)")
@@ -128,6 +129,8 @@ def instrument() -> None:
     wrap(store, "decode_maps", "trees: decode + validate parent (walker)")
     wrap(tree_ahead, "decode_maps", "trees: decode + validate parent (walker)")
     wrap(tree_ahead.TreeAhead, "want", "trees: start fetching ahead (walker)")
+    wrap(StoreIndex, "__contains__", "index: membership, one id (dedup, parent reuse)")
+    wrap(StoreIndex, "contains_many", "index: membership, many ids (parent trees, dircache)")
     wrap(tree_ahead.TreeAhead, "_fetch", "trees: read parent (tree-ahead threads)")
     wrap(file_saver.FileSaver, "_save_batch", "saver: read, fstat, bookkeeping")
     wrap(file_saver.FileSaver, "_to_procs", "saver: send a batch's fds to a worker (walker)")

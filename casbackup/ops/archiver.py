@@ -23,7 +23,8 @@ Invariants:
   tree stops a backup, and a tree one level deeper costs one fd, not a stack frame.
 - An unchanged file reuses its parent's content list only when every blob of it is in
   the index: after ``repair`` dropped damaged blobs, the next backup re-reads the file
-  and uploads them again.
+  and uploads them again. The index is asked once per parent tree, as it is loaded, for
+  every content and subtree id it names (parent_index.py): no lookup per entry.
 - With ``ArchiveOptions.dirty`` (``watch``: absolute paths of directories whose entries
   changed since the parent snapshot), a directory that is neither dirty nor above a dirty
   one and whose (mtime_ns, ctime_ns, inode, device) match its parent node keeps the
@@ -65,6 +66,7 @@ from .file_saver import FileResult, FileSaver
 from .listing import kept_dir_map, walk_node
 from .listing import lstat_all as _lstat_all  # (the tests patch this name)
 from .observer import Observer
+from .parent_index import NONE_MISSING, all_indexed, missing_ids
 from .save_pool import default_procs
 from .tree_ahead import TreeAhead
 from .walk_items import Child, Descend, Frame, Pending, PendingDir
@@ -204,8 +206,10 @@ class Archiver:
         return pend
 
     def _enter(self, dir_fd: int, path: bytes, node: Node, parent_subtree: bytes | None,
-               root_dev: int, rel: bytes) -> Frame:
-        """Start a directory: its PendingDir, its parent's maps, the names to visit."""
+               root_dev: int, rel: bytes, parent_indexed: bool = False) -> Frame:
+        """Start a directory: its PendingDir, its parent's maps, the names to visit.
+        PARENT_INDEXED: PARENT_SUBTREE is known to be indexed (its parent tree's
+        ``missing_ids`` said so), else it is looked up."""
         pd = PendingDir(node, parent_subtree=parent_subtree)
         self.summary.dirs += 1
         now = time.monotonic()
@@ -235,17 +239,21 @@ class Archiver:
                 pd.rec = rec
                 return Frame(pd, dir_fd, path, rel,
                              iter(self._keep_files(pd, path, rel, stats)), None,
-                             dict(rec.subdirs))
+                             NONE_MISSING, dict(rec.subdirs))
         parent_tree: dict[bytes, dict[str, Any]] | None = None
-        if parent_subtree is not None and parent_subtree in self.store.index:
+        missing = NONE_MISSING
+        if parent_subtree is not None and (parent_indexed
+                                           or parent_subtree in self.store.index):
             # (not indexed: condemned by a gc beside us -- read this directory afresh)
-            pd.parent_maps = self._ahead.maps(parent_subtree)
+            # with every id it names that the index lacks, asked at once for it and the
+            # trees fetched ahead by now (parent_index.py)
+            pd.parent_maps, missing = self._ahead.checked_maps(parent_subtree,
+                                                               self.store.index)
             parent_tree = {m["name"]: m for m in pd.parent_maps}
             if self.opt.dirty is None:  # (watch enters only dirty directories)
-                index = self.store.index
                 self._ahead.want([m["subtree"] for m in pd.parent_maps
-                                  if m["type"] == DIR and m["subtree"] in index])
-        return Frame(pd, dir_fd, path, rel, iter(entries), parent_tree, None)
+                                  if m["type"] == DIR and m["subtree"] not in missing])
+        return Frame(pd, dir_fd, path, rel, iter(entries), parent_tree, missing, None)
 
     def _keep_files(self, pd: PendingDir, dir_path: bytes, rel: bytes,
                     entries: list[tuple[bytes, os.stat_result]],
@@ -304,14 +312,14 @@ class Archiver:
                     self._drain(block=False)
                     continue
                 unreadable = self.summary.unreadable
-                child = self._entry(f.fd, f.path, ent[0], ent[1], f.parent_tree, root_dev,
-                                    f.rel, f.subdirs)
+                child = self._entry(f.fd, f.path, ent[0], ent[1], f.parent_tree,
+                                    f.missing, root_dev, f.rel, f.subdirs)
                 if self.summary.unreadable != unreadable:
                     f.pd.recordable = False
                 if isinstance(child, Descend):
                     try:
                         sub = self._enter(child.fd, child.path, child.node, child.parent_subtree,
-                                          root_dev, child.rel)
+                                          root_dev, child.rel, child.parent_indexed)
                         sub.pd.lstat, sub.pd.path = child.lstat, child.path
                     except BaseException:
                         os.close(child.fd)
@@ -326,8 +334,10 @@ class Archiver:
                     os.close(f.fd)
         return root.pd
 
-    def _unchanged(self, pm: dict[str, Any] | None, st: os.stat_result) -> bool:
-        """The fast path: is this entry exactly its node in the parent snapshot?"""
+    def _unchanged(self, pm: dict[str, Any] | None, st: os.stat_result,
+                   missing: frozenset[bytes]) -> bool:
+        """The fast path: is this entry exactly its node in the parent snapshot (whose
+        tree's ``missing_ids`` are MISSING)?"""
         if (pm is None or pm.get("mtime_ns") != st.st_mtime_ns
                 or pm.get("ctime_ns") != st.st_ctime_ns or pm.get("inode") != st.st_ino
                 or pm.get("device") != st.st_dev):
@@ -336,17 +346,19 @@ class Archiver:
         if t == FILE:
             content = pm.get("content")
             return (stat.S_ISREG(st.st_mode) and pm.get("size") == st.st_size
-                    and content is not None and all(b in self.store.index for b in content))
+                    and content is not None
+                    and all_indexed(self.store.index, content, missing))
         return t != DIR and node_type(st.st_mode) == t and pm.get("size", 0) == (
             st.st_size if t == SYMLINK else 0)
 
     def _entry(self, dir_fd: int, dir_path: bytes, name: bytes, st: os.stat_result | OSError,
-               parent_tree: dict[bytes, dict[str, Any]] | None, root_dev: int, rel: bytes,
-               subdirs: dict[bytes, bytes] | None = None,
+               parent_tree: dict[bytes, dict[str, Any]] | None, missing: frozenset[bytes],
+               root_dev: int, rel: bytes, subdirs: dict[bytes, bytes] | None = None,
                ) -> Node | Pending | dict[str, Any] | Descend | None:
         """One entry of a directory (its lstat ST, or the error of it): a finished node, a
         file being saved, the parent's map, a directory to walk into (``Descend``, its
-        fd open), or None (left out). SUBDIRS (a cached directory's recorded tree ids;
+        fd open), or None (left out). MISSING: the ids PARENT_TREE names that the index
+        lacked (``missing_ids``). SUBDIRS (a cached directory's recorded tree ids;
         only its subdirectories come here, ``_keep_files``) names their parent trees."""
         path = dir_path + b"/" + name if dir_path != b"/" else b"/" + name
         crel = rel + b"/" + name if rel else name
@@ -361,7 +373,7 @@ class Archiver:
             return None
         pnode = parent_tree.get(name) if parent_tree is not None else None
         racy = False
-        if self._unchanged(pnode, st) and not (racy := self._racy(pnode)):
+        if self._unchanged(pnode, st, missing) and not (racy := self._racy(pnode)):
             assert pnode is not None
             s = self.summary
             if pnode["type"] == FILE:
@@ -387,13 +399,16 @@ class Archiver:
             self._warn_unreadable(path, e)
             return None
         if is_dir:
-            psub = (subdirs.get(name) if subdirs is not None
-                    else pnode.get("subtree") if pnode is not None and pnode["type"] == DIR
+            # (SUBDIRS is None here: a cached directory's subdirectories went above)
+            psub = (pnode.get("subtree") if pnode is not None and pnode["type"] == DIR
                     else None)
-            if self._reuse_dir(path, node, pnode):
+            # (its index answer is in MISSING: not indexed, the directory is read afresh)
+            known = psub is not None and all_indexed(self.store.index, (psub,), missing)
+            if self._reuse_dir(path, node, pnode, missing):
                 return node
             try:
-                return Descend(open_dir_at(dir_fd, name), path, node, psub, crel)
+                return Descend(open_dir_at(dir_fd, name), path, node,
+                               psub if known else None, crel, parent_indexed=known)
             except OSError as e:
                 self._warn_unreadable(path, e)
                 return None
@@ -409,8 +424,10 @@ class Archiver:
         return pm is not None and self._racy_from is not None and max(
             pm.get("mtime_ns", 0), pm.get("ctime_ns", 0)) >= self._racy_from
 
-    def _reuse_dir(self, path: bytes, node: Node, parent: dict[str, Any] | None) -> bool:
-        """Dirty mode: keep the parent's subtree for a clean, unchanged directory."""
+    def _reuse_dir(self, path: bytes, node: Node, parent: dict[str, Any] | None,
+                   missing: frozenset[bytes] | None) -> bool:
+        """Dirty mode: keep the parent's subtree for a clean, unchanged directory
+        (MISSING: its parent tree's ``missing_ids``; None: PARENT is looked up)."""
         dirty = self.opt.dirty
         if (dirty is None or parent is None or parent.get("type") != DIR
                 or parent.get("subtree") is None
@@ -418,7 +435,8 @@ class Archiver:
                 or (parent.get("mtime_ns"), parent.get("ctime_ns"), parent.get("inode"),
                     parent.get("device"))
                 != (node.mtime_ns, node.ctime_ns, node.inode, node.device)
-                or parent["subtree"] not in self.store.index):
+                or not (parent["subtree"] in self.store.index if missing is None
+                        else all_indexed(self.store.index, (parent["subtree"],), missing))):
             return False  # (no racy-entry rule here: the dirty set, events not times, says
             # a directory is clean; its entries' times are a second guard)
         node.subtree = parent["subtree"]
@@ -465,8 +483,11 @@ class Archiver:
             if n is not None:
                 maps.append(n if isinstance(n, dict) else n.to_map())
         if (pd.parent_maps is not None and pd.parent_subtree is not None
-                and maps == pd.parent_maps and pd.parent_subtree in self.store.index):
-            pd.node.subtree = pd.parent_subtree  # identical bytes: no encode, no hash
+                and maps == pd.parent_maps):
+            # identical bytes: no encode, no hash (and no lookup: the parent tree was
+            # indexed when it was loaded, and a backup's index only gains entries,
+            # parent_index.py)
+            pd.node.subtree = pd.parent_subtree
         else:
             pd.node.subtree = self._add(TREE, encode_maps(maps))
         if self.dircache is not None and pd.digest is not None and pd.recordable:
@@ -550,7 +571,7 @@ class Archiver:
             if stat.S_ISDIR(st.st_mode):
                 node = node_from_stat(name, path, st)
                 pmap = parent.to_map() if parent is not None else None
-                if self._reuse_dir(path, node, pmap):
+                if self._reuse_dir(path, node, pmap, None):
                     return node
                 psub = parent.subtree if parent is not None and parent.type == DIR else None
                 totals = self.obs.totals if self.obs.wants_totals() else None
@@ -560,8 +581,9 @@ class Archiver:
                             if self.opt.prefetch and self.opt.dirty is None else None)
                 return self._walk_root(open_dir_at(dfd, name), path, node, psub, st.st_dev,
                                        prefetch)
-            child = self._entry(dfd, head, name, st,
-                                None if parent is None else {parent.name: parent.to_map()},
+            pmaps = None if parent is None else {parent.name: parent.to_map()}
+            child = self._entry(dfd, head, name, st, pmaps,
+                                missing_ids(self.store.index, (pmaps or {}).values()),
                                 st.st_dev, b"")
             if isinstance(child, Descend):  # it became a directory since the stat above
                 return self._walk_root(child.fd, path, child.node, child.parent_subtree,

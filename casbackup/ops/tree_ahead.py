@@ -15,6 +15,10 @@ Invariants:
   beyond that the walker reads a tree itself, as before. Trees fetched and never asked
   for (directories removed since the parent) are dropped by ``close``.
 - Threads only, no fork: the daemon runs backups in threads.
+- ``checked_maps`` also gives the tree's ``missing_ids`` (parent_index.py), asked in one
+  index call together with every other tree already fetched of at most ``EARLY_BYTES``
+  (those are decoded then and held, maps and answer, until asked for: within the same
+  ``limit``); a tree whose decode fails there keeps its error for when it is asked for.
 """
 
 from __future__ import annotations
@@ -24,8 +28,13 @@ from typing import Any
 
 from ..model.tree import decode_maps
 from ..store import Store
+from .parent_index import Membership, missing_ids_many
 
 _GROUP = 8  # trees per pool task: one Future per group, not per tree
+# a fetched tree up to this size is decoded early, when another is asked for (its maps
+# held, ~10x its bytes); a larger one stays bytes until it is asked for itself
+EARLY_BYTES = 64 << 10
+Checked = tuple[list[dict[str, Any]], frozenset[bytes]]  # maps, their missing ids
 
 
 class TreeAhead:
@@ -35,6 +44,7 @@ class TreeAhead:
         self._workers = workers
         self._pool: ThreadPoolExecutor | None = None
         self._ahead: dict[bytes, tuple[Future[list[bytes | Exception]], int]] = {}
+        self._checked: dict[bytes, Checked | Exception] = {}  # (checked_maps)
 
     def _fetch(self, tree_ids: list[bytes]) -> list[bytes | Exception]:
         out: list[bytes | Exception] = []
@@ -47,10 +57,11 @@ class TreeAhead:
 
     def want(self, tree_ids: list[bytes]) -> None:
         """Start fetching TREE_IDS (in the order the walker will enter them)."""
-        room = self.limit - len(self._ahead)
+        room = self.limit - len(self._ahead) - len(self._checked)
         if room <= 0:
             return
-        todo = [t for t in dict.fromkeys(tree_ids) if t not in self._ahead][:room]
+        todo = [t for t in dict.fromkeys(tree_ids)
+                if t not in self._ahead and t not in self._checked][:room]
         if not todo:
             return
         if self._pool is None:
@@ -71,7 +82,33 @@ class TreeAhead:
             raise data
         return decode_maps(data, tree_id)
 
+    def checked_maps(self, tree_id: bytes, index: Membership) -> Checked:
+        """``maps(tree_id)`` and the ids they name that INDEX lacks (``missing_ids``),
+        asked with those of every other tree fetched by now, in one call."""
+        got = self._checked.pop(tree_id, None)
+        if isinstance(got, Exception):
+            raise got
+        if got is not None:
+            return got
+        batch = [(tree_id, self.maps(tree_id))]
+        for tid, (fut, j) in list(self._ahead.items()):
+            if not fut.done():
+                continue
+            data = fut.result()[j]
+            if isinstance(data, Exception) or len(data) > EARLY_BYTES:
+                continue  # (an error: raised by ``maps`` when asked for)
+            del self._ahead[tid]
+            try:
+                batch.append((tid, decode_maps(data, tid)))
+            except Exception as e:  # raised when asked for, never earlier
+                self._checked[tid] = e
+        answers = missing_ids_many(index, [maps for _, maps in batch])
+        for (tid, maps), missing in zip(batch[1:], answers[1:], strict=True):
+            self._checked[tid] = (maps, missing)
+        return batch[0][1], answers[0]
+
     def close(self) -> None:
+        self._checked = {}
         ahead, self._ahead = self._ahead, {}
         for fut, _ in ahead.values():
             fut.cancel()

@@ -76,6 +76,7 @@ class Frame:
     rel: bytes
     entries: Iterator[tuple[bytes, os.stat_result | OSError]]
     parent_tree: dict[bytes, dict[str, Any]] | None
+    missing: frozenset[bytes]  # the ids parent_tree names not indexed (parent_index.py)
     subdirs: dict[bytes, bytes] | None  # the cache record's subdirectory tree ids
 
 
@@ -89,6 +90,7 @@ class Descend:
     parent_subtree: bytes | None
     rel: bytes
     lstat: os.stat_result | None = None  # set: ``node`` is a walk node (archiver.py)
+    parent_indexed: bool = False  # parent_subtree is indexed: no lookup when entered
 
 
 # A child is a new Node, a directory or file still being saved, or — the fast path — the
