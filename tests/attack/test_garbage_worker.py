@@ -1,0 +1,97 @@
+"""A save worker that returns garbage (ops/save_pool.py, save_worker.py), real processes:
+``python -m casbackup backup`` with its workers booted through a hostile patch of
+save_worker.py (each worker is a real process reading the real descriptors; only its
+reply is garbled): the ids of a batch reversed, every file reported empty, the previous
+batch's reply sent again, or one id too many.
+
+The store already holds every file's blob (a first backup on threads, then every file
+touched): a parent that took the reversed ids would record a snapshot whose files
+point to one another's blobs -- blobs that hash right, so verify --read-data passes and
+restore writes the wrong bytes; one that took "empty" would record empty files. The
+parent checks each reply against what it knows (the sizes it sent, the worker's sealed
+bytes unsealed and re-hashed to the ids it was given): the backup exits 1 with one line
+naming the worker and what was wrong, and no snapshot is written.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import cli_env, make_store, run_cli
+
+# patches of save_worker.pack, the encoder of its replies ([tags, ids, blobs])
+HOSTILE = {
+    "ids reversed": "lambda v: real(v if len(v) != 3 else [v[0], v[1][::-1], v[2]])",
+    "every file empty": "lambda v: real(v if len(v) != 3 else [bytes(len(v[0])), [], []])",
+    "the previous reply again": "lambda v, last=[]: (last.append(v), real(last[-2] if len("
+                                "last) > 1 and len(last[-2][0]) == len(v[0]) else v))[1]",
+    "one id too many": "lambda v: real(v if len(v) != 3 else [v[0], v[1] + v[1][:1], v[2]])",
+}
+_BOOT = ("import sys; sys.path.insert(0, sys.argv[1]); "
+         "import casbackup.ops.save_worker as w; real = w.pack; w.pack = {patch}; w.main()")
+
+
+def _backup(store: Path, src: Path, patch: str | None) -> subprocess.CompletedProcess[bytes]:
+    boot = "" if patch is None else (
+        f"import casbackup.ops.save_pool as sp; sp._BOOT = {_BOOT.format(patch=patch)!r}; ")
+    code = (boot + "import runpy, sys; sys.argv = ['casbackup', *sys.argv[1:]]; "
+            "runpy.run_module('casbackup', run_name='__main__')")
+    return subprocess.run([sys.executable, "-c", code, "backup", "--store", str(store),
+                           str(src)], env=cli_env(CASBACKUP_SAVE_PROCS="1"),
+                          capture_output=True, timeout=240)
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("garbage-worker")
+    src = root / "src"
+    for i in range(1500):  # 8 batches of 64 on threads first, then batches of 64 to workers
+        d = src / f"d{i // 300}"
+        d.mkdir(parents=True, exist_ok=True)
+        (d / f"f{i:03}").write_bytes(os.urandom(100 + (i * 7) % 900))
+    make_store(root / "store").close()
+    r = run_cli("backup", "--store", str(root / "store"), str(src),
+                env=cli_env(CASBACKUP_SAVE_PROCS="0"))
+    assert r.returncode == 0, r.stderr
+    for p in src.rglob("f*"):
+        os.utime(p, ns=(p.stat().st_mtime_ns + 10**9,) * 2)  # changed: read again
+    return root
+
+
+def _snapshots(store: Path) -> list[str]:
+    return sorted(p.name for p in (store / "snapshots").iterdir())
+
+
+def test_the_patch_harness_backs_up_when_the_worker_is_honest(base: Path, tmp_path: Path
+                                                                ) -> None:
+    import shutil
+
+    shutil.copytree(base, tmp_path / "c")
+    store = tmp_path / "c" / "store"
+    before = _snapshots(store)
+    r = _backup(store, base / "src", "lambda v: real(v)")
+    assert r.returncode == 0, r.stderr
+    assert len(_snapshots(store)) == len(before) + 1
+
+
+@pytest.mark.parametrize("how", HOSTILE)
+def test_a_worker_returning_garbage_fails_the_backup_with_one_line(
+        base: Path, tmp_path: Path, how: str) -> None:
+    import shutil
+
+    shutil.copytree(base, tmp_path / "c")
+    store = tmp_path / "c" / "store"
+    before = _snapshots(store)
+    r = _backup(store, base / "src", HOSTILE[how])
+    err = r.stderr.decode()
+    assert r.returncode == 1, (how, r.returncode, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert lines[0].startswith("casbackup: a file-saving worker process (pid "), err
+    assert "sent a wrong reply" in lines[0], err
+    assert _snapshots(store) == before  # no snapshot of wrong content
