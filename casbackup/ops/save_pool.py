@@ -21,7 +21,8 @@ Invariants:
 - No reply is trusted (``_reply_problem``): it must hold a tag per file sent, an id and
   a blob per SEALED or SEEN one, EMPTY only for a 0-byte file, and every blob must
   unseal (``Sealer.check``: the store's unseal) or hash to its id and the file's size.
-  A reply that fails kills the worker and fails the backup like its death, with
+  A reply's length is held to what those files can take (``_reply_bound``) before its
+  buffer is made. A reply that fails kills the worker and fails the backup like its death, with
   ``WorkerDied`` naming it and what was wrong ("sent a wrong reply (...)"). What no
   check can catch: another file's content of the same size, id and all.
 - A worker that dies (kill -9, OOM) fails the batch, and so the backup, with
@@ -57,6 +58,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
+from ..crypto.aead import OVERHEAD
 from ..envopts import env_int
 from ..errors import CasError, IntegrityError
 from ..faults import crash_point
@@ -148,19 +150,32 @@ class _Worker:
         while True:
             try:
                 head = recv_exact(self.sock, HDR.size)
-                body = None if head is None else recv_exact(self.sock, HDR.unpack(head)[0])
-                reply = None if body is None else unpack(body, "save worker reply")
-            except (OSError, EOFError, CasError):
+            except (OSError, EOFError):
                 break
             with self._lock:
                 if not self.pending:
-                    if reply is None and self._closing:
+                    if head is None and self._closing:
                         return  # end of file with nothing asked: ``close``
-                    if reply is not None:
+                    if head is not None:
                         problem = "a reply to no request"
                     break  # a reply to nothing asked, or died between batches
                 sizes = self.pending[0][1]  # (only this thread takes from ``pending``)
-            if reply is None:
+            if head is None:
+                break
+            (length,) = HDR.unpack(head)
+            if length > _reply_bound(sizes):  # before a buffer of that length is made
+                problem = (f"a reply of {length} bytes for {len(sizes)} files of "
+                           f"{sum(sizes)} bytes")
+                break
+            try:
+                body = recv_exact(self.sock, length)
+                if body is None:
+                    break  # end of file after the header
+                reply = unpack(body, "save worker reply")
+            except (OSError, EOFError):
+                break
+            except CasError as e:  # not msgpack
+                problem = str(e)
                 break
             problem = _reply_problem(reply, sizes, self._sealer)
             if problem is not None:
@@ -205,6 +220,13 @@ class _Worker:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+
+
+def _reply_bound(sizes: list[int]) -> int:
+    """The most bytes a reply for files of SIZES can take: each file's content sealed
+    (zstd only when smaller, so at most its size + 1, plus the AEAD's nonce and tag),
+    its id, tag and msgpack headers; a worker claiming more is not believed."""
+    return sum(sizes) + len(sizes) * (1 + OVERHEAD + 34 + 5 + 1) + 64
 
 
 def _reply_problem(reply: Any, sizes: list[int], sealer: Sealer) -> str | None:

@@ -9,13 +9,15 @@ touched): a parent that took the reversed ids would record a snapshot whose file
 point to one another's blobs -- blobs that hash right, so verify --read-data passes and
 restore writes the wrong bytes; one that took "empty" would record empty files. The
 parent checks each reply against what it knows (the sizes it sent, the worker's sealed
-bytes unsealed and re-hashed to the ids it was given): the backup exits 1 with one line
+bytes unsealed and re-hashed to the ids it was given, a reply's length to what those
+files can take): the backup exits 1 with one line
 naming the worker and what was wrong, and no snapshot is written.
 """
 
 from __future__ import annotations
 
 import os
+import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -24,26 +26,35 @@ import pytest
 
 from tests.helpers import cli_env, make_store, run_cli
 
-# patches of save_worker.pack, the encoder of its replies ([tags, ids, blobs])
+# patches of save_worker: of ``pack``, the encoder of its replies ([tags, ids, blobs]), or
+# of ``send_frame``, which puts a 4-byte length before each
 HOSTILE = {
-    "ids reversed": "lambda v: real(v if len(v) != 3 else [v[0], v[1][::-1], v[2]])",
-    "every file empty": "lambda v: real(v if len(v) != 3 else [bytes(len(v[0])), [], []])",
-    "the previous reply again": "lambda v, last=[]: (last.append(v), real(last[-2] if len("
-                                "last) > 1 and len(last[-2][0]) == len(v[0]) else v))[1]",
-    "one id too many": "lambda v: real(v if len(v) != 3 else [v[0], v[1] + v[1][:1], v[2]])",
+    "ids reversed": "w.pack = lambda v: real(v if len(v) != 3 else [v[0], v[1][::-1], v[2]])",
+    "every file empty": "w.pack = lambda v: real(v if len(v) != 3 else [bytes(len(v[0])), [], []])",
+    "the previous reply again": "w.pack = lambda v, last=[]: (last.append(v), real(last[-2] if "
+                                "len(last) > 1 and len(last[-2][0]) == len(v[0]) else v))[1]",
+    "one id too many": "w.pack = lambda v: real(v if len(v) != 3 else "
+                       "[v[0], v[1] + v[1][:1], v[2]])",
+    "a reply claiming 4 GiB": "w.send_frame = lambda sock, data, fds=None: sock.sendall("
+                              "bytes([255] * 4) + data)",
+    "a reply that is not msgpack": "w.pack = lambda v: bytes([0xc1]) * 10",
 }
+HONEST = "w.pack = real"
 _BOOT = ("import sys; sys.path.insert(0, sys.argv[1]); "
-         "import casbackup.ops.save_worker as w; real = w.pack; w.pack = {patch}; w.main()")
+         "import casbackup.ops.save_worker as w; real = w.pack; {patch}; w.main()")
 
 
-def _backup(store: Path, src: Path, patch: str | None) -> subprocess.CompletedProcess[bytes]:
-    boot = "" if patch is None else (
-        f"import casbackup.ops.save_pool as sp; sp._BOOT = {_BOOT.format(patch=patch)!r}; ")
+def _limit() -> None:  # a claim of 4 GiB shows as a MemoryError, not a swapping machine
+    resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+
+
+def _backup(store: Path, src: Path, patch: str) -> subprocess.CompletedProcess[bytes]:
+    boot = f"import casbackup.ops.save_pool as sp; sp._BOOT = {_BOOT.format(patch=patch)!r}; "
     code = (boot + "import runpy, sys; sys.argv = ['casbackup', *sys.argv[1:]]; "
             "runpy.run_module('casbackup', run_name='__main__')")
     return subprocess.run([sys.executable, "-c", code, "backup", "--store", str(store),
                            str(src)], env=cli_env(CASBACKUP_SAVE_PROCS="1"),
-                          capture_output=True, timeout=240)
+                          capture_output=True, timeout=120, preexec_fn=_limit)  # a hang fails
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +85,7 @@ def test_the_patch_harness_backs_up_when_the_worker_is_honest(base: Path, tmp_pa
     shutil.copytree(base, tmp_path / "c")
     store = tmp_path / "c" / "store"
     before = _snapshots(store)
-    r = _backup(store, base / "src", "lambda v: real(v)")
+    r = _backup(store, base / "src", HONEST)
     assert r.returncode == 0, r.stderr
     assert len(_snapshots(store)) == len(before) + 1
 
