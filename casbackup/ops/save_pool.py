@@ -18,7 +18,8 @@ Invariants:
   with the fewest pending; a reader thread per worker takes its replies, which come in
   the order of its requests, and sets their futures (the saver's packing runs there).
   How many batches are out is bounded by the caller (``FileSaver``'s ``max_inflight``).
-- No reply is trusted (``_reply_problem``): it must hold a tag per file sent, an id and
+- No reply is trusted (``_reply_problem``): it must carry its request's number (each
+  request is numbered on its socket), a tag per file sent, an id and
   a blob per SEALED or SEEN one, EMPTY only for a 0-byte file, and every blob must
   unseal (``Sealer.check``: the store's unseal) or hash to its id and the file's size.
   A reply's length is held to what those files can take (``_reply_bound``) before its
@@ -120,7 +121,8 @@ class _Worker:
             theirs.close()
         self.sock = mine
         self._on_death = on_death
-        self._send_lock = threading.Lock()  # the socket's send side
+        self._send_lock = threading.Lock()  # the socket's send side, and ``_sent``
+        self._sent = 0  # requests sent: the next one's number
         self._lock = threading.Lock()  # ``pending`` and ``dead``
         self._sealer = Sealer.from_spec(spec)  # its own: to check this worker's blobs
         self.pending: deque[tuple[Future[Reply], list[int]]] = deque()  # and their sizes
@@ -141,12 +143,15 @@ class _Worker:
                 if self.dead is not None:
                     raise self.dead
                 self.pending.append((fut, [f[1] for f in files]))
+            seq, self._sent = self._sent, self._sent + 1
             with contextlib.suppress(OSError):  # dead: the reader fails every pending future
-                send_frame(self.sock, pack([f[1:] for f in files]), [f[0] for f in files])
+                send_frame(self.sock, pack([seq, [f[1:] for f in files]]),
+                           [f[0] for f in files])
         return fut
 
     def _read(self) -> None:
         problem: str | None = None
+        answered = 0  # replies taken: the number of the request the next one answers
         while True:
             try:
                 head = recv_exact(self.sock, HDR.size)
@@ -177,12 +182,13 @@ class _Worker:
             except CasError as e:  # not msgpack
                 problem = str(e)
                 break
-            problem = _reply_problem(reply, sizes, self._sealer)
+            problem = _reply_problem(reply, sizes, answered, self._sealer)
             if problem is not None:
                 break
             with self._lock:
                 fut, _ = self.pending.popleft()
-            tags, ids, blobs = reply
+            answered += 1
+            tags, ids, blobs, _ = reply
             fut.set_result((tags, ids, blobs))  # (its callbacks run here)
         self.proc.kill()  # (a worker that replied wrongly is not trusted again)
         err = self._died(problem)
@@ -226,22 +232,25 @@ def _reply_bound(sizes: list[int]) -> int:
     """The most bytes a reply for files of SIZES can take: each file's content sealed
     (zstd only when smaller, so at most its size + 1, plus the AEAD's nonce and tag),
     its id, tag and msgpack headers; a worker claiming more is not believed."""
-    return sum(sizes) + len(sizes) * (1 + OVERHEAD + 34 + 5 + 1) + 64
+    return sum(sizes) + len(sizes) * (1 + OVERHEAD + 34 + 5 + 1) + 64 + 9  # + the seq
 
 
-def _reply_problem(reply: Any, sizes: list[int], sealer: Sealer) -> str | None:
-    """What is wrong with REPLY to a request for files of SIZES, or None: N tags, an id
+def _reply_problem(reply: Any, sizes: list[int], seq: int, sealer: Sealer) -> str | None:
+    """What is wrong with REPLY to request SEQ, for files of SIZES, or None: its number
+    SEQ (not another request's reply, whatever its files' sizes), N tags, an id
     and a blob for each SEALED or SEEN file; EMPTY only for a file of 0 bytes (the
     worker's ``read_small`` gives exactly SIZE bytes or sends the file back CAREFUL);
     a SEEN file's plaintext of its size hashing to its id; a SEALED file's blob
     unsealing to its size and id (the store's own checks). So a worker can hand back
     no id that is not its blob's, and no content of another length than the file's."""
     n = len(sizes)
-    if not (isinstance(reply, list) and len(reply) == 3 and isinstance(reply[0], bytes)
+    if not (isinstance(reply, list) and len(reply) == 4 and isinstance(reply[0], bytes)
             and len(reply[0]) == n and isinstance(reply[1], list)
             and isinstance(reply[2], list)):
-        return f"not [tags, ids, blobs] for {n} files"
-    tags, ids, blobs = reply
+        return f"not [tags, ids, blobs, seq] for {n} files"
+    tags, ids, blobs, number = reply
+    if type(number) is not int or number != seq:
+        return f"it does not answer request {seq} but another"
     k = tags.count(SEALED) + tags.count(SEEN)
     if not (k == len(ids) == len(blobs) and tags.count(EMPTY) + k + tags.count(CAREFUL) == n
             and all(isinstance(b, bytes) and len(b) == 32 for b in ids)

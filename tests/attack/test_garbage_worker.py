@@ -20,21 +20,21 @@ import os
 import resource
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from tests.helpers import cli_env, make_store, run_cli
 
-# patches of save_worker: of ``pack``, the encoder of its replies ([tags, ids, blobs]), or
+# patches of save_worker: of ``pack``, the encoder of its replies ([tags, ids, blobs, seq]), or
 # of ``send_frame``, which puts a 4-byte length before each
 HOSTILE = {
-    "ids reversed": "w.pack = lambda v: real(v if len(v) != 3 else [v[0], v[1][::-1], v[2]])",
-    "every file empty": "w.pack = lambda v: real(v if len(v) != 3 else [bytes(len(v[0])), [], []])",
+    "ids reversed": "w.pack = lambda v: real([v[0], v[1][::-1], *v[2:]])",
+    "every file empty": "w.pack = lambda v: real([bytes(len(v[0])), [], [], *v[3:]])",
     "the previous reply again": "w.pack = lambda v, last=[]: (last.append(v), real(last[-2] if "
                                 "len(last) > 1 and len(last[-2][0]) == len(v[0]) else v))[1]",
-    "one id too many": "w.pack = lambda v: real(v if len(v) != 3 else "
-                       "[v[0], v[1] + v[1][:1], v[2]])",
+    "one id too many": "w.pack = lambda v: real([v[0], v[1] + v[1][:1], *v[2:]])",
     "a reply claiming 4 GiB": "w.send_frame = lambda sock, data, fds=None: sock.sendall("
                               "bytes([255] * 4) + data)",
     "a reply that is not msgpack": "w.pack = lambda v: bytes([0xc1]) * 10",
@@ -57,14 +57,14 @@ def _backup(store: Path, src: Path, patch: str) -> subprocess.CompletedProcess[b
                           capture_output=True, timeout=120, preexec_fn=_limit)  # a hang fails
 
 
-@pytest.fixture(scope="module")
-def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("garbage-worker")
+def _source(root: Path, size: Callable[[int], int]) -> Path:
+    """A store holding one backup (on threads) of 1500 files of SIZE(i) random bytes,
+    all touched since: 8 batches of 64 on threads first, then batches of 64 to workers."""
     src = root / "src"
-    for i in range(1500):  # 8 batches of 64 on threads first, then batches of 64 to workers
+    for i in range(1500):
         d = src / f"d{i // 300}"
         d.mkdir(parents=True, exist_ok=True)
-        (d / f"f{i:03}").write_bytes(os.urandom(100 + (i * 7) % 900))
+        (d / f"f{i:04}").write_bytes(os.urandom(size(i)))
     make_store(root / "store").close()
     r = run_cli("backup", "--store", str(root / "store"), str(src),
                 env=cli_env(CASBACKUP_SAVE_PROCS="0"))
@@ -72,6 +72,17 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for p in src.rglob("f*"):
         os.utime(p, ns=(p.stat().st_mtime_ns + 10**9,) * 2)  # changed: read again
     return root
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _source(tmp_path_factory.mktemp("garbage-worker"), lambda i: 100 + (i * 7) % 900)
+
+
+@pytest.fixture(scope="module")
+def alike(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every file of 500 bytes: another batch's reply has the sizes of this one's."""
+    return _source(tmp_path_factory.mktemp("garbage-alike"), lambda i: 500)
 
 
 def _snapshots(store: Path) -> list[str]:
@@ -90,19 +101,30 @@ def test_the_patch_harness_backs_up_when_the_worker_is_honest(base: Path, tmp_pa
     assert len(_snapshots(store)) == len(before) + 1
 
 
-@pytest.mark.parametrize("how", HOSTILE)
-def test_a_worker_returning_garbage_fails_the_backup_with_one_line(
-        base: Path, tmp_path: Path, how: str) -> None:
+def _fails_with_one_line(base: Path, tmp_path: Path, patch: str) -> None:
     import shutil
 
     shutil.copytree(base, tmp_path / "c")
     store = tmp_path / "c" / "store"
     before = _snapshots(store)
-    r = _backup(store, base / "src", HOSTILE[how])
+    r = _backup(store, base / "src", patch)
     err = r.stderr.decode()
-    assert r.returncode == 1, (how, r.returncode, err)
+    assert r.returncode == 1, (patch, r.returncode, err)
     lines = err.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in err, err
     assert lines[0].startswith("casbackup: a file-saving worker process (pid "), err
     assert "sent a wrong reply" in lines[0], err
     assert _snapshots(store) == before  # no snapshot of wrong content
+
+
+@pytest.mark.parametrize("how", HOSTILE)
+def test_a_worker_returning_garbage_fails_the_backup_with_one_line(
+        base: Path, tmp_path: Path, how: str) -> None:
+    _fails_with_one_line(base, tmp_path, HOSTILE[how])
+
+
+def test_another_requests_reply_of_the_same_sizes_fails_the_backup(
+        alike: Path, tmp_path: Path) -> None:
+    """Its blobs unseal to their ids and to the sizes of this batch's files: only the
+    request's number tells it is not this batch's."""
+    _fails_with_one_line(alike, tmp_path, HOSTILE["the previous reply again"])
