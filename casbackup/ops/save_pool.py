@@ -18,6 +18,14 @@ Invariants:
   with the fewest pending; a reader thread per worker takes its replies, which come in
   the order of its requests, and sets their futures (the saver's packing runs there).
   How many batches are out is bounded by the caller (``FileSaver``'s ``max_inflight``).
+- No reply is trusted (``_reply_problem``): it must carry its request's number (each
+  request is numbered on its socket), a tag per file sent, an id and
+  a blob per SEALED or SEEN one, EMPTY only for a 0-byte file, and every blob must
+  unseal (``Sealer.check``: the store's unseal) or hash to its id and the file's size.
+  A reply's length is held to what those files can take (``_reply_bound``) before its
+  buffer is made. A reply that fails kills the worker and fails the backup like its death, with
+  ``WorkerDied`` naming it and what was wrong ("sent a wrong reply (...)"). What no
+  check can catch: another file's content of the same size, id and all.
 - A worker that dies (kill -9, OOM) fails the batch, and so the backup, with
   ``WorkerDied`` (exit 1, one line naming the pid and the signal): no snapshot is
   written; packs already stored stay indexed or unreferenced, as after any interrupted
@@ -51,10 +59,13 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
+from ..crypto.aead import OVERHEAD
 from ..envopts import env_int
-from ..errors import CasError
+from ..errors import CasError, IntegrityError
 from ..faults import crash_point
+from ..ids import DATA
 from ..serde import pack, unpack
+from ..store import Sealer
 from .save_worker import CAREFUL, EMPTY, HDR, SEALED, SEEN, recv_exact, send_frame
 
 ENV = "CASBACKUP_SAVE_PROCS"
@@ -110,9 +121,11 @@ class _Worker:
             theirs.close()
         self.sock = mine
         self._on_death = on_death
-        self._send_lock = threading.Lock()  # the socket's send side
+        self._send_lock = threading.Lock()  # the socket's send side, and ``_sent``
+        self._sent = 0  # requests sent: the next one's number
         self._lock = threading.Lock()  # ``pending`` and ``dead``
-        self.pending: deque[tuple[Future[Reply], int]] = deque()
+        self._sealer = Sealer.from_spec(spec)  # its own: to check this worker's blobs
+        self.pending: deque[tuple[Future[Reply], list[int]]] = deque()  # and their sizes
         self.dead: WorkerDied | None = None
         self._closing = False
         with contextlib.suppress(OSError):  # (dead: the reader finds it so)
@@ -129,32 +142,56 @@ class _Worker:
             with self._lock:
                 if self.dead is not None:
                     raise self.dead
-                self.pending.append((fut, len(files)))
+                self.pending.append((fut, [f[1] for f in files]))
+            seq, self._sent = self._sent, self._sent + 1
             with contextlib.suppress(OSError):  # dead: the reader fails every pending future
-                send_frame(self.sock, pack([f[1:] for f in files]), [f[0] for f in files])
+                send_frame(self.sock, pack([seq, [f[1:] for f in files]]),
+                           [f[0] for f in files])
         return fut
 
     def _read(self) -> None:
+        problem: str | None = None
+        answered = 0  # replies taken: the number of the request the next one answers
         while True:
             try:
                 head = recv_exact(self.sock, HDR.size)
-                body = None if head is None else recv_exact(self.sock, HDR.unpack(head)[0])
-                reply = None if body is None else unpack(body, "save worker reply")
-            except (OSError, EOFError, CasError):
+            except (OSError, EOFError):
                 break
             with self._lock:
                 if not self.pending:
-                    if reply is None and self._closing:
+                    if head is None and self._closing:
                         return  # end of file with nothing asked: ``close``
+                    if head is not None:
+                        problem = "a reply to no request"
                     break  # a reply to nothing asked, or died between batches
-                if not _well_formed(reply, self.pending[0][1]):
-                    break
-                fut, n = self.pending.popleft()
-            assert reply is not None
-            tags, ids, blobs = reply
+                sizes = self.pending[0][1]  # (only this thread takes from ``pending``)
+            if head is None:
+                break
+            (length,) = HDR.unpack(head)
+            if length > _reply_bound(sizes):  # before a buffer of that length is made
+                problem = (f"a reply of {length} bytes for {len(sizes)} files of "
+                           f"{sum(sizes)} bytes")
+                break
+            try:
+                body = recv_exact(self.sock, length)
+                if body is None:
+                    break  # end of file after the header
+                reply = unpack(body, "save worker reply")
+            except (OSError, EOFError):
+                break
+            except CasError as e:  # not msgpack
+                problem = str(e)
+                break
+            problem = _reply_problem(reply, sizes, answered, self._sealer)
+            if problem is not None:
+                break
+            with self._lock:
+                fut, _ = self.pending.popleft()
+            answered += 1
+            tags, ids, blobs, _ = reply
             fut.set_result((tags, ids, blobs))  # (its callbacks run here)
         self.proc.kill()  # (a worker that replied wrongly is not trusted again)
-        err = self._died()
+        err = self._died(problem)
         with self._lock:
             self.dead = err
             pending, self.pending = list(self.pending), deque()
@@ -162,7 +199,11 @@ class _Worker:
         for fut, _ in pending:
             fut.set_exception(err)
 
-    def _died(self) -> WorkerDied:
+    def _died(self, problem: str | None) -> WorkerDied:
+        if problem is not None:
+            return WorkerDied(f"a file-saving worker process (pid {self.proc.pid}) sent a "
+                              f"wrong reply ({problem}); the backup stopped and no "
+                              "snapshot was written")
         try:
             rc = self.proc.wait(_REAP_SECONDS)
         except subprocess.TimeoutExpired:
@@ -187,17 +228,50 @@ class _Worker:
             self.proc.wait()
 
 
-def _well_formed(reply: Any, n: int) -> bool:
-    """A reply for N files: N tags, an id and a blob for each SEALED or SEEN one."""
-    if not (isinstance(reply, list) and len(reply) == 3 and isinstance(reply[0], bytes)
+def _reply_bound(sizes: list[int]) -> int:
+    """The most bytes a reply for files of SIZES can take: each file's content sealed
+    (zstd only when smaller, so at most its size + 1, plus the AEAD's nonce and tag),
+    its id, tag and msgpack headers; a worker claiming more is not believed."""
+    return sum(sizes) + len(sizes) * (1 + OVERHEAD + 34 + 5 + 1) + 64 + 9  # + the seq
+
+
+def _reply_problem(reply: Any, sizes: list[int], seq: int, sealer: Sealer) -> str | None:
+    """What is wrong with REPLY to request SEQ, for files of SIZES, or None: its number
+    SEQ (not another request's reply, whatever its files' sizes), N tags, an id
+    and a blob for each SEALED or SEEN file; EMPTY only for a file of 0 bytes (the
+    worker's ``read_small`` gives exactly SIZE bytes or sends the file back CAREFUL);
+    a SEEN file's plaintext of its size hashing to its id; a SEALED file's blob
+    unsealing to its size and id (the store's own checks). So a worker can hand back
+    no id that is not its blob's, and no content of another length than the file's."""
+    n = len(sizes)
+    if not (isinstance(reply, list) and len(reply) == 4 and isinstance(reply[0], bytes)
             and len(reply[0]) == n and isinstance(reply[1], list)
             and isinstance(reply[2], list)):
-        return False
-    tags, ids, blobs = reply
+        return f"not [tags, ids, blobs, seq] for {n} files"
+    tags, ids, blobs, number = reply
+    if type(number) is not int or number != seq:
+        return f"it does not answer request {seq} but another"
     k = tags.count(SEALED) + tags.count(SEEN)
-    return (k == len(ids) == len(blobs) and tags.count(EMPTY) + k + tags.count(CAREFUL) == n
+    if not (k == len(ids) == len(blobs) and tags.count(EMPTY) + k + tags.count(CAREFUL) == n
             and all(isinstance(b, bytes) and len(b) == 32 for b in ids)
-            and all(isinstance(b, bytes) for b in blobs))
+            and all(isinstance(b, bytes) for b in blobs)):
+        return f"its tags, ids and blobs do not match for {n} files"
+    j = 0  # next id and blob
+    for i, (tag, size) in enumerate(zip(tags, sizes, strict=True)):
+        if tag == EMPTY:
+            if size:
+                return f"file {i} of its batch, of {size} bytes, is said to be empty"
+        elif tag == SEEN:
+            if len(blobs[j]) != size or sealer.blob_id(blobs[j]) != ids[j]:
+                return f"file {i} of its batch: its content is not its size and id"
+            j += 1
+        elif tag == SEALED:
+            try:
+                sealer.check(DATA, ids[j], blobs[j], size)
+            except IntegrityError:
+                return f"file {i} of its batch: its blob does not unseal to its size and id"
+            j += 1
+    return None
 
 
 class SavePool:

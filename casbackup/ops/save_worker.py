@@ -5,10 +5,12 @@ that socket (frames: a 4-byte little-endian length, then msgpack):
 
 1. the parent's first frame is the store's ``Sealer.spec()`` -- the keys travel only
    over this socket, never argv, environment or disk;
-2. then each request is a list ``[[size, mtime_ns, ctime_ns], ...]`` of small files (each
-   below the chunker's minimum: one blob), their descriptors attached (SCM_RIGHTS); the
-   reply is ``[tags, ids, blobs]``: one tag byte per file, in order, and an id and a
-   blob for each file tagged SEALED or SEEN, in the same order. ``EMPTY``: no content;
+2. then each request is ``[seq, [[size, mtime_ns, ctime_ns], ...]]``: its number (0, 1,
+   ... on this socket) and small files (each below the chunker's minimum: one blob),
+   their descriptors attached (SCM_RIGHTS); the reply is ``[tags, ids, blobs, seq]``:
+   one tag byte per file, in order, an id and a blob for each file tagged SEALED or
+   SEEN, in the same order, and the request's number (the parent checks it, and the
+   rest: save_pool.py). ``EMPTY``: no content;
    ``SEALED``: a new blob sealed here; ``SEEN``: a blob this worker sealed before, sent
    as plaintext (the parent's reserve decides, and seals it only if still missing);
    ``CAREFUL``: the file changed since the walker's lstat or could not be read -- the
@@ -107,10 +109,11 @@ def serve(sock: socket.socket) -> None:
     while (req := _recv_request(sock)) is not None:
         body, fds = req
         tags = bytearray()
+        seq = None
         ids: list[bytes] = []
         blobs: list[bytes] = []
         try:
-            files = unpack(body, "save request")
+            seq, files = unpack(body, "save request")
             for (size, mtime_ns, ctime_ns), fd in zip(files, fds, strict=True):
                 try:
                     data = read_small(fd, size, mtime_ns, ctime_ns)
@@ -135,7 +138,7 @@ def serve(sock: socket.socket) -> None:
         finally:
             for fd in fds:
                 os.close(fd)
-        out = [bytes(tags), ids, blobs]
+        out = [bytes(tags), ids, blobs, seq]
         send_frame(sock, pack(out))
 
 

@@ -7,6 +7,8 @@ Invariants:
   child process over an inherited socket or pipe only, never through argv, the
   environment or a file (ops/save_pool.py). ``from_spec`` takes it back; a spec of the
   wrong shape is an ``IntegrityError``, never a sealer that seals with the wrong key.
+- ``check`` is the store's own unseal (every check of ``Codec.unseal_blob``): the parent
+  of a save worker holds each blob a worker sealed to the id and size it was told.
 """
 
 from __future__ import annotations
@@ -42,3 +44,8 @@ class Sealer:
 
     def seal(self, kind: str, data: bytes | memoryview) -> bytes:
         return self.codec.seal(kind, data)
+
+    def check(self, kind: str, blob_id: bytes, sealed: bytes, size: int) -> None:
+        """That SEALED unseals to SIZE bytes hashing to BLOB_ID (what a save worker says
+        it sealed), else ``IntegrityError``."""
+        self.codec.unseal_blob(kind, blob_id, sealed, size)
