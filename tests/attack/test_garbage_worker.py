@@ -9,8 +9,8 @@ touched): a parent that took the reversed ids would record a snapshot whose file
 point to one another's blobs -- blobs that hash right, so verify --read-data passes and
 restore writes the wrong bytes; one that took "empty" would record empty files. The
 parent checks each reply against what it knows (the sizes it sent, the worker's sealed
-bytes unsealed and re-hashed to the ids it was given, a reply's length to what those
-files can take): the backup exits 1 with one line
+bytes unsealed and re-hashed to the ids it was given -- all of a worker's first reply,
+then a random eighth of each -- a reply's length to what those files can take): the backup exits 1 with one line
 naming the worker and what was wrong, and no snapshot is written.
 """
 
@@ -34,6 +34,11 @@ HOSTILE = {
     "every file empty": "w.pack = lambda v: real([bytes(len(v[0])), [], [], *v[3:]])",
     "the previous reply again": "w.pack = lambda v, last=[]: (last.append(v), real(last[-2] if "
                                 "len(last) > 1 and len(last[-2][0]) == len(v[0]) else v))[1]",
+    # honest on its first reply (every blob of which is checked), wrong from then on:
+    # after the first, a blob is checked with probability 1/8, and a reversed batch of
+    # ~64 files slips through that with odds of about (7/8)**60 < 1e-3, over ~20 batches
+    "ids reversed after the first reply": "w.pack = lambda v, n=[]: (n.append(1), real(v if "
+                                          "len(n) == 1 else [v[0], v[1][::-1], *v[2:]]))[1]",
     "one id too many": "w.pack = lambda v: real([v[0], v[1] + v[1][:1], *v[2:]])",
     "a reply claiming 4 GiB": "w.send_frame = lambda sock, data, fds=None: sock.sendall("
                               "bytes([255] * 4) + data)",
