@@ -5,7 +5,8 @@ writes, ``\\r``, ``\\b``, BEL, a C1 CSI byte (0x9b) or a bidi override (U+202E);
 as they are they rewrite the operator's terminal. ``escape`` is applied to every human
 (non-``--json``) line at the writers (``common.echo``, ``common.warn``,
 ``progress.notice``, the -v listing, ``app``'s error line), so no caller can forget it;
-``--json`` stays exact (JSON escapes by itself).
+``--json`` stays exact (JSON escapes by itself; ``shown`` only spells a byte that was not
+UTF-8 as ``\\xNN``, docs/json.md).
 
 Invariants:
 
@@ -40,3 +41,12 @@ def _char(c: str) -> str:
     if 0xDC80 <= o <= 0xDCFF:  # a byte that was not UTF-8 (os.fsdecode)
         return f"\\x{o - 0xDC00:02x}"
     return f"\\u{o:04x}" if o <= 0xFFFF else f"\\U{o:08x}"
+
+
+def shown(text: str) -> str:
+    """``text`` for a JSON string: bytes that were not UTF-8 appear as \\xNN (docs/json.md;
+    JSON escapes the rest itself, so nothing else is changed)."""
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")

@@ -106,7 +106,7 @@ def test_listings_escape_hostile_names_hosts_and_tags(hostile: tuple[str, bytes]
     out = _ok(_cli("snapshots", "--store", url, "--group-by", "host,tags"))
     assert escape(HOST) in out and escape(TAG) in out, out
 
-    out = _ok(_cli("ls", "--store", url, "latest"))
+    out = _ok(_cli("ls", "--store", url, "-R", "latest"))
     for name in NAMES:
         assert f"{shown_root}/{SHOWN[name]}\n" in out, (name, out)
     out = _ok(_cli("ls", "--store", url, "-l", "latest", root))
@@ -115,12 +115,13 @@ def test_listings_escape_hostile_names_hosts_and_tags(hostile: tuple[str, bytes]
     out = _ok(_cli("find", "--store", url, "*"))
     assert escape(HOST) in out and f"{shown_root}/{SHOWN[OSC]}\n" in out, out
 
+    first = json.loads(_cli("snapshots", "--store", url, "--json").stdout)["id"]
     with open(os.path.join(root, b"new\x1b[Hname"), "wb") as f:
         f.write(b"n")
     os.unlink(os.path.join(root, CR))
     r = _cli("backup", "--store", url, "--host", HOST, root)
     assert r.returncode == 0, r.stderr
-    out = _ok(_cli("diff", "--store", url, "latest~1", "latest"))
+    out = _ok(_cli("diff", "--store", url, first, "latest"))
     assert f"{shown_root}/new\\x1b[Hname" in out and f"{shown_root}/{SHOWN[CR]}" in out, out
 
     out = _ok(_cli("restore", "--store", url, "-v", "latest", str(tmp_path / "out")))
@@ -131,7 +132,7 @@ def test_listings_escape_hostile_names_hosts_and_tags(hostile: tuple[str, bytes]
 
 def test_json_keeps_the_exact_names(hostile: tuple[str, bytes]) -> None:
     url, root = hostile
-    r = _cli("ls", "--store", url, "--json", "latest")
+    r = _cli("ls", "--store", url, "--json", "-R", "latest")
     assert r.returncode == 0, r.stderr
     lines = [json.loads(x) for x in r.stdout.splitlines()]
     names = {x["name"] for x in lines if x.get("message_type") == "node"}
