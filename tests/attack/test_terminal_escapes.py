@@ -63,21 +63,43 @@ def _cli(*args: bytes | str, prefix: list[str] | None = None
     return subprocess.run(argv, env=cli_env(), capture_output=True, timeout=300)
 
 
+def _leaks(out: bytes) -> list[str]:
+    """What in OUT a terminal could act on: a byte that is not UTF-8 (a raw 0x9b), or a
+    character other than ``\\n`` that is not printable (C0/C1 controls, DEL, U+202E…)."""
+    text = out.decode("utf-8", "surrogateescape")
+    return sorted({repr(c) for c in text if c != "\n" and not c.isprintable()})
+
+
 def _clean(out: bytes) -> str:
-    """OUT as text, failing on anything a terminal could act on: not UTF-8 (a raw byte
-    such as 0x9b), or a character other than ``\\n`` that is not printable."""
+    """OUT as text, failing on anything a terminal could act on."""
+    assert not _leaks(out), (_leaks(out), out)
     text = out.decode("utf-8")  # strict: a raw non-UTF-8 byte fails here
-    bad = sorted({c for c in text if c != "\n" and not c.isprintable()})
-    assert not bad, (bad, text)
     assert not any(b < 0x20 and b != 0x0A for b in out), out
     assert not any(0x7F <= ord(c) <= 0x9F for c in text), text
     return text
 
 
-def _ok(r: subprocess.CompletedProcess[bytes]) -> str:
-    assert r.returncode == 0, r.stderr
-    _clean(r.stderr)
-    return _clean(r.stdout)
+class _Runs:
+    """Real runs of the CLI, each expected to succeed; their stdout and stderr are checked
+    together by ``clean`` so a failure names every command that leaked."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.runs: dict[str, subprocess.CompletedProcess[bytes]] = {}
+
+    def __call__(self, label: str, *args: bytes | str) -> None:
+        r = _cli(args[0], "--store", self.url, *args[1:])
+        assert r.returncode == 0, (label, r.stderr)
+        self.runs[label] = r
+
+    def clean(self) -> dict[str, str]:
+        leaks = {f"{label} {stream}": bad for label, r in self.runs.items()
+                 for stream, out in (("stdout", r.stdout), ("stderr", r.stderr))
+                 if (bad := _leaks(out))}
+        assert not leaks, leaks
+        for r in self.runs.values():
+            _clean(r.stderr)
+        return {label: _clean(r.stdout) for label, r in self.runs.items()}
 
 
 @pytest.fixture
@@ -100,50 +122,51 @@ def test_listings_escape_hostile_names_hosts_and_tags(hostile: tuple[str, bytes]
     url, root = hostile
     shown_root = escape(os.fsdecode(root))
     assert r"s\x1b[31mrc" in shown_root
-
-    out = _ok(_cli("snapshots", "--store", url))
-    assert escape(HOST) in out and escape(TAG) in out and shown_root in out, out
-    out = _ok(_cli("snapshots", "--store", url, "--group-by", "host,tags"))
-    assert escape(HOST) in out and escape(TAG) in out, out
-
-    out = _ok(_cli("ls", "--store", url, "-R", "latest"))
-    for name in NAMES:
-        assert f"{shown_root}/{SHOWN[name]}\n" in out, (name, out)
-    out = _ok(_cli("ls", "--store", url, "-l", "latest", root))
-    assert r"-> /tmp/\x1b]52;c;eA==\x07" in out, out
-
-    out = _ok(_cli("find", "--store", url, "*"))
-    assert escape(HOST) in out and f"{shown_root}/{SHOWN[OSC]}\n" in out, out
-
+    run = _Runs(url)
+    run("snapshots", "snapshots")
+    run("group-by", "snapshots", "--group-by", "host,tags")
+    run("ls", "ls", "-R", "latest")
+    run("ls -l", "ls", "-l", "latest", root)
+    run("find", "find", "*")
     first = json.loads(_cli("snapshots", "--store", url, "--json").stdout)["id"]
     with open(os.path.join(root, b"new\x1b[Hname"), "wb") as f:
         f.write(b"n")
     os.unlink(os.path.join(root, CR))
     r = _cli("backup", "--store", url, "--host", HOST, root)
     assert r.returncode == 0, r.stderr
-    out = _ok(_cli("diff", "--store", url, first, "latest"))
-    assert f"{shown_root}/new\\x1b[Hname" in out and f"{shown_root}/{SHOWN[CR]}" in out, out
+    run("diff", "diff", first, "latest")
+    run("restore -v", "restore", "-v", "latest", str(tmp_path / "out"))
+    out = run.clean()  # fails on main: every one of these printed escapes raw
 
-    out = _ok(_cli("restore", "--store", url, "-v", "latest", str(tmp_path / "out")))
-    assert SHOWN[ESC] in out and SHOWN[CSI_BYTE] in out and SHOWN[RLO] in out, out
+    assert escape(HOST) in out["snapshots"] and escape(TAG) in out["snapshots"], out
+    assert shown_root in out["snapshots"], out
+    assert escape(HOST) in out["group-by"] and escape(TAG) in out["group-by"], out
+    for name in NAMES:
+        assert f"{shown_root}/{SHOWN[name]}\n" in out["ls"], (name, out)
+    assert r"-> /tmp/\x1b]52;c;eA==\x07" in out["ls -l"], out
+    assert escape(HOST) in out["find"] and f"{shown_root}/{SHOWN[OSC]}\n" in out["find"], out
+    assert f"{shown_root}/new\\x1b[Hname" in out["diff"], out
+    assert f"{shown_root}/{SHOWN[CR]}" in out["diff"], out
+    for name in (ESC, CSI_BYTE, RLO):
+        assert SHOWN[name] in out["restore -v"], out
     restored = os.path.join(os.fsencode(tmp_path / "out"), root.lstrip(b"/"))
     assert set(NAMES) - {CR} <= set(os.listdir(restored))  # the names stay exact on disk
+    _json_keeps_the_exact_names(url)
 
 
-def test_json_keeps_the_exact_names(hostile: tuple[str, bytes]) -> None:
-    url, root = hostile
+def _json_keeps_the_exact_names(url: str) -> None:
+    """--json is not escaped twice: its names, host and tags are the exact ones."""
     r = _cli("ls", "--store", url, "--json", "-R", "latest")
     assert r.returncode == 0, r.stderr
     lines = [json.loads(x) for x in r.stdout.splitlines()]
     names = {x["name"] for x in lines if x.get("message_type") == "node"}
-    utf8 = {os.fsdecode(n) for n in NAMES if n not in (CSI_BYTE, LATIN1)}
+    utf8 = {os.fsdecode(n) for n in NAMES if n not in (CSI_BYTE, LATIN1, CR)}
     assert utf8 <= names, names  # no \\x1b, no \\\\: the names themselves
     assert {r"c\x9bsi", r"caf\xe9"} <= names  # not UTF-8: docs/json.md's \\xNN
-    snap = [x for x in lines if x.get("message_type") == "snapshot"]
-    assert snap and snap[0]["hostname"] == HOST and snap[0]["tags"] == [TAG], snap
     r = _cli("snapshots", "--store", url, "--json")
     assert r.returncode == 0, r.stderr
-    assert json.loads(r.stdout.splitlines()[0])["hostname"] == HOST
+    snap = json.loads(r.stdout.splitlines()[0])
+    assert snap["hostname"] == HOST and snap["tags"] == [TAG], snap
 
 
 @pytest.mark.skipif(shutil.which("setpriv") is None or os.geteuid() != 0,
