@@ -188,6 +188,19 @@ def test_warning_and_error_lines_escape_names(hostile: tuple[str, bytes]) -> Non
     assert r"gone\x1b]0;x\x07" in err, err
 
 
+def test_daemon_text_log_quotes_hostile_values(capsys: pytest.CaptureFixture[str]) -> None:
+    """The daemon's text event line (its stderr, or the journal) JSON-quotes a value that
+    is not printable: a watched path or tag with escapes is not written raw."""
+    from casbackup.cli.cmd_daemon import EventLog
+
+    EventLog(False)("watch-warning", job="w", path=os.fsdecode(ROOT + b"/" + RLO),
+                    message=TAG, tags=[TAG, "x"])
+    err = capsys.readouterr().err
+    _clean(err.encode())
+    assert ' path="s\\u001b[31mrc/rlo\\u202etxt.exe" ' in err, err
+    assert ' tags="t\\u001b]0;pwned\\u0007ag,x"' in err, err
+
+
 def _unescape(s: str) -> bytes:
     """The bytes ``escape`` was given (as ``os.fsencode``): its inverse."""
     out, i = bytearray(), 0
