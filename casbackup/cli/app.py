@@ -29,7 +29,7 @@ from ..errors import CasError, Interrupted, Locked, Terminated
 from . import output, signals
 from .clitree import fill_metavars
 from .cmd_generate import COMPLETE_VAR
-from .escape import escape, shown
+from .escape import escape_diagnostic, shown
 from .runtime import tune_process
 
 app = typer.Typer(
@@ -233,7 +233,7 @@ def _fail(code: int, message: str) -> None:
     with ``--json``), then exit ``code``."""
     # escaped line by line: the one multi-line error (``config check``'s list of
     # problems, one a line) keeps its lines; no line carries a control character
-    typer.echo("casbackup: " + "\n".join(map(escape, message.split("\n"))), err=True)
+    typer.echo("casbackup: " + "\n".join(map(escape_diagnostic, message.split("\n"))), err=True)
     if output.JSON:
         output.exit_error(code, shown(message))
     sys.exit(code)

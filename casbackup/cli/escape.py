@@ -3,8 +3,9 @@
 A file name, host, tag, link target or owner can hold ESC sequences, OSC 52 clipboard
 writes, ``\\r``, ``\\b``, BEL, a C1 CSI byte (0x9b) or a bidi override (U+202E); printed
 as they are they rewrite the operator's terminal. ``escape`` is applied to every human
-(non-``--json``) line at the writers (``common.echo``, ``common.warn``,
-``progress.notice``, the -v listing, ``app``'s error line), so no caller can forget it;
+(non-``--json``) line on stdout at the writers (``common.echo``, the -v listing),
+``escape_diagnostic`` to every line on stderr (``progress.notice``: warnings, retries,
+notes; ``app``'s error line), so no caller can forget it;
 ``--json`` stays exact (JSON escapes by itself; ``shown`` only spells a byte that was not
 UTF-8 as ``\\xNN``, docs/json.md).
 
@@ -18,6 +19,9 @@ Invariants:
   (``\\xc2\\x9b``), and a byte that was not UTF-8 (``surrogateescape``'s U+DC80–U+DCFF)
   that raw byte. Any other non-printable character is ``\\uNNNN`` or ``\\UNNNNNNNN``.
 - Printable text without a backslash is returned as it is (one C-speed check).
+- Warnings and error lines (stderr) use ``escape_diagnostic``: the same escapes but a
+  backslash kept, because the messages of ops/ and store/ already name paths through
+  ``model.fields.show``; stdout's lines (listings, -v) use ``escape``.
 """
 
 from __future__ import annotations
@@ -28,6 +32,16 @@ def escape(s: str) -> str:
     if s.isprintable() and "\\" not in s:
         return s
     return "".join([_char(c) if not c.isprintable() or c == "\\" else c for c in s])
+
+
+def escape_diagnostic(s: str) -> str:
+    """``s`` (a warning or error line) with every non-printable character escaped as
+    ``escape`` does, its backslashes left as they are: ops and the store already spell
+    the names in their messages with ``model.fields.show`` (``\\xNN``), which a doubled
+    backslash would misspell. Printable-only, not injective."""
+    if s.isprintable():
+        return s
+    return "".join([c if c.isprintable() else _char(c) for c in s])
 
 
 def _char(c: str) -> str:

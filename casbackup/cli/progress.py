@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..ops.observer import Observer
 from . import output
-from .escape import escape, shown
+from .escape import escape, escape_diagnostic, shown
 
 if TYPE_CHECKING:  # rich is imported only when a bar is drawn (~25 ms of startup)
     from rich.progress import Progress, TaskID
@@ -41,9 +41,9 @@ _active_lock = threading.Lock()
 
 
 def notice(line: str) -> None:
-    """Print a diagnostic line on stderr, escaped (``escape``), above a live bar if there
+    """Print a diagnostic line on stderr, escaped (``escape_diagnostic``), above a live bar if there
     is one."""
-    line = escape(line)
+    line = escape_diagnostic(line)
     with _active_lock:
         bar = _active[-1]._progress if _active else None
     try:

@@ -26,7 +26,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from casbackup.cli.escape import escape
+from casbackup.cli.escape import escape, escape_diagnostic
 from tests.helpers import cli_env, make_store
 
 ESC = b"e\x1b[2Jclear"
@@ -240,3 +240,5 @@ def test_escape_is_printable_and_injective(s: str) -> None:
 @given(st.text(max_size=24))
 def test_escape_is_printable_for_any_text(s: str) -> None:
     assert escape(s).isprintable()
+    assert escape_diagnostic(s).isprintable()
+    assert escape_diagnostic(s) == escape(s).replace("\\\\", "\\")
