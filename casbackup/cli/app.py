@@ -29,6 +29,7 @@ from ..errors import CasError, Interrupted, Locked, Terminated
 from . import output, signals
 from .clitree import fill_metavars
 from .cmd_generate import COMPLETE_VAR
+from .escape import escape_diagnostic, shown
 from .runtime import tune_process
 
 app = typer.Typer(
@@ -230,7 +231,9 @@ def os_error_line(e: OSError) -> str:
 def _fail(code: int, message: str) -> None:
     """The one way a command ends in error: a line on stderr (and ``exit_error`` on stdout
     with ``--json``), then exit ``code``."""
-    typer.echo(f"casbackup: {message}", err=True)
+    # escaped line by line: the one multi-line error (``config check``'s list of
+    # problems, one a line) keeps its lines; no line carries a control character
+    typer.echo("casbackup: " + "\n".join(map(escape_diagnostic, message.split("\n"))), err=True)
     if output.JSON:
-        output.exit_error(code, message)
+        output.exit_error(code, shown(message))
     sys.exit(code)

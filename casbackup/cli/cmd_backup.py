@@ -21,7 +21,6 @@ from .common import (
     VerboseOpt,
     echo,
     human_bytes,
-    shown,
     store_command,
     utf8_arg,
     warn,
@@ -140,7 +139,7 @@ def backup_cmd(
             record(res)
     if stream is None:
         for pat in excluder.unmatched():
-            warn(f"exclude pattern {shown(pat)} matched nothing")
+            warn(f"exclude pattern {pat} matched nothing")
     s = res.summary
     if ctx.json:
         emit("summary", {

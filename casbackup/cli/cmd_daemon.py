@@ -7,8 +7,9 @@ object ``{"message_type": "event", "ts", "event", "job", "store", …}`` per lin
 ``job-retry``, ``job-failure``, ``job-stopped``, ``watch-start``, ``watch-ready``,
 ``watch-snapshot``, ``watch-sync``, ``watch-warning``, ``watch-error``, ``config-reload``,
 ``config-invalid``, ``metrics-listen``, ``metrics-error``, ``state-invalid``,
-``state-error``, ``daemon-stopping``, ``daemon-stop``. Invariant: lines are written whole
-(one lock, one write, flushed), whichever thread emits them.
+``state-error``, ``daemon-stopping``, ``daemon-stop``. Invariants: lines are written whole
+(one lock, one write, flushed), whichever thread emits them; a text line's value that is
+not printable (a hostile path, tag or host) is JSON-quoted, never raw.
 
 Every line has a level (``level`` in JSON, the second word in text): ``error`` for failures
 and invalid configuration or state, ``warning`` for warnings, retries, partial and stopped
@@ -80,10 +81,17 @@ class EventLog:
 
 
 def _text(v: Any) -> str:
+    """A text line's value: as it is, or JSON-quoted when empty, holding a space, ``"``,
+    ``=`` or anything not printable (a path's ESC or U+202E: JSON escapes it), so no value
+    can drive the terminal or forge a field."""
     if isinstance(v, list | tuple):
-        return ",".join(str(x) for x in v) or "-"
-    s = str(v)
-    return json.dumps(s) if not s or any(c.isspace() or c in "\"=" for c in s) else s
+        if not v:
+            return "-"
+        s = ",".join(str(x) for x in v)
+    else:
+        s = str(v)
+    return (json.dumps(s) if not s or not s.isprintable()
+            or any(c.isspace() or c in "\"=" for c in s) else s)
 
 
 def daemon_cmd(

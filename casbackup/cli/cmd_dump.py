@@ -17,7 +17,8 @@ import typer
 from ..errors import UsageError
 from ..ops.dump import ARCHIVES, dump
 from ..ops.snapsel import SnapshotFilter, resolve, split_ref
-from .common import Ctx, echo, human_bytes, shown, store_command, warn
+from .common import Ctx, echo, human_bytes, store_command, warn
+from .escape import shown
 from .filteropts import snapshot_filter_options
 from .output import emit
 from .stripopt import StripOpt
@@ -43,7 +44,7 @@ def dump_cmd(
 ) -> None:
     """Write a file of SNAPSHOT to stdout, or a directory as a tar or zip archive."""
     if archive not in ARCHIVES:
-        raise UsageError(f"--archive {shown(archive)}: not one of {', '.join(ARCHIVES)}")
+        raise UsageError(f"--archive {archive}: not one of {', '.join(ARCHIVES)}")
     if ctx.json and target is None:
         raise UsageError("--json needs --target FILE: stdout carries the dump itself")
     ref, sub = split_ref(snapshot)
@@ -68,8 +69,8 @@ def dump_cmd(
                          "target": target})
     else:
         what = f"{res.entries} entries as {res.archive}" if res.archive else "1 file"
-        echo(f"dumped {shown(os.fsdecode(res.path))} of snapshot {snap.id[:8]}: {what}, "
-             f"{human_bytes(res.bytes)} to {shown(target)}")
+        echo(f"dumped {os.fsdecode(res.path)} of snapshot {snap.id[:8]}: {what}, "
+             f"{human_bytes(res.bytes)} to {target}")
 
 
 def register(app: typer.Typer) -> None:

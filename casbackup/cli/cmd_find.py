@@ -18,7 +18,7 @@ from ..errors import IntegrityError, NothingMatched, UsageError
 from ..ops.find import Match, SnapshotMatches, find
 from ..ops.snapsel import SnapshotFilter, select, st_mode
 from ..ops.strip import check_strip, strip_components
-from .common import Ctx, echo, shown, store_command, warn
+from .common import Ctx, echo, store_command, warn
 from .filteropts import snapshot_filter_options
 from .output import emit, node_fields, rfc3339
 from .stripopt import StripOpt
@@ -32,7 +32,7 @@ def parse_time(value: str | None, option: str) -> int | None:
     try:
         return int(datetime.fromisoformat(value.strip()).timestamp() * 10**9)
     except ValueError:
-        raise UsageError(f"{option} {shown(value)}: not a time like 2026-01-02 or "
+        raise UsageError(f"{option} {value}: not a time like 2026-01-02 or "
                          "'2026-01-02 15:04:05'") from None
 
 
@@ -100,10 +100,12 @@ def find_cmd(
     else:
         for i, g in enumerate(res.groups):
             s = g.snapshot
-            echo(("\n" if i else "") + f"Found matching entries in snapshot {s.id[:8]} from "
-                 f"{_stamp(s.time)} (host {shown(s.hostname)})")
+            if i:
+                echo()
+            echo(f"Found matching entries in snapshot {s.id[:8]} from "
+                 f"{_stamp(s.time)} (host {s.hostname})")
             for m in g.matches:
-                echo(_long(m) if long else os.fsdecode(m.path))  # raw bytes, as ls prints them
+                echo(_long(m) if long else os.fsdecode(m.path))  # escaped, as ls prints them
     if res.errors:
         raise IntegrityError(f"{len(res.errors)} tree(s) could not be read (first: "
                              f"{res.errors[0]}); entries below them were not searched")
@@ -111,7 +113,7 @@ def find_cmd(
         raise NothingMatched(f"no snapshot matches {filters.describe()}" if filters else
                              "the store has no snapshots to search")
     if not res.groups:
-        raise NothingMatched(f"no entry matches {' '.join(shown(p) for p in patterns)} in "
+        raise NothingMatched(f"no entry matches {' '.join(patterns)} in "
                              f"{res.searched} snapshot(s)")
 
 

@@ -26,7 +26,6 @@ from .common import (
     VerboseOpt,
     echo,
     human_bytes,
-    shown,
     store_command,
 )
 from .filteropts import snapshot_filter_options
@@ -46,7 +45,7 @@ class Overwrite(StrEnum):
 
 def _target(arg: str | None, opt: str | None) -> str:
     if arg is not None and opt is not None and arg != opt:
-        raise UsageError(f"two targets given: {shown(arg)} and --target {shown(opt)}")
+        raise UsageError(f"two targets given: {arg} and --target {opt}")
     target = arg if arg is not None else opt
     if target is None:
         raise UsageError("no target given: restore SNAPSHOT TARGET, or --target DIR")

@@ -17,6 +17,7 @@ from ..ops.snapsel import SnapshotFilter
 from ..ops.sync import Copied, Selection, SyncObserver, sync
 from . import output
 from .common import JsonOpt, QuietOpt, StoreArgs, echo, human_bytes, store_options
+from .escape import escape
 from .filteropts import snapshot_filter_options
 from .metricsfile import MetricsFileOpt, MetricsJobOpt, job_metrics
 from .output import emit, rfc3339
@@ -43,7 +44,7 @@ class SyncCliObserver(CliObserver, SyncObserver):
                     f"{human_bytes(copied.bytes)} ({human_bytes(copied.stored)} stored)")
             bar = self._progress
             if bar is not None:
-                bar.console.print(line, markup=False, highlight=False, soft_wrap=True)
+                bar.console.print(escape(line), markup=False, highlight=False, soft_wrap=True)
             else:
                 echo(line)
 

@@ -28,6 +28,7 @@ from ..passwords import (
     run_password_command,
 )
 from ..store import CacheSettings, Store, open_store
+from .escape import escape, shown
 
 StoreOpt = Annotated[
     str | None,
@@ -143,16 +144,8 @@ def utf8_arg(value: str, option: str) -> str:
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
-        raise UsageError(f"{option} {shown(value)}: not valid UTF-8") from None
+        raise UsageError(f"{option} {value}: not valid UTF-8") from None
     return value
-
-
-def shown(text: str) -> str:
-    """``text`` printable on any stream: bytes that were not UTF-8 appear as \\xNN."""
-    try:
-        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-    except UnicodeEncodeError:
-        return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def human_bytes(n: float) -> str:
@@ -164,7 +157,9 @@ def human_bytes(n: float) -> str:
 
 
 def echo(msg: str = "") -> None:
-    typer.echo(msg)
+    """One line of human output on stdout, escaped (``escape``: a name never reaches the
+    terminal raw). A caller wanting a blank line calls ``echo()``."""
+    typer.echo(escape(msg))
 
 
 def warn(msg: str) -> None:
@@ -172,9 +167,9 @@ def warn(msg: str) -> None:
     ``warning`` line on stdout."""
     from . import output, progress
 
-    progress.notice(f"casbackup: warning: {msg}")
+    progress.notice(f"casbackup: warning: {msg}")  # escaped there
     if output.JSON:
-        output.emit("warning", {"message": msg})
+        output.emit("warning", {"message": shown(msg)})
 
 
 _STORE_PARAMS = [  # the options ``store_command`` gives every command that opens a store

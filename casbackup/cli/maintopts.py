@@ -14,6 +14,7 @@ import typer
 from ..errors import UsageError
 from ..ops.gc import DEFAULT_KEEP_UNINDEXED, GcOptions, GcReport
 from .common import echo, human_bytes
+from .escape import escape_diagnostic
 
 _SPAN = re.compile(r"(\d+(?:\.\d+)?)([smhd]?)")
 _UNIT = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -92,4 +93,4 @@ def render_gc(rep: GcReport) -> None:
          f"{'would keep' if rep.dry_run else 'kept'} {human_bytes(rep.bytes_after)}"
          f" (wrote {human_bytes(rep.bytes_written)} of repacked blobs)")
     for w in rep.warnings:
-        typer.echo(f"casbackup: warning: {w}", err=True)
+        typer.echo(f"casbackup: warning: {escape_diagnostic(w)}", err=True)

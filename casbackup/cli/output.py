@@ -113,7 +113,7 @@ _KINDS = {"file": stat.S_IFREG, "dir": stat.S_IFDIR, "symlink": stat.S_IFLNK,
 
 def node_fields(n: Node, path: bytes) -> dict[str, Any]:
     """A tree entry as ``ls`` and ``find`` show it (restic's ``ls --json`` names)."""
-    from .common import shown
+    from .escape import shown
 
     return {
         "name": shown(os.fsdecode(n.name)),

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..ops.observer import Observer
 from . import output
+from .escape import escape, escape_diagnostic, shown
 
 if TYPE_CHECKING:  # rich is imported only when a bar is drawn (~25 ms of startup)
     from rich.progress import Progress, TaskID
@@ -40,7 +41,9 @@ _active_lock = threading.Lock()
 
 
 def notice(line: str) -> None:
-    """Print a diagnostic line on stderr, above a live bar if there is one."""
+    """Print a diagnostic line on stderr, escaped (``escape_diagnostic``), above a live bar if there
+    is one."""
+    line = escape_diagnostic(line)
     with _active_lock:
         bar = _active[-1]._progress if _active else None
     try:
@@ -64,7 +67,8 @@ def retry_line(ev: RetryEvent) -> None:
 
 
 def _listing(line: str, bar: Progress | None) -> None:
-    """A -v line on stdout, above the bar when one is drawn (it is on stderr)."""
+    """A -v line on stdout, escaped, above the bar when one is drawn (it is on stderr)."""
+    line = escape(line)
     if bar is not None:
         bar.console.print(line, markup=False, highlight=False, soft_wrap=True)
     else:
@@ -213,15 +217,13 @@ class CliObserver(Observer):
 
     def file(self, path: bytes, action: str) -> None:
         """-v lists new, changed (and restored) files, -vv unchanged ones too."""
-        from .common import shown
-
-        name = shown(os.fsdecode(path))
+        name = os.fsdecode(path)
         with self._lock:
-            self._current = name
+            self._current = shown(name)
             if self.verbose < (2 if action == "unchanged" else 1):
                 return
             if self.json:
-                output.emit("verbose_status", {"action": action, "item": name})
+                output.emit("verbose_status", {"action": action, "item": self._current})
             else:
                 _listing(f"{action:9} {name}", self._progress)
 

@@ -1,7 +1,8 @@
 """Names that are not UTF-8 (latin-1 bytes, as an old filesystem or a Windows share
 mounted without iconv leaves them), given on the command line as those same bytes, as
-real processes: ``restore --include``, ``ls``, ``find`` and ``dump`` match them, and what
-is restored or dumped is byte-exact (names and content).
+real processes: ``restore --include``, ``ls``, ``find`` and ``dump`` match them, ``ls`` and
+``find`` print each such byte as ``\\xNN`` (``cli/escape.py``: bash's ``$'…'`` spelling of
+the name), and what is restored or dumped is byte-exact (names and content).
 """
 
 from __future__ import annotations
@@ -25,6 +26,12 @@ def _cli(*args: bytes | str) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(argv, env=cli_env(), capture_output=True, timeout=300)
 
 
+def _escaped(path: bytes) -> bytes:
+    """PATH as human output prints it: every byte that is not UTF-8 as ``\\xNN``."""
+    assert rb"\\" not in path
+    return b"".join(bytes([c]) if c < 0x80 else b"\\x%02x" % c for c in path)
+
+
 def _setup(tmp: Path) -> tuple[str, bytes]:
     src = os.fsencode(tmp / "src")
     os.makedirs(os.path.join(src, CAFE))
@@ -44,16 +51,16 @@ def test_latin1_names_match_and_restore_byte_exact(tmp_path: Path) -> None:
 
     r = _cli("ls", "--store", url, "latest", inside)
     assert r.returncode == 0, r.stderr
-    assert NAIVE in r.stdout and OTHER in r.stdout, r.stdout
+    assert rb"na\xefve \xe0 la cr\xe8me.txt" in r.stdout and rb"\xfcber.txt" in r.stdout, r.stdout
 
     r = _cli("find", "--store", url, b"*\xe0 la*")
     assert r.returncode == 0, r.stderr
-    # find prints a path as its raw bytes, as ls does: what it prints can be given back
-    # to dump, restore --include or a shell
-    assert os.path.join(inside, NAIVE) + b"\n" in r.stdout, r.stdout
+    # find prints a path escaped, as ls does: a raw byte never reaches the terminal
+    assert _escaped(os.path.join(inside, NAIVE)) + b"\n" in r.stdout, r.stdout
     r = _cli("find", "--store", url, "--long", b"*\xe0 la*")
     assert r.returncode == 0, r.stderr
-    assert r.stdout.rstrip(b"\n").endswith(b" " + os.path.join(inside, NAIVE)), r.stdout
+    assert r.stdout.rstrip(b"\n").endswith(b" " + _escaped(os.path.join(inside, NAIVE))), \
+        r.stdout
     assert b"ber.txt" not in r.stdout, r.stdout
 
     r = _cli("dump", "--store", url, b"latest:" + os.path.join(inside, NAIVE))
