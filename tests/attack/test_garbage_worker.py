@@ -10,8 +10,9 @@ point to one another's blobs -- blobs that hash right, so verify --read-data pas
 restore writes the wrong bytes; one that took "empty" would record empty files. The
 parent checks each reply against what it knows (the sizes it sent, the worker's sealed
 bytes unsealed and re-hashed to the ids it was given -- all of a worker's first reply,
-then a random eighth of each -- a reply's length to what those files can take): the backup exits 1 with one line
-naming the worker and what was wrong, and no snapshot is written.
+then a random eighth of each -- a reply's length to what those files can take): the
+backup exits 1 with one line naming the worker and what was wrong, and no snapshot is
+written.
 """
 
 from __future__ import annotations
