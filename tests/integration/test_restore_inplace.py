@@ -81,7 +81,9 @@ def mutate(root: Path, outside: Path, picks: list[tuple[int, str]]) -> None:
             continue
         if what == "extra-dir":
             d = (p if is_dir else p.parent) / "zz-extra-dir"
-            d.mkdir(exist_ok=True)
+            if os.path.lexists(d):  # made by an earlier pick (and maybe turned to a file)
+                continue
+            d.mkdir()
             (d / "f").write_bytes(b"x")
             os.symlink(outside, d / "out")
             continue
