@@ -449,8 +449,10 @@ class Archiver:
             node = c.node
             r = c.result()
             if c.link_of is not None:
-                r = FileResult(r.content, 0, False)  # read once, counted once
+                r = FileResult(r.content, 0, False, r.size)  # read once, counted once
             node.content = r.content
+            if r.size is not None:  # re-read after a change: the size of what was stored
+                node.size = r.size
             # bytes_read and changed_during_read are written by the walker's thread only
             # (the savers count blobs, under the lock): no lock round per file here
             self.summary.bytes_read += r.bytes_read

@@ -12,7 +12,10 @@ Invariants:
   contention. Which thread saves a file changes no blob id and no tree.
 - A file that changes while it is read (size/mtime/ctime differ before and after) is read
   again, up to ``REREAD`` times; if it still changes it is stored as last read, counted
-  in ``changed_during_read`` and warned about — never stored as a silent mix.
+  in ``changed_during_read`` and warned about — never stored as a silent mix. The
+  result's ``size`` is the length of the content stored (the archiver records it as the
+  node's size: a file that grew between the walker's lstat and its read is not recorded
+  with the old size).
 - Every descriptor handed over is closed exactly once, also on errors.
 - With ``procs`` > 0 (save_pool.py), batches of small files after the first
   ``POOL_AFTER`` go to worker processes instead: they read, hash and seal
@@ -54,6 +57,7 @@ class FileResult:
     content: list[bytes]
     bytes_read: int
     changed: bool
+    size: int | None = None  # the content's length, where it may not be the walker's lstat's
 
 
 class FileSaver:
@@ -142,10 +146,10 @@ class FileSaver:
                 st = os.fstat(fd)
                 after = (st.st_size, st.st_mtime_ns, st.st_ctime_ns)
                 if before == after and n == st.st_size:
-                    return FileResult(content, read_total, False)
+                    return FileResult(content, read_total, False, n)
                 if attempt == REREAD:
                     self.obs.warn(display, "file changed while it was read; stored as last read")
-                    return FileResult(content, read_total, True)
+                    return FileResult(content, read_total, True, n)
                 before = after
             raise AssertionError("unreachable")
         finally:

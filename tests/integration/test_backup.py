@@ -152,13 +152,26 @@ def test_file_changing_once_while_read_is_reread(
     obs = _Warnings()
     res = backup(store, [str(src)], BackupOptions(), obs)
     assert res.summary.changed_during_read == 0 and obs.items == []
+    _restores_as_stored(store, res.snapshot.id, src, tmp_path, target.read_bytes())
+
+
+def _restores_as_stored(store: Store, sid: str, src: Path, tmp_path: Path,
+                        stored: bytes) -> None:
+    """Snapshot SID records SRC/d2/big with the size of what was stored (not the
+    walker's lstat's, taken before it grew), and restores it exactly, warning of
+    nothing."""
+    snap = store.load_snapshot(sid)
+    d2 = source_subtree(store, snap.tree, src / "d2")
+    (node,) = [m for m in store.load_tree_maps(d2) if m["name"] == b"big"]
+    assert node["size"] == len(stored)
     out = tmp_path / "out"
-    restore(store, "latest", str(out))
-    assert (restored_root(out, src) / "d2" / "big").read_bytes() == target.read_bytes()
+    r = restore(store, sid, str(out))
+    assert r.warnings == []
+    assert (restored_root(out, src) / "d2" / "big").read_bytes() == stored
 
 
 def test_file_that_keeps_changing_is_flagged_not_silent(
-    store: Store, src: Path, monkeypatch: pytest.MonkeyPatch
+    store: Store, src: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     target = src / "d2" / "big"
     real = saver_mod.FileSaver._read_once
@@ -175,6 +188,8 @@ def test_file_that_keeps_changing_is_flagged_not_silent(
     res = backup(store, [str(src)], BackupOptions(), obs)
     assert res.summary.changed_during_read == 1
     assert any(p.endswith("big") and "changed while" in m for p, m in obs.items)
+    # stored as last read: the file then had one byte less than it has now
+    _restores_as_stored(store, res.snapshot.id, src, tmp_path, target.read_bytes()[:-1])
 
 
 def test_one_file_system_keeps_mount_point_but_not_its_content(
