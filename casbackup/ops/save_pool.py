@@ -66,7 +66,6 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
-from ..crypto.aead import OVERHEAD
 from ..envopts import env_int
 from ..errors import CasError, IntegrityError
 from ..faults import crash_point
@@ -244,7 +243,7 @@ def _reply_bound(sizes: list[int]) -> int:
     """The most bytes a reply for files of SIZES can take: each file's content sealed
     (zstd only when smaller, so at most its size + 1, plus the AEAD's nonce and tag),
     its id, tag and msgpack headers; a worker claiming more is not believed."""
-    return sum(sizes) + len(sizes) * (1 + OVERHEAD + 34 + 5 + 1) + 64 + 9  # + the seq
+    return sum(sizes) + len(sizes) * (1 + Sealer.OVERHEAD + 34 + 5 + 1) + 64 + 9  # + the seq
 
 
 def _reply_problem(reply: Any, sizes: list[int], seq: int, sealer: Sealer,

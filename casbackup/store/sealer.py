@@ -13,12 +13,15 @@ Invariants:
 
 from __future__ import annotations
 
+from ..crypto.aead import OVERHEAD
 from ..crypto.codec import Codec
 from ..errors import IntegrityError
 from ..serde import pack, unpack
 
 
 class Sealer:
+    OVERHEAD = OVERHEAD  # the most bytes sealing adds to a (compressed) blob: nonce and tag
+
     def __init__(self, codec: Codec, spec: bytes) -> None:
         self.codec = codec
         self._spec = spec
